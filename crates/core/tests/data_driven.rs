@@ -1,0 +1,132 @@
+//! Data-driven tests: each file under `tests/data/<suite>/` holds an input and the expected
+//! text, separated by `--- <section>` lines. `check` compares; with `UPDATE_EXPECT=1` it
+//! rewrites the expected section instead (review the diff before committing).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fleetcare_core::structure::{self, Structure};
+use fleetcare_wire::Unit;
+
+#[derive(serde::Deserialize)]
+struct Units {
+    #[serde(default)]
+    unit: Vec<Unit>,
+}
+
+fn sections(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut name: Option<String> = None;
+    let mut body = String::new();
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("--- ") {
+            if let Some(prev) = name.replace(n.trim().to_owned()) {
+                out.insert(prev, std::mem::take(&mut body));
+            }
+        } else {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    if let Some(prev) = name {
+        out.insert(prev, body);
+    }
+    out
+}
+
+fn check(suite: &str, run: impl Fn(&BTreeMap<String, String>) -> String) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(suite);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("suite dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no cases in {}", dir.display());
+    let mut failures = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("case file");
+        let s = sections(&text);
+        let actual = run(&s);
+        let expected = s.get("expect").cloned().unwrap_or_default();
+        if actual.trim_end() != expected.trim_end() {
+            if std::env::var_os("UPDATE_EXPECT").is_some() {
+                let head = text.split("--- expect").next().unwrap_or(&text);
+                std::fs::write(&file, format!("{head}--- expect\n{}\n", actual.trim_end()))
+                    .expect("write");
+            } else {
+                failures.push(format!(
+                    "{}:\n--- expected\n{}\n--- actual\n{}",
+                    file.display(),
+                    expected.trim_end(),
+                    actual.trim_end()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn structure(toml_text: &str) -> Result<Structure, String> {
+    let units: Units = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+    Structure::new("acme-mfp-9000", units.unit).map_err(|e| e.problems.join("\n"))
+}
+
+#[test]
+fn diff_cases() {
+    check("diff", |s| {
+        let old = match s.get("old").map(|t| t.trim()) {
+            None | Some("none") => None,
+            Some(t) => Some(structure(t).expect("old is valid")),
+        };
+        let new = structure(&s["new"]).expect("new is valid");
+        let changes = structure::diff(old.as_ref(), &new);
+        if changes.is_empty() {
+            return "no changes".to_owned();
+        }
+        changes
+            .iter()
+            .map(structure::describe)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+}
+
+#[test]
+fn validation_cases() {
+    check("validate", |s| match structure(&s["input"]) {
+        Ok(st) => format!(
+            "ok: {} units, fingerprint stable: {}",
+            st.units().len(),
+            st.fingerprint() == st.clone().fingerprint()
+        ),
+        Err(problems) => problems,
+    });
+}
+
+#[test]
+fn structure_round_trips_through_its_stored_form() {
+    let s = structure(
+        r#"
+[[unit]]
+slot = "engine"
+kind = "engine"
+model = "eng-40"
+serial = "E1"
+  [[unit.software]]
+  product = "eng-fw"
+  maker = "acme"
+  version = "3.1"
+  [[unit.software]]
+  product = "eng-fw"
+  maker = "acme"
+  version = "3.0"
+  active = false
+"#,
+    )
+    .expect("valid");
+    let back = Structure::from_json(s.model(), &s.to_json()).expect("round trip");
+    assert_eq!(back, s);
+    assert_eq!(back.fingerprint(), s.fingerprint());
+}

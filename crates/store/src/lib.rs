@@ -1,0 +1,502 @@
+//! Fleetcare's store: one interface ([`Store`]), two backends.
+//!
+//! * [`sqlite`]: embedded SQLite in WAL mode. One writer thread owns the only write
+//!   connection and commits in groups: every write waits in a queue, the writer takes all that
+//!   are waiting, runs each in its own savepoint, commits once with `synchronous=FULL`, and only
+//!   then answers them. A write is acknowledged only once durable; one fsync covers a whole
+//!   group. Automatic checkpoints are off; a checkpointer thread runs passive checkpoints
+//!   every second and a truncating one at shutdown, so WAL growth and checkpoint pauses are
+//!   under our control. Reads use a small pool of read connections.
+//! * [`postgres`]: PostgreSQL through sqlx; each write is one transaction.
+//!
+//! Both speak the same SQL (written with `$N` placeholders) and are held to one conformance
+//! suite (`tests/conformance.rs`). Every row carries a tenant.
+
+mod migrate;
+pub mod postgres;
+pub mod sqlite;
+pub mod testing;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fleetcare_core::{DeviceId, Structure};
+use fleetcare_wire::Trigger;
+use fleetcare_wire::operator::Change;
+
+/// A tenant's row id.
+pub type TenantId = i64;
+
+/// The tenant every first start creates.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A device, as every query names it: within its tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceKey {
+    pub tenant: TenantId,
+    pub device_id: DeviceId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub tenant: TenantId,
+    pub name: String,
+    pub role: String,
+}
+
+/// A structure report, validated, to be stored.
+#[derive(Debug, Clone)]
+pub struct NewReport {
+    pub key: DeviceKey,
+    pub seq: u64,
+    pub trigger: Trigger,
+    pub observed_at_ms: i64,
+    pub received_at_ms: i64,
+    pub structure: Structure,
+    pub operating: BTreeMap<String, f64>,
+}
+
+/// What storing a report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    /// Stored before (a retry); nothing changed now.
+    pub duplicate: bool,
+    /// Structure changes recorded.
+    pub changes: u32,
+    /// The center's reporting interval for this device, if set.
+    pub report_interval_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportMeta {
+    pub seq: u64,
+    pub trigger: Trigger,
+    pub received_at_ms: i64,
+    pub observed_at_ms: i64,
+}
+
+/// A device as `devices list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub device_id: String,
+    pub model: String,
+    pub units: u32,
+    pub last_report: Option<ReportMeta>,
+}
+
+/// Everything the store knows of one device's present.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub model: String,
+    pub enrolled_at_ms: i64,
+    pub last_report: Option<ReportMeta>,
+    pub structure: Option<Structure>,
+    pub structure_changed_at_ms: Option<i64>,
+    pub operating: BTreeMap<String, f64>,
+    pub report_interval_s: Option<u64>,
+}
+
+/// One structure change, with the report that showed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRecord {
+    pub seq: u64,
+    pub trigger: Trigger,
+    pub observed_at_ms: i64,
+    pub received_at_ms: i64,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening the store at {at}: {reason}")]
+    Open { at: String, reason: String },
+    #[error("migrating the schema: {0}")]
+    Migrate(String),
+    #[error("database: {0}")]
+    Db(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The store: one interface over both backends.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.backend())
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(s) => s.$method($($arg),*).await,
+            Store::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Embedded SQLite in `dir` (created if missing), migrated.
+    pub async fn open_sqlite(dir: &Path) -> Result<Store> {
+        Ok(Store::Sqlite(sqlite::SqliteStore::open(dir).await?))
+    }
+
+    /// PostgreSQL at `url`, migrated.
+    pub async fn open_postgres(url: &str) -> Result<Store> {
+        Ok(Store::Postgres(postgres::PgStore::open(url).await?))
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The tenant's id, creating it if it does not exist.
+    pub async fn ensure_tenant(&self, name: &str, now_ms: i64) -> Result<TenantId> {
+        dispatch!(self.ensure_tenant(name, now_ms))
+    }
+
+    pub async fn add_operator_token(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        role: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        dispatch!(self.add_operator_token(tenant, name, role, token_hash, now_ms))
+    }
+
+    /// The operator a token hash belongs to, unless unknown or revoked.
+    pub async fn operator_by_token(&self, token_hash: &str) -> Result<Option<Operator>> {
+        dispatch!(self.operator_by_token(token_hash))
+    }
+
+    pub async fn add_enrollment_key(
+        &self,
+        tenant: TenantId,
+        key_hash: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        dispatch!(self.add_enrollment_key(tenant, key_hash, now_ms))
+    }
+
+    /// The tenant an enrollment key hash admits devices to, unless unknown or revoked.
+    pub async fn enrollment_tenant(&self, key_hash: &str) -> Result<Option<TenantId>> {
+        dispatch!(self.enrollment_tenant(key_hash))
+    }
+
+    /// Enroll a device, or re-enroll it: the new credential replaces the old one, which stops
+    /// working at once, and report sequence numbers start again (a new generation).
+    pub async fn enroll_device(
+        &self,
+        key: &DeviceKey,
+        model: &str,
+        credential_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<u64>> {
+        dispatch!(self.enroll_device(key, model, credential_hash, now_ms))
+    }
+
+    /// The device a credential hash belongs to.
+    pub async fn device_by_credential(&self, credential_hash: &str) -> Result<Option<DeviceKey>> {
+        dispatch!(self.device_by_credential(credential_hash))
+    }
+
+    /// Store a report durably, with the history events it shows. Idempotent by sequence number.
+    pub async fn ingest_report(&self, report: NewReport) -> Result<Ingested> {
+        dispatch!(self.ingest_report(report))
+    }
+
+    /// Devices of a tenant ordered by id, after `after`, at most `limit`.
+    pub async fn list_devices(
+        &self,
+        tenant: TenantId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeviceRow>> {
+        dispatch!(self.list_devices(tenant, after, limit))
+    }
+
+    pub async fn device(&self, key: &DeviceKey) -> Result<Option<DeviceRecord>> {
+        dispatch!(self.device(key))
+    }
+
+    /// The newest `limit` structure changes of a device, oldest first.
+    pub async fn history(&self, key: &DeviceKey, limit: u32) -> Result<Vec<HistoryRecord>> {
+        dispatch!(self.history(key, limit))
+    }
+
+    /// Set or clear the center's reporting interval; `false` if the device is unknown.
+    pub async fn set_report_interval(&self, key: &DeviceKey, seconds: Option<u64>) -> Result<bool> {
+        dispatch!(self.set_report_interval(key, seconds))
+    }
+
+    /// Sequence numbers of the reports stored for the device's current credential, ascending.
+    pub async fn stored_seqs(&self, key: &DeviceKey) -> Result<Vec<u64>> {
+        dispatch!(self.stored_seqs(key))
+    }
+
+    /// Number of devices in a tenant.
+    pub async fn count_devices(&self, tenant: TenantId) -> Result<u64> {
+        dispatch!(self.count_devices(tenant))
+    }
+
+    /// Finish pending writes and leave the store tidy (SQLite: truncating checkpoint).
+    pub async fn close(&self) -> Result<()> {
+        dispatch!(self.close())
+    }
+
+    /// The backend's own consistency check; `ok` when clean.
+    pub async fn integrity_check(&self) -> Result<String> {
+        dispatch!(self.integrity_check())
+    }
+}
+
+// ---- shared between the backends ------------------------------------------------------
+
+/// SQL shared by both backends, with `$N` placeholders (SQLite reads them as `?N`).
+pub(crate) mod sql {
+    pub const TENANT_BY_NAME: &str = "SELECT id FROM tenants WHERE name = $1";
+    pub const INSERT_TENANT: &str =
+        "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+    pub const INSERT_OPERATOR_TOKEN: &str = "INSERT INTO operator_tokens \
+        (token_hash, tenant_id, name, role, created_at) VALUES ($1, $2, $3, $4, $5)";
+    pub const OPERATOR_BY_TOKEN: &str = "SELECT tenant_id, name, role FROM operator_tokens \
+        WHERE token_hash = $1 AND revoked_at IS NULL";
+    pub const INSERT_ENROLLMENT_KEY: &str =
+        "INSERT INTO enrollment_keys (key_hash, tenant_id, created_at) VALUES ($1, $2, $3)";
+    pub const ENROLLMENT_TENANT: &str =
+        "SELECT tenant_id FROM enrollment_keys WHERE key_hash = $1 AND revoked_at IS NULL";
+    pub const ENROLL: &str = "INSERT INTO devices \
+        (tenant_id, device_id, model, credential_hash, generation, enrolled_at) \
+        VALUES ($1, $2, $3, $4, 1, $5) \
+        ON CONFLICT (tenant_id, device_id) DO UPDATE SET \
+        credential_hash = excluded.credential_hash, generation = devices.generation + 1, \
+        enrolled_at = excluded.enrolled_at, last_seq = 0, model = excluded.model \
+        RETURNING report_interval_s";
+    pub const DEVICE_BY_CREDENTIAL: &str =
+        "SELECT tenant_id, device_id FROM devices WHERE credential_hash = $1";
+    pub const INGEST_STATE: &str = "SELECT generation, last_seq, structure_hash, report_interval_s \
+        FROM devices WHERE tenant_id = $1 AND device_id = $2";
+    pub const OLD_STRUCTURE: &str =
+        "SELECT model, structure FROM devices WHERE tenant_id = $1 AND device_id = $2";
+    pub const INSERT_REPORT: &str = "INSERT INTO reports (tenant_id, device_id, generation, seq, \
+        trigger, observed_at, received_at, structure_hash, changes) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+        ON CONFLICT (tenant_id, device_id, generation, seq) DO NOTHING";
+    pub const INSERT_EVENT: &str = "INSERT INTO structure_events (tenant_id, device_id, seq, \
+        trigger, observed_at, received_at, kind, slot, change) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    pub const UPDATE_AFTER_REPORT: &str = "UPDATE devices SET last_seq = $3, last_trigger = $4, \
+        last_report_at = $5, last_observed_at = $6, model = $7, operating = $8 \
+        WHERE tenant_id = $1 AND device_id = $2";
+    pub const UPDATE_STRUCTURE: &str = "UPDATE devices SET structure = $3, structure_hash = $4, \
+        structure_changed_at = $5, unit_count = $6 WHERE tenant_id = $1 AND device_id = $2";
+    pub const LIST_DEVICES: &str = "SELECT device_id, model, unit_count, last_seq, last_trigger, \
+        last_report_at, last_observed_at FROM devices \
+        WHERE tenant_id = $1 AND device_id > $2 ORDER BY device_id LIMIT $3";
+    pub const DEVICE: &str = "SELECT device_id, model, enrolled_at, last_seq, last_trigger, \
+        last_report_at, last_observed_at, structure, structure_changed_at, operating, \
+        report_interval_s FROM devices WHERE tenant_id = $1 AND device_id = $2";
+    pub const HISTORY: &str = "SELECT seq, trigger, observed_at, received_at, change \
+        FROM structure_events WHERE tenant_id = $1 AND device_id = $2 ORDER BY id DESC LIMIT $3";
+    pub const SET_INTERVAL: &str =
+        "UPDATE devices SET report_interval_s = $3 WHERE tenant_id = $1 AND device_id = $2";
+    pub const STORED_SEQS: &str = "SELECT r.seq FROM reports r JOIN devices d \
+        ON d.tenant_id = r.tenant_id AND d.device_id = r.device_id AND d.generation = r.generation \
+        WHERE r.tenant_id = $1 AND r.device_id = $2 ORDER BY r.seq";
+    pub const COUNT_DEVICES: &str = "SELECT COUNT(*) FROM devices WHERE tenant_id = $1";
+}
+
+/// What the store holds of a device before a report, for deciding what the report does.
+pub(crate) struct IngestState {
+    pub generation: i64,
+    pub last_seq: i64,
+    pub structure_hash: Option<String>,
+    pub report_interval_s: Option<i64>,
+}
+
+/// The rows one report writes, decided from the stored state (pure, shared by backends).
+pub(crate) struct IngestRows {
+    pub fingerprint: String,
+    /// `Some` when the structure changed: the new stored form and the changes with their
+    /// `(kind, slot, json)` columns.
+    pub structure_change: Option<(String, Vec<(&'static str, String, String)>)>,
+    pub operating_json: String,
+}
+
+/// A report newer than every stored one moves the current structure; an older one that was
+/// never stored (reordered in flight) is kept in the report log only.
+impl IngestRows {
+    pub fn changes(&self) -> u32 {
+        self.structure_change
+            .as_ref()
+            .map_or(0, |(_, ev)| u32::try_from(ev.len()).unwrap_or(u32::MAX))
+    }
+}
+
+pub(crate) fn is_newest(state: &IngestState, seq: i64) -> bool {
+    seq > state.last_seq
+}
+
+pub(crate) fn needs_old_structure(state: &IngestState, fingerprint: &str) -> bool {
+    state.structure_hash.as_deref() != Some(fingerprint)
+}
+
+pub(crate) fn ingest_rows(
+    report: &NewReport,
+    state: &IngestState,
+    old: Option<(String, Option<String>)>,
+    fingerprint: String,
+) -> Result<IngestRows> {
+    let structure_change = if needs_old_structure(state, &fingerprint) {
+        let old = match old {
+            Some((model, Some(json))) => Some(
+                Structure::from_json(&model, &json)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let changes = fleetcare_core::structure::diff(old.as_ref(), &report.structure);
+        let rows = changes
+            .iter()
+            .map(|c| {
+                let (kind, slot) = change_kind_slot(c);
+                (
+                    kind,
+                    slot.to_owned(),
+                    serde_json::to_string(c).expect("changes serialize"),
+                )
+            })
+            .collect();
+        Some((report.structure.to_json(), rows))
+    } else {
+        None
+    };
+    Ok(IngestRows {
+        fingerprint,
+        structure_change,
+        operating_json: serde_json::to_string(&report.operating).expect("numbers serialize"),
+    })
+}
+
+fn change_kind_slot(c: &Change) -> (&'static str, &str) {
+    match c {
+        Change::UnitAdded { slot, .. } => ("unit_added", slot),
+        Change::UnitRemoved { slot, .. } => ("unit_removed", slot),
+        Change::UnitReplaced { slot, .. } => ("unit_replaced", slot),
+        Change::UnitChanged { slot, .. } => ("unit_changed", slot),
+        Change::SoftwareAdded { slot, .. } => ("software_added", slot),
+        Change::SoftwareRemoved { slot, .. } => ("software_removed", slot),
+        Change::SoftwareChanged { slot, .. } => ("software_changed", slot),
+    }
+}
+
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn trigger(s: &str) -> Result<Trigger> {
+    Trigger::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown trigger {s:?}")))
+}
+
+pub(crate) fn report_meta(
+    seq: i64,
+    trigger_s: Option<String>,
+    received: Option<i64>,
+    observed: Option<i64>,
+) -> Result<Option<ReportMeta>> {
+    match (trigger_s, received, observed) {
+        (Some(t), Some(r), Some(o)) if seq > 0 => Ok(Some(ReportMeta {
+            seq: to_u64(seq),
+            trigger: trigger(&t)?,
+            received_at_ms: r,
+            observed_at_ms: o,
+        })),
+        _ => Ok(None),
+    }
+}
+
+pub(crate) fn device_id(s: String) -> Result<DeviceId> {
+    DeviceId::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn device_record(
+    device_id: String,
+    model: String,
+    enrolled_at_ms: i64,
+    last_seq: i64,
+    last_trigger: Option<String>,
+    last_report_at: Option<i64>,
+    last_observed_at: Option<i64>,
+    structure: Option<String>,
+    structure_changed_at_ms: Option<i64>,
+    operating: Option<String>,
+    report_interval_s: Option<i64>,
+) -> Result<DeviceRecord> {
+    let structure = structure
+        .map(|j| Structure::from_json(&model, &j).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()?;
+    let operating = match operating {
+        Some(j) => serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        None => BTreeMap::new(),
+    };
+    Ok(DeviceRecord {
+        device_id,
+        model,
+        enrolled_at_ms,
+        last_report: report_meta(last_seq, last_trigger, last_report_at, last_observed_at)?,
+        structure,
+        structure_changed_at_ms,
+        operating,
+        report_interval_s: report_interval_s.map(to_u64),
+    })
+}
+
+pub(crate) fn history_record(
+    seq: i64,
+    trigger_s: String,
+    observed_at_ms: i64,
+    received_at_ms: i64,
+    change: String,
+) -> Result<HistoryRecord> {
+    Ok(HistoryRecord {
+        seq: to_u64(seq),
+        trigger: trigger(&trigger_s)?,
+        observed_at_ms,
+        received_at_ms,
+        change: serde_json::from_str(&change).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}

@@ -1,0 +1,421 @@
+//! PostgreSQL backend through sqlx. Each write is one transaction; PostgreSQL's own group
+//! commit covers concurrent ones. Migrations run under an advisory lock so instances
+//! starting together apply each once.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Executor, Row};
+
+use crate::{
+    DeviceKey, DeviceRecord, DeviceRow, HistoryRecord, IngestRows, IngestState, Ingested,
+    NewReport, Operator, Result, StoreError, TenantId, device_id, device_record, history_record,
+    ingest_rows, is_newest, migrate, needs_old_structure, report_meta, sql, to_i64, to_u64,
+};
+
+/// Arbitrary, fixed: the advisory lock that serializes migrations across instances.
+const MIGRATION_LOCK: i64 = 0x0f1e_e7ca_4e00_0001;
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn open(url: &str) -> Result<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(32)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Open {
+                at: redact(url),
+                reason: e.to_string(),
+            })?;
+        let store = PgStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let m = |e: sqlx::Error| StoreError::Migrate(e.to_string());
+        let mut conn = self.pool.acquire().await.map_err(m)?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await
+            .map_err(m)?;
+        let result = async {
+            conn.execute(migrate::CREATE_TABLE).await.map_err(m)?;
+            for (version, ddl) in migrate::POSTGRES {
+                let done: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM fleetcare_migrations WHERE version = $1)",
+                )
+                .bind(version)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(m)?;
+                if done {
+                    continue;
+                }
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(m)?;
+                tx.execute(*ddl).await.map_err(m)?;
+                sqlx::query(
+                    "INSERT INTO fleetcare_migrations (version, applied_at) VALUES ($1, $2)",
+                )
+                .bind(version)
+                .bind(fleetcare_core::clock::Clock::now_ms(
+                    &fleetcare_core::clock::SystemClock,
+                ))
+                .execute(&mut *tx)
+                .await
+                .map_err(m)?;
+                tx.commit().await.map_err(m)?;
+                tracing::info!(version, "applied schema migration");
+            }
+            Ok(())
+        }
+        .await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await;
+        result
+    }
+
+    pub async fn ensure_tenant(&self, name: &str, now_ms: i64) -> Result<TenantId> {
+        sqlx::query(sql::INSERT_TENANT)
+            .bind(name)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar(sql::TENANT_BY_NAME)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn add_operator_token(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        role: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(sql::INSERT_OPERATOR_TOKEN)
+            .bind(token_hash)
+            .bind(tenant)
+            .bind(name)
+            .bind(role)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn operator_by_token(&self, token_hash: &str) -> Result<Option<Operator>> {
+        let row = sqlx::query(sql::OPERATOR_BY_TOKEN)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Operator {
+                tenant: r.try_get(0)?,
+                name: r.try_get(1)?,
+                role: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn add_enrollment_key(
+        &self,
+        tenant: TenantId,
+        key_hash: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(sql::INSERT_ENROLLMENT_KEY)
+            .bind(key_hash)
+            .bind(tenant)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn enrollment_tenant(&self, key_hash: &str) -> Result<Option<TenantId>> {
+        Ok(sqlx::query_scalar(sql::ENROLLMENT_TENANT)
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn enroll_device(
+        &self,
+        key: &DeviceKey,
+        model: &str,
+        credential_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<u64>> {
+        let interval: Option<i64> = sqlx::query_scalar(sql::ENROLL)
+            .bind(key.tenant)
+            .bind(key.device_id.as_str())
+            .bind(model)
+            .bind(credential_hash)
+            .bind(now_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(interval.map(to_u64))
+    }
+
+    pub async fn device_by_credential(&self, credential_hash: &str) -> Result<Option<DeviceKey>> {
+        let row = sqlx::query(sql::DEVICE_BY_CREDENTIAL)
+            .bind(credential_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(DeviceKey {
+                tenant: r.try_get(0)?,
+                device_id: device_id(r.try_get(1)?)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn ingest_report(&self, r: NewReport) -> Result<Ingested> {
+        let fingerprint = r.structure.fingerprint();
+        let (tenant, id) = (r.key.tenant, r.key.device_id.as_str());
+        let mut tx = self.pool.begin().await?;
+        let state = sqlx::query(&format!("{} FOR UPDATE", sql::INGEST_STATE))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| -> Result<IngestState> {
+                Ok(IngestState {
+                    generation: row.try_get(0)?,
+                    last_seq: row.try_get(1)?,
+                    structure_hash: row.try_get(2)?,
+                    report_interval_s: row.try_get(3)?,
+                })
+            })
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
+        let interval = state.report_interval_s.map(to_u64);
+        let seq = to_i64(r.seq);
+        let trig = r.trigger.as_str();
+        let rows = if is_newest(&state, seq) {
+            let old = if needs_old_structure(&state, &fingerprint) {
+                let row = sqlx::query(sql::OLD_STRUCTURE)
+                    .bind(tenant)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Some((
+                    row.try_get::<String, _>(0)?,
+                    row.try_get::<Option<String>, _>(1)?,
+                ))
+            } else {
+                None
+            };
+            Some(ingest_rows(&r, &state, old, fingerprint.clone())?)
+        } else {
+            None
+        };
+        let changes = rows.as_ref().map_or(0, IngestRows::changes);
+        let inserted = sqlx::query(sql::INSERT_REPORT)
+            .bind(tenant)
+            .bind(id)
+            .bind(state.generation)
+            .bind(seq)
+            .bind(trig)
+            .bind(r.observed_at_ms)
+            .bind(r.received_at_ms)
+            .bind(&fingerprint)
+            .bind(i64::from(changes))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            return Ok(Ingested {
+                duplicate: true,
+                changes: 0,
+                report_interval_s: interval,
+            });
+        }
+        if let Some(rows) = rows {
+            if let Some((structure_json, events)) = &rows.structure_change {
+                for (kind, slot, json) in events {
+                    sqlx::query(sql::INSERT_EVENT)
+                        .bind(tenant)
+                        .bind(id)
+                        .bind(seq)
+                        .bind(trig)
+                        .bind(r.observed_at_ms)
+                        .bind(r.received_at_ms)
+                        .bind(*kind)
+                        .bind(slot)
+                        .bind(json)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(sql::UPDATE_STRUCTURE)
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(structure_json)
+                    .bind(&rows.fingerprint)
+                    .bind(r.observed_at_ms)
+                    .bind(i64::try_from(r.structure.units().len()).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(sql::UPDATE_AFTER_REPORT)
+                .bind(tenant)
+                .bind(id)
+                .bind(seq)
+                .bind(trig)
+                .bind(r.received_at_ms)
+                .bind(r.observed_at_ms)
+                .bind(r.structure.model())
+                .bind(&rows.operating_json)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Ingested {
+            duplicate: false,
+            changes,
+            report_interval_s: interval,
+        })
+    }
+
+    pub async fn list_devices(
+        &self,
+        tenant: TenantId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeviceRow>> {
+        let rows = sqlx::query(sql::LIST_DEVICES)
+            .bind(tenant)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DeviceRow {
+                    device_id: r.try_get(0)?,
+                    model: r.try_get(1)?,
+                    units: u32::try_from(r.try_get::<i64, _>(2)?).unwrap_or(u32::MAX),
+                    last_report: report_meta(
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                        r.try_get(5)?,
+                        r.try_get(6)?,
+                    )?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn device(&self, key: &DeviceKey) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query(sql::DEVICE)
+            .bind(key.tenant)
+            .bind(key.device_id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            device_record(
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+                r.try_get(6)?,
+                r.try_get(7)?,
+                r.try_get(8)?,
+                r.try_get(9)?,
+                r.try_get(10)?,
+            )
+        })
+        .transpose()
+    }
+
+    pub async fn history(&self, key: &DeviceKey, limit: u32) -> Result<Vec<HistoryRecord>> {
+        let rows = sqlx::query(sql::HISTORY)
+            .bind(key.tenant)
+            .bind(key.device_id.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = rows
+            .into_iter()
+            .map(|r| {
+                history_record(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    pub async fn set_report_interval(&self, key: &DeviceKey, seconds: Option<u64>) -> Result<bool> {
+        let n = sqlx::query(sql::SET_INTERVAL)
+            .bind(key.tenant)
+            .bind(key.device_id.as_str())
+            .bind(seconds.map(to_i64))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn stored_seqs(&self, key: &DeviceKey) -> Result<Vec<u64>> {
+        let seqs: Vec<i64> = sqlx::query_scalar(sql::STORED_SEQS)
+            .bind(key.tenant)
+            .bind(key.device_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(seqs.into_iter().map(to_u64).collect())
+    }
+
+    pub async fn count_devices(&self, tenant: TenantId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(sql::COUNT_DEVICES)
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(to_u64(n))
+    }
+
+    pub async fn close(&self) -> Result<()> {
+        self.pool.close().await;
+        Ok(())
+    }
+
+    pub async fn integrity_check(&self) -> Result<String> {
+        // PostgreSQL keeps its own integrity; check that the schema answers.
+        sqlx::query("SELECT 1 FROM fleetcare_migrations LIMIT 1")
+            .execute(&self.pool)
+            .await?;
+        Ok("ok".to_owned())
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,663 @@
+//! Embedded SQLite backend: WAL, group commit on one writer thread, checkpoints under our
+//! control, a small pool of read connections.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    DeviceKey, DeviceRecord, DeviceRow, HistoryRecord, IngestRows, IngestState, Ingested,
+    NewReport, Operator, Result, StoreError, TenantId, device_id, device_record, history_record,
+    ingest_rows, is_newest, migrate, needs_old_structure, report_meta, sql, to_i64, to_u64,
+};
+
+/// File name of the database inside the data dir.
+pub const DB_FILE: &str = "fleetcare.db";
+/// Most writes committed together.
+const MAX_GROUP: usize = 4096;
+/// Writes that may wait for the writer before callers wait to enqueue (backpressure).
+const QUEUE: usize = 16 * 1024;
+const READERS: usize = 8;
+
+/// `$N` → `?N`: SQLite's numbered parameters.
+fn q(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+type Finish = Box<dyn FnOnce(Option<StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+
+enum Msg {
+    Write(Job),
+    Close(oneshot::Sender<Result<()>>),
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: mpsc::Sender<Msg>,
+    readers: Mutex<Vec<Connection>>,
+    /// Commits since the last checkpoint; the checkpointer skips idle seconds.
+    commits: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+#[derive(Clone)]
+pub struct SqliteStore(Arc<Inner>);
+
+fn open_err(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Open {
+        at: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl SqliteStore {
+    pub async fn open(dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(dir).map_err(|e| open_err(dir, e))?;
+        let path = dir.join(DB_FILE);
+        let p = path.clone();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            let conn = Connection::open(&p).map_err(|e| open_err(&p, e))?;
+            configure(&conn)?;
+            // Durable on commit; WAL; no automatic checkpoints (ours run every second).
+            let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(open_err(
+                    &p,
+                    format!("journal mode is {mode}, WAL is required"),
+                ));
+            }
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            migrate_sqlite(&conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))??;
+
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let commits = commits.clone();
+            std::thread::Builder::new()
+                .name("sqlite-writer".into())
+                .spawn(move || writer_loop(conn, rx, commits))
+                .map_err(|e| open_err(&path, e))?;
+        }
+        {
+            let (commits, stop, p) = (commits.clone(), stop.clone(), path.clone());
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || checkpoint_loop(&p, &commits, &stop))
+                .map_err(|e| open_err(&path, e))?;
+        }
+        Ok(SqliteStore(Arc::new(Inner {
+            path,
+            writer: tx,
+            readers: Mutex::new(Vec::new()),
+            commits,
+            stop,
+        })))
+    }
+
+    /// Run `f` on the writer inside the next group commit; answers once the group is durable.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| match f(conn) {
+            Ok(v) => (
+                true,
+                Box::new(move |commit_err: Option<StoreError>| {
+                    let _ = tx.send(match commit_err {
+                        None => Ok(v),
+                        Some(e) => Err(e),
+                    });
+                }) as Finish,
+            ),
+            Err(e) => (
+                false,
+                Box::new(move |_: Option<StoreError>| {
+                    let _ = tx.send(Err(e));
+                }) as Finish,
+            ),
+        });
+        self.0
+            .writer
+            .send(Msg::Write(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await
+            .map_err(|_| StoreError::Db("the write was abandoned; nothing was stored".into()))?
+    }
+
+    /// Run `f` on a pooled read connection on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match inner.readers.lock().expect("reader pool").pop() {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(|e| open_err(&inner.path, e))?;
+                    configure(&c)?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            let mut pool = inner.readers.lock().expect("reader pool");
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
+    }
+
+    pub async fn ensure_tenant(&self, name: &str, now_ms: i64) -> Result<TenantId> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            c.prepare_cached(&q(sql::INSERT_TENANT))?
+                .execute(params![name, now_ms])?;
+            Ok(c.prepare_cached(&q(sql::TENANT_BY_NAME))?
+                .query_row([&name], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    pub async fn add_operator_token(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        role: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        let (name, role, hash) = (name.to_owned(), role.to_owned(), token_hash.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(&q(sql::INSERT_OPERATOR_TOKEN))?
+                .execute(params![hash, tenant, name, role, now_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn operator_by_token(&self, token_hash: &str) -> Result<Option<Operator>> {
+        let hash = token_hash.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&q(sql::OPERATOR_BY_TOKEN))?
+                .query_row([&hash], |r| {
+                    Ok(Operator {
+                        tenant: r.get(0)?,
+                        name: r.get(1)?,
+                        role: r.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    pub async fn add_enrollment_key(
+        &self,
+        tenant: TenantId,
+        key_hash: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        let hash = key_hash.to_owned();
+        self.write(move |c| {
+            c.prepare_cached(&q(sql::INSERT_ENROLLMENT_KEY))?
+                .execute(params![hash, tenant, now_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn enrollment_tenant(&self, key_hash: &str) -> Result<Option<TenantId>> {
+        let hash = key_hash.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&q(sql::ENROLLMENT_TENANT))?
+                .query_row([&hash], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    pub async fn enroll_device(
+        &self,
+        key: &DeviceKey,
+        model: &str,
+        credential_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<u64>> {
+        let (key, model, hash) = (key.clone(), model.to_owned(), credential_hash.to_owned());
+        self.write(move |c| {
+            let interval: Option<i64> = c.prepare_cached(&q(sql::ENROLL))?.query_row(
+                params![key.tenant, key.device_id.as_str(), model, hash, now_ms],
+                |r| r.get(0),
+            )?;
+            Ok(interval.map(to_u64))
+        })
+        .await
+    }
+
+    pub async fn device_by_credential(&self, credential_hash: &str) -> Result<Option<DeviceKey>> {
+        let hash = credential_hash.to_owned();
+        let row: Option<(i64, String)> = self
+            .read(move |c| {
+                Ok(c.prepare_cached(&q(sql::DEVICE_BY_CREDENTIAL))?
+                    .query_row([&hash], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?)
+            })
+            .await?;
+        row.map(|(tenant, id)| {
+            Ok(DeviceKey {
+                tenant,
+                device_id: device_id(id)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn ingest_report(&self, report: NewReport) -> Result<Ingested> {
+        // The fingerprint is pure CPU: compute it here, not on the writer thread.
+        let fingerprint = report.structure.fingerprint();
+        self.write(move |c| ingest(c, &report, fingerprint)).await
+    }
+
+    pub async fn list_devices(
+        &self,
+        tenant: TenantId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeviceRow>> {
+        let after = after.unwrap_or("").to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&q(sql::LIST_DEVICES))?;
+            let rows = stmt.query_map(params![tenant, after, i64::from(limit)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (device_id, model, units, seq, trig, rec, obs) = row?;
+                out.push(DeviceRow {
+                    device_id,
+                    model,
+                    units: u32::try_from(units).unwrap_or(u32::MAX),
+                    last_report: report_meta(seq, trig, rec, obs)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn device(&self, key: &DeviceKey) -> Result<Option<DeviceRecord>> {
+        let key = key.clone();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(&q(sql::DEVICE))?
+                .query_row(params![key.tenant, key.device_id.as_str()], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                    ))
+                })
+                .optional()?;
+            row.map(|(a, b, c, d, e, f, g, h, i, j, k)| {
+                device_record(a, b, c, d, e, f, g, h, i, j, k)
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    pub async fn history(&self, key: &DeviceKey, limit: u32) -> Result<Vec<HistoryRecord>> {
+        let key = key.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&q(sql::HISTORY))?;
+            let rows = stmt.query_map(
+                params![key.tenant, key.device_id.as_str(), i64::from(limit)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (a, b, c, d, e) = row?;
+                out.push(history_record(a, b, c, d, e)?);
+            }
+            out.reverse();
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn set_report_interval(&self, key: &DeviceKey, seconds: Option<u64>) -> Result<bool> {
+        let key = key.clone();
+        self.write(move |c| {
+            let n = c.prepare_cached(&q(sql::SET_INTERVAL))?.execute(params![
+                key.tenant,
+                key.device_id.as_str(),
+                seconds.map(to_i64)
+            ])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    pub async fn stored_seqs(&self, key: &DeviceKey) -> Result<Vec<u64>> {
+        let key = key.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&q(sql::STORED_SEQS))?;
+            let rows = stmt.query_map(params![key.tenant, key.device_id.as_str()], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            rows.map(|r| Ok(to_u64(r?))).collect()
+        })
+        .await
+    }
+
+    pub async fn count_devices(&self, tenant: TenantId) -> Result<u64> {
+        self.read(move |c| {
+            Ok(to_u64(
+                c.prepare_cached(&q(sql::COUNT_DEVICES))?
+                    .query_row([tenant], |r| r.get(0))?,
+            ))
+        })
+        .await
+    }
+
+    pub async fn close(&self) -> Result<()> {
+        self.0.stop.store(true, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        if self.0.writer.send(Msg::Close(tx)).await.is_err() {
+            return Ok(()); // already closed
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn integrity_check(&self) -> Result<String> {
+        self.read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))?))
+            .await
+    }
+
+    /// Group commits so far (each one fsync).
+    pub fn group_commits(&self) -> u64 {
+        self.0.commits.load(Ordering::Relaxed)
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.0.path
+    }
+}
+
+fn migrate_sqlite(conn: &Connection) -> Result<()> {
+    let m = |e: rusqlite::Error| StoreError::Migrate(e.to_string());
+    conn.execute_batch(migrate::CREATE_TABLE).map_err(m)?;
+    for (version, ddl) in migrate::SQLITE {
+        let done: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM fleetcare_migrations WHERE version = ?1)",
+                [version],
+                |r| r.get(0),
+            )
+            .map_err(m)?;
+        if done {
+            continue;
+        }
+        let tx = conn.unchecked_transaction().map_err(m)?;
+        tx.execute_batch(ddl).map_err(m)?;
+        tx.execute(
+            "INSERT INTO fleetcare_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![
+                version,
+                fleetcare_core::clock::Clock::now_ms(&fleetcare_core::clock::SystemClock)
+            ],
+        )
+        .map_err(m)?;
+        tx.commit().map_err(m)?;
+        tracing::info!(version, "applied schema migration");
+    }
+    Ok(())
+}
+
+fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested> {
+    let (tenant, id) = (r.key.tenant, r.key.device_id.as_str());
+    let state = c
+        .prepare_cached(&q(sql::INGEST_STATE))?
+        .query_row(params![tenant, id], |row| {
+            Ok(IngestState {
+                generation: row.get(0)?,
+                last_seq: row.get(1)?,
+                structure_hash: row.get(2)?,
+                report_interval_s: row.get(3)?,
+            })
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
+    let interval = state.report_interval_s.map(to_u64);
+    let seq = to_i64(r.seq);
+    let trig = r.trigger.as_str();
+    let newest = is_newest(&state, seq);
+    let rows = if newest {
+        let old = if needs_old_structure(&state, &fingerprint) {
+            Some(
+                c.prepare_cached(&q(sql::OLD_STRUCTURE))?
+                    .query_row(params![tenant, id], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+                    })?,
+            )
+        } else {
+            None
+        };
+        Some(ingest_rows(r, &state, old, fingerprint.clone())?)
+    } else {
+        None
+    };
+    let changes = rows.as_ref().map_or(0, IngestRows::changes);
+    let inserted = c.prepare_cached(&q(sql::INSERT_REPORT))?.execute(params![
+        tenant,
+        id,
+        state.generation,
+        seq,
+        trig,
+        r.observed_at_ms,
+        r.received_at_ms,
+        fingerprint,
+        i64::from(changes)
+    ])?;
+    if inserted == 0 {
+        return Ok(Ingested {
+            duplicate: true,
+            changes: 0,
+            report_interval_s: interval,
+        });
+    }
+    let Some(rows) = rows else {
+        return Ok(Ingested {
+            duplicate: false,
+            changes: 0,
+            report_interval_s: interval,
+        });
+    };
+    if let Some((structure_json, events)) = &rows.structure_change {
+        let mut ins = c.prepare_cached(&q(sql::INSERT_EVENT))?;
+        for (kind, slot, json) in events {
+            ins.execute(params![
+                tenant,
+                id,
+                seq,
+                trig,
+                r.observed_at_ms,
+                r.received_at_ms,
+                kind,
+                slot,
+                json
+            ])?;
+        }
+        c.prepare_cached(&q(sql::UPDATE_STRUCTURE))?
+            .execute(params![
+                tenant,
+                id,
+                structure_json,
+                rows.fingerprint,
+                r.observed_at_ms,
+                i64::try_from(r.structure.units().len()).unwrap_or(i64::MAX)
+            ])?;
+    }
+    c.prepare_cached(&q(sql::UPDATE_AFTER_REPORT))?
+        .execute(params![
+            tenant,
+            id,
+            seq,
+            trig,
+            r.received_at_ms,
+            r.observed_at_ms,
+            r.structure.model(),
+            rows.operating_json
+        ])?;
+    Ok(Ingested {
+        duplicate: false,
+        changes,
+        report_interval_s: interval,
+    })
+}
+
+/// The writer: take every waiting write, run each in a savepoint, commit once, answer all.
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Msg>, commits: Arc<AtomicU64>) {
+    let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
+    let mut finishes: Vec<Finish> = Vec::with_capacity(MAX_GROUP);
+    let mut close: Option<oneshot::Sender<Result<()>>> = None;
+    while close.is_none() {
+        match rx.blocking_recv() {
+            Some(Msg::Write(job)) => group.push(job),
+            Some(Msg::Close(tx)) => close = Some(tx),
+            None => break,
+        }
+        while group.len() < MAX_GROUP && close.is_none() {
+            match rx.try_recv() {
+                Ok(Msg::Write(job)) => group.push(job),
+                Ok(Msg::Close(tx)) => close = Some(tx),
+                Err(_) => break,
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Nothing ran: dropping the jobs drops their answer channels, and every caller
+            // of the group gets an error; nothing was stored.
+            tracing::error!(error = %e, writes = group.len(), "could not begin a group commit");
+            group.clear();
+            continue;
+        }
+        for job in group.drain(..) {
+            let _ = conn.execute_batch("SAVEPOINT w");
+            let (ok, finish) = match catch_unwind(AssertUnwindSafe(|| job(&conn))) {
+                Ok(r) => r,
+                Err(_) => (false, Box::new(|_| ()) as Finish),
+            };
+            if !ok {
+                let _ = conn.execute_batch("ROLLBACK TO w");
+            }
+            let _ = conn.execute_batch("RELEASE w");
+            finishes.push(finish);
+        }
+        let commit_err = match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; the whole group is refused");
+                let _ = conn.execute_batch("ROLLBACK");
+                Some(StoreError::Db(format!("commit: {e}")))
+            }
+        };
+        for finish in finishes.drain(..) {
+            finish(commit_err.clone());
+        }
+    }
+    let truncated = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(StoreError::from);
+    if let Some(tx) = close {
+        let _ = tx.send(truncated);
+    }
+    rx.close();
+}
+
+/// Passive checkpoints every second while writes happen: they copy WAL frames into the
+/// database without blocking the writer, so WAL stays small and no commit pays for a
+/// checkpoint.
+fn checkpoint_loop(path: &Path, commits: &AtomicU64, stop: &AtomicBool) {
+    let conn = match Connection::open(path).and_then(|c| configure(&c).map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "checkpointer could not open the database; WAL will grow");
+            return;
+        }
+    };
+    let mut seen = 0;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = commits.load(Ordering::Relaxed);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        }) {
+            Ok((busy, log, done)) => tracing::trace!(busy, log, done, "checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,540 @@
+//! One conformance suite, run against both backends: every behaviour of the store interface
+//! that callers rely on. The PostgreSQL half needs `FLEETCARE_TEST_DATABASE_URL`; without it,
+//! each PostgreSQL test says loudly that it was skipped.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use fleetcare_core::{DeviceId, Structure};
+use fleetcare_store::testing::{fresh_postgres, postgres_url};
+use fleetcare_store::{DeviceKey, NewReport, Store, StoreError};
+use fleetcare_wire::operator::Change;
+use fleetcare_wire::{Software, Trigger, Unit};
+
+async fn on_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_sqlite(dir.path()).await.expect("open sqlite");
+    test(store.clone()).await;
+    assert_eq!(store.integrity_check().await.expect("integrity"), "ok");
+    store.close().await.expect("close");
+}
+
+async fn on_postgres<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(url) = postgres_url(name) else {
+        return;
+    };
+    let (store, db) = fresh_postgres(&url).await.expect("fresh postgres database");
+    test(store.clone()).await;
+    store.close().await.expect("close");
+    db.drop_database().await.expect("drop test database");
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $name() { super::on_sqlite(super::$name).await } )* }
+        mod postgres { $( #[tokio::test] async fn $name() { super::on_postgres(stringify!($name), super::$name).await } )* }
+    };
+}
+
+conformance!(
+    tenants_tokens_and_keys,
+    enrollment_and_reenrollment,
+    reports_are_idempotent_and_record_history,
+    device_views_and_listing,
+    report_interval,
+    tenants_are_isolated,
+    report_for_unknown_device_changes_nothing,
+    concurrent_reports_are_each_stored_once,
+);
+
+const NOW: i64 = 1_790_000_000_000;
+
+fn unit(slot: &str, serial: &str, fw: &str) -> Unit {
+    Unit {
+        slot: slot.into(),
+        kind: slot.into(),
+        model: format!("{slot}-m1"),
+        serial: serial.into(),
+        hw_revision: "A".into(),
+        software: vec![Software {
+            product: format!("{slot}-fw"),
+            maker: "acme".into(),
+            version: fw.into(),
+            active: true,
+        }],
+    }
+}
+
+fn report(key: &DeviceKey, seq: u64, trigger: Trigger, units: Vec<Unit>) -> NewReport {
+    NewReport {
+        key: key.clone(),
+        seq,
+        trigger,
+        observed_at_ms: NOW + i64::try_from(seq).expect("small") * 1000,
+        received_at_ms: NOW + i64::try_from(seq).expect("small") * 1000 + 5,
+        structure: Structure::new("acme-mfp-9000", units).expect("valid"),
+        operating: BTreeMap::from([("pages_total".to_owned(), 1234.0)]),
+    }
+}
+
+async fn enrolled(store: &Store, tenant: i64, id: &str) -> DeviceKey {
+    let key = DeviceKey {
+        tenant,
+        device_id: DeviceId::parse(id).expect("id"),
+    };
+    store
+        .enroll_device(&key, "acme-mfp-9000", &format!("cred-{tenant}-{id}"), NOW)
+        .await
+        .expect("enroll");
+    key
+}
+
+async fn tenants_tokens_and_keys(store: Store) {
+    let a = store.ensure_tenant("default", NOW).await.expect("tenant");
+    assert_eq!(
+        store.ensure_tenant("default", NOW).await.expect("again"),
+        a,
+        "ensure_tenant is idempotent"
+    );
+    let b = store.ensure_tenant("other", NOW).await.expect("tenant");
+    assert_ne!(a, b);
+    store
+        .add_operator_token(a, "admin", "admin", "h-admin", NOW)
+        .await
+        .expect("token");
+    let op = store
+        .operator_by_token("h-admin")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(
+        (op.tenant, op.name.as_str(), op.role.as_str()),
+        (a, "admin", "admin")
+    );
+    assert!(
+        store
+            .operator_by_token("h-unknown")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    store
+        .add_enrollment_key(b, "h-key", NOW)
+        .await
+        .expect("key");
+    assert_eq!(
+        store.enrollment_tenant("h-key").await.expect("lookup"),
+        Some(b)
+    );
+    assert_eq!(
+        store.enrollment_tenant("h-nope").await.expect("lookup"),
+        None
+    );
+    // A duplicate token hash is refused and leaves the first one in place.
+    assert!(
+        store
+            .add_operator_token(b, "x", "viewer", "h-admin", NOW)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store
+            .operator_by_token("h-admin")
+            .await
+            .expect("lookup")
+            .expect("found")
+            .tenant,
+        a
+    );
+}
+
+async fn enrollment_and_reenrollment(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "DEV-1").await;
+    assert_eq!(
+        store
+            .device_by_credential(&format!("cred-{t}-DEV-1"))
+            .await
+            .expect("lookup"),
+        Some(key.clone())
+    );
+    store
+        .ingest_report(report(
+            &key,
+            1,
+            Trigger::Connect,
+            vec![unit("engine", "E1", "1.0")],
+        ))
+        .await
+        .expect("ingest");
+    store
+        .ingest_report(report(
+            &key,
+            2,
+            Trigger::Periodic,
+            vec![unit("engine", "E1", "1.0")],
+        ))
+        .await
+        .expect("ingest");
+    assert_eq!(store.stored_seqs(&key).await.expect("seqs"), vec![1, 2]);
+
+    // Re-enrollment: new credential, old one dead, sequence numbers start again.
+    store
+        .enroll_device(&key, "acme-mfp-9000", "cred-new", NOW + 1)
+        .await
+        .expect("re-enroll");
+    assert!(
+        store
+            .device_by_credential(&format!("cred-{t}-DEV-1"))
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .device_by_credential("cred-new")
+            .await
+            .expect("lookup"),
+        Some(key.clone())
+    );
+    assert_eq!(
+        store.stored_seqs(&key).await.expect("seqs"),
+        Vec::<u64>::new()
+    );
+    let ack = store
+        .ingest_report(report(
+            &key,
+            1,
+            Trigger::Connect,
+            vec![unit("engine", "E1", "1.0")],
+        ))
+        .await
+        .expect("ingest");
+    assert!(!ack.duplicate, "seq 1 of a new generation is new");
+    assert_eq!(ack.changes, 0, "the structure itself did not change");
+    assert_eq!(store.stored_seqs(&key).await.expect("seqs"), vec![1]);
+    // The structure survives re-enrollment.
+    let rec = store.device(&key).await.expect("device").expect("found");
+    assert_eq!(rec.structure.expect("structure").units().len(), 1);
+}
+
+async fn reports_are_idempotent_and_record_history(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "DEV-2").await;
+    let first = vec![
+        unit("controller", "C1", "5.2.1"),
+        unit("fuser", "F1", "1.0"),
+    ];
+    let ack = store
+        .ingest_report(report(&key, 1, Trigger::Connect, first.clone()))
+        .await
+        .expect("ingest");
+    assert_eq!(
+        (ack.duplicate, ack.changes),
+        (false, 2),
+        "first report: every unit added"
+    );
+
+    let again = store
+        .ingest_report(report(&key, 1, Trigger::Connect, first.clone()))
+        .await
+        .expect("retry");
+    assert_eq!((again.duplicate, again.changes), (true, 0));
+
+    // A report older than the newest that was never stored (reordered in flight) is kept in
+    // the log but does not move the current structure back.
+    let stale = store
+        .ingest_report(report(&key, 5, Trigger::Periodic, first.clone()))
+        .await
+        .expect("newer");
+    assert!(!stale.duplicate);
+    let same = store
+        .ingest_report(report(&key, 2, Trigger::Periodic, first.clone()))
+        .await
+        .expect("same");
+    assert_eq!((same.duplicate, same.changes), (false, 0));
+
+    let swapped = vec![
+        unit("controller", "C1", "5.3.0"),
+        unit("fuser", "F9", "1.0"),
+    ];
+    let ack = store
+        .ingest_report(report(&key, 6, Trigger::Change, swapped.clone()))
+        .await
+        .expect("swap");
+    assert_eq!(ack.changes, 2);
+    let late = store
+        .ingest_report(report(&key, 3, Trigger::Periodic, first.clone()))
+        .await
+        .expect("late");
+    assert_eq!(
+        (late.duplicate, late.changes),
+        (false, 0),
+        "stored, but stale"
+    );
+    let rec = store.device(&key).await.expect("device").expect("found");
+    assert_eq!(
+        rec.structure
+            .expect("structure")
+            .unit("fuser")
+            .expect("fuser")
+            .serial,
+        "F9"
+    );
+    assert_eq!(rec.last_report.expect("reported").seq, 6);
+
+    let history = store.history(&key, 100).await.expect("history");
+    let kinds: Vec<(u64, Trigger, &str)> = history
+        .iter()
+        .map(|h| {
+            let k = match &h.change {
+                Change::UnitAdded { .. } => "unit_added",
+                Change::UnitReplaced { .. } => "unit_replaced",
+                Change::SoftwareChanged { .. } => "software_changed",
+                _ => "other",
+            };
+            (h.seq, h.trigger, k)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (1, Trigger::Connect, "unit_added"),
+            (1, Trigger::Connect, "unit_added"),
+            (6, Trigger::Change, "software_changed"),
+            (6, Trigger::Change, "unit_replaced"),
+        ]
+    );
+    match &history[3].change {
+        Change::UnitReplaced { slot, old, new } => {
+            assert_eq!(
+                (slot.as_str(), old.serial.as_str(), new.serial.as_str()),
+                ("fuser", "F1", "F9")
+            );
+        }
+        other => panic!("expected a replacement, got {other:?}"),
+    }
+    assert_eq!(history[3].observed_at_ms, NOW + 6000);
+    assert_eq!(
+        store.history(&key, 1).await.expect("history").len(),
+        1,
+        "limit keeps the newest"
+    );
+    assert_eq!(
+        store.stored_seqs(&key).await.expect("seqs"),
+        vec![1, 2, 3, 5, 6]
+    );
+}
+
+async fn device_views_and_listing(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    for i in 0..5 {
+        let key = enrolled(&store, t, &format!("D-{i}")).await;
+        if i % 2 == 0 {
+            store
+                .ingest_report(report(
+                    &key,
+                    7,
+                    Trigger::Request,
+                    vec![unit("engine", &format!("E{i}"), "2.0")],
+                ))
+                .await
+                .expect("ingest");
+        }
+    }
+    assert_eq!(store.count_devices(t).await.expect("count"), 5);
+    let page1 = store.list_devices(t, None, 3).await.expect("list");
+    let ids: Vec<&str> = page1.iter().map(|d| d.device_id.as_str()).collect();
+    assert_eq!(ids, ["D-0", "D-1", "D-2"]);
+    let page2 = store.list_devices(t, Some("D-2"), 3).await.expect("list");
+    let ids: Vec<&str> = page2.iter().map(|d| d.device_id.as_str()).collect();
+    assert_eq!(ids, ["D-3", "D-4"]);
+    assert_eq!(page1[0].units, 1);
+    assert_eq!(page1[1].units, 0);
+    assert!(
+        page1[1].last_report.is_none(),
+        "enrolled but never reported"
+    );
+    let last = page1[0].last_report.as_ref().expect("reported");
+    assert_eq!(
+        (last.seq, last.trigger, last.received_at_ms),
+        (7, Trigger::Request, NOW + 7005)
+    );
+
+    let key = DeviceKey {
+        tenant: t,
+        device_id: DeviceId::parse("D-0").expect("id"),
+    };
+    let rec = store.device(&key).await.expect("device").expect("found");
+    assert_eq!(rec.model, "acme-mfp-9000");
+    assert_eq!(rec.operating.get("pages_total"), Some(&1234.0));
+    assert_eq!(rec.structure_changed_at_ms, Some(NOW + 7000));
+    let s = rec.structure.expect("structure");
+    assert_eq!(s.unit("engine").expect("engine").serial, "E0");
+    let missing = DeviceKey {
+        tenant: t,
+        device_id: DeviceId::parse("NOPE").expect("id"),
+    };
+    assert!(store.device(&missing).await.expect("device").is_none());
+}
+
+async fn report_interval(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "DEV-3").await;
+    assert!(
+        store
+            .set_report_interval(&key, Some(600))
+            .await
+            .expect("set")
+    );
+    let ack = store
+        .ingest_report(report(&key, 1, Trigger::Connect, vec![]))
+        .await
+        .expect("ingest");
+    assert_eq!(ack.report_interval_s, Some(600));
+    assert_eq!(
+        store
+            .device(&key)
+            .await
+            .expect("device")
+            .expect("found")
+            .report_interval_s,
+        Some(600)
+    );
+    assert_eq!(
+        store
+            .enroll_device(&key, "acme-mfp-9000", "c2", NOW)
+            .await
+            .expect("re-enroll"),
+        Some(600)
+    );
+    assert!(store.set_report_interval(&key, None).await.expect("clear"));
+    assert_eq!(
+        store
+            .device(&key)
+            .await
+            .expect("device")
+            .expect("found")
+            .report_interval_s,
+        None
+    );
+    let missing = DeviceKey {
+        tenant: t,
+        device_id: DeviceId::parse("NOPE").expect("id"),
+    };
+    assert!(
+        !store
+            .set_report_interval(&missing, Some(60))
+            .await
+            .expect("set")
+    );
+}
+
+async fn tenants_are_isolated(store: Store) {
+    let a = store.ensure_tenant("a", NOW).await.expect("tenant");
+    let b = store.ensure_tenant("b", NOW).await.expect("tenant");
+    let ka = enrolled(&store, a, "SAME-ID").await;
+    let kb = enrolled(&store, b, "SAME-ID").await;
+    store
+        .ingest_report(report(
+            &ka,
+            1,
+            Trigger::Connect,
+            vec![unit("engine", "EA", "1")],
+        ))
+        .await
+        .expect("a");
+    assert!(
+        store
+            .device(&kb)
+            .await
+            .expect("device")
+            .expect("b's own")
+            .structure
+            .is_none(),
+        "b sees nothing of a's report"
+    );
+    assert_eq!(store.history(&kb, 10).await.expect("history").len(), 0);
+    assert_eq!(
+        store.list_devices(b, None, 10).await.expect("list").len(),
+        1
+    );
+    let ghost = DeviceKey {
+        tenant: b,
+        device_id: DeviceId::parse("ONLY-A").expect("id"),
+    };
+    enrolled(&store, a, "ONLY-A").await;
+    assert!(store.device(&ghost).await.expect("device").is_none());
+}
+
+async fn report_for_unknown_device_changes_nothing(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = DeviceKey {
+        tenant: t,
+        device_id: DeviceId::parse("NEVER-ENROLLED").expect("id"),
+    };
+    let err = store
+        .ingest_report(report(
+            &key,
+            1,
+            Trigger::Connect,
+            vec![unit("engine", "E", "1")],
+        ))
+        .await;
+    assert!(matches!(err, Err(StoreError::NotFound(_))), "{err:?}");
+    assert_eq!(store.count_devices(t).await.expect("count"), 0);
+    assert_eq!(
+        store.stored_seqs(&key).await.expect("seqs"),
+        Vec::<u64>::new()
+    );
+    assert_eq!(store.history(&key, 10).await.expect("history").len(), 0);
+}
+
+async fn concurrent_reports_are_each_stored_once(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let mut keys = Vec::new();
+    for i in 0..20 {
+        keys.push(enrolled(&store, t, &format!("C-{i}")).await);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for key in &keys {
+        for seq in 1..=10u64 {
+            for _retry in 0..2 {
+                let (store, key) = (store.clone(), key.clone());
+                tasks.spawn(async move {
+                    let fw = if seq > 5 { "2.0" } else { "1.0" };
+                    store
+                        .ingest_report(report(
+                            &key,
+                            seq,
+                            Trigger::Periodic,
+                            vec![unit("engine", "E", fw)],
+                        ))
+                        .await
+                });
+            }
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task").expect("ingest");
+    }
+    for key in &keys {
+        assert_eq!(
+            store.stored_seqs(key).await.expect("seqs"),
+            (1..=10).collect::<Vec<_>>()
+        );
+        // Whatever order they arrived in, the newest report is the current structure.
+        let rec = store.device(key).await.expect("device").expect("found");
+        assert_eq!(rec.last_report.expect("reported").seq, 10);
+        let s = rec.structure.expect("structure");
+        assert_eq!(s.unit("engine").expect("engine").software[0].version, "2.0");
+    }
+}

@@ -1,0 +1,78 @@
+//! The device protocol: agent ↔ center, under `/device/v1/`.
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | POST | `/device/v1/enroll` | [`EnrollRequest`] | [`EnrollResponse`] |
+//! | POST | `/device/v1/reports` | [`StructureReport`] | [`ReportAck`] |
+//! | GET  | `/device/v1/push` | WebSocket upgrade; text frames carry [`Command`] | |
+//! | GET  | `/device/v1/poll?wait_s=N` | long-poll fallback | [`PollResponse`] |
+//! | GET  | `/device/v1/self` | what the center knows about this device | [`crate::operator::DeviceView`] |
+//!
+//! Every request but `enroll` carries `Authorization: Bearer <device_token>`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{Trigger, Unit};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnrollRequest {
+    pub enrollment_key: String,
+    pub device_id: String,
+    pub model: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnrollResponse {
+    /// The device's own credential. The center keeps only its hash; keep it secret.
+    pub device_token: String,
+    /// Reporting interval set by the center for this device, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_interval_s: Option<u64>,
+}
+
+/// A full snapshot of a device's structure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StructureReport {
+    pub device_id: String,
+    pub model: String,
+    /// Strictly increasing per device credential; makes the upload idempotent.
+    pub seq: u64,
+    pub trigger: Trigger,
+    /// Device clock when the snapshot was taken, milliseconds since the Unix epoch.
+    pub observed_at_ms: i64,
+    pub units: Vec<Unit>,
+    /// Operating info: counters and gauges by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operating: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReportAck {
+    /// The sequence number acknowledged (durably stored, now or earlier).
+    pub seq: u64,
+    /// `true` when this report had been stored before (a retry).
+    pub duplicate: bool,
+    /// Structure changes recorded from this report.
+    pub changes: u32,
+    /// Reporting interval set by the center for this device, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_interval_s: Option<u64>,
+}
+
+/// Center → device, over the push channel or a long-poll answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Send a structure report now, with trigger `request`.
+    RequestReport,
+    /// Report periodically at this interval from now on (`null`: back to the agent's own).
+    SetReportInterval { seconds: Option<u64> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PollResponse {
+    pub commands: Vec<Command>,
+}
