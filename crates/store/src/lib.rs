@@ -56,6 +56,15 @@ pub struct NewReport {
     pub operating: BTreeMap<String, f64>,
 }
 
+/// The outcome of an enrollment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrollment {
+    /// Enrolled; the center's reporting interval for the device, if set.
+    Enrolled { report_interval_s: Option<u64> },
+    /// The device id is enrolled already and nothing admitted a new enrollment.
+    Refused,
+}
+
 /// What storing a report did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ingested {
@@ -182,6 +191,8 @@ impl Store {
         dispatch!(self.ensure_tenant(name, now_ms))
     }
 
+    /// Register an operator token by its hash; `false` (and nothing changed) if the hash is
+    /// registered already, revoked or not.
     pub async fn add_operator_token(
         &self,
         tenant: TenantId,
@@ -189,7 +200,7 @@ impl Store {
         role: &str,
         token_hash: &str,
         now_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         dispatch!(self.add_operator_token(tenant, name, role, token_hash, now_ms))
     }
 
@@ -198,12 +209,14 @@ impl Store {
         dispatch!(self.operator_by_token(token_hash))
     }
 
+    /// Register an enrollment key by its hash; `false` (and nothing changed) if the hash is
+    /// registered already.
     pub async fn add_enrollment_key(
         &self,
         tenant: TenantId,
         key_hash: &str,
         now_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         dispatch!(self.add_enrollment_key(tenant, key_hash, now_ms))
     }
 
@@ -212,16 +225,32 @@ impl Store {
         dispatch!(self.enrollment_tenant(key_hash))
     }
 
-    /// Enroll a device, or re-enroll it: the new credential replaces the old one, which stops
-    /// working at once, and report sequence numbers start again (a new generation).
+    /// Enroll a device. A device id not enrolled yet is always admitted. An enrolled one is
+    /// enrolled again only if `current_credential_hash` is its current (unrevoked) credential,
+    /// or an operator allowed it ([`Store::allow_reenroll`]) until at least `now_ms`; then the
+    /// new credential replaces the old one, which stops working at once, report sequence
+    /// numbers start again (a new generation), and the allowance is used up.
     pub async fn enroll_device(
         &self,
         key: &DeviceKey,
         model: &str,
         credential_hash: &str,
+        current_credential_hash: Option<&str>,
         now_ms: i64,
-    ) -> Result<Option<u64>> {
-        dispatch!(self.enroll_device(key, model, credential_hash, now_ms))
+    ) -> Result<Enrollment> {
+        dispatch!(self.enroll_device(key, model, credential_hash, current_credential_hash, now_ms))
+    }
+
+    /// Revoke a device's credential: it stops working at once, and the device can enroll
+    /// again only after [`Store::allow_reenroll`]. `false` if the device is unknown.
+    pub async fn revoke_device(&self, key: &DeviceKey, now_ms: i64) -> Result<bool> {
+        dispatch!(self.revoke_device(key, now_ms))
+    }
+
+    /// Allow one new enrollment of an enrolled device id until `until_ms` (a device that
+    /// lost its credential, or a replaced controller). `false` if the device is unknown.
+    pub async fn allow_reenroll(&self, key: &DeviceKey, until_ms: i64) -> Result<bool> {
+        dispatch!(self.allow_reenroll(key, until_ms))
     }
 
     /// The device a credential hash belongs to.
@@ -287,22 +316,32 @@ pub(crate) mod sql {
     pub const INSERT_TENANT: &str =
         "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
     pub const INSERT_OPERATOR_TOKEN: &str = "INSERT INTO operator_tokens \
-        (token_hash, tenant_id, name, role, created_at) VALUES ($1, $2, $3, $4, $5)";
+        (token_hash, tenant_id, name, role, created_at) VALUES ($1, $2, $3, $4, $5) \
+        ON CONFLICT (token_hash) DO NOTHING";
     pub const OPERATOR_BY_TOKEN: &str = "SELECT tenant_id, name, role FROM operator_tokens \
         WHERE token_hash = $1 AND revoked_at IS NULL";
-    pub const INSERT_ENROLLMENT_KEY: &str =
-        "INSERT INTO enrollment_keys (key_hash, tenant_id, created_at) VALUES ($1, $2, $3)";
+    pub const INSERT_ENROLLMENT_KEY: &str = "INSERT INTO enrollment_keys (key_hash, tenant_id, created_at) VALUES ($1, $2, $3) \
+        ON CONFLICT (key_hash) DO NOTHING";
     pub const ENROLLMENT_TENANT: &str =
         "SELECT tenant_id FROM enrollment_keys WHERE key_hash = $1 AND revoked_at IS NULL";
+    /// No row comes back when the device exists and neither its current credential nor an
+    /// operator's allowance admits the new enrollment.
     pub const ENROLL: &str = "INSERT INTO devices \
         (tenant_id, device_id, model, credential_hash, generation, enrolled_at) \
         VALUES ($1, $2, $3, $4, 1, $5) \
         ON CONFLICT (tenant_id, device_id) DO UPDATE SET \
         credential_hash = excluded.credential_hash, generation = devices.generation + 1, \
-        enrolled_at = excluded.enrolled_at, last_seq = 0, model = excluded.model \
+        enrolled_at = excluded.enrolled_at, last_seq = 0, model = excluded.model, \
+        revoked_at = NULL, reenroll_until = NULL \
+        WHERE devices.reenroll_until >= $5 \
+        OR (devices.revoked_at IS NULL AND devices.credential_hash = $6) \
         RETURNING report_interval_s";
-    pub const DEVICE_BY_CREDENTIAL: &str =
-        "SELECT tenant_id, device_id FROM devices WHERE credential_hash = $1";
+    pub const REVOKE: &str = "UPDATE devices SET revoked_at = $3 \
+        WHERE tenant_id = $1 AND device_id = $2";
+    pub const ALLOW_REENROLL: &str = "UPDATE devices SET reenroll_until = $3 \
+        WHERE tenant_id = $1 AND device_id = $2";
+    pub const DEVICE_BY_CREDENTIAL: &str = "SELECT tenant_id, device_id FROM devices \
+        WHERE credential_hash = $1 AND revoked_at IS NULL";
     pub const INGEST_STATE: &str = "SELECT generation, last_seq, structure_hash, report_interval_s \
         FROM devices WHERE tenant_id = $1 AND device_id = $2";
     pub const OLD_STRUCTURE: &str =

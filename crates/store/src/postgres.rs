@@ -8,9 +8,10 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
 use crate::{
-    DeviceKey, DeviceRecord, DeviceRow, HistoryRecord, IngestRows, IngestState, Ingested,
-    NewReport, Operator, Result, StoreError, TenantId, device_id, device_record, history_record,
-    ingest_rows, is_newest, migrate, needs_old_structure, report_meta, sql, to_i64, to_u64,
+    DeviceKey, DeviceRecord, DeviceRow, Enrollment, HistoryRecord, IngestRows, IngestState,
+    Ingested, NewReport, Operator, Result, StoreError, TenantId, device_id, device_record,
+    history_record, ingest_rows, is_newest, migrate, needs_old_structure, report_meta, sql, to_i64,
+    to_u64,
 };
 
 /// Arbitrary, fixed: the advisory lock that serializes migrations across instances.
@@ -102,16 +103,17 @@ impl PgStore {
         role: &str,
         token_hash: &str,
         now_ms: i64,
-    ) -> Result<()> {
-        sqlx::query(sql::INSERT_OPERATOR_TOKEN)
+    ) -> Result<bool> {
+        let n = sqlx::query(sql::INSERT_OPERATOR_TOKEN)
             .bind(token_hash)
             .bind(tenant)
             .bind(name)
             .bind(role)
             .bind(now_ms)
             .execute(&self.pool)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
     }
 
     pub async fn operator_by_token(&self, token_hash: &str) -> Result<Option<Operator>> {
@@ -134,14 +136,15 @@ impl PgStore {
         tenant: TenantId,
         key_hash: &str,
         now_ms: i64,
-    ) -> Result<()> {
-        sqlx::query(sql::INSERT_ENROLLMENT_KEY)
+    ) -> Result<bool> {
+        let n = sqlx::query(sql::INSERT_ENROLLMENT_KEY)
             .bind(key_hash)
             .bind(tenant)
             .bind(now_ms)
             .execute(&self.pool)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
     }
 
     pub async fn enrollment_tenant(&self, key_hash: &str) -> Result<Option<TenantId>> {
@@ -156,17 +159,44 @@ impl PgStore {
         key: &DeviceKey,
         model: &str,
         credential_hash: &str,
+        current_credential_hash: Option<&str>,
         now_ms: i64,
-    ) -> Result<Option<u64>> {
-        let interval: Option<i64> = sqlx::query_scalar(sql::ENROLL)
+    ) -> Result<Enrollment> {
+        let row: Option<Option<i64>> = sqlx::query_scalar(sql::ENROLL)
             .bind(key.tenant)
             .bind(key.device_id.as_str())
             .bind(model)
             .bind(credential_hash)
             .bind(now_ms)
-            .fetch_one(&self.pool)
+            .bind(current_credential_hash.unwrap_or_default())
+            .fetch_optional(&self.pool)
             .await?;
-        Ok(interval.map(to_u64))
+        Ok(match row {
+            Some(interval) => Enrollment::Enrolled {
+                report_interval_s: interval.map(to_u64),
+            },
+            None => Enrollment::Refused,
+        })
+    }
+
+    pub async fn revoke_device(&self, key: &DeviceKey, now_ms: i64) -> Result<bool> {
+        self.update_device(sql::REVOKE, key, now_ms).await
+    }
+
+    pub async fn allow_reenroll(&self, key: &DeviceKey, until_ms: i64) -> Result<bool> {
+        self.update_device(sql::ALLOW_REENROLL, key, until_ms).await
+    }
+
+    /// Run an `UPDATE devices … WHERE tenant_id = $1 AND device_id = $2` with `$3 = value`.
+    async fn update_device(&self, sql: &'static str, key: &DeviceKey, value: i64) -> Result<bool> {
+        let n = sqlx::query(sql)
+            .bind(key.tenant)
+            .bind(key.device_id.as_str())
+            .bind(value)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
     }
 
     pub async fn device_by_credential(&self, credential_hash: &str) -> Result<Option<DeviceKey>> {

@@ -11,9 +11,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    DeviceKey, DeviceRecord, DeviceRow, HistoryRecord, IngestRows, IngestState, Ingested,
-    NewReport, Operator, Result, StoreError, TenantId, device_id, device_record, history_record,
-    ingest_rows, is_newest, migrate, needs_old_structure, report_meta, sql, to_i64, to_u64,
+    DeviceKey, DeviceRecord, DeviceRow, Enrollment, HistoryRecord, IngestRows, IngestState,
+    Ingested, NewReport, Operator, Result, StoreError, TenantId, device_id, device_record,
+    history_record, ingest_rows, is_newest, migrate, needs_old_structure, report_meta, sql, to_i64,
+    to_u64,
 };
 
 /// File name of the database inside the data dir.
@@ -192,12 +193,13 @@ impl SqliteStore {
         role: &str,
         token_hash: &str,
         now_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let (name, role, hash) = (name.to_owned(), role.to_owned(), token_hash.to_owned());
         self.write(move |c| {
-            c.prepare_cached(&q(sql::INSERT_OPERATOR_TOKEN))?
+            let n = c
+                .prepare_cached(&q(sql::INSERT_OPERATOR_TOKEN))?
                 .execute(params![hash, tenant, name, role, now_ms])?;
-            Ok(())
+            Ok(n == 1)
         })
         .await
     }
@@ -223,12 +225,13 @@ impl SqliteStore {
         tenant: TenantId,
         key_hash: &str,
         now_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let hash = key_hash.to_owned();
         self.write(move |c| {
-            c.prepare_cached(&q(sql::INSERT_ENROLLMENT_KEY))?
+            let n = c
+                .prepare_cached(&q(sql::INSERT_ENROLLMENT_KEY))?
                 .execute(params![hash, tenant, now_ms])?;
-            Ok(())
+            Ok(n == 1)
         })
         .await
     }
@@ -248,15 +251,54 @@ impl SqliteStore {
         key: &DeviceKey,
         model: &str,
         credential_hash: &str,
+        current_credential_hash: Option<&str>,
         now_ms: i64,
-    ) -> Result<Option<u64>> {
+    ) -> Result<Enrollment> {
         let (key, model, hash) = (key.clone(), model.to_owned(), credential_hash.to_owned());
+        let current = current_credential_hash.unwrap_or_default().to_owned();
         self.write(move |c| {
-            let interval: Option<i64> = c.prepare_cached(&q(sql::ENROLL))?.query_row(
-                params![key.tenant, key.device_id.as_str(), model, hash, now_ms],
-                |r| r.get(0),
-            )?;
-            Ok(interval.map(to_u64))
+            let row: Option<Option<i64>> = c
+                .prepare_cached(&q(sql::ENROLL))?
+                .query_row(
+                    params![
+                        key.tenant,
+                        key.device_id.as_str(),
+                        model,
+                        hash,
+                        now_ms,
+                        current
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(match row {
+                Some(interval) => Enrollment::Enrolled {
+                    report_interval_s: interval.map(to_u64),
+                },
+                None => Enrollment::Refused,
+            })
+        })
+        .await
+    }
+
+    pub async fn revoke_device(&self, key: &DeviceKey, now_ms: i64) -> Result<bool> {
+        self.update_device(sql::REVOKE, key, now_ms).await
+    }
+
+    pub async fn allow_reenroll(&self, key: &DeviceKey, until_ms: i64) -> Result<bool> {
+        self.update_device(sql::ALLOW_REENROLL, key, until_ms).await
+    }
+
+    /// Run an `UPDATE devices … WHERE tenant_id = $1 AND device_id = $2` with `$3 = value`.
+    async fn update_device(&self, sql: &'static str, key: &DeviceKey, value: i64) -> Result<bool> {
+        let key = key.clone();
+        self.write(move |c| {
+            let n = c.prepare_cached(&q(sql))?.execute(params![
+                key.tenant,
+                key.device_id.as_str(),
+                value
+            ])?;
+            Ok(n == 1)
         })
         .await
     }

@@ -7,7 +7,7 @@ use std::future::Future;
 
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_store::testing::{fresh_postgres, postgres_url};
-use fleetcare_store::{DeviceKey, NewReport, Store, StoreError};
+use fleetcare_store::{DeviceKey, Enrollment, NewReport, Store, StoreError};
 use fleetcare_wire::operator::Change;
 use fleetcare_wire::{Software, Trigger, Unit};
 
@@ -53,6 +53,7 @@ conformance!(
     tenants_are_isolated,
     report_for_unknown_device_changes_nothing,
     concurrent_reports_are_each_stored_once,
+    revocation_and_operator_allowed_reenrollment,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -90,11 +91,16 @@ async fn enrolled(store: &Store, tenant: i64, id: &str) -> DeviceKey {
         tenant,
         device_id: DeviceId::parse(id).expect("id"),
     };
-    store
-        .enroll_device(&key, "acme-mfp-9000", &format!("cred-{tenant}-{id}"), NOW)
+    let got = store
+        .enroll_device(&key, "acme-mfp-9000", &cred(tenant, id), None, NOW)
         .await
         .expect("enroll");
+    assert!(matches!(got, Enrollment::Enrolled { .. }), "{got:?}");
     key
+}
+
+fn cred(tenant: i64, id: &str) -> String {
+    format!("cred-{tenant}-{id}")
 }
 
 async fn tenants_tokens_and_keys(store: Store) {
@@ -106,10 +112,12 @@ async fn tenants_tokens_and_keys(store: Store) {
     );
     let b = store.ensure_tenant("other", NOW).await.expect("tenant");
     assert_ne!(a, b);
-    store
-        .add_operator_token(a, "admin", "admin", "h-admin", NOW)
-        .await
-        .expect("token");
+    assert!(
+        store
+            .add_operator_token(a, "admin", "admin", "h-admin", NOW)
+            .await
+            .expect("token")
+    );
     let op = store
         .operator_by_token("h-admin")
         .await
@@ -126,10 +134,19 @@ async fn tenants_tokens_and_keys(store: Store) {
             .expect("lookup")
             .is_none()
     );
-    store
-        .add_enrollment_key(b, "h-key", NOW)
-        .await
-        .expect("key");
+    assert!(
+        store
+            .add_enrollment_key(b, "h-key", NOW)
+            .await
+            .expect("key")
+    );
+    assert!(
+        !store
+            .add_enrollment_key(a, "h-key", NOW)
+            .await
+            .expect("again"),
+        "a registered key is not registered twice"
+    );
     assert_eq!(
         store.enrollment_tenant("h-key").await.expect("lookup"),
         Some(b)
@@ -140,10 +157,10 @@ async fn tenants_tokens_and_keys(store: Store) {
     );
     // A duplicate token hash is refused and leaves the first one in place.
     assert!(
-        store
+        !store
             .add_operator_token(b, "x", "viewer", "h-admin", NOW)
             .await
-            .is_err()
+            .expect("duplicate")
     );
     assert_eq!(
         store
@@ -186,14 +203,48 @@ async fn enrollment_and_reenrollment(store: Store) {
         .expect("ingest");
     assert_eq!(store.stored_seqs(&key).await.expect("seqs"), vec![1, 2]);
 
-    // Re-enrollment: new credential, old one dead, sequence numbers start again.
-    store
-        .enroll_device(&key, "acme-mfp-9000", "cred-new", NOW + 1)
+    // Enrolling an enrolled id again without its credential is refused and changes nothing.
+    let refused = store
+        .enroll_device(&key, "acme-mfp-9000", "cred-thief", None, NOW + 1)
         .await
-        .expect("re-enroll");
+        .expect("enroll");
+    assert_eq!(refused, Enrollment::Refused);
+    let refused = store
+        .enroll_device(
+            &key,
+            "acme-mfp-9000",
+            "cred-thief",
+            Some("cred-wrong"),
+            NOW + 1,
+        )
+        .await
+        .expect("enroll");
+    assert_eq!(refused, Enrollment::Refused);
     assert!(
         store
-            .device_by_credential(&format!("cred-{t}-DEV-1"))
+            .device_by_credential("cred-thief")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert_eq!(store.stored_seqs(&key).await.expect("seqs"), vec![1, 2]);
+
+    // Rotation with the current credential: new credential, old one dead, sequence numbers
+    // start again.
+    let rotated = store
+        .enroll_device(
+            &key,
+            "acme-mfp-9000",
+            "cred-new",
+            Some(&cred(t, "DEV-1")),
+            NOW + 1,
+        )
+        .await
+        .expect("re-enroll");
+    assert!(matches!(rotated, Enrollment::Enrolled { .. }));
+    assert!(
+        store
+            .device_by_credential(&cred(t, "DEV-1"))
             .await
             .expect("lookup")
             .is_none()
@@ -411,10 +462,12 @@ async fn report_interval(store: Store) {
     );
     assert_eq!(
         store
-            .enroll_device(&key, "acme-mfp-9000", "c2", NOW)
+            .enroll_device(&key, "acme-mfp-9000", "c2", Some(&cred(t, "DEV-3")), NOW)
             .await
             .expect("re-enroll"),
-        Some(600)
+        Enrollment::Enrolled {
+            report_interval_s: Some(600)
+        }
     );
     assert!(store.set_report_interval(&key, None).await.expect("clear"));
     assert_eq!(
@@ -537,4 +590,60 @@ async fn concurrent_reports_are_each_stored_once(store: Store) {
         let s = rec.structure.expect("structure");
         assert_eq!(s.unit("engine").expect("engine").software[0].version, "2.0");
     }
+}
+
+async fn revocation_and_operator_allowed_reenrollment(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "REV-1").await;
+    assert!(store.revoke_device(&key, NOW + 1).await.expect("revoke"));
+    assert!(
+        store
+            .device_by_credential(&cred(t, "REV-1"))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "a revoked credential stops working at once"
+    );
+    // Not even the revoked credential re-enrolls it.
+    let again = store
+        .enroll_device(
+            &key,
+            "acme-mfp-9000",
+            "c2",
+            Some(&cred(t, "REV-1")),
+            NOW + 2,
+        )
+        .await
+        .expect("enroll");
+    assert_eq!(again, Enrollment::Refused);
+
+    // An expired allowance admits nothing; a live one admits exactly one enrollment.
+    assert!(store.allow_reenroll(&key, NOW + 5).await.expect("allow"));
+    let late = store
+        .enroll_device(&key, "acme-mfp-9000", "c3", None, NOW + 6)
+        .await
+        .expect("enroll");
+    assert_eq!(late, Enrollment::Refused);
+    assert!(store.allow_reenroll(&key, NOW + 100).await.expect("allow"));
+    let ok = store
+        .enroll_device(&key, "acme-mfp-9000", "c4", None, NOW + 7)
+        .await
+        .expect("enroll");
+    assert!(matches!(ok, Enrollment::Enrolled { .. }));
+    assert_eq!(
+        store.device_by_credential("c4").await.expect("lookup"),
+        Some(key.clone())
+    );
+    let used_up = store
+        .enroll_device(&key, "acme-mfp-9000", "c5", None, NOW + 8)
+        .await
+        .expect("enroll");
+    assert_eq!(used_up, Enrollment::Refused, "the allowance is single use");
+
+    let missing = DeviceKey {
+        tenant: t,
+        device_id: DeviceId::parse("NOPE").expect("id"),
+    };
+    assert!(!store.revoke_device(&missing, NOW).await.expect("revoke"));
+    assert!(!store.allow_reenroll(&missing, NOW).await.expect("allow"));
 }

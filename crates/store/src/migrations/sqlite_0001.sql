@@ -34,6 +34,10 @@ CREATE TABLE devices (
     unit_count           BIGINT NOT NULL DEFAULT 0,
     operating            TEXT,
     report_interval_s    BIGINT,
+    -- set when an operator revoked the credential; cleared by a new enrollment
+    revoked_at           BIGINT,
+    -- an operator allowed a new enrollment of this id until then (single use)
+    reenroll_until       BIGINT,
     PRIMARY KEY (tenant_id, device_id)
 );
 CREATE TABLE reports (
