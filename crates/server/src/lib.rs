@@ -1,1 +1,284 @@
-//! stub
+//! The Fleetcare monitoring center: the device protocol (`/device/v1/`), the operator API
+//! (`/api/v1/`), `/healthz` and `/metrics`, over one store.
+//!
+//! [`app`] builds the whole router from an [`AppState`] (tests drive it without sockets);
+//! [`Center::start`] opens the store, bootstraps the data dir, binds, and serves until
+//! [`Center::stop`], which shuts down gracefully: no new connections, push channels closed
+//! with "going away", long polls answered, in-flight requests finished, the store closed.
+
+pub mod bootstrap;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod extract;
+pub mod hub;
+pub mod metrics;
+pub mod operator;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use fleetcare_core::clock::{Clock, SystemClock};
+use fleetcare_core::limits::{MAX_DEVICE_BODY, MAX_OPERATOR_BODY};
+use fleetcare_store::{Store, StoreError};
+use fleetcare_wire::operator::Health;
+use tokio::sync::watch;
+use tower_http::trace::TraceLayer;
+
+pub use crate::config::{LogFormat, ServerConfig};
+use crate::error::ApiError;
+use crate::extract::BodyLimit;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+/// Settings the handlers read (from [`ServerConfig`]).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub push_idle_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Arc<Settings>,
+    /// Becomes `true` when the center shuts down: push channels close, long polls answer.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// State over `store`, and the sender that starts a shutdown.
+    pub fn new(
+        store: Store,
+        config: &ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> (AppState, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let poll_grace_ms = i64::try_from(config.poll_grace.as_millis()).unwrap_or(i64::MAX);
+        let state = AppState {
+            store,
+            hub: Arc::new(Hub::new(clock.clone(), poll_grace_ms)),
+            metrics: Arc::new(Metrics::new()),
+            clock,
+            settings: Arc::new(Settings {
+                push_idle_timeout: config.push_idle_timeout,
+                request_timeout: config.request_timeout,
+            }),
+            shutdown: rx,
+        };
+        (state, tx)
+    }
+}
+
+/// The whole HTTP surface of the center.
+pub fn app(state: AppState) -> Router {
+    let timed = middleware::from_fn_with_state(state.clone(), request_timeout);
+    let device = Router::new()
+        .route("/device/v1/enroll", post(device::enroll))
+        .route("/device/v1/reports", post(device::report))
+        .route("/device/v1/self", get(device::whoami))
+        .layer(timed.clone())
+        // Long polls and push channels bound themselves.
+        .route("/device/v1/push", get(device::push))
+        .route("/device/v1/poll", get(device::poll))
+        .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))
+        .layer(Extension(BodyLimit(MAX_DEVICE_BODY)));
+    let operator = Router::new()
+        .route("/api/v1/devices", get(operator::list_devices))
+        .route("/api/v1/devices/{id}", get(operator::show_device))
+        .route(
+            "/api/v1/devices/{id}/history",
+            get(operator::device_history),
+        )
+        .route(
+            "/api/v1/devices/{id}/request-report",
+            post(operator::request_report),
+        )
+        .route(
+            "/api/v1/devices/{id}/report-interval",
+            put(operator::set_report_interval),
+        )
+        .route("/api/v1/devices/{id}/revoke", post(operator::revoke_device))
+        .route(
+            "/api/v1/devices/{id}/allow-reenroll",
+            post(operator::allow_reenroll),
+        )
+        .route("/api/v1/openapi.json", get(operator::openapi))
+        .layer(timed)
+        .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
+        .layer(Extension(BodyLimit(MAX_OPERATOR_BODY)));
+    Router::new()
+        .merge(device)
+        .merge(operator)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .with_state(state)
+        .layer(TraceLayer::new_for_http())
+}
+
+/// A request that takes longer than the configured timeout, body included, is answered 408.
+async fn request_timeout(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(st.settings.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            st.metrics.rejected("timeout");
+            ApiError::Timeout(st.settings.request_timeout).into_response()
+        }
+    }
+}
+
+async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
+    let stopping = *st.shutdown.borrow();
+    let status = if stopping {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        Json(Health {
+            status: if stopping { "shutting_down" } else { "ok" }.to_owned(),
+            store: st.store.backend().to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }),
+    )
+}
+
+async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    if let Store::Sqlite(s) = &st.store {
+        st.metrics.observe_group_commits(s.group_commits());
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+}
+
+/// Why the center could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("preparing the data dir: {0}")]
+    Bootstrap(String),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A running center.
+pub struct Center {
+    /// The address it listens on (with the real port when the config said 0).
+    pub addr: SocketAddr,
+    pub boot: bootstrap::Bootstrap,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Center {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Center")
+            .field("addr", &self.addr)
+            .field("store", &self.state.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Center {
+    /// Open the store (migrating it), bootstrap the data dir, bind and serve.
+    pub async fn start(config: &ServerConfig) -> Result<Center, ServeError> {
+        Center::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(
+        config: &ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Center, ServeError> {
+        fleetcare_fs::create_private_dir(&config.data_dir).map_err(|e| {
+            ServeError::Bootstrap(format!("creating {}: {e}", config.data_dir.display()))
+        })?;
+        let store = match &config.database_url {
+            Some(url) => Store::open_postgres(url).await?,
+            None => Store::open_sqlite(&config.data_dir).await?,
+        };
+        let boot = bootstrap::run(&store, &config.data_dir, &config.tenant, clock.now_ms()).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(ServeError::Serve)?;
+        let (state, shutdown) = AppState::new(store, config, clock);
+        let router = app(state.clone());
+        let mut stop = state.shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stopped(&mut stop).await })
+                .await
+        });
+        let sweeper = tokio::spawn(sweep(state.clone()));
+        tracing::info!(%addr, store = state.store.backend(), "center listening");
+        Ok(Center {
+            addr,
+            boot,
+            state,
+            shutdown,
+            server,
+            sweeper,
+        })
+    }
+
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Shut down gracefully and close the store.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(true);
+        self.sweeper.abort();
+        let served = match self.server.await {
+            Ok(r) => r.map_err(ServeError::Serve),
+            Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
+        };
+        let closed = self.state.store.close().await.map_err(ServeError::from);
+        tracing::info!("center stopped");
+        served.and(closed)
+    }
+}
+
+/// Resolves once the center is shutting down.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Forget devices that stopped polling, every few seconds; keep the gauge honest.
+async fn sweep(st: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        st.hub.sweep();
+    }
+}

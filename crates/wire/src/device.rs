@@ -8,6 +8,10 @@
 //! | GET  | `/device/v1/poll?wait_s=N` | long-poll fallback | [`PollResponse`] |
 //! | GET  | `/device/v1/self` | what the center knows about this device | [`crate::operator::DeviceView`] |
 //!
+//! Errors come as [`crate::ErrorBody`] with their status: 400 malformed or invalid body (every
+//! problem named), 401 unknown or revoked credential or enrollment key, 403 a body naming
+//! another device, 409 `already_enrolled`, 413 body over the limit.
+//!
 //! Every request but `enroll` carries `Authorization: Bearer <device_token>`.
 
 use std::collections::BTreeMap;
@@ -22,6 +26,10 @@ pub struct EnrollRequest {
     pub enrollment_key: String,
     pub device_id: String,
     pub model: String,
+    /// The device's current credential, when it enrolls again to rotate it. An enrolled
+    /// device id is admitted again only with it, or after an operator allowed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_credential: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -92,7 +92,8 @@ pub struct Unit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable code: `bad_request`, `bad_json`, `too_large`, `unauthorized`,
-    /// `forbidden`, `not_found`, `conflict`, `unavailable`, `internal`.
+    /// `forbidden`, `not_found`, `timeout`, `already_enrolled`, `offline`, `unavailable`,
+    /// `internal`.
     pub code: String,
     /// What was wrong, for a person.
     pub error: String,

@@ -126,6 +126,25 @@ pub struct History {
 pub struct RequestReportResponse {
     /// How the request travels: `push` (WebSocket) or `poll` (next long-poll answer).
     pub via: String,
+    /// The report the device sent in answer, when the caller asked to wait for it
+    /// (`?wait_s=N`) and it arrived in time.
+    pub report: Option<LastReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AllowReenroll {
+    /// How long the allowance lasts, in seconds (at most 30 days). It admits one enrollment.
+    pub valid_s: u64,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `shutting_down`.
+    pub status: String,
+    /// `sqlite` or `postgres`.
+    pub store: String,
+    pub version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -1,0 +1,244 @@
+//! The device protocol, under `/device/v1/` (table in `fleetcare_wire::device`).
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use fleetcare_core::limits::{MAX_NAME_LEN, MAX_POLL_WAIT_S};
+use fleetcare_core::secret::{self, SecretKind};
+use fleetcare_core::{DeviceId, structure};
+use fleetcare_store::{DeviceKey, Enrollment, NewReport, ReportMeta};
+use fleetcare_wire::device::{
+    EnrollRequest, EnrollResponse, PollResponse, ReportAck, StructureReport,
+};
+use fleetcare_wire::operator::DeviceView;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{DeviceAuth, JsonBody};
+use crate::metrics::TriggerLabel;
+
+/// Read buffer of a push channel: commands are small, and hundreds of thousands of idle
+/// channels per server must stay cheap (tungstenite's default of 128 KiB would cost 134 KB
+/// per device; 4 KiB costs about 6 KB).
+pub const PUSH_READ_BUFFER: usize = 4 * 1024;
+/// Largest message a device may send on its push channel (it sends none but pings).
+const PUSH_MAX_MESSAGE: usize = 16 * 1024;
+
+pub async fn enroll(
+    State(st): State<AppState>,
+    JsonBody(req): JsonBody<EnrollRequest>,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    let mut problems = Vec::new();
+    let device_id = DeviceId::parse(&req.device_id).map_err(|e| problems.extend(e.problems));
+    if req.model.is_empty() || req.model.chars().count() > MAX_NAME_LEN {
+        problems.push(format!("model: must be 1 to {MAX_NAME_LEN} characters"));
+    }
+    let device_id = match device_id {
+        Ok(id) if problems.is_empty() => id,
+        _ => return Err(ApiError::BadRequest(problems.join("; "))),
+    };
+    let Some(tenant) = st
+        .store
+        .enrollment_tenant(&secret::hash(&req.enrollment_key))
+        .await?
+    else {
+        st.metrics.rejected("bad_enrollment_key");
+        return Err(ApiError::Unauthorized(
+            "unknown or revoked enrollment key".into(),
+        ));
+    };
+    let key = DeviceKey { tenant, device_id };
+    let token = secret::generate(SecretKind::Device);
+    let current = req.current_credential.as_deref().map(secret::hash);
+    match st
+        .store
+        .enroll_device(
+            &key,
+            &req.model,
+            &secret::hash(&token),
+            current.as_deref(),
+            st.clock.now_ms(),
+        )
+        .await?
+    {
+        Enrollment::Enrolled { report_interval_s } => {
+            st.metrics.enrollments.inc();
+            tracing::info!(device = %key.device_id, tenant, "device enrolled");
+            Ok(Json(EnrollResponse {
+                device_token: token,
+                report_interval_s,
+            }))
+        }
+        Enrollment::Refused => {
+            st.metrics.rejected("already_enrolled");
+            tracing::warn!(device = %key.device_id, tenant, "enrollment of an enrolled device refused");
+            Err(ApiError::Conflict {
+                code: "already_enrolled",
+                message: format!(
+                    "device {} is enrolled already; enroll again with its current credential, \
+                     or have an operator run `fleetcare devices allow-reenroll {}`",
+                    key.device_id, key.device_id
+                ),
+            })
+        }
+    }
+}
+
+pub async fn report(
+    State(st): State<AppState>,
+    DeviceAuth(key): DeviceAuth,
+    JsonBody(r): JsonBody<StructureReport>,
+) -> Result<Json<ReportAck>, ApiError> {
+    let started = Instant::now();
+    if r.device_id != key.device_id.as_str() {
+        st.metrics.rejected("other_device");
+        tracing::warn!(device = %key.device_id, claimed = %r.device_id.chars().take(MAX_NAME_LEN).collect::<String>(),
+            "a device reported as another device");
+        return Err(ApiError::Forbidden(format!(
+            "this credential belongs to device {}; a device can only report as itself",
+            key.device_id
+        )));
+    }
+    if r.seq == 0 {
+        return Err(ApiError::BadRequest("seq: starts at 1".into()));
+    }
+    let (_, structure) = structure::validate_report(&r.device_id, &r.model, r.units, &r.operating)
+        .map_err(|e| {
+            st.metrics.rejected("invalid_report");
+            ApiError::BadRequest(e.to_string())
+        })?;
+    let received_at_ms = st.clock.now_ms();
+    let ingested = st
+        .store
+        .ingest_report(NewReport {
+            key: key.clone(),
+            seq: r.seq,
+            trigger: r.trigger,
+            observed_at_ms: r.observed_at_ms,
+            received_at_ms,
+            structure,
+            operating: r.operating,
+        })
+        .await?;
+    if ingested.duplicate {
+        st.metrics.report_duplicates.inc();
+    } else {
+        st.metrics
+            .reports
+            .get_or_create(&TriggerLabel {
+                trigger: r.trigger.as_str(),
+            })
+            .inc();
+        st.metrics
+            .structure_changes
+            .inc_by(u64::from(ingested.changes));
+        st.hub.reported(
+            &key,
+            ReportMeta {
+                seq: r.seq,
+                trigger: r.trigger,
+                received_at_ms,
+                observed_at_ms: r.observed_at_ms,
+            },
+        );
+    }
+    st.metrics
+        .ingest_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(Json(ReportAck {
+        seq: r.seq,
+        duplicate: ingested.duplicate,
+        changes: ingested.changes,
+        report_interval_s: ingested.report_interval_s,
+    }))
+}
+
+pub async fn push(
+    State(st): State<AppState>,
+    DeviceAuth(key): DeviceAuth,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.read_buffer_size(PUSH_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(PUSH_MAX_MESSAGE)
+        .max_frame_size(PUSH_MAX_MESSAGE)
+        .on_upgrade(move |socket| push_session(st, key, socket))
+}
+
+/// One push channel: send queued commands as they come; close when the device goes quiet
+/// for longer than the idle timeout, closes, or the center shuts down.
+async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
+    let guard = st.hub.attach_push(&key);
+    st.metrics.push_connections.inc();
+    tracing::debug!(device = %key.device_id, "push channel open");
+    let mut shutdown = st.shutdown.clone();
+    let idle = st.settings.push_idle_timeout;
+    let mut deadline = tokio::time::Instant::now() + idle;
+    let reason = 'session: loop {
+        for command in guard.mailbox.drain() {
+            let text = serde_json::to_string(&command).expect("commands serialize");
+            if socket.send(Message::Text(text.into())).await.is_err() {
+                break 'session "send failed";
+            }
+            st.metrics.commands_sent.inc();
+        }
+        tokio::select! {
+            () = guard.mailbox.notified() => {}
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None => break 'session "closed by the device",
+                Some(Err(_)) => break 'session "connection error",
+                Some(Ok(_)) => deadline = tokio::time::Instant::now() + idle,
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "idle".into() }))).await;
+                break 'session "idle";
+            }
+            () = crate::stopped(&mut shutdown) => {
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "center shutting down".into() }))).await;
+                break 'session "center shutting down";
+            }
+        }
+    };
+    st.metrics.push_connections.dec();
+    tracing::debug!(device = %key.device_id, reason, "push channel closed");
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PollQuery {
+    /// Seconds to wait for a command before answering with none.
+    pub wait_s: Option<u64>,
+}
+
+pub async fn poll(
+    State(st): State<AppState>,
+    DeviceAuth(key): DeviceAuth,
+    Query(q): Query<PollQuery>,
+) -> Json<PollResponse> {
+    let wait = Duration::from_secs(q.wait_s.unwrap_or(25).min(MAX_POLL_WAIT_S));
+    let mailbox = st.hub.poll(&key);
+    let mut commands = mailbox.drain();
+    if commands.is_empty() && !wait.is_zero() {
+        let mut shutdown = st.shutdown.clone();
+        tokio::select! {
+            () = mailbox.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            () = crate::stopped(&mut shutdown) => {}
+        }
+        commands = mailbox.drain();
+    }
+    st.hub.poll_done(&mailbox);
+    st.metrics.commands_sent.inc_by(commands.len() as u64);
+    Json(PollResponse { commands })
+}
+
+/// What the center knows about the calling device.
+pub async fn whoami(
+    State(st): State<AppState>,
+    DeviceAuth(key): DeviceAuth,
+) -> Result<Json<DeviceView>, ApiError> {
+    crate::operator::device_view(&st, &key).await.map(Json)
+}

@@ -1,0 +1,125 @@
+//! Extractors: JSON bodies with size limits and precise errors, device and operator identity.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use fleetcare_core::secret;
+use fleetcare_store::{DeviceKey, Operator};
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A JSON body: over the route's limit → 413; not JSON or not the expected shape → 400
+/// naming the field and the problem.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(fleetcare_core::limits::MAX_OPERATOR_BODY, |l| l.0);
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(limit)
+            } else {
+                ApiError::BadRequest(format!(
+                    "could not read the request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parse JSON, naming the path of the offending field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::BadJson(format!("malformed JSON body: {inner}"))
+        } else {
+            ApiError::BadJson(format!("malformed JSON body at `{path}`: {inner}"))
+        }
+    })
+}
+
+/// The body limit of a route, set by a layer so the 413 message can say it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// The device a request's credential belongs to. Unknown or missing → 401.
+#[derive(Debug, Clone)]
+pub struct DeviceAuth(pub DeviceKey);
+
+impl FromRequestParts<AppState> for DeviceAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(|| {
+            state.metrics.rejected("unauthorized");
+            ApiError::Unauthorized("missing device credential (Authorization: Bearer …)".into())
+        })?;
+        match state
+            .store
+            .device_by_credential(&secret::hash(token))
+            .await?
+        {
+            Some(key) => Ok(DeviceAuth(key)),
+            None => {
+                state.metrics.rejected("unauthorized");
+                Err(ApiError::Unauthorized(
+                    "unknown or revoked device credential".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// The operator a request's token belongs to. Unknown, revoked or missing → 401.
+#[derive(Debug, Clone)]
+pub struct OperatorAuth(pub Operator);
+
+impl FromRequestParts<AppState> for OperatorAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(|| {
+            state.metrics.rejected("unauthorized");
+            ApiError::Unauthorized("missing operator token (Authorization: Bearer …)".into())
+        })?;
+        match state.store.operator_by_token(&secret::hash(token)).await? {
+            Some(op) => Ok(OperatorAuth(op)),
+            None => {
+                state.metrics.rejected("unauthorized");
+                Err(ApiError::Unauthorized(
+                    "unknown or revoked operator token".into(),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Prometheus metrics, served at `/metrics`. Names carry their unit, counters end in
+//! `_total`; no label ever holds a device id (unbounded cardinality).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabel {
+    pub trigger: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reports: Family<TriggerLabel, Counter>,
+    pub report_duplicates: Counter,
+    pub structure_changes: Counter,
+    pub rejected: Family<ReasonLabel, Counter>,
+    pub enrollments: Counter,
+    pub commands_sent: Counter,
+    pub ingest_seconds: Histogram,
+    pub push_connections: Gauge,
+    pub store_group_commits: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let reports = Family::<TriggerLabel, Counter>::default();
+        registry.register(
+            "fleetcare_reports_stored",
+            "Structure reports stored, by trigger",
+            reports.clone(),
+        );
+        let report_duplicates = Counter::default();
+        registry.register(
+            "fleetcare_report_duplicates",
+            "Structure reports received again (retries), acknowledged without storing",
+            report_duplicates.clone(),
+        );
+        let structure_changes = Counter::default();
+        registry.register(
+            "fleetcare_structure_changes",
+            "Structure history events recorded",
+            structure_changes.clone(),
+        );
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "fleetcare_requests_rejected",
+            "Requests refused, by reason",
+            rejected.clone(),
+        );
+        let enrollments = Counter::default();
+        registry.register(
+            "fleetcare_enrollments",
+            "Device enrollments (and re-enrollments)",
+            enrollments.clone(),
+        );
+        let commands_sent = Counter::default();
+        registry.register(
+            "fleetcare_commands_sent",
+            "Commands queued for connected devices",
+            commands_sent.clone(),
+        );
+        let ingest_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
+        registry.register_with_unit(
+            "fleetcare_report_ingest",
+            "Time from a report's arrival to its durable acknowledgement",
+            Unit::Seconds,
+            ingest_seconds.clone(),
+        );
+        let push_connections = Gauge::default();
+        registry.register(
+            "fleetcare_push_connected_devices",
+            "Devices with an open push channel to this instance",
+            push_connections.clone(),
+        );
+        let store_group_commits = Counter::default();
+        registry.register(
+            "fleetcare_store_group_commits",
+            "Group commits of the embedded store (one fsync each)",
+            store_group_commits.clone(),
+        );
+        Metrics {
+            registry,
+            reports,
+            report_duplicates,
+            structure_changes,
+            rejected,
+            enrollments,
+            commands_sent,
+            ingest_seconds,
+            push_connections,
+            store_group_commits,
+        }
+    }
+
+    /// Bring the group-commit counter up to the store's own count.
+    pub fn observe_group_commits(&self, total: u64) {
+        let seen = self.store_group_commits.get();
+        if total > seen {
+            self.store_group_commits.inc_by(total - seen);
+        }
+    }
+
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
