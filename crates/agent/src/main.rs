@@ -1,1 +1,226 @@
-fn main() {}
+//! `fleetcare-agent`: the device agent's command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fleetcare_agent::client::CenterClient;
+use fleetcare_agent::local;
+use fleetcare_agent::source::InventoryFile;
+use fleetcare_agent::{Agent, AgentConfig};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "fleetcare-agent",
+    version,
+    about = "The Fleetcare device agent"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Report this device's structure to the center and obey it, until stopped (SIGTERM).
+    Run {
+        /// The agent config (see examples/agent.toml).
+        #[arg(long, env = "FLEETCARE_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Log lines as `text` or `json`, to standard error; the level comes from
+        /// FLEETCARE_LOG (default `info`).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
+    },
+    /// Show local state and what the center knows about this device.
+    Status {
+        #[arg(long, env = "FLEETCARE_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One thread is plenty for one device, and keeps the agent small.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fleetcare-agent: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Cmd::Run { config, log_format } => run(config, &log_format).await,
+            Cmd::Status { config, json } => status(config, json).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fleetcare-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<AgentConfig> {
+    Ok(AgentConfig::load(Some(path), &|k| std::env::var(k).ok())?)
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLEETCARE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(config: PathBuf, log_format: &str) -> anyhow::Result<()> {
+    let cfg = load_config(&config)?;
+    init_logs(log_format);
+    let inventory = cfg.inventory.clone().with_context(|| {
+        format!(
+            "{}: `inventory` is required: the agent binary reads the structure from an \
+             inventory file (integrators with unit drivers build their own agent on the library)",
+            config.display()
+        )
+    })?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        let _ = stop.send(true);
+    });
+    tracing::info!(center = %cfg.center_url, data_dir = %cfg.data_dir.display(), "agent starting");
+    Agent::new(cfg, InventoryFile::new(inventory))
+        .run(shutdown)
+        .await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
+    let cfg = load_config(&config)?;
+    let view = local::view(&cfg.data_dir)
+        .with_context(|| format!("reading {}", cfg.data_dir.display()))?;
+    let center = match &view.credential {
+        Some(c) => {
+            let client = CenterClient::new(&c.center_url, cfg.request_timeout);
+            Some(
+                client
+                    .whoami(&c.device_token)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
+        }
+        None => None,
+    };
+    if as_json {
+        let out = json!({
+            "device_id": view.credential.as_ref().map(|c| &c.device_id),
+            "center_url": cfg.center_url,
+            "enrolled": view.credential.is_some(),
+            "next_seq": view.state.next_seq,
+            "center_interval_s": view.state.center_interval_s,
+            "outbox": view.outbox,
+            "running": view.status,
+            "center": match &center {
+                Some(Ok(v)) => serde_json::to_value(v)?,
+                Some(Err(e)) => json!({"error": e}),
+                None => serde_json::Value::Null,
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    match &view.credential {
+        Some(c) => println!(
+            "device       {} (enrolled at {})",
+            c.device_id, c.center_url
+        ),
+        None => println!("device       not enrolled yet"),
+    }
+    println!(
+        "queued       {} report(s) not yet acknowledged",
+        view.outbox
+    );
+    if let Some(s) = &view.status {
+        println!("channel      {} (pid {})", s.channel, s.pid);
+        if let (Some(seq), Some(at)) = (s.last_ack_seq, &s.last_ack_at) {
+            println!("last ack     report #{seq} at {at}");
+        }
+        if let Some(e) = &s.last_error {
+            println!("last error   {e}");
+        }
+        if s.reports_dropped > 0 {
+            println!("dropped      {} report(s) (outbox full)", s.reports_dropped);
+        }
+    }
+    match center {
+        Some(Ok(v)) => {
+            println!(
+                "center says  model {}, {} unit(s), online {}, last report {}",
+                v.model,
+                v.units.len(),
+                v.online,
+                v.last_report
+                    .as_ref()
+                    .map_or("never".to_owned(), |r| format!(
+                        "#{} ({}) at {}",
+                        r.seq,
+                        r.trigger.as_str(),
+                        r.received_at
+                    ))
+            );
+            for u in &v.units {
+                let sw: Vec<String> = u
+                    .software
+                    .iter()
+                    .map(|s| format!("{}/{} {}", s.maker, s.product, s.version))
+                    .collect();
+                println!(
+                    "  {:<16} {:<16} {:<14} #{:<14} {}",
+                    u.slot,
+                    u.kind,
+                    u.model,
+                    u.serial,
+                    sw.join(", ")
+                );
+            }
+        }
+        Some(Err(e)) => println!("center says  (unreachable: {e})"),
+        None => {}
+    }
+    Ok(())
+}

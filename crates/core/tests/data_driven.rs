@@ -14,58 +14,13 @@ struct Units {
     unit: Vec<Unit>,
 }
 
-fn sections(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut name: Option<String> = None;
-    let mut body = String::new();
-    for line in text.lines() {
-        if let Some(n) = line.strip_prefix("--- ") {
-            if let Some(prev) = name.replace(n.trim().to_owned()) {
-                out.insert(prev, std::mem::take(&mut body));
-            }
-        } else {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
-    if let Some(prev) = name {
-        out.insert(prev, body);
-    }
-    out
-}
-
 fn check(suite: &str, run: impl Fn(&BTreeMap<String, String>) -> String) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(suite);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("suite dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no cases in {}", dir.display());
-    let mut failures = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("case file");
-        let s = sections(&text);
-        let actual = run(&s);
-        let expected = s.get("expect").cloned().unwrap_or_default();
-        if actual.trim_end() != expected.trim_end() {
-            if std::env::var_os("UPDATE_EXPECT").is_some() {
-                let head = text.split("--- expect").next().unwrap_or(&text);
-                std::fs::write(&file, format!("{head}--- expect\n{}\n", actual.trim_end()))
-                    .expect("write");
-            } else {
-                failures.push(format!(
-                    "{}:\n--- expected\n{}\n--- actual\n{}",
-                    file.display(),
-                    expected.trim_end(),
-                    actual.trim_end()
-                ));
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    fleetcare_testkit::check(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(suite),
+        run,
+    );
 }
 
 fn structure(toml_text: &str) -> Result<Structure, String> {

@@ -382,17 +382,19 @@ pub(crate) struct IngestState {
     pub report_interval_s: Option<i64>,
 }
 
+/// One history event's columns: `(kind, slot, change as JSON)`.
+pub(crate) type EventRow = (&'static str, String, String);
+
 /// The rows one report writes, decided from the stored state (pure, shared by backends).
+/// A report newer than every stored one moves the current structure; an older one that was
+/// never stored (reordered in flight) is kept in the report log only.
 pub(crate) struct IngestRows {
     pub fingerprint: String,
-    /// `Some` when the structure changed: the new stored form and the changes with their
-    /// `(kind, slot, json)` columns.
-    pub structure_change: Option<(String, Vec<(&'static str, String, String)>)>,
+    /// `Some` when the structure changed: the new stored form and the history events.
+    pub structure_change: Option<(String, Vec<EventRow>)>,
     pub operating_json: String,
 }
 
-/// A report newer than every stored one moves the current structure; an older one that was
-/// never stored (reordered in flight) is kept in the report log only.
 impl IngestRows {
     pub fn changes(&self) -> u32 {
         self.structure_change

@@ -80,6 +80,13 @@ impl TempPostgres {
     }
 }
 
+/// Open a store on a fresh database, for conformance tests: `(store, guard)`.
+pub async fn fresh_postgres(admin_url: &str) -> Result<(Store, TempPostgres)> {
+    let db = TempPostgres::create(admin_url).await?;
+    let store = Store::open_postgres(&db.url).await?;
+    Ok((store, db))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -95,11 +102,4 @@ mod tests {
         );
         assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
     }
-}
-
-/// Open a store on a fresh database, for conformance tests: `(store, guard)`.
-pub async fn fresh_postgres(admin_url: &str) -> Result<(Store, TempPostgres)> {
-    let db = TempPostgres::create(admin_url).await?;
-    let store = Store::open_postgres(&db.url).await?;
-    Ok((store, db))
 }

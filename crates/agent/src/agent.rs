@@ -1,0 +1,457 @@
+//! The agent's main loop.
+//!
+//! One task owns the data dir and decides; the push channel runs beside it and reports
+//! events. The loop reacts to:
+//! - the channel coming up → a `connect` report;
+//! - a command → a `request` report, or a new reporting interval;
+//! - the periodic deadline → a `periodic` report;
+//! - the source's fingerprint changing (checked every `watch_interval`, or at once when an
+//!   integrator calls [`AgentHandle::structure_changed`]) → a `change` report;
+//! - a credential the center no longer accepts → a new enrollment (presenting the old one).
+//!
+//! Every report is validated, numbered, written to the outbox, and then the outbox is
+//! flushed in order; what the center does not acknowledge stays queued and is retried with
+//! backoff, so the agent works offline and catches up when the center is back.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fleetcare_core::structure::validate_report;
+use fleetcare_wire::Trigger;
+use fleetcare_wire::device::{Command, EnrollRequest, StructureReport};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::channel::{Channel, ChannelEvent};
+use crate::client::{CenterClient, ClientError};
+use crate::config::AgentConfig;
+use crate::local::{Credential, Local, LocalError, Status};
+use crate::source::{Snapshot, StructureSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error(
+        "this agent is enrolled as device {enrolled}, but its structure source now names \
+         device {named}; a data dir belongs to one device (use another data dir for another device)"
+    )]
+    IdentityChanged { enrolled: String, named: String },
+    #[error(
+        "not enrolled yet and no enrollment key configured: set `enrollment_key` or \
+         `enrollment_key_file` in the agent config"
+    )]
+    NoEnrollmentKey,
+}
+
+/// Lets an integrator's code talk to a running agent.
+#[derive(Debug, Clone)]
+pub struct AgentHandle {
+    nudge: Arc<Notify>,
+}
+
+impl AgentHandle {
+    /// The structure may have changed: check the source now instead of at the next tick.
+    pub fn structure_changed(&self) {
+        self.nudge.notify_one();
+    }
+}
+
+/// A device agent over a structure source.
+pub struct Agent<S: StructureSource> {
+    config: AgentConfig,
+    source: Arc<S>,
+    nudge: Arc<Notify>,
+}
+
+impl<S: StructureSource> std::fmt::Debug for Agent<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("center_url", &self.config.center_url)
+            .field("data_dir", &self.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl<S: StructureSource> Agent<S> {
+    pub fn new(config: AgentConfig, source: S) -> Agent<S> {
+        Agent {
+            config,
+            source: Arc::new(source),
+            nudge: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn handle(&self) -> AgentHandle {
+        AgentHandle {
+            nudge: self.nudge.clone(),
+        }
+    }
+
+    /// Run until `shutdown` becomes `true`.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
+        let cfg = self.config;
+        let local = Local::open(&cfg.data_dir, cfg.outbox_max)?;
+        let client = CenterClient::new(&cfg.center_url, cfg.request_timeout);
+        let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
+
+        // The device's identity comes from its source: wait for a valid snapshot.
+        let snapshot = loop {
+            match read_valid(&self.source).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::error!(error = %e, "the structure source is not usable yet");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                        () = stopped(&mut shutdown) => return Ok(()),
+                    }
+                }
+            }
+        };
+        backoff.reset();
+        // A credential is for one device at one center.
+        let credential = local.credential().cloned();
+        if let Some(c) = &credential
+            && c.device_id != snapshot.device_id
+        {
+            return Err(AgentError::IdentityChanged {
+                enrolled: c.device_id.clone(),
+                named: snapshot.device_id.clone(),
+            });
+        }
+        let usable = credential.filter(|c| c.center_url == cfg.center_url);
+        if usable.is_none() && cfg.enrollment_key.is_none() {
+            return Err(AgentError::NoEnrollmentKey);
+        }
+        let (token_tx, token_rx) = watch::channel(usable.as_ref().map(|c| c.device_token.clone()));
+        let (events_tx, mut events) = mpsc::channel(64);
+        let channel = tokio::spawn(Channel::new(&cfg, client.clone()).run(
+            token_rx,
+            events_tx,
+            shutdown.clone(),
+        ));
+
+        let interval = effective_interval(&cfg, &local);
+        let mut r = Runner {
+            last_fingerprint: local.state().last_fingerprint.clone(),
+            last_snapshot: snapshot,
+            token: usable.map(|c| c.device_token),
+            token_tx,
+            enroll_at: None,
+            retry_at: None,
+            next_periodic: Instant::now() + interval,
+            status: Status {
+                pid: std::process::id(),
+                channel: "offline".into(),
+                ..Status::default()
+            },
+            backoff,
+            enroll_backoff: Backoff::new(cfg.backoff_initial, cfg.backoff_max),
+            client,
+            source: self.source.clone(),
+            cfg,
+            local,
+        };
+        if r.token.is_none() {
+            r.enroll_at = Some(Instant::now());
+        }
+        r.flush().await?;
+        let mut watch_tick = tokio::time::interval(r.cfg.watch_interval);
+        watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    None => break,
+                    Some(ChannelEvent::Up(via)) => {
+                        tracing::info!(via = via.as_str(), "connected to the center");
+                        r.status.channel = via.as_str().into();
+                        r.report(Trigger::Connect).await?;
+                    }
+                    Some(ChannelEvent::Down(reason)) => {
+                        tracing::info!(%reason, "push channel down");
+                        r.status.channel = "offline".into();
+                        r.publish();
+                    }
+                    Some(ChannelEvent::Command(c)) => r.command(c).await?,
+                    Some(ChannelEvent::Unauthorized) => r.unauthorized(),
+                },
+                () = tokio::time::sleep_until(r.next_periodic) => {
+                    r.next_periodic = Instant::now() + effective_interval(&r.cfg, &r.local);
+                    r.report(Trigger::Periodic).await?;
+                }
+                _ = watch_tick.tick() => r.check_for_change().await?,
+                () = self.nudge.notified() => r.check_for_change().await?,
+                () = sleep_until_opt(r.retry_at) => r.flush().await?,
+                () = sleep_until_opt(r.enroll_at) => r.enroll().await?,
+                () = stopped(&mut shutdown) => break,
+            }
+        }
+        r.status.channel = "offline".into();
+        r.publish();
+        let _ = channel.await;
+        Ok(())
+    }
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn effective_interval(cfg: &AgentConfig, local: &Local) -> Duration {
+    local
+        .state()
+        .center_interval_s
+        .map_or(cfg.report_interval, Duration::from_secs)
+}
+
+/// Read the source on a blocking thread and validate what it says, every problem at once.
+async fn read_valid<S: StructureSource>(source: &Arc<S>) -> Result<Snapshot, String> {
+    let s = source.clone();
+    let snap = tokio::task::spawn_blocking(move || s.read())
+        .await
+        .map_err(|e| format!("the structure source panicked: {e}"))?
+        .map_err(|e| e.to_string())?;
+    validate_report(
+        &snap.device_id,
+        &snap.model,
+        snap.units.clone(),
+        &snap.operating,
+    )
+    .map_err(|e| format!("the structure is not valid: {e}"))?;
+    Ok(snap)
+}
+
+struct Runner<S: StructureSource> {
+    cfg: AgentConfig,
+    source: Arc<S>,
+    local: Local,
+    client: CenterClient,
+    token: Option<String>,
+    token_tx: watch::Sender<Option<String>>,
+    /// Fingerprint of the newest report queued (the structure the center will know).
+    last_fingerprint: Option<String>,
+    last_snapshot: Snapshot,
+    enroll_at: Option<Instant>,
+    retry_at: Option<Instant>,
+    next_periodic: Instant,
+    backoff: Backoff,
+    enroll_backoff: Backoff,
+    status: Status,
+}
+
+impl<S: StructureSource> Runner<S> {
+    fn publish(&mut self) {
+        self.status.outbox = self.local.outbox.len();
+        self.status.reports_dropped = self.local.outbox.dropped();
+        self.local.write_status(&self.status);
+    }
+
+    /// A fresh snapshot, or the last good one if the source cannot answer right now.
+    async fn snapshot(&mut self) -> Snapshot {
+        match read_valid(&self.source).await {
+            Ok(s) => {
+                self.last_snapshot = s.clone();
+                s
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "using the last good structure");
+                self.last_snapshot.clone()
+            }
+        }
+    }
+
+    fn fingerprint(s: &Snapshot) -> String {
+        fleetcare_core::Structure::new(&s.model, s.units.clone())
+            .map_or_else(|_| String::new(), |st| st.fingerprint())
+    }
+
+    async fn check_for_change(&mut self) -> Result<(), AgentError> {
+        let snap = match read_valid(&self.source).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "structure source not readable now");
+                return Ok(());
+            }
+        };
+        if self.last_fingerprint.as_deref() == Some(Self::fingerprint(&snap).as_str()) {
+            return Ok(());
+        }
+        self.last_snapshot = snap;
+        // Never reported from this data dir: the `connect` report will carry the structure.
+        if self.last_fingerprint.is_none() {
+            return Ok(());
+        }
+        self.report(Trigger::Change).await
+    }
+
+    /// Queue a report with this trigger and send what is queued.
+    async fn report(&mut self, trigger: Trigger) -> Result<(), AgentError> {
+        let snap = if trigger == Trigger::Change {
+            self.last_snapshot.clone()
+        } else {
+            self.snapshot().await
+        };
+        if let Some(c) = self.local.credential()
+            && c.device_id != snap.device_id
+        {
+            tracing::error!(
+                enrolled = %c.device_id, named = %snap.device_id,
+                "the structure source names another device; not reporting it"
+            );
+            return Ok(());
+        }
+        let fingerprint = Self::fingerprint(&snap);
+        let seq = self.local.take_seq(&fingerprint)?;
+        let report = StructureReport {
+            device_id: snap.device_id.clone(),
+            model: snap.model.clone(),
+            seq,
+            trigger,
+            observed_at_ms: now_ms(),
+            units: snap.units.clone(),
+            operating: snap.operating.clone(),
+        };
+        self.local.outbox.push(&report)?;
+        self.last_fingerprint = Some(fingerprint);
+        tracing::debug!(seq, trigger = trigger.as_str(), "report queued");
+        self.flush().await
+    }
+
+    async fn command(&mut self, c: Command) -> Result<(), AgentError> {
+        match c {
+            Command::RequestReport => self.report(Trigger::Request).await,
+            Command::SetReportInterval { seconds } => {
+                self.set_interval(seconds)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn set_interval(&mut self, seconds: Option<u64>) -> Result<(), AgentError> {
+        if self.local.state().center_interval_s != seconds {
+            self.local.set_center_interval(seconds)?;
+            let interval = effective_interval(&self.cfg, &self.local);
+            tracing::info!(?interval, "reporting interval set by the center");
+            self.next_periodic = Instant::now() + interval;
+        }
+        Ok(())
+    }
+
+    /// Send queued reports, oldest first, until the outbox is empty or the center cannot
+    /// take one now.
+    async fn flush(&mut self) -> Result<(), AgentError> {
+        self.retry_at = None;
+        let Some(token) = self.token.clone() else {
+            self.publish();
+            return Ok(());
+        };
+        while let Some(report) = self.local.outbox.first()? {
+            match self.client.report(&token, &report).await {
+                Ok(ack) => {
+                    self.local.outbox.remove(report.seq)?;
+                    self.backoff.reset();
+                    self.status.last_ack_seq = Some(ack.seq);
+                    self.status.last_ack_at = Some(fleetcare_core::clock::rfc3339(now_ms()));
+                    self.status.last_error = None;
+                    self.set_interval(ack.report_interval_s)?;
+                }
+                Err(e) if e.is_unauthorized() => {
+                    self.status.last_error = Some(e.to_string());
+                    self.unauthorized();
+                    break;
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(error = %e, seq = report.seq, "report not delivered; will retry");
+                    self.status.last_error = Some(e.to_string());
+                    self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+                    break;
+                }
+                Err(e) => {
+                    // Retrying cannot fix what the center refused for good; keep the rest moving.
+                    tracing::error!(error = %e, seq = report.seq, "the center refused a report; dropping it");
+                    self.status.last_error = Some(e.to_string());
+                    self.local.outbox.remove(report.seq)?;
+                }
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// The center does not accept the credential (revoked, or the center forgot it).
+    fn unauthorized(&mut self) {
+        if self.enroll_at.is_none() {
+            tracing::warn!("the center does not accept this device's credential; enrolling again");
+            self.token = None;
+            let _ = self.token_tx.send(None);
+            self.enroll_at = Some(Instant::now());
+        }
+    }
+
+    async fn enroll(&mut self) -> Result<(), AgentError> {
+        self.enroll_at = None;
+        let Some(key) = self.cfg.enrollment_key.clone() else {
+            tracing::error!("the credential was refused and no enrollment key is configured");
+            self.enroll_at = Some(Instant::now() + self.cfg.backoff_max);
+            return Ok(());
+        };
+        let snap = self.last_snapshot.clone();
+        let current = self.local.credential().map(|c| c.device_token.clone());
+        let req = EnrollRequest {
+            enrollment_key: key,
+            device_id: snap.device_id.clone(),
+            model: snap.model.clone(),
+            current_credential: current,
+        };
+        match self.client.enroll(&req).await {
+            Ok(answer) => {
+                self.local.save_credential(Credential {
+                    device_id: snap.device_id.clone(),
+                    device_token: answer.device_token.clone(),
+                    center_url: self.cfg.center_url.clone(),
+                })?;
+                tracing::info!(device = %snap.device_id, "enrolled with the center");
+                self.enroll_backoff.reset();
+                self.token = Some(answer.device_token.clone());
+                let _ = self.token_tx.send(Some(answer.device_token));
+                self.set_interval(answer.report_interval_s)?;
+                self.flush().await
+            }
+            Err(e) => {
+                let delay = match &e {
+                    ClientError::Refused { code, .. } if code == "already_enrolled" => {
+                        tracing::error!(
+                            device = %snap.device_id,
+                            "the center refuses to enroll this device again: an operator must run \
+                             `fleetcare devices allow-reenroll {}`", snap.device_id
+                        );
+                        self.cfg.backoff_max
+                    }
+                    e if e.is_retryable() => self.enroll_backoff.next_delay(),
+                    e => {
+                        tracing::error!(error = %e, "enrollment refused");
+                        self.cfg.backoff_max
+                    }
+                };
+                self.status.last_error = Some(e.to_string());
+                self.publish();
+                self.enroll_at = Some(Instant::now() + delay);
+                Ok(())
+            }
+        }
+    }
+}

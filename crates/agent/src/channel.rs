@@ -1,0 +1,309 @@
+//! The push channel: how the center reaches the device.
+//!
+//! A WebSocket to `/device/v1/push` (read buffer 4 KiB) that the agent keeps open, pinging it
+//! every `keepalive`; or, where a WebSocket cannot be opened (a proxy that does not pass
+//! upgrades), long polls on `/device/v1/poll`. In `auto` mode two refused upgrades switch to
+//! long polling, and the WebSocket is tried again every ten minutes. Broken connections are
+//! reopened with backoff and jitter. The channel tells the agent's main loop when it comes up
+//! (the agent then sends its `connect` report), goes down, or carries a command.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use fleetcare_wire::device::Command;
+
+use crate::backoff::Backoff;
+use crate::client::{CenterClient, error_chain};
+use crate::config::{AgentConfig, Transport};
+
+/// Read buffer of the agent's end of the push channel (the center's is as small).
+const READ_BUFFER: usize = 4 * 1024;
+/// Largest command message accepted from the center.
+const MAX_MESSAGE: usize = 64 * 1024;
+/// In `auto` mode, how long the agent long-polls before trying a WebSocket again.
+const RETRY_WEBSOCKET_AFTER: Duration = Duration::from_secs(600);
+/// Upgrades refused before `auto` mode falls back to long polling.
+const REFUSALS_BEFORE_POLLING: u32 = 2;
+
+/// How the channel is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Push,
+    Poll,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Push => "push",
+            Via::Poll => "poll",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelEvent {
+    Up(Via),
+    Down(String),
+    Command(Command),
+    /// The center does not know the credential: the agent must enroll again.
+    Unauthorized,
+}
+
+#[derive(Debug, Clone)]
+pub struct Channel {
+    transport: Transport,
+    keepalive: Duration,
+    poll_wait: Duration,
+    request_timeout: Duration,
+    backoff: Backoff,
+    client: CenterClient,
+    push_url: String,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+enum Connect {
+    /// Boxed: the stream is large and the other outcomes are not.
+    Open(Box<Socket>),
+    Unauthorized,
+    /// The endpoint answered, but not with an upgrade.
+    Refused(u16),
+    Failed(String),
+}
+
+impl Channel {
+    pub fn new(config: &AgentConfig, client: CenterClient) -> Channel {
+        let push_url = format!(
+            "{}/device/v1/push",
+            client
+                .base()
+                .replacen("https://", "wss://", 1)
+                .replacen("http://", "ws://", 1)
+        );
+        Channel {
+            transport: config.transport,
+            keepalive: config.keepalive,
+            poll_wait: config.poll_wait,
+            request_timeout: config.request_timeout,
+            backoff: Backoff::new(config.backoff_initial, config.backoff_max),
+            client,
+            push_url,
+        }
+    }
+
+    /// Keep the channel until `shutdown`, reporting to `events`. `token` holds the current
+    /// device credential (the main loop replaces it after a new enrollment).
+    pub async fn run(
+        mut self,
+        mut token: watch::Receiver<Option<String>>,
+        events: mpsc::Sender<ChannelEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut polling = self.transport == Transport::Poll;
+        let mut polling_since = Instant::now();
+        let mut refusals = 0;
+        let mut up = false;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let Some(current) = token.borrow_and_update().clone() else {
+                tokio::select! {
+                    _ = token.changed() => continue,
+                    () = stopped(&mut shutdown) => return,
+                }
+            };
+            let mut unauthorized = false;
+            if !polling {
+                match self.connect(&current).await {
+                    Connect::Open(ws) => {
+                        refusals = 0;
+                        self.backoff.reset();
+                        if events.send(ChannelEvent::Up(Via::Push)).await.is_err() {
+                            return;
+                        }
+                        let opened = Instant::now();
+                        let reason = self.session(*ws, &events, &mut shutdown).await;
+                        if events.send(ChannelEvent::Down(reason)).await.is_err() {
+                            return;
+                        }
+                        // A channel that held for a while is reopened at once.
+                        if opened.elapsed() > self.keepalive * 2 {
+                            continue;
+                        }
+                    }
+                    Connect::Unauthorized => unauthorized = true,
+                    Connect::Refused(status) => {
+                        refusals += 1;
+                        tracing::warn!(status, "the center refused the WebSocket upgrade");
+                        if self.transport == Transport::Auto && refusals >= REFUSALS_BEFORE_POLLING
+                        {
+                            tracing::warn!("falling back to long polling");
+                            polling = true;
+                            polling_since = Instant::now();
+                            continue;
+                        }
+                    }
+                    Connect::Failed(e) => tracing::debug!(error = %e, "push channel not open"),
+                }
+            } else {
+                // Until the channel is up, poll without waiting: being up is news.
+                let wait = if up { self.poll_wait } else { Duration::ZERO };
+                let answer = tokio::select! {
+                    a = self.client.poll(&current, wait) => a,
+                    () = stopped(&mut shutdown) => return,
+                };
+                match answer {
+                    Ok(answer) => {
+                        self.backoff.reset();
+                        if !up {
+                            up = true;
+                            if events.send(ChannelEvent::Up(Via::Poll)).await.is_err() {
+                                return;
+                            }
+                        }
+                        for c in answer.commands {
+                            if events.send(ChannelEvent::Command(c)).await.is_err() {
+                                return;
+                            }
+                        }
+                        if self.transport == Transport::Auto
+                            && polling_since.elapsed() > RETRY_WEBSOCKET_AFTER
+                        {
+                            polling = false;
+                            refusals = 0;
+                            up = false;
+                            let _ = events
+                                .send(ChannelEvent::Down("trying a WebSocket again".into()))
+                                .await;
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        unauthorized = e.is_unauthorized();
+                        if up {
+                            up = false;
+                            if events
+                                .send(ChannelEvent::Down(e.to_string()))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            if unauthorized && events.send(ChannelEvent::Unauthorized).await.is_err() {
+                return;
+            }
+            let delay = self.backoff.next_delay();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                // A new credential is worth trying at once.
+                _ = token.changed(), if unauthorized => {}
+                () = stopped(&mut shutdown) => return,
+            }
+        }
+    }
+
+    async fn connect(&self, token: &str) -> Connect {
+        let mut req = match self.push_url.as_str().into_client_request() {
+            Ok(r) => r,
+            Err(e) => return Connect::Failed(e.to_string()),
+        };
+        match HeaderValue::from_str(&format!("Bearer {token}")) {
+            Ok(v) => {
+                req.headers_mut().insert("authorization", v);
+            }
+            Err(e) => return Connect::Failed(e.to_string()),
+        }
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let attempt = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
+        // (Shutdown waits at most one request timeout for a connection attempt.)
+        match tokio::time::timeout(self.request_timeout, attempt).await {
+            Err(_) => Connect::Failed("timed out opening the push channel".into()),
+            Ok(Ok((ws, _))) => Connect::Open(Box::new(ws)),
+            Ok(Err(tungstenite::Error::Http(resp))) if resp.status().as_u16() == 401 => {
+                Connect::Unauthorized
+            }
+            Ok(Err(tungstenite::Error::Http(resp))) => {
+                let s = resp.status().as_u16();
+                // Overload and outages are not a missing endpoint.
+                if s == 429 || s >= 500 {
+                    Connect::Failed(format!("the center answered {s}"))
+                } else {
+                    Connect::Refused(s)
+                }
+            }
+            Ok(Err(e)) => Connect::Failed(error_chain(&e)),
+        }
+    }
+
+    /// Carry commands until the channel breaks; returns why it ended.
+    async fn session(
+        &self,
+        mut ws: Socket,
+        events: &mpsc::Sender<ChannelEvent>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> String {
+        let mut ping = tokio::time::interval_at(Instant::now() + self.keepalive, self.keepalive);
+        let mut heard = Instant::now();
+        loop {
+            tokio::select! {
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        heard = Instant::now();
+                        match serde_json::from_str::<Command>(&text) {
+                            Ok(c) => {
+                                if events.send(ChannelEvent::Command(c)).await.is_err() {
+                                    return "agent stopping".into();
+                                }
+                            }
+                            // A newer center may send commands this agent does not know.
+                            Err(e) => tracing::warn!(error = %e, "ignoring a command this agent does not understand"),
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        return match frame {
+                            Some(f) => format!("closed by the center: {}", f.reason),
+                            None => "closed by the center".into(),
+                        };
+                    }
+                    Some(Ok(_)) => heard = Instant::now(),
+                    Some(Err(e)) => return error_chain(&e),
+                    None => return "connection ended".into(),
+                },
+                _ = ping.tick() => {
+                    if heard.elapsed() > self.keepalive * 2 {
+                        return "the center went silent".into();
+                    }
+                    if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
+                        return error_chain(&e);
+                    }
+                }
+                () = stopped(shutdown) => {
+                    let _ = ws.close(None).await;
+                    return "agent stopping".into();
+                }
+            }
+        }
+    }
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

@@ -1,0 +1,179 @@
+//! The HTTP client of the device protocol (`/device/v1/`).
+
+use std::time::Duration;
+
+use fleetcare_wire::ErrorBody;
+use fleetcare_wire::device::{
+    EnrollRequest, EnrollResponse, PollResponse, ReportAck, StructureReport,
+};
+use fleetcare_wire::operator::DeviceView;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The center could not be reached, or the connection broke.
+    #[error("cannot reach the center: {0}")]
+    Network(String),
+    /// The center answered with an error.
+    #[error("the center refused ({status}, {code}): {message}")]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The center answered something that is not the expected JSON.
+    #[error("unexpected answer from the center: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// Worth trying again later (the same request may succeed).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Network(_) | ClientError::Decode(_) => true,
+            ClientError::Refused { status, .. } => {
+                *status >= 500 || *status == 408 || *status == 429
+            }
+        }
+    }
+
+    /// The credential is unknown or revoked.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, ClientError::Refused { status: 401, .. })
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// The device protocol over HTTP.
+#[derive(Debug, Clone)]
+pub struct CenterClient {
+    http: reqwest::Client,
+    base: String,
+    timeout: Duration,
+}
+
+impl CenterClient {
+    pub fn new(center_url: &str, timeout: Duration) -> CenterClient {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("fleetcare-agent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("an HTTP client with a plain configuration builds");
+        CenterClient {
+            http,
+            base: center_url.trim_end_matches('/').to_owned(),
+            timeout,
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, ClientError> {
+        let r = self
+            .http
+            .post(format!("{}/device/v1/enroll", self.base))
+            .timeout(self.timeout)
+            .json(req);
+        answer(r.send().await).await
+    }
+
+    pub async fn report(
+        &self,
+        token: &str,
+        report: &StructureReport,
+    ) -> Result<ReportAck, ClientError> {
+        let r = self
+            .http
+            .post(format!("{}/device/v1/reports", self.base))
+            .bearer_auth(token)
+            .timeout(self.timeout)
+            .json(report);
+        answer(r.send().await).await
+    }
+
+    /// One long poll: waits up to `wait` at the center for commands.
+    pub async fn poll(&self, token: &str, wait: Duration) -> Result<PollResponse, ClientError> {
+        let r = self
+            .http
+            .get(format!(
+                "{}/device/v1/poll?wait_s={}",
+                self.base,
+                wait.as_secs()
+            ))
+            .bearer_auth(token)
+            .timeout(wait + self.timeout);
+        answer(r.send().await).await
+    }
+
+    /// What the center knows about this device.
+    pub async fn whoami(&self, token: &str) -> Result<DeviceView, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}/device/v1/self", self.base))
+            .bearer_auth(token)
+            .timeout(self.timeout);
+        answer(r.send().await).await
+    }
+}
+
+/// Largest answer the agent reads from the center.
+const MAX_ANSWER: usize = 4 * 1024 * 1024;
+
+async fn answer<T: DeserializeOwned>(
+    sent: reqwest::Result<reqwest::Response>,
+) -> Result<T, ClientError> {
+    let resp = sent.map_err(|e| ClientError::Network(error_chain(&e)))?;
+    let status = resp.status();
+    if resp.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+        return Err(ClientError::Decode(format!(
+            "an answer larger than {MAX_ANSWER} bytes"
+        )));
+    }
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Network(error_chain(&e)))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()));
+    }
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(b) => (b.code, b.error),
+        Err(_) => (
+            status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_lowercase()
+                .replace(' ', "_"),
+            String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
+        ),
+    };
+    Err(ClientError::Refused {
+        status: status.as_u16(),
+        code,
+        message,
+    })
+}
+
+/// An error with its causes, for logs ("error sending request: connection refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

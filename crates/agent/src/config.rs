@@ -1,0 +1,237 @@
+//! The agent's typed config: defaults → `agent.toml` → `FLEETCARE_AGENT_*` environment.
+//! Every key is documented in `examples/agent.toml`. Relative paths in the file are relative
+//! to the file's own directory; relative paths from the environment, to the working directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fleetcare_core::config::{ConfigError, ConfigReader};
+
+/// How the agent keeps its push channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// WebSocket; falls back to long polling where a WebSocket cannot be opened (a proxy
+    /// that does not pass upgrades), and tries the WebSocket again every ten minutes.
+    Auto,
+    WebSocket,
+    Poll,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// `http://host:port` of the center, without a trailing slash.
+    pub center_url: String,
+    /// The fleet's enrollment key; needed until the agent has its own credential.
+    pub enrollment_key: Option<String>,
+    /// Credential, state and the report outbox.
+    pub data_dir: PathBuf,
+    /// The inventory file the structure comes from.
+    pub inventory: Option<PathBuf>,
+    /// Periodic reports, unless the center sets another interval.
+    pub report_interval: Duration,
+    pub transport: Transport,
+    /// The agent pings its push channel this often; silence for twice as long means it is dead.
+    pub keepalive: Duration,
+    /// How long one long poll waits at the center.
+    pub poll_wait: Duration,
+    /// How often the structure source is checked for changes.
+    pub watch_interval: Duration,
+    /// Reconnection and retry backoff: first delay and ceiling (with jitter).
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Longest a request to the center may take.
+    pub request_timeout: Duration,
+    /// Reports kept while the center cannot be reached; the oldest go first beyond it.
+    pub outbox_max: usize,
+}
+
+/// The environment variables' prefix: `FLEETCARE_AGENT_CENTER_URL`, …
+pub const ENV_PREFIX: &str = "FLEETCARE_AGENT_";
+
+impl AgentConfig {
+    /// A config for `center_url` with every other key at its default.
+    pub fn new(center_url: &str, data_dir: PathBuf) -> AgentConfig {
+        AgentConfig {
+            center_url: center_url.trim_end_matches('/').to_owned(),
+            enrollment_key: None,
+            data_dir,
+            inventory: None,
+            report_interval: Duration::from_secs(3600),
+            transport: Transport::Auto,
+            keepalive: Duration::from_secs(30),
+            poll_wait: Duration::from_secs(25),
+            watch_interval: Duration::from_millis(500),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(15),
+            outbox_max: 1000,
+        }
+    }
+
+    /// Read the config file at `path` (if given) and the environment.
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AgentConfig, ConfigError> {
+        let text = match path {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| ConfigError {
+                problems: vec![format!("reading {}: {e}", p.display())],
+            })?),
+            None => None,
+        };
+        let base = path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let name = path.map(|p| p.display().to_string()).unwrap_or_default();
+        let file = text.as_deref().map(|t| (name.as_str(), t));
+        AgentConfig::parse(file, &base, env)
+    }
+
+    /// Read from the file's text; relative paths in the file are joined to `base`.
+    pub fn parse(
+        file: Option<(&str, &str)>,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AgentConfig, ConfigError> {
+        let mut r = ConfigReader::new(file, ENV_PREFIX, env);
+        let c = AgentConfig::read(&mut r, base, env);
+        r.finish().map(|()| c)
+    }
+
+    /// The keys this config understands (a test checks the example documents each).
+    pub fn keys() -> Vec<String> {
+        let none = |_: &str| None;
+        let mut r = ConfigReader::new(None, ENV_PREFIX, &none);
+        AgentConfig::read(&mut r, Path::new(""), &none);
+        r.keys().map(str::to_owned).collect()
+    }
+
+    fn read(
+        r: &mut ConfigReader<'_>,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> AgentConfig {
+        // A path from the file is relative to the file; one from the environment is not.
+        let resolve = |r: &ConfigReader<'_>, key: &str, p: PathBuf| -> PathBuf {
+            if p.is_absolute() || env(&r.env_var(key)).is_some() {
+                p
+            } else {
+                base.join(p)
+            }
+        };
+        let center_url: String = r.value("center_url", String::new());
+        if center_url.is_empty() {
+            r.problem("`center_url`: required (for example \"http://127.0.0.1:8470\")");
+        } else if !(center_url.starts_with("http://") || center_url.starts_with("https://")) {
+            r.problem(format!(
+                "`center_url`: {center_url:?} must start with http:// or https://"
+            ));
+        }
+        let data_dir = r.value("data_dir", PathBuf::from("fleetcare-agent-data"));
+        let data_dir = resolve(r, "data_dir", data_dir);
+        let mut c = AgentConfig::new(&center_url, data_dir);
+        let key: Option<String> = r.optional("enrollment_key");
+        let key_file: Option<PathBuf> = r.optional("enrollment_key_file");
+        c.enrollment_key = match (key, key_file) {
+            (Some(_), Some(_)) => {
+                r.problem("`enrollment_key` and `enrollment_key_file`: set one, not both");
+                None
+            }
+            (Some(k), None) => Some(k),
+            (None, Some(f)) => {
+                let f = resolve(r, "enrollment_key_file", f);
+                match std::fs::read_to_string(&f) {
+                    Ok(k) if !k.trim().is_empty() => Some(k.trim().to_owned()),
+                    Ok(_) => {
+                        r.problem(format!("`enrollment_key_file`: {} is empty", f.display()));
+                        None
+                    }
+                    Err(e) => {
+                        r.problem(format!(
+                            "`enrollment_key_file`: reading {}: {e}",
+                            f.display()
+                        ));
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        };
+        c.inventory = r
+            .optional::<PathBuf>("inventory")
+            .map(|p| resolve(r, "inventory", p));
+        // The agent's own interval may be as short as a second (labs, tests); the center
+        // cannot set one below MIN_REPORT_INTERVAL_S for a fleet.
+        c.report_interval = Duration::from_secs(r.bounded(
+            "report_interval_s",
+            3600,
+            1,
+            fleetcare_core::limits::MAX_REPORT_INTERVAL_S,
+        ));
+        c.transport = match r
+            .choice("transport", "auto", &["auto", "websocket", "poll"])
+            .as_str()
+        {
+            "websocket" => Transport::WebSocket,
+            "poll" => Transport::Poll,
+            _ => Transport::Auto,
+        };
+        c.keepalive = Duration::from_secs(r.bounded("keepalive_s", 30, 1, 600));
+        c.poll_wait = Duration::from_secs(r.bounded(
+            "poll_wait_s",
+            25,
+            1,
+            fleetcare_core::limits::MAX_POLL_WAIT_S,
+        ));
+        c.watch_interval = Duration::from_millis(r.bounded("watch_interval_ms", 500, 50, 600_000));
+        c.backoff_initial = Duration::from_millis(r.bounded("backoff_initial_ms", 500, 10, 60_000));
+        c.backoff_max = Duration::from_secs(r.bounded("backoff_max_s", 60, 1, 3600));
+        c.request_timeout = Duration::from_secs(r.bounded("request_timeout_s", 15, 1, 600));
+        c.outbox_max =
+            usize::try_from(r.bounded("outbox_max", 1000, 1, 1_000_000)).unwrap_or(usize::MAX);
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_paths_are_relative_to_the_file() {
+        let env = |k: &str| (k == "FLEETCARE_AGENT_DATA_DIR").then(|| "rel/data".to_owned());
+        let c = AgentConfig::parse(
+            Some((
+                "a.toml",
+                "center_url = \"http://c:1/\"\ninventory = \"inv.toml\"\nenrollment_key = \"k\"\n",
+            )),
+            Path::new("/etc/fleetcare"),
+            &env,
+        )
+        .expect("valid");
+        assert_eq!(c.center_url, "http://c:1");
+        assert_eq!(c.inventory, Some(PathBuf::from("/etc/fleetcare/inv.toml")));
+        assert_eq!(
+            c.data_dir,
+            PathBuf::from("rel/data"),
+            "from the environment"
+        );
+        assert_eq!(c.enrollment_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn every_problem_at_once() {
+        let env = |_: &str| None;
+        let err = AgentConfig::parse(
+            Some((
+                "a.toml",
+                "center_url = \"ftp://x\"\nenrollment_key = \"k\"\nenrollment_key_file = \"f\"\ntransport = \"carrier-pigeon\"\nreport_interval_s = 0\n",
+            )),
+            Path::new("/"),
+            &env,
+        )
+        .expect_err("invalid");
+        assert_eq!(err.problems.len(), 4, "{err}");
+    }
+}

@@ -1,0 +1,350 @@
+//! Where a device's structure comes from.
+//!
+//! A [`StructureSource`] answers "what is this device made of now". Two come with the agent:
+//! [`InventoryFile`] (a TOML file, re-read when it changes) and [`DriverSource`] (the device's
+//! identity plus one [`UnitDriver`] per unit, written by an integrator). Sources are called
+//! on a blocking thread, so a driver may talk to hardware synchronously.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use fleetcare_wire::{Software, Unit};
+use serde::Deserialize;
+
+/// What a source says a device is, now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub device_id: String,
+    pub model: String,
+    pub units: Vec<Unit>,
+    /// Operating info: counters and gauges by name.
+    pub operating: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("unit driver for slot {slot:?}: {message}")]
+    Driver { slot: String, message: String },
+}
+
+/// "What is this device made of now". Called from a blocking thread, often (every
+/// `watch_interval_ms`), so it should be cheap when nothing changed.
+pub trait StructureSource: Send + Sync + 'static {
+    fn read(&self) -> Result<Snapshot, SourceError>;
+}
+
+/// An integrator's driver for one unit: it says what the unit is and what runs on it.
+/// (Installing software through the driver comes with the delivery capability.)
+pub trait UnitDriver: Send + Sync + 'static {
+    /// The slot this driver speaks for, for messages.
+    fn slot(&self) -> &str;
+    /// The unit as it is now: kind, model, serial, hardware revision, software.
+    fn describe(&self) -> Result<Unit, String>;
+}
+
+/// A device described by its identity and one driver per unit.
+pub struct DriverSource {
+    device_id: String,
+    model: String,
+    drivers: Vec<Box<dyn UnitDriver>>,
+    operating: Box<dyn Fn() -> BTreeMap<String, f64> + Send + Sync>,
+}
+
+impl std::fmt::Debug for DriverSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverSource")
+            .field("device_id", &self.device_id)
+            .field("model", &self.model)
+            .field("drivers", &self.drivers.len())
+            .finish()
+    }
+}
+
+impl DriverSource {
+    pub fn new(device_id: &str, model: &str, drivers: Vec<Box<dyn UnitDriver>>) -> DriverSource {
+        DriverSource {
+            device_id: device_id.to_owned(),
+            model: model.to_owned(),
+            drivers,
+            operating: Box::new(BTreeMap::new),
+        }
+    }
+
+    /// Where operating info (counters, gauges) comes from.
+    pub fn with_operating(
+        mut self,
+        f: impl Fn() -> BTreeMap<String, f64> + Send + Sync + 'static,
+    ) -> DriverSource {
+        self.operating = Box::new(f);
+        self
+    }
+}
+
+impl StructureSource for DriverSource {
+    fn read(&self) -> Result<Snapshot, SourceError> {
+        let units = self
+            .drivers
+            .iter()
+            .map(|d| {
+                d.describe().map_err(|message| SourceError::Driver {
+                    slot: d.slot().to_owned(),
+                    message,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Snapshot {
+            device_id: self.device_id.clone(),
+            model: self.model.clone(),
+            units,
+            operating: (self.operating)(),
+        })
+    }
+}
+
+// ---- the inventory file ----------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InventoryDoc {
+    device: DeviceSection,
+    #[serde(default)]
+    unit: Vec<UnitSection>,
+    #[serde(default)]
+    operating: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceSection {
+    id: String,
+    model: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnitSection {
+    slot: String,
+    kind: String,
+    model: String,
+    serial: String,
+    #[serde(default)]
+    hw_revision: String,
+    #[serde(default)]
+    software: Vec<SoftwareSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SoftwareSection {
+    product: String,
+    maker: String,
+    version: String,
+    #[serde(default = "yes")]
+    active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Parse an inventory file's text (format in the README and `examples/inventories/`).
+/// Structural checks (unique slots and serials, name limits) happen when the agent validates
+/// the snapshot, so every problem of the file is reported together there.
+pub fn parse_inventory(path: &Path, text: &str) -> Result<Snapshot, SourceError> {
+    let doc: InventoryDoc = toml::from_str(text).map_err(|e| SourceError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    let mut operating = BTreeMap::new();
+    for (k, v) in doc.operating {
+        let n = match v {
+            toml::Value::Integer(i) => i as f64,
+            toml::Value::Float(f) => f,
+            other => {
+                return Err(SourceError::Parse {
+                    path: path.to_owned(),
+                    message: format!("operating.{k}: must be a number, got {other}"),
+                });
+            }
+        };
+        operating.insert(k, n);
+    }
+    Ok(Snapshot {
+        device_id: doc.device.id,
+        model: doc.device.model,
+        units: doc
+            .unit
+            .into_iter()
+            .map(|u| Unit {
+                slot: u.slot,
+                kind: u.kind,
+                model: u.model,
+                serial: u.serial,
+                hw_revision: u.hw_revision,
+                software: u
+                    .software
+                    .into_iter()
+                    .map(|s| Software {
+                        product: s.product,
+                        maker: s.maker,
+                        version: s.version,
+                        active: s.active,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        operating,
+    })
+}
+
+/// Largest inventory file read, in bytes.
+pub const MAX_INVENTORY_BYTES: u64 = 1024 * 1024;
+
+/// The structure from an inventory file. The file is parsed again only when its size,
+/// modification time or inode changed, so checking it often costs one `stat`.
+#[derive(Debug)]
+pub struct InventoryFile {
+    path: PathBuf,
+    cache: Mutex<Option<(Stamp, Snapshot)>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl InventoryFile {
+    pub fn new(path: impl Into<PathBuf>) -> InventoryFile {
+        InventoryFile {
+            path: path.into(),
+            cache: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl StructureSource for InventoryFile {
+    fn read(&self) -> Result<Snapshot, SourceError> {
+        use std::os::unix::fs::MetadataExt;
+        let io = |source| SourceError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let meta = std::fs::metadata(&self.path).map_err(io)?;
+        let stamp = Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: meta.ino(),
+        };
+        let mut cache = self.cache.lock().expect("inventory cache");
+        if let Some((s, snap)) = cache.as_ref()
+            && *s == stamp
+        {
+            return Ok(snap.clone());
+        }
+        if meta.len() > MAX_INVENTORY_BYTES {
+            return Err(SourceError::Parse {
+                path: self.path.clone(),
+                message: format!("larger than {MAX_INVENTORY_BYTES} bytes"),
+            });
+        }
+        let text = std::fs::read_to_string(&self.path).map_err(io)?;
+        let snap = parse_inventory(&self.path, &text)?;
+        *cache = Some((stamp, snap.clone()));
+        Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inventory_round_trip_and_refusals() {
+        let p = Path::new("inv.toml");
+        let snap = parse_inventory(
+            p,
+            r#"
+[device]
+id = "D-1"
+model = "m"
+[operating]
+pages_total = 12
+toner_black_pct = 40.5
+[[unit]]
+slot = "engine"
+kind = "engine"
+model = "e"
+serial = "E1"
+  [[unit.software]]
+  product = "fw"
+  maker = "acme"
+  version = "1.0"
+  active = false
+"#,
+        )
+        .expect("valid");
+        assert_eq!(snap.device_id, "D-1");
+        assert!(!snap.units[0].software[0].active);
+        assert_eq!(snap.operating["pages_total"], 12.0);
+        let err = parse_inventory(p, "[device]\nid = \"D\"\nmodel = \"m\"\n[[unit]]\nslot = \"a\"\nkind = \"k\"\nmodel = \"m\"\nserial = \"s\"\nhw_revison = \"B\"\n")
+            .expect_err("typo");
+        assert!(err.to_string().contains("hw_revison"), "{err}");
+        let err = parse_inventory(
+            p,
+            "[device]\nid = \"D\"\nmodel = \"m\"\n[operating]\nx = \"lots\"\n",
+        )
+        .expect_err("not a number");
+        assert!(err.to_string().contains("operating.x"), "{err}");
+    }
+
+    struct Fixed(&'static str);
+    impl UnitDriver for Fixed {
+        fn slot(&self) -> &str {
+            self.0
+        }
+        fn describe(&self) -> Result<Unit, String> {
+            if self.0 == "broken" {
+                return Err("no answer on the bus".into());
+            }
+            Ok(Unit {
+                slot: self.0.into(),
+                kind: self.0.into(),
+                model: "m".into(),
+                serial: format!("S-{}", self.0),
+                hw_revision: String::new(),
+                software: vec![],
+            })
+        }
+    }
+
+    #[test]
+    fn driver_source_asks_every_driver() {
+        let s = DriverSource::new(
+            "D",
+            "m",
+            vec![Box::new(Fixed("engine")), Box::new(Fixed("fuser"))],
+        )
+        .with_operating(|| BTreeMap::from([("pages_total".to_owned(), 3.0)]));
+        let snap = s.read().expect("read");
+        assert_eq!(snap.units.len(), 2);
+        assert_eq!(snap.operating["pages_total"], 3.0);
+        let s = DriverSource::new("D", "m", vec![Box::new(Fixed("broken"))]);
+        let err = s.read().expect_err("driver failed");
+        assert!(err.to_string().contains("\"broken\": no answer"), "{err}");
+    }
+}
