@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fleetcare_agent::client::CenterClient;
 use fleetcare_agent::local;
+use fleetcare_agent::signals::Termination;
 use fleetcare_agent::source::InventoryFile;
 use fleetcare_agent::{Agent, AgentConfig};
 use serde_json::json;
@@ -99,9 +100,10 @@ async fn run(config: PathBuf, log_format: &str) -> anyhow::Result<()> {
             config.display()
         )
     })?;
+    let mut signals = Termination::install()?;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("stopping");
         let _ = stop.send(true);
     });
@@ -110,24 +112,6 @@ async fn run(config: PathBuf, log_format: &str) -> anyhow::Result<()> {
         .run(shutdown)
         .await?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {

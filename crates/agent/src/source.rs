@@ -206,6 +206,49 @@ pub fn parse_inventory(path: &Path, text: &str) -> Result<Snapshot, SourceError>
     })
 }
 
+/// The inventory file text for a snapshot (what [`parse_inventory`] reads back).
+pub fn render_inventory(s: &Snapshot) -> String {
+    use std::fmt::Write;
+    let q = |v: &str| toml::Value::String(v.to_owned()).to_string();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "[device]\nid = {}\nmodel = {}",
+        q(&s.device_id),
+        q(&s.model)
+    );
+    if !s.operating.is_empty() {
+        out.push_str("\n[operating]\n");
+        for (k, v) in &s.operating {
+            let _ = writeln!(out, "{} = {}", q(k), toml::Value::Float(*v));
+        }
+    }
+    for u in &s.units {
+        let _ = writeln!(
+            out,
+            "\n[[unit]]\nslot = {}\nkind = {}\nmodel = {}\nserial = {}\nhw_revision = {}",
+            q(&u.slot),
+            q(&u.kind),
+            q(&u.model),
+            q(&u.serial),
+            q(&u.hw_revision)
+        );
+        for sw in &u.software {
+            let _ = writeln!(
+                out,
+                "  [[unit.software]]\n  product = {}\n  maker = {}\n  version = {}",
+                q(&sw.product),
+                q(&sw.maker),
+                q(&sw.version)
+            );
+            if !sw.active {
+                out.push_str("  active = false\n");
+            }
+        }
+    }
+    out
+}
+
 /// Largest inventory file read, in bytes.
 pub const MAX_INVENTORY_BYTES: u64 = 1024 * 1024;
 
@@ -300,6 +343,8 @@ serial = "E1"
         .expect("valid");
         assert_eq!(snap.device_id, "D-1");
         assert!(!snap.units[0].software[0].active);
+        let again = parse_inventory(p, &render_inventory(&snap)).expect("rendered text parses");
+        assert_eq!(again, snap, "render and parse round-trip");
         assert_eq!(snap.operating["pages_total"], 12.0);
         let err = parse_inventory(p, "[device]\nid = \"D\"\nmodel = \"m\"\n[[unit]]\nslot = \"a\"\nkind = \"k\"\nmodel = \"m\"\nserial = \"s\"\nhw_revison = \"B\"\n")
             .expect_err("typo");

@@ -1,1 +1,487 @@
-fn main() {}
+//! `fleetcare`: the monitoring center (`serve`), the demo, and the operator's commands.
+
+mod client;
+mod demo;
+mod table;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use fleetcare_core::structure::describe;
+use fleetcare_server::{Center, LogFormat, ServerConfig};
+use fleetcare_wire::operator::{
+    AllowReenroll, DeviceList, DeviceView, History, RequestReportResponse, SetReportInterval,
+};
+use serde_json::Value;
+
+use crate::client::{Api, resolve_token, segment};
+
+#[derive(Parser)]
+#[command(
+    name = "fleetcare",
+    version,
+    about = "Fleetcare: remote maintenance for fleets of printers, copiers and MFPs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// How operator commands reach the center.
+#[derive(Args, Clone)]
+struct Remote {
+    /// The center's URL.
+    #[arg(
+        long,
+        env = "FLEETCARE_URL",
+        default_value = "http://127.0.0.1:8470",
+        global = true
+    )]
+    url: String,
+    /// Operator token (default: the file named by --token-file, else ./fleetcare-data/admin-token).
+    #[arg(long, env = "FLEETCARE_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// A file holding the operator token.
+    #[arg(long, env = "FLEETCARE_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// Print JSON (the API's own) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Remote {
+    fn api(&self) -> anyhow::Result<Api> {
+        Ok(Api::new(
+            &self.url,
+            resolve_token(self.token.clone(), self.token_file.clone())?,
+        ))
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the monitoring center.
+    Serve {
+        /// A config file (see examples/center.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the embedded store, admin-token and enrollment-key live [default: fleetcare-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:8470].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Use PostgreSQL (postgres://…) instead of the embedded store.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Run a center with a simulated fleet of real agents, and show how to look at it.
+    Demo {
+        /// Address of the demo center.
+        #[arg(long, default_value = "127.0.0.1:8470")]
+        listen: SocketAddr,
+        /// Devices in the fleet.
+        #[arg(long, default_value_t = 60)]
+        devices: usize,
+        /// Keep the demo's data here instead of a temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long = "for", value_name = "SECONDS")]
+        run_for: Option<u64>,
+    },
+    /// Devices: list, show, history, ask for a report.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesCmd {
+    /// Devices with their model, connection and last report.
+    List {
+        /// Show at most this many devices.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Start after this device id.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// One device: its units and their software.
+    Show { id: String },
+    /// A device's structure history (units added, removed, replaced; software changed).
+    History {
+        id: String,
+        /// The newest this many events.
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+    },
+    /// Ask a connected device for a structure report now, and wait for it.
+    RequestReport {
+        id: String,
+        /// Seconds to wait for the report (0: do not wait).
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// Set a device's periodic reporting interval, in seconds, or `default` for the agent's own.
+    SetInterval { id: String, seconds: String },
+    /// Revoke a device's credential; it can enroll again only after allow-reenroll.
+    Revoke { id: String },
+    /// Allow one new enrollment of an enrolled device (lost credential, new controller).
+    AllowReenroll {
+        id: String,
+        /// How long the allowance lasts, in hours.
+        #[arg(long, default_value_t = 24)]
+        hours: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fleetcare: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Cmd::Serve {
+                config,
+                data_dir,
+                listen,
+                database_url,
+            } => serve(config, data_dir, listen, database_url).await,
+            Cmd::Demo {
+                listen,
+                devices,
+                data_dir,
+                run_for,
+            } => {
+                init_logs(LogFormat::Text, "warn");
+                demo::run(demo::DemoOptions {
+                    listen,
+                    devices,
+                    data_dir,
+                    run_for: run_for.map(Duration::from_secs),
+                })
+                .await
+            }
+            Cmd::Devices { command, remote } => devices(command, &remote).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fleetcare: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLEETCARE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
+    let text = match &config {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
+        None => None,
+    };
+    let name = config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut cfg = ServerConfig::load(text.as_deref().map(|t| (name.as_str(), t)), &|k| {
+        std::env::var(k).ok()
+    })?;
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    if database_url.is_some() {
+        cfg.database_url = database_url;
+    }
+    init_logs(cfg.log_format, "info");
+    let mut signals = fleetcare_agent::signals::Termination::install()?;
+    let center = Center::start(&cfg).await?;
+    let boot = &center.boot;
+    println!("Fleetcare center listening on {}", center.url());
+    println!(
+        "  store:          {}",
+        match &cfg.database_url {
+            Some(_) => "postgres".to_owned(),
+            None => format!("sqlite in {}", cfg.data_dir.display()),
+        }
+    );
+    let verb = if boot.created { "written to" } else { "in" };
+    println!(
+        "  admin token:    {verb} {}",
+        boot.admin_token_path.display()
+    );
+    println!(
+        "  enrollment key: {verb} {}",
+        boot.enrollment_key_path.display()
+    );
+    signals.wait().await;
+    tracing::info!("shutting down");
+    center.stop().await?;
+    Ok(())
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn last_report_text(r: Option<&fleetcare_wire::operator::LastReport>) -> String {
+    r.map_or("never".to_owned(), |r| {
+        format!("#{} {} at {}", r.seq, r.trigger.as_str(), r.received_at)
+    })
+}
+
+async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
+    let api = remote.api()?;
+    match cmd {
+        DevicesCmd::List { limit, after } => {
+            let mut devices = Vec::new();
+            let mut after = after;
+            let mut more = false;
+            loop {
+                let page = (limit - devices.len()).clamp(1, 1000);
+                let mut path = format!("/api/v1/devices?limit={page}");
+                if let Some(a) = &after {
+                    path.push_str(&format!("&after={}", segment(a)?));
+                }
+                let list: DeviceList = api.get(&path).await?;
+                devices.extend(list.devices);
+                match list.next_after {
+                    Some(n) if devices.len() < limit => after = Some(n),
+                    Some(_) => {
+                        more = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if remote.json {
+                return print_json(&devices);
+            }
+            let rows: Vec<Vec<String>> = devices
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.device_id.clone(),
+                        d.model.clone(),
+                        if d.online { "online" } else { "offline" }.to_owned(),
+                        d.units.to_string(),
+                        last_report_text(d.last_report.as_ref()),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(&["DEVICE", "MODEL", "STATE", "UNITS", "LAST REPORT"], &rows)
+            );
+            if more {
+                let last = devices.last().map_or("", |d| d.device_id.as_str());
+                println!("(more devices: --after {last})");
+            }
+            Ok(())
+        }
+        DevicesCmd::Show { id } => {
+            let v: Value = api
+                .get(&format!("/api/v1/devices/{}", segment(&id)?))
+                .await?;
+            if remote.json {
+                return print_json(&v);
+            }
+            let d: DeviceView = serde_json::from_value(v)?;
+            println!("device        {}", d.device_id);
+            println!("model         {}", d.model);
+            println!(
+                "state         {}",
+                if d.online { "online" } else { "offline" }
+            );
+            println!("enrolled      {}", d.enrolled_at);
+            println!("last report   {}", last_report_text(d.last_report.as_ref()));
+            if let Some(at) = &d.structure_changed_at {
+                println!("last change   {at}");
+            }
+            if let Some(s) = d.report_interval_s {
+                println!("interval      {s} s (set by the center)");
+            }
+            println!();
+            let rows: Vec<Vec<String>> = d
+                .units
+                .iter()
+                .map(|u| {
+                    let sw: Vec<String> = u
+                        .software
+                        .iter()
+                        .map(|s| {
+                            format!(
+                                "{}/{} {}{}",
+                                s.maker,
+                                s.product,
+                                s.version,
+                                if s.active { "" } else { " (inactive)" }
+                            )
+                        })
+                        .collect();
+                    vec![
+                        u.slot.clone(),
+                        u.kind.clone(),
+                        u.model.clone(),
+                        u.serial.clone(),
+                        u.hw_revision.clone(),
+                        sw.join(", "),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &["SLOT", "KIND", "MODEL", "SERIAL", "REV", "SOFTWARE"],
+                    &rows
+                )
+            );
+            if !d.operating.is_empty() {
+                println!();
+                let rows: Vec<Vec<String>> = d
+                    .operating
+                    .iter()
+                    .map(|(k, v)| vec![k.clone(), v.to_string()])
+                    .collect();
+                print!("{}", table::render(&["OPERATING", "VALUE"], &rows));
+            }
+            Ok(())
+        }
+        DevicesCmd::History { id, limit } => {
+            let h: History = api
+                .get(&format!(
+                    "/api/v1/devices/{}/history?limit={limit}",
+                    segment(&id)?
+                ))
+                .await?;
+            if remote.json {
+                return print_json(&h);
+            }
+            let rows: Vec<Vec<String>> = h
+                .events
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.at.clone(),
+                        e.trigger.as_str().to_owned(),
+                        format!("#{}", e.seq),
+                        describe(&e.change),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(&["OBSERVED", "TRIGGER", "REPORT", "CHANGE"], &rows)
+            );
+            Ok(())
+        }
+        DevicesCmd::RequestReport { id, wait } => {
+            let started = Instant::now();
+            let r: RequestReportResponse = api
+                .post::<(), _>(
+                    &format!(
+                        "/api/v1/devices/{}/request-report?wait_s={wait}",
+                        segment(&id)?
+                    ),
+                    None,
+                )
+                .await?;
+            let took = started.elapsed();
+            if remote.json {
+                return print_json(&r);
+            }
+            match &r.report {
+                Some(rep) => println!(
+                    "{id}: report #{} stored at {} ({} ms after the request, via {})",
+                    rep.seq,
+                    rep.received_at,
+                    took.as_millis(),
+                    r.via
+                ),
+                None if wait > 0 => anyhow::bail!(
+                    "{id}: asked via {}, but no report arrived within {wait} s",
+                    r.via
+                ),
+                None => println!("{id}: asked via {}", r.via),
+            }
+            Ok(())
+        }
+        DevicesCmd::SetInterval { id, seconds } => {
+            let seconds = match seconds.as_str() {
+                "default" => None,
+                s => Some(
+                    s.parse::<u64>()
+                        .with_context(|| format!("{s:?}: give a number of seconds or `default`"))?,
+                ),
+            };
+            let _: Value = api
+                .put(
+                    &format!("/api/v1/devices/{}/report-interval", segment(&id)?),
+                    &SetReportInterval { seconds },
+                )
+                .await?;
+            match seconds {
+                Some(s) => println!("{id}: reports every {s} s"),
+                None => println!("{id}: reports at the agent's own interval"),
+            }
+            Ok(())
+        }
+        DevicesCmd::Revoke { id } => {
+            let _: Value = api
+                .post::<(), _>(&format!("/api/v1/devices/{}/revoke", segment(&id)?), None)
+                .await?;
+            println!("{id}: credential revoked");
+            Ok(())
+        }
+        DevicesCmd::AllowReenroll { id, hours } => {
+            let _: Value = api
+                .post(
+                    &format!("/api/v1/devices/{}/allow-reenroll", segment(&id)?),
+                    Some(&AllowReenroll {
+                        valid_s: hours * 3600,
+                    }),
+                )
+                .await?;
+            println!("{id}: may enroll again within {hours} h");
+            Ok(())
+        }
+    }
+}

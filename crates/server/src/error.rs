@@ -18,7 +18,8 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
-    #[error("{0}")]
+    /// Names what was not found ("device X").
+    #[error("{0} not found")]
     NotFound(String),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -78,7 +79,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Corrupt(_) => ApiError::Internal(e.to_string()),
             StoreError::Open { .. }
             | StoreError::Migrate(_)

@@ -123,7 +123,7 @@ pub fn app(state: AppState) -> Router {
         .merge(operator)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .fallback(|| async { ApiError::NotFound("this endpoint".into()) })
         .with_state(state)
         .layer(TraceLayer::new_for_http())
 }

@@ -1,0 +1,130 @@
+//! The operator API client the commands use.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fleetcare_wire::ErrorBody;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Where a token comes from when neither `--token` nor `FLEETCARE_TOKEN` gives one: the
+/// `admin-token` a center started in this directory wrote.
+pub const DEFAULT_TOKEN_FILE: &str = "fleetcare-data/admin-token";
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// The operator token: `--token`, else `--token-file`, else `./fleetcare-data/admin-token`.
+pub fn resolve_token(token: Option<String>, token_file: Option<PathBuf>) -> anyhow::Result<String> {
+    if let Some(t) = token.filter(|t| !t.is_empty()) {
+        return Ok(t);
+    }
+    let (path, explicit) = match token_file {
+        Some(p) => (p, true),
+        None => (PathBuf::from(DEFAULT_TOKEN_FILE), false),
+    };
+    read_token(&path).with_context(|| {
+        if explicit {
+            format!("reading the token file {}", path.display())
+        } else {
+            format!(
+                "no operator token: pass --token or set FLEETCARE_TOKEN (or FLEETCARE_TOKEN_FILE); \
+                 {} was not readable",
+                path.display()
+            )
+        }
+    })
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let t = std::fs::read_to_string(path)?;
+    let t = t.trim();
+    if t.is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    Ok(t.to_owned())
+}
+
+impl Api {
+    pub fn new(url: &str, token: String) -> Api {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("fleetcare/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("an HTTP client with a plain configuration builds");
+        Api {
+            http,
+            base: url.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        let mut req = self.http.post(self.url(path));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        self.send(req).await
+    }
+
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.send(self.http.put(self.url(path)).json(body)).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the center at {}", self.base))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.context("reading the center's answer")?;
+        if status.is_success() {
+            // 204 No Content answers as JSON null.
+            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(body)
+                .context("the center's answer is not the expected JSON");
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => bail!("{} ({}, {})", e.error, status.as_u16(), e.code),
+            Err(_) => bail!(
+                "the center answered {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            ),
+        }
+    }
+}
+
+/// A device id as a URL path segment (ids hold only URL-safe characters; checked anyway).
+pub fn segment(id: &str) -> anyhow::Result<&str> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+    {
+        bail!("{id:?} is not a device id (letters, digits and . _ : -)");
+    }
+    Ok(id)
+}

@@ -1,0 +1,108 @@
+//! Running the real `fleetcare` binary in tests.
+
+#![allow(dead_code)] // each test binary uses a part
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn fleetcare() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetcare"));
+    c.env_remove("FLEETCARE_URL")
+        .env_remove("FLEETCARE_TOKEN")
+        .env_remove("FLEETCARE_TOKEN_FILE")
+        .env("FLEETCARE_LOG", "warn")
+        .kill_on_drop(true);
+    c
+}
+
+/// A `fleetcare serve` child process.
+pub struct Served {
+    pub child: Child,
+    pub url: String,
+}
+
+/// Start `fleetcare serve` with these extra arguments (on 127.0.0.1:0 unless they say
+/// otherwise) and wait for it to say where it listens.
+pub async fn serve(data_dir: &Path, extra: &[&str]) -> Served {
+    let mut cmd = fleetcare();
+    cmd.arg("serve").arg("--data-dir").arg(data_dir);
+    if !extra.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.args(extra).stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("fleetcare serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(u) = line.strip_prefix("Fleetcare center listening on ") {
+                return u.trim().to_owned();
+            }
+        }
+        panic!("fleetcare serve ended without saying where it listens");
+    })
+    .await
+    .expect("fleetcare serve says where it listens");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Served { child, url }
+}
+
+impl Served {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// SIGTERM, and the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("the center stops promptly on SIGTERM")
+            .expect("wait")
+    }
+
+    /// SIGKILL, and wait until it is gone.
+    pub async fn kill9(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Run `fleetcare <args>` as an operator of `url`; `(success, stdout, stderr)`.
+pub async fn cli(url: &str, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = fleetcare()
+        .args(args)
+        .env("FLEETCARE_URL", url)
+        .env("FLEETCARE_TOKEN", token)
+        .output()
+        .await
+        .expect("fleetcare runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn read_secret(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .expect("secret file")
+        .trim()
+        .to_owned()
+}

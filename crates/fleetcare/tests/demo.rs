@@ -1,0 +1,85 @@
+//! `fleetcare demo` shows a fleet of at least 50 devices with their units.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{PATIENCE, cli, fleetcare};
+use fleetcare_testkit::eventually;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[tokio::test]
+async fn the_demo_shows_a_fleet_of_fifty_devices_with_their_units() {
+    let mut child = fleetcare()
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--devices",
+            "50",
+            "--for",
+            "120",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("demo starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut url, mut token) = (None, None);
+    tokio::time::timeout(PATIENCE * 2, async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            if let Some(u) = line.trim().strip_prefix("center:") {
+                url = Some(u.trim().to_owned());
+            }
+            if let Some(t) = line.trim().strip_prefix("token:") {
+                token = Some(t.trim().to_owned());
+            }
+            if line.starts_with("Press Ctrl-C") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the demo prints how to look at it");
+    let (url, token) = (
+        url.expect("center URL printed"),
+        token.expect("token printed"),
+    );
+
+    let devices: Vec<Value> =
+        eventually("50 devices online with their units", PATIENCE, || async {
+            let (ok, out, _) = cli(&url, &token, &["devices", "list", "--json"]).await;
+            let v: Vec<Value> = serde_json::from_str(&out).ok()?;
+            (ok && v.len() >= 50
+                && v.iter()
+                    .all(|d| d["online"] == true && d["units"].as_u64() > Some(0)))
+            .then_some(v)
+        })
+        .await;
+    let models: std::collections::BTreeSet<&str> =
+        devices.iter().filter_map(|d| d["model"].as_str()).collect();
+    assert!(models.len() >= 3, "several device models: {models:?}");
+    let (ok, out, _) = cli(
+        &url,
+        &token,
+        &[
+            "devices",
+            "show",
+            devices[0]["device_id"].as_str().expect("id"),
+        ],
+    )
+    .await;
+    assert!(ok && out.contains("SLOT"), "{out}");
+
+    let pid = child.id().expect("running");
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill");
+    while let Ok(Some(_)) = lines.next_line().await {}
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("the demo stops")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+}

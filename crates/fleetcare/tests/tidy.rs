@@ -1,0 +1,247 @@
+//! The workspace's conventions, checked by `cargo test` rather than by reviewers. Each check
+//! names the files that break it and says what to do.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+fn crates() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))
+        .expect("crates/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("Cargo.toml").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn rel(p: &Path) -> String {
+    p.strip_prefix(root()).unwrap_or(p).display().to_string()
+}
+
+/// The text of a source file before its `#[cfg(test)]` module: what ships.
+fn shipped(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or(text)
+}
+
+fn fail_if_any(what: &str, offenders: Vec<String>) {
+    assert!(
+        offenders.is_empty(),
+        "{what}:\n  {}",
+        offenders.join("\n  ")
+    );
+}
+
+#[test]
+fn manifests_inherit_from_the_workspace() {
+    let mut bad = Vec::new();
+    for c in crates() {
+        let text = read(&c.join("Cargo.toml"));
+        let manifest: toml::Table = text.parse().expect("valid TOML");
+        let name = rel(&c);
+        let package = manifest["package"].as_table().expect("[package]");
+        if !package.contains_key("description") {
+            bad.push(format!("{name}: [package] needs a description"));
+        }
+        for key in ["version", "edition", "rust-version", "license", "publish"] {
+            let inherited = package
+                .get(key)
+                .and_then(|v| v.as_table())
+                .and_then(|t| t.get("workspace"))
+                .and_then(toml::Value::as_bool)
+                == Some(true);
+            if !inherited {
+                bad.push(format!("{name}: `{key}.workspace = true`"));
+            }
+        }
+        let lints = manifest
+            .get("lints")
+            .and_then(|l| l.get("workspace"))
+            .and_then(toml::Value::as_bool);
+        if lints != Some(true) {
+            bad.push(format!("{name}: [lints] workspace = true"));
+        }
+        for section in ["dependencies", "dev-dependencies"] {
+            let Some(deps) = manifest.get(section).and_then(|d| d.as_table()) else {
+                continue;
+            };
+            for (dep, spec) in deps {
+                let ok = spec
+                    .as_table()
+                    .and_then(|t| t.get("workspace"))
+                    .and_then(toml::Value::as_bool)
+                    == Some(true);
+                if !ok {
+                    bad.push(format!(
+                        "{name}: [{section}] {dep}: declare it in the root [workspace.dependencies] and use `{{ workspace = true }}`"
+                    ));
+                }
+            }
+        }
+    }
+    fail_if_any("crate manifests must inherit from the workspace", bad);
+}
+
+#[test]
+fn every_source_file_says_what_it_is_for() {
+    let mut bad = Vec::new();
+    for c in crates() {
+        let mut files = Vec::new();
+        rust_files(&c.join("src"), &mut files);
+        rust_files(&c.join("tests"), &mut files);
+        for f in files {
+            if !read(&f).trim_start().starts_with("//!") {
+                bad.push(rel(&f));
+            }
+        }
+    }
+    fail_if_any(
+        "start each file with a `//!` comment saying what it is for",
+        bad,
+    );
+}
+
+/// Library code reports through return values and `tracing`, never by printing, and uses
+/// typed errors, not `anyhow` (binaries may do both).
+#[test]
+fn libraries_neither_print_nor_use_anyhow() {
+    let mut bad = Vec::new();
+    for c in crates() {
+        if c.ends_with("fleetcare") || c.ends_with("testkit") {
+            continue; // the fleetcare binary crate; test helpers
+        }
+        let mut files = Vec::new();
+        rust_files(&c.join("src"), &mut files);
+        // `testing.rs` modules are test support (they say loudly when a test is skipped).
+        for f in files
+            .iter()
+            .filter(|f| !f.ends_with("main.rs") && !f.ends_with("testing.rs"))
+        {
+            let text = read(f);
+            let code = shipped(&text);
+            for needle in ["println!", "print!(", "eprintln!", "anyhow::", "use anyhow"] {
+                if code.contains(needle) {
+                    bad.push(format!("{}: {needle}", rel(f)));
+                }
+            }
+        }
+    }
+    fail_if_any("library code must not print or use anyhow", bad);
+}
+
+#[test]
+fn shipped_code_does_not_unwrap() {
+    let mut bad = Vec::new();
+    for c in crates() {
+        if c.ends_with("testkit") {
+            continue;
+        }
+        let mut files = Vec::new();
+        rust_files(&c.join("src"), &mut files);
+        for f in files {
+            let text = read(&f);
+            for (i, line) in shipped(&text).lines().enumerate() {
+                if line.contains(".unwrap()") && !line.trim_start().starts_with("//") {
+                    bad.push(format!("{}:{}", rel(&f), i + 1));
+                }
+            }
+        }
+    }
+    fail_if_any(
+        "use `?`, or `expect(\"why it cannot fail\")`, instead of `.unwrap()`",
+        bad,
+    );
+}
+
+/// Tests wait for conditions (`fleetcare_testkit::eventually`), never for time.
+#[test]
+fn tests_do_not_sleep() {
+    let mut bad = Vec::new();
+    for c in crates() {
+        let mut files = Vec::new();
+        rust_files(&c.join("tests"), &mut files);
+        for f in files.iter().filter(|f| !f.ends_with("tidy.rs")) {
+            let text = read(f);
+            for (i, line) in text.lines().enumerate() {
+                if line.contains("sleep(") {
+                    bad.push(format!("{}:{}", rel(f), i + 1));
+                }
+            }
+        }
+    }
+    fail_if_any("tests must await a condition, not sleep", bad);
+}
+
+#[test]
+fn no_metric_is_labelled_with_a_device() {
+    let text = read(&root().join("crates/server/src/metrics.rs"));
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.to_lowercase();
+        if l.contains("pub device") || l.contains("device_id:") || l.contains("serial:") {
+            bad.push(format!("crates/server/src/metrics.rs:{}", i + 1));
+        }
+    }
+    fail_if_any(
+        "metric labels must have bounded values: never a device id or serial",
+        bad,
+    );
+}
+
+#[test]
+fn architecture_names_every_crate() {
+    let text = read(&root().join("ARCHITECTURE.md"));
+    let mut bad = Vec::new();
+    for c in crates() {
+        let name = rel(&c);
+        if !text.contains(&format!("`{name}`")) {
+            bad.push(name);
+        }
+    }
+    fail_if_any(
+        "ARCHITECTURE.md's code map must describe every crate (as `crates/<name>`)",
+        bad,
+    );
+}
+
+#[test]
+fn the_readme_lists_every_limit() {
+    let readme = read(&root().join("README.md"));
+    let limits = read(&root().join("crates/core/src/limits.rs"));
+    let mut bad = Vec::new();
+    for line in limits.lines() {
+        if let Some(rest) = line.trim().strip_prefix("pub const ") {
+            let name = rest.split(':').next().unwrap_or_default().trim();
+            if !readme.contains(&format!("`{name}`")) {
+                bad.push(name.to_owned());
+            }
+        }
+    }
+    fail_if_any(
+        "README.md's limits table must list every constant of core::limits",
+        bad,
+    );
+}
