@@ -66,6 +66,7 @@ pub async fn enroll(
         .await?
     {
         Enrollment::Enrolled { report_interval_s } => {
+            st.credentials.forget(&key);
             st.metrics.enrollments.inc();
             tracing::info!(device = %key.device_id, tenant, "device enrolled");
             Ok(Json(EnrollResponse {

@@ -8,6 +8,7 @@
 
 pub mod bootstrap;
 pub mod config;
+pub mod credentials;
 pub mod device;
 pub mod error;
 pub mod extract;
@@ -33,10 +34,17 @@ use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 
 pub use crate::config::{LogFormat, ServerConfig};
+use crate::credentials::CredentialCache;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+
+/// How long a cached device credential is trusted without asking the store; a revocation on
+/// another instance takes effect here within this time.
+pub const CREDENTIAL_TTL_MS: i64 = 10_000;
+/// Cached device credentials at most (about 150 bytes each).
+pub const CREDENTIAL_CACHE_ENTRIES: usize = 1_000_000;
 
 /// Settings the handlers read (from [`ServerConfig`]).
 #[derive(Debug, Clone)]
@@ -50,6 +58,7 @@ pub struct Settings {
 pub struct AppState {
     pub store: Store,
     pub hub: Arc<Hub>,
+    pub credentials: Arc<CredentialCache>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
@@ -69,6 +78,10 @@ impl AppState {
         let state = AppState {
             store,
             hub: Arc::new(Hub::new(clock.clone(), poll_grace_ms)),
+            credentials: Arc::new(CredentialCache::new(
+                CREDENTIAL_TTL_MS,
+                CREDENTIAL_CACHE_ENTRIES,
+            )),
             metrics: Arc::new(Metrics::new()),
             clock,
             settings: Arc::new(Settings {

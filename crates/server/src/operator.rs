@@ -335,6 +335,7 @@ pub async fn revoke_device(
     if !st.store.revoke_device(&key, st.clock.now_ms()).await? {
         return Err(not_found(&key));
     }
+    st.credentials.forget(&key);
     tracing::info!(device = %key.device_id, operator = %op.0.name, "device credential revoked");
     Ok(StatusCode::NO_CONTENT)
 }

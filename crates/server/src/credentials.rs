@@ -1,0 +1,104 @@
+//! A cache of device credentials (hash → device), so a device's request costs no store read.
+//!
+//! Entries live `ttl` at most; a revocation or a new enrollment on this instance removes the
+//! device's entry at once, and on other instances it lapses within `ttl` (10 s). When the
+//! cache holds `capacity` entries it is emptied and refills from the store: it is a cache,
+//! never the record.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use fleetcare_store::DeviceKey;
+
+#[derive(Debug)]
+pub struct CredentialCache {
+    inner: Mutex<Inner>,
+    ttl_ms: i64,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_hash: HashMap<String, (DeviceKey, i64)>,
+    by_device: HashMap<DeviceKey, String>,
+}
+
+impl CredentialCache {
+    pub fn new(ttl_ms: i64, capacity: usize) -> CredentialCache {
+        CredentialCache {
+            inner: Mutex::new(Inner::default()),
+            ttl_ms,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The device a credential hash belongs to, if cached and fresh at `now_ms`.
+    pub fn get(&self, hash: &str, now_ms: i64) -> Option<DeviceKey> {
+        let inner = self.inner.lock().expect("credential cache");
+        let (key, at) = inner.by_hash.get(hash)?;
+        (now_ms - at < self.ttl_ms).then(|| key.clone())
+    }
+
+    pub fn insert(&self, hash: String, key: DeviceKey, now_ms: i64) {
+        let mut inner = self.inner.lock().expect("credential cache");
+        if inner.by_hash.len() >= self.capacity {
+            inner.by_hash.clear();
+            inner.by_device.clear();
+        }
+        if let Some(old) = inner.by_device.insert(key.clone(), hash.clone()) {
+            inner.by_hash.remove(&old);
+        }
+        inner.by_hash.insert(hash, (key, now_ms));
+    }
+
+    /// The device's credential changed or was revoked: forget it.
+    pub fn forget(&self, key: &DeviceKey) {
+        let mut inner = self.inner.lock().expect("credential cache");
+        if let Some(hash) = inner.by_device.remove(key) {
+            inner.by_hash.remove(&hash);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("credential cache").by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fleetcare_core::DeviceId;
+
+    use super::*;
+
+    fn key(id: &str) -> DeviceKey {
+        DeviceKey {
+            tenant: 1,
+            device_id: DeviceId::parse(id).expect("id"),
+        }
+    }
+
+    #[test]
+    fn entries_expire_are_forgotten_and_stay_bounded() {
+        let c = CredentialCache::new(1000, 3);
+        c.insert("h1".into(), key("A"), 0);
+        assert_eq!(c.get("h1", 999), Some(key("A")));
+        assert_eq!(c.get("h1", 1000), None, "expired");
+        c.insert("h2".into(), key("A"), 0);
+        assert_eq!(c.get("h1", 1), None, "a device has one credential");
+        c.forget(&key("A"));
+        assert_eq!(c.get("h2", 1), None);
+        for (i, id) in ["B", "C", "D", "E"].into_iter().enumerate() {
+            c.insert(format!("x{i}"), key(id), 0);
+        }
+        assert!(c.len() <= 3);
+        assert_eq!(
+            c.get("x3", 1),
+            Some(key("E")),
+            "the newest entry survives a flush"
+        );
+    }
+}
