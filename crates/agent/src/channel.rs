@@ -33,20 +33,7 @@ const RETRY_WEBSOCKET_AFTER: Duration = Duration::from_secs(600);
 const REFUSALS_BEFORE_POLLING: u32 = 2;
 
 /// How the channel is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Push,
-    Poll,
-}
-
-impl Via {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Via::Push => "push",
-            Via::Poll => "poll",
-        }
-    }
-}
+pub use fleetcare_wire::Via;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelEvent {

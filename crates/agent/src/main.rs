@@ -10,6 +10,7 @@ use fleetcare_agent::local;
 use fleetcare_agent::signals::Termination;
 use fleetcare_agent::source::InventoryFile;
 use fleetcare_agent::{Agent, AgentConfig};
+use fleetcare_core::structure::software_label;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -188,11 +189,7 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
                     ))
             );
             for u in &v.units {
-                let sw: Vec<String> = u
-                    .software
-                    .iter()
-                    .map(|s| format!("{}/{} {}", s.maker, s.product, s.version))
-                    .collect();
+                let sw: Vec<String> = u.software.iter().map(software_label).collect();
                 println!(
                     "  {:<16} {:<16} {:<14} #{:<14} {}",
                     u.slot,

@@ -329,6 +329,17 @@ fn diff_software(slot: &str, old: &[Software], new: &[Software], out: &mut Vec<C
     }
 }
 
+/// `maker/product version`, marked `(inactive)` for the inactive copy of an A/B unit.
+pub fn software_label(s: &Software) -> String {
+    format!(
+        "{}/{} {}{}",
+        s.maker,
+        s.product,
+        s.version,
+        if s.active { "" } else { " (inactive)" }
+    )
+}
+
 /// One line per change, for people and for snapshot tests.
 pub fn describe(change: &Change) -> String {
     let unit = |u: &UnitRef| {
@@ -337,15 +348,7 @@ pub fn describe(change: &Change) -> String {
             u.kind, u.model, u.serial, u.hw_revision
         )
     };
-    let sw = |s: &Software| {
-        format!(
-            "{}/{} {}{}",
-            s.maker,
-            s.product,
-            s.version,
-            if s.active { "" } else { " (inactive)" }
-        )
-    };
+    let sw = software_label;
     match change {
         Change::UnitAdded { slot, unit: u } => format!("{slot}: unit added: {}", unit(u)),
         Change::UnitRemoved { slot, unit: u } => format!("{slot}: unit removed: {}", unit(u)),

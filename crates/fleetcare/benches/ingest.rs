@@ -10,15 +10,16 @@
 //! `cargo bench -p fleetcare --bench ingest` (settings by environment: BENCH_SECONDS,
 //! BENCH_CONCURRENCY, BENCH_DEVICES).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fleetcare_wire::device::{EnrollRequest, EnrollResponse, StructureReport};
+use fleetcare_wire::device::StructureReport;
 use fleetcare_wire::{Software, Trigger, Unit};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -84,7 +85,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 =
         fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    // SAFETY-free: the clock tick is 100 Hz on Linux x86_64 and aarch64 builds we run on.
+    // USER_HZ: 100 on Linux.
     ticks / 100.0
 }
 
@@ -102,30 +103,14 @@ async fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 256) as usize;
     let devices = (env_or("BENCH_DEVICES", 2000) as usize).max(concurrency);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetcare"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("FLEETCARE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
-    let store = match std::env::var("FLEETCARE_BENCH_DATABASE_URL") {
-        Ok(url) => {
-            cmd.args(["--database-url", &url]);
-            "postgres"
-        }
-        Err(_) => "sqlite",
+    let db_url = std::env::var("FLEETCARE_BENCH_DATABASE_URL").ok();
+    let (store, extra): (&str, Vec<&str>) = match &db_url {
+        Some(url) => ("postgres", vec!["--database-url", url.as_str()]),
+        None => ("sqlite", vec![]),
     };
-    let mut child = cmd.spawn().expect("fleetcare serve");
-    let pid = child.id().expect("pid");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut url = String::new();
-    while let Some(l) = lines.next_line().await.expect("stdout") {
-        if let Some(u) = l.strip_prefix("Fleetcare center listening on ") {
-            url = u.trim().to_owned();
-            break;
-        }
-    }
-    let key = std::fs::read_to_string(dir.path().join("enrollment-key")).expect("key");
+    let served = common::serve(dir.path(), &extra).await;
+    let (url, pid) = (served.url.clone(), served.pid());
+    let key = common::read_secret(&dir.path().join("enrollment-key"));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
@@ -134,21 +119,8 @@ async fn main() {
     let mut tokens = Vec::with_capacity(devices);
     for i in 0..devices {
         let id = format!("B{run}-{i:06}");
-        let r: EnrollResponse = http
-            .post(format!("{url}/device/v1/enroll"))
-            .json(&EnrollRequest {
-                enrollment_key: key.trim().to_owned(),
-                device_id: id.clone(),
-                model: "acme-mfp-9000".into(),
-                current_credential: None,
-            })
-            .send()
-            .await
-            .expect("enroll")
-            .json()
-            .await
-            .expect("enrolled");
-        tokens.push((id, r.device_token));
+        let token = common::enroll(&http, &url, &key, &id).await;
+        tokens.push((id, token));
     }
     let tokens = Arc::new(tokens);
     let next = Arc::new(AtomicU64::new(0));
@@ -221,5 +193,5 @@ async fn main() {
         percentile(&lat, 0.99),
         percentile(&lat, 1.0),
     );
-    let _ = child.kill().await;
+    served.kill9().await;
 }

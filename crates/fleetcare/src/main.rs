@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use fleetcare_core::structure::describe;
+use fleetcare_core::structure::{describe, software_label};
 use fleetcare_server::{Center, LogFormat, ServerConfig};
 use fleetcare_wire::operator::{
     AllowReenroll, DeviceList, DeviceView, History, RequestReportResponse, SetReportInterval,
@@ -344,19 +344,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                 .units
                 .iter()
                 .map(|u| {
-                    let sw: Vec<String> = u
-                        .software
-                        .iter()
-                        .map(|s| {
-                            format!(
-                                "{}/{} {}{}",
-                                s.maker,
-                                s.product,
-                                s.version,
-                                if s.active { "" } else { " (inactive)" }
-                            )
-                        })
-                        .collect();
+                    let sw: Vec<String> = u.software.iter().map(software_label).collect();
                     vec![
                         u.slot.clone(),
                         u.kind.clone(),
@@ -434,13 +422,13 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                     rep.seq,
                     rep.received_at,
                     took.as_millis(),
-                    r.via
+                    r.via.as_str()
                 ),
                 None if wait > 0 => anyhow::bail!(
                     "{id}: asked via {}, but no report arrived within {wait} s",
-                    r.via
+                    r.via.as_str()
                 ),
-                None => println!("{id}: asked via {}", r.via),
+                None => println!("{id}: asked via {}", r.via.as_str()),
             }
             Ok(())
         }

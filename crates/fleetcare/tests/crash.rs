@@ -13,7 +13,7 @@ use common::{PATIENCE, read_secret, serve};
 use fleetcare_core::DeviceId;
 use fleetcare_store::testing::{TempPostgres, postgres_url};
 use fleetcare_store::{DeviceKey, Store};
-use fleetcare_wire::device::{EnrollRequest, EnrollResponse, ReportAck, StructureReport};
+use fleetcare_wire::device::{ReportAck, StructureReport};
 use fleetcare_wire::{Software, Trigger, Unit};
 
 const DEVICES: usize = 40;
@@ -132,21 +132,8 @@ async fn enroll_all(url: &str, key: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for i in 0..DEVICES {
         let id = format!("CRASH-{i:03}");
-        let resp: EnrollResponse = http
-            .post(format!("{url}/device/v1/enroll"))
-            .json(&EnrollRequest {
-                enrollment_key: key.to_owned(),
-                device_id: id.clone(),
-                model: "acme-mfp-9000".into(),
-                current_credential: None,
-            })
-            .send()
-            .await
-            .expect("enroll")
-            .json()
-            .await
-            .expect("enrollment answer");
-        out.push((id, resp.device_token));
+        let token = common::enroll(&http, url, key, &id).await;
+        out.push((id, token));
     }
     out
 }

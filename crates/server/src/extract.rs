@@ -70,6 +70,12 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
+/// A 401 saying why, counted.
+fn refuse(state: &AppState, why: &str) -> ApiError {
+    state.metrics.rejected("unauthorized");
+    ApiError::Unauthorized(why.to_owned())
+}
+
 /// The device a request's credential belongs to. Unknown or missing → 401.
 #[derive(Debug, Clone)]
 pub struct DeviceAuth(pub DeviceKey);
@@ -81,10 +87,8 @@ impl FromRequestParts<AppState> for DeviceAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or_else(|| {
-            state.metrics.rejected("unauthorized");
-            ApiError::Unauthorized("missing device credential (Authorization: Bearer …)".into())
-        })?;
+        let token = bearer(parts)
+            .ok_or_else(|| refuse(state, "missing device credential (Authorization: Bearer …)"))?;
         let hash = secret::hash(token);
         let now = state.clock.now_ms();
         if let Some(key) = state.credentials.get(&hash, now) {
@@ -95,12 +99,7 @@ impl FromRequestParts<AppState> for DeviceAuth {
                 state.credentials.insert(hash, key.clone(), now);
                 Ok(DeviceAuth(key))
             }
-            None => {
-                state.metrics.rejected("unauthorized");
-                Err(ApiError::Unauthorized(
-                    "unknown or revoked device credential".into(),
-                ))
-            }
+            None => Err(refuse(state, "unknown or revoked device credential")),
         }
     }
 }
@@ -116,18 +115,11 @@ impl FromRequestParts<AppState> for OperatorAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or_else(|| {
-            state.metrics.rejected("unauthorized");
-            ApiError::Unauthorized("missing operator token (Authorization: Bearer …)".into())
-        })?;
+        let token = bearer(parts)
+            .ok_or_else(|| refuse(state, "missing operator token (Authorization: Bearer …)"))?;
         match state.store.operator_by_token(&secret::hash(token)).await? {
             Some(op) => Ok(OperatorAuth(op)),
-            None => {
-                state.metrics.rejected("unauthorized");
-                Err(ApiError::Unauthorized(
-                    "unknown or revoked operator token".into(),
-                ))
-            }
+            None => Err(refuse(state, "unknown or revoked operator token")),
         }
     }
 }

@@ -21,20 +21,7 @@ use tokio::sync::{Notify, watch};
 /// Commands kept for one device at most; older ones are dropped first.
 const MAX_QUEUED: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Push,
-    Poll,
-}
-
-impl Via {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Via::Push => "push",
-            Via::Poll => "poll",
-        }
-    }
-}
+pub use fleetcare_wire::Via;
 
 pub struct Mailbox {
     queue: Mutex<VecDeque<Command>>,

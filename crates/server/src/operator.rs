@@ -15,7 +15,7 @@ use fleetcare_wire::operator::{
     AllowReenroll, Change, DeviceList, DeviceSummary, DeviceView, Health, History, HistoryEvent,
     LastReport, RequestReportResponse, SetReportInterval, UnitRef,
 };
-use fleetcare_wire::{ErrorBody, Software, Trigger, Unit};
+use fleetcare_wire::{ErrorBody, Software, Trigger, Unit, Via};
 use serde::Deserialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi};
@@ -64,6 +64,7 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         Unit,
         Software,
         Trigger,
+        Via,
         RequestReportResponse,
         SetReportInterval,
         AllowReenroll,
@@ -283,10 +284,7 @@ pub async fn request_report(
         .await;
         report = answered.ok().flatten().as_ref().map(last_report);
     }
-    Ok(Json(RequestReportResponse {
-        via: via.as_str().to_owned(),
-        report,
-    }))
+    Ok(Json(RequestReportResponse { via, report }))
 }
 
 /// Set the device's periodic reporting interval (`null`: back to the agent's own). A

@@ -52,6 +52,25 @@ impl Trigger {
     }
 }
 
+/// How the center reaches a connected device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// The device's open WebSocket.
+    Push,
+    /// The answer to the device's next long poll.
+    Poll,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Push => "push",
+            Via::Poll => "poll",
+        }
+    }
+}
+
 /// One program installed on a unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Software {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{Software, Trigger, Unit};
+use crate::{Software, Trigger, Unit, Via};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LastReport {
@@ -125,7 +125,7 @@ pub struct History {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RequestReportResponse {
     /// How the request travels: `push` (WebSocket) or `poll` (next long-poll answer).
-    pub via: String,
+    pub via: Via,
     /// The report the device sent in answer, when the caller asked to wait for it
     /// (`?wait_s=N`) and it arrived in time.
     pub report: Option<LastReport>,

@@ -1,4 +1,5 @@
-//! Running the real `fleetcare` binary in tests.
+//! Running the real `fleetcare` binary in tests (and in the benchmarks, which include this
+//! file).
 
 #![allow(dead_code)] // each test binary uses a part
 
@@ -98,6 +99,25 @@ pub async fn cli(url: &str, token: &str, args: &[&str]) -> (bool, String, String
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Enroll a device directly over the device protocol; its credential.
+pub async fn enroll(http: &reqwest::Client, url: &str, key: &str, id: &str) -> String {
+    let answer: fleetcare_wire::device::EnrollResponse = http
+        .post(format!("{url}/device/v1/enroll"))
+        .json(&fleetcare_wire::device::EnrollRequest {
+            enrollment_key: key.to_owned(),
+            device_id: id.to_owned(),
+            model: "acme-mfp-9000".into(),
+            current_credential: None,
+        })
+        .send()
+        .await
+        .expect("enroll")
+        .json()
+        .await
+        .expect("an enrollment answer");
+    answer.device_token
 }
 
 pub fn read_secret(path: &Path) -> String {
