@@ -438,6 +438,12 @@ async fn a_revoked_device_enrolls_again_only_when_an_operator_allows_it() {
 
     let (status, _) = lab.api("POST", "/api/v1/devices/REV-1/revoke", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    eventually(
+        "a revoked device's push channel is closed",
+        PATIENCE,
+        || async { lab.device("REV-1").await.filter(|d| d["online"] == false) },
+    )
+    .await;
     rewrite(&inventory, &inventory_text("REV-1", "F-2", "5.2.1"));
     eventually("the agent hears that it is refused", PATIENCE, || async {
         local::view(&data_dir)

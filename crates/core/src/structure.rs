@@ -232,6 +232,18 @@ pub fn check_operating(operating: &BTreeMap<String, f64>) -> Result<(), Validati
     }
 }
 
+/// Validate a device's identity (id and model), reporting both problems at once.
+pub fn validate_identity(device_id: &str, model: &str) -> Result<DeviceId, ValidationError> {
+    let mut problems = Vec::new();
+    check_device_id(device_id, "device_id", &mut problems);
+    check_name(model, "model", false, &mut problems);
+    if problems.is_empty() {
+        Ok(DeviceId(device_id.to_owned()))
+    } else {
+        Err(ValidationError { problems })
+    }
+}
+
 /// Validate a device id, model and units together, reporting every problem at once.
 pub fn validate_report(
     device_id: &str,

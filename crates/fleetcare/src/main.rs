@@ -108,8 +108,8 @@ enum DevicesCmd {
     /// Devices with their model, connection and last report.
     List {
         /// Show at most this many devices.
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: u64,
         /// Start after this device id.
         #[arg(long)]
         after: Option<String>,
@@ -276,7 +276,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
             let mut after = after;
             let mut more = false;
             loop {
-                let page = (limit - devices.len()).clamp(1, 1000);
+                let page = (limit as usize - devices.len()).clamp(1, 1000);
                 let mut path = format!("/api/v1/devices?limit={page}");
                 if let Some(a) = &after {
                     path.push_str(&format!("&after={}", segment(a)?));
@@ -284,7 +284,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                 let list: DeviceList = api.get(&path).await?;
                 devices.extend(list.devices);
                 match list.next_after {
-                    Some(n) if devices.len() < limit => after = Some(n),
+                    Some(n) if devices.len() < limit as usize => after = Some(n),
                     Some(_) => {
                         more = true;
                         break;
@@ -446,6 +446,11 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                     &SetReportInterval { seconds },
                 )
                 .await?;
+            if remote.json {
+                return print_json(
+                    &serde_json::json!({"device_id": id, "report_interval_s": seconds}),
+                );
+            }
             match seconds {
                 Some(s) => println!("{id}: reports every {s} s"),
                 None => println!("{id}: reports at the agent's own interval"),
@@ -456,6 +461,9 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
             let _: Value = api
                 .post::<(), _>(&format!("/api/v1/devices/{}/revoke", segment(&id)?), None)
                 .await?;
+            if remote.json {
+                return print_json(&serde_json::json!({"device_id": id, "revoked": true}));
+            }
             println!("{id}: credential revoked");
             Ok(())
         }
@@ -468,6 +476,11 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                     }),
                 )
                 .await?;
+            if remote.json {
+                return print_json(
+                    &serde_json::json!({"device_id": id, "reenroll_allowed_s": hours * 3600}),
+                );
+            }
             println!("{id}: may enroll again within {hours} h");
             Ok(())
         }

@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use fleetcare_core::limits::{MAX_NAME_LEN, MAX_POLL_WAIT_S};
 use fleetcare_core::secret::{self, SecretKind};
-use fleetcare_core::{DeviceId, structure};
+use fleetcare_core::structure;
 use fleetcare_store::{DeviceKey, Enrollment, NewReport, ReportMeta};
 use fleetcare_wire::device::{
     EnrollRequest, EnrollResponse, PollResponse, ReportAck, StructureReport,
@@ -32,15 +32,8 @@ pub async fn enroll(
     State(st): State<AppState>,
     JsonBody(req): JsonBody<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
-    let mut problems = Vec::new();
-    let device_id = DeviceId::parse(&req.device_id).map_err(|e| problems.extend(e.problems));
-    if req.model.is_empty() || req.model.chars().count() > MAX_NAME_LEN {
-        problems.push(format!("model: must be 1 to {MAX_NAME_LEN} characters"));
-    }
-    let device_id = match device_id {
-        Ok(id) if problems.is_empty() => id,
-        _ => return Err(ApiError::BadRequest(problems.join("; "))),
-    };
+    let device_id = structure::validate_identity(&req.device_id, &req.model)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let Some(tenant) = st
         .store
         .enrollment_tenant(&secret::hash(&req.enrollment_key))
@@ -180,6 +173,15 @@ async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
     let idle = st.settings.push_idle_timeout;
     let mut deadline = tokio::time::Instant::now() + idle;
     let reason = 'session: loop {
+        if guard.mailbox.is_revoked() {
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1008,
+                    reason: "credential revoked".into(),
+                })))
+                .await;
+            break 'session "credential revoked";
+        }
         for command in guard.mailbox.drain() {
             let text = serde_json::to_string(&command).expect("commands serialize");
             if socket.send(Message::Text(text.into())).await.is_err() {
@@ -218,7 +220,7 @@ pub async fn poll(
     State(st): State<AppState>,
     DeviceAuth(key): DeviceAuth,
     Query(q): Query<PollQuery>,
-) -> Json<PollResponse> {
+) -> Result<Json<PollResponse>, ApiError> {
     let wait = Duration::from_secs(q.wait_s.unwrap_or(25).min(MAX_POLL_WAIT_S));
     let mailbox = st.hub.poll(&key);
     let mut commands = mailbox.drain();
@@ -231,9 +233,14 @@ pub async fn poll(
         }
         commands = mailbox.drain();
     }
+    if mailbox.is_revoked() {
+        return Err(ApiError::Unauthorized(
+            "unknown or revoked device credential".into(),
+        ));
+    }
     st.hub.poll_done(&mailbox);
     st.metrics.commands_sent.inc_by(commands.len() as u64);
-    Json(PollResponse { commands })
+    Ok(Json(PollResponse { commands }))
 }
 
 /// What the center knows about the calling device.

@@ -10,7 +10,7 @@
 //! offline device is refused, not kept.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fleetcare_core::clock::Clock;
@@ -29,6 +29,8 @@ pub struct Mailbox {
     push_channels: AtomicU32,
     last_poll_ms: AtomicI64,
     reports: watch::Sender<Option<ReportMeta>>,
+    /// Set when the device's credential was revoked: its channels close.
+    revoked: AtomicBool,
 }
 
 impl Default for Mailbox {
@@ -39,6 +41,7 @@ impl Default for Mailbox {
             push_channels: AtomicU32::new(0),
             last_poll_ms: AtomicI64::new(0),
             reports: watch::Sender::new(None),
+            revoked: AtomicBool::new(false),
         }
     }
 }
@@ -57,6 +60,11 @@ impl Mailbox {
     /// Take every waiting command.
     pub fn drain(&self) -> Vec<Command> {
         self.queue.lock().expect("mailbox").drain(..).collect()
+    }
+
+    /// The device's credential was revoked: its channels must close.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::SeqCst)
     }
 }
 
@@ -176,6 +184,17 @@ impl Hub {
         mailbox.notify.notify_one();
     }
 
+    /// The device's credential was revoked: close its push channels and long polls now, and
+    /// forget its mailbox.
+    pub fn revoke(&self, key: &DeviceKey) {
+        let mailbox = self.mailboxes.lock().expect("hub").remove(key);
+        if let Some(m) = mailbox {
+            m.revoked.store(true, Ordering::SeqCst);
+            m.notify.notify_waiters();
+            m.notify.notify_one();
+        }
+    }
+
     fn forget_if_idle(&self, key: &DeviceKey) {
         let mut map = self.mailboxes.lock().expect("hub");
         if let Some(m) = map.get(key)
@@ -254,6 +273,17 @@ mod tests {
         assert_eq!(hub.online(&k), None);
         assert_eq!(hub.send(&k, Command::RequestReport), None);
         assert_eq!(hub.sweep(), 0);
+    }
+
+    #[test]
+    fn revocation_closes_channels_and_forgets_the_device() {
+        let hub = Arc::new(Hub::new(Arc::new(ManualClock::new(1)), 1));
+        let k = key("R");
+        let g = hub.attach_push(&k);
+        hub.revoke(&k);
+        assert!(g.mailbox.is_revoked());
+        assert_eq!(hub.online(&k), None);
+        assert_eq!(hub.send(&k, Command::RequestReport), None);
     }
 
     #[test]

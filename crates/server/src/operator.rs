@@ -334,6 +334,7 @@ pub async fn revoke_device(
         return Err(not_found(&key));
     }
     st.credentials.forget(&key);
+    st.hub.revoke(&key);
     tracing::info!(device = %key.device_id, operator = %op.0.name, "device credential revoked");
     Ok(StatusCode::NO_CONTENT)
 }

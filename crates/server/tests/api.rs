@@ -232,6 +232,21 @@ async fn enrollment_refusals() {
         body["error"].as_str().expect("msg").contains("device_id"),
         "{body}"
     );
+    let mut bad_model = ok("D-2");
+    bad_model["model"] = json!("mfp\u{7}");
+    let (status, body) = call(
+        &f.app,
+        "POST",
+        "/device/v1/enroll",
+        None,
+        json_body(&bad_model),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().expect("msg").contains("model"),
+        "{body}"
+    );
     assert_eq!(f.store.count_devices(f.tenant).await.expect("count"), 0);
 
     let token = enroll(&f, "D-1").await;
