@@ -20,6 +20,7 @@
 //!             serial: "FUS-77002".into(),
 //!             hw_revision: "A".into(),
 //!             software: vec![],
+//!             in_service: true,
 //!         })
 //!     }
 //! }

@@ -374,6 +374,7 @@ mod tests {
                 serial: serial.into(),
                 hw_revision: String::new(),
                 software: vec![],
+                in_service: true,
             }],
             operating: BTreeMap::new(),
         }

@@ -140,6 +140,8 @@ struct UnitSection {
     hw_revision: String,
     #[serde(default)]
     software: Vec<SoftwareSection>,
+    #[serde(default = "yes")]
+    in_service: bool,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +202,7 @@ pub fn parse_inventory(path: &Path, text: &str) -> Result<Snapshot, SourceError>
                         active: s.active,
                     })
                     .collect(),
+                in_service: u.in_service,
             })
             .collect(),
         operating,
@@ -233,6 +236,9 @@ pub fn render_inventory(s: &Snapshot) -> String {
             q(&u.serial),
             q(&u.hw_revision)
         );
+        if !u.in_service {
+            out.push_str("in_service = false\n");
+        }
         for sw in &u.software {
             let _ = writeln!(
                 out,
@@ -373,6 +379,7 @@ serial = "E1"
                 serial: format!("S-{}", self.0),
                 hw_revision: String::new(),
                 software: vec![],
+                in_service: true,
             })
         }
     }

@@ -305,6 +305,13 @@ pub fn diff(old: Option<&Structure>, new: &Structure) -> Vec<Change> {
                         new: unit_ref(n),
                     });
                 }
+                if o.in_service != n.in_service {
+                    out.push(Change::UnitServiceChanged {
+                        slot: slot.clone(),
+                        serial: n.serial.clone(),
+                        in_service: n.in_service,
+                    });
+                }
                 diff_software(slot, &o.software, &n.software, &mut out);
             }
             (None, None) => {}
@@ -370,6 +377,18 @@ pub fn describe(change: &Change) -> String {
         Change::UnitChanged { slot, old, new } => {
             format!("{slot}: unit changed: {} -> {}", unit(old), unit(new))
         }
+        Change::UnitServiceChanged {
+            slot,
+            serial,
+            in_service,
+        } => format!(
+            "{slot}: unit #{serial} {}",
+            if *in_service {
+                "put back in service"
+            } else {
+                "taken out of service"
+            }
+        ),
         Change::SoftwareAdded { slot, software } => {
             format!("{slot}: software added: {}", sw(software))
         }

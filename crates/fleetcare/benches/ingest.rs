@@ -65,6 +65,7 @@ fn report(id: &str, seq: u64) -> StructureReport {
             } else {
                 vec![]
             },
+            in_service: true,
         })
         .collect();
     StructureReport {

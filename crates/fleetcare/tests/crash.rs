@@ -58,6 +58,7 @@ fn report(id: &str, seq: u64) -> StructureReport {
                     version: format!("5.{}", seq / 7),
                     active: true,
                 }],
+                in_service: true,
             },
             Unit {
                 slot: "fuser".into(),
@@ -66,6 +67,7 @@ fn report(id: &str, seq: u64) -> StructureReport {
                 serial: format!("F-{}", seq / 5),
                 hw_revision: "A".into(),
                 software: vec![],
+                in_service: true,
             },
         ],
         operating: BTreeMap::from([("pages_total".to_owned(), seq as f64 * 10.0)]),

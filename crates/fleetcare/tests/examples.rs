@@ -60,6 +60,31 @@ fn the_agent_example_config_is_valid_and_complete() {
 }
 
 #[test]
+fn the_sample_catalog_is_valid_and_every_sample_device_is_compatible_with_it() {
+    let text =
+        std::fs::read_to_string(examples().join("catalog.toml")).expect("examples/catalog.toml");
+    let vocab = fleetcare_compat::Vocab::new();
+    let catalog = fleetcare_compat::Catalog::parse(&text, &vocab).unwrap_or_else(|e| panic!("{e}"));
+    let stats = catalog.stats();
+    assert!(
+        stats.device_models >= 4 && stats.releases >= 20,
+        "{stats:?}"
+    );
+    for entry in std::fs::read_dir(examples().join("inventories")).expect("inventories") {
+        let path = entry.expect("entry").path();
+        let s =
+            parse_inventory(&path, &std::fs::read_to_string(&path).expect("read")).expect("parses");
+        let facts = fleetcare_compat::DeviceFacts::new(&vocab, &s.model, &s.units);
+        let findings: Vec<String> = catalog
+            .judge(&facts)
+            .iter()
+            .map(|f| catalog.render(&facts, f).explanation)
+            .collect();
+        assert!(findings.is_empty(), "{}: {findings:#?}", path.display());
+    }
+}
+
+#[test]
 fn every_sample_inventory_is_a_valid_device() {
     let dir = examples().join("inventories");
     let mut n = 0;

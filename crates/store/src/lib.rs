@@ -454,6 +454,7 @@ fn change_kind_slot(c: &Change) -> (&'static str, &str) {
         Change::UnitRemoved { slot, .. } => ("unit_removed", slot),
         Change::UnitReplaced { slot, .. } => ("unit_replaced", slot),
         Change::UnitChanged { slot, .. } => ("unit_changed", slot),
+        Change::UnitServiceChanged { slot, .. } => ("unit_service_changed", slot),
         Change::SoftwareAdded { slot, .. } => ("software_added", slot),
         Change::SoftwareRemoved { slot, .. } => ("software_removed", slot),
         Change::SoftwareChanged { slot, .. } => ("software_changed", slot),

@@ -71,6 +71,7 @@ fn unit(slot: &str, serial: &str, fw: &str) -> Unit {
             version: fw.into(),
             active: true,
         }],
+        in_service: true,
     }
 }
 

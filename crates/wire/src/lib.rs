@@ -105,6 +105,10 @@ pub struct Unit {
     pub hw_revision: String,
     #[serde(default)]
     pub software: Vec<Software>,
+    /// `false` when the unit was taken out of service (present, but not used): compatibility
+    /// is not judged on it. Defaults to `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub in_service: bool,
 }
 
 /// Error body of every rejected request, device or operator.

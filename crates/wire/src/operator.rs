@@ -87,6 +87,12 @@ pub enum Change {
         old: UnitRef,
         new: UnitRef,
     },
+    /// Same unit, taken out of service or put back (`in_service`).
+    UnitServiceChanged {
+        slot: String,
+        serial: String,
+        in_service: bool,
+    },
     SoftwareAdded {
         slot: String,
         software: Software,
