@@ -260,9 +260,26 @@ impl<S: StructureSource> Runner<S> {
         self.local.write_status(&self.status);
     }
 
+    /// The source's snapshot with the units the center took out of service marked so.
+    async fn read(&self) -> Result<Snapshot, String> {
+        let mut snap = read_valid(&self.source).await?;
+        for u in &mut snap.units {
+            if self
+                .local
+                .state()
+                .out_of_service
+                .iter()
+                .any(|(slot, serial)| *slot == u.slot && *serial == u.serial)
+            {
+                u.in_service = false;
+            }
+        }
+        Ok(snap)
+    }
+
     /// A fresh snapshot, or the last good one if the source cannot answer right now.
     async fn snapshot(&mut self) -> Snapshot {
-        match read_valid(&self.source).await {
+        match self.read().await {
             Ok(s) => {
                 self.last_snapshot = s.clone();
                 s
@@ -280,7 +297,7 @@ impl<S: StructureSource> Runner<S> {
     }
 
     async fn check_for_change(&mut self) -> Result<(), AgentError> {
-        let snap = match read_valid(&self.source).await {
+        let snap = match self.read().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(error = %e, "structure source not readable now");
@@ -336,6 +353,39 @@ impl<S: StructureSource> Runner<S> {
             Command::RequestReport => self.report(Trigger::Request).await,
             Command::SetReportInterval { seconds } => {
                 self.set_interval(seconds)?;
+                Ok(())
+            }
+            Command::Notify { notification } => {
+                tracing::warn!(
+                    title = %notification.title,
+                    summary = %notification.summary,
+                    "notification from the center"
+                );
+                self.local.add_notification(notification)?;
+                Ok(())
+            }
+            Command::SetUnitService {
+                slot,
+                serial,
+                in_service,
+                reason,
+            } => {
+                tracing::warn!(%slot, %serial, in_service, %reason, "the center changes a unit's service");
+                let source = self.source.clone();
+                let s = slot.clone();
+                let applied =
+                    tokio::task::spawn_blocking(move || source.set_in_service(&s, in_service))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the structure source panicked: {e}")));
+                if let Err(e) = applied {
+                    tracing::error!(%slot, error = %e, "could not change the unit's service");
+                    return Ok(());
+                }
+                self.local.set_unit_service(&slot, &serial, in_service)?;
+                self.check_for_change().await
+            }
+            Command::JobsAvailable => {
+                tracing::info!("the center has jobs for this device");
                 Ok(())
             }
         }

@@ -6,6 +6,7 @@
 //!   credential.json  {device_id, device_token, center_url}   (0600)
 //!   state.json       {next_seq, center_interval_s}
 //!   status.json      what the running agent is doing, for `fleetcare-agent status`
+//!   notifications.json  what the center told the people at the device, newest first
 //!   outbox/<seq>.json  reports not yet acknowledged, one file each
 //! ```
 //!
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use fleetcare_fs::{DirLock, Mode, remove_durably, write_atomic};
 use fleetcare_wire::Trigger;
+use fleetcare_wire::compat::Notification;
 use fleetcare_wire::device::StructureReport;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,9 @@ const CREDENTIAL: &str = "credential.json";
 const STATE: &str = "state.json";
 const STATUS: &str = "status.json";
 const OUTBOX: &str = "outbox";
+const NOTIFICATIONS: &str = "notifications.json";
+/// Notifications kept on the device.
+pub const MAX_NOTIFICATIONS: usize = 50;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
@@ -44,6 +49,10 @@ pub struct State {
     /// Fingerprint of the structure in the newest report queued: what the center will know.
     /// A structure that differs after a restart is a change.
     pub last_fingerprint: Option<String>,
+    /// Units the center took out of service, by (slot, serial): reported with
+    /// `in_service = false` until put back (a replaced unit has another serial).
+    #[serde(default)]
+    pub out_of_service: Vec<(String, String)>,
 }
 
 /// What the running agent is doing; written for `fleetcare-agent status` (not fsynced: it
@@ -106,6 +115,7 @@ pub struct LocalView {
     pub state: State,
     pub status: Option<Status>,
     pub outbox: usize,
+    pub notifications: Vec<Notification>,
 }
 
 /// Read the data dir as it is, for `status` (the agent may be running).
@@ -122,6 +132,10 @@ pub fn view(dir: &Path) -> Result<LocalView, LocalError> {
         state: read_json(&dir.join(STATE))?.unwrap_or_default(),
         status: read_json(&dir.join(STATUS)).ok().flatten(),
         outbox,
+        notifications: read_json(&dir.join(NOTIFICATIONS))
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
     })
 }
 
@@ -199,6 +213,45 @@ impl Local {
         write_json(&self.dir.join(STATE), &next, Mode::Shared)?;
         self.state = next;
         Ok(())
+    }
+
+    /// Take a unit out of service (`false`) or put it back.
+    pub fn set_unit_service(
+        &mut self,
+        slot: &str,
+        serial: &str,
+        in_service: bool,
+    ) -> Result<(), LocalError> {
+        let mut next = self.state.clone();
+        next.out_of_service
+            .retain(|(s, n)| !(s == slot && n == serial));
+        if !in_service {
+            next.out_of_service
+                .push((slot.to_owned(), serial.to_owned()));
+        }
+        if next == self.state {
+            return Ok(());
+        }
+        write_json(&self.dir.join(STATE), &next, Mode::Shared)?;
+        self.state = next;
+        Ok(())
+    }
+
+    /// The notifications the center sent, newest first.
+    pub fn notifications(&self) -> Vec<Notification> {
+        read_json(&self.dir.join(NOTIFICATIONS))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Keep a notification (the newest [`MAX_NOTIFICATIONS`]).
+    pub fn add_notification(&self, n: Notification) -> Result<(), LocalError> {
+        let mut all = self.notifications();
+        all.retain(|m| m.id != n.id);
+        all.insert(0, n);
+        all.truncate(MAX_NOTIFICATIONS);
+        write_json(&self.dir.join(NOTIFICATIONS), &all, Mode::Shared)
     }
 
     /// Publish what the agent is doing (best effort, not fsynced).

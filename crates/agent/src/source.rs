@@ -40,6 +40,13 @@ pub enum SourceError {
 /// `watch_interval_ms`), so it should be cheap when nothing changed.
 pub trait StructureSource: Send + Sync + 'static {
     fn read(&self) -> Result<Snapshot, SourceError>;
+
+    /// The center takes a unit out of service (`false`) or puts it back: stop (or resume)
+    /// using it. The agent then reports the unit with `in_service = false` whatever `read`
+    /// says. The default does nothing (an inventory file has nothing to stop).
+    fn set_in_service(&self, _slot: &str, _in_service: bool) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// An integrator's driver for one unit: it says what the unit is and what runs on it.
@@ -49,6 +56,11 @@ pub trait UnitDriver: Send + Sync + 'static {
     fn slot(&self) -> &str;
     /// The unit as it is now: kind, model, serial, hardware revision, software.
     fn describe(&self) -> Result<Unit, String>;
+
+    /// Stop using the unit (`false`), or use it again; the device keeps working without it.
+    fn set_in_service(&self, _in_service: bool) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A device described by its identity and one driver per unit.
@@ -90,6 +102,13 @@ impl DriverSource {
 }
 
 impl StructureSource for DriverSource {
+    fn set_in_service(&self, slot: &str, in_service: bool) -> Result<(), String> {
+        match self.drivers.iter().find(|d| d.slot() == slot) {
+            Some(d) => d.set_in_service(in_service),
+            None => Err(format!("no unit driver for slot {slot:?}")),
+        }
+    }
+
     fn read(&self) -> Result<Snapshot, SourceError> {
         let units = self
             .drivers

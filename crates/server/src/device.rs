@@ -10,6 +10,7 @@ use fleetcare_core::limits::{MAX_NAME_LEN, MAX_POLL_WAIT_S};
 use fleetcare_core::secret::{self, SecretKind};
 use fleetcare_core::structure;
 use fleetcare_store::{DeviceKey, Enrollment, NewReport, ReportMeta};
+use fleetcare_wire::Trigger;
 use fleetcare_wire::device::{
     EnrollRequest, EnrollResponse, PollResponse, ReportAck, StructureReport,
 };
@@ -106,6 +107,8 @@ pub async fn report(
             ApiError::BadRequest(e.to_string())
         })?;
     let received_at_ms = st.clock.now_ms();
+    let judged = st.compat.judge(key.tenant, &structure);
+    let structure_hash = structure.fingerprint();
     let ingested = st
         .store
         .ingest_report(NewReport {
@@ -116,8 +119,17 @@ pub async fn report(
             received_at_ms,
             structure,
             operating: r.operating,
+            judgement: judged.as_ref().map(|(_, j)| j.clone()),
         })
         .await?;
+    st.compat.after_ingest(
+        &key,
+        structure_hash,
+        judged,
+        ingested.current,
+        ingested.findings_changed,
+        r.trigger == Trigger::Connect,
+    );
     if ingested.duplicate {
         st.metrics.report_duplicates.inc();
     } else {

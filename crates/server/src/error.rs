@@ -10,6 +10,12 @@ use fleetcare_wire::ErrorBody;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// A 400 listing every problem of the input.
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        problems: Vec<String>,
+    },
     #[error("{0}")]
     BadJson(String),
     #[error("request body larger than {0} bytes")]
@@ -34,7 +40,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::BadJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::BadJson(_) | ApiError::Invalid { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -49,6 +57,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Invalid { .. } => "invalid",
             ApiError::BadJson(_) => "bad_json",
             ApiError::TooLarge(_) => "too_large",
             ApiError::Unauthorized(_) => "unauthorized",
@@ -68,9 +77,14 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
+        let problems = match &self {
+            ApiError::Invalid { problems, .. } => problems.clone(),
+            _ => Vec::new(),
+        };
         let body = ErrorBody {
             code: self.code().to_owned(),
             error: self.to_string(),
+            problems,
         };
         (status, Json(body)).into_response()
     }

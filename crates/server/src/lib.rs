@@ -7,6 +7,8 @@
 //! with "going away", long polls answered, in-flight requests finished, the store closed.
 
 pub mod bootstrap;
+pub mod compat;
+pub mod compat_api;
 pub mod config;
 pub mod credentials;
 pub mod device;
@@ -58,6 +60,7 @@ pub struct Settings {
 pub struct AppState {
     pub store: Store,
     pub hub: Arc<Hub>,
+    pub compat: Arc<compat::Compat>,
     pub credentials: Arc<CredentialCache>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -78,6 +81,7 @@ impl AppState {
         let state = AppState {
             store,
             hub: Arc::new(Hub::new(clock.clone(), poll_grace_ms)),
+            compat: Arc::new(compat::Compat::new()),
             credentials: Arc::new(CredentialCache::new(
                 CREDENTIAL_TTL_MS,
                 CREDENTIAL_CACHE_ENTRIES,
@@ -101,6 +105,7 @@ pub fn app(state: AppState) -> Router {
         .route("/device/v1/enroll", post(device::enroll))
         .route("/device/v1/reports", post(device::report))
         .route("/device/v1/self", get(device::whoami))
+        .route("/device/v1/compat", get(compat_api::own_compat))
         .layer(timed.clone())
         // Long polls and push channels bound themselves.
         .route("/device/v1/push", get(device::push))
@@ -127,13 +132,40 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/devices/{id}/allow-reenroll",
             post(operator::allow_reenroll),
         )
+        .route(
+            "/api/v1/devices/{id}/compat",
+            get(compat_api::device_compat),
+        )
+        .route(
+            "/api/v1/catalog/revisions",
+            get(compat_api::catalog_revisions),
+        )
+        .route("/api/v1/compat/fleet", get(compat_api::fleet))
+        .route(
+            "/api/v1/compat/policy",
+            get(compat_api::get_policy).put(compat_api::set_policy),
+        )
+        .route("/api/v1/jobs", get(compat_api::list_jobs))
+        .route("/api/v1/jobs/{id}", get(compat_api::show_job))
+        .route("/api/v1/jobs/{id}/approve", post(compat_api::approve_job))
+        .route("/api/v1/jobs/{id}/cancel", post(compat_api::cancel_job))
         .route("/api/v1/openapi.json", get(operator::openapi))
-        .layer(timed)
+        .layer(timed.clone())
         .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
         .layer(Extension(BodyLimit(MAX_OPERATOR_BODY)));
+    // Catalogs are larger than other operator bodies.
+    let catalog = Router::new()
+        .route(
+            "/api/v1/catalog",
+            get(compat_api::show_catalog).post(compat_api::load_catalog),
+        )
+        .layer(timed)
+        .layer(DefaultBodyLimit::max(compat_api::MAX_CATALOG_BODY))
+        .layer(Extension(BodyLimit(compat_api::MAX_CATALOG_BODY)));
     Router::new()
         .merge(device)
         .merge(operator)
+        .merge(catalog)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("this endpoint".into()) })
@@ -252,6 +284,8 @@ impl Center {
                 .await
         });
         let sweeper = tokio::spawn(sweep(state.clone()));
+        tokio::spawn(state.compat.clone().start(state.clone()));
+        tokio::spawn(state.compat.clone().run_worker(state.clone()));
         tracing::info!(%addr, store = state.store.backend(), "center listening");
         Ok(Center {
             addr,

@@ -29,6 +29,11 @@ pub struct Metrics {
     pub ingest_seconds: Histogram,
     pub push_connections: Gauge,
     pub store_group_commits: Counter,
+    pub compat_rejudge_seconds: Histogram,
+    pub compat_plan_seconds: Histogram,
+    pub jobs_created: Counter,
+    pub notifications: Counter,
+    pub catalog_loads: Counter,
 }
 
 impl Metrics {
@@ -89,8 +94,45 @@ impl Metrics {
             "Group commits of the embedded store (one fsync each)",
             store_group_commits.clone(),
         );
+        let compat_rejudge_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register_with_unit(
+            "fleetcare_compat_rejudge",
+            "Time to re-judge a tenant's fleet after a catalog change, writes included",
+            Unit::Seconds,
+            compat_rejudge_seconds.clone(),
+        );
+        let compat_plan_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 14));
+        registry.register_with_unit(
+            "fleetcare_compat_plan",
+            "Time to search a device's software plan",
+            Unit::Seconds,
+            compat_plan_seconds.clone(),
+        );
+        let jobs_created = Counter::default();
+        registry.register(
+            "fleetcare_jobs_created",
+            "Jobs created",
+            jobs_created.clone(),
+        );
+        let notifications = Counter::default();
+        registry.register(
+            "fleetcare_notifications",
+            "Notifications opened for devices",
+            notifications.clone(),
+        );
+        let catalog_loads = Counter::default();
+        registry.register(
+            "fleetcare_catalog_loads",
+            "Catalog revisions loaded",
+            catalog_loads.clone(),
+        );
         Metrics {
             registry,
+            compat_rejudge_seconds,
+            compat_plan_seconds,
+            jobs_created,
+            notifications,
+            catalog_loads,
             reports,
             report_duplicates,
             structure_changes,

@@ -50,7 +50,18 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         request_report,
         set_report_interval,
         revoke_device,
-        allow_reenroll
+        allow_reenroll,
+        crate::compat_api::load_catalog,
+        crate::compat_api::show_catalog,
+        crate::compat_api::catalog_revisions,
+        crate::compat_api::device_compat,
+        crate::compat_api::fleet,
+        crate::compat_api::get_policy,
+        crate::compat_api::set_policy,
+        crate::compat_api::list_jobs,
+        crate::compat_api::show_job,
+        crate::compat_api::approve_job,
+        crate::compat_api::cancel_job
     ),
     components(schemas(
         DeviceList,
@@ -69,7 +80,24 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         SetReportInterval,
         AllowReenroll,
         Health,
-        ErrorBody
+        ErrorBody,
+        fleetcare_wire::compat::CatalogInfo,
+        fleetcare_wire::compat::CatalogStats,
+        fleetcare_wire::compat::CatalogLoaded,
+        fleetcare_wire::compat::CompatReport,
+        fleetcare_wire::compat::Finding,
+        fleetcare_wire::compat::FindingUnit,
+        fleetcare_wire::compat::FindingSoftware,
+        fleetcare_wire::compat::Plan,
+        fleetcare_wire::compat::SoftwareStep,
+        fleetcare_wire::compat::HardwareStep,
+        fleetcare_wire::compat::Recommendation,
+        fleetcare_wire::compat::FleetCompat,
+        fleetcare_wire::compat::ModelCompat,
+        fleetcare_wire::compat::CompatPolicy,
+        fleetcare_wire::compat::Notification,
+        fleetcare_wire::compat::Job,
+        fleetcare_wire::compat::JobList
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -92,7 +120,7 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-fn device_key(op: &OperatorAuth, id: &str) -> Result<DeviceKey, ApiError> {
+pub(crate) fn device_key(op: &OperatorAuth, id: &str) -> Result<DeviceKey, ApiError> {
     let device_id =
         DeviceId::parse(id).map_err(|e| ApiError::BadRequest(format!("not a device id: {e}")))?;
     Ok(DeviceKey {
@@ -128,6 +156,7 @@ pub(crate) async fn device_view(st: &AppState, key: &DeviceKey) -> Result<Device
             .unwrap_or_default(),
         operating: rec.operating,
         report_interval_s: rec.report_interval_s,
+        compat_state: rec.compat_state,
         device_id: rec.device_id,
         model: rec.model,
     })

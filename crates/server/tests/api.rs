@@ -1,93 +1,16 @@
 //! The center's HTTP surface, driven through `app()` without sockets: every bad input gets
 //! its status and a message that names the problem, and a rejected request changes nothing.
 
-use std::sync::Arc;
-
-use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use fleetcare_core::DeviceId;
-use fleetcare_core::clock::ManualClock;
 use fleetcare_core::limits::{MAX_DEVICE_BODY, MAX_NAME_LEN, MAX_UNITS};
-use fleetcare_server::{AppState, ServerConfig, app, bootstrap};
-use fleetcare_store::{DeviceKey, Store};
+use fleetcare_store::DeviceKey;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-struct Fixture {
-    app: Router,
-    store: Store,
-    admin: String,
-    enrollment_key: String,
-    tenant: i64,
-    _dir: tempfile::TempDir,
-}
+mod common;
 
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open_sqlite(dir.path()).await.expect("store");
-    let clock = ManualClock::new(1_790_000_000_000);
-    let boot = bootstrap::run(&store, dir.path(), "default", 1_790_000_000_000)
-        .await
-        .expect("bootstrap");
-    let (state, _stop) = AppState::new(store.clone(), &ServerConfig::default(), Arc::new(clock));
-    Fixture {
-        app: app(state),
-        store,
-        admin: boot.admin_token,
-        enrollment_key: boot.enrollment_key,
-        tenant: boot.tenant,
-        _dir: dir,
-    }
-}
-
-async fn call(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    token: Option<&str>,
-    body: Option<Body>,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    if body.is_some() {
-        req = req.header(header::CONTENT_TYPE, "application/json");
-    }
-    let req = req.body(body.unwrap_or_else(Body::empty)).expect("request");
-    let resp = app.clone().oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 16 * 1024 * 1024)
-        .await
-        .expect("body");
-    let value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-    };
-    (status, value)
-}
-
-fn json_body(v: &Value) -> Option<Body> {
-    Some(Body::from(serde_json::to_vec(v).expect("json")))
-}
-
-async fn enroll(f: &Fixture, id: &str) -> String {
-    let (status, body) = call(
-        &f.app,
-        "POST",
-        "/device/v1/enroll",
-        None,
-        json_body(
-            &json!({"enrollment_key": f.enrollment_key, "device_id": id, "model": "acme-mfp-9000"}),
-        ),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["device_token"].as_str().expect("token").to_owned()
-}
+use common::{Fixture, call, enroll, fixture, json_body};
 
 fn report(id: &str, seq: u64, fuser_serial: &str) -> Value {
     json!({

@@ -12,6 +12,8 @@
 //! Both speak the same SQL (written with `$N` placeholders) and are held to one conformance
 //! suite (`tests/conformance.rs`). Every row carries a tenant.
 
+pub mod compat;
+mod exec;
 mod migrate;
 pub mod postgres;
 pub mod sqlite;
@@ -20,6 +22,11 @@ pub mod testing;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub use compat::{
+    CatalogRevision, FindingRecord, FindingRow, JobFilter, JobRecord, Judgement, NewJob,
+    NewNotification, NotificationRecord, PolicyRecord, StructureRow, TERMINAL_JOB_STATES,
+    Transition,
+};
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_wire::Trigger;
 use fleetcare_wire::operator::Change;
@@ -54,6 +61,10 @@ pub struct NewReport {
     pub received_at_ms: i64,
     pub structure: Structure,
     pub operating: BTreeMap<String, f64>,
+    /// The structure's judgement against the tenant's catalog, if it has one: stored with the
+    /// report when the report becomes the device's current structure and the findings differ
+    /// from those stored.
+    pub judgement: Option<Judgement>,
 }
 
 /// The outcome of an enrollment.
@@ -74,6 +85,10 @@ pub struct Ingested {
     pub changes: u32,
     /// The center's reporting interval for this device, if set.
     pub report_interval_s: Option<u64>,
+    /// The report is now the device's current structure (it was the newest).
+    pub current: bool,
+    /// The stored findings changed with this report.
+    pub findings_changed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +119,8 @@ pub struct DeviceRecord {
     pub structure_changed_at_ms: Option<i64>,
     pub operating: BTreeMap<String, f64>,
     pub report_interval_s: Option<u64>,
+    /// `compatible`, `software`, `hardware`, `unknown`; `None` until judged.
+    pub compat_state: Option<String>,
 }
 
 /// One structure change, with the report that showed it.
@@ -274,7 +291,17 @@ impl Store {
     }
 
     pub async fn device(&self, key: &DeviceKey) -> Result<Option<DeviceRecord>> {
-        dispatch!(self.device(key))
+        use exec::Ty::{Int, Text};
+        let rows = self
+            .select(
+                exec::Sql::Both(std::borrow::Cow::Borrowed(sql::DEVICE)),
+                vec![key.tenant.into(), key.device_id.as_str().into()],
+                &[
+                    Text, Text, Int, Int, Text, Int, Int, Text, Int, Text, Int, Text,
+                ],
+            )
+            .await?;
+        rows.first().map(|r| device_record(r)).transpose()
     }
 
     /// The newest `limit` structure changes of a device, oldest first.
@@ -342,8 +369,8 @@ pub(crate) mod sql {
         WHERE tenant_id = $1 AND device_id = $2";
     pub const DEVICE_BY_CREDENTIAL: &str = "SELECT tenant_id, device_id FROM devices \
         WHERE credential_hash = $1 AND revoked_at IS NULL";
-    pub const INGEST_STATE: &str = "SELECT generation, last_seq, structure_hash, report_interval_s \
-        FROM devices WHERE tenant_id = $1 AND device_id = $2";
+    pub const INGEST_STATE: &str = "SELECT generation, last_seq, structure_hash, report_interval_s, \
+        findings_hash, judged_revision FROM devices WHERE tenant_id = $1 AND device_id = $2";
     pub const OLD_STRUCTURE: &str =
         "SELECT model, structure FROM devices WHERE tenant_id = $1 AND device_id = $2";
     pub const INSERT_REPORT: &str = "INSERT INTO reports (tenant_id, device_id, generation, seq, \
@@ -363,7 +390,7 @@ pub(crate) mod sql {
         WHERE tenant_id = $1 AND device_id > $2 ORDER BY device_id LIMIT $3";
     pub const DEVICE: &str = "SELECT device_id, model, enrolled_at, last_seq, last_trigger, \
         last_report_at, last_observed_at, structure, structure_changed_at, operating, \
-        report_interval_s FROM devices WHERE tenant_id = $1 AND device_id = $2";
+        report_interval_s, compat_state FROM devices WHERE tenant_id = $1 AND device_id = $2";
     pub const HISTORY: &str = "SELECT seq, trigger, observed_at, received_at, change \
         FROM structure_events WHERE tenant_id = $1 AND device_id = $2 ORDER BY id DESC LIMIT $3";
     pub const SET_INTERVAL: &str =
@@ -380,6 +407,19 @@ pub(crate) struct IngestState {
     pub last_seq: i64,
     pub structure_hash: Option<String>,
     pub report_interval_s: Option<i64>,
+    pub findings_hash: Option<String>,
+    pub judged_revision: Option<i64>,
+}
+
+/// The statements that store a report's judgement, if it differs from what is stored.
+pub(crate) fn judgement_update(
+    report: &NewReport,
+    state: &IngestState,
+) -> Option<(Vec<exec::Stmt>, exec::Guard)> {
+    let j = report.judgement.as_ref()?;
+    let same = state.findings_hash.as_deref() == Some(j.hash.as_str())
+        && state.judged_revision == Some(to_i64(j.revision));
+    (!same).then(|| compat::judgement_stmts(&report.key, None, j, report.received_at_ms))
 }
 
 /// One history event's columns: `(kind, slot, change as JSON)`.
@@ -494,36 +534,32 @@ pub(crate) fn device_id(s: String) -> Result<DeviceId> {
     DeviceId::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn device_record(
-    device_id: String,
-    model: String,
-    enrolled_at_ms: i64,
-    last_seq: i64,
-    last_trigger: Option<String>,
-    last_report_at: Option<i64>,
-    last_observed_at: Option<i64>,
-    structure: Option<String>,
-    structure_changed_at_ms: Option<i64>,
-    operating: Option<String>,
-    report_interval_s: Option<i64>,
-) -> Result<DeviceRecord> {
-    let structure = structure
+/// Decode a row of [`sql::DEVICE`].
+fn device_record(r: &[exec::Val]) -> Result<DeviceRecord> {
+    let model = r[1].text()?;
+    let structure = r[7]
+        .opt_text()?
         .map(|j| Structure::from_json(&model, &j).map_err(|e| StoreError::Corrupt(e.to_string())))
         .transpose()?;
-    let operating = match operating {
+    let operating = match r[9].opt_text()? {
         Some(j) => serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         None => BTreeMap::new(),
     };
     Ok(DeviceRecord {
-        device_id,
-        model,
-        enrolled_at_ms,
-        last_report: report_meta(last_seq, last_trigger, last_report_at, last_observed_at)?,
+        device_id: r[0].text()?,
+        enrolled_at_ms: r[2].int()?,
+        last_report: report_meta(
+            r[3].int()?,
+            r[4].opt_text()?,
+            r[5].opt_int()?,
+            r[6].opt_int()?,
+        )?,
         structure,
-        structure_changed_at_ms,
+        structure_changed_at_ms: r[8].opt_int()?,
         operating,
-        report_interval_s: report_interval_s.map(to_u64),
+        report_interval_s: r[10].opt_int()?.map(to_u64),
+        compat_state: r[11].opt_text()?,
+        model,
     })
 }
 

@@ -7,11 +7,11 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
+use crate::exec::{Group, Guard, Sql, Stmt, Ty, Val};
 use crate::{
-    DeviceKey, DeviceRecord, DeviceRow, Enrollment, HistoryRecord, IngestRows, IngestState,
-    Ingested, NewReport, Operator, Result, StoreError, TenantId, device_id, device_record,
-    history_record, ingest_rows, is_newest, migrate, needs_old_structure, report_meta, sql, to_i64,
-    to_u64,
+    DeviceKey, DeviceRow, Enrollment, HistoryRecord, IngestRows, IngestState, Ingested, NewReport,
+    Operator, Result, StoreError, TenantId, device_id, history_record, ingest_rows, is_newest,
+    judgement_update, migrate, needs_old_structure, report_meta, sql, to_i64, to_u64,
 };
 
 /// Arbitrary, fixed: the advisory lock that serializes migrations across instances.
@@ -228,6 +228,8 @@ impl PgStore {
                     last_seq: row.try_get(1)?,
                     structure_hash: row.try_get(2)?,
                     report_interval_s: row.try_get(3)?,
+                    findings_hash: row.try_get(4)?,
+                    judged_revision: row.try_get(5)?,
                 })
             })
             .transpose()?
@@ -272,8 +274,12 @@ impl PgStore {
                 duplicate: true,
                 changes: 0,
                 report_interval_s: interval,
+                current: false,
+                findings_changed: false,
             });
         }
+        let current = rows.is_some();
+        let mut findings_changed = false;
         if let Some(rows) = rows {
             if let Some((structure_json, events)) = &rows.structure_change {
                 for (kind, slot, json) in events {
@@ -311,12 +317,18 @@ impl PgStore {
                 .bind(&rows.operating_json)
                 .execute(&mut *tx)
                 .await?;
+            if let Some((stmts, guard)) = judgement_update(&r, &state) {
+                run_stmts(&mut tx, &stmts, guard).await?;
+                findings_changed = true;
+            }
         }
         tx.commit().await?;
         Ok(Ingested {
             duplicate: false,
             changes,
             report_interval_s: interval,
+            current,
+            findings_changed,
         })
     }
 
@@ -347,30 +359,6 @@ impl PgStore {
                 })
             })
             .collect()
-    }
-
-    pub async fn device(&self, key: &DeviceKey) -> Result<Option<DeviceRecord>> {
-        let row = sqlx::query(sql::DEVICE)
-            .bind(key.tenant)
-            .bind(key.device_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            device_record(
-                r.try_get(0)?,
-                r.try_get(1)?,
-                r.try_get(2)?,
-                r.try_get(3)?,
-                r.try_get(4)?,
-                r.try_get(5)?,
-                r.try_get(6)?,
-                r.try_get(7)?,
-                r.try_get(8)?,
-                r.try_get(9)?,
-                r.try_get(10)?,
-            )
-        })
-        .transpose()
     }
 
     pub async fn history(&self, key: &DeviceKey, limit: u32) -> Result<Vec<HistoryRecord>> {
@@ -424,6 +412,43 @@ impl PgStore {
         Ok(to_u64(n))
     }
 
+    pub(crate) async fn run_groups(&self, groups: Vec<Group>) -> Result<Vec<Vec<u64>>> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(groups.len());
+        for (stmts, guard) in &groups {
+            out.push(run_stmts(&mut tx, stmts, *guard).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub(crate) async fn select(
+        &self,
+        sql: Sql,
+        params: Vec<Val>,
+        types: &'static [Ty],
+    ) -> Result<Vec<Vec<Val>>> {
+        let rows = bind_all(sqlx::query(sql.postgres()), &params)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        Ok(match t {
+                            Ty::Int => r.try_get::<Option<i64>, _>(i)?.map_or(Val::Null, Val::Int),
+                            Ty::Text => r
+                                .try_get::<Option<String>, _>(i)?
+                                .map_or(Val::Null, Val::Text),
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     pub async fn close(&self) -> Result<()> {
         self.pool.close().await;
         Ok(())
@@ -436,6 +461,47 @@ impl PgStore {
             .await?;
         Ok("ok".to_owned())
     }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Bind parameters in order.
+pub(crate) fn bind_all<'q>(mut q: PgQuery<'q>, params: &'q [Val]) -> PgQuery<'q> {
+    for p in params {
+        q = match p {
+            Val::Null => q.bind(None::<i64>),
+            Val::NullText => q.bind(None::<String>),
+            Val::Int(i) => q.bind(*i),
+            Val::Text(s) => q.bind(s.as_str()),
+        };
+    }
+    q
+}
+
+/// Execute statements in order inside a transaction.
+pub(crate) async fn run_stmts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    stmts: &[Stmt],
+    guard: Guard,
+) -> Result<Vec<u64>> {
+    let mut out = Vec::with_capacity(stmts.len());
+    for (i, st) in stmts.iter().enumerate() {
+        let q = bind_all(sqlx::query(st.sql.postgres()), &st.params);
+        let n = if st.returns_int {
+            q.fetch_optional(&mut **tx)
+                .await?
+                .map(|r| r.try_get::<i64, _>(0))
+                .transpose()?
+                .map_or(0, to_u64)
+        } else {
+            q.execute(&mut **tx).await?.rows_affected()
+        };
+        out.push(n);
+        if i == 0 && guard == Guard::First && n == 0 {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// A database URL without its password, for messages.

@@ -10,11 +10,11 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::exec::{Group, Guard, Sql, Stmt, Ty, Val};
 use crate::{
-    DeviceKey, DeviceRecord, DeviceRow, Enrollment, HistoryRecord, IngestRows, IngestState,
-    Ingested, NewReport, Operator, Result, StoreError, TenantId, device_id, device_record,
-    history_record, ingest_rows, is_newest, migrate, needs_old_structure, report_meta, sql, to_i64,
-    to_u64,
+    DeviceKey, DeviceRow, Enrollment, HistoryRecord, IngestRows, IngestState, Ingested, NewReport,
+    Operator, Result, StoreError, TenantId, device_id, history_record, ingest_rows, is_newest,
+    judgement_update, migrate, needs_old_structure, report_meta, sql, to_i64, to_u64,
 };
 
 /// File name of the database inside the data dir.
@@ -364,35 +364,6 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn device(&self, key: &DeviceKey) -> Result<Option<DeviceRecord>> {
-        let key = key.clone();
-        self.read(move |c| {
-            let row = c
-                .prepare_cached(&q(sql::DEVICE))?
-                .query_row(params![key.tenant, key.device_id.as_str()], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                        r.get(9)?,
-                        r.get(10)?,
-                    ))
-                })
-                .optional()?;
-            row.map(|(a, b, c, d, e, f, g, h, i, j, k)| {
-                device_record(a, b, c, d, e, f, g, h, i, j, k)
-            })
-            .transpose()
-        })
-        .await
-    }
-
     pub async fn history(&self, key: &DeviceKey, limit: u32) -> Result<Vec<HistoryRecord>> {
         let key = key.clone();
         self.read(move |c| {
@@ -461,6 +432,41 @@ impl SqliteStore {
             .await
     }
 
+    pub(crate) async fn run_groups(&self, groups: Vec<Group>) -> Result<Vec<Vec<u64>>> {
+        self.write(move |c| {
+            groups
+                .iter()
+                .map(|(stmts, guard)| run_stmts(c, stmts, *guard))
+                .collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn select(
+        &self,
+        sql: Sql,
+        params: Vec<Val>,
+        types: &'static [Ty],
+    ) -> Result<Vec<Vec<Val>>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql.sqlite())?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        Ok(match t {
+                            Ty::Int => r.get::<_, Option<i64>>(i)?.map_or(Val::Null, Val::Int),
+                            Ty::Text => r.get::<_, Option<String>>(i)?.map_or(Val::Null, Val::Text),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<Val>>>()
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
     /// Group commits so far (each one fsync).
     pub fn group_commits(&self) -> u64 {
         self.0.commits.load(Ordering::Relaxed)
@@ -470,6 +476,42 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.0.path
     }
+}
+
+impl rusqlite::ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+        Ok(match self {
+            Val::Null | Val::NullText => ToSqlOutput::Owned(Value::Null),
+            Val::Int(i) => ToSqlOutput::Owned(Value::Integer(*i)),
+            Val::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+/// Execute one statement on the writer's connection; the rows it changed (or the integer it
+/// returned).
+pub(crate) fn exec_stmt(c: &Connection, st: &Stmt) -> rusqlite::Result<u64> {
+    let mut prepared = c.prepare_cached(&st.sql.sqlite())?;
+    let params = rusqlite::params_from_iter(st.params.iter());
+    if st.returns_int {
+        let v: Option<i64> = prepared.query_row(params, |r| r.get(0)).optional()?;
+        return Ok(v.map_or(0, to_u64));
+    }
+    Ok(prepared.execute(params)? as u64)
+}
+
+/// Execute statements in order (inside the writer's group transaction).
+pub(crate) fn run_stmts(c: &Connection, stmts: &[Stmt], guard: Guard) -> Result<Vec<u64>> {
+    let mut out = Vec::with_capacity(stmts.len());
+    for (i, st) in stmts.iter().enumerate() {
+        let n = exec_stmt(c, st)?;
+        out.push(n);
+        if i == 0 && guard == Guard::First && n == 0 {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 fn migrate_sqlite(conn: &Connection) -> Result<()> {
@@ -512,6 +554,8 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
                 last_seq: row.get(1)?,
                 structure_hash: row.get(2)?,
                 report_interval_s: row.get(3)?,
+                findings_hash: row.get(4)?,
+                judged_revision: row.get(5)?,
             })
         })
         .optional()?
@@ -552,6 +596,8 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
             duplicate: true,
             changes: 0,
             report_interval_s: interval,
+            current: false,
+            findings_changed: false,
         });
     }
     let Some(rows) = rows else {
@@ -559,6 +605,8 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
             duplicate: false,
             changes: 0,
             report_interval_s: interval,
+            current: false,
+            findings_changed: false,
         });
     };
     if let Some((structure_json, events)) = &rows.structure_change {
@@ -597,10 +645,19 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
             r.structure.model(),
             rows.operating_json
         ])?;
+    let findings_changed = match judgement_update(r, &state) {
+        Some((stmts, guard)) => {
+            run_stmts(c, &stmts, guard)?;
+            true
+        }
+        None => false,
+    };
     Ok(Ingested {
         duplicate: false,
         changes,
         report_interval_s: interval,
+        current: true,
+        findings_changed,
     })
 }
 

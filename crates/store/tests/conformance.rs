@@ -7,7 +7,10 @@ use std::future::Future;
 
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_store::testing::{fresh_postgres, postgres_url};
-use fleetcare_store::{DeviceKey, Enrollment, NewReport, Store, StoreError};
+use fleetcare_store::{
+    DeviceKey, Enrollment, FindingRow, JobFilter, Judgement, NewJob, NewNotification, NewReport,
+    PolicyRecord, Store, StoreError, Transition,
+};
 use fleetcare_wire::operator::Change;
 use fleetcare_wire::{Software, Trigger, Unit};
 
@@ -54,6 +57,10 @@ conformance!(
     report_for_unknown_device_changes_nothing,
     concurrent_reports_are_each_stored_once,
     revocation_and_operator_allowed_reenrollment,
+    catalog_revisions,
+    findings_follow_judgements,
+    rejudgement_never_overwrites_a_newer_structure,
+    policies_notifications_and_jobs,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -84,6 +91,7 @@ fn report(key: &DeviceKey, seq: u64, trigger: Trigger, units: Vec<Unit>) -> NewR
         received_at_ms: NOW + i64::try_from(seq).expect("small") * 1000 + 5,
         structure: Structure::new("acme-mfp-9000", units).expect("valid"),
         operating: BTreeMap::from([("pages_total".to_owned(), 1234.0)]),
+        judgement: None,
     }
 }
 
@@ -647,4 +655,414 @@ async fn revocation_and_operator_allowed_reenrollment(store: Store) {
     };
     assert!(!store.revoke_device(&missing, NOW).await.expect("revoke"));
     assert!(!store.allow_reenroll(&missing, NOW).await.expect("allow"));
+}
+
+async fn catalog_revisions(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let other = store.ensure_tenant("other", NOW).await.expect("tenant");
+    assert!(
+        store
+            .catalog_revision(t, None, false)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let r1 = store
+        .add_catalog_revision(t, "admin", "d1", "{}", "title = \"one\"", NOW)
+        .await
+        .expect("load");
+    let r2 = store
+        .add_catalog_revision(t, "admin", "d2", "{}", "title = \"two\"", NOW + 1)
+        .await
+        .expect("load");
+    assert_eq!((r1, r2), (1, 2));
+    assert_eq!(
+        store
+            .add_catalog_revision(other, "eve", "d9", "{}", "x", NOW)
+            .await
+            .expect("load"),
+        1,
+        "revisions count per tenant"
+    );
+    let latest = store
+        .catalog_revision(t, None, true)
+        .await
+        .expect("read")
+        .expect("some");
+    assert_eq!((latest.revision, latest.digest.as_str()), (2, "d2"));
+    assert_eq!(latest.source.as_deref(), Some("title = \"two\""));
+    let first = store
+        .catalog_revision(t, Some(1), false)
+        .await
+        .expect("read")
+        .expect("some");
+    assert_eq!((first.digest.as_str(), first.source), ("d1", None));
+    assert_eq!(
+        store
+            .catalog_revisions(t)
+            .await
+            .expect("list")
+            .iter()
+            .map(|r| r.revision)
+            .collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    let mut current: Vec<(i64, u64)> = store
+        .current_catalogs()
+        .await
+        .expect("current")
+        .into_iter()
+        .map(|(t, r)| (t, r.revision))
+        .collect();
+    current.sort();
+    assert_eq!(current, vec![(t, 2), (other, 1)]);
+}
+
+fn finding(key: &str, kind: &str) -> FindingRow {
+    FindingRow {
+        key: key.into(),
+        kind: kind.into(),
+        rule: format!("rule of {key}"),
+        subject_json: "{}".into(),
+        explanation: format!("explanation of {key}"),
+    }
+}
+
+fn judgement(revision: u64, findings: Vec<FindingRow>) -> Judgement {
+    let hash = findings
+        .iter()
+        .map(|f| f.key.as_str())
+        .collect::<Vec<_>>()
+        .join("+");
+    Judgement {
+        revision,
+        state: if findings.is_empty() {
+            "compatible"
+        } else {
+            "software"
+        }
+        .into(),
+        hash,
+        findings,
+    }
+}
+
+async fn findings_follow_judgements(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "J-1").await;
+    let mut r = report(&key, 1, Trigger::Connect, vec![unit("engine", "E1", "1.0")]);
+    r.judgement = Some(judgement(
+        1,
+        vec![
+            finding("a", "unit_software"),
+            finding("b", "software_software"),
+        ],
+    ));
+    let ack = store.ingest_report(r).await.expect("ingest");
+    assert!(ack.current && ack.findings_changed);
+    let open = store.open_findings(&key).await.expect("findings");
+    assert_eq!(
+        open.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(open[0].catalog_revision, 1);
+    assert_eq!(open[0].explanation, "explanation of a");
+
+    // The same findings again: nothing is written.
+    let mut r = report(
+        &key,
+        2,
+        Trigger::Periodic,
+        vec![unit("engine", "E1", "1.0")],
+    );
+    r.judgement = Some(judgement(
+        1,
+        vec![
+            finding("a", "unit_software"),
+            finding("b", "software_software"),
+        ],
+    ));
+    assert!(
+        !store
+            .ingest_report(r)
+            .await
+            .expect("ingest")
+            .findings_changed
+    );
+
+    // One no longer holds and a new one appears: "a" keeps its row, "b" is closed.
+    let mut r = report(&key, 3, Trigger::Change, vec![unit("engine", "E1", "1.1")]);
+    r.judgement = Some(judgement(
+        1,
+        vec![finding("a", "unit_software"), finding("c", "device_unit")],
+    ));
+    assert!(
+        store
+            .ingest_report(r)
+            .await
+            .expect("ingest")
+            .findings_changed
+    );
+    let now_open = store.open_findings(&key).await.expect("findings");
+    assert_eq!(
+        now_open.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+    assert_eq!(
+        now_open[0].id, open[0].id,
+        "a finding that still holds is the same row"
+    );
+    let closed = store.closed_findings(&key, 10).await.expect("closed");
+    assert_eq!(
+        closed.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+
+    // A stale report never changes findings.
+    let mut stale = report(&key, 2, Trigger::Periodic, vec![]);
+    stale.judgement = Some(judgement(1, vec![]));
+    let ack = store.ingest_report(stale).await.expect("ingest");
+    assert!(!ack.current && !ack.findings_changed);
+    assert_eq!(store.open_findings(&key).await.expect("findings").len(), 2);
+
+    let counts = store.finding_counts(t).await.expect("counts");
+    assert_eq!(
+        counts,
+        vec![
+            ("acme-mfp-9000".to_owned(), "device_unit".to_owned(), 1),
+            ("acme-mfp-9000".to_owned(), "unit_software".to_owned(), 1),
+        ]
+    );
+    let states = store.compat_states(t).await.expect("states");
+    assert_eq!(
+        states,
+        vec![("acme-mfp-9000".to_owned(), "software".to_owned(), 1)]
+    );
+
+    // Compatible again: everything closes.
+    let mut r = report(&key, 4, Trigger::Change, vec![unit("engine", "E1", "1.2")]);
+    r.judgement = Some(judgement(2, vec![]));
+    assert!(
+        store
+            .ingest_report(r)
+            .await
+            .expect("ingest")
+            .findings_changed
+    );
+    assert!(
+        store
+            .open_findings(&key)
+            .await
+            .expect("findings")
+            .is_empty()
+    );
+    let rows = store.structures(None, 10).await.expect("structures");
+    let row = rows.iter().find(|r| r.key == key).expect("listed");
+    assert_eq!(
+        (row.findings_hash.as_deref(), row.judged_revision),
+        (Some(""), Some(2))
+    );
+    assert!(
+        row.structure_json
+            .as_deref()
+            .is_some_and(|j| j.contains("E1"))
+    );
+}
+
+async fn rejudgement_never_overwrites_a_newer_structure(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let a = enrolled(&store, t, "RJ-A").await;
+    let b = enrolled(&store, t, "RJ-B").await;
+    for k in [&a, &b] {
+        store
+            .ingest_report(report(
+                k,
+                1,
+                Trigger::Connect,
+                vec![unit("engine", "E1", "1.0")],
+            ))
+            .await
+            .expect("ingest");
+    }
+    let rows = store.structures(None, 10).await.expect("structures");
+    let hash_of = |k: &DeviceKey| {
+        rows.iter()
+            .find(|r| &r.key == k)
+            .and_then(|r| r.structure_hash.clone())
+            .expect("hash")
+    };
+    let (ha, hb) = (hash_of(&a), hash_of(&b));
+    // B's structure moves on before the re-judgement is stored.
+    store
+        .ingest_report(report(
+            &b,
+            2,
+            Trigger::Change,
+            vec![unit("engine", "E2", "2.0")],
+        ))
+        .await
+        .expect("ingest");
+    let applied = store
+        .apply_judgements(
+            vec![
+                (a.clone(), ha, judgement(7, vec![finding("x", "unit_unit")])),
+                (b.clone(), hb, judgement(7, vec![finding("y", "unit_unit")])),
+            ],
+            NOW,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(applied, vec![true, false]);
+    assert_eq!(store.open_findings(&a).await.expect("a").len(), 1);
+    assert!(
+        store.open_findings(&b).await.expect("b").is_empty(),
+        "stale judgement skipped"
+    );
+    // Paging over every tenant's devices.
+    let first = store.structures(None, 1).await.expect("page");
+    let rest = store
+        .structures(Some(&first[0].key), 10)
+        .await
+        .expect("page");
+    assert_eq!(first.len() + rest.len(), 2);
+}
+
+async fn policies_notifications_and_jobs(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    assert_eq!(
+        store.policy(t).await.expect("policy"),
+        PolicyRecord::default()
+    );
+    let p = PolicyRecord {
+        plan: "latest".into(),
+        fix: "automatic".into(),
+        out_of_service: true,
+        job_ttl_s: 3600,
+    };
+    store.set_policy(t, &p).await.expect("set");
+    store.set_policy(t, &p).await.expect("set twice");
+    assert_eq!(store.policy(t).await.expect("policy"), p);
+
+    let key = enrolled(&store, t, "N-1").await;
+    let n = |k: &str| NewNotification {
+        key: k.into(),
+        kind: "compat_advice".into(),
+        title: format!("advice {k}"),
+        body_json: "{}".into(),
+        catalog_revision: Some(3),
+    };
+    let first = store.notify(&key, &n("k1"), NOW).await.expect("notify");
+    assert!(first.is_some());
+    assert_eq!(
+        store.notify(&key, &n("k1"), NOW).await.expect("again"),
+        None,
+        "one open per key"
+    );
+    let second = store.notify(&key, &n("k2"), NOW + 1).await.expect("notify");
+    assert!(second.is_some());
+    let open = store.notifications(&key, false, 10).await.expect("list");
+    assert_eq!(
+        open.iter().map(|n| n.key.as_str()).collect::<Vec<_>>(),
+        ["k2"],
+        "k2 supersedes k1"
+    );
+    let all = store.notifications(&key, true, 10).await.expect("list");
+    assert_eq!(all.len(), 2);
+    store
+        .mark_delivered(t, &[second.expect("id")], NOW + 2)
+        .await
+        .expect("delivered");
+    assert_eq!(
+        store.notifications(&key, false, 10).await.expect("list")[0].delivered_at_ms,
+        Some(NOW + 2)
+    );
+    assert_eq!(
+        store
+            .close_notifications(&key, "compat_advice", NOW + 3)
+            .await
+            .expect("close"),
+        1
+    );
+    assert!(
+        store
+            .notifications(&key, false, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+
+    let job = NewJob {
+        origin: "compat".into(),
+        state: "awaiting_approval".into(),
+        steps_json: "[]".into(),
+        catalog_revision: Some(3),
+        created_by: "center".into(),
+        expires_at_ms: NOW + 1000,
+    };
+    let j1 = store.create_job(&key, &job, NOW).await.expect("job");
+    let j2 = store.create_job(&key, &job, NOW).await.expect("job");
+    assert!(j2 > j1);
+    assert!(
+        store
+            .approve_job(t, j1, "approver", NOW + 1)
+            .await
+            .expect("approve")
+    );
+    assert!(
+        !store
+            .approve_job(t, j1, "approver", NOW + 1)
+            .await
+            .expect("again"),
+        "only once"
+    );
+    let rec = store.job(t, j1).await.expect("job").expect("found");
+    assert_eq!(
+        (rec.state.as_str(), rec.approved_by.as_deref()),
+        ("queued", Some("approver"))
+    );
+    assert!(
+        store
+            .transition_job(t, j1, &Transition::new(&["queued"], "downloading"), NOW + 2)
+            .await
+            .expect("move")
+    );
+    assert!(
+        !store
+            .transition_job(t, j1, &Transition::new(&["queued"], "installing"), NOW + 2)
+            .await
+            .expect("not from there")
+    );
+    assert_eq!(
+        store
+            .cancel_pending_jobs(&key, "compat", "superseded", NOW + 3)
+            .await
+            .expect("cancel"),
+        1
+    );
+    let open: Vec<u64> = store
+        .open_jobs(&key)
+        .await
+        .expect("open")
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(open, vec![j1], "j2 cancelled, j1 running");
+    let listed = store
+        .jobs(
+            t,
+            &JobFilter {
+                state: Some("cancelled".into()),
+                ..JobFilter::default()
+            },
+            10,
+        )
+        .await
+        .expect("list");
+    assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![j2]);
+    assert_eq!(listed[0].reason.as_deref(), Some("cancelled"));
+    let other = store.ensure_tenant("other", NOW).await.expect("tenant");
+    assert!(
+        store.job(other, j1).await.expect("job").is_none(),
+        "tenants are isolated"
+    );
 }

@@ -7,6 +7,7 @@
 //! | GET  | `/device/v1/push` | WebSocket upgrade; text frames carry [`Command`] | |
 //! | GET  | `/device/v1/poll?wait_s=N` | long-poll fallback | [`PollResponse`] |
 //! | GET  | `/device/v1/self` | what the center knows about this device | [`crate::operator::DeviceView`] |
+//! | GET  | `/device/v1/compat` | its compatibility: findings, plan, advice, jobs, notifications | [`crate::compat::CompatReport`] |
 //!
 //! Errors come as [`crate::ErrorBody`] with their status: 400 malformed or invalid body (every
 //! problem named), 401 unknown or revoked credential or enrollment key, 403 a body naming
@@ -78,6 +79,19 @@ pub enum Command {
     RequestReport,
     /// Report periodically at this interval from now on (`null`: back to the agent's own).
     SetReportInterval { seconds: Option<u64> },
+    /// Something for the people at the device (advice on incompatible hardware, …).
+    Notify {
+        notification: crate::compat::Notification,
+    },
+    /// Take a unit out of service (or back in): the device keeps working without it.
+    SetUnitService {
+        slot: String,
+        serial: String,
+        in_service: bool,
+        reason: String,
+    },
+    /// Jobs are waiting for this device: fetch them from `/device/v1/jobs`.
+    JobsAvailable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

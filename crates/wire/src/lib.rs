@@ -6,6 +6,7 @@
 //! Fields are only ever added, never renamed or removed: agents in the field and operators'
 //! scripts depend on them.
 
+pub mod compat;
 pub mod device;
 pub mod operator;
 
@@ -120,4 +121,7 @@ pub struct ErrorBody {
     pub code: String,
     /// What was wrong, for a person.
     pub error: String,
+    /// Every problem, when there are several (a refused catalog or config).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }

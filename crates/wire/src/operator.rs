@@ -34,6 +34,9 @@ pub struct DeviceView {
     pub operating: BTreeMap<String, f64>,
     /// Reporting interval set by the center, if any.
     pub report_interval_s: Option<u64>,
+    /// `compatible`, `software`, `hardware`, `unknown`; absent until judged against a catalog.
+    #[serde(default)]
+    pub compat_state: Option<String>,
 }
 
 /// One row of `fleetcare devices list`.

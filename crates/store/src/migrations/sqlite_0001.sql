@@ -38,6 +38,11 @@ CREATE TABLE devices (
     revoked_at           BIGINT,
     -- an operator allowed a new enrollment of this id until then (single use)
     reenroll_until       BIGINT,
+    -- compatibility: hash of the open findings' keys ('' when none), the catalog revision they
+    -- come from, and the device's state: compatible, software, hardware, unknown
+    findings_hash        TEXT,
+    judged_revision      BIGINT,
+    compat_state         TEXT,
     PRIMARY KEY (tenant_id, device_id)
 );
 CREATE TABLE reports (
@@ -65,3 +70,80 @@ CREATE TABLE structure_events (
     change       TEXT NOT NULL
 );
 CREATE INDEX structure_events_by_device ON structure_events (tenant_id, device_id, id);
+
+-- Each load of a tenant's catalog is a new, immutable revision.
+CREATE TABLE catalog_revisions (
+    tenant_id   BIGINT NOT NULL,
+    revision    BIGINT NOT NULL,
+    loaded_at   BIGINT NOT NULL,
+    loaded_by   TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    stats       TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, revision)
+);
+
+-- Compatibility findings; one open row per (device, key); closed when it no longer holds.
+CREATE TABLE findings (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id        BIGINT NOT NULL,
+    device_id        TEXT NOT NULL,
+    finding_key      TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    rule             TEXT NOT NULL,
+    subject          TEXT NOT NULL,
+    explanation      TEXT NOT NULL,
+    catalog_revision BIGINT NOT NULL,
+    opened_at        BIGINT NOT NULL,
+    closed_at        BIGINT
+);
+CREATE UNIQUE INDEX findings_open ON findings (tenant_id, device_id, finding_key) WHERE closed_at IS NULL;
+CREATE INDEX findings_by_kind ON findings (tenant_id, kind) WHERE closed_at IS NULL;
+
+-- What a tenant wants done about compatibility.
+CREATE TABLE tenant_policies (
+    tenant_id       BIGINT PRIMARY KEY,
+    plan_policy     TEXT NOT NULL,
+    fix_policy      TEXT NOT NULL,
+    out_of_service  BIGINT NOT NULL,
+    job_ttl_s       BIGINT NOT NULL
+);
+
+-- Notifications for devices (advice, units taken out of service, …); one open per key.
+CREATE TABLE notifications (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id        BIGINT NOT NULL,
+    device_id        TEXT NOT NULL,
+    notice_key       TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    title            TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    catalog_revision BIGINT,
+    created_at       BIGINT NOT NULL,
+    delivered_at     BIGINT,
+    closed_at        BIGINT
+);
+CREATE UNIQUE INDEX notifications_open ON notifications (tenant_id, device_id, notice_key) WHERE closed_at IS NULL;
+CREATE INDEX notifications_by_device ON notifications (tenant_id, device_id, id);
+
+-- Jobs: instructions to one device (install or switch software on units, …).
+CREATE TABLE jobs (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id        BIGINT NOT NULL,
+    device_id        TEXT NOT NULL,
+    origin           TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    reason           TEXT,
+    detail           TEXT,
+    steps            TEXT NOT NULL,
+    catalog_revision BIGINT,
+    created_by       TEXT NOT NULL,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    expires_at       BIGINT NOT NULL,
+    approved_by      TEXT,
+    approved_at      BIGINT,
+    progress         TEXT
+);
+CREATE INDEX jobs_by_device ON jobs (tenant_id, device_id, id);
+CREATE INDEX jobs_by_state ON jobs (tenant_id, state, id);

@@ -1,0 +1,881 @@
+//! The center's compatibility engine: each tenant's current catalog, the fleet index, judgement
+//! of every report, re-judgement of the fleet after a catalog change, and the worker that acts
+//! on findings (version-change jobs, advice notifications, units taken out of service). See
+//! ARCHITECTURE.md, "Compatibility".
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use fleetcare_compat::advice::HardwareChange;
+use fleetcare_compat::render::Rendered;
+use fleetcare_compat::{
+    Catalog, CatalogError, DeviceFacts, FindingKind, Name, PlanOutcome, Policy, Recommendation,
+    Step, Vocab,
+};
+use fleetcare_core::secret;
+use fleetcare_core::{DeviceId, Structure};
+use fleetcare_store::{
+    DeviceKey, FindingRow, Judgement, NewJob, NewNotification, PolicyRecord, Store, StoreError,
+    TenantId,
+};
+use fleetcare_wire::compat::{self as w, FindingSubject};
+use fleetcare_wire::device::Command;
+use tokio::sync::mpsc;
+
+use crate::AppState;
+
+/// Longest a plan search may take in the worker.
+pub const PLAN_BUDGET: Duration = Duration::from_millis(200);
+/// Longest the search for advice may take.
+pub const ADVICE_BUDGET: Duration = Duration::from_millis(500);
+/// Devices whose judgements are written in one transaction during a re-judgement.
+const WRITE_BATCH: usize = 500;
+/// Devices waiting for the worker at most; beyond it, a device waits for its next report.
+const QUEUE: usize = 100_000;
+
+/// A tenant's catalog as the center uses it.
+#[derive(Debug)]
+pub struct Current {
+    pub revision: u64,
+    pub catalog: Catalog,
+}
+
+/// What the fleet index keeps of a device.
+#[derive(Debug)]
+pub struct Entry {
+    pub facts: DeviceFacts,
+    /// The structure's fingerprint (as the store keeps it).
+    pub structure_hash: String,
+    /// The stored findings' hash.
+    pub findings_hash: String,
+}
+
+type Index = HashMap<TenantId, HashMap<DeviceId, Arc<Entry>>>;
+
+pub struct Compat {
+    pub vocab: Vocab,
+    catalogs: RwLock<HashMap<TenantId, Arc<Current>>>,
+    index: RwLock<Index>,
+    queue: mpsc::Sender<DeviceKey>,
+    receiver: Mutex<Option<mpsc::Receiver<DeviceKey>>>,
+    pending: Mutex<HashSet<DeviceKey>>,
+    /// Bumped on each catalog load; a re-judgement of an older generation stops.
+    generation: Mutex<HashMap<TenantId, u64>>,
+    /// The fleet index has been loaded from the store.
+    pub ready: AtomicBool,
+    pub rejudged: AtomicU64,
+}
+
+impl std::fmt::Debug for Compat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compat").finish_non_exhaustive()
+    }
+}
+
+impl Default for Compat {
+    fn default() -> Self {
+        Compat::new()
+    }
+}
+
+/// Why a catalog load failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Invalid(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn state_of(kinds: impl IntoIterator<Item = FindingKind>) -> &'static str {
+    let mut state = "compatible";
+    for k in kinds {
+        state = match (state, k) {
+            (_, k) if k.hardware() || k == FindingKind::UnknownUnitModel => return "hardware",
+            (_, k) if k.software_fixable() => "software",
+            ("compatible", _) => "unknown",
+            (s, _) => s,
+        };
+    }
+    state
+}
+
+/// A judgement for the store: rendered findings, their hash, the device's state.
+pub fn judgement_of(cur: &Current, facts: &DeviceFacts) -> Judgement {
+    let findings = cur.catalog.judge(facts);
+    if findings.is_empty() {
+        return Judgement {
+            revision: cur.revision,
+            hash: String::new(),
+            state: "compatible".into(),
+            findings: Vec::new(),
+        };
+    }
+    let rendered: Vec<Rendered> = findings
+        .iter()
+        .map(|f| cur.catalog.render(facts, f))
+        .collect();
+    let keys: Vec<&str> = rendered.iter().map(|r| r.key.as_str()).collect();
+    Judgement {
+        revision: cur.revision,
+        hash: secret::hash(&keys.join("\n"))[..32].to_owned(),
+        state: state_of(findings.iter().map(|f| f.kind)).into(),
+        findings: rendered.into_iter().map(finding_row).collect(),
+    }
+}
+
+fn finding_row(r: Rendered) -> FindingRow {
+    let subject = FindingSubject {
+        units: r
+            .units
+            .into_iter()
+            .map(|u| w::FindingUnit {
+                slot: u.slot,
+                kind: u.kind,
+                model: u.model,
+                hw_revision: u.hw_revision,
+            })
+            .collect(),
+        software: r
+            .software
+            .into_iter()
+            .map(|s| w::FindingSoftware {
+                slot: s.slot,
+                product: s.product,
+                maker: s.maker,
+                version: s.version,
+            })
+            .collect(),
+    };
+    FindingRow {
+        key: r.key,
+        kind: r.kind.as_str().into(),
+        rule: r.rule,
+        subject_json: serde_json::to_string(&subject).expect("subjects serialize"),
+        explanation: r.explanation,
+    }
+}
+
+/// A plan's steps for the wire (slot and maker names from the facts and the catalog).
+pub fn software_steps(
+    catalog: &Catalog,
+    facts: &DeviceFacts,
+    steps: &[Step],
+) -> Vec<w::SoftwareStep> {
+    steps
+        .iter()
+        .map(|s| w::SoftwareStep {
+            slot: facts_text(catalog, &facts.units[s.unit as usize].slot),
+            product: catalog.text(s.product).to_string(),
+            maker: catalog
+                .product(s.product)
+                .map(|p| catalog.text(p.maker).to_string())
+                .unwrap_or_default(),
+            from: s.from.as_ref().map(ToString::to_string),
+            to: s.to.to_string(),
+            action: s.action.as_str().into(),
+        })
+        .collect()
+}
+
+fn facts_text(catalog: &Catalog, n: &Name) -> String {
+    catalog.vocab.text(n).to_string()
+}
+
+/// Recommendations for the wire.
+pub fn recommendations(
+    catalog: &Catalog,
+    facts: &DeviceFacts,
+    recs: &[Recommendation],
+) -> Vec<w::Recommendation> {
+    recs.iter()
+        .enumerate()
+        .map(|(i, r)| w::Recommendation {
+            rank: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            hardware: r
+                .changes
+                .iter()
+                .map(|c| {
+                    let u = &facts.units[c.unit() as usize];
+                    let (action, to_model, to_rev) = match c {
+                        HardwareChange::Replace {
+                            model, hw_revision, ..
+                        } => (
+                            "replace",
+                            Some(catalog.text(*model).to_string()),
+                            hw_revision.map(|r| catalog.text(r).to_string()),
+                        ),
+                        HardwareChange::OutOfService { .. } => ("out_of_service", None, None),
+                    };
+                    w::HardwareStep {
+                        slot: facts_text(catalog, &u.slot),
+                        action: action.into(),
+                        from_model: facts_text(catalog, &u.model),
+                        from_hw_revision: u
+                            .hw_revision
+                            .as_ref()
+                            .map(|r| facts_text(catalog, r))
+                            .unwrap_or_default(),
+                        to_model,
+                        to_hw_revision: to_rev,
+                    }
+                })
+                .collect(),
+            software: software_steps(catalog, &r.after, &r.steps),
+            summary: catalog.describe_recommendation(facts, r),
+        })
+        .collect()
+}
+
+impl Compat {
+    pub fn new() -> Compat {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Compat {
+            vocab: Vocab::new(),
+            catalogs: RwLock::default(),
+            index: RwLock::default(),
+            queue: tx,
+            receiver: Mutex::new(Some(rx)),
+            pending: Mutex::default(),
+            generation: Mutex::default(),
+            ready: AtomicBool::new(false),
+            rejudged: AtomicU64::new(0),
+        }
+    }
+
+    /// The tenant's current catalog.
+    pub fn current(&self, tenant: TenantId) -> Option<Arc<Current>> {
+        self.catalogs
+            .read()
+            .expect("catalogs")
+            .get(&tenant)
+            .cloned()
+    }
+
+    /// Facts and judgement of a structure against the tenant's catalog (if it has one).
+    pub fn judge(
+        &self,
+        tenant: TenantId,
+        structure: &Structure,
+    ) -> Option<(DeviceFacts, Judgement)> {
+        let cur = self.current(tenant)?;
+        let facts = DeviceFacts::new(&self.vocab, structure.model(), structure.units());
+        let j = judgement_of(&cur, &facts);
+        Some((facts, j))
+    }
+
+    /// After a report was stored: keep the fleet index current, and have the worker act when
+    /// the findings changed (or the device just connected with findings).
+    pub fn after_ingest(
+        &self,
+        key: &DeviceKey,
+        structure_hash: String,
+        judged: Option<(DeviceFacts, Judgement)>,
+        current: bool,
+        findings_changed: bool,
+        connected: bool,
+    ) {
+        let Some((facts, j)) = judged else {
+            return;
+        };
+        let actionable = !j.findings.is_empty();
+        if current {
+            let entry = Arc::new(Entry {
+                facts,
+                structure_hash,
+                findings_hash: j.hash.clone(),
+            });
+            self.index
+                .write()
+                .expect("fleet index")
+                .entry(key.tenant)
+                .or_default()
+                .insert(key.device_id.clone(), entry);
+        }
+        if findings_changed || (connected && actionable) {
+            self.enqueue(key.clone());
+        }
+    }
+
+    /// Ask the worker to act on a device (deduplicated; dropped when the queue is full: the
+    /// device's next report asks again).
+    pub fn enqueue(&self, key: DeviceKey) {
+        if self.pending.lock().expect("pending").insert(key.clone())
+            && self.queue.try_send(key.clone()).is_err()
+        {
+            self.pending.lock().expect("pending").remove(&key);
+        }
+    }
+
+    /// Devices the fleet index holds for a tenant.
+    pub fn indexed(&self, tenant: TenantId) -> usize {
+        self.index
+            .read()
+            .expect("fleet index")
+            .get(&tenant)
+            .map_or(0, HashMap::len)
+    }
+
+    /// Make a catalog the tenant's current one; the new generation.
+    fn install(&self, tenant: TenantId, cur: Current) -> u64 {
+        self.catalogs
+            .write()
+            .expect("catalogs")
+            .insert(tenant, Arc::new(cur));
+        let mut g = self.generation.lock().expect("generation");
+        let n = g.entry(tenant).or_default();
+        *n += 1;
+        *n
+    }
+
+    fn generation(&self, tenant: TenantId) -> u64 {
+        self.generation
+            .lock()
+            .expect("generation")
+            .get(&tenant)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Validate and store a new catalog revision, make it current, and re-judge the fleet in
+    /// the background.
+    pub async fn load_catalog(
+        self: &Arc<Self>,
+        st: &AppState,
+        tenant: TenantId,
+        source: &str,
+        by: &str,
+    ) -> Result<(u64, fleetcare_compat::CatalogStats, u64), LoadError> {
+        let catalog = Catalog::parse(source, &self.vocab)?;
+        let stats = catalog.stats();
+        let stats_json = serde_json::to_string(&stats_wire(stats)).expect("stats serialize");
+        let digest = secret::hash(source);
+        let revision = st
+            .store
+            .add_catalog_revision(tenant, by, &digest, &stats_json, source, st.clock.now_ms())
+            .await?;
+        let generation = self.install(tenant, Current { revision, catalog });
+        let devices = st.store.count_devices(tenant).await?;
+        let (me, st2) = (self.clone(), st.clone());
+        tokio::spawn(async move { me.rejudge(&st2, tenant, generation).await });
+        Ok((revision, stats, devices))
+    }
+
+    /// Re-judge every indexed device of a tenant against its current catalog; write the
+    /// judgements that changed in batches (each guarded by the structure fingerprint), and have
+    /// the worker act on them.
+    pub async fn rejudge(self: &Arc<Self>, st: &AppState, tenant: TenantId, generation: u64) {
+        let Some(cur) = self.current(tenant) else {
+            return;
+        };
+        let started = Instant::now();
+        let entries: Vec<(DeviceId, Arc<Entry>)> = self
+            .index
+            .read()
+            .expect("fleet index")
+            .get(&tenant)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let total = entries.len();
+        let cur2 = cur.clone();
+        let changed = match tokio::task::spawn_blocking(move || rejudge_all(&cur2, entries)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "re-judgement failed");
+                return;
+            }
+        };
+        let judged_in = started.elapsed();
+        let mut written = 0usize;
+        for batch in changed.chunks(WRITE_BATCH) {
+            if self.generation(tenant) != generation {
+                tracing::info!(
+                    tenant,
+                    "a newer catalog was loaded; this re-judgement stops"
+                );
+                return;
+            }
+            let items: Vec<(DeviceKey, String, Judgement)> = batch
+                .iter()
+                .map(|(id, hash, j)| {
+                    (
+                        DeviceKey {
+                            tenant,
+                            device_id: id.clone(),
+                        },
+                        hash.clone(),
+                        j.clone(),
+                    )
+                })
+                .collect();
+            let applied = match st
+                .store
+                .apply_judgements(items.clone(), st.clock.now_ms())
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, "storing re-judgements failed; the devices' next reports judge them again");
+                    return;
+                }
+            };
+            for ((key, hash, j), ok) in items.into_iter().zip(applied) {
+                if !ok {
+                    continue;
+                }
+                written += 1;
+                self.set_findings_hash(&key, &hash, &j.hash);
+                self.enqueue(key);
+            }
+        }
+        self.rejudged.fetch_add(total as u64, Ordering::Relaxed);
+        st.metrics
+            .compat_rejudge_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(
+            tenant,
+            revision = cur.revision,
+            devices = total,
+            changed = written,
+            judged_ms = judged_in.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "fleet re-judged"
+        );
+    }
+
+    fn set_findings_hash(&self, key: &DeviceKey, structure_hash: &str, findings_hash: &str) {
+        let mut index = self.index.write().expect("fleet index");
+        if let Some(m) = index.get_mut(&key.tenant)
+            && let Some(e) = m.get_mut(&key.device_id)
+            && e.structure_hash == structure_hash
+        {
+            *e = Arc::new(Entry {
+                facts: e.facts.clone(),
+                structure_hash: e.structure_hash.clone(),
+                findings_hash: findings_hash.to_owned(),
+            });
+        }
+    }
+
+    /// At start: every tenant's current catalog, the fleet index from the store, then a
+    /// re-judgement of every tenant (only changed findings are written).
+    pub async fn start(self: Arc<Self>, st: AppState) {
+        match st.store.current_catalogs().await {
+            Ok(list) => {
+                for (tenant, rev) in list {
+                    let Some(source) = rev.source else { continue };
+                    match Catalog::parse(&source, &self.vocab) {
+                        Ok(catalog) => {
+                            self.install(
+                                tenant,
+                                Current {
+                                    revision: rev.revision,
+                                    catalog,
+                                },
+                            );
+                        }
+                        Err(e) => tracing::error!(tenant, revision = rev.revision, error = %e,
+                            "a stored catalog no longer compiles; the tenant has no catalog until one is loaded"),
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reading the catalogs failed"),
+        }
+        let mut after: Option<DeviceKey> = None;
+        let mut loaded = 0usize;
+        loop {
+            let rows = match st.store.structures(after.as_ref(), 5000).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "loading the fleet index failed");
+                    return;
+                }
+            };
+            let Some(last) = rows.last() else { break };
+            after = Some(last.key.clone());
+            let mut index = self.index.write().expect("fleet index");
+            for r in rows {
+                let (Some(json), Some(hash)) = (r.structure_json, r.structure_hash) else {
+                    continue;
+                };
+                let Ok(structure) = Structure::from_json(&r.model, &json) else {
+                    tracing::warn!(device = %r.key.device_id, "a stored structure does not read back");
+                    continue;
+                };
+                let facts = DeviceFacts::new(&self.vocab, structure.model(), structure.units());
+                index.entry(r.key.tenant).or_default().insert(
+                    r.key.device_id,
+                    Arc::new(Entry {
+                        facts,
+                        structure_hash: hash,
+                        findings_hash: r.findings_hash.unwrap_or_else(|| "unjudged".into()),
+                    }),
+                );
+                loaded += 1;
+            }
+        }
+        self.ready.store(true, Ordering::SeqCst);
+        tracing::info!(devices = loaded, "fleet index loaded");
+        let tenants: Vec<TenantId> = self
+            .catalogs
+            .read()
+            .expect("catalogs")
+            .keys()
+            .copied()
+            .collect();
+        for t in tenants {
+            let g = self.generation(t);
+            self.rejudge(&st, t, g).await;
+        }
+    }
+
+    /// The worker: act on each device queued (see the module documentation).
+    pub async fn run_worker(self: Arc<Self>, st: AppState) {
+        let Some(mut rx) = self.receiver.lock().expect("receiver").take() else {
+            return;
+        };
+        while let Some(key) = rx.recv().await {
+            self.pending.lock().expect("pending").remove(&key);
+            if let Err(e) = self.act(&st, &key).await {
+                tracing::warn!(device = %key.device_id, error = %e, "acting on compatibility failed");
+            }
+        }
+    }
+
+    async fn act(&self, st: &AppState, key: &DeviceKey) -> Result<(), StoreError> {
+        let Some(cur) = self.current(key.tenant) else {
+            return Ok(());
+        };
+        let Some(rec) = st.store.device(key).await? else {
+            return Ok(());
+        };
+        let Some(structure) = rec.structure else {
+            return Ok(());
+        };
+        let facts = DeviceFacts::new(&self.vocab, structure.model(), structure.units());
+        let findings = cur.catalog.judge(&facts);
+        let now = st.clock.now_ms();
+        let software = findings.iter().any(|f| f.kind.software_fixable());
+        let hardware = findings
+            .iter()
+            .any(|f| f.kind.hardware() || f.kind == FindingKind::UnknownUnitModel);
+        if !software {
+            st.store
+                .cancel_pending_jobs(
+                    key,
+                    "compat",
+                    "the device needs no software change now",
+                    now,
+                )
+                .await?;
+        }
+        if !software && !hardware {
+            st.store
+                .close_notifications(key, "compat_advice", now)
+                .await?;
+            return Ok(());
+        }
+        let policy = st.store.policy(key.tenant).await?;
+        let plan_policy = Policy::parse(&policy.plan).unwrap_or_default();
+        let mut advise = hardware;
+        if software {
+            let started = Instant::now();
+            let outcome = cur.catalog.plan(&facts, plan_policy, PLAN_BUDGET);
+            st.metrics
+                .compat_plan_seconds
+                .observe(started.elapsed().as_secs_f64());
+            match outcome {
+                PlanOutcome::Change(steps) => {
+                    let steps = software_steps(&cur.catalog, &facts, &steps);
+                    self.ensure_job(st, key, &cur, steps, &policy).await?;
+                }
+                PlanOutcome::Keep => {}
+                PlanOutcome::NoSolution(_) | PlanOutcome::OutOfTime => advise = true,
+            }
+        }
+        if advise {
+            self.advise(st, key, &cur, &facts, &structure, &policy)
+                .await?;
+        } else {
+            st.store
+                .close_notifications(key, "compat_advice", now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_job(
+        &self,
+        st: &AppState,
+        key: &DeviceKey,
+        cur: &Current,
+        steps: Vec<w::SoftwareStep>,
+        policy: &PolicyRecord,
+    ) -> Result<(), StoreError> {
+        if policy.fix == "off" {
+            return Ok(());
+        }
+        let steps_json = serde_json::to_string(&steps).expect("steps serialize");
+        let open = st.store.open_jobs(key).await?;
+        if open
+            .iter()
+            .any(|j| !matches!(j.state.as_str(), "awaiting_approval" | "queued"))
+        {
+            return Ok(()); // one change at a time: a job is running
+        }
+        if let Some(same) = open
+            .iter()
+            .find(|j| j.origin == "compat" && j.steps_json == steps_json)
+        {
+            if same.state == "queued" {
+                st.hub.send(key, Command::JobsAvailable);
+            }
+            return Ok(());
+        }
+        let now = st.clock.now_ms();
+        st.store
+            .cancel_pending_jobs(key, "compat", "replaced by a newer compatibility plan", now)
+            .await?;
+        let state = if policy.fix == "automatic" {
+            "queued"
+        } else {
+            "awaiting_approval"
+        };
+        let ttl_ms = i64::try_from(policy.job_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let id = st
+            .store
+            .create_job(
+                key,
+                &NewJob {
+                    origin: "compat".into(),
+                    state: state.into(),
+                    steps_json,
+                    catalog_revision: Some(cur.revision),
+                    created_by: "center (compatibility plan)".into(),
+                    expires_at_ms: now.saturating_add(ttl_ms),
+                },
+                now,
+            )
+            .await?;
+        st.metrics.jobs_created.inc();
+        tracing::info!(device = %key.device_id, job = id, state, "version-change job created");
+        if state == "queued" {
+            st.hub.send(key, Command::JobsAvailable);
+        }
+        Ok(())
+    }
+
+    async fn advise(
+        &self,
+        st: &AppState,
+        key: &DeviceKey,
+        cur: &Current,
+        facts: &DeviceFacts,
+        structure: &Structure,
+        policy: &PolicyRecord,
+    ) -> Result<(), StoreError> {
+        let plan_policy = Policy::parse(&policy.plan).unwrap_or_default();
+        let recs = cur.catalog.advise(facts, plan_policy, ADVICE_BUDGET);
+        let findings = cur.catalog.judge(facts);
+        let rendered: Vec<Rendered> = findings
+            .iter()
+            .map(|f| cur.catalog.render(facts, f))
+            .collect();
+        let problem = rendered
+            .iter()
+            .filter(|r| {
+                r.kind.hardware()
+                    || r.kind.software_fixable()
+                    || r.kind == FindingKind::UnknownUnitModel
+            })
+            .map(|r| r.explanation.clone())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let wire_recs = recommendations(&cur.catalog, facts, &recs);
+        let summary = match wire_recs.first() {
+            Some(best) => format!("{problem} Recommended: {}", best.summary),
+            None => {
+                format!("{problem} No configuration in the catalog makes this device compatible.")
+            }
+        };
+        let keys: Vec<&str> = rendered.iter().map(|r| r.key.as_str()).collect();
+        let notice = NewNotification {
+            key: format!("advice:{}", &secret::hash(&keys.join("\n"))[..32]),
+            kind: "compat_advice".into(),
+            title: format!("{}: a hardware change is needed", key.device_id),
+            body_json: serde_json::to_string(&NotificationBody {
+                summary: summary.clone(),
+                recommendations: wire_recs.clone(),
+            })
+            .expect("bodies serialize"),
+            catalog_revision: Some(cur.revision),
+        };
+        let now = st.clock.now_ms();
+        if let Some(id) = st.store.notify(key, &notice, now).await? {
+            st.metrics.notifications.inc();
+            self.push_notification(st, key, id, &notice, now).await?;
+        }
+        // Where policy allows: take an optional incompatible unit out of service, so the
+        // device keeps working without it until the hardware is changed.
+        if policy.out_of_service
+            && let Some(unit) = recs.iter().find_map(|r| match r.changes.as_slice() {
+                [HardwareChange::OutOfService { unit }] => Some(*unit),
+                _ => None,
+            })
+        {
+            let slot = facts_text(&cur.catalog, &facts.units[unit as usize].slot);
+            let Some(serial) = structure.unit(&slot).map(|u| u.serial.clone()) else {
+                return Ok(());
+            };
+            let reason = format!(
+                "the {slot} does not work in this configuration; the device keeps working without it until it is replaced"
+            );
+            if st
+                .hub
+                .send(
+                    key,
+                    Command::SetUnitService {
+                        slot: slot.clone(),
+                        serial: serial.clone(),
+                        in_service: false,
+                        reason: reason.clone(),
+                    },
+                )
+                .is_some()
+            {
+                let n = NewNotification {
+                    key: format!("out-of-service:{slot}:{serial}"),
+                    kind: "unit_out_of_service".into(),
+                    title: format!("{}: the {slot} was taken out of service", key.device_id),
+                    body_json: serde_json::to_string(&NotificationBody {
+                        summary: format!("{reason}. {summary}"),
+                        recommendations: wire_recs,
+                    })
+                    .expect("bodies serialize"),
+                    catalog_revision: Some(cur.revision),
+                };
+                if let Some(id) = st.store.notify(key, &n, now).await? {
+                    st.metrics.notifications.inc();
+                    self.push_notification(st, key, id, &n, now).await?;
+                }
+                tracing::info!(device = %key.device_id, %slot, "unit taken out of service");
+            }
+        }
+        Ok(())
+    }
+
+    async fn push_notification(
+        &self,
+        st: &AppState,
+        key: &DeviceKey,
+        id: u64,
+        n: &NewNotification,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let body: NotificationBody = serde_json::from_str(&n.body_json).unwrap_or_default();
+        let notification = w::Notification {
+            id,
+            kind: n.kind.clone(),
+            title: n.title.clone(),
+            summary: body.summary,
+            recommendations: body.recommendations,
+            created_at: fleetcare_core::clock::rfc3339(now),
+            delivered_at: None,
+        };
+        if st.hub.send(key, Command::Notify { notification }).is_some() {
+            st.store.mark_delivered(key.tenant, &[id], now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The stored body of a notification.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct NotificationBody {
+    pub summary: String,
+    #[serde(default)]
+    pub recommendations: Vec<w::Recommendation>,
+}
+
+pub fn stats_wire(s: fleetcare_compat::CatalogStats) -> w::CatalogStats {
+    w::CatalogStats {
+        device_models: s.device_models as u64,
+        unit_models: s.unit_models as u64,
+        products: s.products as u64,
+        releases: s.releases as u64,
+        rules: s.rules as u64,
+    }
+}
+
+/// Judge every entry; those whose findings hash changed: `(device, structure hash, judgement)`.
+/// Runs on as many threads as the machine has cores.
+pub fn rejudge_all(
+    cur: &Current,
+    entries: Vec<(DeviceId, Arc<Entry>)>,
+) -> Vec<(DeviceId, String, Judgement)> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = entries.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .filter_map(|(id, e)| {
+                            let j = judgement_of(cur, &e.facts);
+                            (j.hash != e.findings_hash)
+                                .then(|| (id.clone(), e.structure_hash.clone(), j))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a re-judgement thread panicked"))
+            .collect()
+    })
+}
+
+/// Counts for `GET /api/v1/compat/fleet`.
+pub async fn fleet(
+    store: &Store,
+    compat: &Compat,
+    tenant: TenantId,
+) -> Result<w::FleetCompat, StoreError> {
+    let states = store.compat_states(tenant).await?;
+    let kinds = store.finding_counts(tenant).await?;
+    let mut by_model: BTreeMap<String, w::ModelCompat> = BTreeMap::new();
+    let mut by_state = BTreeMap::new();
+    let mut by_kind = BTreeMap::new();
+    let mut devices = 0;
+    for (model, state, n) in states {
+        devices += n;
+        *by_state.entry(state.clone()).or_insert(0) += n;
+        let m = by_model
+            .entry(model.clone())
+            .or_insert_with(|| w::ModelCompat {
+                model,
+                devices: 0,
+                by_state: BTreeMap::new(),
+                by_kind: BTreeMap::new(),
+            });
+        m.devices += n;
+        *m.by_state.entry(state).or_insert(0) += n;
+    }
+    for (model, kind, n) in kinds {
+        *by_kind.entry(kind.clone()).or_insert(0) += n;
+        if let Some(m) = by_model.get_mut(&model) {
+            m.by_kind.insert(kind, n);
+        }
+    }
+    Ok(w::FleetCompat {
+        catalog_revision: compat.current(tenant).map(|c| c.revision),
+        devices,
+        by_state,
+        by_kind,
+        by_model: by_model.into_values().collect(),
+    })
+}

@@ -1,0 +1,97 @@
+//! The center's router with a fresh embedded store, and helpers to call it without sockets.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use fleetcare_core::clock::ManualClock;
+use fleetcare_server::{AppState, ServerConfig, app, bootstrap};
+use fleetcare_store::Store;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const NOW: i64 = 1_790_000_000_000;
+
+pub struct Fixture {
+    pub app: Router,
+    pub store: Store,
+    pub admin: String,
+    pub enrollment_key: String,
+    pub tenant: i64,
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_sqlite(dir.path()).await.expect("store");
+    let clock = ManualClock::new(NOW);
+    let boot = bootstrap::run(&store, dir.path(), "default", NOW)
+        .await
+        .expect("bootstrap");
+    let (state, _stop) = AppState::new(store.clone(), &ServerConfig::default(), Arc::new(clock));
+    // What Center::start runs beside the router: the compatibility worker.
+    tokio::spawn(state.compat.clone().run_worker(state.clone()));
+    Fixture {
+        app: app(state.clone()),
+        state,
+        store,
+        admin: boot.admin_token,
+        enrollment_key: boot.enrollment_key,
+        tenant: boot.tenant,
+        _dir: dir,
+    }
+}
+
+pub async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Body>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    let req = req.body(body.unwrap_or_else(Body::empty)).expect("request");
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 16 * 1024 * 1024)
+        .await
+        .expect("body");
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, value)
+}
+
+pub fn json_body(v: &Value) -> Option<Body> {
+    Some(Body::from(serde_json::to_vec(v).expect("json")))
+}
+
+pub async fn enroll(f: &Fixture, id: &str) -> String {
+    enroll_as(f, id, "acme-mfp-9000").await
+}
+
+pub async fn enroll_as(f: &Fixture, id: &str, model: &str) -> String {
+    let (status, body) = call(
+        &f.app,
+        "POST",
+        "/device/v1/enroll",
+        None,
+        json_body(&json!({"enrollment_key": f.enrollment_key, "device_id": id, "model": model})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["device_token"].as_str().expect("token").to_owned()
+}

@@ -1,0 +1,237 @@
+//! Compatibility, jobs and notifications as the operator API and the device see them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `GET /api/v1/catalog`: a catalog revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CatalogInfo {
+    pub revision: u64,
+    /// RFC 3339.
+    pub loaded_at: String,
+    pub loaded_by: String,
+    /// SHA-256 of the source, hex.
+    pub digest: String,
+    pub stats: CatalogStats,
+    /// The TOML source, when asked for (`?source=true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CatalogStats {
+    pub device_models: u64,
+    pub unit_models: u64,
+    pub products: u64,
+    pub releases: u64,
+    /// Constraints judgement evaluates (acceptances, incompatibilities, targets, requirements,
+    /// conflicts).
+    pub rules: u64,
+}
+
+/// `POST /api/v1/catalog` (the body is the catalog's TOML): the new revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CatalogLoaded {
+    pub revision: u64,
+    pub stats: CatalogStats,
+    /// Devices the fleet re-judgement will go through.
+    pub devices: u64,
+}
+
+/// A unit as a finding names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FindingUnit {
+    pub slot: String,
+    pub kind: String,
+    pub model: String,
+    pub hw_revision: String,
+}
+
+/// Software as a finding names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FindingSoftware {
+    pub slot: String,
+    pub product: String,
+    pub maker: String,
+    pub version: String,
+}
+
+/// What a finding involves (stored with it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FindingSubject {
+    pub units: Vec<FindingUnit>,
+    pub software: Vec<FindingSoftware>,
+}
+
+/// A compatibility violation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Finding {
+    /// `device_unit`, `unit_unit`, `unit_software`, `software_software`,
+    /// `unknown_device_model`, `unknown_unit_model`, `unknown_software`.
+    pub kind: String,
+    /// Stable while the finding holds.
+    pub key: String,
+    /// The catalog rule, as the catalog states it.
+    pub rule: String,
+    pub units: Vec<FindingUnit>,
+    pub software: Vec<FindingSoftware>,
+    /// In plain words.
+    pub explanation: String,
+    /// The catalog revision that produced it.
+    pub catalog_revision: u64,
+    /// RFC 3339, when the finding was first seen.
+    pub opened_at: String,
+}
+
+/// One software change of a plan or a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SoftwareStep {
+    pub slot: String,
+    pub product: String,
+    pub maker: String,
+    /// The active version now (absent on a replacement unit).
+    pub from: Option<String>,
+    pub to: String,
+    /// `switch` (activate the copy in the unit's inactive slot, no download) or `install`.
+    pub action: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Plan {
+    /// `minimal` or `latest`.
+    pub policy: String,
+    /// Empty: nothing to change.
+    pub steps: Vec<SoftwareStep>,
+}
+
+/// One hardware change of a recommended configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HardwareStep {
+    pub slot: String,
+    /// `replace` or `out_of_service`.
+    pub action: String,
+    pub from_model: String,
+    pub from_hw_revision: String,
+    /// The replacement (for `replace`).
+    pub to_model: Option<String>,
+    pub to_hw_revision: Option<String>,
+}
+
+/// A configuration that would make the device compatible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Recommendation {
+    /// 1 is the best.
+    pub rank: u32,
+    pub hardware: Vec<HardwareStep>,
+    /// The software plan once the hardware is changed.
+    pub software: Vec<SoftwareStep>,
+    /// In words.
+    pub summary: String,
+}
+
+/// `compatible`, `software` (a software plan fixes it), `hardware` (only hardware can),
+/// `unknown` (the catalog does not know something), `no_catalog`.
+pub type CompatState = String;
+
+/// `GET /api/v1/devices/{id}/compat`, `GET /device/v1/compat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CompatReport {
+    pub device_id: String,
+    pub model: String,
+    /// The catalog revision judged against (absent: the tenant has no catalog).
+    pub catalog_revision: Option<u64>,
+    pub state: CompatState,
+    pub findings: Vec<Finding>,
+    /// The software plan, when software can fix the findings.
+    pub plan: Option<Plan>,
+    /// Why no software plan exists, in words (the solver's derivation).
+    pub no_plan: Option<String>,
+    /// Ranked configurations, when only hardware can fix it.
+    pub advice: Vec<Recommendation>,
+    /// Jobs for this device that are not over.
+    pub jobs: Vec<Job>,
+    /// Open notifications.
+    pub notifications: Vec<Notification>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ModelCompat {
+    pub model: String,
+    pub devices: u64,
+    pub by_state: BTreeMap<String, u64>,
+    /// Devices with at least one open finding of the kind.
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+/// `GET /api/v1/compat/fleet`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FleetCompat {
+    pub catalog_revision: Option<u64>,
+    pub devices: u64,
+    pub by_state: BTreeMap<String, u64>,
+    pub by_kind: BTreeMap<String, u64>,
+    pub by_model: Vec<ModelCompat>,
+}
+
+/// A tenant's compatibility policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CompatPolicy {
+    /// `minimal` (keep installed versions where possible) or `latest`.
+    pub plan: String,
+    /// `automatic` (jobs run at once), `approval` (jobs wait for an approver) or `off`.
+    pub fix: String,
+    /// May an optional incompatible unit be taken out of service?
+    pub out_of_service: bool,
+    /// Jobs for devices that stay offline expire after this many seconds.
+    pub job_ttl_s: u64,
+}
+
+/// A notification for a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Notification {
+    pub id: u64,
+    /// `compat_advice`, `unit_out_of_service`, …
+    pub kind: String,
+    pub title: String,
+    /// In words, for a service engineer at the device.
+    pub summary: String,
+    #[serde(default)]
+    pub recommendations: Vec<Recommendation>,
+    /// RFC 3339.
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+/// A job: an instruction to one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    pub id: u64,
+    pub device_id: String,
+    /// `compat` (a compatibility plan), `operator`, `rollout`, `fix`.
+    pub origin: String,
+    /// `awaiting_approval`, `queued`, `downloading`, `downloaded`, `verifying`, `installing`,
+    /// `activating`, `health_check`, `succeeded`, `failed`, `rolled_back`, `cancelled`,
+    /// `expired`.
+    pub state: String,
+    /// Why it failed (a reason code), when it did.
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    /// All switch or install together, or none.
+    pub steps: Vec<SoftwareStep>,
+    pub catalog_revision: Option<u64>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub expires_at: String,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<u64>,
+}
