@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use fleetcare_wire::ErrorBody;
+use fleetcare_wire::compat::CompatReport;
 use fleetcare_wire::device::{
     EnrollRequest, EnrollResponse, PollResponse, ReportAck, StructureReport,
 };
@@ -111,6 +112,17 @@ impl CenterClient {
             ))
             .bearer_auth(token)
             .timeout(wait + self.timeout);
+        answer(r.send().await).await
+    }
+
+    /// This device's compatibility as the center judges it: findings, plan or advice, jobs,
+    /// notifications.
+    pub async fn compat(&self, token: &str) -> Result<CompatReport, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}/device/v1/compat", self.base))
+            .bearer_auth(token)
+            .timeout(self.timeout);
         answer(r.send().await).await
     }
 

@@ -48,6 +48,7 @@ pub mod channel;
 pub mod client;
 pub mod config;
 pub mod local;
+pub mod out;
 pub mod signals;
 pub mod source;
 

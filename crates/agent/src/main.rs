@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fleetcare_agent::client::CenterClient;
 use fleetcare_agent::local;
+use fleetcare_agent::outln;
 use fleetcare_agent::signals::Termination;
 use fleetcare_agent::source::InventoryFile;
 use fleetcare_agent::{Agent, AgentConfig};
@@ -119,17 +120,20 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
     let cfg = load_config(&config)?;
     let view = local::view(&cfg.data_dir)
         .with_context(|| format!("reading {}", cfg.data_dir.display()))?;
-    let center = match &view.credential {
+    let (center, compat) = match &view.credential {
         Some(c) => {
             let client = CenterClient::new(&c.center_url, cfg.request_timeout);
-            Some(
-                client
-                    .whoami(&c.device_token)
-                    .await
-                    .map_err(|e| e.to_string()),
+            (
+                Some(
+                    client
+                        .whoami(&c.device_token)
+                        .await
+                        .map_err(|e| e.to_string()),
+                ),
+                client.compat(&c.device_token).await.ok(),
             )
         }
-        None => None,
+        None => (None, None),
     };
     if as_json {
         let out = json!({
@@ -145,36 +149,40 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
                 Some(Err(e)) => json!({"error": e}),
                 None => serde_json::Value::Null,
             },
+            "compat": compat,
+            "notifications": view.notifications,
+            "out_of_service": view.state.out_of_service,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     match &view.credential {
-        Some(c) => println!(
+        Some(c) => outln!(
             "device       {} (enrolled at {})",
-            c.device_id, c.center_url
+            c.device_id,
+            c.center_url
         ),
-        None => println!("device       not enrolled yet"),
+        None => outln!("device       not enrolled yet"),
     }
-    println!(
+    outln!(
         "queued       {} report(s) not yet acknowledged",
         view.outbox
     );
     if let Some(s) = &view.status {
-        println!("channel      {} (pid {})", s.channel, s.pid);
+        outln!("channel      {} (pid {})", s.channel, s.pid);
         if let (Some(seq), Some(at)) = (s.last_ack_seq, &s.last_ack_at) {
-            println!("last ack     report #{seq} at {at}");
+            outln!("last ack     report #{seq} at {at}");
         }
         if let Some(e) = &s.last_error {
-            println!("last error   {e}");
+            outln!("last error   {e}");
         }
         if s.reports_dropped > 0 {
-            println!("dropped      {} report(s) (outbox full)", s.reports_dropped);
+            outln!("dropped      {} report(s) (outbox full)", s.reports_dropped);
         }
     }
     match center {
         Some(Ok(v)) => {
-            println!(
+            outln!(
                 "center says  model {}, {} unit(s), online {}, last report {}",
                 v.model,
                 v.units.len(),
@@ -190,7 +198,7 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
             );
             for u in &v.units {
                 let sw: Vec<String> = u.software.iter().map(software_label).collect();
-                println!(
+                outln!(
                     "  {:<16} {:<16} {:<14} #{:<14} {}",
                     u.slot,
                     u.kind,
@@ -200,8 +208,51 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
                 );
             }
         }
-        Some(Err(e)) => println!("center says  (unreachable: {e})"),
+        Some(Err(e)) => outln!("center says  (unreachable: {e})"),
         None => {}
+    }
+    for (slot, serial) in &view.state.out_of_service {
+        outln!("out of service  {slot} (#{serial}), as the center asked");
+    }
+    if let Some(c) = &compat {
+        outln!(
+            "compatibility {}{}",
+            c.state,
+            c.catalog_revision
+                .map_or(String::new(), |r| format!(" (catalog revision {r})"))
+        );
+        for f in &c.findings {
+            outln!("  - {}: {}", f.kind, f.explanation);
+        }
+        if let Some(p) = &c.plan {
+            for s in &p.steps {
+                outln!(
+                    "  planned: {} {} on the {} ({})",
+                    s.product,
+                    s.to,
+                    s.slot,
+                    s.action
+                );
+            }
+        }
+        for r in &c.advice {
+            outln!("  recommended {}: {}", r.rank, r.summary);
+        }
+        for j in &c.jobs {
+            outln!("  job #{} {} ({} step(s))", j.id, j.state, j.steps.len());
+        }
+    }
+    // What the center told the people at this device (kept here, also offline).
+    let notices = match &compat {
+        Some(c) if !c.notifications.is_empty() => c.notifications.clone(),
+        _ => view.notifications.clone(),
+    };
+    for n in &notices {
+        outln!("notification  #{} {} ({})", n.id, n.title, n.created_at);
+        outln!("  {}", n.summary);
+        for r in &n.recommendations {
+            outln!("  {}. {}", r.rank, r.summary);
+        }
     }
     Ok(())
 }

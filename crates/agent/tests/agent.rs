@@ -605,3 +605,185 @@ async fn the_agent_binary_runs_reports_and_shows_its_status() {
         .expect("wait");
     assert!(exit.success(), "{exit:?}");
 }
+
+fn sample_catalog() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/catalog.toml"
+    ))
+    .expect("examples/catalog.toml")
+}
+
+/// An acme-mfp-9000 with a booklet finisher beside a dup-3 duplexer (they do not work
+/// together), and firmware that needs a newer engine firmware.
+fn incompatible_inventory(id: &str) -> String {
+    format!(
+        r#"[device]
+id = "{id}"
+model = "acme-mfp-9000"
+
+[[unit]]
+slot = "controller"
+kind = "controller"
+model = "ctl-x2"
+serial = "C-{id}"
+hw_revision = "B"
+  [[unit.software]]
+  product = "ctl-firmware"
+  maker = "acme"
+  version = "5.3.0"
+  [[unit.software]]
+  product = "pdl-interpreter"
+  maker = "acme"
+  version = "3.4"
+
+[[unit]]
+slot = "engine"
+kind = "engine"
+model = "eng-45c"
+serial = "E-{id}"
+hw_revision = "C"
+  [[unit.software]]
+  product = "engine-firmware"
+  maker = "acme"
+  version = "2.7.4"
+
+[[unit]]
+slot = "finisher"
+kind = "finisher"
+model = "fin-booklet-5"
+serial = "FB-{id}"
+hw_revision = "A"
+  [[unit.software]]
+  product = "finisher-firmware"
+  maker = "nordfin"
+  version = "2.0.1"
+
+[[unit]]
+slot = "duplexer"
+kind = "duplexer"
+model = "dup-3"
+serial = "D-{id}"
+hw_revision = "A"
+"#
+    )
+}
+
+#[tokio::test]
+async fn an_incompatible_device_receives_its_job_its_advice_and_a_unit_out_of_service() {
+    let lab = Lab::start().await;
+    let resp = lab
+        .http
+        .post(format!("{}/api/v1/catalog", lab.url()))
+        .bearer_auth(&lab.admin)
+        .body(sample_catalog())
+        .send()
+        .await
+        .expect("catalog load");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, _) = lab
+        .api(
+            "PUT",
+            "/api/v1/compat/policy",
+            Some(json!({"plan": "minimal", "fix": "automatic", "out_of_service": true, "job_ttl_s": 3600})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (cfg, inventory) = lab.agent("x", "INC-1");
+    std::fs::write(&inventory, incompatible_inventory("INC-1")).expect("write");
+    let data_dir = cfg.data_dir.clone();
+    let agent = spawn(cfg, &inventory);
+
+    // The software finding becomes a queued version-change job.
+    let job = eventually("a queued job for the device", PATIENCE, || async {
+        let (_, v) = lab.api("GET", "/api/v1/jobs?device=INC-1", None).await;
+        v["jobs"]
+            .as_array()
+            .and_then(|j| j.first().cloned())
+            .filter(|j| j["state"] == "queued")
+    })
+    .await;
+    assert_eq!(job["steps"][0]["product"], "engine-firmware");
+    assert_eq!(job["steps"][0]["to"], "2.8.0-b45");
+
+    // The hardware finding becomes advice, pushed to the device and kept there.
+    let notices = eventually("advice reaches the agent", PATIENCE, || async {
+        local::view(&data_dir)
+            .ok()
+            .map(|v| v.notifications)
+            .filter(|n| n.iter().any(|n| n.kind == "compat_advice"))
+    })
+    .await;
+    let advice = notices
+        .iter()
+        .find(|n| n.kind == "compat_advice")
+        .expect("advice");
+    assert!(
+        advice.summary.contains("does not work with"),
+        "{}",
+        advice.summary
+    );
+    assert!(!advice.recommendations.is_empty());
+
+    // Policy allows it: an optional unit of the pair is taken out of service, the device
+    // reports it so, and the hardware finding closes.
+    let taken = eventually("a unit out of service in the history", PATIENCE, || async {
+        lab.history("INC-1")
+            .await
+            .into_iter()
+            .find(|e| e["change"]["kind"] == "unit_service_changed")
+    })
+    .await;
+    assert_eq!(taken["change"]["in_service"], false);
+    assert_eq!(taken["trigger"], "change");
+    let report = eventually("the unit_unit finding closed", PATIENCE, || async {
+        let (_, c) = lab.api("GET", "/api/v1/devices/INC-1/compat", None).await;
+        c["findings"]
+            .as_array()
+            .filter(|f| f.iter().all(|f| f["kind"] != "unit_unit"))
+            .map(|_| c.clone())
+    })
+    .await;
+    assert_eq!(
+        report["state"], "software",
+        "the software finding remains until the job runs"
+    );
+    let view = local::view(&data_dir).expect("view");
+    assert_eq!(view.state.out_of_service.len(), 1);
+
+    // The status command shows what the center said.
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetcare-agent"))
+        .args(["status", "--config"])
+        .arg(write_config(&lab, "x", &data_dir, &inventory))
+        .output()
+        .await
+        .expect("status runs");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(text.contains("out of service  "), "{text}");
+    assert!(text.contains("compatibility software"), "{text}");
+    assert!(text.contains("notification  #"), "{text}");
+    agent.stop().await;
+}
+
+/// A config file for the agent binary over an existing data dir and inventory.
+fn write_config(lab: &Lab, name: &str, data_dir: &Path, inventory: &Path) -> PathBuf {
+    let path = lab.dir.path().join(name).join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "center_url = \"{}\"\nenrollment_key = \"{}\"\ndata_dir = \"{}\"\ninventory = \"{}\"\n",
+            lab.url(),
+            lab.key,
+            data_dir.display(),
+            inventory.display()
+        ),
+    )
+    .expect("write");
+    path
+}

@@ -59,7 +59,7 @@ pub struct Recommendation {
     pub after: DeviceFacts,
 }
 
-/// Recommendations shown at most.
+/// Replacement configurations shown at most (an out-of-service stopgap comes on top).
 pub const MAX_RECOMMENDATIONS: usize = 3;
 
 impl Catalog {
@@ -285,7 +285,16 @@ impl Catalog {
                     .collect::<Vec<_>>(),
             )
         });
-        found.truncate(MAX_RECOMMENDATIONS);
-        found
+        // The best replacements, then (where the device model allows it) taking a unit out of
+        // service: a stopgap that keeps the device working, always worth showing.
+        let (mut out, stopgaps): (Vec<Recommendation>, Vec<Recommendation>) =
+            found.into_iter().partition(|r| {
+                !r.changes
+                    .iter()
+                    .any(|c| matches!(c, HardwareChange::OutOfService { .. }))
+            });
+        out.truncate(MAX_RECOMMENDATIONS);
+        out.extend(stopgaps.into_iter().take(1));
+        out
     }
 }

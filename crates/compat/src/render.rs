@@ -184,7 +184,7 @@ impl Catalog {
                         accepted.join(", ")
                     ),
                     format!(
-                        "{} does not fit a {device_model}: the catalog lists the {} for {} only.",
+                        "{} does not fit device model {device_model}: the catalog lists the {} for {} only.",
                         cap(&unit_words(u)),
                         u.model,
                         join(accepted)

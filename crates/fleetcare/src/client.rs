@@ -89,6 +89,21 @@ impl Api {
         self.send(self.http.put(self.url(path)).json(body)).await
     }
 
+    /// POST a text body (a catalog's TOML).
+    pub async fn post_text<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<T> {
+        let req = self
+            .http
+            .post(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.send(req).await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -108,6 +123,13 @@ impl Api {
                 .context("the center's answer is not the expected JSON");
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) if !e.problems.is_empty() => bail!(
+                "{} ({}, {}):\n  {}",
+                e.error,
+                status.as_u16(),
+                e.code,
+                e.problems.join("\n  ")
+            ),
             Ok(e) => bail!("{} ({}, {})", e.error, status.as_u16(), e.code),
             Err(_) => bail!(
                 "the center answered {status}: {}",

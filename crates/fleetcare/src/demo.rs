@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use fleetcare_agent::outln;
 use fleetcare_agent::signals::Termination;
 use fleetcare_agent::source::{InventoryFile, Snapshot, parse_inventory, render_inventory};
 use fleetcare_agent::{Agent, AgentConfig};
 use fleetcare_server::{Center, ServerConfig};
 use tokio::sync::watch;
+
+/// The sample catalog, loaded into the demo center before the fleet starts.
+pub const CATALOG: &str = include_str!("../../../examples/catalog.toml");
 
 /// The sample inventories: `(file name, text)`.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -54,19 +58,13 @@ pub fn demo_device(n: usize) -> anyhow::Result<Snapshot> {
     for u in &mut s.units {
         u.serial = format!("{}-{number:05}", u.serial);
     }
-    // Variety: every third device of a kind lacks its optional units; every fourth runs
-    // older firmware on its engine; counters differ.
-    if (n / TEMPLATES.len()) % 3 == 2 {
+    // Variety: every third device of a model lacks its optional units.
+    let (template, k) = (n % TEMPLATES.len(), n / TEMPLATES.len());
+    if k % 3 == 2 {
         s.units
             .retain(|u| !matches!(u.kind.as_str(), "fax" | "finisher" | "duplexer"));
     }
-    if (n / TEMPLATES.len()) % 4 == 3 {
-        for u in s.units.iter_mut().filter(|u| u.kind == "engine") {
-            for sw in &mut u.software {
-                sw.version = older(&sw.version);
-            }
-        }
-    }
+    scenario(&mut s, template, k);
     for (k, v) in &mut s.operating {
         if k.starts_with("pages") || k.starts_with("jams") {
             *v = (*v * (1.0 + (n % 17) as f64 / 10.0)).round();
@@ -75,21 +73,132 @@ pub fn demo_device(n: usize) -> anyhow::Result<Snapshot> {
     Ok(s)
 }
 
-/// A plausible older version: the last numeric segment one lower where it can be.
-fn older(v: &str) -> String {
-    let (head, tail) = v.split_once('-').map_or((v, None), |(h, t)| (h, Some(t)));
-    let mut parts: Vec<String> = head.split('.').map(str::to_owned).collect();
-    if let Some(last) = parts
-        .iter_mut()
-        .rev()
-        .find(|p| p.parse::<u64>().is_ok_and(|n| n > 0))
-    {
-        *last = (last.parse::<u64>().unwrap_or(1) - 1).to_string();
+/// What the demo's incompatible devices show, by (template, number of the device of that
+/// template): every finding kind, fixed by software or advised.
+pub const SCENARIOS: &[(usize, usize, &str)] = &[
+    (
+        0,
+        1,
+        "software_software: ctl-firmware 5.3.0 needs newer engine firmware (a job installs it)",
+    ),
+    (
+        0,
+        4,
+        "unit_software: a revision-A controller runs 5.2.1 (a job switches to the 5.1.9 in its inactive slot)",
+    ),
+    (
+        0,
+        7,
+        "unit_unit: a booklet finisher beside a dup-3 duplexer (advice; the finisher goes out of service)",
+    ),
+    (0, 10, "unknown_device_model: an acme-mfp-9500"),
+    (
+        1,
+        1,
+        "device_unit: an mfp-9000 fuser in an mfp-7000 (advice: a fus-5)",
+    ),
+    (1, 4, "unknown_unit_model: a pf-999 paper feeder"),
+    (2, 1, "unknown_software: engine firmware 1.4.1-dev"),
+    (
+        3,
+        1,
+        "no software plan: a revision-A engine cannot run bolt-os 11.1 (advice: a revision-B engine)",
+    ),
+];
+
+fn set_software(s: &mut Snapshot, slot: &str, product: &str, version: &str, active: bool) {
+    if let Some(u) = s.units.iter_mut().find(|u| u.slot == slot) {
+        match u
+            .software
+            .iter_mut()
+            .find(|w| w.product == product && w.active == active)
+        {
+            Some(w) => w.version = version.into(),
+            None => u.software.push(fleetcare_wire::Software {
+                product: product.into(),
+                maker: "acme".into(),
+                version: version.into(),
+                active,
+            }),
+        }
     }
-    let head = parts.join(".");
-    match tail {
-        Some(t) => format!("{head}-{t}"),
-        None => head,
+}
+
+fn scenario(s: &mut Snapshot, template: usize, k: usize) {
+    let serial = |s: &Snapshot, slot: &str| {
+        s.units
+            .iter()
+            .find(|u| u.slot == slot)
+            .map(|u| u.serial.clone())
+            .unwrap_or_default()
+    };
+    let unit =
+        |slot: &str, kind: &str, model: &str, serial: String, sw: Vec<(&str, &str, &str)>| {
+            fleetcare_wire::Unit {
+                slot: slot.into(),
+                kind: kind.into(),
+                model: model.into(),
+                serial,
+                hw_revision: "A".into(),
+                software: sw
+                    .into_iter()
+                    .map(|(p, m, v)| fleetcare_wire::Software {
+                        product: p.into(),
+                        maker: m.into(),
+                        version: v.into(),
+                        active: true,
+                    })
+                    .collect(),
+                in_service: true,
+            }
+        };
+    match (template, k) {
+        (0, 1) => {
+            set_software(s, "controller", "ctl-firmware", "5.3.0", true);
+            set_software(s, "engine", "engine-firmware", "2.7.4", true);
+        }
+        (0, 4) => {
+            if let Some(c) = s.units.iter_mut().find(|u| u.slot == "controller") {
+                c.hw_revision = "A".into();
+            }
+            set_software(s, "controller", "pdl-interpreter", "3.3", true);
+        }
+        (0, 7) => {
+            let (fin, dup) = (serial(s, "finisher"), serial(s, "duplexer"));
+            s.units
+                .retain(|u| u.slot != "finisher" && u.slot != "duplexer");
+            s.units.push(unit(
+                "finisher",
+                "finisher",
+                "fin-booklet-5",
+                format!("{fin}-B"),
+                vec![("finisher-firmware", "nordfin", "2.0.1")],
+            ));
+            s.units
+                .push(unit("duplexer", "duplexer", "dup-3", dup, vec![]));
+        }
+        (0, 10) => s.model = "acme-mfp-9500".into(),
+        (1, 1) => {
+            if let Some(f) = s.units.iter_mut().find(|u| u.slot == "fuser") {
+                f.model = "fus-7".into();
+                f.hw_revision = "A".into();
+            }
+        }
+        (1, 4) => {
+            if let Some(f) = s.units.iter_mut().find(|u| u.slot == "tray-1") {
+                f.model = "pf-999".into();
+            }
+        }
+        (2, 1) => set_software(s, "engine", "engine-firmware", "1.4.1-dev", true),
+        (3, 1) => {
+            if let Some(e) = s.units.iter_mut().find(|u| u.slot == "engine") {
+                e.hw_revision = "A".into();
+                for w in &mut e.software {
+                    w.version = "6.2-r3".into();
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -118,6 +227,28 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         )
     })?;
     let url = center.url();
+    let tenant = center.boot.tenant;
+    // The sample catalog, and a policy that acts: fixes run at once, optional incompatible
+    // units go out of service.
+    center
+        .state
+        .compat
+        .load_catalog(&center.state, tenant, CATALOG, "demo")
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the sample catalog: {e}"))?;
+    center
+        .state
+        .store
+        .set_policy(
+            tenant,
+            &fleetcare_store::PolicyRecord {
+                plan: "minimal".into(),
+                fix: "automatic".into(),
+                out_of_service: true,
+                job_ttl_s: 7 * 24 * 3600,
+            },
+        )
+        .await?;
     let (stop, shutdown) = watch::channel(false);
     let mut agents = Vec::new();
     let mut first = None;
@@ -136,7 +267,6 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         agents.push(tokio::spawn(agent.run(shutdown.clone())));
     }
     let token = center.boot.admin_token.clone();
-    let tenant = center.boot.tenant;
     // Wait until the fleet has connected and reported.
     let started = tokio::time::Instant::now();
     loop {
@@ -151,27 +281,41 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     let count = center.state.store.count_devices(tenant).await?;
     let (first_id, first_inventory) = first.unwrap_or_default();
-    println!("Fleetcare demo");
-    println!("  center:   {url}");
-    println!("  token:    {token}");
-    println!("  data dir: {}", dir.display());
-    println!(
+    outln!("Fleetcare demo");
+    outln!("  center:   {url}");
+    outln!("  token:    {token}");
+    outln!("  data dir: {}", dir.display());
+    outln!(
         "  devices:  {count} enrolled, {} connected",
         center.state.hub.push_connected()
     );
-    println!("  API:      {url}/api/v1/openapi.json");
-    println!();
-    println!("Look at the fleet from another terminal:");
-    println!("  export FLEETCARE_URL={url}");
-    println!("  export FLEETCARE_TOKEN={token}");
-    println!("  fleetcare devices list");
-    println!("  fleetcare devices show {first_id}");
-    println!("  fleetcare devices request-report {first_id}");
-    println!("  fleetcare devices history {first_id}");
-    println!("Swap a unit: change a serial in");
-    println!("  {}", first_inventory.display());
-    println!("and `devices history` shows the replacement within a second or two.");
-    println!("Press Ctrl-C to stop.");
+    outln!("  API:      {url}/api/v1/openapi.json");
+    outln!();
+    outln!("Look at the fleet from another terminal:");
+    outln!("  export FLEETCARE_URL={url}");
+    outln!("  export FLEETCARE_TOKEN={token}");
+    outln!("  fleetcare devices list");
+    outln!("  fleetcare devices show {first_id}");
+    outln!("  fleetcare devices request-report {first_id}");
+    outln!("  fleetcare devices history {first_id}");
+    outln!();
+    outln!("Compatibility (catalog: examples/catalog.toml):");
+    outln!("  fleetcare compat fleet");
+    for (template, k, what) in SCENARIOS {
+        let n = k * TEMPLATES.len() + template;
+        if n < opts.devices {
+            outln!(
+                "  fleetcare compat check {:<16} # {what}",
+                demo_device(n)?.device_id
+            );
+        }
+    }
+    outln!("  fleetcare jobs list");
+    outln!();
+    outln!("Swap a unit: change a serial in");
+    outln!("  {}", first_inventory.display());
+    outln!("and `devices history` shows the replacement within a second or two.");
+    outln!("Press Ctrl-C to stop.");
 
     tokio::select! {
         () = signals.wait() => {}
@@ -182,7 +326,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             }
         } => {}
     }
-    println!("stopping the demo");
+    outln!("stopping the demo");
     let _ = stop.send(true);
     for a in agents {
         if let Ok(Err(e)) = a.await {
@@ -215,13 +359,14 @@ mod tests {
             models.insert(s.model.clone());
             unit_counts.insert((s.model.clone(), s.units.len()));
         }
-        assert_eq!(models.len(), TEMPLATES.len());
+        assert_eq!(
+            models.len(),
+            TEMPLATES.len() + 1,
+            "the four samples and one unknown model"
+        );
         assert!(
             unit_counts.len() > TEMPLATES.len(),
             "unit mixes vary within a model"
         );
-        assert_eq!(older("2.8.0-b45"), "2.7.0-b45");
-        assert_eq!(older("5.2.1"), "5.2.0");
-        assert_eq!(older("1.0"), "0.0");
     }
 }

@@ -1,6 +1,7 @@
 //! `fleetcare`: the monitoring center (`serve`), the demo, and the operator's commands.
 
 mod client;
+mod compat_cmd;
 mod demo;
 mod table;
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use fleetcare_agent::{out, outln};
 use fleetcare_core::structure::{describe, software_label};
 use fleetcare_server::{Center, LogFormat, ServerConfig};
 use fleetcare_wire::operator::{
@@ -33,7 +35,7 @@ struct Cli {
 
 /// How operator commands reach the center.
 #[derive(Args, Clone)]
-struct Remote {
+pub(crate) struct Remote {
     /// The center's URL.
     #[arg(
         long,
@@ -41,20 +43,20 @@ struct Remote {
         default_value = "http://127.0.0.1:8470",
         global = true
     )]
-    url: String,
+    pub url: String,
     /// Operator token (default: the file named by --token-file, else ./fleetcare-data/admin-token).
     #[arg(long, env = "FLEETCARE_TOKEN", hide_env_values = true, global = true)]
-    token: Option<String>,
+    pub token: Option<String>,
     /// A file holding the operator token.
     #[arg(long, env = "FLEETCARE_TOKEN_FILE", global = true)]
-    token_file: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
     /// Print JSON (the API's own) instead of tables.
     #[arg(long, global = true)]
-    json: bool,
+    pub json: bool,
 }
 
 impl Remote {
-    fn api(&self) -> anyhow::Result<Api> {
+    pub(crate) fn api(&self) -> anyhow::Result<Api> {
         Ok(Api::new(
             &self.url,
             resolve_token(self.token.clone(), self.token_file.clone())?,
@@ -98,6 +100,27 @@ enum Cmd {
     Devices {
         #[command(subcommand)]
         command: DevicesCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The catalog: load a new revision, show one.
+    Catalog {
+        #[command(subcommand)]
+        command: compat_cmd::CatalogCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Compatibility: a device's findings and plan or advice, the fleet, the policy.
+    Compat {
+        #[command(subcommand)]
+        command: compat_cmd::CompatCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Jobs: instructions to devices (version changes, …).
+    Jobs {
+        #[command(subcommand)]
+        command: compat_cmd::JobsCmd,
         #[command(flatten)]
         remote: Remote,
     },
@@ -169,7 +192,8 @@ fn main() -> ExitCode {
                 data_dir,
                 run_for,
             } => {
-                init_logs(LogFormat::Text, "warn");
+                // The fleet's agents run in this process; their notices would drown the demo.
+                init_logs(LogFormat::Text, "warn,fleetcare_agent=error");
                 demo::run(demo::DemoOptions {
                     listen,
                     devices,
@@ -179,6 +203,9 @@ fn main() -> ExitCode {
                 .await
             }
             Cmd::Devices { command, remote } => devices(command, &remote).await,
+            Cmd::Catalog { command, remote } => compat_cmd::catalog(command, &remote).await,
+            Cmd::Compat { command, remote } => compat_cmd::compat(command, &remote).await,
+            Cmd::Jobs { command, remote } => compat_cmd::jobs(command, &remote).await,
         }
     });
     match result {
@@ -234,8 +261,8 @@ async fn serve(
     let mut signals = fleetcare_agent::signals::Termination::install()?;
     let center = Center::start(&cfg).await?;
     let boot = &center.boot;
-    println!("Fleetcare center listening on {}", center.url());
-    println!(
+    outln!("Fleetcare center listening on {}", center.url());
+    outln!(
         "  store:          {}",
         match &cfg.database_url {
             Some(_) => "postgres".to_owned(),
@@ -243,11 +270,11 @@ async fn serve(
         }
     );
     let verb = if boot.created { "written to" } else { "in" };
-    println!(
+    outln!(
         "  admin token:    {verb} {}",
         boot.admin_token_path.display()
     );
-    println!(
+    outln!(
         "  enrollment key: {verb} {}",
         boot.enrollment_key_path.display()
     );
@@ -257,8 +284,8 @@ async fn serve(
     Ok(())
 }
 
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -307,13 +334,13 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(&["DEVICE", "MODEL", "STATE", "UNITS", "LAST REPORT"], &rows)
             );
             if more {
                 let last = devices.last().map_or("", |d| d.device_id.as_str());
-                println!("(more devices: --after {last})");
+                outln!("(more devices: --after {last})");
             }
             Ok(())
         }
@@ -325,21 +352,21 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                 return print_json(&v);
             }
             let d: DeviceView = serde_json::from_value(v)?;
-            println!("device        {}", d.device_id);
-            println!("model         {}", d.model);
-            println!(
+            outln!("device        {}", d.device_id);
+            outln!("model         {}", d.model);
+            outln!(
                 "state         {}",
                 if d.online { "online" } else { "offline" }
             );
-            println!("enrolled      {}", d.enrolled_at);
-            println!("last report   {}", last_report_text(d.last_report.as_ref()));
+            outln!("enrolled      {}", d.enrolled_at);
+            outln!("last report   {}", last_report_text(d.last_report.as_ref()));
             if let Some(at) = &d.structure_changed_at {
-                println!("last change   {at}");
+                outln!("last change   {at}");
             }
             if let Some(s) = d.report_interval_s {
-                println!("interval      {s} s (set by the center)");
+                outln!("interval      {s} s (set by the center)");
             }
-            println!();
+            outln!();
             let rows: Vec<Vec<String>> = d
                 .units
                 .iter()
@@ -355,7 +382,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(
                     &["SLOT", "KIND", "MODEL", "SERIAL", "REV", "SOFTWARE"],
@@ -363,13 +390,13 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                 )
             );
             if !d.operating.is_empty() {
-                println!();
+                outln!();
                 let rows: Vec<Vec<String>> = d
                     .operating
                     .iter()
                     .map(|(k, v)| vec![k.clone(), v.to_string()])
                     .collect();
-                print!("{}", table::render(&["OPERATING", "VALUE"], &rows));
+                out!("{}", table::render(&["OPERATING", "VALUE"], &rows));
             }
             Ok(())
         }
@@ -395,7 +422,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table::render(&["OBSERVED", "TRIGGER", "REPORT", "CHANGE"], &rows)
             );
@@ -417,7 +444,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                 return print_json(&r);
             }
             match &r.report {
-                Some(rep) => println!(
+                Some(rep) => outln!(
                     "{id}: report #{} stored at {} ({} ms after the request, via {})",
                     rep.seq,
                     rep.received_at,
@@ -428,7 +455,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                     "{id}: asked via {}, but no report arrived within {wait} s",
                     r.via.as_str()
                 ),
-                None => println!("{id}: asked via {}", r.via.as_str()),
+                None => outln!("{id}: asked via {}", r.via.as_str()),
             }
             Ok(())
         }
@@ -452,8 +479,8 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                 );
             }
             match seconds {
-                Some(s) => println!("{id}: reports every {s} s"),
-                None => println!("{id}: reports at the agent's own interval"),
+                Some(s) => outln!("{id}: reports every {s} s"),
+                None => outln!("{id}: reports at the agent's own interval"),
             }
             Ok(())
         }
@@ -464,7 +491,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
             if remote.json {
                 return print_json(&serde_json::json!({"device_id": id, "revoked": true}));
             }
-            println!("{id}: credential revoked");
+            outln!("{id}: credential revoked");
             Ok(())
         }
         DevicesCmd::AllowReenroll { id, hours } => {
@@ -481,7 +508,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                     &serde_json::json!({"device_id": id, "reenroll_allowed_s": hours * 3600}),
                 );
             }
-            println!("{id}: may enroll again within {hours} h");
+            outln!("{id}: may enroll again within {hours} h");
             Ok(())
         }
     }

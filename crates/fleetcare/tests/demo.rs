@@ -71,6 +71,49 @@ async fn the_demo_shows_a_fleet_of_fifty_devices_with_their_units() {
     .await;
     assert!(ok && out.contains("SLOT"), "{out}");
 
+    // Every finding kind is shown, fixed by a job or advised.
+    let fleet: Value = eventually("every finding kind in the fleet", PATIENCE, || async {
+        let (ok, out, _) = cli(&url, &token, &["compat", "fleet", "--json"]).await;
+        let v: Value = serde_json::from_str(&out).ok()?;
+        let kinds = v["by_kind"].as_object()?.len();
+        (ok && kinds >= 6).then_some(v)
+    })
+    .await;
+    for kind in [
+        "device_unit",
+        "unit_software",
+        "software_software",
+        "unknown_device_model",
+        "unknown_unit_model",
+        "unknown_software",
+    ] {
+        assert!(
+            fleet["by_kind"][kind].as_u64() >= Some(1),
+            "{kind} missing: {fleet}"
+        );
+    }
+    // The booklet finisher beside the dup-3: advised, and an optional unit out of service.
+    let (ok, out, _) = cli(&url, &token, &["compat", "check", "ACM9K-000029", "--json"]).await;
+    assert!(ok);
+    let c: Value = serde_json::from_str(&out).expect("json");
+    let kinds: Vec<&str> = c["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .filter_map(|n| n["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"compat_advice") || kinds.contains(&"unit_out_of_service"),
+        "{c}"
+    );
+    let (ok, out, _) = cli(&url, &token, &["jobs", "list", "--json"]).await;
+    assert!(ok);
+    let jobs: Value = serde_json::from_str(&out).expect("json");
+    assert!(
+        jobs["jobs"].as_array().map(Vec::len) >= Some(2),
+        "the software fixes became jobs: {jobs}"
+    );
+
     let pid = child.id().expect("running");
     std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])

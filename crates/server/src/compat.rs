@@ -89,11 +89,13 @@ pub enum LoadError {
     Store(#[from] StoreError),
 }
 
+/// The device's state from its findings: `hardware` if only hardware can fix one, else
+/// `software` if a plan may, else `unknown` (the catalog does not know something).
 fn state_of(kinds: impl IntoIterator<Item = FindingKind>) -> &'static str {
     let mut state = "compatible";
     for k in kinds {
         state = match (state, k) {
-            (_, k) if k.hardware() || k == FindingKind::UnknownUnitModel => return "hardware",
+            (_, k) if k.hardware() => return "hardware",
             (_, k) if k.software_fixable() => "software",
             ("compatible", _) => "unknown",
             (s, _) => s,
@@ -719,9 +721,17 @@ impl Compat {
         }
         // Where policy allows: take an optional incompatible unit out of service, so the
         // device keeps working without it until the hardware is changed.
+        // Only for a unit that does not work here (not one the catalog merely does not know).
+        let hardware_units: Vec<u16> = findings
+            .iter()
+            .filter(|f| f.kind.hardware())
+            .flat_map(|f| f.units.iter().copied())
+            .collect();
         if policy.out_of_service
             && let Some(unit) = recs.iter().find_map(|r| match r.changes.as_slice() {
-                [HardwareChange::OutOfService { unit }] => Some(*unit),
+                [HardwareChange::OutOfService { unit }] if hardware_units.contains(unit) => {
+                    Some(*unit)
+                }
                 _ => None,
             })
         {
