@@ -77,7 +77,7 @@ impl Catalog {
         let current = u.model.sym().and_then(|m| self.unit_model(m));
         if let Some(um) = current {
             for r in &um.hw_revisions {
-                if u.hw_revision.as_ref().and_then(Name::sym) != Some(*r) {
+                if u.hw_revision.as_ref().and_then(|n| n.sym()) != Some(*r) {
                     out.push(HardwareChange::Replace {
                         unit,
                         model: um.name,
@@ -132,7 +132,7 @@ impl Catalog {
                     .software
                     .iter()
                     .filter(|s| s.unit == *unit && s.active)
-                    .map(|s| (s.product.clone(), s.maker.clone()))
+                    .map(|s| (s.product, s.maker))
                     .collect();
                 // What the new unit's model carries, and what the old unit ran that runs on it.
                 let mut products: Vec<(Name, Name)> = um
@@ -141,7 +141,7 @@ impl Catalog {
                             .iter()
                             .filter_map(|p| {
                                 self.product(*p)
-                                    .map(|pr| (Name::Sym(*p), Name::Sym(pr.maker)))
+                                    .map(|pr| (Name::of(*p), Name::of(pr.maker)))
                             })
                             .collect()
                     })
@@ -156,11 +156,11 @@ impl Catalog {
                     }
                 }
                 let slot = &mut after.units[*unit as usize];
-                slot.model = Name::Sym(*model);
+                slot.model = Name::of(*model);
                 if let Some(um) = um {
-                    slot.kind = Name::Sym(um.kind);
+                    slot.kind = Name::of(um.kind);
                 }
-                slot.hw_revision = hw_revision.map(Name::Sym);
+                slot.hw_revision = hw_revision.map(Name::of);
                 slot.in_service = true;
                 after.software.retain(|s| s.unit != *unit);
                 for (product, maker) in products {

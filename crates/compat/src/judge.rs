@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use crate::catalog::{Catalog, ReleaseId, Scope};
 use crate::facts::{DeviceFacts, SoftwareFacts};
 use crate::version::Version;
-use crate::vocab::{Name, Sym};
+use crate::vocab::Sym;
 
 /// What kind of incompatibility a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -197,7 +197,7 @@ impl Catalog {
             let release = self.release(rid);
             if let Some(model) = unit.model.sym()
                 && self.unit_model(model).is_some()
-                && !release.runs_on(model, unit.hw_revision.as_ref().and_then(Name::sym))
+                && !release.runs_on(model, unit.hw_revision.as_ref().and_then(|n| n.sym()))
             {
                 out.push(sw_finding(
                     FindingKind::UnitSoftware,
@@ -210,7 +210,7 @@ impl Catalog {
                 let mut any = false;
                 for (oi, other) in in_scope(d, s, self.maker_of(k.product), k.product, k.scope) {
                     any = true;
-                    if let Some(v) = self.version_of(other)
+                    if let Some(v) = self.version_of(d, other)
                         && !k.range.contains(&*v)
                     {
                         out.push(pair_finding(
@@ -233,7 +233,7 @@ impl Catalog {
             }
             for (ci, k) in release.conflicts.iter().enumerate() {
                 for (oi, other) in in_scope(d, s, self.maker_of(k.product), k.product, k.scope) {
-                    if let Some(v) = self.version_of(other)
+                    if let Some(v) = self.version_of(d, other)
                         && k.range.contains(&*v)
                     {
                         out.push(pair_finding(
@@ -256,14 +256,18 @@ impl Catalog {
     }
 
     /// The version of installed software: the release's parsed version, or parsed now.
-    pub(crate) fn version_of<'a>(&'a self, s: &SoftwareFacts) -> Option<Cow<'a, Version>> {
+    pub(crate) fn version_of<'a>(
+        &'a self,
+        d: &DeviceFacts,
+        s: &SoftwareFacts,
+    ) -> Option<Cow<'a, Version>> {
         let version = s.version.as_ref()?;
         if let (Some(p), Some(v)) = (s.product.sym(), version.sym())
             && let Some(rid) = self.find_release(p, v)
         {
             return Some(Cow::Borrowed(&self.release(rid).version));
         }
-        Version::parse(&self.vocab.text(version))
+        Version::parse(&d.text(&self.vocab, version))
             .ok()
             .map(Cow::Owned)
     }

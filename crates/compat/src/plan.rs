@@ -478,7 +478,7 @@ impl Catalog {
             // A unit the catalog does not know keeps what it runs.
             return installed.cloned().into_iter().collect();
         };
-        let revision = u.hw_revision.as_ref().and_then(Name::sym);
+        let revision = u.hw_revision.as_ref().and_then(|n| n.sym());
         let mut known: Vec<Version> = self
             .product(product)
             .map(|p| {
@@ -503,8 +503,8 @@ impl Catalog {
         }
         known.sort();
         let inactive = facts
-            .inactive_copy(unit, &Name::Sym(product))
-            .and_then(|s| self.version_of(s))
+            .inactive_copy(unit, &Name::of(product))
+            .and_then(|s| self.version_of(facts, s))
             .map(|v| v.into_owned())
             .filter(|v| {
                 self.vocab
@@ -557,26 +557,26 @@ impl Catalog {
                 continue; // unknown to the catalog: nothing constrains it
             };
             let u = &facts.units[s.unit as usize];
-            let installed = self.version_of(s).map(|v| v.into_owned());
+            let installed = self.version_of(facts, s).map(|v| v.into_owned());
             let candidates = self.candidates(facts, s.unit, product, installed.as_ref(), policy);
             let unit_words = match &u.hw_revision {
                 Some(r) => format!(
                     "the {} ({} rev {})",
-                    self.vocab.text(&u.slot),
-                    self.vocab.text(&u.model),
-                    self.vocab.text(r)
+                    facts.text(&self.vocab, &u.slot),
+                    facts.text(&self.vocab, &u.model),
+                    facts.text(&self.vocab, r)
                 ),
                 None => format!(
                     "the {} ({})",
-                    self.vocab.text(&u.slot),
-                    self.vocab.text(&u.model)
+                    facts.text(&self.vocab, &u.slot),
+                    facts.text(&self.vocab, &u.model)
                 ),
             };
             let pkg = Pkg::Sw {
                 unit: s.unit,
                 product,
                 name: self.text(product),
-                slot: self.vocab.text(&u.slot),
+                slot: facts.text(&self.vocab, &u.slot),
                 unit_words: unit_words.into(),
             };
             if info.insert(pkg.clone(), Info { candidates }).is_none() {
@@ -616,7 +616,9 @@ impl Catalog {
                 .live_software()
                 .find(|(_, s)| s.unit == *unit && s.product.sym() == Some(*product))
                 .map(|(_, s)| s);
-            let from = sw.and_then(|s| self.version_of(s)).map(|v| v.into_owned());
+            let from = sw
+                .and_then(|s| self.version_of(facts, s))
+                .map(|v| v.into_owned());
             if from.as_ref() == Some(to) {
                 continue;
             }
@@ -628,8 +630,8 @@ impl Catalog {
                 continue;
             };
             let switch = facts
-                .inactive_copy(*unit, &Name::Sym(*product))
-                .and_then(|s| self.version_of(s))
+                .inactive_copy(*unit, &Name::of(*product))
+                .and_then(|s| self.version_of(facts, s))
                 .is_some_and(|v| &*v == to)
                 && self.release(release).switchable;
             steps.push(Step {
@@ -666,8 +668,8 @@ impl Catalog {
     pub fn apply(&self, facts: &DeviceFacts, steps: &[Step]) -> DeviceFacts {
         let mut after = facts.clone();
         for step in steps {
-            let to = Name::Sym(self.vocab.intern(step.to.as_str()));
-            let product = Name::Sym(step.product);
+            let to = Name::of(self.vocab.intern(step.to.as_str()));
+            let product = Name::of(step.product);
             let active = after
                 .software
                 .iter()
@@ -676,7 +678,7 @@ impl Catalog {
                 .software
                 .iter()
                 .position(|s| s.unit == step.unit && !s.active && s.product == product);
-            let old = active.and_then(|i| after.software[i].version.clone());
+            let old = active.and_then(|i| after.software[i].version);
             if let Some(i) = active {
                 after.software[i].version = Some(to);
             }

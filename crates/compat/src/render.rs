@@ -49,20 +49,20 @@ fn join(items: impl IntoIterator<Item = String>) -> String {
 }
 
 impl Catalog {
-    fn t(&self, n: &Name) -> String {
-        self.vocab.text(n).to_string()
+    fn t(&self, d: &DeviceFacts, n: &Name) -> String {
+        d.text(&self.vocab, n).to_string()
     }
 
     fn unit_label(&self, d: &DeviceFacts, i: u16) -> UnitLabel {
         let u = &d.units[i as usize];
         UnitLabel {
-            slot: self.t(&u.slot),
-            kind: self.t(&u.kind),
-            model: self.t(&u.model),
+            slot: self.t(d, &u.slot),
+            kind: self.t(d, &u.kind),
+            model: self.t(d, &u.model),
             hw_revision: u
                 .hw_revision
                 .as_ref()
-                .map(|r| self.t(r))
+                .map(|r| self.t(d, r))
                 .unwrap_or_default(),
         }
     }
@@ -70,10 +70,10 @@ impl Catalog {
     fn sw_label(&self, d: &DeviceFacts, i: u16) -> SoftwareLabel {
         let s = &d.software[i as usize];
         SoftwareLabel {
-            slot: self.t(&d.units[s.unit as usize].slot),
-            product: self.t(&s.product),
-            maker: self.t(&s.maker),
-            version: s.version.as_ref().map(|v| self.t(v)).unwrap_or_default(),
+            slot: self.t(d, &d.units[s.unit as usize].slot),
+            product: self.t(d, &s.product),
+            maker: self.t(d, &s.maker),
+            version: s.version.as_ref().map(|v| self.t(d, v)).unwrap_or_default(),
         }
     }
 
@@ -108,7 +108,7 @@ impl Catalog {
         let units: Vec<UnitLabel> = f.units.iter().map(|&i| self.unit_label(d, i)).collect();
         let software: Vec<SoftwareLabel> =
             f.software.iter().map(|&i| self.sw_label(d, i)).collect();
-        let device_model = self.t(&d.model);
+        let device_model = self.t(d, &d.model);
         let unit = units.first();
         let sw = software.first();
         let unit_words = |u: &UnitLabel| {
@@ -360,7 +360,7 @@ impl Catalog {
 impl Catalog {
     /// `switch ctl-firmware on the controller from 5.3.0 to 5.1.9 (the copy in its inactive slot)`.
     pub fn describe_step(&self, facts: &DeviceFacts, step: &crate::plan::Step) -> String {
-        let slot = self.vocab.text(&facts.units[step.unit as usize].slot);
+        let slot = facts.text(&self.vocab, &facts.units[step.unit as usize].slot);
         let product = self.text(step.product);
         match (step.action, &step.from) {
             (crate::plan::Action::Switch, Some(from)) => format!(
@@ -380,14 +380,18 @@ impl Catalog {
     ) -> String {
         let u = &facts.units[change.unit() as usize];
         let now = match &u.hw_revision {
-            Some(r) => format!("{} rev {}", self.vocab.text(&u.model), self.vocab.text(r)),
-            None => self.vocab.text(&u.model).to_string(),
+            Some(r) => format!(
+                "{} rev {}",
+                facts.text(&self.vocab, &u.model),
+                facts.text(&self.vocab, r)
+            ),
+            None => facts.text(&self.vocab, &u.model).to_string(),
         };
         match change {
             crate::advice::HardwareChange::OutOfService { .. } => format!(
                 "take the {} ({now}) in slot {} out of service; the device works without it",
-                self.vocab.text(&u.kind),
-                self.vocab.text(&u.slot)
+                facts.text(&self.vocab, &u.kind),
+                facts.text(&self.vocab, &u.slot)
             ),
             crate::advice::HardwareChange::Replace {
                 model, hw_revision, ..
@@ -398,8 +402,8 @@ impl Catalog {
                 };
                 format!(
                     "replace the {} in slot {} ({now}) with {to}",
-                    self.vocab.text(&u.kind),
-                    self.vocab.text(&u.slot)
+                    facts.text(&self.vocab, &u.kind),
+                    facts.text(&self.vocab, &u.slot)
                 )
             }
         }

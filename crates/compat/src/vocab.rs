@@ -2,9 +2,9 @@
 //! integer symbols, so that judging a device is lookups by integer, not by string.
 //!
 //! Catalogs add their names when they are compiled ([`Vocab::intern`]); device facts only look
-//! names up ([`Vocab::get`]) and keep a name the vocabulary does not know as a string of its own
-//! (it is unknown to every catalog anyway), so devices cannot grow the vocabulary — except slot
-//! names, which are interned up to [`MAX_DEVICE_SYMBOLS`] and kept as strings beyond it.
+//! names up ([`Vocab::get`]) and keep a name the vocabulary does not know as a string of their
+//! own (it is unknown to every catalog anyway), so devices cannot grow the vocabulary — except
+//! slot names, which are interned up to [`MAX_DEVICE_SYMBOLS`] ([`Vocab::device_sym`]).
 
 use std::sync::{Arc, RwLock};
 
@@ -28,19 +28,37 @@ struct Table {
 #[derive(Debug, Clone, Default)]
 pub struct Vocab(Arc<RwLock<Table>>);
 
-/// A name that is a symbol, or a string the vocabulary does not hold.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Name {
-    Sym(Sym),
-    Other(Box<str>),
-}
+/// A name in device facts: a vocabulary symbol, or — for a string no catalog knows — an index
+/// into the facts' own strings (see [`crate::facts::DeviceFacts::text`]). Four bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Name(u32);
+
+const LOCAL: u32 = 1 << 31;
 
 impl Name {
-    pub fn sym(&self) -> Option<Sym> {
-        match self {
-            Name::Sym(s) => Some(*s),
-            Name::Other(_) => None,
-        }
+    /// The name of a symbol.
+    pub fn of(sym: Sym) -> Name {
+        Name(sym.0)
+    }
+
+    /// The name of the facts' own string number `i`.
+    pub(crate) fn local(i: usize) -> Name {
+        Name(LOCAL | u32::try_from(i).expect("fewer than 2^31 strings"))
+    }
+
+    /// The symbol, if the vocabulary holds the name.
+    pub fn sym(self) -> Option<Sym> {
+        (self.0 & LOCAL == 0).then_some(Sym(self.0))
+    }
+
+    pub(crate) fn local_index(self) -> Option<usize> {
+        (self.0 & LOCAL != 0).then_some((self.0 & !LOCAL) as usize)
+    }
+}
+
+impl From<Sym> for Name {
+    fn from(s: Sym) -> Name {
+        Name::of(s)
     }
 }
 
@@ -62,7 +80,9 @@ impl Vocab {
         if let Some(&sym) = t.ids.get(s) {
             return sym;
         }
-        let sym = Sym(u32::try_from(t.names.len()).expect("fewer than 4 billion names"));
+        let n = u32::try_from(t.names.len()).expect("fewer than 2^31 names");
+        assert!(n < LOCAL, "fewer than 2^31 names");
+        let sym = Sym(n);
         let name: Arc<str> = Arc::from(s);
         t.names.push(name.clone());
         t.ids.insert(name, sym);
@@ -74,42 +94,26 @@ impl Vocab {
         self.0.read().expect("vocabulary").ids.get(s).copied()
     }
 
-    /// `s` as a [`Name`]: its symbol if known.
-    pub fn name(&self, s: &str) -> Name {
-        match self.get(s) {
-            Some(sym) => Name::Sym(sym),
-            None => Name::Other(s.into()),
-        }
-    }
-
-    /// `s` as a [`Name`], adding it to the vocabulary while devices have added fewer than
+    /// The symbol for `s`, adding it while devices have added fewer than
     /// [`MAX_DEVICE_SYMBOLS`] names (for slot names, a small set in practice).
-    pub fn device_name(&self, s: &str) -> Name {
+    pub fn device_sym(&self, s: &str) -> Option<Sym> {
         if let Some(sym) = self.get(s) {
-            return Name::Sym(sym);
+            return Some(sym);
         }
         let mut t = self.0.write().expect("vocabulary");
         if let Some(&sym) = t.ids.get(s) {
-            return Name::Sym(sym);
+            return Some(sym);
         }
         if t.device_added >= MAX_DEVICE_SYMBOLS {
-            return Name::Other(s.into());
+            return None;
         }
         t.device_added += 1;
-        Name::Sym(Self::add(&mut t, s))
+        Some(Self::add(&mut t, s))
     }
 
     /// The string of a symbol.
     pub fn resolve(&self, sym: Sym) -> Arc<str> {
         self.0.read().expect("vocabulary").names[sym.0 as usize].clone()
-    }
-
-    /// The string of a name.
-    pub fn text(&self, name: &Name) -> Arc<str> {
-        match name {
-            Name::Sym(s) => self.resolve(*s),
-            Name::Other(s) => Arc::from(&**s),
-        }
     }
 
     pub fn len(&self) -> usize {
@@ -137,11 +141,12 @@ mod tests {
         let a = v.intern("ctl-x2");
         assert_eq!(v.intern("ctl-x2"), a);
         assert_eq!(&*v.resolve(a), "ctl-x2");
-        assert_eq!(v.name("ctl-x2"), Name::Sym(a));
-        assert_eq!(v.name("nope"), Name::Other("nope".into()));
+        assert_eq!(Name::of(a).sym(), Some(a));
+        assert_eq!(Name::local(3).sym(), None);
+        assert_eq!(Name::local(3).local_index(), Some(3));
         assert_eq!(v.get("nope"), None, "looking up adds nothing");
-        let slot = v.device_name("tray-1");
-        assert!(slot.sym().is_some());
-        assert_eq!(v.device_name("tray-1"), slot);
+        let slot = v.device_sym("tray-1");
+        assert!(slot.is_some());
+        assert_eq!(v.device_sym("tray-1"), slot);
     }
 }

@@ -17,8 +17,8 @@ use fleetcare_compat::{
 use fleetcare_core::secret;
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_store::{
-    DeviceKey, FindingRow, Judgement, NewJob, NewNotification, PolicyRecord, Store, StoreError,
-    TenantId,
+    DeviceKey, FindingRow, Judgement, NewJob, NewNotification, PolicyRecord, Rejudged, Store,
+    StoreError, TenantId,
 };
 use fleetcare_wire::compat::{self as w, FindingSubject};
 use fleetcare_wire::device::Command;
@@ -46,13 +46,59 @@ pub struct Current {
 #[derive(Debug)]
 pub struct Entry {
     pub facts: DeviceFacts,
-    /// The structure's fingerprint (as the store keeps it).
-    pub structure_hash: String,
-    /// The stored findings' hash.
-    pub findings_hash: String,
+    /// The structure's fingerprint (the store keeps it as 32 hex digits).
+    pub structure_hash: u128,
+    /// The stored findings' hash (see [`hash_bits`]), low 64 bits: enough to tell a change.
+    findings_hash: AtomicU64,
+    /// The stored findings call for the worker (see [`actionable`]).
+    actionable: AtomicBool,
 }
 
-type Index = HashMap<TenantId, HashMap<DeviceId, Arc<Entry>>>;
+impl Entry {
+    fn new(
+        facts: DeviceFacts,
+        structure_hash: u128,
+        findings_hash: u128,
+        actionable: bool,
+    ) -> Entry {
+        Entry {
+            facts,
+            structure_hash,
+            findings_hash: AtomicU64::new(findings_hash as u64),
+            actionable: AtomicBool::new(actionable),
+        }
+    }
+
+    fn findings_hash(&self) -> u64 {
+        self.findings_hash.load(Ordering::Relaxed)
+    }
+}
+
+/// Findings the worker acts on: a software plan or hardware advice may follow.
+pub fn actionable(j: &Judgement) -> bool {
+    j.findings.iter().any(|f| {
+        FindingKind::parse(&f.kind).is_some_and(|k| {
+            k.software_fixable() || k.hardware() || k == FindingKind::UnknownUnitModel
+        })
+    })
+}
+
+/// A stored hash (hex) as bits: `""` (no findings) is 0, anything unreadable (`"unjudged"`)
+/// is `u128::MAX`, which no judgement produces.
+pub fn hash_bits(hex: &str) -> u128 {
+    if hex.is_empty() {
+        return 0;
+    }
+    u128::from_str_radix(hex, 16).unwrap_or(u128::MAX)
+}
+
+/// The stored form of a structure fingerprint.
+pub fn hash_hex(bits: u128) -> String {
+    format!("{bits:032x}")
+}
+
+/// Per tenant, per device id (shared strings, so a snapshot of the fleet allocates nothing).
+type Index = HashMap<TenantId, HashMap<Arc<str>, Arc<Entry>>>;
 
 pub struct Compat {
     pub vocab: Vocab,
@@ -106,24 +152,30 @@ fn state_of(kinds: impl IntoIterator<Item = FindingKind>) -> &'static str {
 
 /// A judgement for the store: rendered findings, their hash, the device's state.
 pub fn judgement_of(cur: &Current, facts: &DeviceFacts) -> Judgement {
+    let (hash, rendered) = findings_of(cur, facts);
+    judgement(cur, hash, rendered)
+}
+
+/// A device's findings, rendered, and their hash (`""` when there are none).
+fn findings_of(cur: &Current, facts: &DeviceFacts) -> (String, Vec<Rendered>) {
     let findings = cur.catalog.judge(facts);
     if findings.is_empty() {
-        return Judgement {
-            revision: cur.revision,
-            hash: String::new(),
-            state: "compatible".into(),
-            findings: Vec::new(),
-        };
+        return (String::new(), Vec::new());
     }
     let rendered: Vec<Rendered> = findings
         .iter()
         .map(|f| cur.catalog.render(facts, f))
         .collect();
     let keys: Vec<&str> = rendered.iter().map(|r| r.key.as_str()).collect();
+    (secret::hash(&keys.join("\n"))[..32].to_owned(), rendered)
+}
+
+/// The judgement to store for rendered findings.
+fn judgement(cur: &Current, hash: String, rendered: Vec<Rendered>) -> Judgement {
     Judgement {
         revision: cur.revision,
-        hash: secret::hash(&keys.join("\n"))[..32].to_owned(),
-        state: state_of(findings.iter().map(|f| f.kind)).into(),
+        hash,
+        state: state_of(rendered.iter().map(|r| r.kind)).into(),
         findings: rendered.into_iter().map(finding_row).collect(),
     }
 }
@@ -169,7 +221,7 @@ pub fn software_steps(
     steps
         .iter()
         .map(|s| w::SoftwareStep {
-            slot: facts_text(catalog, &facts.units[s.unit as usize].slot),
+            slot: facts_text(catalog, facts, &facts.units[s.unit as usize].slot),
             product: catalog.text(s.product).to_string(),
             maker: catalog
                 .product(s.product)
@@ -182,8 +234,8 @@ pub fn software_steps(
         .collect()
 }
 
-fn facts_text(catalog: &Catalog, n: &Name) -> String {
-    catalog.vocab.text(n).to_string()
+fn facts_text(catalog: &Catalog, facts: &DeviceFacts, n: &Name) -> String {
+    facts.text(&catalog.vocab, n).to_string()
 }
 
 /// Recommendations for the wire.
@@ -212,13 +264,13 @@ pub fn recommendations(
                         HardwareChange::OutOfService { .. } => ("out_of_service", None, None),
                     };
                     w::HardwareStep {
-                        slot: facts_text(catalog, &u.slot),
+                        slot: facts_text(catalog, facts, &u.slot),
                         action: action.into(),
-                        from_model: facts_text(catalog, &u.model),
+                        from_model: facts_text(catalog, facts, &u.model),
                         from_hw_revision: u
                             .hw_revision
                             .as_ref()
-                            .map(|r| facts_text(catalog, r))
+                            .map(|r| facts_text(catalog, facts, r))
                             .unwrap_or_default(),
                         to_model,
                         to_hw_revision: to_rev,
@@ -282,21 +334,27 @@ impl Compat {
         let Some((facts, j)) = judged else {
             return;
         };
-        let actionable = !j.findings.is_empty();
+        let now_actionable = actionable(&j);
+        let mut was_actionable = false;
         if current {
-            let entry = Arc::new(Entry {
+            let entry = Arc::new(Entry::new(
                 facts,
-                structure_hash,
-                findings_hash: j.hash.clone(),
-            });
-            self.index
+                hash_bits(&structure_hash),
+                hash_bits(&j.hash),
+                now_actionable,
+            ));
+            let old = self
+                .index
                 .write()
                 .expect("fleet index")
                 .entry(key.tenant)
                 .or_default()
-                .insert(key.device_id.clone(), entry);
+                .insert(Arc::from(key.device_id.as_str()), entry);
+            was_actionable = old.is_some_and(|e| e.actionable.load(Ordering::Relaxed));
         }
-        if findings_changed || (connected && actionable) {
+        // A device that needs (or needed) a plan or advice: act when its findings changed or
+        // it just connected.
+        if (now_actionable || was_actionable) && (findings_changed || connected) {
             self.enqueue(key.clone());
         }
     }
@@ -373,7 +431,7 @@ impl Compat {
             return;
         };
         let started = Instant::now();
-        let entries: Vec<(DeviceId, Arc<Entry>)> = self
+        let entries: Vec<(Arc<str>, Arc<Entry>)> = self
             .index
             .read()
             .expect("fleet index")
@@ -399,37 +457,43 @@ impl Compat {
                 );
                 return;
             }
-            let items: Vec<(DeviceKey, String, Judgement)> = batch
+            let items: Vec<Rejudged> = batch
                 .iter()
-                .map(|(id, hash, j)| {
-                    (
-                        DeviceKey {
-                            tenant,
-                            device_id: id.clone(),
-                        },
-                        hash.clone(),
-                        j.clone(),
-                    )
+                .filter_map(|c| {
+                    let device_id = DeviceId::parse(&c.id).ok()?;
+                    Some(Rejudged {
+                        key: DeviceKey { tenant, device_id },
+                        structure_hash: c.structure_hash.clone(),
+                        judgement: c.judgement.clone(),
+                        had_findings: c.had_findings,
+                    })
                 })
                 .collect();
-            let applied = match st
-                .store
-                .apply_judgements(items.clone(), st.clock.now_ms())
-                .await
-            {
+            let batch_started = Instant::now();
+            let applied = st.store.apply_judgements(&items, st.clock.now_ms()).await;
+            tracing::debug!(
+                devices = items.len(),
+                ms = batch_started.elapsed().as_millis() as u64,
+                "re-judgements stored"
+            );
+            let applied = match applied {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::error!(error = %e, "storing re-judgements failed; the devices' next reports judge them again");
                     return;
                 }
             };
-            for ((key, hash, j), ok) in items.into_iter().zip(applied) {
+            for (r, ok) in items.into_iter().zip(applied) {
                 if !ok {
                     continue;
                 }
                 written += 1;
-                self.set_findings_hash(&key, &hash, &j.hash);
-                self.enqueue(key);
+                let now = actionable(&r.judgement);
+                let (structure, findings) =
+                    (hash_bits(&r.structure_hash), hash_bits(&r.judgement.hash));
+                if self.set_findings(&r.key, structure, findings, now) || now {
+                    self.enqueue(r.key);
+                }
             }
         }
         self.rejudged.fetch_add(total as u64, Ordering::Relaxed);
@@ -447,17 +511,26 @@ impl Compat {
         );
     }
 
-    fn set_findings_hash(&self, key: &DeviceKey, structure_hash: &str, findings_hash: &str) {
-        let mut index = self.index.write().expect("fleet index");
-        if let Some(m) = index.get_mut(&key.tenant)
-            && let Some(e) = m.get_mut(&key.device_id)
-            && e.structure_hash == structure_hash
+    /// Record a device's stored findings in the index (if its structure is still the one
+    /// judged); whether they were actionable before.
+    fn set_findings(
+        &self,
+        key: &DeviceKey,
+        structure_hash: u128,
+        findings_hash: u128,
+        now: bool,
+    ) -> bool {
+        let index = self.index.read().expect("fleet index");
+        match index
+            .get(&key.tenant)
+            .and_then(|m| m.get(key.device_id.as_str()))
         {
-            *e = Arc::new(Entry {
-                facts: e.facts.clone(),
-                structure_hash: e.structure_hash.clone(),
-                findings_hash: findings_hash.to_owned(),
-            });
+            Some(e) if e.structure_hash == structure_hash => {
+                e.findings_hash
+                    .store(findings_hash as u64, Ordering::Relaxed);
+                e.actionable.swap(now, Ordering::Relaxed)
+            }
+            _ => false,
         }
     }
 
@@ -508,12 +581,16 @@ impl Compat {
                 };
                 let facts = DeviceFacts::new(&self.vocab, structure.model(), structure.units());
                 index.entry(r.key.tenant).or_default().insert(
-                    r.key.device_id,
-                    Arc::new(Entry {
+                    Arc::from(r.key.device_id.as_str()),
+                    // Whether stored findings were actionable is not kept: assume they were
+                    // if there are any, so that a device that became compatible meanwhile gets
+                    // its pending jobs and notices closed.
+                    Arc::new(Entry::new(
                         facts,
-                        structure_hash: hash,
-                        findings_hash: r.findings_hash.unwrap_or_else(|| "unjudged".into()),
-                    }),
+                        hash_bits(&hash),
+                        r.findings_hash.as_deref().map_or(u128::MAX, hash_bits),
+                        r.findings_hash.as_deref().is_some_and(|h| !h.is_empty()),
+                    )),
                 );
                 loaded += 1;
             }
@@ -556,14 +633,33 @@ impl Compat {
         let Some(structure) = rec.structure else {
             return Ok(());
         };
-        let facts = DeviceFacts::new(&self.vocab, structure.model(), structure.units());
-        let findings = cur.catalog.judge(&facts);
-        let now = st.clock.now_ms();
-        let software = findings.iter().any(|f| f.kind.software_fixable());
-        let hardware = findings
+        let policy = st.store.policy(key.tenant).await?;
+        // Reads first: write only what changes.
+        let open_jobs = st.store.open_jobs(key).await?;
+        let advised = st
+            .store
+            .notifications(key, false, 50)
+            .await?
             .iter()
-            .any(|f| f.kind.hardware() || f.kind == FindingKind::UnknownUnitModel);
-        if !software {
+            .any(|n| n.kind == "compat_advice");
+        // Judging, planning and searching for advice are CPU work: off the async runtime.
+        let plan_policy = Policy::parse(&policy.plan).unwrap_or_default();
+        let (vocab, cur2, structure2) = (self.vocab.clone(), cur.clone(), structure.clone());
+        let started = Instant::now();
+        let d = tokio::task::spawn_blocking(move || {
+            let facts = DeviceFacts::new(&vocab, structure2.model(), structure2.units());
+            decide(&cur2, &facts, &structure2, plan_policy)
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("the compatibility decision failed: {e}")))?;
+        st.metrics
+            .compat_plan_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let now = st.clock.now_ms();
+        let pending = open_jobs.iter().any(|j| {
+            j.origin == "compat" && matches!(j.state.as_str(), "awaiting_approval" | "queued")
+        });
+        if d.job_steps.is_none() && pending {
             st.store
                 .cancel_pending_jobs(
                     key,
@@ -573,37 +669,18 @@ impl Compat {
                 )
                 .await?;
         }
-        if !software && !hardware {
-            st.store
-                .close_notifications(key, "compat_advice", now)
+        if let Some(steps) = d.job_steps {
+            self.ensure_job(st, key, &cur, steps, &policy, &open_jobs)
                 .await?;
-            return Ok(());
         }
-        let policy = st.store.policy(key.tenant).await?;
-        let plan_policy = Policy::parse(&policy.plan).unwrap_or_default();
-        let mut advise = hardware;
-        if software {
-            let started = Instant::now();
-            let outcome = cur.catalog.plan(&facts, plan_policy, PLAN_BUDGET);
-            st.metrics
-                .compat_plan_seconds
-                .observe(started.elapsed().as_secs_f64());
-            match outcome {
-                PlanOutcome::Change(steps) => {
-                    let steps = software_steps(&cur.catalog, &facts, &steps);
-                    self.ensure_job(st, key, &cur, steps, &policy).await?;
-                }
-                PlanOutcome::Keep => {}
-                PlanOutcome::NoSolution(_) | PlanOutcome::OutOfTime => advise = true,
+        match d.advice {
+            Some(a) => self.advise(st, key, &cur, a, &policy).await?,
+            None if advised => {
+                st.store
+                    .close_notifications(key, "compat_advice", now)
+                    .await?;
             }
-        }
-        if advise {
-            self.advise(st, key, &cur, &facts, &structure, &policy)
-                .await?;
-        } else {
-            st.store
-                .close_notifications(key, "compat_advice", now)
-                .await?;
+            None => {}
         }
         Ok(())
     }
@@ -615,12 +692,12 @@ impl Compat {
         cur: &Current,
         steps: Vec<w::SoftwareStep>,
         policy: &PolicyRecord,
+        open: &[fleetcare_store::JobRecord],
     ) -> Result<(), StoreError> {
         if policy.fix == "off" {
             return Ok(());
         }
         let steps_json = serde_json::to_string(&steps).expect("steps serialize");
-        let open = st.store.open_jobs(key).await?;
         if open
             .iter()
             .any(|j| !matches!(j.state.as_str(), "awaiting_approval" | "queued"))
@@ -637,9 +714,11 @@ impl Compat {
             return Ok(());
         }
         let now = st.clock.now_ms();
-        st.store
-            .cancel_pending_jobs(key, "compat", "replaced by a newer compatibility plan", now)
-            .await?;
+        if open.iter().any(|j| j.origin == "compat") {
+            st.store
+                .cancel_pending_jobs(key, "compat", "replaced by a newer compatibility plan", now)
+                .await?;
+        }
         let state = if policy.fix == "automatic" {
             "queued"
         } else {
@@ -674,37 +753,17 @@ impl Compat {
         st: &AppState,
         key: &DeviceKey,
         cur: &Current,
-        facts: &DeviceFacts,
-        structure: &Structure,
+        a: Advice,
         policy: &PolicyRecord,
     ) -> Result<(), StoreError> {
-        let plan_policy = Policy::parse(&policy.plan).unwrap_or_default();
-        let recs = cur.catalog.advise(facts, plan_policy, ADVICE_BUDGET);
-        let findings = cur.catalog.judge(facts);
-        let rendered: Vec<Rendered> = findings
-            .iter()
-            .map(|f| cur.catalog.render(facts, f))
-            .collect();
-        let problem = rendered
-            .iter()
-            .filter(|r| {
-                r.kind.hardware()
-                    || r.kind.software_fixable()
-                    || r.kind == FindingKind::UnknownUnitModel
-            })
-            .map(|r| r.explanation.clone())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let wire_recs = recommendations(&cur.catalog, facts, &recs);
-        let summary = match wire_recs.first() {
-            Some(best) => format!("{problem} Recommended: {}", best.summary),
-            None => {
-                format!("{problem} No configuration in the catalog makes this device compatible.")
-            }
-        };
-        let keys: Vec<&str> = rendered.iter().map(|r| r.key.as_str()).collect();
+        let Advice {
+            summary,
+            recommendations: wire_recs,
+            key: notice_key,
+            out_of_service,
+        } = a;
         let notice = NewNotification {
-            key: format!("advice:{}", &secret::hash(&keys.join("\n"))[..32]),
+            key: notice_key,
             kind: "compat_advice".into(),
             title: format!("{}: a hardware change is needed", key.device_id),
             body_json: serde_json::to_string(&NotificationBody {
@@ -721,24 +780,9 @@ impl Compat {
         }
         // Where policy allows: take an optional incompatible unit out of service, so the
         // device keeps working without it until the hardware is changed.
-        // Only for a unit that does not work here (not one the catalog merely does not know).
-        let hardware_units: Vec<u16> = findings
-            .iter()
-            .filter(|f| f.kind.hardware())
-            .flat_map(|f| f.units.iter().copied())
-            .collect();
         if policy.out_of_service
-            && let Some(unit) = recs.iter().find_map(|r| match r.changes.as_slice() {
-                [HardwareChange::OutOfService { unit }] if hardware_units.contains(unit) => {
-                    Some(*unit)
-                }
-                _ => None,
-            })
+            && let Some((slot, serial)) = out_of_service
         {
-            let slot = facts_text(&cur.catalog, &facts.units[unit as usize].slot);
-            let Some(serial) = structure.unit(&slot).map(|u| u.serial.clone()) else {
-                return Ok(());
-            };
             let reason = format!(
                 "the {slot} does not work in this configuration; the device keeps working without it until it is replaced"
             );
@@ -801,6 +845,96 @@ impl Compat {
     }
 }
 
+/// What the worker decided for a device (computed off the async runtime).
+struct Decision {
+    /// A software plan with changes: the job to have.
+    job_steps: Option<Vec<w::SoftwareStep>>,
+    /// Hardware advice to notify.
+    advice: Option<Advice>,
+}
+
+struct Advice {
+    summary: String,
+    recommendations: Vec<w::Recommendation>,
+    /// One open notification per set of findings.
+    key: String,
+    /// `(slot, serial)` of an optional unit that does not work here and can be taken out of
+    /// service (if the policy allows).
+    out_of_service: Option<(String, String)>,
+}
+
+/// Judge, plan and advise one device: the CPU part of acting.
+fn decide(cur: &Current, facts: &DeviceFacts, structure: &Structure, policy: Policy) -> Decision {
+    let findings = cur.catalog.judge(facts);
+    let software = findings.iter().any(|f| f.kind.software_fixable());
+    let mut advise = findings
+        .iter()
+        .any(|f| f.kind.hardware() || f.kind == FindingKind::UnknownUnitModel);
+    let mut job_steps = None;
+    if software {
+        match cur.catalog.plan(facts, policy, PLAN_BUDGET) {
+            PlanOutcome::Change(steps) => {
+                job_steps = Some(software_steps(&cur.catalog, facts, &steps))
+            }
+            PlanOutcome::Keep => {}
+            PlanOutcome::NoSolution(_) | PlanOutcome::OutOfTime => advise = true,
+        }
+    }
+    if !advise {
+        return Decision {
+            job_steps,
+            advice: None,
+        };
+    }
+    let recs = cur.catalog.advise(facts, policy, ADVICE_BUDGET);
+    let rendered: Vec<Rendered> = findings
+        .iter()
+        .map(|f| cur.catalog.render(facts, f))
+        .collect();
+    let problem = rendered
+        .iter()
+        .filter(|r| {
+            r.kind.hardware()
+                || r.kind.software_fixable()
+                || r.kind == FindingKind::UnknownUnitModel
+        })
+        .map(|r| r.explanation.clone())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let wire_recs = recommendations(&cur.catalog, facts, &recs);
+    let summary = match wire_recs.first() {
+        Some(best) => format!("{problem} Recommended: {}", best.summary),
+        None => format!("{problem} No configuration in the catalog makes this device compatible."),
+    };
+    let keys: Vec<&str> = rendered.iter().map(|r| r.key.as_str()).collect();
+    // Only a unit that does not work here (not one the catalog merely does not know).
+    let hardware_units: Vec<u16> = findings
+        .iter()
+        .filter(|f| f.kind.hardware())
+        .flat_map(|f| f.units.iter().copied())
+        .collect();
+    let out_of_service = recs
+        .iter()
+        .find_map(|r| match r.changes.as_slice() {
+            [HardwareChange::OutOfService { unit }] if hardware_units.contains(unit) => Some(*unit),
+            _ => None,
+        })
+        .and_then(|unit| {
+            let slot = facts_text(&cur.catalog, facts, &facts.units[unit as usize].slot);
+            let serial = structure.unit(&slot)?.serial.clone();
+            Some((slot, serial))
+        });
+    Decision {
+        job_steps,
+        advice: Some(Advice {
+            summary,
+            recommendations: wire_recs,
+            key: format!("advice:{}", &secret::hash(&keys.join("\n"))[..32]),
+            out_of_service,
+        }),
+    }
+}
+
 /// The stored body of a notification.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct NotificationBody {
@@ -821,10 +955,16 @@ pub fn stats_wire(s: fleetcare_compat::CatalogStats) -> w::CatalogStats {
 
 /// Judge every entry; those whose findings hash changed: `(device, structure hash, judgement)`.
 /// Runs on as many threads as the machine has cores.
-pub fn rejudge_all(
-    cur: &Current,
-    entries: Vec<(DeviceId, Arc<Entry>)>,
-) -> Vec<(DeviceId, String, Judgement)> {
+/// A device whose judgement changed under a new catalog.
+pub struct Changed {
+    pub id: Arc<str>,
+    pub structure_hash: String,
+    pub judgement: Judgement,
+    /// The device may have open findings (its stored findings hash is not the empty one).
+    pub had_findings: bool,
+}
+
+pub fn rejudge_all(cur: &Current, entries: Vec<(Arc<str>, Arc<Entry>)>) -> Vec<Changed> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = entries.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -834,9 +974,14 @@ pub fn rejudge_all(
                 s.spawn(move || {
                     part.iter()
                         .filter_map(|(id, e)| {
-                            let j = judgement_of(cur, &e.facts);
-                            (j.hash != e.findings_hash)
-                                .then(|| (id.clone(), e.structure_hash.clone(), j))
+                            // Rows (explanations, subjects as JSON) only for what changed.
+                            let (hash, rendered) = findings_of(cur, &e.facts);
+                            (hash_bits(&hash) as u64 != e.findings_hash()).then(|| Changed {
+                                id: id.clone(),
+                                structure_hash: hash_hex(e.structure_hash),
+                                judgement: judgement(cur, hash, rendered),
+                                had_findings: e.findings_hash() != 0,
+                            })
                         })
                         .collect::<Vec<_>>()
                 })

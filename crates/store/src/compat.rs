@@ -151,14 +151,27 @@ pub struct StructureRow {
     pub judged_revision: Option<u64>,
 }
 
+/// A device judged again (after a catalog change), to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejudged {
+    pub key: DeviceKey,
+    /// The structure judged: the judgement is stored only if it is still the device's.
+    pub structure_hash: String,
+    pub judgement: Judgement,
+    /// The device may have open findings (`false` only when it surely has none).
+    pub had_findings: bool,
+}
+
 /// The statements that make a device's stored findings what `j` says: new ones opened, ones
 /// that no longer hold closed, the device's summary updated. With `structure_hash`, nothing
 /// happens unless the device's structure is still that one (a re-judgement computed from an
-/// older structure must not overwrite a newer one).
+/// older structure must not overwrite a newer one). `had_findings: false` says the device had
+/// no open finding, so there is nothing to close.
 pub(crate) fn judgement_stmts(
     key: &DeviceKey,
     structure_hash: Option<&str>,
     j: &Judgement,
+    had_findings: bool,
     now_ms: i64,
 ) -> (Vec<Stmt>, Guard) {
     let (tenant, id) = (key.tenant, key.device_id.as_str());
@@ -166,7 +179,7 @@ pub(crate) fn judgement_stmts(
     let rev = to_i64(j.revision);
     stmts.push(match structure_hash {
         Some(h) => Stmt::new(
-            "UPDATE devices SET findings_hash = $3, judged_revision = $4, compat_state = $5 \
+            "UPDATE device_compat SET findings_hash = $3, judged_revision = $4, compat_state = $5 \
              WHERE tenant_id = $1 AND device_id = $2 AND structure_hash = $6",
             vec![
                 tenant.into(),
@@ -178,8 +191,10 @@ pub(crate) fn judgement_stmts(
             ],
         ),
         None => Stmt::new(
-            "UPDATE devices SET findings_hash = $3, judged_revision = $4, compat_state = $5 \
-             WHERE tenant_id = $1 AND device_id = $2",
+            "INSERT INTO device_compat (tenant_id, device_id, findings_hash, judged_revision, \
+             compat_state) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, device_id) DO UPDATE \
+             SET findings_hash = excluded.findings_hash, judged_revision = excluded.judged_revision, \
+             compat_state = excluded.compat_state",
             vec![
                 tenant.into(),
                 id.into(),
@@ -207,15 +222,24 @@ pub(crate) fn judgement_stmts(
             ],
         ));
     }
-    let keys = serde_json::to_string(&j.findings.iter().map(|f| &f.key).collect::<Vec<_>>())
-        .expect("strings serialize");
-    stmts.push(Stmt::each(
-        "UPDATE findings SET closed_at = $3 WHERE tenant_id = $1 AND device_id = $2 \
-         AND closed_at IS NULL AND finding_key NOT IN (SELECT value FROM json_each($4))",
-        "UPDATE findings SET closed_at = $3 WHERE tenant_id = $1 AND device_id = $2 \
-         AND closed_at IS NULL AND finding_key NOT IN (SELECT jsonb_array_elements_text($4::jsonb))",
-        vec![tenant.into(), id.into(), now_ms.into(), keys.into()],
-    ));
+    if had_findings && j.findings.is_empty() {
+        stmts.push(Stmt::new(
+            "UPDATE findings SET closed_at = $3 WHERE tenant_id = $1 AND device_id = $2 \
+             AND closed_at IS NULL",
+            vec![tenant.into(), id.into(), now_ms.into()],
+        ));
+    } else if had_findings {
+        let keys = serde_json::to_string(&j.findings.iter().map(|f| &f.key).collect::<Vec<_>>())
+            .expect("strings serialize");
+        stmts.push(Stmt::each(
+            "UPDATE findings SET closed_at = $3 WHERE tenant_id = $1 AND device_id = $2 \
+             AND closed_at IS NULL AND finding_key NOT IN (SELECT value FROM json_each($4))",
+            "UPDATE findings SET closed_at = $3 WHERE tenant_id = $1 AND device_id = $2 \
+             AND closed_at IS NULL AND finding_key NOT IN \
+             (SELECT jsonb_array_elements_text($4::jsonb))",
+            vec![tenant.into(), id.into(), now_ms.into(), keys.into()],
+        ));
+    }
     let guard = if structure_hash.is_some() {
         Guard::First
     } else {
@@ -492,14 +516,18 @@ impl Store {
 
     /// Store judgements of many devices in one transaction; for each, whether it was applied
     /// (it is not when the device's structure is no longer the one judged).
-    pub async fn apply_judgements(
-        &self,
-        items: Vec<(DeviceKey, String, Judgement)>,
-        now_ms: i64,
-    ) -> Result<Vec<bool>> {
+    pub async fn apply_judgements(&self, items: &[Rejudged], now_ms: i64) -> Result<Vec<bool>> {
         let groups = items
             .iter()
-            .map(|(k, h, j)| judgement_stmts(k, Some(h), j, now_ms))
+            .map(|r| {
+                judgement_stmts(
+                    &r.key,
+                    Some(&r.structure_hash),
+                    &r.judgement,
+                    r.had_findings,
+                    now_ms,
+                )
+            })
             .collect();
         let out = self.run_groups(groups).await?;
         Ok(out.iter().map(|g| g.first().copied() == Some(1)).collect())
@@ -565,9 +593,10 @@ impl Store {
         let rows = self
             .select(
                 sql(
-                    "SELECT model, COALESCE(compat_state, 'unjudged'), COUNT(*) FROM devices \
-                     WHERE tenant_id = $1 GROUP BY model, COALESCE(compat_state, 'unjudged') \
-                     ORDER BY model",
+                    "SELECT d.model, COALESCE(c.compat_state, 'unjudged'), COUNT(*) FROM devices d \
+                     LEFT JOIN device_compat c ON c.tenant_id = d.tenant_id AND \
+                     c.device_id = d.device_id WHERE d.tenant_id = $1 \
+                     GROUP BY d.model, COALESCE(c.compat_state, 'unjudged') ORDER BY d.model",
                 ),
                 vec![tenant.into()],
                 &[Ty::Text, Ty::Text, Ty::Int],
@@ -591,9 +620,11 @@ impl Store {
         let rows = self
             .select(
                 sql(
-                    "SELECT tenant_id, device_id, model, structure, structure_hash, findings_hash, \
-                     judged_revision FROM devices WHERE tenant_id > $1 OR (tenant_id = $1 AND \
-                     device_id > $2) ORDER BY tenant_id, device_id LIMIT $3",
+                    "SELECT d.tenant_id, d.device_id, d.model, d.structure, d.structure_hash, \
+                     c.findings_hash, c.judged_revision FROM devices d LEFT JOIN device_compat c \
+                     ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
+                     WHERE d.tenant_id > $1 OR (d.tenant_id = $1 AND d.device_id > $2) \
+                     ORDER BY d.tenant_id, d.device_id LIMIT $3",
                 ),
                 vec![t.into(), d.into(), i64::from(limit).into()],
                 &[

@@ -24,7 +24,7 @@ use std::path::Path;
 
 pub use compat::{
     CatalogRevision, FindingRecord, FindingRow, JobFilter, JobRecord, Judgement, NewJob,
-    NewNotification, NotificationRecord, PolicyRecord, StructureRow, TERMINAL_JOB_STATES,
+    NewNotification, NotificationRecord, PolicyRecord, Rejudged, StructureRow, TERMINAL_JOB_STATES,
     Transition,
 };
 use fleetcare_core::{DeviceId, Structure};
@@ -369,8 +369,10 @@ pub(crate) mod sql {
         WHERE tenant_id = $1 AND device_id = $2";
     pub const DEVICE_BY_CREDENTIAL: &str = "SELECT tenant_id, device_id FROM devices \
         WHERE credential_hash = $1 AND revoked_at IS NULL";
-    pub const INGEST_STATE: &str = "SELECT generation, last_seq, structure_hash, report_interval_s, \
-        findings_hash, judged_revision FROM devices WHERE tenant_id = $1 AND device_id = $2";
+    pub const INGEST_STATE: &str = "SELECT d.generation, d.last_seq, d.structure_hash, \
+        d.report_interval_s, c.findings_hash, c.judged_revision FROM devices d \
+        LEFT JOIN device_compat c ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
+        WHERE d.tenant_id = $1 AND d.device_id = $2";
     pub const OLD_STRUCTURE: &str =
         "SELECT model, structure FROM devices WHERE tenant_id = $1 AND device_id = $2";
     pub const INSERT_REPORT: &str = "INSERT INTO reports (tenant_id, device_id, generation, seq, \
@@ -383,14 +385,20 @@ pub(crate) mod sql {
     pub const UPDATE_AFTER_REPORT: &str = "UPDATE devices SET last_seq = $3, last_trigger = $4, \
         last_report_at = $5, last_observed_at = $6, model = $7, operating = $8 \
         WHERE tenant_id = $1 AND device_id = $2";
+    /// The compatibility row follows the structure's fingerprint (same transaction).
+    pub const COMPAT_STRUCTURE: &str = "INSERT INTO device_compat (tenant_id, device_id, \
+        structure_hash) VALUES ($1, $2, $3) ON CONFLICT (tenant_id, device_id) DO UPDATE SET \
+        structure_hash = excluded.structure_hash";
     pub const UPDATE_STRUCTURE: &str = "UPDATE devices SET structure = $3, structure_hash = $4, \
         structure_changed_at = $5, unit_count = $6 WHERE tenant_id = $1 AND device_id = $2";
     pub const LIST_DEVICES: &str = "SELECT device_id, model, unit_count, last_seq, last_trigger, \
         last_report_at, last_observed_at FROM devices \
         WHERE tenant_id = $1 AND device_id > $2 ORDER BY device_id LIMIT $3";
-    pub const DEVICE: &str = "SELECT device_id, model, enrolled_at, last_seq, last_trigger, \
-        last_report_at, last_observed_at, structure, structure_changed_at, operating, \
-        report_interval_s, compat_state FROM devices WHERE tenant_id = $1 AND device_id = $2";
+    pub const DEVICE: &str = "SELECT d.device_id, d.model, d.enrolled_at, d.last_seq, \
+        d.last_trigger, d.last_report_at, d.last_observed_at, d.structure, d.structure_changed_at, \
+        d.operating, d.report_interval_s, c.compat_state FROM devices d LEFT JOIN device_compat c \
+        ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
+        WHERE d.tenant_id = $1 AND d.device_id = $2";
     pub const HISTORY: &str = "SELECT seq, trigger, observed_at, received_at, change \
         FROM structure_events WHERE tenant_id = $1 AND device_id = $2 ORDER BY id DESC LIMIT $3";
     pub const SET_INTERVAL: &str =
@@ -419,7 +427,9 @@ pub(crate) fn judgement_update(
     let j = report.judgement.as_ref()?;
     let same = state.findings_hash.as_deref() == Some(j.hash.as_str())
         && state.judged_revision == Some(to_i64(j.revision));
-    (!same).then(|| compat::judgement_stmts(&report.key, None, j, report.received_at_ms))
+    let had_findings = state.findings_hash.as_deref() != Some("");
+    (!same)
+        .then(|| compat::judgement_stmts(&report.key, None, j, had_findings, report.received_at_ms))
 }
 
 /// One history event's columns: `(kind, slot, change as JSON)`.

@@ -217,7 +217,7 @@ impl PgStore {
         let fingerprint = r.structure.fingerprint();
         let (tenant, id) = (r.key.tenant, r.key.device_id.as_str());
         let mut tx = self.pool.begin().await?;
-        let state = sqlx::query(&format!("{} FOR UPDATE", sql::INGEST_STATE))
+        let state = sqlx::query(&format!("{} FOR UPDATE OF d", sql::INGEST_STATE))
             .bind(tenant)
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -296,6 +296,12 @@ impl PgStore {
                         .execute(&mut *tx)
                         .await?;
                 }
+                sqlx::query(sql::COMPAT_STRUCTURE)
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(&rows.fingerprint)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(sql::UPDATE_STRUCTURE)
                     .bind(tenant)
                     .bind(id)

@@ -9,7 +9,7 @@ use fleetcare_core::{DeviceId, Structure};
 use fleetcare_store::testing::{fresh_postgres, postgres_url};
 use fleetcare_store::{
     DeviceKey, Enrollment, FindingRow, JobFilter, Judgement, NewJob, NewNotification, NewReport,
-    PolicyRecord, Store, StoreError, Transition,
+    PolicyRecord, Rejudged, Store, StoreError, Transition,
 };
 use fleetcare_wire::operator::Change;
 use fleetcare_wire::{Software, Trigger, Unit};
@@ -904,9 +904,19 @@ async fn rejudgement_never_overwrites_a_newer_structure(store: Store) {
         .expect("ingest");
     let applied = store
         .apply_judgements(
-            vec![
-                (a.clone(), ha, judgement(7, vec![finding("x", "unit_unit")])),
-                (b.clone(), hb, judgement(7, vec![finding("y", "unit_unit")])),
+            &[
+                Rejudged {
+                    key: a.clone(),
+                    structure_hash: ha,
+                    judgement: judgement(7, vec![finding("x", "unit_unit")]),
+                    had_findings: false,
+                },
+                Rejudged {
+                    key: b.clone(),
+                    structure_hash: hb,
+                    judgement: judgement(7, vec![finding("y", "unit_unit")]),
+                    had_findings: true,
+                },
             ],
             NOW,
         )

@@ -38,11 +38,6 @@ CREATE TABLE devices (
     revoked_at           BIGINT,
     -- an operator allowed a new enrollment of this id until then (single use)
     reenroll_until       BIGINT,
-    -- compatibility: hash of the open findings' keys ('' when none), the catalog revision they
-    -- come from, and the device's state: compatible, software, hardware, unknown
-    findings_hash        TEXT,
-    judged_revision      BIGINT,
-    compat_state         TEXT,
     PRIMARY KEY (tenant_id, device_id)
 );
 CREATE TABLE reports (
@@ -70,6 +65,21 @@ CREATE TABLE structure_events (
     change       TEXT NOT NULL
 );
 CREATE INDEX structure_events_by_device ON structure_events (tenant_id, device_id, id);
+
+-- A device's compatibility summary, in a narrow table of its own: re-judging a fleet rewrites
+-- these rows, not the devices' wide ones. structure_hash mirrors devices.structure_hash (kept in
+-- the same transaction) so that a judgement of an older structure is never stored.
+CREATE TABLE device_compat (
+    tenant_id        BIGINT NOT NULL,
+    device_id        TEXT NOT NULL,
+    structure_hash   TEXT,
+    -- the open findings' keys hashed ('' when none), and the catalog revision of the judgement
+    findings_hash    TEXT,
+    judged_revision  BIGINT,
+    -- compatible, software, hardware, unknown
+    compat_state     TEXT,
+    PRIMARY KEY (tenant_id, device_id)
+);
 
 -- Each load of a tenant's catalog is a new, immutable revision.
 CREATE TABLE catalog_revisions (
