@@ -32,6 +32,10 @@ pub const PLAN_BUDGET: Duration = Duration::from_millis(200);
 pub const ADVICE_BUDGET: Duration = Duration::from_millis(500);
 /// Devices whose judgements are written in one transaction during a re-judgement.
 const WRITE_BATCH: usize = 500;
+/// A batch of re-judgements and what storing it did (which were applied).
+type BatchWritten = (Vec<Rejudged>, Result<Vec<bool>, StoreError>);
+/// Re-judgement batches being written at once (the SQLite writer commits them together).
+const WRITES_IN_FLIGHT: usize = 2;
 /// Devices waiting for the worker at most; beyond it, a device waits for its next report.
 const QUEUE: usize = 100_000;
 
@@ -423,9 +427,11 @@ impl Compat {
         Ok((revision, stats, devices))
     }
 
-    /// Re-judge every indexed device of a tenant against its current catalog; write the
-    /// judgements that changed in batches (each guarded by the structure fingerprint), and have
-    /// the worker act on them.
+    /// Re-judge every indexed device of a tenant against its current catalog. Judging runs on
+    /// every core and streams the devices whose findings changed to the store while it goes;
+    /// they are written in batches (each device guarded by its structure fingerprint, at most
+    /// [`WRITES_IN_FLIGHT`] batches in flight so the group commit can join them), and the
+    /// worker is told to act on them. A newer catalog stops it.
     pub async fn rejudge(self: &Arc<Self>, st: &AppState, tenant: TenantId, generation: u64) {
         let Some(cur) = self.current(tenant) else {
             return;
@@ -439,62 +445,72 @@ impl Compat {
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
         let total = entries.len();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Changed>(WRITE_BATCH * 4);
         let cur2 = cur.clone();
-        let changed = match tokio::task::spawn_blocking(move || rejudge_all(&cur2, entries)).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "re-judgement failed");
-                return;
-            }
-        };
-        let judged_in = started.elapsed();
+        let judging = tokio::task::spawn_blocking(move || {
+            rejudge_all(&cur2, entries, &tx);
+            Instant::now()
+        });
+        let mut in_flight: tokio::task::JoinSet<BatchWritten> = tokio::task::JoinSet::new();
         let mut written = 0usize;
-        for batch in changed.chunks(WRITE_BATCH) {
+        let mut failed = false;
+        let mut buf = Vec::with_capacity(WRITE_BATCH);
+        loop {
             if self.generation(tenant) != generation {
                 tracing::info!(
                     tenant,
                     "a newer catalog was loaded; this re-judgement stops"
                 );
+                return; // dropping the receiver stops the judging threads
+            }
+            // Collect the next results while the last batches are written.
+            if rx.recv_many(&mut buf, WRITE_BATCH).await == 0 {
+                break;
+            }
+            while in_flight.len() >= WRITES_IN_FLIGHT {
+                if let Some(done) = in_flight.join_next().await {
+                    written += self.stored(done, &mut failed);
+                }
+            }
+            if failed {
                 return;
             }
-            let items: Vec<Rejudged> = batch
-                .iter()
+            let items: Vec<Rejudged> = buf
+                .drain(..)
                 .filter_map(|c| {
                     let device_id = DeviceId::parse(&c.id).ok()?;
                     Some(Rejudged {
                         key: DeviceKey { tenant, device_id },
-                        structure_hash: c.structure_hash.clone(),
-                        judgement: c.judgement.clone(),
+                        structure_hash: c.structure_hash,
+                        judgement: c.judgement,
                         had_findings: c.had_findings,
                     })
                 })
                 .collect();
-            let batch_started = Instant::now();
-            let applied = st.store.apply_judgements(&items, st.clock.now_ms()).await;
-            tracing::debug!(
-                devices = items.len(),
-                ms = batch_started.elapsed().as_millis() as u64,
-                "re-judgements stored"
-            );
-            let applied = match applied {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::error!(error = %e, "storing re-judgements failed; the devices' next reports judge them again");
-                    return;
-                }
-            };
-            for (r, ok) in items.into_iter().zip(applied) {
-                if !ok {
-                    continue;
-                }
-                written += 1;
-                let now = actionable(&r.judgement);
-                let (structure, findings) =
-                    (hash_bits(&r.structure_hash), hash_bits(&r.judgement.hash));
-                if self.set_findings(&r.key, structure, findings, now) || now {
-                    self.enqueue(r.key);
-                }
+            let (store, now) = (st.store.clone(), st.clock.now_ms());
+            in_flight.spawn(async move {
+                let t = Instant::now();
+                let applied = store.apply_judgements(&items, now).await;
+                tracing::debug!(
+                    devices = items.len(),
+                    ms = t.elapsed().as_millis() as u64,
+                    "re-judgements stored"
+                );
+                (items, applied)
+            });
+        }
+        while let Some(done) = in_flight.join_next().await {
+            written += self.stored(done, &mut failed);
+        }
+        let judged_in = match judging.await {
+            Ok(at) => at.duration_since(started),
+            Err(e) => {
+                tracing::error!(error = %e, "re-judgement failed");
+                return;
             }
+        };
+        if failed {
+            return;
         }
         self.rejudged.fetch_add(total as u64, Ordering::Relaxed);
         st.metrics
@@ -509,6 +525,41 @@ impl Compat {
             total_ms = started.elapsed().as_millis() as u64,
             "fleet re-judged"
         );
+    }
+
+    /// Index the re-judgements a batch stored and queue them for the worker; how many.
+    fn stored(
+        &self,
+        done: Result<BatchWritten, tokio::task::JoinError>,
+        failed: &mut bool,
+    ) -> usize {
+        let (items, applied) = match done {
+            Ok((items, Ok(applied))) => (items, applied),
+            Ok((_, Err(e))) => {
+                tracing::error!(error = %e, "storing re-judgements failed; the devices' next reports judge them again");
+                *failed = true;
+                return 0;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing re-judgements failed");
+                *failed = true;
+                return 0;
+            }
+        };
+        let mut written = 0;
+        for (r, ok) in items.into_iter().zip(applied) {
+            if !ok {
+                continue;
+            }
+            written += 1;
+            let now = actionable(&r.judgement);
+            let (structure, findings) =
+                (hash_bits(&r.structure_hash), hash_bits(&r.judgement.hash));
+            if self.set_findings(&r.key, structure, findings, now) || now {
+                self.enqueue(r.key);
+            }
+        }
+        written
     }
 
     /// Record a device's stored findings in the index (if its structure is still the one
@@ -953,8 +1004,6 @@ pub fn stats_wire(s: fleetcare_compat::CatalogStats) -> w::CatalogStats {
     }
 }
 
-/// Judge every entry; those whose findings hash changed: `(device, structure hash, judgement)`.
-/// Runs on as many threads as the machine has cores.
 /// A device whose judgement changed under a new catalog.
 pub struct Changed {
     pub id: Arc<str>,
@@ -964,34 +1013,37 @@ pub struct Changed {
     pub had_findings: bool,
 }
 
-pub fn rejudge_all(cur: &Current, entries: Vec<(Arc<str>, Arc<Entry>)>) -> Vec<Changed> {
+/// Judge every entry and send those whose findings hash changed; stops early when the
+/// receiver is gone. Runs on as many threads as the machine has cores.
+pub fn rejudge_all(
+    cur: &Current,
+    entries: Vec<(Arc<str>, Arc<Entry>)>,
+    tx: &tokio::sync::mpsc::Sender<Changed>,
+) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = entries.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
-        let handles: Vec<_> = entries
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .filter_map(|(id, e)| {
-                            // Rows (explanations, subjects as JSON) only for what changed.
-                            let (hash, rendered) = findings_of(cur, &e.facts);
-                            (hash_bits(&hash) as u64 != e.findings_hash()).then(|| Changed {
-                                id: id.clone(),
-                                structure_hash: hash_hex(e.structure_hash),
-                                judgement: judgement(cur, hash, rendered),
-                                had_findings: e.findings_hash() != 0,
-                            })
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a re-judgement thread panicked"))
-            .collect()
-    })
+        for part in entries.chunks(chunk) {
+            s.spawn(move || {
+                for (id, e) in part {
+                    let (hash, rendered) = findings_of(cur, &e.facts);
+                    if hash_bits(&hash) as u64 == e.findings_hash() {
+                        continue;
+                    }
+                    // Rows (explanations, subjects as JSON) only for what changed.
+                    let changed = Changed {
+                        id: id.clone(),
+                        structure_hash: hash_hex(e.structure_hash),
+                        judgement: judgement(cur, hash, rendered),
+                        had_findings: e.findings_hash() != 0,
+                    };
+                    if tx.blocking_send(changed).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// Counts for `GET /api/v1/compat/fleet`.
