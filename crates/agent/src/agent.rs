@@ -13,8 +13,11 @@
 //! flushed in order; what the center does not acknowledge stays queued and is retried with
 //! backoff, so the agent works offline and catches up when the center is back.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fleetcare_trust::Root;
 
 use fleetcare_core::structure::validate_report;
 use fleetcare_wire::Trigger;
@@ -28,6 +31,10 @@ use crate::client::{CenterClient, ClientError};
 use crate::config::AgentConfig;
 use crate::local::{Credential, Local, LocalError, Status};
 use crate::source::{Snapshot, StructureSource};
+use crate::update::command::CommandDriver;
+use crate::update::download::Limits;
+use crate::update::flow::{Phase, Updater};
+use crate::update::{AbDriver, UnitInstaller};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -43,6 +50,50 @@ pub enum AgentError {
          `enrollment_key_file` in the agent config"
     )]
     NoEnrollmentKey,
+    #[error("the root of trust {path}: {detail}")]
+    TrustRoot { path: String, detail: String },
+    #[error("setting up the installer of unit {slot}: {detail}")]
+    Installer { slot: String, detail: String },
+}
+
+/// The unit installers, by slot.
+pub type Installers = Arc<BTreeMap<String, Arc<dyn UnitInstaller>>>;
+
+/// The installers the config asks for, for the units the device has.
+fn installers(cfg: &AgentConfig, snap: &Snapshot) -> Result<Installers, AgentError> {
+    let mut map: BTreeMap<String, Arc<dyn UnitInstaller>> = BTreeMap::new();
+    for u in &snap.units {
+        let err = |e: crate::update::InstallError| AgentError::Installer {
+            slot: u.slot.clone(),
+            detail: e.detail,
+        };
+        if cfg.command_slots.contains(&u.slot) {
+            let books = cfg.data_dir.join("update").join("units");
+            let d = CommandDriver::new(&books, &u.slot, cfg.commands.clone()).map_err(err)?;
+            map.insert(u.slot.clone(), Arc::new(d));
+        } else if let Some(dir) = &cfg.units_dir {
+            let health = (!cfg.health_command.is_empty()).then(|| cfg.health_command.clone());
+            let d = AbDriver::new(dir, &u.slot)
+                .map_err(err)?
+                .with_health_command(health);
+            map.insert(u.slot.clone(), Arc::new(d));
+        }
+    }
+    Ok(Arc::new(map))
+}
+
+fn load_root(cfg: &AgentConfig) -> Result<Option<Root>, AgentError> {
+    let Some(path) = &cfg.trust_root else {
+        return Ok(None);
+    };
+    let err = |detail: String| AgentError::TrustRoot {
+        path: path.display().to_string(),
+        detail,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    Root::from_json(&bytes)
+        .map(Some)
+        .map_err(|e| err(e.to_string()))
 }
 
 /// Lets an integrator's code talk to a running agent.
@@ -102,9 +153,11 @@ impl<S: StructureSource> Agent<S> {
         let client = CenterClient::new(&cfg.center_url, cfg.request_timeout);
         let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
 
+        let root = load_root(&cfg)?;
+        let none: Installers = Arc::new(BTreeMap::new());
         // The device's identity comes from its source: wait for a valid snapshot.
         let snapshot = loop {
-            match read_valid(&self.source).await {
+            match read_valid(&self.source, &none).await {
                 Ok(s) => break s,
                 Err(e) => {
                     tracing::error!(error = %e, "the structure source is not usable yet");
@@ -138,8 +191,33 @@ impl<S: StructureSource> Agent<S> {
             shutdown.clone(),
         ));
 
+        let installers = installers(&cfg, &snapshot)?;
+        let jobs_nudge = Arc::new(Notify::new());
+        let updater = Updater::new(
+            &cfg.data_dir,
+            root,
+            installers.values().cloned().collect(),
+            client.clone(),
+            Limits {
+                min_rate: cfg.download_min_rate,
+                window: cfg.download_window,
+                ..Limits::default()
+            },
+        );
+        let update_task = tokio::spawn(update_loop(
+            updater,
+            self.source.clone(),
+            installers.clone(),
+            token_tx.subscribe(),
+            jobs_nudge.clone(),
+            self.nudge.clone(),
+            Backoff::new(cfg.backoff_initial, cfg.backoff_max),
+            shutdown.clone(),
+        ));
         let interval = effective_interval(&cfg, &local);
         let mut r = Runner {
+            installers,
+            jobs_nudge,
             last_fingerprint: local.state().last_fingerprint.clone(),
             last_snapshot: snapshot,
             token: usable.map(|c| c.device_token),
@@ -173,6 +251,8 @@ impl<S: StructureSource> Agent<S> {
                         tracing::info!(via = via.as_str(), "connected to the center");
                         r.status.channel = via.as_str().into();
                         r.report(Trigger::Connect).await?;
+                        // Jobs may have been queued while this device was away.
+                        r.jobs_nudge.notify_one();
                     }
                     Some(ChannelEvent::Down(reason)) => {
                         tracing::info!(%reason, "push channel down");
@@ -196,6 +276,9 @@ impl<S: StructureSource> Agent<S> {
         r.status.channel = "offline".into();
         r.publish();
         let _ = channel.await;
+        // An install in progress stops at its next step; its journal resumes it next start.
+        update_task.abort();
+        let _ = update_task.await;
         Ok(())
     }
 }
@@ -218,13 +301,23 @@ fn effective_interval(cfg: &AgentConfig, local: &Local) -> Duration {
         .map_or(cfg.report_interval, Duration::from_secs)
 }
 
-/// Read the source on a blocking thread and validate what it says, every problem at once.
-async fn read_valid<S: StructureSource>(source: &Arc<S>) -> Result<Snapshot, String> {
+/// Read the source on a blocking thread, with each installed unit's software as its
+/// installer knows it, and validate what it says, every problem at once.
+async fn read_valid<S: StructureSource>(
+    source: &Arc<S>,
+    installers: &Installers,
+) -> Result<Snapshot, String> {
     let s = source.clone();
-    let snap = tokio::task::spawn_blocking(move || s.read())
-        .await
-        .map_err(|e| format!("the structure source panicked: {e}"))?
-        .map_err(|e| e.to_string())?;
+    let inst = installers.clone();
+    let snap = tokio::task::spawn_blocking(move || {
+        s.read().map(|mut snap| {
+            overlay(&inst, &mut snap);
+            snap
+        })
+    })
+    .await
+    .map_err(|e| format!("the structure source panicked: {e}"))?
+    .map_err(|e| e.to_string())?;
     validate_report(
         &snap.device_id,
         &snap.model,
@@ -235,7 +328,110 @@ async fn read_valid<S: StructureSource>(source: &Arc<S>) -> Result<Snapshot, Str
     Ok(snap)
 }
 
+/// Replace the software of every unit that has an installer with what its banks hold.
+fn overlay(installers: &Installers, snap: &mut Snapshot) {
+    for u in &mut snap.units {
+        let Some(inst) = installers.get(&u.slot) else {
+            continue;
+        };
+        match inst.software(u) {
+            Ok((active, inactive)) => {
+                let sw = |p: &crate::update::Installed, active: bool| fleetcare_wire::Software {
+                    product: p.product.clone(),
+                    maker: p.maker.clone(),
+                    version: p.version.clone(),
+                    active,
+                };
+                u.software = active
+                    .iter()
+                    .map(|p| sw(p, true))
+                    .chain(inactive.iter().map(|p| sw(p, false)))
+                    .collect();
+            }
+            Err(e) => tracing::warn!(slot = %u.slot, error = %e, "reading the unit's banks"),
+        }
+    }
+}
+
+/// Runs jobs beside the main loop: resumes a journaled job, then takes the center's offers,
+/// one at a time, whenever the center says there are jobs (and every five minutes).
+#[allow(clippy::too_many_arguments)]
+async fn update_loop<S: StructureSource>(
+    updater: Updater,
+    source: Arc<S>,
+    installers: Installers,
+    mut token: watch::Receiver<Option<String>>,
+    jobs: Arc<Notify>,
+    structure_changed: Arc<Notify>,
+    mut backoff: Backoff,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut first_boot = true;
+    loop {
+        let tok = token.borrow_and_update().clone();
+        let mut retry = None;
+        if let Some(tok) = tok {
+            match run_once(&updater, &source, &installers, &tok, first_boot).await {
+                Ok(true) => {
+                    first_boot = false;
+                    backoff.reset();
+                    structure_changed.notify_one();
+                    continue; // there may be more
+                }
+                Ok(false) => backoff.reset(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "installing: will try again");
+                    retry = Some(backoff.next_delay());
+                }
+            }
+            first_boot = false;
+        }
+        let wait = retry.unwrap_or(Duration::from_secs(300));
+        tokio::select! {
+            () = jobs.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            _ = token.changed() => {}
+            () = stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Finish the journaled job or take the next offer. `Ok(true)`: a job ended.
+async fn run_once<S: StructureSource>(
+    updater: &Updater,
+    source: &Arc<S>,
+    installers: &Installers,
+    token: &str,
+    first_boot: bool,
+) -> Result<bool, String> {
+    let journal = match updater.journal().map_err(|e| e.to_string())? {
+        Some(j) => j,
+        None => {
+            let offers = updater
+                .client()
+                .jobs(token)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(offer) = offers.jobs.first() else {
+                return Ok(false);
+            };
+            let snap = read_valid(source, installers).await?;
+            let j = updater.accept(offer, offers.key_list.as_ref(), &snap, SystemTime::now());
+            updater.begin(&j).map_err(|e| e.to_string())?;
+            j
+        }
+    };
+    let j = updater.drive(journal, token, first_boot).await;
+    if j.phase != Phase::Over {
+        return Err(format!("job {} is still {:?}", j.job, j.phase));
+    }
+    updater.report(&j, token).await?;
+    Ok(true)
+}
+
 struct Runner<S: StructureSource> {
+    installers: Installers,
+    jobs_nudge: Arc<Notify>,
     cfg: AgentConfig,
     source: Arc<S>,
     local: Local,
@@ -262,7 +458,7 @@ impl<S: StructureSource> Runner<S> {
 
     /// The source's snapshot with the units the center took out of service marked so.
     async fn read(&self) -> Result<Snapshot, String> {
-        let mut snap = read_valid(&self.source).await?;
+        let mut snap = read_valid(&self.source, &self.installers).await?;
         for u in &mut snap.units {
             if self
                 .local
@@ -386,6 +582,7 @@ impl<S: StructureSource> Runner<S> {
             }
             Command::JobsAvailable => {
                 tracing::info!("the center has jobs for this device");
+                self.jobs_nudge.notify_one();
                 Ok(())
             }
         }

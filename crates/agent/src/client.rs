@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use fleetcare_wire::ErrorBody;
 use fleetcare_wire::compat::CompatReport;
+use fleetcare_wire::delivery::{DeviceJobs, JobStatus, JobStatusAck};
 use fleetcare_wire::device::{
     EnrollRequest, EnrollResponse, PollResponse, ReportAck, StructureReport,
 };
@@ -76,6 +77,37 @@ impl CenterClient {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The underlying HTTP client (for artifact downloads).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The jobs the center has for this device, with their signed releases.
+    pub async fn jobs(&self, token: &str) -> Result<DeviceJobs, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}/device/v1/jobs", self.base))
+            .bearer_auth(token)
+            .timeout(self.timeout);
+        answer(r.send().await).await
+    }
+
+    /// Tell the center where a job is.
+    pub async fn job_status(
+        &self,
+        token: &str,
+        job: u64,
+        status: &JobStatus,
+    ) -> Result<JobStatusAck, ClientError> {
+        let r = self
+            .http
+            .post(format!("{}/device/v1/jobs/{job}/status", self.base))
+            .bearer_auth(token)
+            .timeout(self.timeout)
+            .json(status);
+        answer(r.send().await).await
     }
 
     pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, ClientError> {

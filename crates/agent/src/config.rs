@@ -43,6 +43,19 @@ pub struct AgentConfig {
     pub request_timeout: Duration,
     /// Reports kept while the center cannot be reached; the oldest go first beyond it.
     pub outbox_max: usize,
+    /// The provisioned root of trust (`root.json`); without it every install is refused.
+    pub trust_root: Option<PathBuf>,
+    /// Where the built-in A/B driver keeps every unit's banks; without it (and without
+    /// command slots) this device installs nothing.
+    pub units_dir: Option<PathBuf>,
+    /// Run by the A/B driver as a unit's health check after its own file check.
+    pub health_command: Vec<String>,
+    /// Units whose installs run the integrator's commands instead of the A/B driver.
+    pub command_slots: Vec<String>,
+    pub commands: crate::update::command::Commands,
+    /// Slower than this (bytes/s, averaged over `download_window`) is slow retrieval.
+    pub download_min_rate: u64,
+    pub download_window: Duration,
 }
 
 /// The environment variables' prefix: `FLEETCARE_AGENT_CENTER_URL`, …
@@ -65,6 +78,13 @@ impl AgentConfig {
             backoff_max: Duration::from_secs(60),
             request_timeout: Duration::from_secs(15),
             outbox_max: 1000,
+            trust_root: None,
+            units_dir: None,
+            health_command: Vec::new(),
+            command_slots: Vec::new(),
+            commands: crate::update::command::Commands::default(),
+            download_min_rate: 4096,
+            download_window: Duration::from_secs(30),
         }
     }
 
@@ -190,6 +210,32 @@ impl AgentConfig {
         c.request_timeout = Duration::from_secs(r.bounded("request_timeout_s", 15, 1, 600));
         c.outbox_max =
             usize::try_from(r.bounded("outbox_max", 1000, 1, 1_000_000)).unwrap_or(usize::MAX);
+        c.trust_root = r
+            .optional::<PathBuf>("trust_root")
+            .map(|p| resolve(r, "trust_root", p));
+        c.units_dir = r
+            .optional::<PathBuf>("units_dir")
+            .map(|p| resolve(r, "units_dir", p));
+        c.health_command = r.value("health_command", Vec::new());
+        c.command_slots = r.value("command_slots", Vec::new());
+        c.commands = crate::update::command::Commands {
+            stage: r.value("command_stage", Vec::new()),
+            activate: r.value("command_activate", Vec::new()),
+            health: r.value("command_health", Vec::new()),
+            confirm: r.value("command_confirm", Vec::new()),
+            revert: r.value("command_revert", Vec::new()),
+            timeout: Some(Duration::from_secs(r.bounded(
+                "command_timeout_s",
+                600,
+                1,
+                86_400,
+            ))),
+        };
+        if !c.command_slots.is_empty() && c.commands.activate.is_empty() {
+            r.problem("`command_slots` needs at least `command_activate`");
+        }
+        c.download_min_rate = r.bounded("download_min_rate", 4096, 0, 1 << 40);
+        c.download_window = Duration::from_secs(r.bounded("download_window_s", 30, 1, 3600));
         c
     }
 }

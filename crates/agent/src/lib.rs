@@ -51,6 +51,7 @@ pub mod local;
 pub mod out;
 pub mod signals;
 pub mod source;
+pub mod update;
 
 pub use agent::{Agent, AgentError, AgentHandle};
 pub use config::{AgentConfig, Transport};

@@ -104,6 +104,64 @@ impl Api {
         self.send(req).await
     }
 
+    /// PUT a file as the body, streamed, with a progress bar when `progress` (and a terminal).
+    pub async fn put_file<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        file: &Path,
+        size: u64,
+        progress: bool,
+    ) -> anyhow::Result<T> {
+        let f = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("opening {}", file.display()))?;
+        let bar = if progress {
+            let bar = indicatif::ProgressBar::new(size);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(
+                file.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let counted = bar.clone();
+        let stream = futures_util::stream::unfold(f, move |mut f| {
+            let bar = counted.clone();
+            async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = bytes::BytesMut::with_capacity(256 * 1024);
+                match f.read_buf(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        bar.inc(n as u64);
+                        Some((Ok::<_, std::io::Error>(buf.freeze()), f))
+                    }
+                    Err(e) => Some((Err(e), f)),
+                }
+            }
+        });
+        let req = self
+            .http
+            .put(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            // Large files take as long as they take; the center bounds idle uploads.
+            .timeout(Duration::from_secs(24 * 3600))
+            .body(reqwest::Body::wrap_stream(stream));
+        let out = self.send(req).await;
+        bar.finish_and_clear();
+        out
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -56,6 +56,20 @@ pub enum CompatCmd {
 
 #[derive(Subcommand)]
 pub enum JobsCmd {
+    /// Install or switch software on one or more units of a device: all or none.
+    Create {
+        #[arg(long)]
+        device: String,
+        /// `SLOT:PRODUCT=VERSION`: download and install a published release.
+        #[arg(long)]
+        install: Vec<String>,
+        /// `SLOT:PRODUCT=VERSION`: activate the copy in the unit's inactive slot.
+        #[arg(long)]
+        switch: Vec<String>,
+        /// Seconds until the job expires if the device does not take it.
+        #[arg(long)]
+        ttl_s: Option<u64>,
+    },
     /// Jobs, newest first.
     List {
         #[arg(long)]
@@ -415,6 +429,12 @@ pub async fn jobs(cmd: JobsCmd, remote: &Remote) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        JobsCmd::Create {
+            device,
+            install,
+            switch,
+            ttl_s,
+        } => crate::delivery_cmd::create_job(device, install, switch, ttl_s, remote).await,
         JobsCmd::Show { id } => {
             let j: Job = api.get(&format!("/api/v1/jobs/{id}")).await?;
             if remote.json {

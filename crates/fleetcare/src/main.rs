@@ -2,6 +2,7 @@
 
 mod client;
 mod compat_cmd;
+mod delivery_cmd;
 mod demo;
 mod table;
 
@@ -117,6 +118,20 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Offline signing keys: generate, sign a key list, publish it.
+    Keys {
+        #[command(subcommand)]
+        command: delivery_cmd::KeysCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Releases: sign offline, publish with their artifacts, list.
+    Release {
+        #[command(subcommand)]
+        command: delivery_cmd::ReleaseCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Jobs: instructions to devices (version changes, …).
     Jobs {
         #[command(subcommand)]
@@ -206,6 +221,8 @@ fn main() -> ExitCode {
             Cmd::Catalog { command, remote } => compat_cmd::catalog(command, &remote).await,
             Cmd::Compat { command, remote } => compat_cmd::compat(command, &remote).await,
             Cmd::Jobs { command, remote } => compat_cmd::jobs(command, &remote).await,
+            Cmd::Keys { command, remote } => delivery_cmd::keys(command, &remote).await,
+            Cmd::Release { command, remote } => delivery_cmd::release(command, &remote).await,
         }
     });
     match result {

@@ -457,7 +457,7 @@ pub async fn cancel_job(
             &Transition {
                 reason: Some("cancelled"),
                 detail: Some(&detail),
-                ..Transition::new(&["awaiting_approval", "queued"], "cancelled")
+                ..Transition::new(&["awaiting_approval", "queued"], "failed")
             },
             st.clock.now_ms(),
         )

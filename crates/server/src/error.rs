@@ -94,6 +94,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::Conflict(message) => ApiError::Conflict {
+                code: "conflict",
+                message,
+            },
             StoreError::Corrupt(_) => ApiError::Internal(e.to_string()),
             StoreError::Open { .. }
             | StoreError::Migrate(_)

@@ -11,6 +11,7 @@ pub mod compat;
 pub mod compat_api;
 pub mod config;
 pub mod credentials;
+pub mod delivery;
 pub mod device;
 pub mod error;
 pub mod extract;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
+    /// Artifact bytes, content-addressed.
+    pub artifacts: Arc<delivery::Artifacts>,
     /// Becomes `true` when the center shuts down: push channels close, long polls answer.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -92,6 +95,7 @@ impl AppState {
                 push_idle_timeout: config.push_idle_timeout,
                 request_timeout: config.request_timeout,
             }),
+            artifacts: Arc::new(delivery::Artifacts::new(config.data_dir.join("artifacts"))),
             shutdown: rx,
         };
         (state, tx)
@@ -106,7 +110,11 @@ pub fn app(state: AppState) -> Router {
         .route("/device/v1/reports", post(device::report))
         .route("/device/v1/self", get(device::whoami))
         .route("/device/v1/compat", get(compat_api::own_compat))
+        .route("/device/v1/jobs", get(delivery::device_jobs))
+        .route("/device/v1/jobs/{id}/status", post(delivery::job_status))
         .layer(timed.clone())
+        // Downloads take as long as the bytes take.
+        .route("/device/v1/artifacts/{sha256}", get(delivery::get_artifact))
         // Long polls and push channels bound themselves.
         .route("/device/v1/push", get(device::push))
         .route("/device/v1/poll", get(device::poll))
@@ -145,7 +153,12 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/compat/policy",
             get(compat_api::get_policy).put(compat_api::set_policy),
         )
-        .route("/api/v1/jobs", get(compat_api::list_jobs))
+        .route(
+            "/api/v1/jobs",
+            get(compat_api::list_jobs).post(delivery::create_job),
+        )
+        .route("/api/v1/releases", get(delivery::list_releases))
+        .route("/api/v1/keys", get(delivery::show_keys))
         .route("/api/v1/jobs/{id}", get(compat_api::show_job))
         .route("/api/v1/jobs/{id}/approve", post(compat_api::approve_job))
         .route("/api/v1/jobs/{id}/cancel", post(compat_api::cancel_job))
@@ -159,13 +172,26 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/catalog",
             get(compat_api::show_catalog).post(compat_api::load_catalog),
         )
-        .layer(timed)
+        .layer(timed.clone())
         .layer(DefaultBodyLimit::max(compat_api::MAX_CATALOG_BODY))
         .layer(Extension(BodyLimit(compat_api::MAX_CATALOG_BODY)));
+    // Signed envelopes have their own bound.
+    let signed = Router::new()
+        .route("/api/v1/keys", post(delivery::publish_keys))
+        .route("/api/v1/releases", post(delivery::publish_release))
+        .layer(timed)
+        .layer(DefaultBodyLimit::max(delivery::MAX_ENVELOPE_BODY))
+        .layer(Extension(BodyLimit(delivery::MAX_ENVELOPE_BODY)));
+    // Artifact uploads are bounded by the size their release signed and by an idle timeout.
+    let upload = Router::new()
+        .route("/api/v1/artifacts/{sha256}", put(delivery::put_artifact))
+        .layer(DefaultBodyLimit::disable());
     Router::new()
         .merge(device)
         .merge(operator)
         .merge(catalog)
+        .merge(signed)
+        .merge(upload)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("this endpoint".into()) })
@@ -327,5 +353,6 @@ async fn sweep(st: AppState) {
     loop {
         tick.tick().await;
         st.hub.sweep();
+        delivery::expire_jobs(&st).await;
     }
 }

@@ -61,7 +61,13 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         crate::compat_api::list_jobs,
         crate::compat_api::show_job,
         crate::compat_api::approve_job,
-        crate::compat_api::cancel_job
+        crate::compat_api::cancel_job,
+        crate::delivery::create_job,
+        crate::delivery::publish_keys,
+        crate::delivery::show_keys,
+        crate::delivery::publish_release,
+        crate::delivery::list_releases,
+        crate::delivery::put_artifact
     ),
     components(schemas(
         DeviceList,
@@ -97,7 +103,14 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         fleetcare_wire::compat::CompatPolicy,
         fleetcare_wire::compat::Notification,
         fleetcare_wire::compat::Job,
-        fleetcare_wire::compat::JobList
+        fleetcare_wire::compat::JobList,
+        fleetcare_wire::delivery::NewJobRequest,
+        fleetcare_wire::delivery::JobStepRequest,
+        fleetcare_wire::delivery::Release,
+        fleetcare_wire::delivery::ReleaseArtifact,
+        fleetcare_wire::delivery::ReleaseList,
+        fleetcare_wire::delivery::ArtifactStored,
+        fleetcare_wire::delivery::KeyListView
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -137,8 +137,7 @@ pub struct JobRecord {
 }
 
 /// Job states that are over.
-pub const TERMINAL_JOB_STATES: &[&str] =
-    &["succeeded", "failed", "rolled_back", "cancelled", "expired"];
+pub const TERMINAL_JOB_STATES: &[&str] = &["succeeded", "failed", "rolled_back"];
 
 /// A device's current structure, for loading the fleet index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -888,7 +887,7 @@ impl Store {
         const OPEN: &str = "SELECT id, device_id, origin, state, reason, detail, steps, \
             catalog_revision, created_by, created_at, updated_at, expires_at, approved_by, \
             approved_at, progress FROM jobs WHERE tenant_id = $1 AND device_id = $2 AND state NOT IN \
-            ('succeeded', 'failed', 'rolled_back', 'cancelled', 'expired') ORDER BY id";
+            ('succeeded', 'failed', 'rolled_back') ORDER BY id";
         let rows = self
             .select(
                 sql(OPEN),
@@ -969,7 +968,7 @@ impl Store {
         let out = self
             .run(
                 vec![Stmt::new(
-                    "UPDATE jobs SET state = 'cancelled', reason = 'cancelled', detail = $4, \
+                    "UPDATE jobs SET state = 'failed', reason = 'cancelled', detail = $4, \
                      updated_at = $5 WHERE tenant_id = $1 AND device_id = $2 AND origin = $3 \
                      AND state IN ('awaiting_approval', 'queued')",
                     vec![

@@ -13,6 +13,7 @@
 //! suite (`tests/conformance.rs`). Every row carries a tenant.
 
 pub mod compat;
+pub mod delivery;
 mod exec;
 mod migrate;
 pub mod postgres;
@@ -27,6 +28,7 @@ pub use compat::{
     NewNotification, NotificationRecord, PolicyRecord, Rejudged, StructureRow, TERMINAL_JOB_STATES,
     Transition,
 };
+pub use delivery::{KeyListRecord, ReleaseRecord};
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_wire::Trigger;
 use fleetcare_wire::operator::Change;
@@ -143,6 +145,8 @@ pub enum StoreError {
     Db(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
     #[error("the store is shut down")]

@@ -1,9 +1,15 @@
 //! Embedded schema migrations, applied at start, in order, each once.
 
 /// `(version, SQL)` for SQLite.
-pub(crate) const SQLITE: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite_0001.sql"))];
+pub(crate) const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("migrations/sqlite_0001.sql")),
+    (2, include_str!("migrations/sqlite_0002.sql")),
+];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
-pub(crate) const POSTGRES: &[(i64, &str)] = &[(1, include_str!("migrations/postgres_0001.sql"))];
+pub(crate) const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("migrations/postgres_0001.sql")),
+    (2, include_str!("migrations/postgres_0002.sql")),
+];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \
     (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

@@ -1061,7 +1061,7 @@ async fn policies_notifications_and_jobs(store: Store) {
         .jobs(
             t,
             &JobFilter {
-                state: Some("cancelled".into()),
+                state: Some("failed".into()),
                 ..JobFilter::default()
             },
             10,

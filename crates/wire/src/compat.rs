@@ -212,10 +212,11 @@ pub struct Job {
     /// `compat` (a compatibility plan), `operator`, `rollout`, `fix`.
     pub origin: String,
     /// `awaiting_approval`, `queued`, `downloading`, `downloaded`, `verifying`, `installing`,
-    /// `activating`, `health_check`, `succeeded`, `failed`, `rolled_back`, `cancelled`,
-    /// `expired`.
+    /// `activating`, `health_check`; over: `succeeded`, `failed`, `rolled_back`.
     pub state: String,
-    /// Why it failed (a reason code), when it did.
+    /// Why it failed or was rolled back: `integrity`, `signature`, `rollback`, `expired`,
+    /// `incompatible_hardware`, `no_space`, `download`, `install`, `health_check`, `timeout`,
+    /// `cancelled`.
     pub reason: Option<String>,
     pub detail: Option<String>,
     /// All switch or install together, or none.

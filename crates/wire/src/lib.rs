@@ -7,6 +7,7 @@
 //! scripts depend on them.
 
 pub mod compat;
+pub mod delivery;
 pub mod device;
 pub mod operator;
 
