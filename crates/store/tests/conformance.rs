@@ -9,7 +9,7 @@ use fleetcare_core::{DeviceId, Structure};
 use fleetcare_store::testing::{fresh_postgres, postgres_url};
 use fleetcare_store::{
     DeviceKey, Enrollment, FindingRow, JobFilter, Judgement, NewJob, NewNotification, NewReport,
-    PolicyRecord, Rejudged, Store, StoreError, Transition,
+    PolicyRecord, Rejudged, ReleaseRecord, Store, StoreError, Transition,
 };
 use fleetcare_wire::operator::Change;
 use fleetcare_wire::{Software, Trigger, Unit};
@@ -61,6 +61,7 @@ conformance!(
     findings_follow_judgements,
     rejudgement_never_overwrites_a_newer_structure,
     policies_notifications_and_jobs,
+    releases_key_lists_artifacts_and_expiry,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -1074,5 +1075,156 @@ async fn policies_notifications_and_jobs(store: Store) {
     assert!(
         store.job(other, j1).await.expect("job").is_none(),
         "tenants are isolated"
+    );
+}
+
+async fn releases_key_lists_artifacts_and_expiry(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let other = store.ensure_tenant("other", NOW).await.expect("tenant");
+    assert!(store.key_list(t, None).await.expect("none").is_none());
+    assert!(
+        store
+            .publish_key_list(t, 1, "env-1", "ops", NOW)
+            .await
+            .expect("new")
+    );
+    assert!(
+        !store
+            .publish_key_list(t, 1, "env-1", "ops", NOW)
+            .await
+            .expect("same again")
+    );
+    assert!(matches!(
+        store.publish_key_list(t, 1, "env-X", "ops", NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .publish_key_list(t, 2, "env-2", "ops", NOW + 1)
+        .await
+        .expect("v2");
+    assert_eq!(
+        store
+            .key_list(t, None)
+            .await
+            .expect("newest")
+            .expect("some")
+            .version,
+        2
+    );
+    assert_eq!(
+        store
+            .key_list(t, Some(1))
+            .await
+            .expect("v1")
+            .expect("some")
+            .envelope,
+        "env-1"
+    );
+    assert!(
+        store.key_list(other, None).await.expect("other").is_none(),
+        "tenants are isolated"
+    );
+
+    let sha = "ab".repeat(32);
+    let r = ReleaseRecord {
+        product: "ctl-firmware".into(),
+        version: "5.3.0".into(),
+        maker: "acme".into(),
+        counter: 3,
+        envelope: "signed".into(),
+        artifacts_json: format!(r#"[{{"name":"a.bin","size":42,"sha256":"{sha}"}}]"#),
+        published_by: "ops".into(),
+        published_at_ms: NOW,
+    };
+    assert!(store.publish_release(t, &r).await.expect("new"));
+    assert!(!store.publish_release(t, &r).await.expect("idempotent"));
+    let changed = ReleaseRecord {
+        envelope: "other".into(),
+        ..r.clone()
+    };
+    assert!(matches!(
+        store.publish_release(t, &changed).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .release(t, "ctl-firmware", "5.3.0")
+            .await
+            .expect("get"),
+        Some(r.clone())
+    );
+    assert_eq!(
+        store
+            .releases(t, Some("ctl-firmware"), 10)
+            .await
+            .expect("list"),
+        vec![r]
+    );
+    assert!(
+        store
+            .releases(t, Some("nothing"), 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(
+        store.release_artifact_size(t, &sha).await.expect("size"),
+        Some(42)
+    );
+    assert_eq!(
+        store
+            .release_artifact_size(other, &sha)
+            .await
+            .expect("size"),
+        None
+    );
+    assert_eq!(store.artifact(t, &sha).await.expect("none"), None);
+    store.add_artifact(t, &sha, 42, NOW).await.expect("add");
+    store
+        .add_artifact(t, &sha, 42, NOW)
+        .await
+        .expect("add twice");
+    assert_eq!(store.artifact(t, &sha).await.expect("held"), Some(42));
+    assert_eq!(store.artifact(other, &sha).await.expect("other"), None);
+
+    // Jobs not taken before they expire fail with reason `expired`; running ones do not.
+    let key = enrolled(&store, t, "E-1").await;
+    let job = |state: &str| NewJob {
+        origin: "operator".into(),
+        state: state.into(),
+        steps_json: "[]".into(),
+        catalog_revision: None,
+        created_by: "ops".into(),
+        expires_at_ms: NOW + 1000,
+    };
+    let queued = store
+        .create_job(&key, &job("queued"), NOW)
+        .await
+        .expect("job");
+    let waiting = store
+        .create_job(&key, &job("awaiting_approval"), NOW)
+        .await
+        .expect("job");
+    let running = store
+        .create_job(&key, &job("downloading"), NOW)
+        .await
+        .expect("job");
+    assert_eq!(store.expire_jobs(NOW + 999).await.expect("not yet"), 0);
+    assert_eq!(store.expire_jobs(NOW + 1000).await.expect("expire"), 2);
+    for id in [queued, waiting] {
+        let j = store.job(t, id).await.expect("job").expect("some");
+        assert_eq!(
+            (j.state.as_str(), j.reason.as_deref()),
+            ("failed", Some("expired"))
+        );
+    }
+    assert_eq!(
+        store
+            .job(t, running)
+            .await
+            .expect("job")
+            .expect("some")
+            .state,
+        "downloading"
     );
 }
