@@ -478,16 +478,18 @@ impl UnitInstaller for AbDriver {
         Ok(())
     }
 
-    fn boot(&self, job: u64) -> Result<Option<u8>, InstallError> {
+    fn boot(&self, job: u64) -> Result<Option<bool>, InstallError> {
         let mut rec = self.record()?;
         let Some(t) = rec.trial.as_mut().filter(|t| t.job == job) else {
             return Ok(None);
         };
-        t.boots_left = t.boots_left.saturating_sub(1);
-        let left = t.boots_left;
+        if t.boots_left == 0 {
+            return Ok(Some(false));
+        }
+        t.boots_left -= 1;
         self.save(&rec)?;
         point("ab.boot");
-        Ok(Some(left))
+        Ok(Some(true))
     }
 
     fn health(&self, job: u64) -> Result<(), InstallError> {

@@ -143,7 +143,7 @@ impl UnitInstaller for CommandDriver {
         self.books.activate(job)
     }
 
-    fn boot(&self, job: u64) -> Result<Option<u8>, InstallError> {
+    fn boot(&self, job: u64) -> Result<Option<bool>, InstallError> {
         self.books.boot(job)
     }
 

@@ -387,7 +387,7 @@ impl Updater {
                 };
                 let job = j.job;
                 match blocking(move || inst.boot(job)).await {
-                    Ok(Some(0)) => {
+                    Ok(Some(false)) => {
                         j.revert_reason = Some(Outcome {
                             state: "rolled_back".into(),
                             reason: Some("health_check".into()),

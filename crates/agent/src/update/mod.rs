@@ -80,9 +80,10 @@ pub trait UnitInstaller: Send + Sync + 'static {
     fn stage(&self, job: u64, changes: &[Change]) -> Result<(), InstallError>;
     /// Make the staged bank active, on trial.
     fn activate(&self, job: u64) -> Result<(), InstallError>;
-    /// A boot (agent start) during the job's trial: the boots left, `None` if the unit is not
-    /// on trial for it.
-    fn boot(&self, job: u64) -> Result<Option<u8>, InstallError>;
+    /// A boot (agent start) during the job's trial uses up one of its boots: `Some(true)` if
+    /// the trial may go on, `Some(false)` if it had none left (it must be reverted), `None` if
+    /// the unit is not on trial for the job.
+    fn boot(&self, job: u64) -> Result<Option<bool>, InstallError>;
     fn health(&self, job: u64) -> Result<(), InstallError>;
     /// Keep the trial bank.
     fn confirm(&self, job: u64) -> Result<(), InstallError>;
