@@ -43,10 +43,15 @@ struct Lab {
 
 impl Lab {
     async fn start() -> Lab {
+        Lab::start_with_cache(ServerConfig::default().artifact_cache_bytes).await
+    }
+
+    async fn start_with_cache(artifact_cache_bytes: u64) -> Lab {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().join("center"),
+            artifact_cache_bytes,
             ..ServerConfig::default()
         };
         let center = Center::start(&config).await.expect("center starts");
@@ -251,8 +256,16 @@ async fn an_operator_job_installs_a_signed_release_on_a_real_device() {
 }
 
 #[tokio::test]
-async fn the_center_keeps_only_what_was_signed_and_serves_it_by_range() {
-    let lab = Lab::start().await;
+async fn the_center_keeps_only_what_was_signed_and_serves_it_by_range_from_memory() {
+    keeps_and_serves(Lab::start().await).await;
+}
+
+#[tokio::test]
+async fn the_center_keeps_only_what_was_signed_and_serves_it_by_range_from_its_file() {
+    keeps_and_serves(Lab::start_with_cache(0).await).await;
+}
+
+async fn keeps_and_serves(lab: Lab) {
     let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
     let hash = sha(&bytes);
     // No key list yet: a release cannot be checked, so it is refused.

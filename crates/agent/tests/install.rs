@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fleetcare_agent::client::CenterClient;
 use fleetcare_agent::source::Snapshot;
+use fleetcare_agent::update::command::{CommandDriver, Commands};
 use fleetcare_agent::update::download::Limits;
 use fleetcare_agent::update::flow::{Journal, Phase, Updater};
 use fleetcare_agent::update::{AbDriver, Change, StageItem, StagedFile, UnitInstaller};
@@ -866,4 +867,93 @@ async fn a_trial_not_confirmed_within_three_boots_reverts() {
     );
     assert!(j.outcome.expect("o").detail.expect("d").contains("3 boots"));
     assert_eq!(active_version(&lab), "5.2.1");
+}
+
+fn command_updater(lab: &Lab, health_ok: bool) -> (Updater, PathBuf) {
+    let log = lab.dir.path().join("steps.log");
+    let step = |name: &str| {
+        vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!(
+                "echo \"{name} $FLEETCARE_SLOT $FLEETCARE_JOB $(ls \"$FLEETCARE_BANK_DIR\"/ctl-firmware 2>/dev/null)\" >> '{}'",
+                log.display()
+            ),
+        ]
+    };
+    let mut health = step("health");
+    if !health_ok {
+        health[2].push_str(" && exit 3");
+    }
+    let commands = Commands {
+        stage: step("stage"),
+        activate: step("activate"),
+        health,
+        confirm: step("confirm"),
+        revert: step("revert"),
+        timeout: Some(Duration::from_secs(10)),
+    };
+    let driver = CommandDriver::new(&lab.data_dir().join("update/units"), "controller", commands)
+        .expect("driver");
+    let u = Updater::new(
+        &lab.data_dir(),
+        Some(lab.root()),
+        vec![Arc::new(driver)],
+        CenterClient::new(&lab.url, Duration::from_secs(5)),
+        Limits::default(),
+    );
+    (u, log)
+}
+
+#[tokio::test]
+async fn the_command_driver_runs_the_integrators_scripts_in_order() {
+    let lab = Lab::start().await;
+    let bytes = payload(4000);
+    lab.serve(&bytes, Serve::Normal);
+    let (u, log) = command_updater(&lab, true);
+    let kl = lab.key_list(1, 1, &[&lab.release_key], days(30));
+    let offer = install_offer(
+        5,
+        "5.3.0",
+        signed(&manifest("5.3.0", 3, &bytes), &[&lab.release_key]),
+    );
+    let j = run(&u, &offer, Some(&kl), "B").await;
+    assert_eq!(outcome(&j), ("succeeded".into(), None), "{j:?}");
+    let steps = std::fs::read_to_string(&log).expect("the scripts ran");
+    // Each script saw the slot, the job and the verified file in the bank it works on.
+    assert_eq!(
+        steps.lines().collect::<Vec<_>>(),
+        vec![
+            "stage controller 5 ctl.bin",
+            "activate controller 5 ctl.bin",
+            "health controller 5 ctl.bin",
+            "confirm controller 5 ctl.bin",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_command_driver_reverts_when_the_integrators_health_check_fails() {
+    let lab = Lab::start().await;
+    let bytes = payload(4000);
+    lab.serve(&bytes, Serve::Normal);
+    let (u, log) = command_updater(&lab, false);
+    let kl = lab.key_list(1, 1, &[&lab.release_key], days(30));
+    let offer = install_offer(
+        6,
+        "5.3.0",
+        signed(&manifest("5.3.0", 3, &bytes), &[&lab.release_key]),
+    );
+    let j = run(&u, &offer, Some(&kl), "B").await;
+    assert_eq!(
+        outcome(&j),
+        ("rolled_back".into(), Some("health_check".into())),
+        "{j:?}"
+    );
+    let steps = std::fs::read_to_string(&log).expect("the scripts ran");
+    let names: Vec<&str> = steps.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(names, vec!["stage", "activate", "health", "revert"]);
+    let books = AbDriver::new(&lab.data_dir().join("update/units"), "controller").expect("books");
+    let (active, _) = books.software(&snapshot("B").units[0]).expect("software");
+    assert_eq!(active[0].version, "5.2.1", "the books went back too");
 }

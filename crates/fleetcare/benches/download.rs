@@ -66,7 +66,7 @@ async fn download(addr: &str, path: &str, token: &str) -> u64 {
         }
         head.extend_from_slice(&buf[..n]);
         if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            let status = String::from_utf8_lossy(&head[..head.len().min(20)]).into_owned();
+            let status = String::from_utf8_lossy(&head[..head.len().min(400)]).into_owned();
             assert!(status.contains(" 206 "), "a partial answer: {status}");
             body += (head.len() - end - 4) as u64;
             in_body = true;
@@ -184,7 +184,12 @@ async fn main() {
     // nginx serving the same file at the same path.
     let nginx = which("nginx");
     let mut nginx_child = None;
-    let nginx_addr = "127.0.0.1:18471";
+    // A free port for nginx.
+    let nginx_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    let nginx_addr = nginx_addr.as_str();
     if let Some(bin) = &nginx {
         let root = dir.path().join("nginx");
         let served_dir = root.join("www/device/v1/artifacts");
@@ -255,6 +260,13 @@ async fn main() {
         );
     }
     if let Some(mut c) = nginx_child {
+        // SIGQUIT to the master: it and its workers end (a SIGKILL would orphan the workers).
+        if let Some(pid) = c.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-QUIT", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
         let _ = c.kill().await;
     }
     let mut served = served;

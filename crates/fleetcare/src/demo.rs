@@ -13,6 +13,111 @@ use fleetcare_agent::{Agent, AgentConfig};
 use fleetcare_server::{Center, ServerConfig};
 use tokio::sync::watch;
 
+/// Make demo keys (root and release), publish the key list, and sign and publish a release
+/// with a small artifact for every release in the sample catalog (targets as the catalog
+/// says), all through the operator API. The root of trust to provision onto the devices.
+async fn publish_software(url: &str, token: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+    use fleetcare_trust::{
+        Artifact, ArtifactName, Envelope, KEYS_TYPE, KeyList, KeyPair, RELEASE_TYPE,
+        ReleaseManifest, Root, Target, format_time,
+    };
+    use sha2::Digest;
+    let root_key = KeyPair::generate();
+    let release_key = KeyPair::generate();
+    let root = Root {
+        threshold: 1,
+        keys: vec![root_key.public().clone()],
+    };
+    let root_path = dir.join("root.json");
+    std::fs::write(&root_path, root.to_json())?;
+    let expires = format_time(std::time::SystemTime::now() + Duration::from_secs(365 * 86_400));
+    let list = KeyList {
+        version: 1,
+        expires: expires.clone(),
+        threshold: 1,
+        keys: vec![release_key.public().clone()],
+    };
+    let api = crate::client::Api::new(url, token.to_owned());
+    let _: serde_json::Value = api
+        .post_text(
+            "/api/v1/keys",
+            "application/json",
+            Envelope::sign(KEYS_TYPE, &list.to_json(), &[&root_key]).to_json(),
+        )
+        .await?;
+    let vocab = fleetcare_compat::vocab::Vocab::new();
+    let catalog = fleetcare_compat::catalog::Catalog::parse(CATALOG, &vocab)
+        .map_err(|e| anyhow::anyhow!("the sample catalog: {e}"))?;
+    for product in catalog.products() {
+        for (i, id) in product.releases.iter().enumerate() {
+            let r = catalog.release(*id);
+            let targets = if r.targets.is_empty() {
+                &product.runs_on
+            } else {
+                &r.targets
+            };
+            let targets: Vec<Target> = targets
+                .iter()
+                .map(|t| {
+                    let revisions = if t.hw_revisions.is_empty() {
+                        catalog
+                            .unit_model(t.unit_model)
+                            .map(|m| m.hw_revisions.clone())
+                            .unwrap_or_default()
+                    } else {
+                        t.hw_revisions.clone()
+                    };
+                    Target {
+                        unit_model: catalog.text(t.unit_model).to_string(),
+                        hw_revisions: revisions
+                            .iter()
+                            .map(|s| catalog.text(*s).to_string())
+                            .collect(),
+                    }
+                })
+                .filter(|t| !t.hw_revisions.is_empty())
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            let (name, version) = (catalog.text(product.name), catalog.text(r.version_sym));
+            let bytes = format!("{name} {version}\n").repeat(2048).into_bytes();
+            let sha: String = sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let m = ReleaseManifest {
+                product: name.to_string(),
+                maker: catalog.text(product.maker).to_string(),
+                version: version.to_string(),
+                counter: r.counter.unwrap_or(i as u64 + 1),
+                targets,
+                artifacts: vec![Artifact {
+                    name: ArtifactName::new(&format!("{name}.bin"))?,
+                    size: bytes.len() as u64,
+                    sha256: sha.clone(),
+                }],
+                expires: expires.clone(),
+            };
+            let env = Envelope::sign(RELEASE_TYPE, &m.to_json(), &[&release_key]);
+            let _: serde_json::Value = api
+                .post_text("/api/v1/releases", "application/json", env.to_json())
+                .await?;
+            let file = dir.join("release.tmp");
+            std::fs::write(&file, &bytes)?;
+            let _: serde_json::Value = api
+                .put_file(
+                    &format!("/api/v1/artifacts/{sha}"),
+                    &file,
+                    bytes.len() as u64,
+                    false,
+                )
+                .await?;
+        }
+    }
+    Ok(root_path)
+}
+
 /// The sample catalog, loaded into the demo center before the fleet starts.
 pub const CATALOG: &str = include_str!("../../../examples/catalog.toml");
 
@@ -228,6 +333,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     })?;
     let url = center.url();
     let tenant = center.boot.tenant;
+    // Signed software for every release of the sample catalog, before any device asks.
+    let root = publish_software(&url, &center.boot.admin_token, &dir)
+        .await
+        .context("publishing the sample releases")?;
     // The sample catalog, and a policy that acts: fixes run at once, optional incompatible
     // units go out of service.
     center
@@ -262,6 +371,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         cfg.enrollment_key = Some(center.boot.enrollment_key.clone());
         cfg.inventory = Some(inventory.clone());
         cfg.report_interval = Duration::from_secs(300);
+        cfg.trust_root = Some(root.clone());
+        cfg.units_dir = Some(base.join("units"));
         first.get_or_insert((snap.device_id.clone(), inventory.clone()));
         let agent = Agent::new(cfg, InventoryFile::new(inventory));
         agents.push(tokio::spawn(agent.run(shutdown.clone())));
@@ -310,7 +421,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             );
         }
     }
-    outln!("  fleetcare jobs list");
+    outln!("  fleetcare jobs list                 # the fixes, run by the devices themselves");
+    outln!();
+    outln!(
+        "Software (signed with demo keys; the devices trust {}):",
+        root.display()
+    );
+    outln!("  fleetcare release list");
+    outln!("  fleetcare keys show");
     outln!();
     outln!("Swap a unit: change a serial in");
     outln!("  {}", first_inventory.display());

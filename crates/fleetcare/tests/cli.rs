@@ -209,3 +209,156 @@ async fn a_second_start_keeps_the_secrets_and_bad_configs_are_refused_whole() {
         assert!(err.contains(needle), "{needle} missing from: {err}");
     }
 }
+
+/// Signing offline, publishing, and a job, as an operator runs them.
+#[tokio::test]
+async fn keys_releases_and_jobs_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("center");
+    let served = serve(&data, &[]).await;
+    let url = served.url.clone();
+    let token = read_secret(&data.join("admin-token"));
+    let keys = dir.path().join("keys");
+    let k = keys.display().to_string();
+    let run = |args: Vec<String>| {
+        let (url, token) = (url.clone(), token.clone());
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(&url, &token, &a).await
+        }
+    };
+    let args = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+
+    let (ok, out, err) = run(args(&format!("keys generate --out {k}"))).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("root.json"), "{out}");
+    for f in ["root-1.key.json", "release-1.key.json"] {
+        let mode = std::fs::metadata(keys.join(f))
+            .expect(f)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f} is private");
+    }
+    let (ok, _, err) = run(args(&format!("keys generate --out {k}"))).await;
+    assert!(
+        !ok && err.contains("exists"),
+        "never overwrites keys: {err}"
+    );
+    let (ok, out, err) = run(args(&format!("keys publish {k}/keys.json"))).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("key list version 1 published"), "{out}");
+
+    let fw = dir.path().join("ctl-lite-2.0.0.bin");
+    std::fs::write(&fw, vec![42u8; 300_000]).expect("write");
+    let manifest = dir.path().join("ctl-lite-2.0.0.json");
+    let (ok, out, err) = run(args(&format!(
+        "release sign --key {k}/release-1.key.json --product ctl-lite-firmware --maker acme \
+         --version 2.0.0 --counter 20 --target ctl-lite:C --out {} {}",
+        manifest.display(),
+        fw.display()
+    )))
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ctl-lite-firmware 2.0.0 (counter 20)"),
+        "{out}"
+    );
+    // A file that is not the one signed is refused before anything is sent.
+    let other = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("ctl-lite-2.0.0.bin"), b"not it").expect("write");
+    let (ok, _, err) = run(args(&format!(
+        "release publish {} {}",
+        manifest.display(),
+        other.join("ctl-lite-2.0.0.bin").display()
+    )))
+    .await;
+    assert!(
+        !ok && err.contains("is not the file the manifest signed"),
+        "{err}"
+    );
+    let (ok, out, err) = run(args(&format!(
+        "release publish --json {} {}",
+        manifest.display(),
+        fw.display()
+    )))
+    .await;
+    assert!(ok, "{err}");
+    let r: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        (r["version"].as_str(), r["complete"].as_bool()),
+        (Some("2.0.0"), Some(true))
+    );
+    let (ok, out, _) = run(args("release list")).await;
+    assert!(
+        ok && out.contains("ctl-lite-firmware") && out.contains("yes"),
+        "{out}"
+    );
+
+    // A device that trusts these keys, with A/B units.
+    let base = dir.path().join("device");
+    std::fs::create_dir_all(&base).expect("mkdir");
+    let inv = base.join("inventory.toml");
+    std::fs::write(&inv, inventory("CLI-D", "F-1")).expect("write");
+    let mut cfg = AgentConfig::new(&url, base.join("agent"));
+    cfg.enrollment_key = Some(read_secret(&data.join("enrollment-key")));
+    cfg.trust_root = Some(keys.join("root.json"));
+    cfg.units_dir = Some(base.join("units"));
+    cfg.backoff_max = Duration::from_millis(500);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown));
+    eventually("the device reported", PATIENCE, || async {
+        let (ok, _, _) = cli(&url, &token, &["devices", "show", "CLI-D", "--json"]).await;
+        ok.then_some(())
+    })
+    .await;
+    let (ok, _, err) = run(args(
+        "jobs create --device NOPE-1 --install controller:ctl-lite-firmware=2.0.0",
+    ))
+    .await;
+    assert!(!ok && err.contains("NOPE-1"), "{err}");
+    let (ok, out, err) = run(args(
+        "jobs create --json --device CLI-D --install controller:ctl-lite-firmware=2.0.0",
+    ))
+    .await;
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<Value>(&out).expect("json")["id"]
+        .as_u64()
+        .expect("id")
+        .to_string();
+    let shown = eventually("the job succeeded", PATIENCE, || async {
+        let (_, out, _) = cli(&url, &token, &["jobs", "show", &id]).await;
+        out.contains("succeeded").then_some(out)
+    })
+    .await;
+    assert!(
+        shown.contains("install ctl-lite-firmware 2.0.0 on the controller"),
+        "{shown}"
+    );
+    eventually(
+        "the new version in the device's structure",
+        PATIENCE,
+        || async {
+            let (_, out, _) = cli(&url, &token, &["devices", "show", "CLI-D"]).await;
+            out.contains("acme/ctl-lite-firmware 2.0.0").then_some(())
+        },
+    )
+    .await;
+
+    // Rotation: a key list signed by the root, naming a new release key.
+    let (ok, _, err) = run(args(&format!(
+        "keys sign-list --root {k}/root-1.key.json --release {k}/release-1.pub.json --version 2 --out {k}/keys-2.json"
+    )))
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(args(&format!("keys publish {k}/keys-2.json"))).await;
+    assert!(ok && out.contains("version 2"), "{out}{err}");
+    let (ok, _, err) = run(args(&format!("keys publish {k}/keys.json"))).await;
+    assert!(
+        !ok && err.contains("older"),
+        "an older key list is refused: {err}"
+    );
+
+    let _ = stop.send(true);
+    agent.await.expect("task").expect("agent ends");
+}

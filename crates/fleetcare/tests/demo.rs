@@ -71,26 +71,40 @@ async fn the_demo_shows_a_fleet_of_fifty_devices_with_their_units() {
     .await;
     assert!(ok && out.contains("SLOT"), "{out}");
 
-    // Every finding kind is shown, fixed by a job or advised.
-    let fleet: Value = eventually("every finding kind in the fleet", PATIENCE, || async {
-        let (ok, out, _) = cli(&url, &token, &["compat", "fleet", "--json"]).await;
-        let v: Value = serde_json::from_str(&out).ok()?;
-        let kinds = v["by_kind"].as_object()?.len();
-        (ok && kinds >= 6).then_some(v)
-    })
+    // Findings only hardware (or a catalog entry) can fix stay open and are shown.
+    let fleet: Value = eventually(
+        "the hardware finding kinds in the fleet",
+        PATIENCE,
+        || async {
+            let (ok, out, _) = cli(&url, &token, &["compat", "fleet", "--json"]).await;
+            let v: Value = serde_json::from_str(&out).ok()?;
+            let kinds = v["by_kind"].as_object()?.len();
+            (ok && kinds >= 3).then_some(v)
+        },
+    )
     .await;
-    for kind in [
-        "device_unit",
-        "unit_software",
-        "software_software",
-        "unknown_device_model",
-        "unknown_unit_model",
-        "unknown_software",
-    ] {
+    for kind in ["device_unit", "unknown_device_model", "unknown_unit_model"] {
         assert!(
             fleet["by_kind"][kind].as_u64() >= Some(1),
             "{kind} missing: {fleet}"
         );
+    }
+    // What software can fix is fixed: a job installs (ACM9K-000005: newer engine firmware for
+    // ctl-firmware 5.3.0) or switches (ACM9K-000017: the controller's inactive copy), the
+    // device confirms it, reports, and is judged compatible.
+    for id in ["ACM9K-000005", "ACM9K-000017"] {
+        let c: Value = eventually(&format!("{id} fixed by its job"), PATIENCE * 3, || async {
+            let (ok, out, _) = cli(&url, &token, &["compat", "check", id, "--json"]).await;
+            let c: Value = serde_json::from_str(&out).ok()?;
+            (ok && c["state"] == "compatible").then_some(c)
+        })
+        .await;
+        assert!(c["findings"].as_array().is_some_and(Vec::is_empty), "{c}");
+        let (ok, out, _) = cli(&url, &token, &["jobs", "list", "--device", id, "--json"]).await;
+        assert!(ok);
+        let jobs: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(jobs["jobs"][0]["state"], "succeeded", "{jobs}");
+        assert_eq!(jobs["jobs"][0]["origin"], "compat", "{jobs}");
     }
     // The booklet finisher beside the dup-3: advised, and an optional unit out of service.
     let (ok, out, _) = cli(&url, &token, &["compat", "check", "ACM9K-000029", "--json"]).await;

@@ -6,6 +6,7 @@
 //! against their provisioned root.
 
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
@@ -47,15 +48,109 @@ fn trust_err(e: TrustError) -> ApiError {
 }
 
 /// Where the center keeps artifact bytes: `<root>/sha256/<2 hex>/<64 hex>`, and `<root>/tmp`
-/// for uploads in progress.
-#[derive(Debug, Clone)]
+/// for uploads in progress. Artifacts being downloaded are kept in memory (up to a budget,
+/// least recently used out first): loaded once, checked against their hash, and served to
+/// every device from the same buffer.
+#[derive(Debug)]
 pub struct Artifacts {
     root: PathBuf,
+    budget: u64,
+    hot: std::sync::Mutex<Hot>,
+}
+
+#[derive(Debug, Default)]
+struct Hot {
+    /// By hash: the bytes once loaded (one loader; the others wait for it), and when last used.
+    entries: std::collections::HashMap<String, (Arc<tokio::sync::OnceCell<Bytes>>, u64, u64)>,
+    used: u64,
+    tick: u64,
 }
 
 impl Artifacts {
-    pub fn new(root: PathBuf) -> Artifacts {
-        Artifacts { root }
+    pub fn new(root: PathBuf, budget: u64) -> Artifacts {
+        Artifacts {
+            root,
+            budget,
+            hot: std::sync::Mutex::new(Hot::default()),
+        }
+    }
+
+    /// The artifact's bytes from memory, loading and checking them if needed; `None` if it
+    /// is too large for the budget (serve it from the file).
+    pub async fn hot(&self, sha256: &str, size: u64) -> Result<Option<Bytes>, ApiError> {
+        if size > self.budget / 2 {
+            return Ok(None);
+        }
+        let cell = {
+            let mut h = self
+                .hot
+                .lock()
+                .expect("the artifact cache lock is never poisoned");
+            h.tick += 1;
+            let tick = h.tick;
+            let fresh = !h.entries.contains_key(sha256);
+            if fresh {
+                // Make room: least recently used first.
+                while h.used + size > self.budget {
+                    let Some(old) = h
+                        .entries
+                        .iter()
+                        .min_by_key(|(_, (_, t, _))| *t)
+                        .map(|(k, _)| k.clone())
+                    else {
+                        break;
+                    };
+                    if let Some((_, _, n)) = h.entries.remove(&old) {
+                        h.used = h.used.saturating_sub(n);
+                    }
+                }
+                h.used += size;
+            }
+            let e = h
+                .entries
+                .entry(sha256.to_owned())
+                .or_insert_with(|| (Arc::new(tokio::sync::OnceCell::new()), tick, size));
+            e.1 = tick;
+            e.0.clone()
+        };
+        let path = self.path(sha256);
+        let expected = sha256.to_owned();
+        let bytes = cell
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || {
+                    let data = std::fs::read(&path).map_err(|e| {
+                        ApiError::Internal(format!(
+                            "artifact {expected} is recorded but unreadable: {e}"
+                        ))
+                    })?;
+                    let got: String = Sha256::digest(&data)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
+                    if got != expected {
+                        return Err(ApiError::Internal(format!(
+                            "artifact {expected} is damaged on disk (its SHA-256 is now {got})"
+                        )));
+                    }
+                    Ok(Bytes::from(data))
+                })
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+            })
+            .await;
+        match bytes {
+            Ok(b) => Ok(Some(b.clone())),
+            Err(e) => {
+                let mut h = self
+                    .hot
+                    .lock()
+                    .expect("the artifact cache lock is never poisoned");
+                if h.entries.remove(sha256).is_some() {
+                    h.used = h.used.saturating_sub(size);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The path of an artifact; `sha256` must already be validated hex.
@@ -765,13 +860,15 @@ pub async fn get_artifact(
         .artifact(key.tenant, &sha256)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("artifact {sha256}")))?;
-    serve_file(&st.artifacts.path(&sha256), &sha256, size, &headers).await
+    let hot = st.artifacts.hot(&sha256, size).await?;
+    serve_file(&st.artifacts.path(&sha256), hot, &sha256, size, &headers).await
 }
 
-/// Serve a file whose content never changes under `tag`, honouring `Range`, `If-Range` and
-/// `If-None-Match`.
+/// Serve a file whose content never changes under `tag` (from `hot` when it is in memory),
+/// honouring `Range`, `If-Range` and `If-None-Match`.
 pub(crate) async fn serve_file(
     path: &FsPath,
+    hot: Option<Bytes>,
     tag: &str,
     size: u64,
     headers: &HeaderMap,
@@ -806,27 +903,11 @@ pub(crate) async fn serve_file(
                 .into_response());
         }
     };
-    let mut file = tokio::fs::File::open(path).await.map_err(|e| {
-        ApiError::Internal(format!("artifact {tag} is recorded but unreadable: {e}"))
-    })?;
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-    }
-    let stream =
-        futures_util::stream::unfold((file.take(len), false), |(mut file, done)| async move {
-            if done {
-                return None;
-            }
-            let mut buf = bytes::BytesMut::with_capacity(CHUNK);
-            match file.read_buf(&mut buf).await {
-                Ok(0) => None,
-                Ok(_) => Some((Ok::<Bytes, std::io::Error>(buf.freeze()), (file, false))),
-                Err(e) => Some((Err(e), (file, true))),
-            }
-        });
-    let mut resp = Response::new(Body::from_stream(stream));
+    let body = match hot {
+        Some(b) => Body::from(b.slice(start as usize..(start + len) as usize)),
+        None => file_body(path, tag, start, len).await?,
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
@@ -847,6 +928,31 @@ pub(crate) async fn serve_file(
         );
     }
     Ok(resp)
+}
+
+/// `len` bytes of a file from `start`, streamed.
+async fn file_body(path: &FsPath, tag: &str, start: u64, len: u64) -> Result<Body, ApiError> {
+    let mut file = tokio::fs::File::open(path).await.map_err(|e| {
+        ApiError::Internal(format!("artifact {tag} is recorded but unreadable: {e}"))
+    })?;
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    let stream =
+        futures_util::stream::unfold((file.take(len), false), |(mut file, done)| async move {
+            if done {
+                return None;
+            }
+            let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+            match file.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok::<Bytes, std::io::Error>(buf.freeze()), (file, false))),
+                Err(e) => Some((Err(e), (file, true))),
+            }
+        });
+    Ok(Body::from_stream(stream))
 }
 
 /// Mark jobs that were never taken and whose time ran out as failed (`expired`).

@@ -95,7 +95,10 @@ impl AppState {
                 push_idle_timeout: config.push_idle_timeout,
                 request_timeout: config.request_timeout,
             }),
-            artifacts: Arc::new(delivery::Artifacts::new(config.data_dir.join("artifacts"))),
+            artifacts: Arc::new(delivery::Artifacts::new(
+                config.data_dir.join("artifacts"),
+                config.artifact_cache_bytes,
+            )),
             shutdown: rx,
         };
         (state, tx)
