@@ -387,7 +387,7 @@ async fn every_durable_step_and_random_kills_leave_an_acceptable_state() {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         let delay = Duration::from_millis((seed >> 33) % 400);
-        let healthy = (seed >> 20) % 4 != 0;
+        let healthy = !(seed >> 20).is_multiple_of(4);
         let (id, config) = lab.device(n, healthy);
         let mut first = spawn(&config, None);
         eventually(&format!("{id} reported"), PATIENCE, || async {

@@ -344,12 +344,17 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// The active version of the controller's ctl-firmware.
 fn active_version(lab: &Lab) -> String {
     let (active, _) = lab
         .driver(None)
         .software(&snapshot("B").units[0])
         .expect("software");
-    active[0].version.clone()
+    active
+        .iter()
+        .find(|p| p.product == "ctl-firmware")
+        .map(|p| p.version.clone())
+        .expect("ctl-firmware is installed")
 }
 
 #[tokio::test]
@@ -368,9 +373,12 @@ async fn a_signed_release_installs_on_trial_and_is_confirmed_then_switched_back(
     assert_eq!(outcome(&j), ("succeeded".into(), None), "{j:?}");
 
     // The resumed download asked for the rest only.
-    let script = lab.script.lock().expect("script");
-    assert_eq!(script.ranges, vec!["bytes=100000-".to_owned()]);
-    let states: Vec<&str> = script.statuses.iter().map(|s| s.state.as_str()).collect();
+    let (ranges, statuses) = {
+        let script = lab.script.lock().expect("script");
+        (script.ranges.clone(), script.statuses.clone())
+    };
+    assert_eq!(ranges, vec!["bytes=100000-".to_owned()]);
+    let states: Vec<&str> = statuses.iter().map(|s| s.state.as_str()).collect();
     for s in [
         "downloading",
         "downloaded",
@@ -382,7 +390,6 @@ async fn a_signed_release_installs_on_trial_and_is_confirmed_then_switched_back(
     ] {
         assert!(states.contains(&s), "{s} reported: {states:?}");
     }
-    drop(script);
 
     // Bank b holds exactly the signed bytes and is active, confirmed; a keeps the old version.
     let rec = lab.driver(None).load().expect("record").expect("exists");
@@ -750,17 +757,27 @@ async fn names_that_would_leave_the_staging_directory_write_nothing_outside() {
     let offer = install_offer(1, "5.3.0", serde_json::to_value(env).expect("json"));
     refused(&lab, &u, &offer, Some(&kl), "B", "signature").await;
 
-    // A product name with a path in it: refused before anything is written for it.
-    let mut m = manifest("../../escaped", 3, &bytes);
+    // A product or slot name with a path in it becomes a hashed directory name inside its
+    // unit: it installs, but nowhere else.
+    let mut m = manifest("5.3.0", 3, &bytes);
     m.product = "../../escaped".into();
-    m.version = "5.3.0".into();
     let mut offer = install_offer(2, "5.3.0", signed(&m, &[&lab.release_key]));
     offer.steps[0].product = "../../escaped".into();
     let j = run(&u, &offer, Some(&kl), "B").await;
-    assert_eq!(outcome(&j).0, "failed", "{j:?}");
-
-    // A slot name with a path in it has no driver.
-    assert!(AbDriver::new(&lab.units_dir(), "../escaped").is_err());
+    assert_eq!(outcome(&j).0, "succeeded", "{j:?}");
+    let hashed = fleetcare_agent::update::ab::dir_name("../../escaped");
+    assert!(hashed.starts_with('~') && !hashed.contains('/'), "{hashed}");
+    let rec = lab.driver(None).load().expect("rec").expect("some");
+    assert!(
+        lab.units_dir()
+            .join("controller")
+            .join(&rec.active)
+            .join(&hashed)
+            .join("ctl.bin")
+            .exists()
+    );
+    let slot = AbDriver::new(&lab.units_dir(), "../escaped").expect("driver");
+    assert_eq!(slot.dir().parent(), Some(lab.units_dir().as_path()));
 
     let after = files_under(lab.dir.path());
     let new: Vec<&String> = after.iter().filter(|f| !before.contains(f)).collect();

@@ -93,9 +93,18 @@ fn io_err(what: &str, path: &Path, e: &io::Error) -> InstallError {
     install_err(format!("{what} {}: {e}", path.display()))
 }
 
-/// A product name used as a directory: the same rules as an artifact name.
-fn product_dir(product: &str) -> Result<ArtifactName, InstallError> {
-    ArtifactName::new(product).map_err(|e| install_err(format!("product {e}")))
+/// A slot or product name as a directory name: itself when it is a plain component (the
+/// rules of an artifact name), otherwise `~` and the first 32 hex digits of its SHA-256 (`~`
+/// is never in a plain name, so the two never collide). No name can leave its directory.
+pub fn dir_name(name: &str) -> String {
+    match ArtifactName::new(name) {
+        Ok(n) => n.to_string(),
+        Err(_) => format!("~{}", &hex(&Sha256::digest(name.as_bytes()))[..32]),
+    }
+}
+
+fn product_dir(product: &str) -> Result<String, InstallError> {
+    Ok(dir_name(product))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -164,10 +173,9 @@ pub struct AbDriver {
 impl AbDriver {
     /// The driver for `slot`, keeping its banks under `units_dir/<slot>`.
     pub fn new(units_dir: &Path, slot: &str) -> Result<AbDriver, InstallError> {
-        let name = ArtifactName::new(slot).map_err(|e| install_err(format!("slot {e}")))?;
         Ok(AbDriver {
             slot: slot.to_owned(),
-            dir: units_dir.join(name.as_str()),
+            dir: units_dir.join(dir_name(slot)),
             health_command: None,
         })
     }
@@ -258,7 +266,7 @@ impl AbDriver {
 
     /// Verify every file of a bank's product against its record.
     fn check_product(&self, bank: &str, p: &Installed) -> Result<(), InstallError> {
-        let dir = self.bank_dir(bank).join(product_dir(&p.product)?.as_str());
+        let dir = self.bank_dir(bank).join(product_dir(&p.product)?);
         for f in &p.files {
             let path = dir.join(f.name.as_str());
             let (size, sha) = hash_file(&path).map_err(|e| {
@@ -282,8 +290,8 @@ impl AbDriver {
         p: &Installed,
     ) -> Result<(), InstallError> {
         let name = product_dir(&p.product)?;
-        let src = self.bank_dir(from_bank).join(name.as_str());
-        let dst = self.bank_dir(to_bank).join(name.as_str());
+        let src = self.bank_dir(from_bank).join(&name);
+        let dst = self.bank_dir(to_bank).join(&name);
         remove_dir(&dst)?;
         fs::create_dir_all(&dst).map_err(|e| io_err("creating", &dst, &e))?;
         for f in &p.files {
@@ -406,7 +414,7 @@ impl UnitInstaller for AbDriver {
         if let Ok(entries) = fs::read_dir(&bank_dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !plan.iter().any(|(p, _)| p.product == name) {
+                if !plan.iter().any(|(p, _)| dir_name(&p.product) == name) {
                     remove_dir(&e.path())?;
                 }
             }
@@ -418,7 +426,7 @@ impl UnitInstaller for AbDriver {
                     InstallError::new("integrity", format!("the copy to switch to: {}", e.detail))
                 })?,
                 From::Staged(item) => {
-                    let dst = bank_dir.join(product_dir(&item.product)?.as_str());
+                    let dst = bank_dir.join(product_dir(&item.product)?);
                     remove_dir(&dst)?;
                     fs::create_dir_all(&dst).map_err(|e| io_err("creating", &dst, &e))?;
                     for f in &item.files {
