@@ -234,6 +234,26 @@ async fn an_operator_job_installs_a_signed_release_on_a_real_device() {
     })
     .await;
     assert_eq!(done["state"], "succeeded", "{done}");
+    let states: Vec<&str> = done["events"]
+        .as_array()
+        .expect("the job's history")
+        .iter()
+        .filter_map(|e| e["state"].as_str())
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            "downloading",
+            "downloaded",
+            "verifying",
+            "installing",
+            "activating",
+            "health_check",
+            "succeeded"
+        ],
+        "{done}"
+    );
+    assert_eq!(done["bytes_done"], 200_000, "{done}");
 
     // The device's structure report shows the new version active and the old one inactive.
     let d = eventually("the new version reported", PATIENCE, || async {

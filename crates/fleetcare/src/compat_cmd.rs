@@ -456,8 +456,24 @@ pub async fn jobs(cmd: JobsCmd, remote: &Remote) -> anyhow::Result<()> {
             if let (Some(by), Some(at)) = (&j.approved_by, &j.approved_at) {
                 outln!("approved  by {by} at {at}");
             }
+            if let (Some(done), Some(total)) = (j.bytes_done, j.bytes_total) {
+                outln!("progress  {done} of {total} bytes");
+            }
             for s in steps_text(&j.steps) {
                 outln!("  - {s}");
+            }
+            if !j.events.is_empty() {
+                outln!("history");
+                outln!("  {}  created ({})", j.created_at, j.created_by);
+                for e in &j.events {
+                    let why = match (&e.reason, &e.detail) {
+                        (Some(r), Some(d)) => format!(" ({r}: {d})"),
+                        (Some(r), None) => format!(" ({r})"),
+                        (None, Some(d)) => format!(" ({d})"),
+                        (None, None) => String::new(),
+                    };
+                    outln!("  {}  {}{why}", e.at, e.state);
+                }
             }
             Ok(())
         }

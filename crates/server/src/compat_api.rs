@@ -123,7 +123,15 @@ pub(crate) fn notification_view(n: NotificationRecord) -> w::Notification {
 }
 
 pub(crate) fn job_view(j: JobRecord) -> w::Job {
+    let progress: Option<serde_json::Value> = j
+        .progress_json
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok());
+    let bytes = |k: &str| progress.as_ref().and_then(|p| p[k].as_u64());
     w::Job {
+        bytes_done: bytes("bytes_done"),
+        bytes_total: bytes("bytes_total"),
+        events: Vec::new(),
         id: j.id,
         device_id: j.device_id,
         origin: j.origin,
@@ -404,7 +412,20 @@ pub async fn show_job(
     op: OperatorAuth,
     Path(id): Path<u64>,
 ) -> Result<Json<w::Job>, ApiError> {
-    Ok(Json(job_view(job_of(&st, op.0.tenant, id).await?)))
+    let mut job = job_view(job_of(&st, op.0.tenant, id).await?);
+    job.events = st
+        .store
+        .job_events(op.0.tenant, id)
+        .await?
+        .into_iter()
+        .map(|e| w::JobEvent {
+            at: rfc3339(e.at_ms),
+            state: e.state,
+            reason: e.reason,
+            detail: e.detail,
+        })
+        .collect();
+    Ok(Json(job))
 }
 
 /// Approve a job awaiting approval: it is queued, and the device hears of it.

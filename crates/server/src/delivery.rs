@@ -774,6 +774,7 @@ pub async fn job_status(
                 id,
                 &Transition {
                     progress_json: progress.as_deref(),
+                    event: false,
                     ..Transition::new(RUNNING, &s.state)
                 },
                 st.clock.now_ms(),

@@ -104,6 +104,7 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         fleetcare_wire::compat::Notification,
         fleetcare_wire::compat::Job,
         fleetcare_wire::compat::JobList,
+        fleetcare_wire::compat::JobEvent,
         fleetcare_wire::delivery::NewJobRequest,
         fleetcare_wire::delivery::JobStepRequest,
         fleetcare_wire::delivery::Release,

@@ -354,6 +354,8 @@ pub struct Transition<'a> {
     pub detail: Option<&'a str>,
     /// Progress as JSON (bytes downloaded, …).
     pub progress_json: Option<&'a str>,
+    /// Record the new state in the job's events (not for a progress-only update).
+    pub event: bool,
 }
 
 impl<'a> Transition<'a> {
@@ -364,9 +366,24 @@ impl<'a> Transition<'a> {
             reason: None,
             detail: None,
             progress_json: None,
+            event: true,
         }
     }
 }
+
+/// A state a job went through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEventRecord {
+    pub at_ms: i64,
+    pub state: String,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Records the state a statement just gave a job (the job's row says it, with this `at`).
+pub(crate) const JOB_EVENT: &str = "INSERT INTO job_events (tenant_id, job_id, at, state, reason, detail) \
+     SELECT tenant_id, id, updated_at, state, reason, detail FROM jobs \
+     WHERE tenant_id = $1 AND id = $2 AND updated_at = $3 AND state = $4";
 
 /// A job query's filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -907,32 +924,56 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool> {
         let from = serde_json::to_string(t.from).expect("strings serialize");
-        let out = self
-            .run(
-                vec![Stmt::each(
-                    "UPDATE jobs SET state = $4, reason = COALESCE($5, reason), \
+        let mut stmts = vec![Stmt::each(
+            "UPDATE jobs SET state = $4, reason = COALESCE($5, reason), \
                      detail = COALESCE($6, detail), progress = COALESCE($7, progress), \
                      updated_at = $8 WHERE tenant_id = $1 AND id = $2 \
                      AND state IN (SELECT value FROM json_each($3))",
-                    "UPDATE jobs SET state = $4, reason = COALESCE($5, reason), \
+            "UPDATE jobs SET state = $4, reason = COALESCE($5, reason), \
                      detail = COALESCE($6, detail), progress = COALESCE($7, progress), \
                      updated_at = $8 WHERE tenant_id = $1 AND id = $2 \
                      AND state IN (SELECT jsonb_array_elements_text($3::jsonb))",
-                    vec![
-                        tenant.into(),
-                        to_i64(id).into(),
-                        from.into(),
-                        t.to.into(),
-                        t.reason.into(),
-                        t.detail.into(),
-                        t.progress_json.into(),
-                        now_ms.into(),
-                    ],
-                )],
-                Guard::None,
+            vec![
+                tenant.into(),
+                to_i64(id).into(),
+                from.into(),
+                t.to.into(),
+                t.reason.into(),
+                t.detail.into(),
+                t.progress_json.into(),
+                now_ms.into(),
+            ],
+        )];
+        if t.event {
+            stmts.push(Stmt::new(
+                JOB_EVENT,
+                vec![tenant.into(), to_i64(id).into(), now_ms.into(), t.to.into()],
+            ));
+        }
+        let out = self.run(stmts, Guard::None).await?;
+        Ok(out.first().copied() == Some(1))
+    }
+
+    /// The states a job went through after its creation, oldest first.
+    pub async fn job_events(&self, tenant: TenantId, id: u64) -> Result<Vec<JobEventRecord>> {
+        let rows = self
+            .select(
+                sql("SELECT at, state, reason, detail FROM job_events \
+                     WHERE tenant_id = $1 AND job_id = $2 ORDER BY at, state LIMIT 1000"),
+                vec![tenant.into(), to_i64(id).into()],
+                &[Ty::Int, Ty::Text, Ty::Text, Ty::Text],
             )
             .await?;
-        Ok(out.first().copied() == Some(1))
+        rows.iter()
+            .map(|r| {
+                Ok(JobEventRecord {
+                    at_ms: r[0].int()?,
+                    state: r[1].text()?,
+                    reason: r[2].opt_text()?,
+                    detail: r[3].opt_text()?,
+                })
+            })
+            .collect()
     }
 
     /// Approve a job awaiting approval (it becomes queued); `false` if it was not awaiting.
@@ -945,11 +986,23 @@ impl Store {
     ) -> Result<bool> {
         let out = self
             .run(
-                vec![Stmt::new(
-                    "UPDATE jobs SET state = 'queued', approved_by = $3, approved_at = $4, \
-                     updated_at = $4 WHERE tenant_id = $1 AND id = $2 AND state = 'awaiting_approval'",
-                    vec![tenant.into(), to_i64(id).into(), by.into(), now_ms.into()],
-                )],
+                vec![
+                    Stmt::new(
+                        "UPDATE jobs SET state = 'queued', approved_by = $3, approved_at = $4, \
+                         updated_at = $4 WHERE tenant_id = $1 AND id = $2 \
+                         AND state = 'awaiting_approval'",
+                        vec![tenant.into(), to_i64(id).into(), by.into(), now_ms.into()],
+                    ),
+                    Stmt::new(
+                        JOB_EVENT,
+                        vec![
+                            tenant.into(),
+                            to_i64(id).into(),
+                            now_ms.into(),
+                            "queued".into(),
+                        ],
+                    ),
+                ],
                 Guard::None,
             )
             .await?;
@@ -967,18 +1020,32 @@ impl Store {
     ) -> Result<u64> {
         let out = self
             .run(
-                vec![Stmt::new(
-                    "UPDATE jobs SET state = 'failed', reason = 'cancelled', detail = $4, \
-                     updated_at = $5 WHERE tenant_id = $1 AND device_id = $2 AND origin = $3 \
-                     AND state IN ('awaiting_approval', 'queued')",
-                    vec![
-                        key.tenant.into(),
-                        key.device_id.as_str().into(),
-                        origin.into(),
-                        detail.into(),
-                        now_ms.into(),
-                    ],
-                )],
+                vec![
+                    Stmt::new(
+                        "UPDATE jobs SET state = 'failed', reason = 'cancelled', detail = $4, \
+                         updated_at = $5 WHERE tenant_id = $1 AND device_id = $2 AND origin = $3 \
+                         AND state IN ('awaiting_approval', 'queued')",
+                        vec![
+                            key.tenant.into(),
+                            key.device_id.as_str().into(),
+                            origin.into(),
+                            detail.into(),
+                            now_ms.into(),
+                        ],
+                    ),
+                    Stmt::new(
+                        "INSERT INTO job_events (tenant_id, job_id, at, state, reason, detail) \
+                         SELECT tenant_id, id, updated_at, state, reason, detail FROM jobs \
+                         WHERE tenant_id = $1 AND device_id = $2 AND origin = $3 \
+                         AND state = 'failed' AND reason = 'cancelled' AND updated_at = $4",
+                        vec![
+                            key.tenant.into(),
+                            key.device_id.as_str().into(),
+                            origin.into(),
+                            now_ms.into(),
+                        ],
+                    ),
+                ],
                 Guard::None,
             )
             .await?;

@@ -275,20 +275,36 @@ impl Store {
     }
 
     /// Jobs that never started and whose time ran out are over: `failed`, reason `expired`.
-    /// How many.
+    /// How many (at most 1000 per call; nothing is written when none is due).
     pub async fn expire_jobs(&self, now_ms: i64) -> Result<u64> {
-        let out = self
-            .run(
-                vec![Stmt::new(
-                    "UPDATE jobs SET state = 'failed', reason = 'expired', \
-                     detail = 'the device did not take the job before it expired', \
-                     updated_at = $1 WHERE state IN ('awaiting_approval', 'queued') \
-                     AND expires_at <= $1",
-                    vec![now_ms.into()],
-                )],
-                Guard::None,
+        let due = self
+            .select(
+                sql(
+                    "SELECT tenant_id, id FROM jobs WHERE state IN ('awaiting_approval', 'queued') \
+                     AND expires_at <= $1 ORDER BY expires_at LIMIT 1000",
+                ),
+                vec![now_ms.into()],
+                &[Ty::Int, Ty::Int],
             )
             .await?;
-        Ok(out.first().copied().unwrap_or(0))
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut stmts = Vec::with_capacity(due.len() * 2);
+        for r in &due {
+            let (tenant, id) = (r[0].int()?, r[1].int()?);
+            stmts.push(Stmt::new(
+                "UPDATE jobs SET state = 'failed', reason = 'expired', \
+                 detail = 'the device did not take the job before it expired', updated_at = $3 \
+                 WHERE tenant_id = $1 AND id = $2 AND state IN ('awaiting_approval', 'queued')",
+                vec![tenant.into(), id.into(), now_ms.into()],
+            ));
+            stmts.push(Stmt::new(
+                crate::compat::JOB_EVENT,
+                vec![tenant.into(), id.into(), now_ms.into(), "failed".into()],
+            ));
+        }
+        let out = self.run(stmts, Guard::None).await?;
+        Ok(out.iter().step_by(2).sum())
     }
 }

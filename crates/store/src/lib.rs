@@ -24,9 +24,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use compat::{
-    CatalogRevision, FindingRecord, FindingRow, JobFilter, JobRecord, Judgement, NewJob,
-    NewNotification, NotificationRecord, PolicyRecord, Rejudged, StructureRow, TERMINAL_JOB_STATES,
-    Transition,
+    CatalogRevision, FindingRecord, FindingRow, JobEventRecord, JobFilter, JobRecord, Judgement,
+    NewJob, NewNotification, NotificationRecord, PolicyRecord, Rejudged, StructureRow,
+    TERMINAL_JOB_STATES, Transition,
 };
 pub use delivery::{KeyListRecord, ReleaseRecord};
 use fleetcare_core::{DeviceId, Structure};

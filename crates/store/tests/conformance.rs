@@ -1227,4 +1227,57 @@ async fn releases_key_lists_artifacts_and_expiry(store: Store) {
             .state,
         "downloading"
     );
+    // Each change of state is an event; a progress-only update is not.
+    let ev = store.job_events(t, queued).await.expect("events");
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        (ev[0].state.as_str(), ev[0].reason.as_deref()),
+        ("failed", Some("expired"))
+    );
+    assert_eq!(ev[0].at_ms, NOW + 1000);
+    let moved = store
+        .transition_job(
+            t,
+            running,
+            &Transition::new(&["downloading"], "downloaded"),
+            NOW + 5,
+        )
+        .await
+        .expect("transition");
+    assert!(moved);
+    let progress = Transition {
+        progress_json: Some("{}"),
+        event: false,
+        ..Transition::new(&["downloaded"], "downloaded")
+    };
+    assert!(
+        store
+            .transition_job(t, running, &progress, NOW + 6)
+            .await
+            .expect("progress")
+    );
+    let refused = store
+        .transition_job(
+            t,
+            running,
+            &Transition::new(&["queued"], "installing"),
+            NOW + 7,
+        )
+        .await
+        .expect("transition");
+    assert!(!refused);
+    let ev = store.job_events(t, running).await.expect("events");
+    assert_eq!(
+        ev.iter()
+            .map(|e| (e.state.as_str(), e.at_ms))
+            .collect::<Vec<_>>(),
+        vec![("downloaded", NOW + 5)]
+    );
+    assert!(
+        store
+            .job_events(other, running)
+            .await
+            .expect("events")
+            .is_empty()
+    );
 }

@@ -27,3 +27,13 @@ CREATE TABLE artifacts (
     PRIMARY KEY (tenant_id, sha256)
 );
 CREATE INDEX jobs_by_expiry ON jobs (state, expires_at);
+-- Every state a job went through after it was created (its creation is the job row itself).
+CREATE TABLE job_events (
+    tenant_id BIGINT NOT NULL,
+    job_id    BIGINT NOT NULL,
+    at        BIGINT NOT NULL,
+    state     TEXT NOT NULL,
+    reason    TEXT,
+    detail    TEXT
+);
+CREATE INDEX job_events_by_job ON job_events (tenant_id, job_id, at);
