@@ -135,8 +135,34 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
+    // Installing: the job in progress (its journal) and each unit's banks.
+    let journal: Option<serde_json::Value> =
+        std::fs::read(cfg.data_dir.join("update/journal.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut banks = Vec::new();
+    if let Some(dir) = &cfg.units_dir {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if let Ok(b) = std::fs::read(e.path().join("boot.json"))
+                && let Ok(rec) =
+                    serde_json::from_slice::<fleetcare_agent::update::ab::BootRecord>(&b)
+            {
+                banks.push((e.file_name().to_string_lossy().into_owned(), rec));
+            }
+        }
+    }
+    banks.sort_by(|a, b| a.0.cmp(&b.0));
     if as_json {
         let out = json!({
+            "install": {
+                "job": journal,
+                "units": banks.iter().map(|(slot, r)| json!({
+                    "slot": slot,
+                    "active": r.active,
+                    "banks": r.banks,
+                    "trial": r.trial,
+                })).collect::<Vec<_>>(),
+            },
             "device_id": view.credential.as_ref().map(|c| &c.device_id),
             "center_url": cfg.center_url,
             "enrolled": view.credential.is_some(),
@@ -210,6 +236,40 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
         }
         Some(Err(e)) => outln!("center says  (unreachable: {e})"),
         None => {}
+    }
+    if let Some(j) = &journal {
+        outln!(
+            "installing   job #{} ({})",
+            j["job"],
+            j["phase"].as_str().unwrap_or("?")
+        );
+    }
+    for (slot, r) in &banks {
+        let label = |bank: &str| {
+            r.banks
+                .get(bank)
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| format!("{} {}", p.product, p.version))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        let trial = r.trial.as_ref().map_or(String::new(), |t| {
+            format!(
+                " — on trial for job #{}, {} boot(s) left",
+                t.job, t.boots_left
+            )
+        });
+        outln!(
+            "bank {:<12} active {}: {}; inactive {}: {}{trial}",
+            slot,
+            r.active,
+            label(&r.active),
+            r.inactive(),
+            label(&r.inactive())
+        );
     }
     for (slot, serial) in &view.state.out_of_service {
         outln!("out of service  {slot} (#{serial}), as the center asked");

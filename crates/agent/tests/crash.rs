@@ -336,6 +336,17 @@ async fn every_durable_step_and_random_kills_leave_an_acceptable_state() {
         let end = scenario(&lab, n, true, &[p]).await;
         *tally.entry(end).or_default() += 1;
     }
+    // `fleetcare-agent status` shows each unit's banks once the job is over.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetcare-agent"))
+        .args(["status", "--json", "--config"])
+        .arg(lab.dir.path().join("CRASH-1/agent.toml"))
+        .output()
+        .expect("status runs");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert!(v["install"]["job"].is_null(), "no job in progress: {v}");
+    let units = v["install"]["units"].as_array().expect("units");
+    assert_eq!(units.len(), 2, "{v}");
+    assert!(units.iter().all(|u| u["trial"].is_null()), "{v}");
     for p in REVERT {
         n += 1;
         assert_eq!(
