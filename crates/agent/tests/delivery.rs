@@ -496,6 +496,23 @@ async fn a_job_for_a_device_that_stays_away_expires_and_says_so() {
         )
         .await;
     assert_eq!((s, ack["state"].as_str()), (StatusCode::OK, Some("failed")));
+    // Another device cannot touch this device's job.
+    let (_, other) = lab
+        .send(
+            lab.http
+                .post(format!("{}/device/v1/enroll", lab.center.url()))
+                .json(&json!({"enrollment_key": lab.center.boot.enrollment_key, "device_id": "DEV-3", "model": "acme-mfp-9000"})),
+        )
+        .await;
+    let (s, _) = lab
+        .send(
+            lab.http
+                .post(format!("{}/device/v1/jobs/{id}/status", lab.center.url()))
+                .bearer_auth(other["device_token"].as_str().expect("token"))
+                .json(&json!({"state": "downloading"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     // A reason outside the uniform codes is refused.
     let (s, _) = lab
         .send(
