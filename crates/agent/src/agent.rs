@@ -29,6 +29,7 @@ use crate::backoff::Backoff;
 use crate::channel::{Channel, ChannelEvent};
 use crate::client::{CenterClient, ClientError};
 use crate::config::AgentConfig;
+use crate::journal::Journal;
 use crate::local::{Credential, Local, LocalError, Status};
 use crate::source::{Snapshot, StructureSource};
 use crate::update::command::CommandDriver;
@@ -54,6 +55,8 @@ pub enum AgentError {
     TrustRoot { path: String, detail: String },
     #[error("setting up the installer of unit {slot}: {detail}")]
     Installer { slot: String, detail: String },
+    #[error("{0}")]
+    Journal(String),
 }
 
 /// The unit installers, by slot.
@@ -192,6 +195,25 @@ impl<S: StructureSource> Agent<S> {
         ));
 
         let installers = installers(&cfg, &snapshot)?;
+        // The error journal: a new boot epoch for every start.
+        let journal = {
+            let (dir, limits) = (cfg.data_dir.clone(), cfg.journal);
+            tokio::task::spawn_blocking(move || Journal::open(&dir, limits, true))
+                .await
+                .map_err(|e| AgentError::Journal(e.to_string()))?
+                .map_err(|e| AgentError::Journal(e.to_string()))?
+        };
+        let errors_request = Arc::new(Notify::new());
+        let errors_task = tokio::spawn(crate::errlog::run(
+            Arc::new(journal),
+            client.clone(),
+            snapshot.device_id.clone(),
+            cfg.errors,
+            token_tx.subscribe(),
+            errors_request.clone(),
+            Backoff::new(cfg.backoff_initial, cfg.backoff_max),
+            shutdown.clone(),
+        ));
         let jobs_nudge = Arc::new(Notify::new());
         let updater = Updater::new(
             &cfg.data_dir,
@@ -216,6 +238,7 @@ impl<S: StructureSource> Agent<S> {
         ));
         let interval = effective_interval(&cfg, &local);
         let mut r = Runner {
+            errors_request,
             installers,
             jobs_nudge,
             last_fingerprint: local.state().last_fingerprint.clone(),
@@ -279,6 +302,7 @@ impl<S: StructureSource> Agent<S> {
         // An install in progress stops at its next step; its journal resumes it next start.
         update_task.abort();
         let _ = update_task.await;
+        let _ = errors_task.await;
         Ok(())
     }
 }
@@ -430,6 +454,7 @@ async fn run_once<S: StructureSource>(
 }
 
 struct Runner<S: StructureSource> {
+    errors_request: Arc<Notify>,
     installers: Installers,
     jobs_nudge: Arc<Notify>,
     cfg: AgentConfig,
@@ -583,6 +608,10 @@ impl<S: StructureSource> Runner<S> {
             Command::JobsAvailable => {
                 tracing::info!("the center has jobs for this device");
                 self.jobs_nudge.notify_one();
+                Ok(())
+            }
+            Command::RequestErrors => {
+                self.errors_request.notify_one();
                 Ok(())
             }
         }

@@ -8,6 +8,7 @@ use fleetcare_wire::delivery::{DeviceJobs, JobStatus, JobStatusAck};
 use fleetcare_wire::device::{
     EnrollRequest, EnrollResponse, PollResponse, ReportAck, StructureReport,
 };
+use fleetcare_wire::errors::{ErrorAck, ErrorBatch};
 use fleetcare_wire::operator::DeviceView;
 use serde::de::DeserializeOwned;
 
@@ -91,6 +92,17 @@ impl CenterClient {
             .get(format!("{}/device/v1/jobs", self.base))
             .bearer_auth(token)
             .timeout(self.timeout);
+        answer(r.send().await).await
+    }
+
+    /// Send a batch of the error log.
+    pub async fn errors(&self, token: &str, batch: &ErrorBatch) -> Result<ErrorAck, ClientError> {
+        let r = self
+            .http
+            .post(format!("{}/device/v1/errors", self.base))
+            .bearer_auth(token)
+            .timeout(self.timeout)
+            .json(batch);
         answer(r.send().await).await
     }
 

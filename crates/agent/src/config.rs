@@ -56,6 +56,10 @@ pub struct AgentConfig {
     /// Slower than this (bytes/s, averaged over `download_window`) is slow retrieval.
     pub download_min_rate: u64,
     pub download_window: Duration,
+    /// When the error log is sent.
+    pub errors: crate::errlog::Triggers,
+    /// Bounds of the error journal.
+    pub journal: crate::journal::JournalLimits,
 }
 
 /// The environment variables' prefix: `FLEETCARE_AGENT_CENTER_URL`, …
@@ -85,6 +89,15 @@ impl AgentConfig {
             commands: crate::update::command::Commands::default(),
             download_min_rate: 4096,
             download_window: Duration::from_secs(30),
+            errors: crate::errlog::Triggers {
+                interval: Duration::from_secs(3600),
+                immediate: crate::journal::severity_rank("error"),
+                batch_events: 200,
+                batch_bytes: 64 * 1024,
+                batch_weight: 100,
+                check: Duration::from_millis(500),
+            },
+            journal: crate::journal::JournalLimits::default(),
         }
     }
 
@@ -236,6 +249,28 @@ impl AgentConfig {
         }
         c.download_min_rate = r.bounded("download_min_rate", 4096, 0, 1 << 40);
         c.download_window = Duration::from_secs(r.bounded("download_window_s", 30, 1, 3600));
+        let immediate = r.choice(
+            "errors_immediate_severity",
+            "error",
+            &["debug", "info", "warning", "error", "critical", "never"],
+        );
+        c.errors = crate::errlog::Triggers {
+            interval: Duration::from_secs(r.bounded(
+                "errors_interval_s",
+                3600,
+                1,
+                fleetcare_core::limits::MAX_REPORT_INTERVAL_S,
+            )),
+            immediate: crate::journal::severity_rank(&immediate),
+            batch_events: r.bounded("errors_batch_events", 200, 1, 1_000_000),
+            batch_bytes: r.bounded("errors_batch_bytes", 64 * 1024, 1, 1 << 30),
+            batch_weight: r.bounded("errors_batch_weight", 100, 1, 1 << 40),
+            check: c.watch_interval,
+        };
+        c.journal = crate::journal::JournalLimits {
+            max_events: r.bounded("journal_max_events", 100_000, 10, 100_000_000),
+            max_bytes: r.bounded("journal_max_mb", 64, 1, 1 << 20) << 20,
+        };
         c
     }
 }

@@ -47,6 +47,8 @@ pub mod backoff;
 pub mod channel;
 pub mod client;
 pub mod config;
+pub mod errlog;
+pub mod journal;
 pub mod local;
 pub mod out;
 pub mod signals;

@@ -37,6 +37,26 @@ enum Cmd {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         log_format: String,
     },
+    /// Append an event to the device's error log (durable when this returns); the running
+    /// agent sends it as its triggers say (at once from `errors_immediate_severity`).
+    Log {
+        #[arg(long, env = "FLEETCARE_AGENT_CONFIG")]
+        config: PathBuf,
+        /// The error code (the device maker's).
+        #[arg(long)]
+        code: String,
+        /// The unit it concerns (its slot); none for the device as a whole.
+        #[arg(long, default_value = "")]
+        unit: String,
+        /// debug, info, warning, error or critical.
+        #[arg(long, default_value = "error")]
+        severity: String,
+        #[arg(long)]
+        detail: Option<String>,
+        /// A counter at the time, `NAME=VALUE` (repeatable), e.g. `pages_total=184220`.
+        #[arg(long = "counter")]
+        counters: Vec<String>,
+    },
     /// Show local state and what the center knows about this device.
     Status {
         #[arg(long, env = "FLEETCARE_AGENT_CONFIG")]
@@ -64,6 +84,14 @@ fn main() -> ExitCode {
         match cli.command {
             Cmd::Run { config, log_format } => run(config, &log_format).await,
             Cmd::Status { config, json } => status(config, json).await,
+            Cmd::Log {
+                config,
+                code,
+                unit,
+                severity,
+                detail,
+                counters,
+            } => log_event(config, code, unit, severity, detail, counters),
         }
     });
     match result {
@@ -116,6 +144,44 @@ async fn run(config: PathBuf, log_format: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn log_event(
+    config: PathBuf,
+    code: String,
+    unit: String,
+    severity: String,
+    detail: Option<String>,
+    counters: Vec<String>,
+) -> anyhow::Result<()> {
+    let cfg = load_config(&config)?;
+    let mut parsed = std::collections::BTreeMap::new();
+    for c in &counters {
+        let (k, v) = c
+            .split_once('=')
+            .with_context(|| format!("--counter {c:?}: expected NAME=VALUE"))?;
+        let v: f64 = v
+            .parse()
+            .with_context(|| format!("--counter {c:?}: the value is not a number"))?;
+        parsed.insert(k.to_owned(), v);
+    }
+    let journal = fleetcare_agent::journal::Journal::open(&cfg.data_dir, cfg.journal, false)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let (epoch, seq) = journal.append(
+        &fleetcare_agent::journal::NewEvent {
+            slot: unit,
+            code,
+            severity,
+            counters: parsed,
+            detail,
+            alert: None,
+        },
+        now,
+    )?;
+    outln!("logged as event {seq} of boot {epoch}");
+    Ok(())
+}
+
 async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
     let cfg = load_config(&config)?;
     let view = local::view(&cfg.data_dir)
@@ -136,7 +202,7 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
         None => (None, None),
     };
     // Installing: the job in progress (its journal) and each unit's banks.
-    let journal: Option<serde_json::Value> =
+    let journal_file: Option<serde_json::Value> =
         std::fs::read(cfg.data_dir.join("update/journal.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
@@ -152,10 +218,14 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
         }
     }
     banks.sort_by(|a, b| a.0.cmp(&b.0));
+    let journal = fleetcare_agent::journal::Journal::open(&cfg.data_dir, cfg.journal, false)
+        .and_then(|j| j.stats())
+        .ok();
     if as_json {
         let out = json!({
+            "error_log": journal,
             "install": {
-                "job": journal,
+                "job": journal_file,
                 "units": banks.iter().map(|(slot, r)| json!({
                     "slot": slot,
                     "active": r.active,
@@ -237,7 +307,19 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
         Some(Err(e)) => outln!("center says  (unreachable: {e})"),
         None => {}
     }
-    if let Some(j) = &journal {
+    if let Some(s) = &journal {
+        outln!(
+            "error log    {} event(s) not yet sent, {} dropped (journal full){}",
+            s.pending,
+            s.dropped,
+            if s.quarantined > 0 {
+                format!(", {} damaged journal(s) moved aside", s.quarantined)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(j) = &journal_file {
         outln!(
             "installing   job #{} ({})",
             j["job"],

@@ -118,6 +118,20 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// A device's error log as the center holds it, newest first.
+    Errors {
+        id: String,
+        /// Only events at or after this time (RFC 3339, e.g. 2026-11-22T08:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events with this code.
+        #[arg(long)]
+        code: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Offline signing keys: generate, sign a key list, publish it.
     Keys {
         #[command(subcommand)]
@@ -168,6 +182,8 @@ enum DevicesCmd {
         #[arg(long, default_value_t = 10)]
         wait: u64,
     },
+    /// Ask a connected device to send its error log now.
+    RequestErrors { id: String },
     /// Set a device's periodic reporting interval, in seconds, or `default` for the agent's own.
     SetInterval { id: String, seconds: String },
     /// Revoke a device's credential; it can enroll again only after allow-reenroll.
@@ -222,6 +238,13 @@ fn main() -> ExitCode {
             Cmd::Compat { command, remote } => compat_cmd::compat(command, &remote).await,
             Cmd::Jobs { command, remote } => compat_cmd::jobs(command, &remote).await,
             Cmd::Keys { command, remote } => delivery_cmd::keys(command, &remote).await,
+            Cmd::Errors {
+                id,
+                since,
+                code,
+                limit,
+                remote,
+            } => errors(id, since, code, limit, &remote).await,
             Cmd::Release { command, remote } => delivery_cmd::release(command, &remote).await,
         }
     });
@@ -298,6 +321,66 @@ async fn serve(
     signals.wait().await;
     tracing::info!("shutting down");
     center.stop().await?;
+    Ok(())
+}
+
+async fn errors(
+    id: String,
+    since: Option<String>,
+    code: Option<String>,
+    limit: u32,
+    remote: &Remote,
+) -> anyhow::Result<()> {
+    let mut path = format!("/api/v1/devices/{}/errors?limit={limit}", segment(&id)?);
+    if let Some(s) = &since {
+        anyhow::ensure!(
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '.' | '+')),
+            "--since {s:?}: an RFC 3339 time such as 2026-11-22T08:00:00Z"
+        );
+        path.push_str(&format!("&since={}", s.replace('+', "%2B")));
+    }
+    if let Some(c) = &code {
+        path.push_str(&format!("&code={}", segment(c)?));
+    }
+    let list: fleetcare_wire::errors::ErrorList = remote.api()?.get(&path).await?;
+    if remote.json {
+        return print_json(&list);
+    }
+    let rows: Vec<Vec<String>> = list
+        .events
+        .iter()
+        .map(|e| {
+            vec![
+                e.at.clone(),
+                format!("{}/{}", e.boot_epoch, e.seq),
+                e.severity.clone(),
+                if e.slot.is_empty() {
+                    "-".into()
+                } else {
+                    e.slot.clone()
+                },
+                e.code.clone(),
+                e.trigger.clone(),
+                e.detail.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out!(
+        "{}",
+        table::render(
+            &[
+                "AT", "BOOT/SEQ", "SEVERITY", "UNIT", "CODE", "SENT", "DETAIL"
+            ],
+            &rows
+        )
+    );
+    if list.dropped > 0 {
+        outln!(
+            "the device dropped {} event(s) (its journal was full)",
+            list.dropped
+        );
+    }
     Ok(())
 }
 
@@ -443,6 +526,19 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                 "{}",
                 table::render(&["OBSERVED", "TRIGGER", "REPORT", "CHANGE"], &rows)
             );
+            Ok(())
+        }
+        DevicesCmd::RequestErrors { id } => {
+            let r: RequestReportResponse = api
+                .post::<(), _>(
+                    &format!("/api/v1/devices/{}/request-errors", segment(&id)?),
+                    None,
+                )
+                .await?;
+            if remote.json {
+                return print_json(&r);
+            }
+            outln!("asked {id} for its error log (via {})", r.via.as_str());
             Ok(())
         }
         DevicesCmd::RequestReport { id, wait } => {

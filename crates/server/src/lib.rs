@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod delivery;
 pub mod device;
 pub mod error;
+pub mod errors;
 pub mod extract;
 pub mod hub;
 pub mod metrics;
@@ -114,6 +115,7 @@ pub fn app(state: AppState) -> Router {
         .route("/device/v1/self", get(device::whoami))
         .route("/device/v1/compat", get(compat_api::own_compat))
         .route("/device/v1/jobs", get(delivery::device_jobs))
+        .route("/device/v1/errors", post(errors::upload))
         .route("/device/v1/jobs/{id}/status", post(delivery::job_status))
         .layer(timed.clone())
         // Downloads take as long as the bytes take.
@@ -161,6 +163,8 @@ pub fn app(state: AppState) -> Router {
             get(compat_api::list_jobs).post(delivery::create_job),
         )
         .route("/api/v1/releases", get(delivery::list_releases))
+        .route("/api/v1/devices/{id}/errors", get(errors::list))
+        .route("/api/v1/devices/{id}/request-errors", post(errors::request))
         .route("/api/v1/keys", get(delivery::show_keys))
         .route("/api/v1/jobs/{id}", get(compat_api::show_job))
         .route("/api/v1/jobs/{id}/approve", post(compat_api::approve_job))

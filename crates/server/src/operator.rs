@@ -67,7 +67,9 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         crate::delivery::show_keys,
         crate::delivery::publish_release,
         crate::delivery::list_releases,
-        crate::delivery::put_artifact
+        crate::delivery::put_artifact,
+        crate::errors::list,
+        crate::errors::request
     ),
     components(schemas(
         DeviceList,
@@ -111,7 +113,10 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         fleetcare_wire::delivery::ReleaseArtifact,
         fleetcare_wire::delivery::ReleaseList,
         fleetcare_wire::delivery::ArtifactStored,
-        fleetcare_wire::delivery::KeyListView
+        fleetcare_wire::delivery::KeyListView,
+        fleetcare_wire::errors::ErrorList,
+        fleetcare_wire::errors::StoredErrorEvent,
+        fleetcare_wire::errors::PrinterAlert
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

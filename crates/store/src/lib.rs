@@ -14,6 +14,7 @@
 
 pub mod compat;
 pub mod delivery;
+pub mod errors;
 mod exec;
 mod migrate;
 pub mod postgres;
@@ -29,6 +30,7 @@ pub use compat::{
     TERMINAL_JOB_STATES, Transition,
 };
 pub use delivery::{KeyListRecord, ReleaseRecord};
+pub use errors::{ErrorBatchStored, ErrorEventRecord, NewErrorEvent};
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_wire::Trigger;
 use fleetcare_wire::operator::Change;

@@ -4,11 +4,13 @@
 pub(crate) const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite_0001.sql")),
     (2, include_str!("migrations/sqlite_0002.sql")),
+    (3, include_str!("migrations/sqlite_0003.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("migrations/postgres_0001.sql")),
     (2, include_str!("migrations/postgres_0002.sql")),
+    (3, include_str!("migrations/postgres_0003.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

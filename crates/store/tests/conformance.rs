@@ -8,8 +8,9 @@ use std::future::Future;
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_store::testing::{fresh_postgres, postgres_url};
 use fleetcare_store::{
-    DeviceKey, Enrollment, FindingRow, JobFilter, Judgement, NewJob, NewNotification, NewReport,
-    PolicyRecord, Rejudged, ReleaseRecord, Store, StoreError, Transition,
+    DeviceKey, Enrollment, FindingRow, JobFilter, Judgement, NewErrorEvent, NewJob,
+    NewNotification, NewReport, PolicyRecord, Rejudged, ReleaseRecord, Store, StoreError,
+    Transition,
 };
 use fleetcare_wire::operator::Change;
 use fleetcare_wire::{Software, Trigger, Unit};
@@ -62,6 +63,7 @@ conformance!(
     rejudgement_never_overwrites_a_newer_structure,
     policies_notifications_and_jobs,
     releases_key_lists_artifacts_and_expiry,
+    error_events_once_with_watermarks,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -1280,4 +1282,84 @@ async fn releases_key_lists_artifacts_and_expiry(store: Store) {
             .expect("events")
             .is_empty()
     );
+}
+
+async fn error_events_once_with_watermarks(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "L-1").await;
+    let ev = |seq: u64, code: &str| NewErrorEvent {
+        seq,
+        at_ms: NOW + i64::try_from(seq).expect("small"),
+        slot: "fuser".into(),
+        code: code.into(),
+        severity: "error".into(),
+        counters_json: Some(r#"{"pages_total":10.0}"#.into()),
+        detail: Some("jam".into()),
+        alert_json: None,
+        dropped: false,
+    };
+    let b = store
+        .store_error_batch(
+            &key,
+            1,
+            "immediate",
+            &[ev(1, "J-1"), ev(2, "J-2"), ev(4, "J-4")],
+            NOW,
+        )
+        .await
+        .expect("store");
+    assert_eq!((b.stored, b.duplicates, b.acked_seq), (3, 0, 2));
+    let b = store
+        .store_error_batch(&key, 1, "periodic", &[ev(2, "J-2"), ev(3, "J-3")], NOW + 1)
+        .await
+        .expect("store");
+    assert_eq!((b.stored, b.duplicates, b.acked_seq), (1, 1, 4));
+    assert_eq!(store.watermark(&key, 1).await.expect("wm"), 4);
+    assert_eq!(
+        store.watermark(&key, 2).await.expect("wm"),
+        0,
+        "epochs are separate"
+    );
+    let tomb = NewErrorEvent {
+        dropped: true,
+        severity: "dropped".into(),
+        ..ev(5, "")
+    };
+    let b = store
+        .store_error_batch(&key, 1, "periodic", &[tomb], NOW + 2)
+        .await
+        .expect("store");
+    assert_eq!(b.acked_seq, 5);
+    let all = store.error_events(&key, 0, None, 100).await.expect("list");
+    assert_eq!(
+        all.iter().map(|e| e.code.as_str()).collect::<Vec<_>>(),
+        vec!["J-4", "J-3", "J-2", "J-1"],
+        "newest first, tombstones not listed"
+    );
+    assert_eq!(all[1].trigger, "periodic");
+    assert_eq!(all[3].trigger, "immediate");
+    assert_eq!(store.dropped_error_events(&key).await.expect("dropped"), 1);
+    let j3 = store
+        .error_events(&key, 0, Some("J-3"), 100)
+        .await
+        .expect("list");
+    assert_eq!(j3.len(), 1);
+    let recent = store
+        .error_events(&key, NOW + 3, None, 100)
+        .await
+        .expect("list");
+    assert_eq!(recent.len(), 2);
+    let other = store.ensure_tenant("other", NOW).await.expect("tenant");
+    let stranger = DeviceKey {
+        tenant: other,
+        device_id: key.device_id.clone(),
+    };
+    assert!(
+        store
+            .error_events(&stranger, 0, None, 100)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(store.count_error_events(t).await.expect("count"), 4);
 }

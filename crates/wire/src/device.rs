@@ -92,6 +92,8 @@ pub enum Command {
     },
     /// Jobs are waiting for this device: fetch them from `/device/v1/jobs`.
     JobsAvailable,
+    /// Send the error log now, with trigger `request`.
+    RequestErrors,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

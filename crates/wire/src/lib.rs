@@ -9,6 +9,7 @@
 pub mod compat;
 pub mod delivery;
 pub mod device;
+pub mod errors;
 pub mod operator;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,175 @@
+//! Sending the error log: when, and exactly once.
+//!
+//! Triggers, each configurable: the agent's own schedule (`errors_interval_s`); the center's
+//! request (`RequestErrors` on the push channel); an event at or above
+//! `errors_immediate_severity` (goes at once); and accumulation — pending events, bytes or
+//! weighted severities reaching `errors_batch_events`, `errors_batch_bytes` or
+//! `errors_batch_weight`. Each upload says its trigger, and the center stores it with the
+//! events. Batches go oldest epoch first, in sequence order; the agent deletes exactly what the
+//! center acknowledged, so a lost answer means a retry that the center stores nothing twice
+//! from.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetcare_wire::errors::{ErrorBatch, ErrorTrigger};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::client::CenterClient;
+use crate::journal::{Journal, JournalStats};
+
+/// When to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Triggers {
+    pub interval: Duration,
+    /// Rank in `SEVERITIES` at or above which an event goes at once (`None`: never).
+    pub immediate: Option<usize>,
+    pub batch_events: u64,
+    pub batch_bytes: u64,
+    pub batch_weight: u64,
+    /// How often the journal is looked at for the immediate and accumulation triggers.
+    pub check: Duration,
+}
+
+/// Events per upload.
+pub const BATCH: usize = 500;
+
+/// The trigger the journal's state calls for now, if any.
+pub fn due(t: &Triggers, s: &JournalStats) -> Option<ErrorTrigger> {
+    if s.pending == 0 {
+        return None;
+    }
+    if t.immediate
+        .is_some_and(|min| s.max_severity.is_some_and(|m| m >= min))
+    {
+        return Some(ErrorTrigger::Immediate);
+    }
+    if s.pending >= t.batch_events || s.bytes >= t.batch_bytes || s.weight >= t.batch_weight {
+        return Some(ErrorTrigger::Accumulation);
+    }
+    None
+}
+
+async fn blocking<T: Send + 'static>(
+    j: &Arc<Journal>,
+    f: impl FnOnce(&Journal) -> T + Send + 'static,
+) -> Option<T> {
+    let j = j.clone();
+    tokio::task::spawn_blocking(move || f(&j)).await.ok()
+}
+
+/// Send everything pending (oldest epoch first); `Err` if the center could not take it.
+async fn send_all(
+    journal: &Arc<Journal>,
+    client: &CenterClient,
+    token: &str,
+    device_id: &str,
+    trigger: ErrorTrigger,
+) -> Result<u64, String> {
+    let mut sent = 0;
+    loop {
+        let Some(Ok(Some((epoch, events)))) = blocking(journal, |j| j.pending(BATCH)).await else {
+            return Ok(sent);
+        };
+        if events.is_empty() {
+            return Ok(sent);
+        }
+        let last = events.last().map_or(0, |e| e.seq);
+        let n = events.len() as u64;
+        let ack = client
+            .errors(
+                token,
+                &ErrorBatch {
+                    device_id: device_id.to_owned(),
+                    boot_epoch: epoch,
+                    trigger,
+                    events,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::update::crash::point("errors.acked");
+        let acked = ack.acked_seq;
+        blocking(journal, move |j| j.ack(epoch, acked))
+            .await
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        sent += n;
+        if acked < last {
+            // The center is missing something earlier in this epoch (it never had it): the
+            // next batch starts from there again.
+            return Err(format!(
+                "the center holds epoch {epoch} only up to {acked} of {last}; sending again"
+            ));
+        }
+    }
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Run until shutdown.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    journal: Arc<Journal>,
+    client: CenterClient,
+    device_id: String,
+    triggers: Triggers,
+    mut token: watch::Receiver<Option<String>>,
+    requested: Arc<Notify>,
+    mut backoff: Backoff,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut next_periodic = Instant::now() + triggers.interval;
+    let mut check = tokio::time::interval(triggers.check);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry_at: Option<Instant> = None;
+    let mut pending_trigger: Option<ErrorTrigger> = None;
+    loop {
+        let trigger = tokio::select! {
+            () = tokio::time::sleep_until(next_periodic) => {
+                next_periodic = Instant::now() + triggers.interval;
+                Some(ErrorTrigger::Periodic)
+            }
+            () = requested.notified() => Some(ErrorTrigger::Request),
+            _ = check.tick() => {
+                if retry_at.is_some_and(|at| Instant::now() < at) {
+                    None
+                } else if let Some(t) = pending_trigger {
+                    Some(t)
+                } else {
+                    match blocking(&journal, |j| j.stats()).await {
+                        Some(Ok(s)) => due(&triggers, &s),
+                        _ => None,
+                    }
+                }
+            }
+            _ = token.changed() => None,
+            () = stopped(&mut shutdown) => return,
+        };
+        let Some(trigger) = trigger else { continue };
+        let Some(tok) = token.borrow().clone() else {
+            pending_trigger = Some(trigger);
+            continue;
+        };
+        match send_all(&journal, &client, &tok, &device_id, trigger).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(events = n, trigger = trigger.as_str(), "error log sent");
+                }
+                backoff.reset();
+                retry_at = None;
+                pending_trigger = None;
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, ?delay, "sending the error log; will retry");
+                retry_at = Some(Instant::now() + delay);
+                pending_trigger = Some(trigger);
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Devices' error logs in the store: each event once, per-epoch watermarks of what is held
+//! contiguously, and the operator's view.
+
+use crate::exec::{Guard, Sql, Stmt, Ty};
+use crate::{DeviceKey, Result, Store, TenantId, to_i64, to_u64};
+
+fn sql(s: &'static str) -> Sql {
+    Sql::Both(std::borrow::Cow::Borrowed(s))
+}
+
+/// An event to store (or a tombstone for one the device dropped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewErrorEvent {
+    pub seq: u64,
+    pub at_ms: i64,
+    pub slot: String,
+    pub code: String,
+    pub severity: String,
+    pub counters_json: Option<String>,
+    pub detail: Option<String>,
+    pub alert_json: Option<String>,
+    pub dropped: bool,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorEventRecord {
+    pub boot_epoch: u64,
+    pub seq: u64,
+    pub at_ms: i64,
+    pub slot: String,
+    pub code: String,
+    pub severity: String,
+    pub counters_json: Option<String>,
+    pub detail: Option<String>,
+    pub alert_json: Option<String>,
+    pub trigger: String,
+    pub received_at_ms: i64,
+}
+
+/// What storing a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorBatchStored {
+    pub stored: u64,
+    pub duplicates: u64,
+    /// Every event of the epoch up to here is held.
+    pub acked_seq: u64,
+}
+
+/// How far the contiguous run starting after `from` goes in `seqs` (sorted, distinct).
+pub fn contiguous(from: u64, seqs: &[u64]) -> u64 {
+    let mut at = from;
+    for &s in seqs {
+        if s == at + 1 {
+            at = s;
+        } else if s > at + 1 {
+            break;
+        }
+    }
+    at
+}
+
+impl Store {
+    /// Store a batch of one boot epoch (durably, each event once) and advance the epoch's
+    /// watermark over every sequence now held without a gap.
+    pub async fn store_error_batch(
+        &self,
+        key: &DeviceKey,
+        boot_epoch: u64,
+        trigger: &str,
+        events: &[NewErrorEvent],
+        now_ms: i64,
+    ) -> Result<ErrorBatchStored> {
+        let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
+        let mut stmts = Vec::with_capacity(events.len() + 1);
+        stmts.push(Stmt::new(
+            "INSERT INTO error_watermarks (tenant_id, device_id, boot_epoch, acked_seq) \
+             VALUES ($1, $2, $3, 0) ON CONFLICT (tenant_id, device_id, boot_epoch) DO NOTHING",
+            vec![tenant.into(), id.into(), epoch.into()],
+        ));
+        for e in events {
+            stmts.push(Stmt::new(
+                "INSERT INTO error_events (tenant_id, device_id, boot_epoch, seq, at, slot, code, \
+                 severity, counters, detail, alert, dropped, upload_trigger, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 ON CONFLICT (tenant_id, device_id, boot_epoch, seq) DO NOTHING",
+                vec![
+                    tenant.into(),
+                    id.into(),
+                    epoch.into(),
+                    to_i64(e.seq).into(),
+                    e.at_ms.into(),
+                    (&e.slot).into(),
+                    (&e.code).into(),
+                    (&e.severity).into(),
+                    e.counters_json.clone().into(),
+                    e.detail.clone().into(),
+                    e.alert_json.clone().into(),
+                    e.dropped.into(),
+                    trigger.into(),
+                    now_ms.into(),
+                ],
+            ));
+        }
+        let out = self.run(stmts, Guard::None).await?;
+        let stored: u64 = out.iter().skip(1).sum();
+        let duplicates = events.len() as u64 - stored;
+        let acked = self.advance_watermark(key, boot_epoch).await?;
+        Ok(ErrorBatchStored {
+            stored,
+            duplicates,
+            acked_seq: acked,
+        })
+    }
+
+    /// Move the epoch's watermark over the sequences held without a gap; the watermark.
+    async fn advance_watermark(&self, key: &DeviceKey, boot_epoch: u64) -> Result<u64> {
+        let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
+        let mut acked = self.watermark(key, boot_epoch).await?;
+        loop {
+            let rows = self
+                .select(
+                    sql(
+                        "SELECT seq FROM error_events WHERE tenant_id = $1 AND device_id = $2 \
+                         AND boot_epoch = $3 AND seq > $4 ORDER BY seq LIMIT 10000",
+                    ),
+                    vec![tenant.into(), id.into(), epoch.into(), to_i64(acked).into()],
+                    &[Ty::Int],
+                )
+                .await?;
+            let seqs: Vec<u64> = rows
+                .iter()
+                .map(|r| r[0].int().map(to_u64))
+                .collect::<Result<_>>()?;
+            let next = contiguous(acked, &seqs);
+            if next == acked {
+                break;
+            }
+            acked = next;
+            if seqs.len() < 10000 || next < *seqs.last().unwrap_or(&0) {
+                break;
+            }
+        }
+        self.run(
+            vec![Stmt::new(
+                "UPDATE error_watermarks SET acked_seq = $4 WHERE tenant_id = $1 AND device_id = $2 \
+                 AND boot_epoch = $3 AND acked_seq < $4",
+                vec![tenant.into(), id.into(), epoch.into(), to_i64(acked).into()],
+            )],
+            Guard::None,
+        )
+        .await?;
+        Ok(acked)
+    }
+
+    /// The epoch's watermark (0: nothing held yet).
+    pub async fn watermark(&self, key: &DeviceKey, boot_epoch: u64) -> Result<u64> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT acked_seq FROM error_watermarks WHERE tenant_id = $1 \
+                     AND device_id = $2 AND boot_epoch = $3",
+                ),
+                vec![
+                    key.tenant.into(),
+                    key.device_id.as_str().into(),
+                    to_i64(boot_epoch).into(),
+                ],
+                &[Ty::Int],
+            )
+            .await?;
+        rows.first().map_or(Ok(0), |r| r[0].int().map(to_u64))
+    }
+
+    /// A device's events (not tombstones), newest first, at or after `since_ms`, of `code`
+    /// when given, at most `limit`.
+    pub async fn error_events(
+        &self,
+        key: &DeviceKey,
+        since_ms: i64,
+        code: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ErrorEventRecord>> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT boot_epoch, seq, at, slot, code, severity, counters, detail, alert, \
+                     upload_trigger, received_at FROM error_events WHERE tenant_id = $1 \
+                     AND device_id = $2 AND at >= $3 AND dropped = 0 AND ($4 = '' OR code = $4) \
+                     ORDER BY at DESC, boot_epoch DESC, seq DESC LIMIT $5",
+                ),
+                vec![
+                    key.tenant.into(),
+                    key.device_id.as_str().into(),
+                    since_ms.into(),
+                    code.unwrap_or_default().into(),
+                    i64::from(limit).into(),
+                ],
+                &[
+                    Ty::Int,
+                    Ty::Int,
+                    Ty::Int,
+                    Ty::Text,
+                    Ty::Text,
+                    Ty::Text,
+                    Ty::Text,
+                    Ty::Text,
+                    Ty::Text,
+                    Ty::Text,
+                    Ty::Int,
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ErrorEventRecord {
+                    boot_epoch: to_u64(r[0].int()?),
+                    seq: to_u64(r[1].int()?),
+                    at_ms: r[2].int()?,
+                    slot: r[3].text()?,
+                    code: r[4].text()?,
+                    severity: r[5].text()?,
+                    counters_json: r[6].opt_text()?,
+                    detail: r[7].opt_text()?,
+                    alert_json: r[8].opt_text()?,
+                    trigger: r[9].text()?,
+                    received_at_ms: r[10].int()?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many events the device reported as dropped.
+    pub async fn dropped_error_events(&self, key: &DeviceKey) -> Result<u64> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT COUNT(*) FROM error_events WHERE tenant_id = $1 AND device_id = $2 \
+                     AND dropped = 1",
+                ),
+                vec![key.tenant.into(), key.device_id.as_str().into()],
+                &[Ty::Int],
+            )
+            .await?;
+        rows.first().map_or(Ok(0), |r| r[0].int().map(to_u64))
+    }
+
+    /// Every device's tenant-wide error count (for tests and the CLI's summaries).
+    pub async fn count_error_events(&self, tenant: TenantId) -> Result<u64> {
+        let rows = self
+            .select(
+                sql("SELECT COUNT(*) FROM error_events WHERE tenant_id = $1 AND dropped = 0"),
+                vec![tenant.into()],
+                &[Ty::Int],
+            )
+            .await?;
+        rows.first().map_or(Ok(0), |r| r[0].int().map(to_u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contiguous;
+
+    #[test]
+    fn the_watermark_stops_at_the_first_gap() {
+        assert_eq!(contiguous(0, &[1, 2, 3]), 3);
+        assert_eq!(contiguous(0, &[2, 3]), 0);
+        assert_eq!(contiguous(3, &[4, 6, 7]), 4);
+        assert_eq!(contiguous(5, &[]), 5);
+    }
+}

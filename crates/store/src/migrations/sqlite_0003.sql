@@ -1,0 +1,27 @@
+-- Devices' error logs: each (device, boot epoch, seq) once; tombstones for events the device
+-- dropped; and per epoch the highest sequence up to which every event is held.
+CREATE TABLE error_events (
+    tenant_id   BIGINT NOT NULL,
+    device_id   TEXT NOT NULL,
+    boot_epoch  BIGINT NOT NULL,
+    seq         BIGINT NOT NULL,
+    at          BIGINT NOT NULL,
+    slot        TEXT NOT NULL,
+    code        TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    counters    TEXT,
+    detail      TEXT,
+    alert       TEXT,
+    dropped     BIGINT NOT NULL,
+    upload_trigger TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, device_id, boot_epoch, seq)
+);
+CREATE INDEX error_events_by_time ON error_events (tenant_id, device_id, at);
+CREATE TABLE error_watermarks (
+    tenant_id  BIGINT NOT NULL,
+    device_id  TEXT NOT NULL,
+    boot_epoch BIGINT NOT NULL,
+    acked_seq  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, device_id, boot_epoch)
+);
