@@ -152,6 +152,35 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
+/// An event checked and encoded: itself, its severity's rank, its body, its size.
+fn validated(e: &NewEvent) -> Result<(&NewEvent, usize, String, i64), JournalError> {
+    let rank = severity_rank(&e.severity).ok_or_else(|| {
+        JournalError::Invalid(format!(
+            "severity {:?}: one of {}",
+            e.severity,
+            SEVERITIES.join(", ")
+        ))
+    })?;
+    if e.code.is_empty() || e.code.len() > 64 || e.slot.len() > 64 {
+        return Err(JournalError::Invalid(
+            "code: 1 to 64 characters; slot: at most 64".into(),
+        ));
+    }
+    if e.detail.as_ref().is_some_and(|d| d.chars().count() > 4096) {
+        return Err(JournalError::Invalid(
+            "detail: at most 4096 characters".into(),
+        ));
+    }
+    let body = serde_json::to_string(&Body {
+        counters: e.counters.clone(),
+        detail: e.detail.clone(),
+        alert: e.alert.clone(),
+    })
+    .expect("an event body serializes");
+    let size = (body.len() + e.code.len() + e.slot.len() + 32) as i64;
+    Ok((e, rank, body, size))
+}
+
 impl Journal {
     /// Open (or create) the journal in `dir`. `new_boot`: this is an agent start, so a new
     /// boot epoch begins. A damaged journal is moved aside and a new one started.
@@ -204,30 +233,20 @@ impl Journal {
 
     /// Append an event; durable when this returns. Its `(boot_epoch, seq)`.
     pub fn append(&self, e: &NewEvent, at_ms: i64) -> Result<(u64, u64), JournalError> {
-        let rank = severity_rank(&e.severity).ok_or_else(|| {
-            JournalError::Invalid(format!(
-                "severity {:?}: one of {}",
-                e.severity,
-                SEVERITIES.join(", ")
-            ))
-        })?;
-        if e.code.is_empty() || e.code.len() > 64 || e.slot.len() > 64 {
-            return Err(JournalError::Invalid(
-                "code: 1 to 64 characters; slot: at most 64".into(),
-            ));
-        }
-        if e.detail.as_ref().is_some_and(|d| d.chars().count() > 4096) {
-            return Err(JournalError::Invalid(
-                "detail: at most 4096 characters".into(),
-            ));
-        }
-        let body = serde_json::to_string(&Body {
-            counters: e.counters.clone(),
-            detail: e.detail.clone(),
-            alert: e.alert.clone(),
-        })
-        .expect("an event body serializes");
-        let size = (body.len() + e.code.len() + e.slot.len() + 32) as i64;
+        self.append_batch(std::slice::from_ref(e), at_ms)
+    }
+
+    /// Append events in one transaction, all or none; durable when this returns. The boot
+    /// epoch and the first event's sequence (the others follow it).
+    pub fn append_batch(
+        &self,
+        events: &[NewEvent],
+        at_ms: i64,
+    ) -> Result<(u64, u64), JournalError> {
+        let rows = events
+            .iter()
+            .map(validated)
+            .collect::<Result<Vec<_>, _>>()?;
         let c = self
             .conn
             .lock()
@@ -239,26 +258,32 @@ impl Journal {
             epoch = 1;
             set_meta(&tx, "epoch", 1).map_err(|e| self.err(e))?;
         }
-        let seq = meta(&tx, "next_seq").map_err(|e| self.err(e))?.max(1);
-        tx.execute(
-            "INSERT INTO events (epoch, seq, at_ms, slot, code, severity, body, size) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                epoch as i64,
-                seq as i64,
-                at_ms,
-                e.slot,
-                e.code,
-                rank as i64,
-                body,
-                size
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        set_meta(&tx, "next_seq", seq + 1).map_err(|e| self.err(e))?;
+        let first = meta(&tx, "next_seq").map_err(|e| self.err(e))?.max(1);
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO events (epoch, seq, at_ms, slot, code, severity, body, size) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(|e| self.err(e))?;
+            for (i, (e, rank, body, size)) in rows.iter().enumerate() {
+                st.execute(params![
+                    epoch as i64,
+                    (first + i as u64) as i64,
+                    at_ms,
+                    e.slot,
+                    e.code,
+                    *rank as i64,
+                    body,
+                    *size
+                ])
+                .map_err(|e| self.err(e))?;
+            }
+        }
+        set_meta(&tx, "next_seq", first + rows.len() as u64).map_err(|e| self.err(e))?;
         self.enforce_limits(&tx)?;
         tx.commit().map_err(|e| self.err(e))?;
-        Ok((epoch, seq))
+        Ok((epoch, first))
     }
 
     /// Drop (to tombstones) the least severe, then oldest events beyond the limits.

@@ -9,6 +9,7 @@
 //! `FLEETCARE_CRASH_RANDOM` sets the number of random kills (default 12);
 //! `FLEETCARE_CRASH_SEED` fixes their moments.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
@@ -287,7 +288,11 @@ async fn scenario(lab: &Lab, n: usize, healthy: bool, crashes: &[&str]) -> &'sta
             .await
             .unwrap_or_else(|_| panic!("{label}: the agent never reached {point}"))
             .expect("wait");
-        assert!(!status.success(), "{label}: aborted at {point}");
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "{label}: aborted at {point}: {status:?}"
+        );
     }
     let mut agent = spawn(&config, None);
     let state = eventually(&format!("{label}: job over"), PATIENCE, || over(lab, job)).await;

@@ -195,12 +195,19 @@ async fn an_operator_job_installs_a_signed_release_on_a_real_device() {
     let (stop, shutdown) = watch::channel(false);
     let agent = tokio::spawn(Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown));
 
-    eventually("the device online", PATIENCE, || async {
-        let (s, d) = lab
-            .send(lab.op(reqwest::Method::GET, "/api/v1/devices/DEV-9"))
-            .await;
-        (s == StatusCode::OK && d["online"] == true).then_some(())
-    })
+    eventually(
+        "the device online, its structure reported",
+        PATIENCE,
+        || async {
+            let (s, d) = lab
+                .send(lab.op(reqwest::Method::GET, "/api/v1/devices/DEV-9"))
+                .await;
+            (s == StatusCode::OK
+                && d["online"] == true
+                && d["units"].as_array().is_some_and(|u| !u.is_empty()))
+            .then_some(())
+        },
+    )
     .await;
 
     // A job naming an unpublished release, or other hardware, is refused at once.

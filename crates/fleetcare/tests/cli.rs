@@ -307,9 +307,10 @@ async fn keys_releases_and_jobs_from_the_command_line() {
     cfg.backoff_max = Duration::from_millis(500);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let agent = tokio::spawn(Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown));
-    eventually("the device reported", PATIENCE, || async {
-        let (ok, _, _) = cli(&url, &token, &["devices", "show", "CLI-D", "--json"]).await;
-        ok.then_some(())
+    eventually("the device reported its structure", PATIENCE, || async {
+        let (ok, out, _) = cli(&url, &token, &["devices", "show", "CLI-D", "--json"]).await;
+        let d: Value = serde_json::from_str(&out).ok()?;
+        (ok && d["units"].as_array().is_some_and(|u| !u.is_empty())).then_some(())
     })
     .await;
     let (ok, _, err) = run(args(

@@ -135,6 +135,8 @@ pub async fn upload(
             st.clock.now_ms(),
         )
         .await?;
+    st.metrics.error_events.inc_by(stored.stored);
+    st.metrics.error_event_duplicates.inc_by(stored.duplicates);
     tracing::debug!(device = %key.device_id, epoch = b.boot_epoch, trigger = b.trigger.as_str(),
         stored = stored.stored, duplicates = stored.duplicates, acked = stored.acked_seq, "error log stored");
     Ok(Json(w::ErrorAck {

@@ -32,6 +32,9 @@ pub struct Metrics {
     pub compat_rejudge_seconds: Histogram,
     pub compat_plan_seconds: Histogram,
     pub jobs_created: Counter,
+    /// Error-log events stored, and ones received again (retries) and not stored twice.
+    pub error_events: Counter,
+    pub error_event_duplicates: Counter,
     pub notifications: Counter,
     pub catalog_loads: Counter,
 }
@@ -108,6 +111,18 @@ impl Metrics {
             Unit::Seconds,
             compat_plan_seconds.clone(),
         );
+        let error_events = Counter::default();
+        registry.register(
+            "fleetcare_error_events",
+            "Error-log events stored",
+            error_events.clone(),
+        );
+        let error_event_duplicates = Counter::default();
+        registry.register(
+            "fleetcare_error_event_duplicates",
+            "Error-log events received again (retries) and not stored twice",
+            error_event_duplicates.clone(),
+        );
         let jobs_created = Counter::default();
         registry.register(
             "fleetcare_jobs_created",
@@ -131,6 +146,8 @@ impl Metrics {
             compat_rejudge_seconds,
             compat_plan_seconds,
             jobs_created,
+            error_events,
+            error_event_duplicates,
             notifications,
             catalog_loads,
             reports,
