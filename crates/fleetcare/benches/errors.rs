@@ -1,0 +1,150 @@
+//! B2 (first cut): durable error-event ingest through the real `fleetcare serve`.
+//!
+//! Starts the center binary on a temporary embedded store (or PostgreSQL with
+//! `FLEETCARE_BENCH_DATABASE_URL`), enrolls `BENCH_DEVICES` devices, and has them send batches
+//! of `BENCH_BATCH` events back to back for `BENCH_SECONDS` (after a warm-up), each batch
+//! acknowledged only once durable. Prints events/s, batch acknowledgement latency, and the
+//! center's own CPU time. Diagnosis rules are not evaluated yet (they do not exist yet).
+//!
+//! `cargo bench -p fleetcare --bench errors`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fleetcare_wire::errors::{ErrorBatch, ErrorEvent, ErrorTrigger};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / 100.0
+}
+
+fn percentile(sorted: &[u64], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    Duration::from_micros(sorted[i])
+}
+
+fn event(seq: u64) -> ErrorEvent {
+    let mut counters = std::collections::BTreeMap::new();
+    counters.insert("pages_total".to_owned(), 184_220.0 + seq as f64);
+    ErrorEvent {
+        seq,
+        at_ms: 1_790_000_000_000 + seq as i64,
+        slot: "fuser".into(),
+        code: format!("J-{}", 100 + seq % 37),
+        severity: ["info", "warning", "error"][(seq % 3) as usize].into(),
+        counters,
+        detail: Some("paper jam at the fuser exit".into()),
+        alert: None,
+        dropped: false,
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let devices = env_or("BENCH_DEVICES", 32) as usize;
+    let batch = env_or("BENCH_BATCH", 500);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db_url = std::env::var("FLEETCARE_BENCH_DATABASE_URL").ok();
+    let (store, extra): (&str, Vec<&str>) = match &db_url {
+        Some(url) => ("postgres", vec!["--database-url", url.as_str()]),
+        None => ("sqlite", vec![]),
+    };
+    let served = common::serve(dir.path(), &extra).await;
+    let (url, pid) = (served.url.clone(), served.pid());
+    let key = common::read_secret(&dir.path().join("enrollment-key"));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(devices)
+        .build()
+        .expect("client");
+    let run = format!("{:x}", std::process::id());
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for d in 0..devices {
+        let id = format!("E{run}-{d:04}");
+        let token = common::enroll(&http, &url, &key, &id).await;
+        let (http, url, measuring, stop, events) = (
+            http.clone(),
+            url.clone(),
+            measuring.clone(),
+            stop.clone(),
+            events.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let body = ErrorBatch {
+                    device_id: id.clone(),
+                    boot_epoch: 1,
+                    trigger: ErrorTrigger::Accumulation,
+                    events: (seq + 1..=seq + batch).map(event).collect(),
+                };
+                seq += batch;
+                let t = Instant::now();
+                let resp = http
+                    .post(format!("{url}/device/v1/errors"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("batch sent");
+                assert!(resp.status().is_success(), "{}", resp.status());
+                let ack: fleetcare_wire::errors::ErrorAck = resp.json().await.expect("ack");
+                assert_eq!(ack.acked_seq, seq, "acknowledged up to the batch's end");
+                if measuring.load(Ordering::Relaxed) {
+                    lat.push(t.elapsed().as_micros() as u64);
+                    events.fetch_add(batch, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // warm-up
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    let n = events.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for w in workers {
+        lat.extend(w.await.expect("worker"));
+    }
+    lat.sort_unstable();
+    println!(
+        "B2 error ingest {store}: {devices} devices, batches of {batch}, {seconds} s: \
+         {:.0} events/s; center CPU {:.2} core(s) = {:.0} events/s per server core; \
+         batch ack p50 {:?} p99 {:?}",
+        n as f64 / elapsed,
+        cpu / elapsed,
+        n as f64 / cpu.max(1e-9),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+    );
+    served.kill9().await;
+}
