@@ -203,14 +203,14 @@ impl<S: StructureSource> Agent<S> {
                 .map_err(|e| AgentError::Journal(e.to_string()))?
                 .map_err(|e| AgentError::Journal(e.to_string()))?
         };
-        let errors_request = Arc::new(Notify::new());
+        let (errors_request, errors_requested) = watch::channel(None);
         let errors_task = tokio::spawn(crate::errlog::run(
             Arc::new(journal),
             client.clone(),
             snapshot.device_id.clone(),
             cfg.errors,
             token_tx.subscribe(),
-            errors_request.clone(),
+            errors_requested,
             Backoff::new(cfg.backoff_initial, cfg.backoff_max),
             shutdown.clone(),
         ));
@@ -454,7 +454,7 @@ async fn run_once<S: StructureSource>(
 }
 
 struct Runner<S: StructureSource> {
-    errors_request: Arc<Notify>,
+    errors_request: watch::Sender<Option<fleetcare_wire::errors::ErrorTrigger>>,
     installers: Installers,
     jobs_nudge: Arc<Notify>,
     cfg: AgentConfig,
@@ -610,8 +610,12 @@ impl<S: StructureSource> Runner<S> {
                 self.jobs_nudge.notify_one();
                 Ok(())
             }
-            Command::RequestErrors => {
-                self.errors_request.notify_one();
+            Command::RequestErrors { scheduled } => {
+                let _ = self.errors_request.send(Some(if scheduled {
+                    fleetcare_wire::errors::ErrorTrigger::Scheduled
+                } else {
+                    fleetcare_wire::errors::ErrorTrigger::Request
+                }));
                 Ok(())
             }
         }

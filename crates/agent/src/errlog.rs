@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetcare_wire::errors::{ErrorBatch, ErrorTrigger};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
@@ -119,7 +119,7 @@ pub async fn run(
     device_id: String,
     triggers: Triggers,
     mut token: watch::Receiver<Option<String>>,
-    requested: Arc<Notify>,
+    mut requested: watch::Receiver<Option<ErrorTrigger>>,
     mut backoff: Backoff,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -134,7 +134,7 @@ pub async fn run(
                 next_periodic = Instant::now() + triggers.interval;
                 Some(ErrorTrigger::Periodic)
             }
-            () = requested.notified() => Some(ErrorTrigger::Request),
+            Ok(()) = requested.changed() => *requested.borrow_and_update(),
             _ = check.tick() => {
                 if retry_at.is_some_and(|at| Instant::now() < at) {
                     None

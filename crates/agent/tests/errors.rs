@@ -314,3 +314,58 @@ async fn a_journal_the_agent_could_not_send_is_sent_after_a_restart() {
         "acknowledged events are deleted"
     );
 }
+
+#[tokio::test]
+async fn the_centers_schedule_asks_every_device_of_a_model() {
+    let lab = Lab::start().await;
+    let (config, stop, task) = lab.device("ERR-7", |_| {}).await;
+    log(&config, "I-7", "info");
+    // The operator's API: validated, listed, removable.
+    let put = |body: Value| {
+        let req = lab
+            .http
+            .put(format!("{}/api/v1/error-schedules", lab.center.url()))
+            .bearer_auth(&lab.admin)
+            .json(&body);
+        async move {
+            let r = req.send().await.expect("answer");
+            let s = r.status();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, _) = put(json!({"model": "acme-mfp-9000", "interval_s": 5})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "too often");
+    let (s, _) =
+        put(json!({"model": "acme-mfp-9000", "device_id": "ERR-7", "interval_s": 600})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "one target");
+    let (s, v) = put(json!({"model": "acme-mfp-9000", "interval_s": 600})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["schedules"][0]["scope"], "model");
+    // Make it due now (as if ten minutes had passed): the center's sweep asks the device.
+    let st = &lab.center.state;
+    st.store
+        .set_error_schedule(
+            lab.center.boot.tenant,
+            "model",
+            "acme-mfp-9000",
+            600,
+            st.clock.now_ms() - 600_000,
+        )
+        .await
+        .expect("due");
+    let e = events_with(&lab, "ERR-7", 1).await;
+    assert_eq!(e[0]["trigger"], "scheduled");
+    let r = lab
+        .http
+        .delete(format!("{}/api/v1/error-schedules", lab.center.url()))
+        .bearer_auth(&lab.admin)
+        .json(&json!({"model": "acme-mfp-9000"}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, v) = lab.get("/api/v1/error-schedules").await;
+    assert_eq!(v["schedules"].as_array().map(Vec::len), Some(0));
+    let _ = stop.send(true);
+    task.await.expect("agent");
+}

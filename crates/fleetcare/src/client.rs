@@ -89,6 +89,14 @@ impl Api {
         self.send(self.http.put(self.url(path)).json(body)).await
     }
 
+    pub async fn delete<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.send(self.http.delete(self.url(path)).json(body)).await
+    }
+
     /// POST a text body (a catalog's TOML).
     pub async fn post_text<T: DeserializeOwned>(
         &self,

@@ -132,6 +132,13 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// The center's periodic requests for error logs, per device or per model.
+    ErrorSchedule {
+        #[command(subcommand)]
+        command: ScheduleCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Offline signing keys: generate, sign a key list, publish it.
     Keys {
         #[command(subcommand)]
@@ -152,6 +159,29 @@ enum Cmd {
         command: compat_cmd::JobsCmd,
         #[command(flatten)]
         remote: Remote,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScheduleCmd {
+    /// Every schedule.
+    List,
+    /// Ask a device (`--device`) or every device of a model (`--model`) every N seconds.
+    Set {
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// Seconds between requests (60 to 604800).
+        #[arg(long)]
+        every: u64,
+    },
+    /// Stop asking.
+    Remove {
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
     },
 }
 
@@ -238,6 +268,7 @@ fn main() -> ExitCode {
             Cmd::Compat { command, remote } => compat_cmd::compat(command, &remote).await,
             Cmd::Jobs { command, remote } => compat_cmd::jobs(command, &remote).await,
             Cmd::Keys { command, remote } => delivery_cmd::keys(command, &remote).await,
+            Cmd::ErrorSchedule { command, remote } => error_schedule(command, &remote).await,
             Cmd::Errors {
                 id,
                 since,
@@ -321,6 +352,60 @@ async fn serve(
     signals.wait().await;
     tracing::info!("shutting down");
     center.stop().await?;
+    Ok(())
+}
+
+async fn error_schedule(cmd: ScheduleCmd, remote: &Remote) -> anyhow::Result<()> {
+    use fleetcare_wire::errors::{ErrorSchedules, SetErrorSchedule};
+    let api = remote.api()?;
+    let list: ErrorSchedules = match cmd {
+        ScheduleCmd::List => api.get("/api/v1/error-schedules").await?,
+        ScheduleCmd::Set {
+            device,
+            model,
+            every,
+        } => {
+            api.put(
+                "/api/v1/error-schedules",
+                &SetErrorSchedule {
+                    device_id: device,
+                    model,
+                    interval_s: every,
+                },
+            )
+            .await?
+        }
+        ScheduleCmd::Remove { device, model } => {
+            api.delete(
+                "/api/v1/error-schedules",
+                &SetErrorSchedule {
+                    device_id: device,
+                    model,
+                    interval_s: 0,
+                },
+            )
+            .await?
+        }
+    };
+    if remote.json {
+        return print_json(&list);
+    }
+    let rows: Vec<Vec<String>> = list
+        .schedules
+        .iter()
+        .map(|s| {
+            vec![
+                s.scope.clone(),
+                s.target.clone(),
+                format!("{} s", s.interval_s),
+                s.next_at.clone(),
+            ]
+        })
+        .collect();
+    out!(
+        "{}",
+        table::render(&["SCOPE", "TARGET", "EVERY", "NEXT"], &rows)
+    );
     Ok(())
 }
 

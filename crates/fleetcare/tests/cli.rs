@@ -363,3 +363,105 @@ async fn keys_releases_and_jobs_from_the_command_line() {
     let _ = stop.send(true);
     agent.await.expect("task").expect("agent ends");
 }
+
+/// The error log from the command line: ask a device for it, read it, keep a schedule.
+#[tokio::test]
+async fn errors_and_error_schedules_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("center");
+    let served = serve(&data, &[]).await;
+    let url = served.url.clone();
+    let token = read_secret(&data.join("admin-token"));
+    let inv = dir.path().join("inventory.toml");
+    std::fs::write(&inv, inventory("CLI-E", "F-1")).expect("write");
+    let mut cfg = AgentConfig::new(&url, dir.path().join("agent"));
+    cfg.enrollment_key = Some(read_secret(&data.join("enrollment-key")));
+    cfg.backoff_max = Duration::from_millis(500);
+    let journal_dir = cfg.data_dir.clone();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown));
+    eventually("the device online", PATIENCE, || async {
+        let (ok, out, _) = cli(&url, &token, &["devices", "show", "CLI-E", "--json"]).await;
+        let d: Value = serde_json::from_str(&out).ok()?;
+        (ok && d["online"] == true).then_some(())
+    })
+    .await;
+    // The device's software logs a warning (not sent at once), then the operator asks.
+    fleetcare_agent::journal::Journal::open(
+        &journal_dir,
+        fleetcare_agent::journal::JournalLimits::default(),
+        false,
+    )
+    .expect("journal")
+    .append(
+        &fleetcare_agent::journal::NewEvent {
+            slot: "fuser".into(),
+            code: "J-204".into(),
+            severity: "warning".into(),
+            detail: Some("fuser temperature low".into()),
+            ..Default::default()
+        },
+        1_790_000_000_000,
+    )
+    .expect("logged");
+    let (ok, out, err) = cli(&url, &token, &["devices", "request-errors", "CLI-E"]).await;
+    assert!(ok && out.contains("asked CLI-E"), "{out}{err}");
+    let shown = eventually("the event in `fleetcare errors`", PATIENCE, || async {
+        let (ok, out, _) = cli(&url, &token, &["errors", "CLI-E"]).await;
+        (ok && out.contains("J-204")).then_some(out)
+    })
+    .await;
+    assert!(shown.starts_with("AT"), "{shown}");
+    assert!(
+        shown.contains("warning")
+            && shown.contains("request")
+            && shown.contains("fuser temperature low"),
+        "{shown}"
+    );
+    let (ok, out, _) = cli(&url, &token, &["errors", "CLI-E", "--code", "J-999"]).await;
+    assert!(ok && !out.contains("J-204"), "{out}");
+    let (ok, _, err) = cli(
+        &url,
+        &token,
+        &["errors", "CLI-E", "--since", "last tuesday"],
+    )
+    .await;
+    assert!(!ok && err.contains("RFC 3339"), "{err}");
+
+    let (ok, out, err) = cli(
+        &url,
+        &token,
+        &[
+            "error-schedule",
+            "set",
+            "--model",
+            "acme-printer-p500",
+            "--every",
+            "3600",
+        ],
+    )
+    .await;
+    assert!(
+        ok && out.contains("model") && out.contains("3600 s"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = cli(&url, &token, &["error-schedule", "list"]).await;
+    assert!(ok && out.contains("acme-printer-p500"), "{out}");
+    let (ok, out, _) = cli(
+        &url,
+        &token,
+        &["error-schedule", "remove", "--model", "acme-printer-p500"],
+    )
+    .await;
+    assert!(ok && !out.contains("acme-printer-p500"), "{out}");
+    let (ok, _, err) = cli(
+        &url,
+        &token,
+        &["error-schedule", "set", "--device", "CLI-E", "--every", "5"],
+    )
+    .await;
+    assert!(!ok && err.contains("interval_s"), "{err}");
+
+    let _ = stop.send(true);
+    agent.await.expect("task").expect("agent ends");
+}

@@ -233,9 +233,137 @@ pub async fn request(
             ),
         });
     };
-    Hub::queue(&mailbox, Command::RequestErrors);
+    Hub::queue(&mailbox, Command::RequestErrors { scheduled: false });
     Ok(Json(fleetcare_wire::operator::RequestReportResponse {
         via,
         report: None,
     }))
+}
+
+/// Shortest interval of a schedule.
+pub const MIN_SCHEDULE_S: u64 = 60;
+
+fn schedule_target(
+    op: &OperatorAuth,
+    s: &w::SetErrorSchedule,
+) -> Result<(&'static str, String), ApiError> {
+    match (&s.device_id, &s.model) {
+        (Some(d), None) => Ok(("device", device_key(op, d)?.device_id.to_string())),
+        (None, Some(m)) if !m.is_empty() && m.chars().count() <= MAX_NAME_LEN => {
+            Ok(("model", m.clone()))
+        }
+        _ => Err(ApiError::BadRequest(
+            "give either device_id or model (1 to 64 characters), not both".into(),
+        )),
+    }
+}
+
+fn schedule_view(s: fleetcare_store::ErrorSchedule) -> w::ErrorSchedule {
+    w::ErrorSchedule {
+        scope: s.scope,
+        target: s.target,
+        interval_s: s.interval_s,
+        next_at: rfc3339(s.next_at_ms),
+    }
+}
+
+/// The center's periodic requests for error logs.
+#[utoipa::path(get, path = "/api/v1/error-schedules", responses((status = 200, body = w::ErrorSchedules)))]
+pub async fn schedules(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+) -> Result<Json<w::ErrorSchedules>, ApiError> {
+    Ok(Json(w::ErrorSchedules {
+        schedules: st
+            .store
+            .error_schedules(op.0.tenant)
+            .await?
+            .into_iter()
+            .map(schedule_view)
+            .collect(),
+    }))
+}
+
+/// Ask a device, or every device of a model, for its error log every `interval_s` seconds.
+#[utoipa::path(put, path = "/api/v1/error-schedules", request_body = w::SetErrorSchedule,
+    responses((status = 200, body = w::ErrorSchedules), (status = 400, body = ErrorBody)))]
+pub async fn set_schedule(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+    JsonBody(s): JsonBody<w::SetErrorSchedule>,
+) -> Result<Json<w::ErrorSchedules>, ApiError> {
+    let (scope, target) = schedule_target(&op, &s)?;
+    if !(MIN_SCHEDULE_S..=fleetcare_core::limits::MAX_REPORT_INTERVAL_S).contains(&s.interval_s) {
+        return Err(ApiError::BadRequest(format!(
+            "interval_s: {MIN_SCHEDULE_S} to {} seconds",
+            fleetcare_core::limits::MAX_REPORT_INTERVAL_S
+        )));
+    }
+    st.store
+        .set_error_schedule(op.0.tenant, scope, &target, s.interval_s, st.clock.now_ms())
+        .await?;
+    tracing::info!(tenant = op.0.tenant, scope, %target, interval_s = s.interval_s, operator = %op.0.name, "error-log schedule set");
+    schedules(State(st), op).await
+}
+
+/// Remove a schedule.
+#[utoipa::path(delete, path = "/api/v1/error-schedules", request_body = w::SetErrorSchedule,
+    responses((status = 200, body = w::ErrorSchedules), (status = 404, body = ErrorBody)))]
+pub async fn remove_schedule(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+    JsonBody(s): JsonBody<w::SetErrorSchedule>,
+) -> Result<Json<w::ErrorSchedules>, ApiError> {
+    let (scope, target) = schedule_target(&op, &s)?;
+    if !st
+        .store
+        .remove_error_schedule(op.0.tenant, scope, &target)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "a schedule for {scope} {target}"
+        )));
+    }
+    schedules(State(st), op).await
+}
+
+/// Ask the connected devices of every due schedule for their error logs (trigger
+/// `scheduled`). Devices connected to another center instance are asked by it when it takes
+/// the schedule; a device offline at the time is asked at the next interval.
+pub async fn run_schedules(st: &AppState) {
+    let due = match st.store.take_due_error_schedules(st.clock.now_ms()).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading error-log schedules");
+            return;
+        }
+    };
+    for s in due {
+        let ids = if s.scope == "device" {
+            vec![s.target.clone()]
+        } else {
+            match st.store.device_ids_of_model(s.tenant, &s.target).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing devices for an error-log schedule");
+                    continue;
+                }
+            }
+        };
+        let mut asked = 0;
+        for id in ids {
+            let Ok(device_id) = fleetcare_core::DeviceId::parse(&id) else {
+                continue;
+            };
+            let key = fleetcare_store::DeviceKey {
+                tenant: s.tenant,
+                device_id,
+            };
+            if let Some((mailbox, _)) = st.hub.connected(&key) {
+                Hub::queue(&mailbox, Command::RequestErrors { scheduled: true });
+                asked += 1;
+            }
+        }
+        tracing::debug!(scope = %s.scope, target = %s.target, asked, "scheduled error-log requests");
+    }
 }

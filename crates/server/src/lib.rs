@@ -164,6 +164,12 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/releases", get(delivery::list_releases))
         .route("/api/v1/devices/{id}/errors", get(errors::list))
+        .route(
+            "/api/v1/error-schedules",
+            get(errors::schedules)
+                .put(errors::set_schedule)
+                .delete(errors::remove_schedule),
+        )
         .route("/api/v1/devices/{id}/request-errors", post(errors::request))
         .route("/api/v1/keys", get(delivery::show_keys))
         .route("/api/v1/jobs/{id}", get(compat_api::show_job))
@@ -361,5 +367,6 @@ async fn sweep(st: AppState) {
         tick.tick().await;
         st.hub.sweep();
         delivery::expire_jobs(&st).await;
+        errors::run_schedules(&st).await;
     }
 }

@@ -69,7 +69,10 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         crate::delivery::list_releases,
         crate::delivery::put_artifact,
         crate::errors::list,
-        crate::errors::request
+        crate::errors::request,
+        crate::errors::schedules,
+        crate::errors::set_schedule,
+        crate::errors::remove_schedule
     ),
     components(schemas(
         DeviceList,
@@ -116,7 +119,10 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         fleetcare_wire::delivery::KeyListView,
         fleetcare_wire::errors::ErrorList,
         fleetcare_wire::errors::StoredErrorEvent,
-        fleetcare_wire::errors::PrinterAlert
+        fleetcare_wire::errors::PrinterAlert,
+        fleetcare_wire::errors::ErrorSchedule,
+        fleetcare_wire::errors::ErrorSchedules,
+        fleetcare_wire::errors::SetErrorSchedule
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

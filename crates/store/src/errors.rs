@@ -258,6 +258,152 @@ impl Store {
     }
 }
 
+/// A periodic request for error logs the center keeps: for one device (`scope` `device`) or
+/// every device of a model (`model`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorSchedule {
+    pub tenant: TenantId,
+    pub scope: String,
+    pub target: String,
+    pub interval_s: u64,
+    pub next_at_ms: i64,
+}
+
+impl Store {
+    /// Set (or replace) a schedule; the first request is one interval from now.
+    pub async fn set_error_schedule(
+        &self,
+        tenant: TenantId,
+        scope: &str,
+        target: &str,
+        interval_s: u64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let next = now_ms
+            .saturating_add(i64::try_from(interval_s.saturating_mul(1000)).unwrap_or(i64::MAX));
+        self.run(
+            vec![Stmt::new(
+                "INSERT INTO error_schedules (tenant_id, scope, target, interval_s, next_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, scope, target) DO UPDATE \
+                 SET interval_s = excluded.interval_s, next_at = excluded.next_at",
+                vec![
+                    tenant.into(),
+                    scope.into(),
+                    target.into(),
+                    to_i64(interval_s).into(),
+                    next.into(),
+                ],
+            )],
+            Guard::None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Remove a schedule; whether there was one.
+    pub async fn remove_error_schedule(
+        &self,
+        tenant: TenantId,
+        scope: &str,
+        target: &str,
+    ) -> Result<bool> {
+        let out = self
+            .run(
+                vec![Stmt::new(
+                    "DELETE FROM error_schedules WHERE tenant_id = $1 AND scope = $2 AND target = $3",
+                    vec![tenant.into(), scope.into(), target.into()],
+                )],
+                Guard::None,
+            )
+            .await?;
+        Ok(out.first().copied() == Some(1))
+    }
+
+    /// A tenant's schedules.
+    pub async fn error_schedules(&self, tenant: TenantId) -> Result<Vec<ErrorSchedule>> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT tenant_id, scope, target, interval_s, next_at FROM error_schedules \
+                     WHERE tenant_id = $1 ORDER BY scope, target",
+                ),
+                vec![tenant.into()],
+                &[Ty::Int, Ty::Text, Ty::Text, Ty::Int, Ty::Int],
+            )
+            .await?;
+        rows.iter().map(|r| schedule(r)).collect()
+    }
+
+    /// Schedules due at `now_ms` (at most 100), each moved to its next time; the ones this
+    /// call took (another center instance may take others).
+    pub async fn take_due_error_schedules(&self, now_ms: i64) -> Result<Vec<ErrorSchedule>> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT tenant_id, scope, target, interval_s, next_at FROM error_schedules \
+                     WHERE next_at <= $1 ORDER BY next_at LIMIT 100",
+                ),
+                vec![now_ms.into()],
+                &[Ty::Int, Ty::Text, Ty::Text, Ty::Int, Ty::Int],
+            )
+            .await?;
+        let due: Vec<ErrorSchedule> = rows.iter().map(|r| schedule(r)).collect::<Result<_>>()?;
+        if due.is_empty() {
+            return Ok(due);
+        }
+        let stmts = due
+            .iter()
+            .map(|d| {
+                Stmt::new(
+                    "UPDATE error_schedules SET next_at = $5 WHERE tenant_id = $1 AND scope = $2 \
+                     AND target = $3 AND next_at = $4",
+                    vec![
+                        d.tenant.into(),
+                        (&d.scope).into(),
+                        (&d.target).into(),
+                        d.next_at_ms.into(),
+                        now_ms
+                            .saturating_add(
+                                i64::try_from(d.interval_s.saturating_mul(1000))
+                                    .unwrap_or(i64::MAX),
+                            )
+                            .into(),
+                    ],
+                )
+            })
+            .collect();
+        let out = self.run(stmts, Guard::None).await?;
+        Ok(due
+            .into_iter()
+            .zip(out)
+            .filter(|(_, n)| *n == 1)
+            .map(|(d, _)| d)
+            .collect())
+    }
+
+    /// Ids of a tenant's devices of a model.
+    pub async fn device_ids_of_model(&self, tenant: TenantId, model: &str) -> Result<Vec<String>> {
+        let rows = self
+            .select(
+                sql("SELECT device_id FROM devices WHERE tenant_id = $1 AND model = $2 ORDER BY device_id"),
+                vec![tenant.into(), model.into()],
+                &[Ty::Text],
+            )
+            .await?;
+        rows.iter().map(|r| r[0].text()).collect()
+    }
+}
+
+fn schedule(r: &[crate::exec::Val]) -> Result<ErrorSchedule> {
+    Ok(ErrorSchedule {
+        tenant: r[0].int()?,
+        scope: r[1].text()?,
+        target: r[2].text()?,
+        interval_s: to_u64(r[3].int()?),
+        next_at_ms: r[4].int()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::contiguous;

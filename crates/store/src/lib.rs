@@ -30,7 +30,7 @@ pub use compat::{
     TERMINAL_JOB_STATES, Transition,
 };
 pub use delivery::{KeyListRecord, ReleaseRecord};
-pub use errors::{ErrorBatchStored, ErrorEventRecord, NewErrorEvent};
+pub use errors::{ErrorBatchStored, ErrorEventRecord, ErrorSchedule, NewErrorEvent};
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_wire::Trigger;
 use fleetcare_wire::operator::Change;

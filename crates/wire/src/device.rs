@@ -92,8 +92,12 @@ pub enum Command {
     },
     /// Jobs are waiting for this device: fetch them from `/device/v1/jobs`.
     JobsAvailable,
-    /// Send the error log now, with trigger `request`.
-    RequestErrors,
+    /// Send the error log now, with trigger `request` (an operator asked) or `scheduled` (the
+    /// center's periodic request).
+    RequestErrors {
+        #[serde(default)]
+        scheduled: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -74,8 +74,10 @@ pub struct ErrorEvent {
 pub enum ErrorTrigger {
     /// The agent's own schedule.
     Periodic,
-    /// The center asked (an operator, or the center's schedule).
+    /// An operator asked (`fleetcare devices request-errors`).
     Request,
+    /// The center's periodic request (a schedule it keeps per device or model).
+    Scheduled,
     /// An event at or above the severity that goes at once.
     Immediate,
     /// Enough accumulated (count, bytes or weighted severity).
@@ -87,6 +89,7 @@ impl ErrorTrigger {
         match self {
             ErrorTrigger::Periodic => "periodic",
             ErrorTrigger::Request => "request",
+            ErrorTrigger::Scheduled => "scheduled",
             ErrorTrigger::Immediate => "immediate",
             ErrorTrigger::Accumulation => "accumulation",
         }
@@ -96,6 +99,7 @@ impl ErrorTrigger {
         [
             ErrorTrigger::Periodic,
             ErrorTrigger::Request,
+            ErrorTrigger::Scheduled,
             ErrorTrigger::Immediate,
             ErrorTrigger::Accumulation,
         ]
@@ -153,4 +157,34 @@ pub struct ErrorList {
     pub events: Vec<StoredErrorEvent>,
     /// Events the device dropped (its journal was full) and reported as such.
     pub dropped: u64,
+}
+
+/// A periodic request for error logs that the center keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorSchedule {
+    /// `device` or `model`.
+    pub scope: String,
+    /// The device id or the model.
+    pub target: String,
+    pub interval_s: u64,
+    /// RFC 3339: when the center asks next.
+    pub next_at: String,
+}
+
+/// `GET /api/v1/error-schedules`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorSchedules {
+    pub schedules: Vec<ErrorSchedule>,
+}
+
+/// `PUT /api/v1/error-schedules`: one device or one model, every `interval_s` seconds;
+/// `DELETE` with the same target (and any interval) removes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SetErrorSchedule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub interval_s: u64,
 }

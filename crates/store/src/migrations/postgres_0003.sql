@@ -25,3 +25,14 @@ CREATE TABLE error_watermarks (
     acked_seq  BIGINT NOT NULL,
     PRIMARY KEY (tenant_id, device_id, boot_epoch)
 );
+-- The center's periodic requests for error logs: per device or per device model.
+CREATE TABLE error_schedules (
+    tenant_id  BIGINT NOT NULL,
+    scope      TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    interval_s BIGINT NOT NULL,
+    next_at    BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, scope, target)
+);
+CREATE INDEX error_schedules_due ON error_schedules (next_at);
+CREATE INDEX devices_by_model ON devices (tenant_id, model);
