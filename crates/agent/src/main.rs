@@ -25,6 +25,71 @@ struct Cli {
     command: Cmd,
 }
 
+#[derive(clap::Args)]
+struct LogArgs {
+    #[arg(long, env = "FLEETCARE_AGENT_CONFIG")]
+    config: PathBuf,
+    /// The error code (the device maker's).
+    #[arg(long)]
+    code: String,
+    /// The unit it concerns (its slot); none for the device as a whole.
+    #[arg(long, default_value = "")]
+    unit: String,
+    /// debug, info, warning, error or critical.
+    #[arg(long, default_value = "error")]
+    severity: String,
+    #[arg(long)]
+    detail: Option<String>,
+    /// A counter at the time, `NAME=VALUE` (repeatable), e.g. `pages_total=184220`.
+    #[arg(long = "counter")]
+    counters: Vec<String>,
+    #[command(flatten)]
+    alert: AlertArgs,
+}
+
+/// Printer MIB alert fields (prtAlertTable, RFC 3805), all optional.
+#[derive(clap::Args)]
+struct AlertArgs {
+    /// prtAlertSeverityLevel: other, critical, warning, warningBinaryChangeEvent.
+    #[arg(long)]
+    alert_severity_level: Option<String>,
+    /// prtAlertTrainingLevel: untrained, trained, fieldService, management, …
+    #[arg(long)]
+    alert_training_level: Option<String>,
+    /// prtAlertGroup: inputTray, outputTray, marker, mediaPath, …
+    #[arg(long)]
+    alert_group: Option<String>,
+    #[arg(long)]
+    alert_group_index: Option<i64>,
+    #[arg(long)]
+    alert_location: Option<i64>,
+    /// prtAlertCode: jam, subunitLifeAlmostOver, coverOpen, …
+    #[arg(long)]
+    alert_code: Option<String>,
+}
+
+impl AlertArgs {
+    fn alert(self) -> Option<fleetcare_wire::errors::PrinterAlert> {
+        let a = fleetcare_wire::errors::PrinterAlert {
+            severity_level: self.alert_severity_level,
+            training_level: self.alert_training_level,
+            group: self.alert_group,
+            group_index: self.alert_group_index,
+            location: self.alert_location,
+            code: self.alert_code,
+        };
+        (a != fleetcare_wire::errors::PrinterAlert {
+            severity_level: None,
+            training_level: None,
+            group: None,
+            group_index: None,
+            location: None,
+            code: None,
+        })
+        .then_some(a)
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Report this device's structure to the center and obey it, until stopped (SIGTERM).
@@ -39,24 +104,7 @@ enum Cmd {
     },
     /// Append an event to the device's error log (durable when this returns); the running
     /// agent sends it as its triggers say (at once from `errors_immediate_severity`).
-    Log {
-        #[arg(long, env = "FLEETCARE_AGENT_CONFIG")]
-        config: PathBuf,
-        /// The error code (the device maker's).
-        #[arg(long)]
-        code: String,
-        /// The unit it concerns (its slot); none for the device as a whole.
-        #[arg(long, default_value = "")]
-        unit: String,
-        /// debug, info, warning, error or critical.
-        #[arg(long, default_value = "error")]
-        severity: String,
-        #[arg(long)]
-        detail: Option<String>,
-        /// A counter at the time, `NAME=VALUE` (repeatable), e.g. `pages_total=184220`.
-        #[arg(long = "counter")]
-        counters: Vec<String>,
-    },
+    Log(Box<LogArgs>),
     /// Show local state and what the center knows about this device.
     Status {
         #[arg(long, env = "FLEETCARE_AGENT_CONFIG")]
@@ -84,14 +132,7 @@ fn main() -> ExitCode {
         match cli.command {
             Cmd::Run { config, log_format } => run(config, &log_format).await,
             Cmd::Status { config, json } => status(config, json).await,
-            Cmd::Log {
-                config,
-                code,
-                unit,
-                severity,
-                detail,
-                counters,
-            } => log_event(config, code, unit, severity, detail, counters),
+            Cmd::Log(args) => log_event(*args),
         }
     });
     match result {
@@ -144,14 +185,17 @@ async fn run(config: PathBuf, log_format: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn log_event(
-    config: PathBuf,
-    code: String,
-    unit: String,
-    severity: String,
-    detail: Option<String>,
-    counters: Vec<String>,
-) -> anyhow::Result<()> {
+fn log_event(args: LogArgs) -> anyhow::Result<()> {
+    let LogArgs {
+        config,
+        code,
+        unit,
+        severity,
+        detail,
+        counters,
+        alert,
+    } = args;
+    let alert = alert.alert();
     let cfg = load_config(&config)?;
     let mut parsed = std::collections::BTreeMap::new();
     for c in &counters {
@@ -174,7 +218,7 @@ fn log_event(
             severity,
             counters: parsed,
             detail,
-            alert: None,
+            alert,
         },
         now,
     )?;

@@ -111,6 +111,12 @@ fn log(config: &Path, code: &str, severity: &str) {
             "paper jam at the fuser exit",
             "--counter",
             "pages_total=1200",
+            "--alert-group",
+            "mediaPath",
+            "--alert-code",
+            "jam",
+            "--alert-location",
+            "3",
         ])
         .output()
         .expect("fleetcare-agent log runs");
@@ -147,6 +153,9 @@ async fn an_event_at_or_above_the_immediate_severity_goes_at_once() {
     assert_eq!(e[0]["severity"], "error");
     assert_eq!(e[0]["counters"]["pages_total"], 1200.0);
     assert_eq!(e[0]["detail"], "paper jam at the fuser exit");
+    assert_eq!(e[0]["alert"]["group"], "mediaPath");
+    assert_eq!(e[0]["alert"]["code"], "jam");
+    assert_eq!(e[0]["alert"]["location"], 3);
     let _ = stop.send(true);
     task.await.expect("agent");
 }
