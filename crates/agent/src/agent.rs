@@ -204,8 +204,24 @@ impl<S: StructureSource> Agent<S> {
                 .map_err(|e| AgentError::Journal(e.to_string()))?
         };
         let (errors_request, errors_requested) = watch::channel(None);
+        let journal = Arc::new(journal);
+        let local_api = match &cfg.local_socket {
+            Some(path) => match crate::local_api::bind(path) {
+                Ok(l) => Some(tokio::spawn(crate::local_api::run(
+                    journal.clone(),
+                    l,
+                    path.clone(),
+                    shutdown.clone(),
+                ))),
+                Err(e) => {
+                    tracing::error!(socket = %path.display(), error = %e, "the local API could not start; `fleetcare-agent log` still works");
+                    None
+                }
+            },
+            None => None,
+        };
         let errors_task = tokio::spawn(crate::errlog::run(
-            Arc::new(journal),
+            journal.clone(),
             client.clone(),
             snapshot.device_id.clone(),
             cfg.errors,
@@ -303,6 +319,9 @@ impl<S: StructureSource> Agent<S> {
         update_task.abort();
         let _ = update_task.await;
         let _ = errors_task.await;
+        if let Some(t) = local_api {
+            let _ = t.await;
+        }
         Ok(())
     }
 }

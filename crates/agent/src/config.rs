@@ -60,6 +60,8 @@ pub struct AgentConfig {
     pub errors: crate::errlog::Triggers,
     /// Bounds of the error journal.
     pub journal: crate::journal::JournalLimits,
+    /// The local API's Unix socket (`None`: no local API).
+    pub local_socket: Option<PathBuf>,
 }
 
 /// The environment variables' prefix: `FLEETCARE_AGENT_CENTER_URL`, …
@@ -98,6 +100,7 @@ impl AgentConfig {
                 check: Duration::from_millis(500),
             },
             journal: crate::journal::JournalLimits::default(),
+            local_socket: None,
         }
     }
 
@@ -266,6 +269,14 @@ impl AgentConfig {
             batch_bytes: r.bounded("errors_batch_bytes", 64 * 1024, 1, 1 << 30),
             batch_weight: r.bounded("errors_batch_weight", 100, 1, 1 << 40),
             check: c.watch_interval,
+        };
+        let socket: Option<PathBuf> = r
+            .optional::<PathBuf>("local_socket")
+            .map(|p| resolve(r, "local_socket", p));
+        c.local_socket = if r.value("local_api", true) {
+            Some(socket.unwrap_or_else(|| c.data_dir.join("agent.sock")))
+        } else {
+            None
         };
         c.journal = crate::journal::JournalLimits {
             max_events: r.bounded("journal_max_events", 100_000, 10, 100_000_000),

@@ -50,6 +50,7 @@ pub mod config;
 pub mod errlog;
 pub mod journal;
 pub mod local;
+pub mod local_api;
 pub mod out;
 pub mod signals;
 pub mod source;

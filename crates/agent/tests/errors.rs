@@ -378,3 +378,59 @@ async fn the_centers_schedule_asks_every_device_of_a_model() {
     let _ = stop.send(true);
     task.await.expect("agent");
 }
+
+#[tokio::test]
+async fn the_devices_software_logs_through_the_local_socket() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let lab = Lab::start().await;
+    let (config, stop, task) = lab.device("ERR-8", |_| {}).await;
+    let socket = config.parent().expect("base").join("data/agent.sock");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&socket)
+            .expect("the socket exists")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o660);
+    let stream = tokio::net::UnixStream::connect(&socket)
+        .await
+        .expect("connect");
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let mut ask = async |req: &str| -> Value {
+        write
+            .write_all(format!("{req}\n").as_bytes())
+            .await
+            .expect("write");
+        serde_json::from_str(&lines.next_line().await.expect("read").expect("a line"))
+            .expect("JSON")
+    };
+    let a = ask(r#"{"op":"log","code":"C-42","unit":"fuser","severity":"critical","detail":"overheat","counters":{"fuser_temp_c":231},"alert":{"group":"marker","code":"other"}}"#).await;
+    assert_eq!(a["ok"], true, "{a}");
+    assert!(a["seq"].as_u64() >= Some(1), "{a}");
+    let a = ask(r#"{"op":"log","code":"C-43","severity":"loud"}"#).await;
+    assert_eq!(a["ok"], false);
+    assert!(
+        a["error"].as_str().expect("why").contains("severity"),
+        "{a}"
+    );
+    let a = ask("this is not JSON").await;
+    assert_eq!(a["ok"], false);
+    let a = ask(r#"{"op":"status"}"#).await;
+    assert_eq!(a["ok"], true, "{a}");
+    let e = events_with(&lab, "ERR-8", 1).await;
+    assert_eq!(
+        (e[0]["code"].as_str(), e[0]["trigger"].as_str()),
+        (Some("C-42"), Some("immediate"))
+    );
+    assert_eq!(e[0]["alert"]["group"], "marker");
+    // An endless line is cut off.
+    let a = ask(&"x".repeat(20_000)).await;
+    assert_eq!(a["ok"], false);
+    assert!(a["error"].as_str().expect("why").contains("at most"), "{a}");
+    let _ = stop.send(true);
+    task.await.expect("agent");
+    assert!(
+        !socket.exists(),
+        "the socket is removed when the agent stops"
+    );
+}

@@ -1,0 +1,185 @@
+//! The local API: the device's own software writes to the error log over a Unix socket
+//! (`<data dir>/agent.sock` unless `local_socket` says otherwise), one JSON object per line,
+//! one answer line each.
+//!
+//! ```text
+//! → {"op":"log","code":"J-100","unit":"fuser","severity":"error","detail":"…","counters":{"pages_total":184220},"alert":{"group":"mediaPath","code":"jam"}}
+//! ← {"ok":true,"boot_epoch":4,"seq":17}            (durable: it survives a crash from here on)
+//! → {"op":"status"}
+//! ← {"ok":true,"pending":3,"dropped":0,…}
+//! ← {"ok":false,"error":"severity \"loud\": one of debug, info, warning, error, critical"}
+//! ```
+//!
+//! Lines are at most 16 KiB; a connection idle for 30 s is closed; at most 16 connections
+//! are served at once. The socket is created with mode 0660 (the device's software shares the
+//! agent's group).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetcare_wire::errors::PrinterAlert;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, watch};
+
+use crate::journal::{Journal, NewEvent};
+
+/// Longest request line.
+pub const MAX_LINE: usize = 16 * 1024;
+/// A connection that sends nothing for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(30);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 16;
+
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum Request {
+    Log {
+        code: String,
+        #[serde(default)]
+        unit: String,
+        severity: String,
+        #[serde(default)]
+        detail: Option<String>,
+        #[serde(default)]
+        counters: std::collections::BTreeMap<String, f64>,
+        #[serde(default)]
+        alert: Option<Box<PrinterAlert>>,
+    },
+    Status,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn answer(journal: &Arc<Journal>, line: &str) -> serde_json::Value {
+    let req: Request = match serde_json::from_str(line) {
+        Ok(r) => r,
+        Err(e) => return json!({"ok": false, "error": format!("not a request: {e}")}),
+    };
+    let j = journal.clone();
+    let out = tokio::task::spawn_blocking(move || match req {
+        Request::Log {
+            code,
+            unit,
+            severity,
+            detail,
+            counters,
+            alert,
+        } => j
+            .append(
+                &NewEvent {
+                    slot: unit,
+                    code,
+                    severity,
+                    counters,
+                    detail,
+                    alert: alert.map(|a| *a),
+                },
+                now_ms(),
+            )
+            .map(|(epoch, seq)| json!({"ok": true, "boot_epoch": epoch, "seq": seq})),
+        Request::Status => j.stats().map(|s| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            v["ok"] = json!(true);
+            v
+        }),
+    })
+    .await;
+    match out {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => json!({"ok": false, "error": e.to_string()}),
+        Err(e) => json!({"ok": false, "error": format!("the journal failed: {e}")}),
+    }
+}
+
+async fn serve_one(journal: Arc<Journal>, stream: UnixStream) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let got = tokio::time::timeout(IDLE, async {
+            (&mut reader)
+                .take((MAX_LINE + 1) as u64)
+                .read_until(b'\n', &mut buf)
+                .await
+        })
+        .await;
+        let n = match got {
+            Err(_) | Ok(Err(_)) | Ok(Ok(0)) => return,
+            Ok(Ok(n)) => n,
+        };
+        let reply = if n > MAX_LINE {
+            let v = json!({"ok": false, "error": format!("a request line is at most {MAX_LINE} bytes")});
+            let _ = write.write_all(format!("{v}\n").as_bytes()).await;
+            return;
+        } else {
+            match std::str::from_utf8(&buf) {
+                Ok(line) if line.trim().is_empty() => continue,
+                Ok(line) => answer(&journal, line.trim()).await,
+                Err(_) => json!({"ok": false, "error": "not UTF-8"}),
+            }
+        };
+        if write
+            .write_all(format!("{reply}\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Bind the socket (replacing a stale one) with mode 0660.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(l)
+}
+
+/// Serve until shutdown; the socket file is removed at the end.
+pub async fn run(
+    journal: Arc<Journal>,
+    listener: UnixListener,
+    path: PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    // Busy: say so and close.
+                    let mut s = stream;
+                    let _ = s
+                        .write_all(b"{\"ok\":false,\"error\":\"busy: too many connections\"}\n")
+                        .await;
+                    continue;
+                };
+                let j = journal.clone();
+                tokio::spawn(async move {
+                    serve_one(j, stream).await;
+                    drop(permit);
+                });
+            }
+            () = stopped(&mut shutdown) => break,
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
