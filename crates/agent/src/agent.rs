@@ -254,6 +254,7 @@ impl<S: StructureSource> Agent<S> {
         ));
         let interval = effective_interval(&cfg, &local);
         let mut r = Runner {
+            journal: journal.clone(),
             errors_request,
             installers,
             jobs_nudge,
@@ -473,6 +474,7 @@ async fn run_once<S: StructureSource>(
 }
 
 struct Runner<S: StructureSource> {
+    journal: Arc<Journal>,
     errors_request: watch::Sender<Option<fleetcare_wire::errors::ErrorTrigger>>,
     installers: Installers,
     jobs_nudge: Arc<Notify>,
@@ -512,6 +514,18 @@ impl<S: StructureSource> Runner<S> {
                 .any(|(slot, serial)| *slot == u.slot && *serial == u.serial)
             {
                 u.in_service = false;
+            }
+        }
+        // Operating info the device's software recorded through the local API wins over the
+        // source's, within the report's limit.
+        let j = self.journal.clone();
+        if let Ok(Ok(values)) = tokio::task::spawn_blocking(move || j.operating()).await {
+            for (k, v) in values {
+                if snap.operating.len() < fleetcare_core::limits::MAX_OPERATING_ENTRIES
+                    || snap.operating.contains_key(&k)
+                {
+                    snap.operating.insert(k, v);
+                }
             }
         }
         Ok(snap)

@@ -107,6 +107,7 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (epoch, seq)
 );
 CREATE INDEX IF NOT EXISTS events_for_dropping ON events (dropped, severity, epoch, seq);
+CREATE TABLE IF NOT EXISTS operating (key TEXT PRIMARY KEY, value REAL NOT NULL, at_ms INTEGER NOT NULL);
 ";
 
 /// The journal.
@@ -150,6 +151,12 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     }
     c.execute_batch(SCHEMA)?;
     Ok(c)
+}
+
+fn read_operating(c: &Connection) -> rusqlite::Result<std::collections::BTreeMap<String, f64>> {
+    let mut st = c.prepare_cached("SELECT key, value FROM operating")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
+    rows.collect()
 }
 
 /// An event checked and encoded: itself, its severity's rank, its body, its size.
@@ -243,14 +250,30 @@ impl Journal {
         events: &[NewEvent],
         at_ms: i64,
     ) -> Result<(u64, u64), JournalError> {
-        let rows = events
-            .iter()
-            .map(validated)
-            .collect::<Result<Vec<_>, _>>()?;
         let c = self
             .conn
             .lock()
             .expect("the journal lock is never poisoned");
+        // An event without counters gets the device's current operating info.
+        let current = if events.iter().any(|e| e.counters.is_empty()) {
+            read_operating(&c).map_err(|e| self.err(e))?
+        } else {
+            std::collections::BTreeMap::new()
+        };
+        let filled: Vec<NewEvent> = events
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                if e.counters.is_empty() {
+                    e.counters = current.clone();
+                }
+                e
+            })
+            .collect();
+        let rows = filled
+            .iter()
+            .map(validated)
+            .collect::<Result<Vec<_>, _>>()?;
         let tx = rusqlite::Transaction::new_unchecked(&c, rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         let mut epoch = meta(&tx, "epoch").map_err(|e| self.err(e))?;
@@ -284,6 +307,56 @@ impl Journal {
         self.enforce_limits(&tx)?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok((epoch, first))
+    }
+
+    /// Record operating info (counters and gauges by name); durable when this returns.
+    pub fn set_operating(
+        &self,
+        values: &std::collections::BTreeMap<String, f64>,
+        at_ms: i64,
+    ) -> Result<(), JournalError> {
+        if values.len() > fleetcare_core::limits::MAX_OPERATING_ENTRIES
+            || values
+                .iter()
+                .any(|(k, v)| k.is_empty() || k.len() > 64 || !v.is_finite())
+        {
+            return Err(JournalError::Invalid(format!(
+                "operating info: at most {} entries, names 1 to 64 characters, finite numbers",
+                fleetcare_core::limits::MAX_OPERATING_ENTRIES
+            )));
+        }
+        let c = self
+            .conn
+            .lock()
+            .expect("the journal lock is never poisoned");
+        let tx = c.unchecked_transaction().map_err(|e| self.err(e))?;
+        for (k, v) in values {
+            tx.execute(
+                "INSERT INTO operating (key, value, at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, at_ms = excluded.at_ms",
+                params![k, v, at_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        let n: i64 = tx
+            .query_row("SELECT COUNT(*) FROM operating", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if n as usize > fleetcare_core::limits::MAX_OPERATING_ENTRIES {
+            return Err(JournalError::Invalid(format!(
+                "operating info: at most {} names in all",
+                fleetcare_core::limits::MAX_OPERATING_ENTRIES
+            )));
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The operating info recorded through the journal.
+    pub fn operating(&self) -> Result<std::collections::BTreeMap<String, f64>, JournalError> {
+        let c = self
+            .conn
+            .lock()
+            .expect("the journal lock is never poisoned");
+        read_operating(&c).map_err(|e| self.err(e))
     }
 
     /// Drop (to tombstones) the least severe, then oldest events beyond the limits.

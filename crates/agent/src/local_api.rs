@@ -5,6 +5,8 @@
 //! ```text
 //! → {"op":"log","code":"J-100","unit":"fuser","severity":"error","detail":"…","counters":{"pages_total":184220},"alert":{"group":"mediaPath","code":"jam"}}
 //! ← {"ok":true,"boot_epoch":4,"seq":17}            (durable: it survives a crash from here on)
+//! → {"op":"operating","values":{"pages_total":184221,"fuser_temp_c":182}}
+//! ← {"ok":true}
 //! → {"op":"status"}
 //! ← {"ok":true,"pending":3,"dropped":0,…}
 //! ← {"ok":false,"error":"severity \"loud\": one of debug, info, warning, error, critical"}
@@ -50,6 +52,10 @@ enum Request {
         #[serde(default)]
         alert: Option<Box<PrinterAlert>>,
     },
+    /// Operating info (counters, gauges): durable, and sent with the next structure report.
+    Operating {
+        values: std::collections::BTreeMap<String, f64>,
+    },
     Status,
 }
 
@@ -86,6 +92,9 @@ async fn answer(journal: &Arc<Journal>, line: &str) -> serde_json::Value {
                 now_ms(),
             )
             .map(|(epoch, seq)| json!({"ok": true, "boot_epoch": epoch, "seq": seq})),
+        Request::Operating { values } => j
+            .set_operating(&values, now_ms())
+            .map(|()| json!({"ok": true})),
         Request::Status => j.stats().map(|s| {
             let mut v = serde_json::to_value(s).unwrap_or_default();
             v["ok"] = json!(true);

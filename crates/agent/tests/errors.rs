@@ -417,12 +417,56 @@ async fn the_devices_software_logs_through_the_local_socket() {
     assert_eq!(a["ok"], false);
     let a = ask(r#"{"op":"status"}"#).await;
     assert_eq!(a["ok"], true, "{a}");
-    let e = events_with(&lab, "ERR-8", 1).await;
+    // Operating info: durable, in the next report, and the counters of events logged without.
+    let a = ask(r#"{"op":"operating","values":{"pages_total":5000,"fuser_temp_c":181.5}}"#).await;
+    assert_eq!(a["ok"], true, "{a}");
+    let a = ask(r#"{"op":"operating","values":{"bad":1e999}}"#).await;
+    assert_eq!(a["ok"], false, "not a finite number: {a}");
+    let r = lab
+        .http
+        .post(format!(
+            "{}/api/v1/devices/ERR-8/request-report?wait_s=10",
+            lab.center.url()
+        ))
+        .bearer_auth(&lab.admin)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, d) = lab.get("/api/v1/devices/ERR-8").await;
+    assert_eq!(d["operating"]["pages_total"], 5000.0, "{d}");
+    let a = ask(r#"{"op":"log","code":"C-44","severity":"info"}"#).await;
+    assert_eq!(a["ok"], true, "{a}");
+    let r = lab
+        .http
+        .post(format!(
+            "{}/api/v1/devices/ERR-8/request-errors",
+            lab.center.url()
+        ))
+        .bearer_auth(&lab.admin)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), StatusCode::OK);
+    let e = events_with(&lab, "ERR-8", 2).await;
+    let by_code = |c: &str| {
+        e.iter()
+            .find(|x| x["code"] == c)
+            .cloned()
+            .unwrap_or_else(|| panic!("{c} at the center: {e:?}"))
+    };
+    // (Sent at once or with the request, whichever came first.)
+    assert!(matches!(
+        by_code("C-42")["trigger"].as_str(),
+        Some("immediate" | "request")
+    ));
+    assert_eq!(by_code("C-42")["alert"]["group"], "marker");
+    assert_eq!(by_code("C-42")["counters"]["fuser_temp_c"], 231.0);
     assert_eq!(
-        (e[0]["code"].as_str(), e[0]["trigger"].as_str()),
-        (Some("C-42"), Some("immediate"))
+        by_code("C-44")["counters"]["pages_total"],
+        5000.0,
+        "an event without counters carries the device's current ones"
     );
-    assert_eq!(e[0]["alert"]["group"], "marker");
     // An endless line is cut off.
     let a = ask(&"x".repeat(20_000)).await;
     assert_eq!(a["ok"], false);
