@@ -158,7 +158,7 @@ impl Channel {
                                 return;
                             }
                         }
-                        for c in answer.commands {
+                        for c in answer {
                             if events.send(ChannelEvent::Command(c)).await.is_err() {
                                 return;
                             }

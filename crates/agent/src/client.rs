@@ -5,9 +5,7 @@ use std::time::Duration;
 use fleetcare_wire::ErrorBody;
 use fleetcare_wire::compat::CompatReport;
 use fleetcare_wire::delivery::{DeviceJobs, JobStatus, JobStatusAck};
-use fleetcare_wire::device::{
-    EnrollRequest, EnrollResponse, PollResponse, ReportAck, StructureReport,
-};
+use fleetcare_wire::device::{Command, EnrollRequest, EnrollResponse, ReportAck, StructureReport};
 use fleetcare_wire::errors::{ErrorAck, ErrorBatch};
 use fleetcare_wire::operator::DeviceView;
 use serde::de::DeserializeOwned;
@@ -145,8 +143,13 @@ impl CenterClient {
         answer(r.send().await).await
     }
 
-    /// One long poll: waits up to `wait` at the center for commands.
-    pub async fn poll(&self, token: &str, wait: Duration) -> Result<PollResponse, ClientError> {
+    /// One long poll: waits up to `wait` at the center for commands. A command this agent
+    /// does not know (from a newer center) is skipped, not the whole answer.
+    pub async fn poll(&self, token: &str, wait: Duration) -> Result<Vec<Command>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            commands: Vec<serde_json::Value>,
+        }
         let r = self
             .http
             .get(format!(
@@ -156,7 +159,18 @@ impl CenterClient {
             ))
             .bearer_auth(token)
             .timeout(wait + self.timeout);
-        answer(r.send().await).await
+        let raw: Raw = answer(r.send().await).await?;
+        Ok(raw
+            .commands
+            .into_iter()
+            .filter_map(|v| match serde_json::from_value::<Command>(v) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring a command this agent does not understand");
+                    None
+                }
+            })
+            .collect())
     }
 
     /// This device's compatibility as the center judges it: findings, plan or advice, jobs,

@@ -787,3 +787,27 @@ fn write_config(lab: &Lab, name: &str, data_dir: &Path, inventory: &Path) -> Pat
     .expect("write");
     path
 }
+
+#[tokio::test]
+async fn a_command_this_agent_does_not_know_is_skipped_not_the_whole_poll_answer() {
+    let app = axum::Router::new().route(
+        "/device/v1/poll",
+        axum::routing::get(|| async {
+            axum::Json(json!({"commands": [
+                {"type": "something_from_the_future", "x": 1},
+                {"type": "request_report"}
+            ]}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = fleetcare_agent::client::CenterClient::new(&url, Duration::from_secs(5));
+    let got = client
+        .poll("token", Duration::ZERO)
+        .await
+        .expect("the answer is usable");
+    assert_eq!(got, vec![fleetcare_wire::device::Command::RequestReport]);
+}
