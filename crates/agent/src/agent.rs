@@ -291,8 +291,9 @@ impl<S: StructureSource> Agent<S> {
                         tracing::info!(via = via.as_str(), "connected to the center");
                         r.status.channel = via.as_str().into();
                         r.report(Trigger::Connect).await?;
-                        // Jobs may have been queued while this device was away.
+                        // Jobs and settings may have changed while this device was away.
                         r.jobs_nudge.notify_one();
+                        r.fetch_settings().await;
                     }
                     Some(ChannelEvent::Down(reason)) => {
                         tracing::info!(%reason, "push channel down");
@@ -643,6 +644,10 @@ impl<S: StructureSource> Runner<S> {
                 self.jobs_nudge.notify_one();
                 Ok(())
             }
+            Command::SettingsChanged => {
+                self.fetch_settings().await;
+                Ok(())
+            }
             Command::RequestErrors { scheduled } => {
                 let _ = self.errors_request.send(Some(if scheduled {
                     fleetcare_wire::errors::ErrorTrigger::Scheduled
@@ -651,6 +656,42 @@ impl<S: StructureSource> Runner<S> {
                 }));
                 Ok(())
             }
+        }
+    }
+
+    /// Fetch the settings the center set on this device and keep them in the journal, where
+    /// the device's software reads them (local API `settings`). Best effort: the next
+    /// connection fetches them again.
+    async fn fetch_settings(&mut self) {
+        let Some(token) = self.token.clone() else {
+            return;
+        };
+        let got = match self.client.settings(&token).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "fetching the device's settings failed");
+                return;
+            }
+        };
+        let map: std::collections::BTreeMap<String, String> = got
+            .settings
+            .into_iter()
+            .map(|s| (s.name, s.value))
+            .collect();
+        let j = self.journal.clone();
+        let n = map.len();
+        match tokio::task::spawn_blocking(move || {
+            if j.settings().ok().as_ref() == Some(&map) {
+                return Ok(false);
+            }
+            j.set_settings(&map).map(|()| true)
+        })
+        .await
+        {
+            Ok(Ok(true)) => tracing::info!(settings = n, "settings from the center applied"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "keeping the device's settings failed"),
+            Err(e) => tracing::warn!(error = %e, "keeping the device's settings failed"),
         }
     }
 

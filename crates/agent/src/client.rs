@@ -184,6 +184,33 @@ impl CenterClient {
         answer(r.send().await).await
     }
 
+    /// Everything the center knows about this device: compatibility, troubles, recommended
+    /// actions, abnormal units, settings, recent jobs, error rate against its model.
+    pub async fn about(
+        &self,
+        token: &str,
+    ) -> Result<fleetcare_wire::troubles::DeviceAbout, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}/device/v1/about", self.base))
+            .bearer_auth(token)
+            .timeout(self.timeout);
+        answer(r.send().await).await
+    }
+
+    /// The settings the center set on this device.
+    pub async fn settings(
+        &self,
+        token: &str,
+    ) -> Result<fleetcare_wire::troubles::DeviceSettings, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}/device/v1/settings", self.base))
+            .bearer_auth(token)
+            .timeout(self.timeout);
+        answer(r.send().await).await
+    }
+
     /// What the center knows about this device.
     pub async fn whoami(&self, token: &str) -> Result<DeviceView, ClientError> {
         let r = self

@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_for_dropping ON events (dropped, severity, epoch, seq);
 CREATE TABLE IF NOT EXISTS operating (key TEXT PRIMARY KEY, value REAL NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
 /// The journal.
@@ -348,6 +349,45 @@ impl Journal {
             )));
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Replace the settings the center set on this device; durable when this returns.
+    pub fn set_settings(
+        &self,
+        settings: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), JournalError> {
+        let c = self
+            .conn
+            .lock()
+            .expect("the journal lock is never poisoned");
+        let tx = c.unchecked_transaction().map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM settings", [])
+            .map_err(|e| self.err(e))?;
+        for (k, v) in settings {
+            tx.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2)",
+                params![k, v],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The settings the center set on this device (the device's software reads them through
+    /// the local API).
+    pub fn settings(&self) -> Result<std::collections::BTreeMap<String, String>, JournalError> {
+        let c = self
+            .conn
+            .lock()
+            .expect("the journal lock is never poisoned");
+        let mut st = c
+            .prepare_cached("SELECT name, value FROM settings ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
     }
 
     /// The operating info recorded through the journal.

@@ -9,6 +9,8 @@
 //! ← {"ok":true}
 //! → {"op":"status"}
 //! ← {"ok":true,"pending":3,"dropped":0,…}
+//! → {"op":"settings"}
+//! ← {"ok":true,"settings":{"fuser.temp_offset_c":"-5"}}   (what the center set on the device)
 //! ← {"ok":false,"error":"severity \"loud\": one of debug, info, warning, error, critical"}
 //! ```
 //!
@@ -57,6 +59,7 @@ enum Request {
         values: std::collections::BTreeMap<String, f64>,
     },
     Status,
+    Settings,
 }
 
 fn now_ms() -> i64 {
@@ -95,6 +98,7 @@ async fn answer(journal: &Arc<Journal>, line: &str) -> serde_json::Value {
         Request::Operating { values } => j
             .set_operating(&values, now_ms())
             .map(|()| json!({"ok": true})),
+        Request::Settings => j.settings().map(|s| json!({"ok": true, "settings": s})),
         Request::Status => j.stats().map(|s| {
             let mut v = serde_json::to_value(s).unwrap_or_default();
             v["ok"] = json!(true);

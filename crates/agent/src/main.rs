@@ -240,11 +240,16 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
                         .await
                         .map_err(|e| e.to_string()),
                 ),
-                client.compat(&c.device_token).await.ok(),
+                client.about(&c.device_token).await.ok(),
             )
         }
         None => (None, None),
     };
+    let about = compat;
+    let compat = about.as_ref().map(|a| a.compat.clone());
+    let settings = fleetcare_agent::journal::Journal::open(&cfg.data_dir, cfg.journal, false)
+        .and_then(|j| j.settings())
+        .unwrap_or_default();
     // Installing: the job in progress (its journal) and each unit's banks.
     let journal_file: Option<serde_json::Value> =
         std::fs::read(cfg.data_dir.join("update/journal.json"))
@@ -290,6 +295,13 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
                 None => serde_json::Value::Null,
             },
             "compat": compat,
+            "troubles": about.as_ref().map(|a| &a.troubles),
+            "recommended_actions": about.as_ref().map(|a| &a.recommended_actions),
+            "abnormal_units": about.as_ref().map(|a| &a.abnormal_units),
+            "rollout_eligible": about.as_ref().map(|a| a.rollout_eligible),
+            "recent_jobs": about.as_ref().map(|a| &a.recent_jobs),
+            "error_rate": about.as_ref().map(|a| &a.error_rate),
+            "settings": settings,
             "notifications": view.notifications,
             "out_of_service": view.state.out_of_service,
         });
@@ -427,6 +439,57 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
         for j in &c.jobs {
             outln!("  job #{} {} ({} step(s))", j.id, j.state, j.steps.len());
         }
+    }
+    if let Some(a) = &about {
+        for t in &a.troubles {
+            outln!(
+                "trouble      #{} {} [{}, {}] since {}, {} event(s)",
+                t.id,
+                t.title,
+                t.severity,
+                t.state,
+                t.opened_at,
+                t.occurrences
+            );
+            if let Some(o) = &t.fix_outcome {
+                outln!("  fix: {o}");
+            }
+        }
+        for (i, r) in a.recommended_actions.iter().enumerate() {
+            outln!("action {:<5} {r}", format!("{}.", i + 1));
+        }
+        for u in &a.abnormal_units {
+            outln!("abnormal     {}: {} (since {})", u.slot, u.reason, u.since);
+        }
+        if !a.rollout_eligible {
+            outln!("rollouts     this device is passed by until its abnormal units are cleared");
+        }
+        for j in &a.recent_jobs {
+            outln!(
+                "recent job   #{} {}{} ({} step(s), {})",
+                j.id,
+                j.state,
+                j.reason
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" ({r})")),
+                j.steps.len(),
+                j.updated_at
+            );
+        }
+        let r = &a.error_rate;
+        outln!(
+            "error rate   {:.1} event(s)/day over {} days; model {} averages {:.1} per device ({} device(s)){}",
+            r.device_per_day,
+            r.days,
+            a.model,
+            r.model_per_device_per_day,
+            r.model_devices,
+            r.ratio
+                .map_or(String::new(), |x| format!(" — {x:.1}× the fleet"))
+        );
+    }
+    for (k, v) in &settings {
+        outln!("setting      {k} = {v} (set by the center)");
     }
     // What the center told the people at this device (kept here, also offline).
     let notices = match &compat {

@@ -112,6 +112,21 @@ impl Api {
         self.send(req).await
     }
 
+    /// PUT a text body (a rules file's TOML).
+    pub async fn put_text<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<T> {
+        let req = self
+            .http
+            .put(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.send(req).await
+    }
+
     /// PUT a file as the body, streamed, with a progress bar when `progress` (and a terminal).
     pub async fn put_file<T: DeserializeOwned>(
         &self,

@@ -4,6 +4,7 @@ mod client;
 mod compat_cmd;
 mod delivery_cmd;
 mod demo;
+mod diag_cmd;
 mod table;
 
 use std::net::SocketAddr;
@@ -139,6 +140,20 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Diagnosis rules: load a new revision, show the current one.
+    Rules {
+        #[command(subcommand)]
+        command: diag_cmd::RulesCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Troubles judged from error logs: list, show, acknowledge, resolve.
+    Troubles {
+        #[command(subcommand)]
+        command: diag_cmd::TroublesCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Offline signing keys: generate, sign a key list, publish it.
     Keys {
         #[command(subcommand)]
@@ -214,6 +229,9 @@ enum DevicesCmd {
     },
     /// Ask a connected device to send its error log now.
     RequestErrors { id: String },
+    /// What the center knows about a device: troubles, recommended actions, abnormal units,
+    /// settings, recent jobs, error rate against its model.
+    About { id: String },
     /// Set a device's periodic reporting interval, in seconds, or `default` for the agent's own.
     SetInterval { id: String, seconds: String },
     /// Revoke a device's credential; it can enroll again only after allow-reenroll.
@@ -277,6 +295,8 @@ fn main() -> ExitCode {
                 remote,
             } => errors(id, since, code, limit, &remote).await,
             Cmd::Release { command, remote } => delivery_cmd::release(command, &remote).await,
+            Cmd::Rules { command, remote } => diag_cmd::rules(command, &remote).await,
+            Cmd::Troubles { command, remote } => diag_cmd::troubles(command, &remote).await,
         }
     });
     match result {
@@ -613,6 +633,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        DevicesCmd::About { id } => diag_cmd::about(&id, remote).await,
         DevicesCmd::RequestErrors { id } => {
             let r: RequestReportResponse = api
                 .post::<(), _>(

@@ -363,6 +363,25 @@ impl Compat {
         }
     }
 
+    /// Keep a device's facts in the index when its tenant has no catalog (diagnosis rules
+    /// look at its units all the same).
+    pub fn index_unjudged(&self, key: &DeviceKey, structure_hash: &str, facts: DeviceFacts) {
+        self.index
+            .write()
+            .expect("fleet index")
+            .entry(key.tenant)
+            .or_default()
+            .insert(
+                Arc::from(key.device_id.as_str()),
+                Arc::new(Entry::new(
+                    facts,
+                    hash_bits(structure_hash),
+                    u128::MAX,
+                    false,
+                )),
+            );
+    }
+
     /// Ask the worker to act on a device (deduplicated; dropped when the queue is full: the
     /// device's next report asks again).
     pub fn enqueue(&self, key: DeviceKey) {
@@ -560,6 +579,57 @@ impl Compat {
             }
         }
         written
+    }
+
+    /// The device's facts from the fleet index.
+    pub fn facts(&self, key: &DeviceKey) -> Option<DeviceFacts> {
+        self.index
+            .read()
+            .expect("fleet index")
+            .get(&key.tenant)
+            .and_then(|m| m.get(key.device_id.as_str()))
+            .map(|e| e.facts.clone())
+    }
+
+    /// The device's facts as rules look at them (from the fleet index; `None` when the
+    /// center holds no structure of it).
+    pub fn device_ctx(&self, key: &DeviceKey) -> Option<fleetcare_diag::DeviceCtx> {
+        let entry = self
+            .index
+            .read()
+            .expect("fleet index")
+            .get(&key.tenant)
+            .and_then(|m| m.get(key.device_id.as_str()))
+            .cloned()?;
+        let f = &entry.facts;
+        let text = |n| f.text(&self.vocab, n).to_string();
+        let units = f
+            .units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| fleetcare_diag::UnitCtx {
+                slot: text(&u.slot),
+                kind: text(&u.kind),
+                model: text(&u.model),
+                software: f
+                    .software
+                    .iter()
+                    .filter(|s| usize::from(s.unit) == i && s.active)
+                    .map(|s| {
+                        format!(
+                            "{} {}",
+                            text(&s.product),
+                            s.version.as_ref().map(text).unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+            .collect();
+        Some(fleetcare_diag::DeviceCtx {
+            model: text(&f.model),
+            units,
+        })
     }
 
     /// Record a device's stored findings in the index (if its structure is still the one

@@ -109,6 +109,14 @@ pub async fn report(
     let received_at_ms = st.clock.now_ms();
     let judged = st.compat.judge(key.tenant, &structure);
     let structure_hash = structure.fingerprint();
+    let operating = (!r.operating.is_empty()).then(|| r.operating.clone());
+    let unjudged = judged.is_none().then(|| {
+        fleetcare_compat::facts::DeviceFacts::new(
+            &st.compat.vocab,
+            structure.model(),
+            structure.units(),
+        )
+    });
     let ingested = st
         .store
         .ingest_report(NewReport {
@@ -122,6 +130,9 @@ pub async fn report(
             judgement: judged.as_ref().map(|(_, j)| j.clone()),
         })
         .await?;
+    if let Some(facts) = unjudged.filter(|_| ingested.current) {
+        st.compat.index_unjudged(&key, &structure_hash, facts);
+    }
     st.compat.after_ingest(
         &key,
         structure_hash,
@@ -130,6 +141,11 @@ pub async fn report(
         ingested.findings_changed,
         r.trigger == Trigger::Connect,
     );
+    if let Some(operating) = operating.filter(|_| ingested.current && !ingested.duplicate)
+        && let Err(e) = st.diag.judge_operating(&st, &key, &operating).await
+    {
+        tracing::warn!(device = %key.device_id, error = %e, "judging operating info failed");
+    }
     if ingested.duplicate {
         st.metrics.report_duplicates.inc();
     } else {

@@ -135,6 +135,9 @@ pub async fn upload(
             st.clock.now_ms(),
         )
         .await?;
+    st.diag
+        .after_ingest(&st, &key, b.boot_epoch, &b.events, &stored.new)
+        .await;
     st.metrics.error_events.inc_by(stored.stored);
     st.metrics.error_event_duplicates.inc_by(stored.duplicates);
     tracing::debug!(device = %key.device_id, epoch = b.boot_epoch, trigger = b.trigger.as_str(),

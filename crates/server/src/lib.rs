@@ -13,6 +13,7 @@ pub mod config;
 pub mod credentials;
 pub mod delivery;
 pub mod device;
+pub mod diag;
 pub mod error;
 pub mod errors;
 pub mod extract;
@@ -63,6 +64,7 @@ pub struct AppState {
     pub store: Store,
     pub hub: Arc<Hub>,
     pub compat: Arc<compat::Compat>,
+    pub diag: Arc<diag::Diag>,
     pub credentials: Arc<CredentialCache>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -86,6 +88,7 @@ impl AppState {
             store,
             hub: Arc::new(Hub::new(clock.clone(), poll_grace_ms)),
             compat: Arc::new(compat::Compat::new()),
+            diag: Arc::new(diag::Diag::new()),
             credentials: Arc::new(CredentialCache::new(
                 CREDENTIAL_TTL_MS,
                 CREDENTIAL_CACHE_ENTRIES,
@@ -114,6 +117,8 @@ pub fn app(state: AppState) -> Router {
         .route("/device/v1/reports", post(device::report))
         .route("/device/v1/self", get(device::whoami))
         .route("/device/v1/compat", get(compat_api::own_compat))
+        .route("/device/v1/about", get(diag::own_about))
+        .route("/device/v1/settings", get(diag::own_settings))
         .route("/device/v1/jobs", get(delivery::device_jobs))
         .route("/device/v1/errors", post(errors::upload))
         .route("/device/v1/jobs/{id}/status", post(delivery::job_status))
@@ -154,6 +159,11 @@ pub fn app(state: AppState) -> Router {
             get(compat_api::catalog_revisions),
         )
         .route("/api/v1/compat/fleet", get(compat_api::fleet))
+        .route("/api/v1/troubles", get(diag::list_troubles))
+        .route("/api/v1/troubles/{id}", get(diag::show_trouble))
+        .route("/api/v1/troubles/{id}/ack", post(diag::ack_trouble))
+        .route("/api/v1/troubles/{id}/resolve", post(diag::resolve_trouble))
+        .route("/api/v1/devices/{id}/about", get(diag::device_about))
         .route(
             "/api/v1/compat/policy",
             get(compat_api::get_policy).put(compat_api::set_policy),
@@ -179,12 +189,13 @@ pub fn app(state: AppState) -> Router {
         .layer(timed.clone())
         .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
         .layer(Extension(BodyLimit(MAX_OPERATOR_BODY)));
-    // Catalogs are larger than other operator bodies.
+    // Catalogs and rules are larger than other operator bodies.
     let catalog = Router::new()
         .route(
             "/api/v1/catalog",
             get(compat_api::show_catalog).post(compat_api::load_catalog),
         )
+        .route("/api/v1/rules", get(diag::show_rules).put(diag::load_rules))
         .layer(timed.clone())
         .layer(DefaultBodyLimit::max(compat_api::MAX_CATALOG_BODY))
         .layer(Extension(BodyLimit(compat_api::MAX_CATALOG_BODY)));
@@ -325,6 +336,8 @@ impl Center {
         let sweeper = tokio::spawn(sweep(state.clone()));
         tokio::spawn(state.compat.clone().start(state.clone()));
         tokio::spawn(state.compat.clone().run_worker(state.clone()));
+        tokio::spawn(state.diag.clone().start(state.clone()));
+        tokio::spawn(state.diag.clone().run_worker(state.clone()));
         tracing::info!(%addr, store = state.store.backend(), "center listening");
         Ok(Center {
             addr,
@@ -368,5 +381,6 @@ async fn sweep(st: AppState) {
         st.hub.sweep();
         delivery::expire_jobs(&st).await;
         errors::run_schedules(&st).await;
+        st.diag.resolve_quiet(&st).await;
     }
 }

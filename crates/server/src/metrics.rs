@@ -37,6 +37,9 @@ pub struct Metrics {
     pub error_event_duplicates: Counter,
     pub notifications: Counter,
     pub catalog_loads: Counter,
+    /// Troubles opened, and the time from receiving the triggering batch to the trouble stored.
+    pub troubles_opened: Counter,
+    pub trouble_open_seconds: Histogram,
 }
 
 impl Metrics {
@@ -123,6 +126,19 @@ impl Metrics {
             "Error-log events received again (retries) and not stored twice",
             error_event_duplicates.clone(),
         );
+        let troubles_opened = Counter::default();
+        registry.register(
+            "fleetcare_troubles_opened",
+            "Troubles opened by the diagnosis rules",
+            troubles_opened.clone(),
+        );
+        let trouble_open_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        registry.register_with_unit(
+            "fleetcare_trouble_open",
+            "Time from receiving the error batch that fired a rule to the trouble stored",
+            Unit::Seconds,
+            trouble_open_seconds.clone(),
+        );
         let jobs_created = Counter::default();
         registry.register(
             "fleetcare_jobs_created",
@@ -150,6 +166,8 @@ impl Metrics {
             error_event_duplicates,
             notifications,
             catalog_loads,
+            troubles_opened,
+            trouble_open_seconds,
             reports,
             report_duplicates,
             structure_changes,

@@ -72,7 +72,14 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         crate::errors::request,
         crate::errors::schedules,
         crate::errors::set_schedule,
-        crate::errors::remove_schedule
+        crate::errors::remove_schedule,
+        crate::diag::load_rules,
+        crate::diag::show_rules,
+        crate::diag::list_troubles,
+        crate::diag::show_trouble,
+        crate::diag::ack_trouble,
+        crate::diag::resolve_trouble,
+        crate::diag::device_about
     ),
     components(schemas(
         DeviceList,
@@ -122,7 +129,19 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         fleetcare_wire::errors::PrinterAlert,
         fleetcare_wire::errors::ErrorSchedule,
         fleetcare_wire::errors::ErrorSchedules,
-        fleetcare_wire::errors::SetErrorSchedule
+        fleetcare_wire::errors::SetErrorSchedule,
+        fleetcare_wire::troubles::RulesLoaded,
+        fleetcare_wire::troubles::RulesView,
+        fleetcare_wire::troubles::RuleSummary,
+        fleetcare_wire::troubles::AbnormalRuleSummary,
+        fleetcare_wire::troubles::Trouble,
+        fleetcare_wire::troubles::TroubleList,
+        fleetcare_wire::troubles::Evidence,
+        fleetcare_wire::troubles::AbnormalUnit,
+        fleetcare_wire::troubles::DeviceSetting,
+        fleetcare_wire::troubles::DeviceSettings,
+        fleetcare_wire::troubles::ErrorRate,
+        fleetcare_wire::troubles::DeviceAbout
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

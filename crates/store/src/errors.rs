@@ -39,9 +39,11 @@ pub struct ErrorEventRecord {
 }
 
 /// What storing a batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorBatchStored {
     pub stored: u64,
+    /// For each event of the batch: stored now (`false`: held before, a retry).
+    pub new: Vec<bool>,
     pub duplicates: u64,
     /// Every event of the epoch up to here is held.
     pub acked_seq: u64,
@@ -108,6 +110,7 @@ impl Store {
         let acked = self.advance_watermark(key, boot_epoch).await?;
         Ok(ErrorBatchStored {
             stored,
+            new: out.iter().skip(1).map(|&n| n > 0).collect(),
             duplicates,
             acked_seq: acked,
         })

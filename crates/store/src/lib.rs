@@ -20,6 +20,7 @@ mod migrate;
 pub mod postgres;
 pub mod sqlite;
 pub mod testing;
+pub mod troubles;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,6 +35,10 @@ pub use errors::{ErrorBatchStored, ErrorEventRecord, ErrorSchedule, NewErrorEven
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_wire::Trigger;
 use fleetcare_wire::operator::Change;
+pub use troubles::{
+    AbnormalRecord, NewTrouble, RuleSetRecord, SettingRecord, TroubleFilter, TroubleRecord,
+    TroubleRecurrence,
+};
 
 /// A tenant's row id.
 pub type TenantId = i64;

@@ -5,12 +5,14 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite_0001.sql")),
     (2, include_str!("migrations/sqlite_0002.sql")),
     (3, include_str!("migrations/sqlite_0003.sql")),
+    (4, include_str!("migrations/sqlite_0004.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("migrations/postgres_0001.sql")),
     (2, include_str!("migrations/postgres_0002.sql")),
     (3, include_str!("migrations/postgres_0003.sql")),
+    (4, include_str!("migrations/postgres_0004.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

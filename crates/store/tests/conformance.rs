@@ -9,8 +9,8 @@ use fleetcare_core::{DeviceId, Structure};
 use fleetcare_store::testing::{fresh_postgres, postgres_url};
 use fleetcare_store::{
     DeviceKey, Enrollment, FindingRow, JobFilter, Judgement, NewErrorEvent, NewJob,
-    NewNotification, NewReport, PolicyRecord, Rejudged, ReleaseRecord, Store, StoreError,
-    Transition,
+    NewNotification, NewReport, NewTrouble, PolicyRecord, Rejudged, ReleaseRecord, Store,
+    StoreError, Transition, TroubleFilter, TroubleRecurrence,
 };
 use fleetcare_wire::operator::Change;
 use fleetcare_wire::{Software, Trigger, Unit};
@@ -64,6 +64,7 @@ conformance!(
     policies_notifications_and_jobs,
     releases_key_lists_artifacts_and_expiry,
     error_events_once_with_watermarks,
+    troubles_abnormal_units_and_settings,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -1362,4 +1363,280 @@ async fn error_events_once_with_watermarks(store: Store) {
             .is_empty()
     );
     assert_eq!(store.count_error_events(t).await.expect("count"), 4);
+}
+
+async fn troubles_abnormal_units_and_settings(store: Store) {
+    let t = store.ensure_tenant("acme", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "T-1").await;
+    // Rules: each load a revision, per tenant.
+    assert_eq!(
+        store
+            .load_rules(t, "# one", "admin", NOW)
+            .await
+            .expect("load"),
+        1
+    );
+    assert_eq!(
+        store
+            .load_rules(t, "# two", "admin", NOW)
+            .await
+            .expect("load"),
+        2
+    );
+    let other = store.ensure_tenant("other", NOW).await.expect("tenant");
+    assert_eq!(
+        store
+            .load_rules(other, "# x", "o", NOW)
+            .await
+            .expect("load"),
+        1
+    );
+    let current = store.current_rules().await.expect("rules");
+    assert_eq!(
+        current
+            .iter()
+            .map(|r| (r.tenant, r.revision, r.source.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(t, 2, "# two"), (other, 1, "# x")]
+    );
+
+    // One live trouble per device and rule.
+    let new = NewTrouble {
+        rule_id: "overheat".into(),
+        severity: "major".into(),
+        title: "Overheats".into(),
+        action: "Check".into(),
+        note: None,
+        evidence_json: r#"[{"boot_epoch":1,"seq":3}]"#.into(),
+        occurrences: 3,
+        last_event_at_ms: NOW,
+        quiet_until_ms: NOW + 1000,
+        fix_json: Some("install fw 2".into()),
+    };
+    let id = store
+        .open_trouble(&key, &new, NOW)
+        .await
+        .expect("open")
+        .expect("an id");
+    assert_eq!(
+        store.open_trouble(&key, &new, NOW).await.expect("open"),
+        None
+    );
+    store
+        .recur_troubles(
+            t,
+            &[TroubleRecurrence {
+                device_id: "T-1".into(),
+                rule_id: "overheat".into(),
+                events: 2,
+                last_event_at_ms: NOW + 500,
+                quiet_until_ms: NOW + 1500,
+            }],
+        )
+        .await
+        .expect("recur");
+    let rec = store.trouble(t, id).await.expect("get").expect("there");
+    assert_eq!(
+        (
+            rec.occurrences,
+            rec.last_event_at_ms,
+            rec.quiet_until_ms,
+            rec.state.as_str()
+        ),
+        (5, NOW + 500, NOW + 1500, "open")
+    );
+    assert!(
+        store.trouble(other, id).await.expect("get").is_none(),
+        "tenants are apart"
+    );
+    assert!(
+        store
+            .acknowledge_trouble(t, id, "ann", NOW)
+            .await
+            .expect("ack")
+    );
+    assert!(
+        !store
+            .acknowledge_trouble(t, id, "ann", NOW)
+            .await
+            .expect("ack")
+    );
+    assert!(
+        !store
+            .acknowledge_trouble(other, id, "x", NOW)
+            .await
+            .expect("ack")
+    );
+    assert_eq!(
+        store.live_troubles().await.expect("live"),
+        vec![(t, "T-1".to_owned(), "overheat".to_owned())]
+    );
+    // Not quiet yet; then quiet: resolved once.
+    assert!(
+        store
+            .resolve_quiet_troubles(NOW + 1499)
+            .await
+            .expect("quiet")
+            .is_empty()
+    );
+    let done = store
+        .resolve_quiet_troubles(NOW + 1500)
+        .await
+        .expect("quiet");
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        done[0].1.resolved_by.as_deref(),
+        Some("center (quiet period)")
+    );
+    assert!(
+        store
+            .resolve_quiet_troubles(NOW + 9999)
+            .await
+            .expect("quiet")
+            .is_empty()
+    );
+    assert_eq!(
+        store.last_resolved(&key, "overheat").await.expect("last"),
+        Some(NOW + 1500)
+    );
+    // A new one may open now; resolving it by hand.
+    let id2 = store
+        .open_trouble(&key, &new, NOW + 2000)
+        .await
+        .expect("open")
+        .expect("an id");
+    assert_ne!(id, id2);
+    store
+        .set_fix_outcome(t, id2, "job 7 created")
+        .await
+        .expect("fix");
+    assert!(
+        store
+            .resolve_trouble(t, id2, "ann", NOW + 2001)
+            .await
+            .expect("resolve")
+    );
+    assert!(
+        !store
+            .resolve_trouble(t, id2, "ann", NOW + 2002)
+            .await
+            .expect("resolve")
+    );
+    let all = store
+        .troubles(t, &TroubleFilter::default(), 10)
+        .await
+        .expect("list");
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id2, id]);
+    assert_eq!(all[0].fix_outcome.as_deref(), Some("job 7 created"));
+    let live = TroubleFilter {
+        state: Some("live".into()),
+        ..TroubleFilter::default()
+    };
+    assert!(store.troubles(t, &live, 10).await.expect("list").is_empty());
+
+    // Abnormal units: exactly the marks given; kept ones keep their time.
+    let mark = |slot: &str, rule: &str| {
+        (
+            slot.to_owned(),
+            rule.to_owned(),
+            format!("{rule} on {slot}"),
+        )
+    };
+    assert!(
+        store
+            .set_abnormal_units(&key, &[mark("fuser", "life"), mark("engine", "jams")], NOW)
+            .await
+            .expect("set")
+    );
+    assert!(
+        !store
+            .set_abnormal_units(
+                &key,
+                &[mark("fuser", "life"), mark("engine", "jams")],
+                NOW + 5
+            )
+            .await
+            .expect("set")
+    );
+    assert!(
+        store
+            .set_abnormal_units(&key, &[mark("fuser", "life")], NOW + 10)
+            .await
+            .expect("set")
+    );
+    let marks = store.abnormal_units(&key).await.expect("marks");
+    assert_eq!(
+        marks
+            .iter()
+            .map(|m| (m.slot.as_str(), m.since_ms))
+            .collect::<Vec<_>>(),
+        vec![("fuser", NOW)]
+    );
+
+    // Settings: replaced by name.
+    store
+        .set_device_setting(&key, "a", "1", "center", NOW)
+        .await
+        .expect("set");
+    store
+        .set_device_setting(&key, "a", "2", "ann", NOW + 1)
+        .await
+        .expect("set");
+    let s = store.device_settings(&key).await.expect("settings");
+    assert_eq!(
+        s.iter()
+            .map(|s| (s.name.as_str(), s.value.as_str(), s.set_by.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("a", "2", "ann")]
+    );
+
+    // The replay reads what was received since a time, in order, by cursor.
+    let ev = |seq: u64| NewErrorEvent {
+        seq,
+        at_ms: NOW,
+        slot: "fuser".into(),
+        code: "E".into(),
+        severity: "error".into(),
+        counters_json: None,
+        detail: None,
+        alert_json: None,
+        dropped: false,
+    };
+    let b = store
+        .store_error_batch(&key, 1, "immediate", &[ev(1), ev(2), ev(3)], NOW + 100)
+        .await
+        .expect("store");
+    assert_eq!(b.new, vec![true, true, true]);
+    let b = store
+        .store_error_batch(&key, 1, "immediate", &[ev(3), ev(4)], NOW + 200)
+        .await
+        .expect("store");
+    assert_eq!(b.new, vec![false, true]);
+    let first = store
+        .error_events_received_since(NOW + 100, None, 2)
+        .await
+        .expect("replay");
+    assert_eq!(
+        first.iter().map(|(_, _, e)| e.seq).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let (tt, d, last) = first.last().cloned().expect("rows");
+    let rest = store
+        .error_events_received_since(
+            NOW + 100,
+            Some((last.received_at_ms, tt, d, last.boot_epoch, last.seq)),
+            10,
+        )
+        .await
+        .expect("replay");
+    assert_eq!(
+        rest.iter().map(|(_, _, e)| e.seq).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    let (own, fleet, devices) = store
+        .error_rates(&key, "acme-mfp-9000", NOW - 1)
+        .await
+        .expect("rates");
+    assert_eq!(own, 4);
+    assert!(fleet >= own && devices >= 1, "{fleet} {devices}");
 }

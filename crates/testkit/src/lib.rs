@@ -22,8 +22,12 @@ pub fn sections(text: &str) -> BTreeMap<String, String> {
     let mut body = String::new();
     for line in text.lines() {
         if let Some(n) = line.strip_prefix("--- ") {
-            if let Some(prev) = name.replace(n.trim().to_owned()) {
-                out.insert(prev, std::mem::take(&mut body));
+            match name.replace(n.trim().to_owned()) {
+                Some(prev) => {
+                    out.insert(prev, std::mem::take(&mut body));
+                }
+                // Text before the first section describes the case.
+                None => body.clear(),
             }
         } else {
             body.push_str(line);

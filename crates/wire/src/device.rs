@@ -98,6 +98,8 @@ pub enum Command {
         #[serde(default)]
         scheduled: bool,
     },
+    /// The center changed the device's settings: fetch them (`GET /device/v1/settings`).
+    SettingsChanged,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -22,7 +22,8 @@ pub struct Fixture {
     pub enrollment_key: String,
     pub tenant: i64,
     pub state: AppState,
-    _dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    pub dir: tempfile::TempDir,
 }
 
 pub async fn fixture() -> Fixture {
@@ -32,9 +33,14 @@ pub async fn fixture() -> Fixture {
     let boot = bootstrap::run(&store, dir.path(), "default", NOW)
         .await
         .expect("bootstrap");
-    let (state, _stop) = AppState::new(store.clone(), &ServerConfig::default(), Arc::new(clock));
-    // What Center::start runs beside the router: the compatibility worker.
+    let (state, _stop) = AppState::new(
+        store.clone(),
+        &ServerConfig::default(),
+        Arc::new(clock.clone()),
+    );
+    // What Center::start runs beside the router: the compatibility and diagnosis workers.
     tokio::spawn(state.compat.clone().run_worker(state.clone()));
+    tokio::spawn(state.diag.clone().run_worker(state.clone()));
     Fixture {
         app: app(state.clone()),
         state,
@@ -42,7 +48,8 @@ pub async fn fixture() -> Fixture {
         admin: boot.admin_token,
         enrollment_key: boot.enrollment_key,
         tenant: boot.tenant,
-        _dir: dir,
+        clock,
+        dir,
     }
 }
 
