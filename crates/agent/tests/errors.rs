@@ -478,3 +478,84 @@ async fn the_devices_software_logs_through_the_local_socket() {
         "the socket is removed when the agent stops"
     );
 }
+
+/// `fleetcare-agent status --json`, the real binary.
+fn status(config: &Path) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetcare-agent"))
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .expect("fleetcare-agent status runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[tokio::test]
+async fn a_trouble_judged_from_the_log_reaches_the_device_with_its_fix() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let lab = Lab::start().await;
+    let rules = r#"
+[[rule]]
+id = "fuser-drift"
+title = "Fuser temperature control drifts"
+severity = "minor"
+action = "The center lowers the fuser's target temperature."
+match = { code = "SC543", unit_kind = "fuser" }
+count = 2
+within = "1h"
+fix = { setting = "fuser.temp_offset_c", value = "-5" }
+"#;
+    let r = lab
+        .http
+        .put(format!("{}/api/v1/rules", lab.center.url()))
+        .bearer_auth(&lab.admin)
+        .body(rules)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), StatusCode::OK);
+    let (config, stop, task) = lab.device("ERR-9", |_| {}).await;
+    log(&config, "SC543", "error");
+    log(&config, "SC543", "error");
+    let t = eventually("the trouble opens", PATIENCE, || async {
+        let (_, v) = lab.get("/api/v1/troubles?device=ERR-9").await;
+        v["troubles"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(t["rule_id"], "fuser-drift");
+    // The setting reaches the agent (told over the push channel) and the device's software.
+    let socket = config.parent().expect("base").join("data/agent.sock");
+    let settings = eventually("the setting reaches the device", PATIENCE, || {
+        let socket = socket.clone();
+        async move {
+            let stream = tokio::net::UnixStream::connect(&socket).await.ok()?;
+            let (read, mut write) = stream.into_split();
+            write.write_all(b"{\"op\":\"settings\"}\n").await.ok()?;
+            let line = BufReader::new(read).lines().next_line().await.ok()??;
+            let a: Value = serde_json::from_str(&line).ok()?;
+            (a["settings"]["fuser.temp_offset_c"] == "-5").then_some(a)
+        }
+    })
+    .await;
+    assert_eq!(settings["ok"], true);
+    // (Off the runtime: the center answers on this test's runtime.)
+    let c = config.clone();
+    let s = tokio::task::spawn_blocking(move || status(&c))
+        .await
+        .expect("status");
+    assert_eq!(s["troubles"][0]["rule_id"], "fuser-drift", "{s}");
+    assert_eq!(s["settings"]["fuser.temp_offset_c"], "-5", "{s}");
+    assert!(
+        s["recommended_actions"][0]
+            .as_str()
+            .is_some_and(|a| a.contains("lowers the fuser")),
+        "{s}"
+    );
+    assert_eq!(s["error_rate"]["model_devices"], 1, "{s}");
+    let _ = stop.send(true);
+    task.await.expect("agent");
+}

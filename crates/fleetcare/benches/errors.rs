@@ -1,10 +1,15 @@
-//! B2 (first cut): durable error-event ingest through the real `fleetcare serve`.
+//! B2: durable error-event ingest with diagnosis rules evaluated, through the real
+//! `fleetcare serve`, and the time from a triggering batch to its trouble.
 //!
 //! Starts the center binary on a temporary embedded store (or PostgreSQL with
-//! `FLEETCARE_BENCH_DATABASE_URL`), enrolls `BENCH_DEVICES` devices, and has them send batches
-//! of `BENCH_BATCH` events back to back for `BENCH_SECONDS` (after a warm-up), each batch
-//! acknowledged only once durable. Prints events/s, batch acknowledgement latency, and the
-//! center's own CPU time. Diagnosis rules are not evaluated yet (they do not exist yet).
+//! `FLEETCARE_BENCH_DATABASE_URL`), loads `examples/rules.toml` (unless `BENCH_RULES=0`),
+//! enrolls `BENCH_DEVICES` devices, and has them send batches of `BENCH_BATCH` events back to
+//! back for `BENCH_SECONDS` (after a warm-up), each batch acknowledged only once durable. Every
+//! event matches a rule (jams counted per printed pages), so each device opens a trouble and
+//! then counts recurrences. Meanwhile a probe device sends three fuser overheats at a time and
+//! polls the operator API until the trouble is there (then resolves it and starts again).
+//! Prints events/s, batch acknowledgement latency, the center's CPU time, and the probe's
+//! batch-to-trouble latency.
 //!
 //! `cargo bench -p fleetcare --bench errors`.
 
@@ -62,7 +67,8 @@ fn event(seq: u64) -> ErrorEvent {
 async fn main() {
     let seconds = env_or("BENCH_SECONDS", 10);
     let devices = env_or("BENCH_DEVICES", 32) as usize;
-    let batch = env_or("BENCH_BATCH", 500);
+    let batch = env_or("BENCH_BATCH", 50);
+    let with_rules = env_or("BENCH_RULES", 1) == 1;
     let dir = tempfile::tempdir().expect("tempdir");
     let db_url = std::env::var("FLEETCARE_BENCH_DATABASE_URL").ok();
     let (store, extra): (&str, Vec<&str>) = match &db_url {
@@ -76,6 +82,22 @@ async fn main() {
         .pool_max_idle_per_host(devices)
         .build()
         .expect("client");
+    let admin = common::read_secret(&dir.path().join("admin-token"));
+    if with_rules {
+        let rules = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/rules.toml"
+        ))
+        .expect("examples/rules.toml");
+        let r = http
+            .put(format!("{url}/api/v1/rules"))
+            .bearer_auth(&admin)
+            .body(rules)
+            .send()
+            .await
+            .expect("rules loaded");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
     let run = format!("{:x}", std::process::id());
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -121,6 +143,17 @@ async fn main() {
             lat
         }));
     }
+    let probe = with_rules.then(|| {
+        let (http, url, admin, key, stop) = (
+            http.clone(),
+            url.clone(),
+            admin.clone(),
+            key.clone(),
+            stop.clone(),
+        );
+        let id = format!("P{run}");
+        tokio::spawn(async move { probe(&http, &url, &admin, &key, &id, &stop).await })
+    });
     tokio::time::sleep(Duration::from_secs(2)).await; // warm-up
     let cpu0 = cpu_seconds(pid);
     let t0 = Instant::now();
@@ -136,6 +169,14 @@ async fn main() {
         lat.extend(w.await.expect("worker"));
     }
     lat.sort_unstable();
+    let opened = match probe {
+        Some(p) => p.await.expect("probe"),
+        None => Vec::new(),
+    };
+    let mut from_ack: Vec<u64> = opened.iter().map(|o| o.1).collect();
+    let mut opened: Vec<u64> = opened.iter().map(|o| o.0).collect();
+    opened.sort_unstable();
+    from_ack.sort_unstable();
     println!(
         "B2 error ingest {store}: {devices} devices, batches of {batch}, {seconds} s: \
          {:.0} events/s; center CPU {:.2} core(s) = {:.0} events/s per server core; \
@@ -146,5 +187,108 @@ async fn main() {
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
     );
+    if !opened.is_empty() {
+        println!(
+            "B2 batch to trouble (probe, {} troubles): from the batch's acknowledgement \
+             p50 {:?} p99 {:?} max {:?}; from sending it p50 {:?} p99 {:?}",
+            opened.len(),
+            percentile(&from_ack, 0.50),
+            percentile(&from_ack, 0.99),
+            percentile(&from_ack, 1.0),
+            percentile(&opened, 0.50),
+            percentile(&opened, 0.99),
+        );
+    }
     served.kill9().await;
+}
+
+/// A device that overheats its fuser three times, and the time until the center shows the
+/// trouble (polled every millisecond through the operator API); then resolved, and again.
+async fn probe(
+    http: &reqwest::Client,
+    url: &str,
+    admin: &str,
+    key: &str,
+    id: &str,
+    stop: &AtomicBool,
+) -> Vec<(u64, u64)> {
+    let token = common::enroll(http, url, key, id).await;
+    let report = serde_json::json!({"device_id": id, "model": "acme-mfp-9000", "seq": 1,
+        "trigger": "connect", "observed_at_ms": 1_790_000_000_000i64,
+        "units": [{"slot": "fuser", "kind": "fuser", "model": "fus-7", "serial": "F-1",
+                   "hw_revision": "A", "software": []}]});
+    let r = http
+        .post(format!("{url}/device/v1/reports"))
+        .bearer_auth(&token)
+        .json(&report)
+        .send()
+        .await
+        .expect("report");
+    assert!(r.status().is_success(), "{}", r.status());
+    let mut seq = 0u64;
+    let mut out = Vec::new();
+    while !stop.load(Ordering::Relaxed) && out.len() < 200 {
+        let events = (1..=3)
+            .map(|i| ErrorEvent {
+                seq: seq + i,
+                at_ms: 1_790_000_000_000 + (seq + i) as i64,
+                slot: "fuser".into(),
+                code: "SC541".into(),
+                severity: "error".into(),
+                counters: Default::default(),
+                detail: None,
+                alert: None,
+                dropped: false,
+            })
+            .collect();
+        seq += 3;
+        let t = Instant::now();
+        let r = http
+            .post(format!("{url}/device/v1/errors"))
+            .bearer_auth(&token)
+            .json(&ErrorBatch {
+                device_id: id.into(),
+                boot_epoch: 1,
+                trigger: ErrorTrigger::Immediate,
+                events,
+            })
+            .send()
+            .await
+            .expect("batch");
+        assert!(r.status().is_success(), "{}", r.status());
+        let acked = Instant::now();
+        let mut found = None;
+        for _ in 0..10_000 {
+            let v: serde_json::Value = http
+                .get(format!("{url}/api/v1/troubles?device={id}"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .expect("troubles")
+                .json()
+                .await
+                .expect("json");
+            if let Some(t) = v["troubles"][0]["id"].as_u64() {
+                found = Some(t);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let Some(trouble) = found else {
+            panic!("no trouble 10,000 polls after the batch");
+        };
+        out.push((
+            t.elapsed().as_micros() as u64,
+            acked.elapsed().as_micros() as u64,
+        ));
+        let r = http
+            .post(format!("{url}/api/v1/troubles/{trouble}/resolve"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .expect("resolve");
+        assert!(r.status().is_success(), "{}", r.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    out
 }

@@ -121,6 +121,50 @@ async fn publish_software(url: &str, token: &str, dir: &Path) -> anyhow::Result<
 /// The sample catalog, loaded into the demo center before the fleet starts.
 pub const CATALOG: &str = include_str!("../../../examples/catalog.toml");
 
+/// The sample diagnosis rules, loaded into the demo center before the fleet starts.
+pub const RULES: &str = include_str!("../../../examples/rules.toml");
+
+/// What the demo's faulting devices log, by (template, number of the device of that
+/// template): `(unit, code, times)`, and what the center makes of it.
+pub const FAULTS: &[(usize, usize, &str, &str, u32, &str)] = &[
+    (
+        0,
+        0,
+        "controller",
+        "SC899",
+        1,
+        "watchdog resets on ctl-firmware 5.2.1 (fleet-wide)",
+    ),
+    (
+        0,
+        2,
+        "controller",
+        "SC899",
+        1,
+        "watchdog resets on ctl-firmware 5.2.1 (fleet-wide)",
+    ),
+    (
+        0,
+        3,
+        "controller",
+        "SC899",
+        1,
+        "watchdog resets on ctl-firmware 5.2.1 (fleet-wide)",
+    ),
+    (0, 5, "fuser", "SC541", 3, "the fuser overheats repeatedly"),
+    (
+        0,
+        6,
+        "fuser",
+        "SC543",
+        2,
+        "fuser temperature drift (the center pushes a setting)",
+    ),
+];
+
+/// The demo device whose fuser runs too hot (template, number): an abnormal unit.
+pub const HOT_FUSER: (usize, usize) = (0, 8);
+
 /// The sample inventories: `(file name, text)`.
 pub const TEMPLATES: &[(&str, &str)] = &[
     (
@@ -170,6 +214,9 @@ pub fn demo_device(n: usize) -> anyhow::Result<Snapshot> {
             .retain(|u| !matches!(u.kind.as_str(), "fax" | "finisher" | "duplexer"));
     }
     scenario(&mut s, template, k);
+    if (template, k) == HOT_FUSER {
+        s.operating.insert("fuser_temp_c".into(), 224.0);
+    }
     for (k, v) in &mut s.operating {
         if k.starts_with("pages") || k.starts_with("jams") {
             *v = (*v * (1.0 + (n % 17) as f64 / 10.0)).round();
@@ -347,6 +394,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("loading the sample catalog: {e}"))?;
     center
         .state
+        .diag
+        .load(&center.state, tenant, RULES, "demo")
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the sample rules: {e:?}"))?;
+    center
+        .state
         .store
         .set_policy(
             tenant,
@@ -390,6 +443,31 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Some devices fault: their software logs errors, which the agents send at once.
+    for &(template, k, slot, code, times, _) in FAULTS {
+        let n = k * TEMPLATES.len() + template;
+        if n >= opts.devices {
+            continue;
+        }
+        let snap = demo_device(n)?;
+        let journal = fleetcare_agent::journal::Journal::open(
+            &dir.join("devices").join(&snap.device_id).join("agent"),
+            fleetcare_agent::journal::JournalLimits::default(),
+            false,
+        )?;
+        for _ in 0..times {
+            journal.append(
+                &fleetcare_agent::journal::NewEvent {
+                    slot: slot.into(),
+                    code: code.into(),
+                    severity: "error".into(),
+                    detail: Some("logged by the demo".into()),
+                    ..Default::default()
+                },
+                fleetcare_core::clock::Clock::now_ms(&fleetcare_core::clock::SystemClock),
+            )?;
+        }
+    }
     let count = center.state.store.count_devices(tenant).await?;
     let (first_id, first_inventory) = first.unwrap_or_default();
     outln!("Fleetcare demo");
@@ -422,6 +500,26 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         }
     }
     outln!("  fleetcare jobs list                 # the fixes, run by the devices themselves");
+    outln!();
+    outln!("Diagnosis (rules: examples/rules.toml):");
+    outln!("  fleetcare rules show");
+    outln!("  fleetcare troubles list");
+    for &(template, k, _, _, _, what) in FAULTS {
+        let n = k * TEMPLATES.len() + template;
+        if n < opts.devices {
+            outln!(
+                "  fleetcare devices about {:<14} # {what}",
+                demo_device(n)?.device_id
+            );
+        }
+    }
+    let hot = HOT_FUSER.1 * TEMPLATES.len() + HOT_FUSER.0;
+    if hot < opts.devices {
+        outln!(
+            "  fleetcare devices about {:<14} # its fuser runs too hot: an abnormal unit",
+            demo_device(hot)?.device_id
+        );
+    }
     outln!();
     outln!(
         "Software (signed with demo keys; the devices trust {}):",

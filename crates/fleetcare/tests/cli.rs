@@ -462,6 +462,86 @@ async fn errors_and_error_schedules_from_the_command_line() {
     .await;
     assert!(!ok && err.contains("interval_s"), "{err}");
 
+    // Diagnosis: rules refused whole, then loaded; a trouble from three overheats.
+    let bad = dir.path().join("bad-rules.toml");
+    std::fs::write(&bad, "[[rule]]\nid = \"x\"\n").expect("write");
+    let (ok, _, err) = cli(
+        &url,
+        &token,
+        &["rules", "load", bad.to_str().expect("utf-8")],
+    )
+    .await;
+    assert!(!ok && err.contains("refused"), "{err}");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rules.toml");
+    let (ok, out, err) = cli(&url, &token, &["rules", "load", rules]).await;
+    assert!(
+        ok && out.contains("rules revision 1 loaded: 5 trouble rule(s)"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = cli(&url, &token, &["rules", "show"]).await;
+    assert!(
+        ok && out.contains("fuser-overheat") && out.contains("install ctl-firmware 5.3.0"),
+        "{out}"
+    );
+    let journal = fleetcare_agent::journal::Journal::open(
+        &journal_dir,
+        fleetcare_agent::journal::JournalLimits::default(),
+        false,
+    )
+    .expect("journal");
+    for i in 0..3 {
+        journal
+            .append(
+                &fleetcare_agent::journal::NewEvent {
+                    slot: "fuser".into(),
+                    code: "SC541".into(),
+                    severity: "error".into(),
+                    ..Default::default()
+                },
+                1_790_000_000_000 + i,
+            )
+            .expect("logged");
+    }
+    let (ok, out, _) = cli(&url, &token, &["devices", "request-errors", "CLI-E"]).await;
+    assert!(ok, "{out}");
+    let listed = eventually(
+        "the trouble in `fleetcare troubles list`",
+        PATIENCE,
+        || async {
+            let (ok, out, _) = cli(&url, &token, &["troubles", "list", "--json"]).await;
+            let v: Value = serde_json::from_str(&out).ok()?;
+            (ok && v["troubles"].as_array()?.len() == 1).then_some(v)
+        },
+    )
+    .await;
+    let id = listed["troubles"][0]["id"]
+        .as_u64()
+        .expect("id")
+        .to_string();
+    let (ok, out, _) = cli(&url, &token, &["troubles", "list"]).await;
+    assert!(
+        ok && out.starts_with("ID") && out.contains("Fuser overheats repeatedly"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&url, &token, &["troubles", "show", &id]).await;
+    assert!(
+        ok && out.contains("thermistor") && out.contains("evidence    events 1/"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&url, &token, &["troubles", "ack", &id]).await;
+    assert!(ok && out.contains("acknowledged"), "{out}");
+    let (ok, out, _) = cli(&url, &token, &["devices", "about", "CLI-E"]).await;
+    assert!(
+        ok && out.contains("trouble  #") && out.contains("Fuser overheats"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&url, &token, &["troubles", "resolve", &id]).await;
+    assert!(ok && out.contains("resolved    by admin"), "{out}");
+    let (ok, _, err) = cli(&url, &token, &["troubles", "resolve", &id]).await;
+    assert!(!ok && err.contains("resolved already"), "{err}");
+    let (ok, out, _) = cli(&url, &token, &["troubles", "list", "--state", "resolved"]).await;
+    assert!(ok && out.contains("resolved"), "{out}");
+
     let _ = stop.send(true);
     agent.await.expect("task").expect("agent ends");
 }

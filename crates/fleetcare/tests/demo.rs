@@ -128,6 +128,75 @@ async fn the_demo_shows_a_fleet_of_fifty_devices_with_their_units() {
         "the software fixes became jobs: {jobs}"
     );
 
+    // Error logs lead to fixes: the watchdog resets of three mfp-9000s on ctl-firmware 5.2.1
+    // are one suspected defect; each of them installs 5.3.0 by its diagnosis job.
+    for id in ["ACM9K-000001", "ACM9K-000009", "ACM9K-000013"] {
+        let jobs: Value = eventually(
+            &format!("{id} fixed by the known-issue rule"),
+            PATIENCE * 3,
+            || async {
+                let (ok, out, _) =
+                    cli(&url, &token, &["jobs", "list", "--device", id, "--json"]).await;
+                let v: Value = serde_json::from_str(&out).ok()?;
+                let done = v["jobs"].as_array()?.iter().any(|j| {
+                    j["origin"] == "diagnosis"
+                        && j["state"] == "succeeded"
+                        && j["steps"][0]["to"] == "5.3.0"
+                });
+                (ok && done).then_some(v)
+            },
+        )
+        .await;
+        assert!(jobs["jobs"].is_array());
+        let (ok, out, _) = cli(
+            &url,
+            &token,
+            &["troubles", "list", "--device", id, "--json"],
+        )
+        .await;
+        let t: Value = serde_json::from_str(&out).expect("json");
+        assert!(
+            ok && t["troubles"][0]["rule_id"] == "ctl-521-watchdog",
+            "{t}"
+        );
+    }
+    // The faulting devices' own troubles, one of them fixed by a setting.
+    let t = eventually("the fuser troubles", PATIENCE, || async {
+        let (ok, out, _) = cli(&url, &token, &["troubles", "list", "--json"]).await;
+        let t: Value = serde_json::from_str(&out).ok()?;
+        let rules: std::collections::BTreeSet<String> = t["troubles"]
+            .as_array()?
+            .iter()
+            .filter_map(|t| t["rule_id"].as_str().map(str::to_owned))
+            .collect();
+        (ok && rules.contains("fuser-overheat") && rules.contains("fuser-temperature-drift"))
+            .then_some(t)
+    })
+    .await;
+    assert!(
+        t["troubles"]
+            .as_array()
+            .expect("troubles")
+            .iter()
+            .any(|t| t["rule_id"] == "fuser-temperature-drift"
+                && t["fix_outcome"]
+                    .as_str()
+                    .is_some_and(|o| o.contains("fuser.temp_offset_c"))),
+        "{t}"
+    );
+    let (ok, out, _) = cli(
+        &url,
+        &token,
+        &["devices", "about", "ACM9K-000033", "--json"],
+    )
+    .await;
+    let a: Value = serde_json::from_str(&out).expect("json");
+    assert!(ok && a["rollout_eligible"] == false, "{a}");
+    assert_eq!(
+        a["abnormal_units"][0]["rule_id"], "fuser-temperature",
+        "{a}"
+    );
+
     let pid = child.id().expect("running");
     std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])

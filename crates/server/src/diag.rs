@@ -39,6 +39,8 @@ use crate::operator::device_key;
 
 /// Firings waiting for the worker; ingest waits when the worker is this far behind.
 const QUEUE: usize = 4096;
+/// The most pieces of work the worker takes at once.
+const WORKER_BATCH: usize = 1024;
 /// Evidence events kept on a trouble.
 const MAX_EVIDENCE: usize = 50;
 /// The error-rate comparison looks at this many days.
@@ -352,36 +354,48 @@ impl Diag {
         }
     }
 
-    /// The worker: store what the engines found, and act on known fixes.
+    /// The worker: store what the engines found, and act on known fixes. It takes every
+    /// waiting piece of work at once (up to [`WORKER_BATCH`]): openings are stored one by one
+    /// (they are rare), recurrences of all of them in one write, so the worker keeps up with
+    /// ingest however many batches recur and a new trouble never waits behind a long queue.
     pub async fn run_worker(self: Arc<Self>, st: AppState) {
         let Some(mut rx) = self.receiver.lock().expect("receiver").take() else {
             return;
         };
-        while let Some(work) = rx.recv().await {
-            if let Err(e) = self.store_firings(&st, work).await {
+        let mut batch = Vec::with_capacity(WORKER_BATCH);
+        while rx.recv_many(&mut batch, WORKER_BATCH).await > 0 {
+            if let Err(e) = self.store_firings(&st, std::mem::take(&mut batch)).await {
                 tracing::warn!(error = %e, "storing troubles failed");
             }
         }
     }
 
-    async fn store_firings(&self, st: &AppState, work: Work) -> Result<(), StoreError> {
-        let Work {
-            tenant,
-            rules,
-            firings,
-            replay,
-        } = work;
+    async fn store_firings(&self, st: &AppState, batch: Vec<Work>) -> Result<(), StoreError> {
         let now = st.clock.now_ms();
-        let mut recur: BTreeMap<(String, String), TroubleRecurrence> = BTreeMap::new();
-        for f in firings {
-            let rule = &rules.rules[f.rule];
-            let Ok(device_id) = fleetcare_core::DeviceId::parse(&f.device) else {
-                continue;
-            };
-            let key = DeviceKey { tenant, device_id };
-            let quiet_until = now.saturating_add(rule.resolve_after_ms);
-            let events = u64::try_from(f.evidence.len()).unwrap_or(u64::MAX);
-            if f.opens {
+        let mut recur: BTreeMap<(TenantId, String, String), TroubleRecurrence> = BTreeMap::new();
+        for work in batch {
+            let Work {
+                tenant,
+                rules,
+                firings,
+                replay,
+            } = work;
+            for f in firings {
+                let rule = &rules.rules[f.rule];
+                let quiet_until = now.saturating_add(rule.resolve_after_ms);
+                let events = u64::try_from(f.evidence.len()).unwrap_or(u64::MAX);
+                if !f.opens {
+                    if !replay {
+                        add(&mut recur, tenant, &f, &rule.id, events, quiet_until);
+                    }
+                    continue;
+                }
+                let Ok(device_id) = fleetcare_core::DeviceId::parse(&f.device) else {
+                    continue;
+                };
+                let key = DeviceKey { tenant, device_id };
+                // Recurrences gathered before this opening belong to a trouble resolved since.
+                recur.remove(&(tenant, f.device.to_string(), rule.id.clone()));
                 if replay
                     && st
                         .store
@@ -436,16 +450,20 @@ impl Diag {
                     }
                     None if !replay => {
                         // Live already (another instance opened it): a recurrence.
-                        add(&mut recur, &f, &rule.id, events, quiet_until);
+                        add(&mut recur, tenant, &f, &rule.id, events, quiet_until);
                     }
                     None => {}
                 }
-            } else if !replay {
-                add(&mut recur, &f, &rule.id, events, quiet_until);
             }
         }
-        let recur: Vec<TroubleRecurrence> = recur.into_values().collect();
-        st.store.recur_troubles(tenant, &recur).await
+        let mut by_tenant: BTreeMap<TenantId, Vec<TroubleRecurrence>> = BTreeMap::new();
+        for ((tenant, _, _), r) in recur {
+            by_tenant.entry(tenant).or_default().push(r);
+        }
+        for (tenant, recur) in by_tenant {
+            st.store.recur_troubles(tenant, &recur).await?;
+        }
+        Ok(())
     }
 
     fn forget(&self, tenant: TenantId, device: &str, rule_id: &str) {
@@ -498,14 +516,15 @@ impl Diag {
 }
 
 fn add(
-    recur: &mut BTreeMap<(String, String), TroubleRecurrence>,
+    recur: &mut BTreeMap<(TenantId, String, String), TroubleRecurrence>,
+    tenant: TenantId,
     f: &Firing,
     rule_id: &str,
     events: u64,
     quiet_until: i64,
 ) {
     let r = recur
-        .entry((f.device.to_string(), rule_id.to_owned()))
+        .entry((tenant, f.device.to_string(), rule_id.to_owned()))
         .or_insert_with(|| TroubleRecurrence {
             device_id: f.device.to_string(),
             rule_id: rule_id.to_owned(),
