@@ -29,6 +29,7 @@ use crate::backoff::Backoff;
 use crate::channel::{Channel, ChannelEvent};
 use crate::client::{CenterClient, ClientError};
 use crate::config::AgentConfig;
+use crate::embed::{NoObserver, Observer};
 use crate::journal::Journal;
 use crate::local::{Credential, Local, LocalError, Status};
 use crate::source::{Snapshot, StructureSource};
@@ -103,6 +104,7 @@ fn load_root(cfg: &AgentConfig) -> Result<Option<Root>, AgentError> {
 #[derive(Debug, Clone)]
 pub struct AgentHandle {
     nudge: Arc<Notify>,
+    errors: Arc<Notify>,
 }
 
 impl AgentHandle {
@@ -110,6 +112,21 @@ impl AgentHandle {
     pub fn structure_changed(&self) {
         self.nudge.notify_one();
     }
+
+    /// Events were written to the journal: look at the sending triggers now instead of at
+    /// the next check.
+    pub fn errors_logged(&self) {
+        self.errors.notify_one();
+    }
+}
+
+/// What a host program hands in instead of what a standalone agent makes for itself.
+struct Embedding {
+    memory: bool,
+    client: Option<CenterClient>,
+    installers: Option<Installers>,
+    journal: Option<Arc<Journal>>,
+    observer: Arc<dyn Observer>,
 }
 
 /// A device agent over a structure source.
@@ -117,6 +134,8 @@ pub struct Agent<S: StructureSource> {
     config: AgentConfig,
     source: Arc<S>,
     nudge: Arc<Notify>,
+    errors_nudge: Arc<Notify>,
+    embed: Embedding,
 }
 
 impl<S: StructureSource> std::fmt::Debug for Agent<S> {
@@ -140,20 +159,75 @@ impl<S: StructureSource> Agent<S> {
             config,
             source: Arc::new(source),
             nudge: Arc::new(Notify::new()),
+            errors_nudge: Arc::new(Notify::new()),
+            embed: Embedding {
+                memory: false,
+                client: None,
+                installers: None,
+                journal: None,
+                observer: Arc::new(NoObserver),
+            },
         }
+    }
+
+    /// Keep the credential, state, outbox and error journal in memory instead of the data
+    /// dir (a virtual device: nothing survives the process; no local API). The data dir is
+    /// then used only by installs, while a job runs.
+    pub fn in_memory(mut self) -> Agent<S> {
+        self.embed.memory = true;
+        self
+    }
+
+    /// Use this client (and its connection pool) for the device protocol.
+    pub fn with_client(mut self, client: CenterClient) -> Agent<S> {
+        self.embed.client = Some(client);
+        self
+    }
+
+    /// Install through these unit installers instead of the ones the config names.
+    pub fn with_installers(mut self, installers: Vec<Arc<dyn UnitInstaller>>) -> Agent<S> {
+        self.embed.installers = Some(Arc::new(
+            installers
+                .into_iter()
+                .map(|i| (i.slot().to_owned(), i))
+                .collect(),
+        ));
+        self
+    }
+
+    /// Use this error journal (its boot epoch as it is) instead of opening the data dir's.
+    pub fn with_journal(mut self, journal: Arc<Journal>) -> Agent<S> {
+        self.embed.journal = Some(journal);
+        self
+    }
+
+    /// Tell `observer` what the agent does and how long it takes.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Agent<S> {
+        self.embed.observer = observer;
+        self
     }
 
     pub fn handle(&self) -> AgentHandle {
         AgentHandle {
             nudge: self.nudge.clone(),
+            errors: self.errors_nudge.clone(),
         }
     }
 
     /// Run until `shutdown` becomes `true`.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
         let cfg = self.config;
-        let local = Local::open(&cfg.data_dir, cfg.outbox_max)?;
-        let client = CenterClient::new(&cfg.center_url, cfg.request_timeout);
+        let embed = self.embed;
+        let observer = embed.observer.clone();
+        let local = if embed.memory {
+            Local::memory(cfg.outbox_max)
+        } else {
+            Local::open(&cfg.data_dir, cfg.outbox_max)?
+        };
+        let client = embed
+            .client
+            .clone()
+            .unwrap_or_else(|| CenterClient::new(&cfg.center_url, cfg.request_timeout));
         let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
 
         let root = load_root(&cfg)?;
@@ -194,18 +268,33 @@ impl<S: StructureSource> Agent<S> {
             shutdown.clone(),
         ));
 
-        let installers = installers(&cfg, &snapshot)?;
+        let installers = match embed.installers {
+            Some(i) => i,
+            None => installers(&cfg, &snapshot)?,
+        };
         // The error journal: a new boot epoch for every start.
-        let journal = {
-            let (dir, limits) = (cfg.data_dir.clone(), cfg.journal);
-            tokio::task::spawn_blocking(move || Journal::open(&dir, limits, true))
-                .await
-                .map_err(|e| AgentError::Journal(e.to_string()))?
-                .map_err(|e| AgentError::Journal(e.to_string()))?
+        let journal = match embed.journal {
+            Some(j) => j,
+            None if embed.memory => Arc::new(
+                Journal::memory(cfg.journal).map_err(|e| AgentError::Journal(e.to_string()))?,
+            ),
+            None => {
+                let (dir, limits) = (cfg.data_dir.clone(), cfg.journal);
+                Arc::new(
+                    tokio::task::spawn_blocking(move || Journal::open(&dir, limits, true))
+                        .await
+                        .map_err(|e| AgentError::Journal(e.to_string()))?
+                        .map_err(|e| AgentError::Journal(e.to_string()))?,
+                )
+            }
         };
         let (errors_request, errors_requested) = watch::channel(None);
-        let journal = Arc::new(journal);
-        let local_api = match &cfg.local_socket {
+        let socket = if embed.memory {
+            None
+        } else {
+            cfg.local_socket.as_ref()
+        };
+        let local_api = match socket {
             Some(path) => match crate::local_api::bind(path) {
                 Ok(l) => Some(tokio::spawn(crate::local_api::run(
                     journal.clone(),
@@ -227,7 +316,9 @@ impl<S: StructureSource> Agent<S> {
             cfg.errors,
             token_tx.subscribe(),
             errors_requested,
+            self.errors_nudge.clone(),
             Backoff::new(cfg.backoff_initial, cfg.backoff_max),
+            observer.clone(),
             shutdown.clone(),
         ));
         let jobs_nudge = Arc::new(Notify::new());
@@ -250,6 +341,7 @@ impl<S: StructureSource> Agent<S> {
             jobs_nudge.clone(),
             self.nudge.clone(),
             Backoff::new(cfg.backoff_initial, cfg.backoff_max),
+            observer.clone(),
             shutdown.clone(),
         ));
         let interval = effective_interval(&cfg, &local);
@@ -274,6 +366,7 @@ impl<S: StructureSource> Agent<S> {
             enroll_backoff: Backoff::new(cfg.backoff_initial, cfg.backoff_max),
             client,
             source: self.source.clone(),
+            observer,
             cfg,
             local,
         };
@@ -290,6 +383,7 @@ impl<S: StructureSource> Agent<S> {
                     Some(ChannelEvent::Up(via)) => {
                         tracing::info!(via = via.as_str(), "connected to the center");
                         r.status.channel = via.as_str().into();
+                        r.observer.connected(via.as_str());
                         r.report(Trigger::Connect).await?;
                         // Jobs and settings may have changed while this device was away.
                         r.jobs_nudge.notify_one();
@@ -297,6 +391,7 @@ impl<S: StructureSource> Agent<S> {
                     }
                     Some(ChannelEvent::Down(reason)) => {
                         tracing::info!(%reason, "push channel down");
+                        r.observer.disconnected();
                         r.status.channel = "offline".into();
                         r.publish();
                     }
@@ -409,6 +504,7 @@ async fn update_loop<S: StructureSource>(
     jobs: Arc<Notify>,
     structure_changed: Arc<Notify>,
     mut backoff: Backoff,
+    observer: Arc<dyn Observer>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut first_boot = true;
@@ -416,7 +512,7 @@ async fn update_loop<S: StructureSource>(
         let tok = token.borrow_and_update().clone();
         let mut retry = None;
         if let Some(tok) = tok {
-            match run_once(&updater, &source, &installers, &tok, first_boot).await {
+            match run_once(&updater, &source, &installers, &tok, first_boot, &*observer).await {
                 Ok(true) => {
                     first_boot = false;
                     backoff.reset();
@@ -448,6 +544,7 @@ async fn run_once<S: StructureSource>(
     installers: &Installers,
     token: &str,
     first_boot: bool,
+    observer: &dyn Observer,
 ) -> Result<bool, String> {
     let journal = match updater.journal().map_err(|e| e.to_string())? {
         Some(j) => j,
@@ -471,6 +568,9 @@ async fn run_once<S: StructureSource>(
         return Err(format!("job {} is still {:?}", j.job, j.phase));
     }
     updater.report(&j, token).await?;
+    if let Some(o) = &j.outcome {
+        observer.job_finished(j.job, &o.state);
+    }
     Ok(true)
 }
 
@@ -483,6 +583,7 @@ struct Runner<S: StructureSource> {
     source: Arc<S>,
     local: Local,
     client: CenterClient,
+    observer: Arc<dyn Observer>,
     token: Option<String>,
     token_tx: watch::Sender<Option<String>>,
     /// Fingerprint of the newest report queued (the structure the center will know).
@@ -714,8 +815,10 @@ impl<S: StructureSource> Runner<S> {
             return Ok(());
         };
         while let Some(report) = self.local.outbox.first()? {
+            let sent = std::time::Instant::now();
             match self.client.report(&token, &report).await {
                 Ok(ack) => {
+                    self.observer.report_acked(report.trigger, sent.elapsed());
                     self.local.outbox.remove(report.seq)?;
                     self.backoff.reset();
                     self.status.last_ack_seq = Some(ack.seq);
@@ -729,6 +832,7 @@ impl<S: StructureSource> Runner<S> {
                     break;
                 }
                 Err(e) if e.is_retryable() => {
+                    self.observer.report_failed();
                     tracing::debug!(error = %e, seq = report.seq, "report not delivered; will retry");
                     self.status.last_error = Some(e.to_string());
                     self.retry_at = Some(Instant::now() + self.backoff.next_delay());
@@ -771,8 +875,10 @@ impl<S: StructureSource> Runner<S> {
             model: snap.model.clone(),
             current_credential: current,
         };
+        let sent = std::time::Instant::now();
         match self.client.enroll(&req).await {
             Ok(answer) => {
+                self.observer.enrolled(sent.elapsed());
                 self.local.save_credential(Credential {
                     device_id: snap.device_id.clone(),
                     device_token: answer.device_token.clone(),

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::client::CenterClient;
+use crate::embed::Observer;
 use crate::journal::{Journal, JournalStats};
 
 /// When to send.
@@ -67,6 +68,7 @@ async fn send_all(
     token: &str,
     device_id: &str,
     trigger: ErrorTrigger,
+    observer: &dyn Observer,
 ) -> Result<u64, String> {
     let mut sent = 0;
     loop {
@@ -78,6 +80,7 @@ async fn send_all(
         }
         let last = events.last().map_or(0, |e| e.seq);
         let n = events.len() as u64;
+        let sent_at = std::time::Instant::now();
         let ack = client
             .errors(
                 token,
@@ -90,6 +93,7 @@ async fn send_all(
             )
             .await
             .map_err(|e| e.to_string())?;
+        observer.errors_acked(events_len(n), sent_at.elapsed());
         crate::update::crash::point("errors.acked");
         let acked = ack.acked_seq;
         blocking(journal, move |j| j.ack(epoch, acked))
@@ -107,6 +111,10 @@ async fn send_all(
     }
 }
 
+fn events_len(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
@@ -120,7 +128,9 @@ pub async fn run(
     triggers: Triggers,
     mut token: watch::Receiver<Option<String>>,
     mut requested: watch::Receiver<Option<ErrorTrigger>>,
+    logged: Arc<tokio::sync::Notify>,
     mut backoff: Backoff,
+    observer: Arc<dyn Observer>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut next_periodic = Instant::now() + triggers.interval;
@@ -135,7 +145,12 @@ pub async fn run(
                 Some(ErrorTrigger::Periodic)
             }
             Ok(()) = requested.changed() => *requested.borrow_and_update(),
-            _ = check.tick() => {
+            _ = async {
+                tokio::select! {
+                    _ = check.tick() => {}
+                    () = logged.notified() => {}
+                }
+            } => {
                 if retry_at.is_some_and(|at| Instant::now() < at) {
                     None
                 } else if let Some(t) = pending_trigger {
@@ -155,7 +170,7 @@ pub async fn run(
             pending_trigger = Some(trigger);
             continue;
         };
-        match send_all(&journal, &client, &tok, &device_id, trigger).await {
+        match send_all(&journal, &client, &tok, &device_id, trigger, &*observer).await {
             Ok(n) => {
                 if n > 0 {
                     tracing::info!(events = n, trigger = trigger.as_str(), "error log sent");

@@ -235,6 +235,29 @@ impl Journal {
         })
     }
 
+    /// A journal in memory (a virtual device of the simulator): durable only as long as the
+    /// process. Its boot epoch is the wall-clock second it opened, so a virtual device that is
+    /// simulated again later never reuses an `(epoch, seq)` the center already holds.
+    pub fn memory(limits: JournalLimits) -> Result<Journal, JournalError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| db_err(&path, e))?;
+        // A small page cache: thousands of these live in one process.
+        conn.execute_batch("PRAGMA cache_size = -64")
+            .and_then(|()| conn.execute_batch(SCHEMA))
+            .map_err(|e| db_err(&path, e))?;
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs().max(1));
+        set_meta(&conn, "epoch", epoch)
+            .and_then(|()| set_meta(&conn, "next_seq", 1))
+            .map_err(|e| db_err(&path, e))?;
+        Ok(Journal {
+            conn: Mutex::new(conn),
+            path,
+            limits,
+        })
+    }
+
     fn err(&self, e: impl std::fmt::Display) -> JournalError {
         db_err(&self.path, e)
     }

@@ -47,6 +47,7 @@ pub mod backoff;
 pub mod channel;
 pub mod client;
 pub mod config;
+pub mod embed;
 pub mod errlog;
 pub mod journal;
 pub mod local;
@@ -58,3 +59,4 @@ pub mod update;
 
 pub use agent::{Agent, AgentError, AgentHandle};
 pub use config::{AgentConfig, Transport};
+pub use embed::{NoObserver, Observer};

@@ -139,13 +139,22 @@ pub fn view(dir: &Path) -> Result<LocalView, LocalError> {
     })
 }
 
-/// The agent's data dir, locked for this process.
+/// Where the agent's state lives: its data dir (locked for this process), or memory (a
+/// virtual device of the simulator: nothing survives the process, and nothing holds a file).
+#[derive(Debug)]
+enum Files {
+    Dir { dir: PathBuf, _lock: DirLock },
+    Memory,
+}
+
+/// The agent's data dir, locked for this process (or its in-memory stand-in).
 #[derive(Debug)]
 pub struct Local {
-    dir: PathBuf,
-    _lock: DirLock,
+    files: Files,
     credential: Option<Credential>,
     state: State,
+    /// Held only in memory mode; on disk they are read from their file.
+    notifications: Vec<Notification>,
     pub outbox: Outbox,
 }
 
@@ -161,16 +170,42 @@ impl Local {
         let floor = outbox.last_seq().map_or(1, |s| s + 1);
         state.next_seq = state.next_seq.max(floor);
         Ok(Local {
-            dir: dir.to_owned(),
-            _lock: lock,
+            files: Files::Dir {
+                dir: dir.to_owned(),
+                _lock: lock,
+            },
             credential,
             state,
+            notifications: Vec::new(),
             outbox,
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// State held in memory only, starting empty (a virtual device).
+    pub fn memory(outbox_max: usize) -> Local {
+        Local {
+            files: Files::Memory,
+            credential: None,
+            state: State::default(),
+            notifications: Vec::new(),
+            outbox: Outbox::memory(outbox_max),
+        }
+    }
+
+    /// The data dir (`None` in memory).
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.files {
+            Files::Dir { dir, .. } => Some(dir),
+            Files::Memory => None,
+        }
+    }
+
+    /// Write one of the data dir's files (nothing in memory).
+    fn persist<T: Serialize>(&self, name: &str, value: &T, mode: Mode) -> Result<(), LocalError> {
+        match &self.files {
+            Files::Dir { dir, .. } => write_json(&dir.join(name), value, mode),
+            Files::Memory => Ok(()),
+        }
     }
 
     pub fn credential(&self) -> Option<&Credential> {
@@ -178,13 +213,19 @@ impl Local {
     }
 
     pub fn save_credential(&mut self, c: Credential) -> Result<(), LocalError> {
-        write_json(&self.dir.join(CREDENTIAL), &c, Mode::Private)?;
+        self.persist(CREDENTIAL, &c, Mode::Private)?;
         self.credential = Some(c);
         Ok(())
     }
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    fn set_state(&mut self, next: State) -> Result<(), LocalError> {
+        self.persist(STATE, &next, Mode::Shared)?;
+        self.state = next;
+        Ok(())
     }
 
     /// Take the next sequence number for a report of the structure with `fingerprint`;
@@ -196,8 +237,7 @@ impl Local {
             last_fingerprint: Some(fingerprint.to_owned()),
             ..self.state.clone()
         };
-        write_json(&self.dir.join(STATE), &next, Mode::Shared)?;
-        self.state = next;
+        self.set_state(next)?;
         Ok(seq)
     }
 
@@ -210,9 +250,7 @@ impl Local {
             center_interval_s: seconds,
             ..self.state.clone()
         };
-        write_json(&self.dir.join(STATE), &next, Mode::Shared)?;
-        self.state = next;
-        Ok(())
+        self.set_state(next)
     }
 
     /// Take a unit out of service (`false`) or put it back.
@@ -232,32 +270,40 @@ impl Local {
         if next == self.state {
             return Ok(());
         }
-        write_json(&self.dir.join(STATE), &next, Mode::Shared)?;
-        self.state = next;
-        Ok(())
+        self.set_state(next)
     }
 
     /// The notifications the center sent, newest first.
     pub fn notifications(&self) -> Vec<Notification> {
-        read_json(&self.dir.join(NOTIFICATIONS))
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+        match &self.files {
+            Files::Dir { dir, .. } => read_json(&dir.join(NOTIFICATIONS))
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            Files::Memory => self.notifications.clone(),
+        }
     }
 
     /// Keep a notification (the newest [`MAX_NOTIFICATIONS`]).
-    pub fn add_notification(&self, n: Notification) -> Result<(), LocalError> {
+    pub fn add_notification(&mut self, n: Notification) -> Result<(), LocalError> {
         let mut all = self.notifications();
         all.retain(|m| m.id != n.id);
         all.insert(0, n);
         all.truncate(MAX_NOTIFICATIONS);
-        write_json(&self.dir.join(NOTIFICATIONS), &all, Mode::Shared)
+        self.persist(NOTIFICATIONS, &all, Mode::Shared)?;
+        if matches!(self.files, Files::Memory) {
+            self.notifications = all;
+        }
+        Ok(())
     }
 
-    /// Publish what the agent is doing (best effort, not fsynced).
+    /// Publish what the agent is doing (best effort, not fsynced; nothing in memory).
     pub fn write_status(&self, status: &Status) {
-        let path = self.dir.join(STATUS);
-        let tmp = self.dir.join(".status.json.tmp");
+        let Files::Dir { dir, .. } = &self.files else {
+            return;
+        };
+        let path = dir.join(STATUS);
+        let tmp = dir.join(".status.json.tmp");
         let bytes = serde_json::to_vec_pretty(status).expect("status serializes");
         let _ = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path));
     }
@@ -277,7 +323,9 @@ struct Entry {
 /// newer counters); beyond `max` entries the oldest is dropped and counted.
 #[derive(Debug)]
 pub struct Outbox {
-    dir: PathBuf,
+    /// `None`: in memory, the reports themselves in `held`.
+    dir: Option<PathBuf>,
+    held: BTreeMap<u64, StructureReport>,
     max: usize,
     entries: BTreeMap<u64, Entry>,
     dropped: u64,
@@ -316,15 +364,26 @@ impl Outbox {
             }
         }
         Ok(Outbox {
-            dir: dir.to_owned(),
+            dir: Some(dir.to_owned()),
+            held: BTreeMap::new(),
             max,
             entries,
             dropped: 0,
         })
     }
 
-    fn path(&self, seq: u64) -> PathBuf {
-        self.dir.join(format!("{seq:020}.json"))
+    fn memory(max: usize) -> Outbox {
+        Outbox {
+            dir: None,
+            held: BTreeMap::new(),
+            max,
+            entries: BTreeMap::new(),
+            dropped: 0,
+        }
+    }
+
+    fn path(dir: &Path, seq: u64) -> PathBuf {
+        dir.join(format!("{seq:020}.json"))
     }
 
     pub fn len(&self) -> usize {
@@ -347,8 +406,12 @@ impl Outbox {
     /// Queue a report durably.
     pub fn push(&mut self, report: &StructureReport) -> Result<(), LocalError> {
         let fp = fingerprint(report);
-        let path = self.path(report.seq);
-        write_json(&path, report, Mode::Shared)?;
+        match &self.dir {
+            Some(dir) => write_json(&Self::path(dir, report.seq), report, Mode::Shared)?,
+            None => {
+                self.held.insert(report.seq, report.clone());
+            }
+        }
         if report.trigger == Trigger::Periodic
             && let Some((&seq, newest)) = self.entries.iter().next_back()
             && newest.trigger == Trigger::Periodic
@@ -379,8 +442,11 @@ impl Outbox {
     /// The oldest queued report.
     pub fn first(&mut self) -> Result<Option<StructureReport>, LocalError> {
         while let Some(&seq) = self.entries.keys().next() {
-            let path = self.path(seq);
-            match read_json(&path) {
+            let got = match &self.dir {
+                Some(dir) => read_json(&Self::path(dir, seq)),
+                None => Ok(self.held.get(&seq).cloned()),
+            };
+            match got {
                 Ok(Some(r)) => return Ok(Some(r)),
                 Ok(None) | Err(LocalError::Damaged { .. }) => {
                     tracing::warn!(seq, "a queued report vanished or was damaged; skipping it");
@@ -394,8 +460,15 @@ impl Outbox {
 
     /// The center acknowledged (or refused for good) report `seq`: forget it.
     pub fn remove(&mut self, seq: u64) -> Result<(), LocalError> {
-        let path = self.path(seq);
-        remove_durably(&path).map_err(io_err(&path))?;
+        match &self.dir {
+            Some(dir) => {
+                let path = Self::path(dir, seq);
+                remove_durably(&path).map_err(io_err(&path))?;
+            }
+            None => {
+                self.held.remove(&seq);
+            }
+        }
         self.entries.remove(&seq);
         Ok(())
     }

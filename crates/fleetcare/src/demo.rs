@@ -1,6 +1,7 @@
-//! `fleetcare demo`: a center on a temporary embedded store and a fleet of real agents built
-//! from the sample inventories in `examples/inventories/` (embedded in the binary, so the
-//! demo runs from anywhere), each with its own device id, serials and a little variety.
+//! `fleetcare demo`: a center on a temporary embedded store, the sample catalog and rules,
+//! signed software for the catalog's releases, and a fleet built from the sample inventories:
+//! one real agent on an inventory file, the rest virtual devices of the simulator (the same
+//! agent, its state in memory), some incompatible and some faulting.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use fleetcare_agent::outln;
 use fleetcare_agent::signals::Termination;
-use fleetcare_agent::source::{InventoryFile, Snapshot, parse_inventory, render_inventory};
+use fleetcare_agent::source::{InventoryFile, render_inventory};
 use fleetcare_agent::{Agent, AgentConfig};
 use fleetcare_server::{Center, ServerConfig};
 use tokio::sync::watch;
@@ -162,29 +163,6 @@ pub const FAULTS: &[(usize, usize, &str, &str, u32, &str)] = &[
     ),
 ];
 
-/// The demo device whose fuser runs too hot (template, number): an abnormal unit.
-pub const HOT_FUSER: (usize, usize) = (0, 8);
-
-/// The sample inventories: `(file name, text)`.
-pub const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "acme-mfp-9000.toml",
-        include_str!("../../../examples/inventories/acme-mfp-9000.toml"),
-    ),
-    (
-        "acme-mfp-7000.toml",
-        include_str!("../../../examples/inventories/acme-mfp-7000.toml"),
-    ),
-    (
-        "acme-printer-p500.toml",
-        include_str!("../../../examples/inventories/acme-printer-p500.toml"),
-    ),
-    (
-        "bolt-copier-c30.toml",
-        include_str!("../../../examples/inventories/bolt-copier-c30.toml"),
-    ),
-];
-
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub listen: std::net::SocketAddr,
@@ -193,165 +171,10 @@ pub struct DemoOptions {
     pub run_for: Option<Duration>,
 }
 
-/// Device `n` (from 0) of the demo fleet: a template with its own identity and some variety.
-pub fn demo_device(n: usize) -> anyhow::Result<Snapshot> {
-    let (name, text) = TEMPLATES[n % TEMPLATES.len()];
-    let mut s = parse_inventory(Path::new(name), text)?;
-    let prefix = s
-        .device_id
-        .rsplit_once('-')
-        .map_or(s.device_id.as_str(), |(p, _)| p)
-        .to_owned();
-    let number = n + 1;
-    s.device_id = format!("{prefix}-{number:06}");
-    for u in &mut s.units {
-        u.serial = format!("{}-{number:05}", u.serial);
-    }
-    // Variety: every third device of a model lacks its optional units.
-    let (template, k) = (n % TEMPLATES.len(), n / TEMPLATES.len());
-    if k % 3 == 2 {
-        s.units
-            .retain(|u| !matches!(u.kind.as_str(), "fax" | "finisher" | "duplexer"));
-    }
-    scenario(&mut s, template, k);
-    if (template, k) == HOT_FUSER {
-        s.operating.insert("fuser_temp_c".into(), 224.0);
-    }
-    for (k, v) in &mut s.operating {
-        if k.starts_with("pages") || k.starts_with("jams") {
-            *v = (*v * (1.0 + (n % 17) as f64 / 10.0)).round();
-        }
-    }
-    Ok(s)
-}
-
-/// What the demo's incompatible devices show, by (template, number of the device of that
-/// template): every finding kind, fixed by software or advised.
-pub const SCENARIOS: &[(usize, usize, &str)] = &[
-    (
-        0,
-        1,
-        "software_software: ctl-firmware 5.3.0 needs newer engine firmware (a job installs it)",
-    ),
-    (
-        0,
-        4,
-        "unit_software: a revision-A controller runs 5.2.1 (a job switches to the 5.1.9 in its inactive slot)",
-    ),
-    (
-        0,
-        7,
-        "unit_unit: a booklet finisher beside a dup-3 duplexer (advice; the finisher goes out of service)",
-    ),
-    (0, 10, "unknown_device_model: an acme-mfp-9500"),
-    (
-        1,
-        1,
-        "device_unit: an mfp-9000 fuser in an mfp-7000 (advice: a fus-5)",
-    ),
-    (1, 4, "unknown_unit_model: a pf-999 paper feeder"),
-    (2, 1, "unknown_software: engine firmware 1.4.1-dev"),
-    (
-        3,
-        1,
-        "no software plan: a revision-A engine cannot run bolt-os 11.1 (advice: a revision-B engine)",
-    ),
-];
-
-fn set_software(s: &mut Snapshot, slot: &str, product: &str, version: &str, active: bool) {
-    if let Some(u) = s.units.iter_mut().find(|u| u.slot == slot) {
-        match u
-            .software
-            .iter_mut()
-            .find(|w| w.product == product && w.active == active)
-        {
-            Some(w) => w.version = version.into(),
-            None => u.software.push(fleetcare_wire::Software {
-                product: product.into(),
-                maker: "acme".into(),
-                version: version.into(),
-                active,
-            }),
-        }
-    }
-}
-
-fn scenario(s: &mut Snapshot, template: usize, k: usize) {
-    let serial = |s: &Snapshot, slot: &str| {
-        s.units
-            .iter()
-            .find(|u| u.slot == slot)
-            .map(|u| u.serial.clone())
-            .unwrap_or_default()
-    };
-    let unit =
-        |slot: &str, kind: &str, model: &str, serial: String, sw: Vec<(&str, &str, &str)>| {
-            fleetcare_wire::Unit {
-                slot: slot.into(),
-                kind: kind.into(),
-                model: model.into(),
-                serial,
-                hw_revision: "A".into(),
-                software: sw
-                    .into_iter()
-                    .map(|(p, m, v)| fleetcare_wire::Software {
-                        product: p.into(),
-                        maker: m.into(),
-                        version: v.into(),
-                        active: true,
-                    })
-                    .collect(),
-                in_service: true,
-            }
-        };
-    match (template, k) {
-        (0, 1) => {
-            set_software(s, "controller", "ctl-firmware", "5.3.0", true);
-            set_software(s, "engine", "engine-firmware", "2.7.4", true);
-        }
-        (0, 4) => {
-            if let Some(c) = s.units.iter_mut().find(|u| u.slot == "controller") {
-                c.hw_revision = "A".into();
-            }
-            set_software(s, "controller", "pdl-interpreter", "3.3", true);
-        }
-        (0, 7) => {
-            let (fin, dup) = (serial(s, "finisher"), serial(s, "duplexer"));
-            s.units
-                .retain(|u| u.slot != "finisher" && u.slot != "duplexer");
-            s.units.push(unit(
-                "finisher",
-                "finisher",
-                "fin-booklet-5",
-                format!("{fin}-B"),
-                vec![("finisher-firmware", "nordfin", "2.0.1")],
-            ));
-            s.units
-                .push(unit("duplexer", "duplexer", "dup-3", dup, vec![]));
-        }
-        (0, 10) => s.model = "acme-mfp-9500".into(),
-        (1, 1) => {
-            if let Some(f) = s.units.iter_mut().find(|u| u.slot == "fuser") {
-                f.model = "fus-7".into();
-                f.hw_revision = "A".into();
-            }
-        }
-        (1, 4) => {
-            if let Some(f) = s.units.iter_mut().find(|u| u.slot == "tray-1") {
-                f.model = "pf-999".into();
-            }
-        }
-        (2, 1) => set_software(s, "engine", "engine-firmware", "1.4.1-dev", true),
-        (3, 1) => {
-            if let Some(e) = s.units.iter_mut().find(|u| u.slot == "engine") {
-                e.hw_revision = "A".into();
-                for w in &mut e.software {
-                    w.version = "6.2-r3".into();
-                }
-            }
-        }
-        _ => {}
-    }
+fn device_id(n: usize) -> anyhow::Result<String> {
+    fleetcare_sim::fleet::sample_device(n)
+        .map(|s| s.device_id)
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
@@ -411,25 +234,44 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             },
         )
         .await?;
+    // Device 1 is the real agent as it runs on a device: an inventory file to edit, its data
+    // dir and A/B banks on disk. The rest are the simulator's virtual devices, running the same
+    // agent with their state in memory.
     let (stop, shutdown) = watch::channel(false);
-    let mut agents = Vec::new();
-    let mut first = None;
-    for n in 0..opts.devices {
-        let snap = demo_device(n)?;
-        let base = dir.join("devices").join(&snap.device_id);
-        std::fs::create_dir_all(&base)?;
-        let inventory = base.join("inventory.toml");
-        std::fs::write(&inventory, render_inventory(&snap))?;
-        let mut cfg = AgentConfig::new(&url, base.join("agent"));
+    let first = fleetcare_sim::fleet::sample_device(0).map_err(|e| anyhow::anyhow!(e))?;
+    let base = dir.join("devices").join(&first.device_id);
+    std::fs::create_dir_all(&base)?;
+    let inventory = base.join("inventory.toml");
+    std::fs::write(&inventory, render_inventory(&first))?;
+    let first_journal = base.join("agent");
+    let real = if opts.devices > 0 {
+        let mut cfg = AgentConfig::new(&url, first_journal.clone());
         cfg.enrollment_key = Some(center.boot.enrollment_key.clone());
         cfg.inventory = Some(inventory.clone());
         cfg.report_interval = Duration::from_secs(300);
         cfg.trust_root = Some(root.clone());
         cfg.units_dir = Some(base.join("units"));
-        first.get_or_insert((snap.device_id.clone(), inventory.clone()));
-        let agent = Agent::new(cfg, InventoryFile::new(inventory));
-        agents.push(tokio::spawn(agent.run(shutdown.clone())));
-    }
+        Some(tokio::spawn(
+            Agent::new(cfg, InventoryFile::new(inventory.clone())).run(shutdown.clone()),
+        ))
+    } else {
+        None
+    };
+    std::fs::create_dir_all(dir.join("sim"))?;
+    let mut profile = fleetcare_sim::Profile::parse(fleetcare_sim::profile::SAMPLE)?;
+    profile.models.clear(); // one of each sample model in turn
+    profile.report_interval_s = 300;
+    let sim = fleetcare_sim::Sim::start(fleetcare_sim::SimOptions {
+        center_url: url.clone(),
+        enrollment_key: center.boot.enrollment_key.clone(),
+        devices: opts.devices.saturating_sub(1),
+        offset: 1,
+        profile,
+        id_prefix: None,
+        trust_root: Some(root.clone()),
+        scratch: Some(dir.join("sim")),
+    })
+    .await?;
     let token = center.boot.admin_token.clone();
     // Wait until the fleet has connected and reported.
     let started = tokio::time::Instant::now();
@@ -445,31 +287,39 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     // Some devices fault: their software logs errors, which the agents send at once.
     for &(template, k, slot, code, times, _) in FAULTS {
-        let n = k * TEMPLATES.len() + template;
+        let n = k * fleetcare_sim::fleet::TEMPLATES.len() + template;
         if n >= opts.devices {
             continue;
         }
-        let snap = demo_device(n)?;
-        let journal = fleetcare_agent::journal::Journal::open(
-            &dir.join("devices").join(&snap.device_id).join("agent"),
-            fleetcare_agent::journal::JournalLimits::default(),
-            false,
-        )?;
+        let event = fleetcare_agent::journal::NewEvent {
+            slot: slot.into(),
+            code: code.into(),
+            severity: "error".into(),
+            detail: Some("logged by the demo".into()),
+            ..Default::default()
+        };
         for _ in 0..times {
-            journal.append(
-                &fleetcare_agent::journal::NewEvent {
-                    slot: slot.into(),
-                    code: code.into(),
-                    severity: "error".into(),
-                    detail: Some("logged by the demo".into()),
-                    ..Default::default()
-                },
-                fleetcare_core::clock::Clock::now_ms(&fleetcare_core::clock::SystemClock),
-            )?;
+            if n == 0 {
+                // The real agent's journal, as `fleetcare-agent log` would write it.
+                fleetcare_agent::journal::Journal::open(
+                    &first_journal,
+                    fleetcare_agent::journal::JournalLimits::default(),
+                    false,
+                )?
+                .append(
+                    &event,
+                    fleetcare_core::clock::Clock::now_ms(&fleetcare_core::clock::SystemClock),
+                )?;
+            } else {
+                let id = fleetcare_sim::fleet::sample_device(n).map_err(|e| anyhow::anyhow!(e))?;
+                if let Some(d) = sim.device(&id.device_id) {
+                    d.log(&event).map_err(|e| anyhow::anyhow!(e))?;
+                }
+            }
         }
     }
     let count = center.state.store.count_devices(tenant).await?;
-    let (first_id, first_inventory) = first.unwrap_or_default();
+    let (first_id, first_inventory) = (first.device_id.clone(), inventory.clone());
     outln!("Fleetcare demo");
     outln!("  center:   {url}");
     outln!("  token:    {token}");
@@ -490,13 +340,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     outln!();
     outln!("Compatibility (catalog: examples/catalog.toml):");
     outln!("  fleetcare compat fleet");
-    for (template, k, what) in SCENARIOS {
-        let n = k * TEMPLATES.len() + template;
+    for (template, k, what) in fleetcare_sim::fleet::SCENARIOS {
+        let n = k * fleetcare_sim::fleet::TEMPLATES.len() + template;
         if n < opts.devices {
-            outln!(
-                "  fleetcare compat check {:<16} # {what}",
-                demo_device(n)?.device_id
-            );
+            outln!("  fleetcare compat check {:<16} # {what}", device_id(n)?);
         }
     }
     outln!("  fleetcare jobs list                 # the fixes, run by the devices themselves");
@@ -505,19 +352,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     outln!("  fleetcare rules show");
     outln!("  fleetcare troubles list");
     for &(template, k, _, _, _, what) in FAULTS {
-        let n = k * TEMPLATES.len() + template;
+        let n = k * fleetcare_sim::fleet::TEMPLATES.len() + template;
         if n < opts.devices {
-            outln!(
-                "  fleetcare devices about {:<14} # {what}",
-                demo_device(n)?.device_id
-            );
+            outln!("  fleetcare devices about {:<14} # {what}", device_id(n)?);
         }
     }
-    let hot = HOT_FUSER.1 * TEMPLATES.len() + HOT_FUSER.0;
+    let (t, k) = fleetcare_sim::fleet::HOT_FUSER;
+    let hot = k * fleetcare_sim::fleet::TEMPLATES.len() + t;
     if hot < opts.devices {
         outln!(
             "  fleetcare devices about {:<14} # its fuser runs too hot: an abnormal unit",
-            demo_device(hot)?.device_id
+            device_id(hot)?
         );
     }
     outln!();
@@ -544,45 +389,18 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     outln!("stopping the demo");
     let _ = stop.send(true);
-    for a in agents {
-        if let Ok(Err(e)) = a.await {
-            eprintln!("an agent ended with an error: {e}");
-        }
+    let summary = sim.stop().await;
+    if let Some(e) = summary.first_agent_error {
+        eprintln!(
+            "{} simulated agent(s) ended with an error: {e}",
+            summary.agents_failed
+        );
+    }
+    if let Some(a) = real
+        && let Ok(Err(e)) = a.await
+    {
+        eprintln!("the agent of {first_id} ended with an error: {e}");
     }
     center.stop().await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_fleet_is_varied_and_valid() {
-        let mut ids = std::collections::BTreeSet::new();
-        let mut models = std::collections::BTreeSet::new();
-        let mut unit_counts = std::collections::BTreeSet::new();
-        for n in 0..60 {
-            let s = demo_device(n).expect("template parses");
-            fleetcare_core::structure::validate_report(
-                &s.device_id,
-                &s.model,
-                s.units.clone(),
-                &s.operating,
-            )
-            .expect("every demo device is valid");
-            assert!(ids.insert(s.device_id.clone()), "unique ids");
-            models.insert(s.model.clone());
-            unit_counts.insert((s.model.clone(), s.units.len()));
-        }
-        assert_eq!(
-            models.len(),
-            TEMPLATES.len() + 1,
-            "the four samples and one unknown model"
-        );
-        assert!(
-            unit_counts.len() > TEMPLATES.len(),
-            "unit mixes vary within a model"
-        );
-    }
 }

@@ -5,6 +5,7 @@ mod compat_cmd;
 mod delivery_cmd;
 mod demo;
 mod diag_cmd;
+mod sim_cmd;
 mod table;
 
 use std::net::SocketAddr;
@@ -98,6 +99,9 @@ enum Cmd {
         #[arg(long = "for", value_name = "SECONDS")]
         run_for: Option<u64>,
     },
+    /// A simulated fleet of real agents against a running center: throughput, latencies, and
+    /// the center's CPU per core.
+    Sim(sim_cmd::SimArgs),
     /// Devices: list, show, history, ask for a report.
     Devices {
         #[command(subcommand)]
@@ -280,6 +284,10 @@ fn main() -> ExitCode {
                     run_for: run_for.map(Duration::from_secs),
                 })
                 .await
+            }
+            Cmd::Sim(args) => {
+                init_logs(LogFormat::Text, "warn,fleetcare_agent=error");
+                sim_cmd::run(args).await
             }
             Cmd::Devices { command, remote } => devices(command, &remote).await,
             Cmd::Catalog { command, remote } => compat_cmd::catalog(command, &remote).await,

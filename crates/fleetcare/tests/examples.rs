@@ -103,3 +103,35 @@ fn every_sample_inventory_is_a_valid_device() {
     }
     assert!(n >= 3, "several device models");
 }
+
+#[test]
+fn the_sample_simulation_profile_is_valid() {
+    let text = std::fs::read_to_string(examples().join("sim.toml")).expect("examples/sim.toml");
+    let p = fleetcare_sim::Profile::parse(&text).expect("valid");
+    assert!(!p.errors.is_empty() && !p.models.is_empty());
+    // Every key of a profile is documented in it.
+    for key in [
+        "speed",
+        "pages_per_hour",
+        "report_interval_s",
+        "errors_interval_s",
+        "transport",
+        "poll_wait_s",
+        "connect_per_s",
+        "swaps_per_device_day",
+        "install_failure",
+        "stage_failure",
+        "scenarios",
+        "code",
+        "unit_kind",
+        "severity",
+        "per_pages",
+        "jam",
+        "detail",
+    ] {
+        assert!(
+            documents(&text, key),
+            "examples/sim.toml does not document `{key}`"
+        );
+    }
+}

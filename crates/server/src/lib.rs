@@ -255,6 +255,7 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     if let Store::Sqlite(s) = &st.store {
         st.metrics.observe_group_commits(s.group_commits());
     }
+    st.metrics.observe_process();
     (
         [(
             header::CONTENT_TYPE,

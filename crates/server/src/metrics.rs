@@ -40,6 +40,10 @@ pub struct Metrics {
     /// Troubles opened, and the time from receiving the triggering batch to the trouble stored.
     pub troubles_opened: Counter,
     pub trouble_open_seconds: Histogram,
+    /// The process itself (read at each scrape): CPU seconds, resident memory, descriptors.
+    process_cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    process_resident_bytes: Gauge,
+    process_open_fds: Gauge,
 }
 
 impl Metrics {
@@ -157,6 +161,26 @@ impl Metrics {
             "Catalog revisions loaded",
             catalog_loads.clone(),
         );
+        let process_cpu_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register_with_unit(
+            "process_cpu",
+            "User and system CPU time of the center process",
+            Unit::Seconds,
+            process_cpu_seconds.clone(),
+        );
+        let process_resident_bytes = Gauge::default();
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory of the center process",
+            Unit::Bytes,
+            process_resident_bytes.clone(),
+        );
+        let process_open_fds = Gauge::default();
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors of the center process (sockets included)",
+            process_open_fds.clone(),
+        );
         Metrics {
             registry,
             compat_rejudge_seconds,
@@ -168,6 +192,9 @@ impl Metrics {
             catalog_loads,
             troubles_opened,
             trouble_open_seconds,
+            process_cpu_seconds,
+            process_resident_bytes,
+            process_open_fds,
             reports,
             report_duplicates,
             structure_changes,
@@ -188,6 +215,27 @@ impl Metrics {
         }
     }
 
+    /// Read the process's CPU time, resident memory and open descriptors (Linux `/proc`).
+    pub fn observe_process(&self) {
+        if let Some(cpu) = process_cpu_seconds() {
+            let seen = self.process_cpu_seconds.get();
+            if cpu > seen {
+                self.process_cpu_seconds.inc_by(cpu - seen);
+            }
+        }
+        if let Some(rss) = std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<i64>().ok())
+        {
+            self.process_resident_bytes
+                .set(rss.saturating_mul(i64::try_from(rustix::param::page_size()).unwrap_or(4096)));
+        }
+        if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
+            self.process_open_fds
+                .set(i64::try_from(d.count()).unwrap_or(i64::MAX));
+        }
+    }
+
     pub fn rejected(&self, reason: &'static str) {
         self.rejected.get_or_create(&ReasonLabel { reason }).inc();
     }
@@ -199,6 +247,16 @@ impl Metrics {
             .expect("writing to a String");
         out
     }
+}
+
+/// User and system CPU seconds of this process so far (`/proc/self/stat`, fields 14 and 15).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; the fields after its ')' are plain.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
 }
 
 impl Default for Metrics {
