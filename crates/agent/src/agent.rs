@@ -63,6 +63,9 @@ pub enum AgentError {
 /// The unit installers, by slot.
 pub type Installers = Arc<BTreeMap<String, Arc<dyn UnitInstaller>>>;
 
+/// The status file is rewritten for a new acknowledgement at most this often.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
 /// The installers the config asks for, for the units the device has.
 fn installers(cfg: &AgentConfig, snap: &Snapshot) -> Result<Installers, AgentError> {
     let mut map: BTreeMap<String, Arc<dyn UnitInstaller>> = BTreeMap::new();
@@ -234,8 +237,8 @@ impl<S: StructureSource> Agent<S> {
         let none: Installers = Arc::new(BTreeMap::new());
         // The device's identity comes from its source: wait for a valid snapshot.
         let snapshot = loop {
-            match read_valid(&self.source, &none).await {
-                Ok(s) => break s,
+            match read_valid(&self.source, &none, &[]).await {
+                Ok((s, _)) => break s,
                 Err(e) => {
                     tracing::error!(error = %e, "the structure source is not usable yet");
                     tokio::select! {
@@ -351,7 +354,8 @@ impl<S: StructureSource> Agent<S> {
             installers,
             jobs_nudge,
             last_fingerprint: local.state().last_fingerprint.clone(),
-            last_snapshot: snapshot,
+            last_snapshot: (snapshot, String::new()),
+            last_version: None,
             token: usable.map(|c| c.device_token),
             token_tx,
             enroll_at: None,
@@ -363,6 +367,7 @@ impl<S: StructureSource> Agent<S> {
                 ..Status::default()
             },
             backoff,
+            published: None,
             enroll_backoff: Backoff::new(cfg.backoff_initial, cfg.backoff_max),
             client,
             source: self.source.clone(),
@@ -402,8 +407,11 @@ impl<S: StructureSource> Agent<S> {
                     r.next_periodic = Instant::now() + effective_interval(&r.cfg, &r.local);
                     r.report(Trigger::Periodic).await?;
                 }
-                _ = watch_tick.tick() => r.check_for_change().await?,
-                () = self.nudge.notified() => r.check_for_change().await?,
+                _ = watch_tick.tick() => {
+                    r.check_for_change(false).await?;
+                    r.publish();
+                }
+                () = self.nudge.notified() => r.check_for_change(true).await?,
                 () = sleep_until_opt(r.retry_at) => r.flush().await?,
                 () = sleep_until_opt(r.enroll_at) => r.enroll().await?,
                 () = stopped(&mut shutdown) => break,
@@ -441,31 +449,50 @@ fn effective_interval(cfg: &AgentConfig, local: &Local) -> Duration {
         .map_or(cfg.report_interval, Duration::from_secs)
 }
 
-/// Read the source on a blocking thread, with each installed unit's software as its
-/// installer knows it, and validate what it says, every problem at once.
+/// Read the source (on a blocking thread, unless it says its reads are cheap), with each
+/// installed unit's software as its installer knows it and the units the center took out of
+/// service marked so, and validate what it says, every problem at once. The snapshot and its
+/// structure's fingerprint.
 async fn read_valid<S: StructureSource>(
     source: &Arc<S>,
     installers: &Installers,
-) -> Result<Snapshot, String> {
-    let s = source.clone();
-    let inst = installers.clone();
-    let snap = tokio::task::spawn_blocking(move || {
-        s.read().map(|mut snap| {
-            overlay(&inst, &mut snap);
-            snap
+    out_of_service: &[(String, String)],
+) -> Result<(Snapshot, String), String> {
+    let mut snap = if source.cheap() {
+        let mut snap = source.read().map_err(|e| e.to_string())?;
+        overlay(installers, &mut snap);
+        snap
+    } else {
+        let s = source.clone();
+        let inst = installers.clone();
+        tokio::task::spawn_blocking(move || {
+            s.read().map(|mut snap| {
+                overlay(&inst, &mut snap);
+                snap
+            })
         })
-    })
-    .await
-    .map_err(|e| format!("the structure source panicked: {e}"))?
-    .map_err(|e| e.to_string())?;
-    validate_report(
+        .await
+        .map_err(|e| format!("the structure source panicked: {e}"))?
+        .map_err(|e| e.to_string())?
+    };
+    for u in &mut snap.units {
+        if out_of_service
+            .iter()
+            .any(|(slot, serial)| *slot == u.slot && *serial == u.serial)
+        {
+            u.in_service = false;
+        }
+    }
+    let (_, structure) = validate_report(
         &snap.device_id,
         &snap.model,
-        snap.units.clone(),
+        std::mem::take(&mut snap.units),
         &snap.operating,
     )
     .map_err(|e| format!("the structure is not valid: {e}"))?;
-    Ok(snap)
+    let fingerprint = structure.fingerprint();
+    snap.units = structure.into_units();
+    Ok((snap, fingerprint))
 }
 
 /// Replace the software of every unit that has an installer with what its banks hold.
@@ -557,7 +584,7 @@ async fn run_once<S: StructureSource>(
             let Some(offer) = offers.jobs.first() else {
                 return Ok(false);
             };
-            let snap = read_valid(source, installers).await?;
+            let (snap, _) = read_valid(source, installers, &[]).await?;
             let j = updater.accept(offer, offers.key_list.as_ref(), &snap, SystemTime::now());
             updater.begin(&j).map_err(|e| e.to_string())?;
             j
@@ -588,57 +615,84 @@ struct Runner<S: StructureSource> {
     token_tx: watch::Sender<Option<String>>,
     /// Fingerprint of the newest report queued (the structure the center will know).
     last_fingerprint: Option<String>,
-    last_snapshot: Snapshot,
+    /// The newest good snapshot and its fingerprint.
+    last_snapshot: (Snapshot, String),
+    /// The source's change token when it was last read.
+    last_version: Option<u64>,
     enroll_at: Option<Instant>,
     retry_at: Option<Instant>,
     next_periodic: Instant,
     backoff: Backoff,
     enroll_backoff: Backoff,
     status: Status,
+    /// The status last written, and when.
+    published: Option<(Instant, Status)>,
 }
 
 impl<S: StructureSource> Runner<S> {
+    /// Write the status file for `fleetcare-agent status`: at once when the channel, the
+    /// outbox or an error changed; a new acknowledgement alone at most every
+    /// [`STATUS_EVERY`] (the change check's tick writes what is left).
     fn publish(&mut self) {
         self.status.outbox = self.local.outbox.len();
         self.status.reports_dropped = self.local.outbox.dropped();
+        let same_but_acks = self.published.as_ref().is_some_and(|(_, p)| {
+            Status {
+                last_ack_seq: self.status.last_ack_seq,
+                last_ack_at: self.status.last_ack_at.clone(),
+                ..p.clone()
+            } == self.status
+        });
+        let recent = self
+            .published
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < STATUS_EVERY);
+        if same_but_acks && recent {
+            return;
+        }
+        if self
+            .published
+            .as_ref()
+            .is_some_and(|(_, p)| *p == self.status)
+        {
+            return;
+        }
         self.local.write_status(&self.status);
+        self.published = Some((Instant::now(), self.status.clone()));
     }
 
-    /// The source's snapshot with the units the center took out of service marked so.
-    async fn read(&self) -> Result<Snapshot, String> {
-        let mut snap = read_valid(&self.source, &self.installers).await?;
-        for u in &mut snap.units {
-            if self
-                .local
-                .state()
-                .out_of_service
-                .iter()
-                .any(|(slot, serial)| *slot == u.slot && *serial == u.serial)
-            {
-                u.in_service = false;
-            }
-        }
+    /// The source's snapshot with the units the center took out of service marked so, and
+    /// its structure's fingerprint.
+    async fn read(&self) -> Result<(Snapshot, String), String> {
+        let (mut snap, fingerprint) = read_valid(
+            &self.source,
+            &self.installers,
+            &self.local.state().out_of_service,
+        )
+        .await?;
         // Operating info the device's software recorded through the local API wins over the
         // source's, within the report's limit.
-        let j = self.journal.clone();
-        if let Ok(Ok(values)) = tokio::task::spawn_blocking(move || j.operating()).await {
-            for (k, v) in values {
-                if snap.operating.len() < fleetcare_core::limits::MAX_OPERATING_ENTRIES
-                    || snap.operating.contains_key(&k)
-                {
-                    snap.operating.insert(k, v);
+        if self.journal.has_operating() {
+            let j = self.journal.clone();
+            if let Ok(Ok(values)) = tokio::task::spawn_blocking(move || j.operating()).await {
+                for (k, v) in values {
+                    if snap.operating.len() < fleetcare_core::limits::MAX_OPERATING_ENTRIES
+                        || snap.operating.contains_key(&k)
+                    {
+                        snap.operating.insert(k, v);
+                    }
                 }
             }
         }
-        Ok(snap)
+        Ok((snap, fingerprint))
     }
 
     /// A fresh snapshot, or the last good one if the source cannot answer right now.
-    async fn snapshot(&mut self) -> Snapshot {
+    async fn snapshot(&mut self) -> (Snapshot, String) {
         match self.read().await {
-            Ok(s) => {
-                self.last_snapshot = s.clone();
-                s
+            Ok((s, fp)) => {
+                self.last_snapshot = (s.clone(), fp.clone());
+                (s, fp)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "using the last good structure");
@@ -647,23 +701,26 @@ impl<S: StructureSource> Runner<S> {
         }
     }
 
-    fn fingerprint(s: &Snapshot) -> String {
-        fleetcare_core::Structure::new(&s.model, s.units.clone())
-            .map_or_else(|_| String::new(), |st| st.fingerprint())
-    }
-
-    async fn check_for_change(&mut self) -> Result<(), AgentError> {
-        let snap = match self.read().await {
+    /// Report the structure if it changed. Unless `force`d (something said it may have),
+    /// a source whose change token ([`StructureSource::version`]) is the same as last time is
+    /// not read at all.
+    async fn check_for_change(&mut self, force: bool) -> Result<(), AgentError> {
+        let version = self.source.version();
+        if !force && version.is_some() && version == self.last_version {
+            return Ok(());
+        }
+        let (snap, fp) = match self.read().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(error = %e, "structure source not readable now");
                 return Ok(());
             }
         };
-        if self.last_fingerprint.as_deref() == Some(Self::fingerprint(&snap).as_str()) {
+        self.last_version = version;
+        if self.last_fingerprint.as_deref() == Some(fp.as_str()) {
             return Ok(());
         }
-        self.last_snapshot = snap;
+        self.last_snapshot = (snap, fp);
         // Never reported from this data dir: the `connect` report will carry the structure.
         if self.last_fingerprint.is_none() {
             return Ok(());
@@ -673,7 +730,7 @@ impl<S: StructureSource> Runner<S> {
 
     /// Queue a report with this trigger and send what is queued.
     async fn report(&mut self, trigger: Trigger) -> Result<(), AgentError> {
-        let snap = if trigger == Trigger::Change {
+        let (snap, fingerprint) = if trigger == Trigger::Change {
             self.last_snapshot.clone()
         } else {
             self.snapshot().await
@@ -687,18 +744,17 @@ impl<S: StructureSource> Runner<S> {
             );
             return Ok(());
         }
-        let fingerprint = Self::fingerprint(&snap);
         let seq = self.local.take_seq(&fingerprint)?;
         let report = StructureReport {
-            device_id: snap.device_id.clone(),
-            model: snap.model.clone(),
+            device_id: snap.device_id,
+            model: snap.model,
             seq,
             trigger,
             observed_at_ms: now_ms(),
-            units: snap.units.clone(),
-            operating: snap.operating.clone(),
+            units: snap.units,
+            operating: snap.operating,
         };
-        self.local.outbox.push(&report)?;
+        self.local.outbox.push(report, fingerprint.clone())?;
         self.last_fingerprint = Some(fingerprint);
         tracing::debug!(seq, trigger = trigger.as_str(), "report queued");
         self.flush().await
@@ -738,7 +794,7 @@ impl<S: StructureSource> Runner<S> {
                     return Ok(());
                 }
                 self.local.set_unit_service(&slot, &serial, in_service)?;
-                self.check_for_change().await
+                self.check_for_change(true).await
             }
             Command::JobsAvailable => {
                 tracing::info!("the center has jobs for this device");
@@ -816,7 +872,7 @@ impl<S: StructureSource> Runner<S> {
         };
         while let Some(report) = self.local.outbox.first()? {
             let sent = std::time::Instant::now();
-            match self.client.report(&token, &report).await {
+            match self.client.report(&token, report.as_ref()).await {
                 Ok(ack) => {
                     self.observer.report_acked(report.trigger, sent.elapsed());
                     self.local.outbox.remove(report.seq)?;
@@ -867,7 +923,7 @@ impl<S: StructureSource> Runner<S> {
             self.enroll_at = Some(Instant::now() + self.cfg.backoff_max);
             return Ok(());
         };
-        let snap = self.last_snapshot.clone();
+        let snap = self.last_snapshot.0.clone();
         let current = self.local.credential().map(|c| c.device_token.clone());
         let req = EnrollRequest {
             enrollment_key: key,

@@ -51,6 +51,46 @@ impl ClientError {
     }
 }
 
+/// Bodies larger than this go gzipped (reports of a dozen units shrink to about a third).
+pub const COMPRESS_ABOVE: usize = 1024;
+
+/// `bytes`, gzipped. The compressor's tables are kept per thread and reset, not made
+/// anew for every body (they are most of a small body's compression time).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    thread_local! {
+        static COMPRESS: std::cell::RefCell<flate2::Compress> =
+            std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::default(), false));
+    }
+    // The gzip wrapper (RFC 1952) around a raw deflate stream: header, data, CRC-32, size.
+    let mut out = Vec::with_capacity(bytes.len() / 2 + 32);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    COMPRESS.with(|c| {
+        let mut c = c.borrow_mut();
+        c.reset();
+        loop {
+            out.reserve(1024);
+            let before = c.total_in();
+            let status = c
+                .compress_vec(
+                    &bytes[usize::try_from(before)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len())..],
+                    &mut out,
+                    flate2::FlushCompress::Finish,
+                )
+                .expect("compressing in memory");
+            if status == flate2::Status::StreamEnd {
+                break;
+            }
+        }
+    });
+    let mut crc = flate2::Crc::new();
+    crc.update(bytes);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out
+}
+
 /// The device protocol over HTTP.
 #[derive(Debug, Clone)]
 pub struct CenterClient {
@@ -61,8 +101,15 @@ pub struct CenterClient {
 
 impl CenterClient {
     pub fn new(center_url: &str, timeout: Duration) -> CenterClient {
+        CenterClient::with_pool(center_url, timeout, usize::MAX)
+    }
+
+    /// A client keeping at most `max_idle` idle connections (many virtual devices sharing one
+    /// client need not hold a connection each).
+    pub fn with_pool(center_url: &str, timeout: Duration, max_idle: usize) -> CenterClient {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout)
+            .pool_max_idle_per_host(max_idle)
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("fleetcare-agent/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -95,13 +142,43 @@ impl CenterClient {
 
     /// Send a batch of the error log.
     pub async fn errors(&self, token: &str, batch: &ErrorBatch) -> Result<ErrorAck, ClientError> {
-        let r = self
-            .http
-            .post(format!("{}/device/v1/errors", self.base))
-            .bearer_auth(token)
-            .timeout(self.timeout)
-            .json(batch);
-        answer(r.send().await).await
+        self.post_json(token, "/device/v1/errors", batch).await
+    }
+
+    /// POST a JSON body, gzipped when it is larger than [`COMPRESS_ABOVE`] (a center that
+    /// does not take gzip, 415, gets it plain).
+    async fn post_json<T: serde::Serialize, R: DeserializeOwned>(
+        &self,
+        token: &str,
+        path: &str,
+        body: &T,
+    ) -> Result<R, ClientError> {
+        let json = serde_json::to_vec(body).expect("wire types serialize");
+        let url = format!("{}{path}", self.base);
+        let plain = |json: Vec<u8>| {
+            self.http
+                .post(&url)
+                .bearer_auth(token)
+                .timeout(self.timeout)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json)
+        };
+        if json.len() > COMPRESS_ABOVE {
+            let gz = gzip(&json);
+            let r = self
+                .http
+                .post(&url)
+                .bearer_auth(token)
+                .timeout(self.timeout)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::CONTENT_ENCODING, "gzip")
+                .body(gz);
+            match answer(r.send().await).await {
+                Err(ClientError::Refused { status: 415, .. }) => {}
+                other => return other,
+            }
+        }
+        answer(plain(json).send().await).await
     }
 
     /// Tell the center where a job is.
@@ -134,13 +211,7 @@ impl CenterClient {
         token: &str,
         report: &StructureReport,
     ) -> Result<ReportAck, ClientError> {
-        let r = self
-            .http
-            .post(format!("{}/device/v1/reports", self.base))
-            .bearer_auth(token)
-            .timeout(self.timeout)
-            .json(report);
-        answer(r.send().await).await
+        self.post_json(token, "/device/v1/reports", report).await
     }
 
     /// One long poll: waits up to `wait` at the center for commands. A command this agent
@@ -273,4 +344,25 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod gzip_tests {
+    use std::io::Read;
+
+    #[test]
+    fn gzip_round_trips_at_every_size() {
+        for n in [0usize, 1, 100, 1024, 5000, 300_000] {
+            let input: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            for _ in 0..2 {
+                // Twice: the second reuses the thread's compressor.
+                let gz = super::gzip(&input);
+                let mut back = Vec::new();
+                flate2::read::GzDecoder::new(&gz[..])
+                    .read_to_end(&mut back)
+                    .expect("valid gzip");
+                assert_eq!(back, input, "size {n}");
+            }
+        }
+    }
 }

@@ -62,6 +62,18 @@ pub struct AgentConfig {
     pub journal: crate::journal::JournalLimits,
     /// The local API's Unix socket (`None`: no local API).
     pub local_socket: Option<PathBuf>,
+    /// LAN-proxy mode: the printers this agent stands in for (`ipp://…`, `http://…`,
+    /// `snmp://community@host:port`); each becomes its own device.
+    pub printers: Vec<String>,
+    /// How often each printer is read.
+    pub printer_poll: Duration,
+    /// Longest one read of a printer may take.
+    pub printer_timeout: Duration,
+    /// Also read IPP printers' hosts over SNMP with this community.
+    pub printer_snmp_community: Option<String>,
+    pub printer_snmp_port: u16,
+    /// Firmware component name → unit kind, where the guess from the name is wrong.
+    pub printer_unit_kinds: std::collections::BTreeMap<String, String>,
 }
 
 /// The environment variables' prefix: `FLEETCARE_AGENT_CENTER_URL`, …
@@ -101,6 +113,12 @@ impl AgentConfig {
             },
             journal: crate::journal::JournalLimits::default(),
             local_socket: None,
+            printers: Vec::new(),
+            printer_poll: Duration::from_secs(60),
+            printer_timeout: Duration::from_secs(10),
+            printer_snmp_community: None,
+            printer_snmp_port: 161,
+            printer_unit_kinds: std::collections::BTreeMap::new(),
         }
     }
 
@@ -282,6 +300,33 @@ impl AgentConfig {
             max_events: r.bounded("journal_max_events", 100_000, 10, 100_000_000),
             max_bytes: r.bounded("journal_max_mb", 64, 1, 1 << 20) << 20,
         };
+        c.printers = r.value("printers", Vec::new());
+        c.printer_poll = Duration::from_secs(r.bounded("printer_poll_s", 60, 1, 86_400));
+        c.printer_timeout = Duration::from_secs(r.bounded("printer_timeout_s", 10, 1, 300));
+        c.printer_snmp_community = r.optional("printer_snmp_community");
+        c.printer_snmp_port =
+            u16::try_from(r.bounded("printer_snmp_port", 161, 1, 65_535)).unwrap_or(161);
+        c.printer_unit_kinds = r.value("printer_unit_kinds", std::collections::BTreeMap::new());
+        if c.printers.len() > 1000 {
+            r.problem(format!(
+                "`printers`: {} printers; one agent stands in for at most 1000",
+                c.printers.len()
+            ));
+        }
+        for p in &c.printers {
+            if let Err(e) = crate::proxy::PrinterAddr::parse(
+                p,
+                c.printer_snmp_community.as_deref(),
+                c.printer_snmp_port,
+            ) {
+                r.problem(format!("`printers`: {e}"));
+            }
+        }
+        if !c.printers.is_empty() && c.inventory.is_some() {
+            r.problem(
+                "`printers` and `inventory`: a proxy's structure comes from its printers; set one",
+            );
+        }
         c
     }
 }

@@ -156,8 +156,9 @@ pub async fn run(
                 } else if let Some(t) = pending_trigger {
                     Some(t)
                 } else {
-                    match blocking(&journal, |j| j.stats()).await {
-                        Some(Ok(s)) => due(&triggers, &s),
+                    // An unchanged journal is not looked at again.
+                    match blocking(&journal, |j| j.changed_stats()).await {
+                        Some(Ok(Some(s))) => due(&triggers, &s),
                         _ => None,
                     }
                 }

@@ -117,6 +117,14 @@ pub struct Journal {
     conn: Mutex<Connection>,
     path: PathBuf,
     limits: JournalLimits,
+    /// Operating info has been written (at open, or since, through this journal): reading it
+    /// for every report is skipped until then. (Only the local API writes it, in the agent's
+    /// own process.)
+    operating_seen: std::sync::atomic::AtomicBool,
+    /// What [`Journal::changed_stats`] saw last: the database's `data_version` (changes by
+    /// other connections, such as `fleetcare-agent log`) and this journal's own writes.
+    seen: Mutex<Option<(i64, u64)>>,
+    writes: std::sync::atomic::AtomicU64,
 }
 
 fn db_err(path: &Path, e: impl std::fmt::Display) -> JournalError {
@@ -221,6 +229,11 @@ impl Journal {
                 open_conn(&path).map_err(|e| db_err(&path, e))?
             }
         };
+        let operating_seen = conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM operating)", [], |r| {
+                r.get::<_, bool>(0)
+            })
+            .map_err(|e| db_err(&path, e))?;
         if new_boot {
             let tx = conn.unchecked_transaction().map_err(|e| db_err(&path, e))?;
             let epoch = meta(&tx, "epoch").map_err(|e| db_err(&path, e))? + 1;
@@ -232,7 +245,16 @@ impl Journal {
             conn: Mutex::new(conn),
             path,
             limits,
+            operating_seen: std::sync::atomic::AtomicBool::new(operating_seen),
+            seen: Mutex::new(None),
+            writes: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Is there operating info to read?
+    pub fn has_operating(&self) -> bool {
+        self.operating_seen
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A journal in memory (a virtual device of the simulator): durable only as long as the
@@ -255,6 +277,9 @@ impl Journal {
             conn: Mutex::new(conn),
             path,
             limits,
+            operating_seen: std::sync::atomic::AtomicBool::new(false),
+            seen: Mutex::new(None),
+            writes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -330,6 +355,8 @@ impl Journal {
         set_meta(&tx, "next_seq", first + rows.len() as u64).map_err(|e| self.err(e))?;
         self.enforce_limits(&tx)?;
         tx.commit().map_err(|e| self.err(e))?;
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok((epoch, first))
     }
 
@@ -354,6 +381,8 @@ impl Journal {
             .lock()
             .expect("the journal lock is never poisoned");
         let tx = c.unchecked_transaction().map_err(|e| self.err(e))?;
+        self.operating_seen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         for (k, v) in values {
             tx.execute(
                 "INSERT INTO operating (key, value, at_ms) VALUES (?1, ?2, ?3) \
@@ -536,10 +565,53 @@ impl Journal {
                 params![epoch as i64, seq as i64],
             )
             .map_err(|e| self.err(e))?;
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(n as u64)
     }
 
+    /// The stats, unless nothing was written since the last call (`None`): the sending
+    /// triggers look often, and an unchanged journal costs one `PRAGMA` then.
+    pub fn changed_stats(&self) -> Result<Option<JournalStats>, JournalError> {
+        let now = {
+            let c = self
+                .conn
+                .lock()
+                .expect("the journal lock is never poisoned");
+            let v: i64 = c
+                .prepare_cached("PRAGMA data_version")
+                .and_then(|mut st| st.query_row([], |r| r.get(0)))
+                .map_err(|e| self.err(e))?;
+            (v, self.writes.load(std::sync::atomic::Ordering::SeqCst))
+        };
+        let mut seen = self.seen.lock().expect("seen");
+        if *seen == Some(now) {
+            return Ok(None);
+        }
+        let s = self.counts()?;
+        *seen = Some(now);
+        Ok(Some(s))
+    }
+
+    /// Everything `fleetcare-agent status` shows (quarantined journals included).
     pub fn stats(&self) -> Result<JournalStats, JournalError> {
+        let mut s = self.counts()?;
+        s.quarantined = std::fs::read_dir(self.path.parent().unwrap_or(Path::new(".")))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.starts_with("journal.db.corrupt-")
+                            && !n.ends_with("-wal")
+                            && !n.ends_with("-shm")
+                    })
+                    .count() as u64
+            })
+            .unwrap_or(0);
+        Ok(s)
+    }
+
+    fn counts(&self) -> Result<JournalStats, JournalError> {
         let c = self
             .conn
             .lock()
@@ -571,18 +643,6 @@ impl Journal {
         s.dropped = meta(&c, "dropped").map_err(|e| self.err(e))?;
         s.boot_epoch = meta(&c, "epoch").map_err(|e| self.err(e))?;
         drop(st);
-        s.quarantined = std::fs::read_dir(self.path.parent().unwrap_or(Path::new(".")))
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| {
-                        let n = e.file_name().to_string_lossy().into_owned();
-                        n.starts_with("journal.db.corrupt-")
-                            && !n.ends_with("-wal")
-                            && !n.ends_with("-shm")
-                    })
-                    .count() as u64
-            })
-            .unwrap_or(0);
         Ok(s)
     }
 }

@@ -53,6 +53,7 @@ pub mod journal;
 pub mod local;
 pub mod local_api;
 pub mod out;
+pub mod proxy;
 pub mod signals;
 pub mod source;
 pub mod update;

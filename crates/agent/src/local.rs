@@ -30,6 +30,10 @@ const STATE: &str = "state.json";
 const STATUS: &str = "status.json";
 const OUTBOX: &str = "outbox";
 const NOTIFICATIONS: &str = "notifications.json";
+/// Sequence numbers reserved at a time: `state.json` is written (and synced) once per block
+/// and when the structure changes, not for every report.
+pub const SEQ_BLOCK: u64 = 64;
+
 /// Notifications kept on the device.
 pub const MAX_NOTIFICATIONS: usize = 50;
 
@@ -42,7 +46,9 @@ pub struct Credential {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
-    /// The next report sequence number (starts at 1).
+    /// Report sequence numbers below this one may have been used: the agent reserves them in
+    /// blocks of [`SEQ_BLOCK`] and starts from here after a restart (a gap in the numbers is
+    /// harmless; a number used twice would be taken for a duplicate). Starts at 1.
     pub next_seq: u64,
     /// The reporting interval the center set, if any.
     pub center_interval_s: Option<u64>,
@@ -153,6 +159,8 @@ pub struct Local {
     files: Files,
     credential: Option<Credential>,
     state: State,
+    /// The next sequence number to use (below `state.next_seq`, the reserved ceiling).
+    next: u64,
     /// Held only in memory mode; on disk they are read from their file.
     notifications: Vec<Notification>,
     pub outbox: Outbox,
@@ -175,6 +183,7 @@ impl Local {
                 _lock: lock,
             },
             credential,
+            next: state.next_seq,
             state,
             notifications: Vec::new(),
             outbox,
@@ -186,6 +195,7 @@ impl Local {
         Local {
             files: Files::Memory,
             credential: None,
+            next: 1,
             state: State::default(),
             notifications: Vec::new(),
             outbox: Outbox::memory(outbox_max),
@@ -228,16 +238,21 @@ impl Local {
         Ok(())
     }
 
-    /// Take the next sequence number for a report of the structure with `fingerprint`;
-    /// saved before it is returned.
+    /// Take the next sequence number for a report of the structure with `fingerprint`. The
+    /// number is reserved durably before it is returned (a block at a time), and a new
+    /// fingerprint is saved with it.
     pub fn take_seq(&mut self, fingerprint: &str) -> Result<u64, LocalError> {
-        let seq = self.state.next_seq.max(1);
-        let next = State {
-            next_seq: seq + 1,
-            last_fingerprint: Some(fingerprint.to_owned()),
-            ..self.state.clone()
-        };
-        self.set_state(next)?;
+        let seq = self.next.max(1);
+        let changed = self.state.last_fingerprint.as_deref() != Some(fingerprint);
+        if seq >= self.state.next_seq || changed {
+            let next = State {
+                next_seq: self.state.next_seq.max(seq + SEQ_BLOCK),
+                last_fingerprint: Some(fingerprint.to_owned()),
+                ..self.state.clone()
+            };
+            self.set_state(next)?;
+        }
+        self.next = seq + 1;
         Ok(seq)
     }
 
@@ -325,7 +340,9 @@ struct Entry {
 pub struct Outbox {
     /// `None`: in memory, the reports themselves in `held`.
     dir: Option<PathBuf>,
-    held: BTreeMap<u64, StructureReport>,
+    /// On disk: the newest report pushed, so that sending it does not read it back.
+    newest: Option<std::sync::Arc<StructureReport>>,
+    held: BTreeMap<u64, std::sync::Arc<StructureReport>>,
     max: usize,
     entries: BTreeMap<u64, Entry>,
     dropped: u64,
@@ -365,6 +382,7 @@ impl Outbox {
         }
         Ok(Outbox {
             dir: Some(dir.to_owned()),
+            newest: None,
             held: BTreeMap::new(),
             max,
             entries,
@@ -375,6 +393,7 @@ impl Outbox {
     fn memory(max: usize) -> Outbox {
         Outbox {
             dir: None,
+            newest: None,
             held: BTreeMap::new(),
             max,
             entries: BTreeMap::new(),
@@ -403,29 +422,30 @@ impl Outbox {
         self.entries.keys().next_back().copied()
     }
 
-    /// Queue a report durably.
-    pub fn push(&mut self, report: &StructureReport) -> Result<(), LocalError> {
-        let fp = fingerprint(report);
+    /// Queue a report durably; `fp` is its structure's fingerprint ([`fingerprint`]).
+    pub fn push(&mut self, report: StructureReport, fp: String) -> Result<(), LocalError> {
+        let (seq, trigger) = (report.seq, report.trigger);
         match &self.dir {
-            Some(dir) => write_json(&Self::path(dir, report.seq), report, Mode::Shared)?,
+            Some(dir) => {
+                write_json(&Self::path(dir, seq), &report, Mode::Shared)?;
+                self.newest = Some(std::sync::Arc::new(report));
+            }
             None => {
-                self.held.insert(report.seq, report.clone());
+                self.held.insert(seq, std::sync::Arc::new(report));
             }
         }
+        let report = Entry {
+            trigger,
+            fingerprint: fp,
+        };
         if report.trigger == Trigger::Periodic
-            && let Some((&seq, newest)) = self.entries.iter().next_back()
+            && let Some((&newest_seq, newest)) = self.entries.iter().next_back()
             && newest.trigger == Trigger::Periodic
-            && newest.fingerprint == fp
+            && newest.fingerprint == report.fingerprint
         {
-            self.remove(seq)?;
+            self.remove(newest_seq)?;
         }
-        self.entries.insert(
-            report.seq,
-            Entry {
-                trigger: report.trigger,
-                fingerprint: fp,
-            },
-        );
+        self.entries.insert(seq, report);
         while self.entries.len() > self.max {
             let oldest = *self.entries.keys().next().expect("not empty");
             tracing::warn!(
@@ -439,11 +459,21 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queue a report, computing its fingerprint.
+    #[cfg(test)]
+    fn queue(&mut self, report: StructureReport) -> Result<(), LocalError> {
+        let fp = fingerprint(&report);
+        self.push(report, fp)
+    }
+
     /// The oldest queued report.
-    pub fn first(&mut self) -> Result<Option<StructureReport>, LocalError> {
+    pub fn first(&mut self) -> Result<Option<std::sync::Arc<StructureReport>>, LocalError> {
         while let Some(&seq) = self.entries.keys().next() {
             let got = match &self.dir {
-                Some(dir) => read_json(&Self::path(dir, seq)),
+                Some(_) if self.newest.as_ref().is_some_and(|r| r.seq == seq) => {
+                    Ok(self.newest.clone())
+                }
+                Some(dir) => read_json(&Self::path(dir, seq)).map(|r| r.map(std::sync::Arc::new)),
                 None => Ok(self.held.get(&seq).cloned()),
             };
             match got {
@@ -458,18 +488,27 @@ impl Outbox {
         Ok(None)
     }
 
-    /// The center acknowledged (or refused for good) report `seq`: forget it.
+    /// The center acknowledged (or refused for good) report `seq`: forget it. The removal
+    /// need not be durable: a report that comes back after a crash is sent again, and the
+    /// center acknowledges it as the duplicate it is.
     pub fn remove(&mut self, seq: u64) -> Result<(), LocalError> {
         match &self.dir {
             Some(dir) => {
                 let path = Self::path(dir, seq);
-                remove_durably(&path).map_err(io_err(&path))?;
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(&path)(e)),
+                }
             }
             None => {
                 self.held.remove(&seq);
             }
         }
         self.entries.remove(&seq);
+        if self.newest.as_ref().is_some_and(|r| r.seq == seq) {
+            self.newest = None;
+        }
         Ok(())
     }
 }
@@ -516,10 +555,10 @@ mod tests {
             let s2 = l.take_seq("fp").expect("seq");
             assert_eq!((s1, s2), (1, 2));
             l.outbox
-                .push(&report(s1, Trigger::Connect, "E1"))
+                .queue(report(s1, Trigger::Connect, "E1"))
                 .expect("push");
             l.outbox
-                .push(&report(s2, Trigger::Change, "E2"))
+                .queue(report(s2, Trigger::Change, "E2"))
                 .expect("push");
         }
         // state.json lost: the outbox still keeps numbers from being reused.
@@ -539,10 +578,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut l = Local::open(dir.path(), 3).expect("open");
         l.outbox
-            .push(&report(1, Trigger::Periodic, "E1"))
+            .queue(report(1, Trigger::Periodic, "E1"))
             .expect("push");
         l.outbox
-            .push(&report(2, Trigger::Periodic, "E1"))
+            .queue(report(2, Trigger::Periodic, "E1"))
             .expect("push");
         assert_eq!(
             l.outbox.len(),
@@ -551,13 +590,13 @@ mod tests {
         );
         assert_eq!(l.outbox.first().expect("read").expect("queued").seq, 2);
         l.outbox
-            .push(&report(3, Trigger::Change, "E2"))
+            .queue(report(3, Trigger::Change, "E2"))
             .expect("push");
         l.outbox
-            .push(&report(4, Trigger::Periodic, "E2"))
+            .queue(report(4, Trigger::Periodic, "E2"))
             .expect("push");
         l.outbox
-            .push(&report(5, Trigger::Change, "E3"))
+            .queue(report(5, Trigger::Change, "E3"))
             .expect("push");
         assert_eq!(l.outbox.len(), 3);
         assert_eq!(l.outbox.dropped(), 1);
@@ -581,10 +620,10 @@ mod tests {
         {
             let mut l = Local::open(dir.path(), 10).expect("open");
             l.outbox
-                .push(&report(1, Trigger::Change, "E1"))
+                .queue(report(1, Trigger::Change, "E1"))
                 .expect("push");
             l.outbox
-                .push(&report(2, Trigger::Change, "E2"))
+                .queue(report(2, Trigger::Change, "E2"))
                 .expect("push");
         }
         std::fs::write(

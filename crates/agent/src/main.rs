@@ -164,13 +164,18 @@ fn init_logs(format: &str) {
 async fn run(config: PathBuf, log_format: &str) -> anyhow::Result<()> {
     let cfg = load_config(&config)?;
     init_logs(log_format);
-    let inventory = cfg.inventory.clone().with_context(|| {
-        format!(
-            "{}: `inventory` is required: the agent binary reads the structure from an \
-             inventory file (integrators with unit drivers build their own agent on the library)",
-            config.display()
-        )
-    })?;
+    let inventory = if cfg.printers.is_empty() {
+        Some(cfg.inventory.clone().with_context(|| {
+            format!(
+                "{}: `inventory` (or, for a LAN proxy, `printers`) is required: the agent binary \
+                 reads the structure from an inventory file or from printers (integrators with \
+                 unit drivers build their own agent on the library)",
+                config.display()
+            )
+        })?)
+    } else {
+        None
+    };
     let mut signals = Termination::install()?;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -178,10 +183,19 @@ async fn run(config: PathBuf, log_format: &str) -> anyhow::Result<()> {
         tracing::info!("stopping");
         let _ = stop.send(true);
     });
-    tracing::info!(center = %cfg.center_url, data_dir = %cfg.data_dir.display(), "agent starting");
-    Agent::new(cfg, InventoryFile::new(inventory))
-        .run(shutdown)
-        .await?;
+    match inventory {
+        Some(inventory) => {
+            tracing::info!(center = %cfg.center_url, data_dir = %cfg.data_dir.display(), "agent starting");
+            Agent::new(cfg, InventoryFile::new(inventory))
+                .run(shutdown)
+                .await?;
+        }
+        None => {
+            tracing::info!(center = %cfg.center_url, data_dir = %cfg.data_dir.display(),
+                printers = cfg.printers.len(), "agent starting as a LAN proxy");
+            fleetcare_agent::proxy::run(cfg, shutdown).await?;
+        }
+    }
     Ok(())
 }
 

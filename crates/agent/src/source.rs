@@ -41,6 +41,19 @@ pub enum SourceError {
 pub trait StructureSource: Send + Sync + 'static {
     fn read(&self) -> Result<Snapshot, SourceError>;
 
+    /// `read` only copies what is in memory (or stats a file): call it on the agent's own
+    /// thread instead of a blocking one.
+    fn cheap(&self) -> bool {
+        false
+    }
+
+    /// A token that changes whenever what `read` returns may have changed (`None`: unknown,
+    /// read every time). The agent's periodic change check skips a source whose token is the
+    /// same as last time.
+    fn version(&self) -> Option<u64> {
+        None
+    }
+
     /// The center takes a unit out of service (`false`) or puts it back: stop (or resume)
     /// using it. The agent then reports the unit with `in_service = false` whatever `read`
     /// says. The default does nothing (an inventory file has nothing to stop).
@@ -306,6 +319,20 @@ impl InventoryFile {
 }
 
 impl StructureSource for InventoryFile {
+    fn cheap(&self) -> bool {
+        true
+    }
+
+    /// The file's size, modification time and inode (a `stat`).
+    fn version(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.path).ok()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (meta.len(), meta.modified().ok(), meta.ino()).hash(&mut h);
+        Some(h.finish())
+    }
+
     fn read(&self) -> Result<Snapshot, SourceError> {
         use std::os::unix::fs::MetadataExt;
         let io = |source| SourceError::Io {

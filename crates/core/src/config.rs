@@ -88,6 +88,27 @@ impl Setting for Vec<String> {
     }
 }
 
+impl Setting for std::collections::BTreeMap<String, String> {
+    const EXPECTED: &'static str =
+        "a table of strings (in the environment: comma-separated name=value pairs)";
+    fn from_toml(v: &toml::Value) -> Option<Self> {
+        v.as_table()?
+            .iter()
+            .map(|(k, x)| x.as_str().map(|x| (k.clone(), x.to_owned())))
+            .collect()
+    }
+    fn from_env(s: &str) -> Option<Self> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                Some((k.trim().to_owned(), v.trim().to_owned()))
+            })
+            .collect()
+    }
+}
+
 /// Reads one binary's keys; see the module documentation.
 pub struct ConfigReader<'e> {
     file: toml::Table,

@@ -72,18 +72,29 @@ fn check_device_id(s: &str, field: &str, problems: &mut Vec<String>) {
 
 /// A name (model, slot, serial, version, …): 1–64 characters (0 allowed where `may_be_empty`),
 /// no control characters, no surrounding whitespace.
-fn check_name(s: &str, field: &str, may_be_empty: bool, problems: &mut Vec<String>) {
+/// (`field` is only formatted when there is a problem: this runs for every name of every
+/// report.)
+fn check_name(
+    s: &str,
+    field: impl FnOnce() -> String,
+    may_be_empty: bool,
+    problems: &mut Vec<String>,
+) {
     let n = s.chars().count();
     if n > MAX_NAME_LEN {
         problems.push(format!(
-            "{field}: longer than {MAX_NAME_LEN} characters ({n})"
+            "{}: longer than {MAX_NAME_LEN} characters ({n})",
+            field()
         ));
     } else if n == 0 && !may_be_empty {
-        problems.push(format!("{field}: must not be empty"));
+        problems.push(format!("{}: must not be empty", field()));
     } else if s.chars().any(char::is_control) {
-        problems.push(format!("{field}: contains control characters"));
+        problems.push(format!("{}: contains control characters", field()));
     } else if s.trim() != s {
-        problems.push(format!("{field}: {s:?} has leading or trailing whitespace"));
+        problems.push(format!(
+            "{}: {s:?} has leading or trailing whitespace",
+            field()
+        ));
     }
 }
 
@@ -98,7 +109,7 @@ impl Structure {
     /// Validate a device model and its units. Every problem is reported, not just the first.
     pub fn new(model: &str, units: Vec<Unit>) -> Result<Structure, ValidationError> {
         let mut problems = Vec::new();
-        check_name(model, "model", false, &mut problems);
+        check_name(model, || "model".into(), false, &mut problems);
         if units.len() > MAX_UNITS {
             problems.push(format!(
                 "units: {} units, at most {MAX_UNITS} allowed",
@@ -109,36 +120,73 @@ impl Structure {
         let mut by_slot = BTreeMap::new();
         let mut serials = BTreeMap::new();
         for (i, mut unit) in units.into_iter().enumerate() {
-            let at = format!("units[{i}]");
-            check_name(&unit.slot, &format!("{at}.slot"), false, &mut problems);
-            check_name(&unit.kind, &format!("{at}.kind"), false, &mut problems);
-            check_name(&unit.model, &format!("{at}.model"), false, &mut problems);
-            check_name(&unit.serial, &format!("{at}.serial"), false, &mut problems);
+            let at = || format!("units[{i}]");
+            check_name(
+                &unit.slot,
+                || format!("{}.slot", at()),
+                false,
+                &mut problems,
+            );
+            check_name(
+                &unit.kind,
+                || format!("{}.kind", at()),
+                false,
+                &mut problems,
+            );
+            check_name(
+                &unit.model,
+                || format!("{}.model", at()),
+                false,
+                &mut problems,
+            );
+            check_name(
+                &unit.serial,
+                || format!("{}.serial", at()),
+                false,
+                &mut problems,
+            );
             check_name(
                 &unit.hw_revision,
-                &format!("{at}.hw_revision"),
+                || format!("{}.hw_revision", at()),
                 true,
                 &mut problems,
             );
             if unit.software.len() > MAX_SOFTWARE_PER_UNIT {
                 problems.push(format!(
-                    "{at}.software: {} entries, at most {MAX_SOFTWARE_PER_UNIT} allowed",
+                    "{}.software: {} entries, at most {MAX_SOFTWARE_PER_UNIT} allowed",
+                    at(),
                     unit.software.len()
                 ));
                 continue;
             }
             let mut seen = BTreeMap::new();
             for (j, sw) in unit.software.iter().enumerate() {
-                let at = format!("{at}.software[{j}]");
-                check_name(&sw.product, &format!("{at}.product"), false, &mut problems);
-                check_name(&sw.maker, &format!("{at}.maker"), false, &mut problems);
-                check_name(&sw.version, &format!("{at}.version"), false, &mut problems);
+                let sat = || format!("{}.software[{j}]", at());
+                check_name(
+                    &sw.product,
+                    || format!("{}.product", sat()),
+                    false,
+                    &mut problems,
+                );
+                check_name(
+                    &sw.maker,
+                    || format!("{}.maker", sat()),
+                    false,
+                    &mut problems,
+                );
+                check_name(
+                    &sw.version,
+                    || format!("{}.version", sat()),
+                    false,
+                    &mut problems,
+                );
                 if seen
-                    .insert((sw.product.clone(), sw.maker.clone(), sw.active), j)
+                    .insert((&sw.product, &sw.maker, sw.active), j)
                     .is_some()
                 {
                     problems.push(format!(
-                        "{at}: a second {} copy of {}/{} on slot {:?}",
+                        "{}: a second {} copy of {}/{} on slot {:?}",
+                        sat(),
                         if sw.active { "active" } else { "inactive" },
                         sw.maker,
                         sw.product,
@@ -148,7 +196,8 @@ impl Structure {
             }
             if let Some(prev) = serials.insert(unit.serial.clone(), unit.slot.clone()) {
                 problems.push(format!(
-                    "{at}.serial: {:?} is also the serial of slot {prev:?}; serials identify units",
+                    "{}.serial: {:?} is also the serial of slot {prev:?}; serials identify units",
+                    at(),
                     unit.serial
                 ));
             }
@@ -157,7 +206,8 @@ impl Structure {
             });
             if by_slot.contains_key(&unit.slot) {
                 problems.push(format!(
-                    "{at}.slot: {:?} appears twice; slots identify units",
+                    "{}.slot: {:?} appears twice; slots identify units",
+                    at(),
                     unit.slot
                 ));
             } else {
@@ -176,6 +226,11 @@ impl Structure {
 
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// The units, by slot (their software sorted), taken out of the structure.
+    pub fn into_units(self) -> Vec<Unit> {
+        self.units.into_values().collect()
     }
 
     pub fn units(&self) -> impl ExactSizeIterator<Item = &Unit> {
@@ -219,7 +274,7 @@ pub fn check_operating(operating: &BTreeMap<String, f64>) -> Result<(), Validati
         ));
     } else {
         for (k, v) in operating {
-            check_name(k, "operating key", false, &mut problems);
+            check_name(k, || "operating key".into(), false, &mut problems);
             if !v.is_finite() {
                 problems.push(format!("operating.{k}: must be a finite number"));
             }
@@ -236,7 +291,7 @@ pub fn check_operating(operating: &BTreeMap<String, f64>) -> Result<(), Validati
 pub fn validate_identity(device_id: &str, model: &str) -> Result<DeviceId, ValidationError> {
     let mut problems = Vec::new();
     check_device_id(device_id, "device_id", &mut problems);
-    check_name(model, "model", false, &mut problems);
+    check_name(model, || "model".into(), false, &mut problems);
     if problems.is_empty() {
         Ok(DeviceId(device_id.to_owned()))
     } else {

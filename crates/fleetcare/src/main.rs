@@ -8,6 +8,11 @@ mod diag_cmd;
 mod sim_cmd;
 mod table;
 
+/// mimalloc: the services allocate and free small buffers at a high rate on several threads,
+/// where glibc's allocator spends a third of the time and fragments.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -253,6 +258,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking work is bounded where it starts (store reads, file IO); a thread each for
+        // a burst of it would cost memory, not speed.
+        .max_blocking_threads(64)
         .build()
     {
         Ok(rt) => rt,

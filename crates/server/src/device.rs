@@ -267,6 +267,7 @@ pub async fn poll(
         ));
     }
     st.hub.poll_done(&mailbox);
+    st.metrics.polls.inc();
     st.metrics.commands_sent.inc_by(commands.len() as u64);
     Ok(Json(PollResponse { commands }))
 }

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub rejected: Family<ReasonLabel, Counter>,
     pub enrollments: Counter,
     pub commands_sent: Counter,
+    /// Long polls answered (B4: an unchanged poll writes nothing to the store).
+    pub polls: Counter,
     pub ingest_seconds: Histogram,
     pub push_connections: Gauge,
     pub store_group_commits: Counter,
@@ -84,6 +86,12 @@ impl Metrics {
             "fleetcare_commands_sent",
             "Commands queued for connected devices",
             commands_sent.clone(),
+        );
+        let polls = Counter::default();
+        registry.register(
+            "fleetcare_polls",
+            "Long polls answered (with or without commands)",
+            polls.clone(),
         );
         let ingest_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
         registry.register_with_unit(
@@ -201,6 +209,7 @@ impl Metrics {
             rejected,
             enrollments,
             commands_sent,
+            polls,
             ingest_seconds,
             push_connections,
             store_group_commits,

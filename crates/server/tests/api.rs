@@ -507,3 +507,54 @@ async fn health_metrics_and_openapi() {
     }
     assert!(doc["components"]["schemas"]["DeviceView"].is_object());
 }
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).expect("write");
+    e.finish().expect("finish")
+}
+
+/// A gzipped body (what agents send for larger reports) is taken; the size limit applies to
+/// what it inflates to, so a compression bomb is refused with 413 and changes nothing, as is
+/// a body that is not the gzip it says it is.
+#[tokio::test]
+async fn gzipped_reports_are_taken_and_bombs_refused() {
+    let f = fixture().await;
+    let token = enroll(&f, "DEV-1").await;
+    let send = |body: Vec<u8>, encoding: &'static str| {
+        let app = f.app.clone();
+        let token = token.clone();
+        async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::builder()
+                .method("POST")
+                .uri("/device/v1/reports")
+                .header(axum::http::header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .header(axum::http::header::CONTENT_ENCODING, encoding)
+                .body(Body::from(body))
+                .expect("request");
+            let resp = app.oneshot(req).await.expect("infallible");
+            resp.status()
+        }
+    };
+    let plain = serde_json::to_vec(&report("DEV-1", 1, "F-1")).expect("json");
+    let gz = gzip(&plain);
+    assert!(gz.len() < plain.len());
+    assert_eq!(send(gz, "gzip").await, StatusCode::OK);
+    let before = snapshot(&f, "DEV-1").await;
+    // 64 MiB of spaces inside a valid report shape: a few hundred KiB gzipped.
+    let mut bomb = b"{\"device_id\":\"DEV-1\",\"pad\":\"".to_vec();
+    bomb.extend(std::iter::repeat_n(b' ', 64 << 20));
+    bomb.extend_from_slice(b"\"}");
+    let bomb = gzip(&bomb);
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    assert_eq!(send(bomb, "gzip").await, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        send(b"not gzip at all".to_vec(), "gzip").await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(send(plain, "br").await, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(snapshot(&f, "DEV-1").await, before, "nothing changed");
+}

@@ -32,6 +32,8 @@ pub struct SimDevice {
     pub(crate) working: Mutex<Working>,
     pub journal: Arc<Journal>,
     pub(crate) handle: OnceLock<AgentHandle>,
+    /// Bumped whenever the structure changes (the source's change token).
+    pub(crate) version: std::sync::atomic::AtomicU64,
     install_failure: f64,
     stage_failure: f64,
 }
@@ -57,6 +59,7 @@ impl SimDevice {
             }),
             journal: Arc::new(journal),
             handle: OnceLock::new(),
+            version: std::sync::atomic::AtomicU64::new(0),
             install_failure,
             stage_failure,
         }
@@ -81,6 +84,8 @@ impl SimDevice {
     /// Change the device (a unit swap, …) and have the agent look at it now.
     pub fn change(&self, f: impl FnOnce(&mut Snapshot)) {
         f(&mut self.working.lock().expect("device").snapshot);
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(h) = self.handle.get() {
             h.structure_changed();
         }
@@ -106,6 +111,14 @@ pub struct SimSource(pub Arc<SimDevice>);
 impl StructureSource for SimSource {
     fn read(&self) -> Result<Snapshot, SourceError> {
         Ok(self.0.snapshot())
+    }
+
+    fn cheap(&self) -> bool {
+        true
+    }
+
+    fn version(&self) -> Option<u64> {
+        Some(self.0.version.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     fn set_in_service(&self, slot: &str, in_service: bool) -> Result<(), String> {

@@ -218,7 +218,8 @@ impl Sim {
             stats.clone(),
             shutdown.clone(),
         ));
-        let client = CenterClient::new(&opts.center_url, Duration::from_secs(30));
+        // One pool for the fleet: connections are shared, a few hundred kept idle.
+        let client = CenterClient::with_pool(&opts.center_url, Duration::from_secs(30), 256);
         let agents = Arc::new(Mutex::new(Vec::with_capacity(opts.devices)));
         let (started_tx, started) = watch::channel(0usize);
         let starter = {

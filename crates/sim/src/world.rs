@@ -87,8 +87,11 @@ pub(crate) fn advance(d: &SimDevice, p: &Profile, sim_s: f64) -> (u64, bool) {
             Err(e) => tracing::warn!(device = %d.id, error = %e, "the journal refused events"),
         }
     }
-    if swapped && let Some(h) = d.handle.get() {
-        h.structure_changed();
+    if swapped {
+        d.version.fetch_add(1, Ordering::Relaxed);
+        if let Some(h) = d.handle.get() {
+            h.structure_changed();
+        }
     }
     (logged, swapped)
 }

@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
@@ -29,6 +29,12 @@ const READERS: usize = 8;
 /// only when no reader uses it, which under steady load may be never: without this the log
 /// grows without bound (seen: 12 GB beside a 2 GB database).
 pub const WAL_LIMIT: u64 = 64 * 1024 * 1024;
+/// Under load, a group of fewer writes than this waits up to [`COMMIT_DELAY`] for more
+/// (PostgreSQL's `commit_siblings` and `commit_delay`).
+const COMMIT_SIBLINGS: usize = 32;
+const COMMIT_DELAY: Duration = Duration::from_millis(2);
+/// How often the checkpointer copies the log into the database while writes happen.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// Page cache of the writer connection, in KiB (negative: SQLite's unit for KiB).
 const WRITER_CACHE_KIB: i64 = -64 * 1024;
 
@@ -49,6 +55,9 @@ struct Inner {
     path: PathBuf,
     writer: mpsc::Sender<Msg>,
     readers: Mutex<Vec<Connection>>,
+    /// At most [`READERS`] reads at a time: a burst of reads waits here instead of opening a
+    /// connection (and occupying a blocking thread, with its own page cache) for each.
+    read_permits: tokio::sync::Semaphore,
     /// Commits since the last checkpoint; the checkpointer skips idle seconds.
     commits: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -124,6 +133,7 @@ impl SqliteStore {
             path,
             writer: tx,
             readers: Mutex::new(Vec::new()),
+            read_permits: tokio::sync::Semaphore::new(READERS),
             commits,
             stop,
         })))
@@ -167,6 +177,12 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.0.clone();
+        let _permit = self
+            .0
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
             let conn = match inner.readers.lock().expect("reader pool").pop() {
                 Some(c) => c,
@@ -677,6 +693,11 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
     })
 }
 
+/// A transaction-control statement, prepared once (they run for every write).
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// The writer: take every waiting write, run each in a savepoint, commit once, answer all.
 fn wal_path(db: &Path) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
@@ -694,23 +715,34 @@ fn writer_loop(
     let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     let mut finishes: Vec<Finish> = Vec::with_capacity(MAX_GROUP);
     let mut close: Option<oneshot::Sender<Result<()>>> = None;
+    let mut last_commit = Instant::now() - COMMIT_DELAY * 10;
     while close.is_none() {
         match rx.blocking_recv() {
             Some(Msg::Write(job)) => group.push(job),
             Some(Msg::Close(tx)) => close = Some(tx),
             None => break,
         }
+        // Under load (the previous commit was just now), a small group waits a moment for
+        // company: one fsync and one copy of each page for more writes. Idle, a write goes at
+        // once.
+        let busy = last_commit.elapsed() < COMMIT_DELAY * 2;
+        let gather_until = Instant::now() + COMMIT_DELAY;
         while group.len() < MAX_GROUP && close.is_none() {
             match rx.try_recv() {
                 Ok(Msg::Write(job)) => group.push(job),
                 Ok(Msg::Close(tx)) => close = Some(tx),
+                Err(_)
+                    if busy && group.len() < COMMIT_SIBLINGS && Instant::now() < gather_until =>
+                {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
                 Err(_) => break,
             }
         }
         if group.is_empty() {
             continue;
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
             // Nothing ran: dropping the jobs drops their answer channels, and every caller
             // of the group gets an error; nothing was stored.
             tracing::error!(error = %e, writes = group.len(), "could not begin a group commit");
@@ -718,19 +750,20 @@ fn writer_loop(
             continue;
         }
         for job in group.drain(..) {
-            let _ = conn.execute_batch("SAVEPOINT w");
+            let _ = control(&conn, "SAVEPOINT w");
             let (ok, finish) = match catch_unwind(AssertUnwindSafe(|| job(&conn))) {
                 Ok(r) => r,
                 Err(_) => (false, Box::new(|_| ()) as Finish),
             };
             if !ok {
-                let _ = conn.execute_batch("ROLLBACK TO w");
+                let _ = control(&conn, "ROLLBACK TO w");
             }
-            let _ = conn.execute_batch("RELEASE w");
+            let _ = control(&conn, "RELEASE w");
             finishes.push(finish);
         }
-        let commit_err = match conn.execute_batch("COMMIT") {
+        let commit_err = match control(&conn, "COMMIT") {
             Ok(()) => {
+                last_commit = Instant::now();
                 commits.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -780,7 +813,7 @@ fn checkpoint_loop(path: &Path, commits: &AtomicU64, stop: &AtomicBool) {
     };
     let mut seen = 0;
     while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(CHECKPOINT_EVERY);
         let now = commits.load(Ordering::Relaxed);
         if now == seen {
             continue;

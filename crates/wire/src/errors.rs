@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 pub const SEVERITIES: &[&str] = &["debug", "info", "warning", "error", "critical"];
 
 /// Standard printer alert fields (Printer MIB `prtAlertTable`, RFC 3805).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PrinterAlert {
     /// `prtAlertSeverityLevel`: `other`, `critical`, `warning`, `warningBinaryChangeEvent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

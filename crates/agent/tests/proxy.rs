@@ -1,0 +1,443 @@
+//! LAN-proxy mode end to end: the real `fleetcare-agent run` binary stands in for a real IPP
+//! printer (`ippeveprinter`, CUPS) and for a printer that speaks only SNMP (`snmpd` serving
+//! the Printer MIB through `pass_persist`), in front of a real center. The center shows each
+//! printer as a device with its units and software, the state reasons and alerts that appear
+//! as error events, and a firmware change after the printer restarts with other versions.
+//!
+//! The printers come from Debian packages (`cups-ipp-utils`, `snmpd`; `scripts/test` installs
+//! them). Without them each test says loudly that it was skipped — except under CI, where a
+//! missing printer is a failure. `ippeveprinter` needs a running avahi daemon; the tests start
+//! one limited to the loopback interface if none runs.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fleetcare_server::{Center, ServerConfig};
+use fleetcare_testkit::eventually;
+use serde_json::Value;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// `name` from the PATH or /usr/sbin, if installed.
+fn tool(name: &str) -> Option<PathBuf> {
+    let sbin = Path::new("/usr/sbin").join(name);
+    if sbin.exists() {
+        return Some(sbin);
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
+/// The tool, or `None` after saying loudly that the test is skipped (a failure under CI).
+fn needed(name: &str, package: &str) -> Option<PathBuf> {
+    let t = tool(name);
+    if t.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is missing under CI: scripts/test installs {package}"
+        );
+        eprintln!(
+            "SKIPPED: {name} is not installed (Debian package {package}; scripts/test installs it)"
+        );
+    }
+    t
+}
+
+/// A child process that is killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// ippeveprinter registers with DNS-SD and stops without an avahi daemon: make sure one runs
+/// (started here, on the loopback interface only, if none does).
+async fn ensure_avahi() -> bool {
+    let Some(avahi) = tool("avahi-daemon") else {
+        eprintln!("SKIPPED: avahi-daemon is not installed (Debian package avahi-daemon)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "avahi-daemon missing under CI"
+        );
+        return false;
+    };
+    let running = || {
+        Command::new(&avahi)
+            .arg("--check")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if running() {
+        return true;
+    }
+    if !Path::new("/run/dbus/system_bus_socket").exists() {
+        let _ = std::fs::create_dir_all("/run/dbus");
+        let _ = Command::new("dbus-daemon")
+            .args(["--system", "--fork"])
+            .status();
+    }
+    let conf = std::env::temp_dir().join("fleetcare-test-avahi.conf");
+    std::fs::write(
+        &conf,
+        "[server]\nallow-interfaces=lo\nuse-ipv6=no\n[wide-area]\nenable-wide-area=no\n\
+         [publish]\npublish-hinfo=no\npublish-workstation=no\n",
+    )
+    .expect("avahi config");
+    let _ = Command::new(&avahi)
+        .arg("-f")
+        .arg(&conf)
+        .args(["-D", "--no-chroot", "--no-drop-root"])
+        .status();
+    eventually("the avahi daemon runs", PATIENCE, || async {
+        running().then_some(())
+    })
+    .await;
+    true
+}
+
+/// ippeveprinter on `port` with these attributes, until dropped.
+async fn printer(bin: &Path, dir: &Path, port: u16, attrs: &str) -> Proc {
+    let conf = dir.join(format!("attrs-{port}.conf"));
+    std::fs::write(&conf, attrs).expect("attrs");
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&spool).expect("spool");
+    let child = Command::new(bin)
+        .arg("-a")
+        .arg(&conf)
+        .arg("-c")
+        .arg(data("print-command.sh"))
+        .arg("-d")
+        .arg(&spool)
+        .args(["-p", &port.to_string(), "-n", "localhost", "fleetcare-test"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ippeveprinter starts");
+    let p = Proc(child);
+    eventually("the printer listens", PATIENCE, || async {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    p
+}
+
+fn attrs(controller: &str, engine: &str) -> String {
+    format!(
+        "ATTR textWithoutLanguage printer-make-and-model \"Acme MFP 9000\"\n\
+         ATTR textWithoutLanguage printer-device-id \"MFG:Acme;MDL:MFP 9000;CMD:PWGRaster;SN:ACM9K-000777;\"\n\
+         ATTR nameWithoutLanguage printer-firmware-name \"Main Controller\",\"Print Engine\"\n\
+         ATTR textWithoutLanguage printer-firmware-string-version \"{controller}\",\"{engine}\"\n\
+         ATTR octetString printer-firmware-version \"{controller}\",\"{engine}\"\n\
+         ATTR octetString printer-supply \"index=1;class=supplyThatIsConsumed;type=toner;unit=percent;maxcapacity=100;level=12;colorantname=black;\"\n\
+         ATTR textWithoutLanguage printer-supply-description \"Black Toner\"\n\
+         ATTR integer printer-impressions-completed 184220\n\
+         ATTR mimeMediaType document-format-supported \"application/octet-stream\",\"text/plain\"\n"
+    )
+}
+
+async fn center(dir: &Path) -> Center {
+    Center::start(&ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.join("center"),
+        ..ServerConfig::default()
+    })
+    .await
+    .expect("center")
+}
+
+/// The real agent binary in proxy mode for these printers.
+fn proxy(center: &Center, dir: &Path, printers: &[String], extra: &str) -> Proc {
+    let list: Vec<String> = printers.iter().map(|p| format!("{p:?}")).collect();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "center_url = \"{}\"\nenrollment_key = \"{}\"\ndata_dir = \"proxy-data\"\n\
+             printers = [{}]\nprinter_poll_s = 1\nprinter_timeout_s = 5\n\
+             backoff_initial_ms = 50\nbackoff_max_s = 1\nerrors_immediate_severity = \"info\"\n{extra}",
+            center.url(),
+            center.boot.enrollment_key,
+            list.join(", ")
+        ),
+    )
+    .expect("config");
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_fleetcare-agent"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("FLEETCARE_LOG", "warn")
+            .spawn()
+            .expect("the agent starts"),
+    )
+}
+
+async fn get(center: &Center, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}{path}", center.url()))
+        .bearer_auth(&center.boot.admin_token)
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+fn versions(d: &Value) -> Vec<(String, String)> {
+    d["units"]
+        .as_array()
+        .map(|units| {
+            units
+                .iter()
+                .map(|u| {
+                    (
+                        u["slot"].as_str().unwrap_or_default().to_owned(),
+                        u["software"][0]["version"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_ipp_printer_becomes_a_device_with_units_alerts_and_firmware_changes() {
+    let Some(bin) = needed("ippeveprinter", "cups-ipp-utils") else {
+        return;
+    };
+    let Some(ipptool) = needed("ipptool", "cups-ipp-utils") else {
+        return;
+    };
+    if !ensure_avahi().await {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let center = center(dir.path()).await;
+    let port = free_port();
+    let uri = format!("ipp://localhost:{port}/ipp/print");
+    let p = printer(&bin, dir.path(), port, &attrs("G1.23", "3.01.04")).await;
+    let _agent = proxy(&center, dir.path(), std::slice::from_ref(&uri), "");
+
+    // The printer, as a device: its units are its firmware components.
+    let d = eventually("the printer is a device", PATIENCE, || async {
+        let d = get(&center, "/api/v1/devices/ACM9K-000777").await;
+        (d["online"] == true && d["units"].as_array().is_some_and(|u| u.len() == 2)).then_some(d)
+    })
+    .await;
+    assert_eq!(d["model"], "acme-mfp-9000", "{d}");
+    assert_eq!(
+        versions(&d),
+        [
+            ("main-controller".to_owned(), "G1.23".to_owned()),
+            ("print-engine".to_owned(), "3.01.04".to_owned())
+        ]
+    );
+    assert_eq!(d["units"][0]["kind"], "controller");
+    assert_eq!(d["units"][1]["kind"], "engine");
+    assert_eq!(d["units"][0]["software"][0]["maker"], "acme");
+    assert_eq!(d["operating"]["supply.black-toner_pct"], 12.0, "{d}");
+    assert_eq!(d["operating"]["pages_total"], 184_220.0, "{d}");
+
+    // A job jams the printer: the state reason and the alert that appear are error events.
+    let doc = dir.path().join("doc.txt");
+    std::fs::write(&doc, "hello").expect("doc");
+    let printed = Command::new(&ipptool)
+        .arg("-f")
+        .arg(&doc)
+        .arg(&uri)
+        .arg("/usr/share/cups/ipptool/print-job.test")
+        .output()
+        .expect("ipptool runs");
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stdout)
+    );
+    let events = eventually("the jam reaches the center", PATIENCE, || async {
+        let e = get(&center, "/api/v1/devices/ACM9K-000777/errors").await;
+        let ev = e["events"].as_array()?.clone();
+        let codes: Vec<&str> = ev.iter().filter_map(|e| e["code"].as_str()).collect();
+        (codes.contains(&"media-jam") && codes.contains(&"jam")).then_some(ev)
+    })
+    .await;
+    let alert = events
+        .iter()
+        .find(|e| e["code"] == "jam")
+        .expect("the alert");
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    assert_eq!(alert["alert"]["group"], "mediaPath", "{alert}");
+    assert_eq!(alert["alert"]["location"], 3, "{alert}");
+    let reason = events
+        .iter()
+        .find(|e| e["code"] == "media-jam")
+        .expect("the reason");
+    assert_eq!(reason["slot"], "print-engine", "{reason}");
+    let n = events.len();
+
+    // The printer restarts with other firmware: a `change` report with the new versions, and
+    // the jam it still shows is not news.
+    drop(p);
+    let _p = printer(&bin, dir.path(), port, &attrs("G1.24", "3.02.00")).await;
+    let d = eventually(
+        "the firmware change reaches the center",
+        PATIENCE,
+        || async {
+            let d = get(&center, "/api/v1/devices/ACM9K-000777").await;
+            (versions(&d)
+                == [
+                    ("main-controller".to_owned(), "G1.24".to_owned()),
+                    ("print-engine".to_owned(), "3.02.00".to_owned()),
+                ])
+            .then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(d["last_report"]["trigger"], "change", "{d}");
+    let h = get(&center, "/api/v1/devices/ACM9K-000777/history").await;
+    assert!(
+        h.to_string().contains("G1.24"),
+        "the history shows the change: {h}"
+    );
+    let e = get(&center, "/api/v1/devices/ACM9K-000777/errors").await;
+    assert_eq!(
+        e["events"].as_array().map(Vec::len),
+        Some(n),
+        "no event twice: {e}"
+    );
+}
+
+#[tokio::test]
+async fn an_snmp_printer_shows_its_host_resources_and_its_alert_table() {
+    let Some(snmpd) = needed("snmpd", "snmpd") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let center = center(dir.path()).await;
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("addr").port()
+    };
+    let mib = dir.path().join("printer.data");
+    std::fs::copy(data("printer-mib.data"), &mib).expect("copy");
+    let conf = dir.path().join("snmpd.conf");
+    let script = data("printer-mib.py");
+    std::fs::write(
+        &conf,
+        format!(
+            "agentaddress udp:127.0.0.1:{port}\nrocommunity public 127.0.0.1\n\
+             pass_persist .1.3.6.1.2.1.43 /usr/bin/python3 {s} {m}\n\
+             pass_persist .1.3.6.1.2.1.25.3.2 /usr/bin/python3 {s} {m}\n",
+            s = script.display(),
+            m = mib.display()
+        ),
+    )
+    .expect("snmpd.conf");
+    let _snmpd = Proc(
+        Command::new(&snmpd)
+            .args(["-f", "-Lf", "/dev/null", "-C", "-c"])
+            .arg(&conf)
+            .args([
+                "-I",
+                "-hr_device,hr_disk,hr_network,hr_print,hr_proc,hr_partition,hr_filesys",
+            ])
+            .env("MIBS", "")
+            .env("MIBDIRS", "/nonexistent")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("snmpd starts"),
+    );
+    let _agent = proxy(
+        &center,
+        dir.path(),
+        &[format!("snmp://public@127.0.0.1:{port}")],
+        "",
+    );
+    let d = eventually("the SNMP printer is a device", PATIENCE, || async {
+        let d = get(&center, "/api/v1/devices/SNMP-PR-42").await;
+        (d["online"] == true).then_some(d)
+    })
+    .await;
+    assert_eq!(d["model"], "acme-laser-5", "{d}");
+    let units: Vec<(&str, &str, &str)> = d["units"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .map(|u| {
+            (
+                u["slot"].as_str().unwrap_or_default(),
+                u["kind"].as_str().unwrap_or_default(),
+                u["model"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        units,
+        [
+            ("hr-1", "printer", "Acme Laser 5"),
+            ("hr-2", "processor", "Controller CPU")
+        ]
+    );
+    assert_eq!(d["operating"]["pages_total"], 51_234.0, "{d}");
+    let jam = eventually("the alert reaches the center", PATIENCE, || async {
+        let e = get(&center, "/api/v1/devices/SNMP-PR-42/errors").await;
+        e["events"]
+            .as_array()?
+            .iter()
+            .find(|e| e["code"] == "jam")
+            .cloned()
+    })
+    .await;
+    assert_eq!(jam["severity"], "critical", "{jam}");
+    assert_eq!(jam["alert"]["group"], "mediaPath", "{jam}");
+    assert_eq!(jam["alert"]["training_level"], "trained", "{jam}");
+    assert_eq!(jam["detail"], "Paper jam in tray 2", "{jam}");
+
+    // A new row in the alert table (the fuser runs hot) is one more event.
+    let mut text = std::fs::read_to_string(&mib).expect("read");
+    text.push_str(
+        ".1.3.6.1.2.1.43.18.1.1.2.1.8 integer 4\n.1.3.6.1.2.1.43.18.1.1.4.1.8 integer 10\n\
+         .1.3.6.1.2.1.43.18.1.1.7.1.8 integer 1002\n.1.3.6.1.2.1.43.18.1.1.8.1.8 string Fuser over temperature\n",
+    );
+    // Replaced whole (a reader never sees half a table: a row that vanished and came back
+    // would rightly be a new event).
+    let tmp = dir.path().join("printer.data.tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, &mib).expect("rename");
+    let ev = eventually("the second alert reaches the center", PATIENCE, || async {
+        let e = get(&center, "/api/v1/devices/SNMP-PR-42/errors").await;
+        let ev = e["events"].as_array()?.clone();
+        ev.iter()
+            .any(|e| e["code"] == "markerFuserOverTemperature")
+            .then_some(ev)
+    })
+    .await;
+    assert_eq!(ev.len(), 2, "the jam is not sent again: {ev:?}");
+}
