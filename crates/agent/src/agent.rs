@@ -584,6 +584,28 @@ async fn run_once<S: StructureSource>(
             let Some(offer) = offers.jobs.first() else {
                 return Ok(false);
             };
+            // "Busy, later": a unit the job touches cannot take it now.
+            if let Some(why) = offer
+                .steps
+                .iter()
+                .find_map(|s| installers.get(&s.slot).and_then(|i| i.busy()))
+            {
+                let _ = updater
+                    .client()
+                    .job_status(
+                        token,
+                        offer.id,
+                        &fleetcare_wire::delivery::JobStatus {
+                            state: "busy".into(),
+                            reason: None,
+                            detail: Some(why.clone()),
+                            bytes_done: None,
+                            bytes_total: None,
+                        },
+                    )
+                    .await;
+                return Err(format!("busy, job {} later: {why}", offer.id));
+            }
             let (snap, _) = read_valid(source, installers, &[]).await?;
             let j = updater.accept(offer, offers.key_list.as_ref(), &snap, SystemTime::now());
             updater.begin(&j).map_err(|e| e.to_string())?;

@@ -348,7 +348,12 @@ async fn every_durable_step_and_random_kills_leave_an_acceptable_state() {
         .output()
         .expect("status runs");
     let v: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-    assert!(v["install"]["job"].is_null(), "no job in progress: {v}");
+    // The last scenario's agent was killed once the center had the outcome, which may be
+    // before it removed its journal: then the journal is over, waiting to be reported again.
+    assert!(
+        v["install"]["job"].is_null() || v["install"]["job"]["phase"] == "over",
+        "no job in progress: {v}"
+    );
     let units = v["install"]["units"].as_array().expect("units");
     assert_eq!(units.len(), 2, "{v}");
     assert!(units.iter().all(|u| u["trial"].is_null()), "{v}");

@@ -546,6 +546,18 @@ impl Catalog {
 
     /// Plan the software of a device (see the module documentation).
     pub fn plan(&self, facts: &DeviceFacts, policy: Policy, budget: Duration) -> PlanOutcome {
+        self.plan_pinned(facts, policy, budget, &[])
+    }
+
+    /// Plan with some products held to one version each (a rollout's release): the plan then
+    /// carries whatever else the device needs for them, or says why they cannot be had.
+    pub fn plan_pinned(
+        &self,
+        facts: &DeviceFacts,
+        policy: Policy,
+        budget: Duration,
+        pins: &[(Sym, Version)],
+    ) -> PlanOutcome {
         let deadline = Instant::now() + budget;
         let mut info = FxHashMap::default();
         let mut order = Vec::new();
@@ -558,7 +570,19 @@ impl Catalog {
             };
             let u = &facts.units[s.unit as usize];
             let installed = self.version_of(facts, s).map(|v| v.into_owned());
-            let candidates = self.candidates(facts, s.unit, product, installed.as_ref(), policy);
+            let mut candidates =
+                self.candidates(facts, s.unit, product, installed.as_ref(), policy);
+            if let Some((_, pin)) = pins.iter().find(|(p, _)| *p == product) {
+                if !candidates.contains(pin) {
+                    return PlanOutcome::NoSolution(format!(
+                        "{} {pin} is not a release the catalog knows for the {} ({})",
+                        self.text(product),
+                        facts.text(&self.vocab, &u.slot),
+                        facts.text(&self.vocab, &u.model),
+                    ));
+                }
+                candidates.retain(|c| c == pin);
+            }
             let unit_words = match &u.hw_revision {
                 Some(r) => format!(
                     "the {} ({} rev {})",

@@ -13,7 +13,11 @@
 //!   fleetcare-agent` first; else the release build): idle memory, CPU per report, and a
 //!   10-unit report's size on the wire.
 //!
-//! `cargo bench -p fleetcare --bench fleet` (`BENCH=b1,b3,b4,b10` picks some).
+//! - B8: convergence — `BENCH_CONVERGE` (10000) virtual printers on push, over this process
+//!   and a `fleetcare sim` child; a rollout of a
+//!   signed release in waves `1%,10%,100%`: the time from its start until 95 % run it.
+//!
+//! `cargo bench -p fleetcare --bench fleet` (`BENCH=b1,b3,b4,b8,b10` picks some).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -341,6 +345,209 @@ async fn b4(pollers: usize, seconds: u64) {
     served.kill9().await;
 }
 
+/// The `fleetcare` binary as an operator runs it.
+fn operator(url: &str, token: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetcare"))
+        .args(args)
+        .env("FLEETCARE_URL", url)
+        .env("FLEETCARE_TOKEN", token)
+        .output()
+        .expect("fleetcare runs");
+    assert!(
+        out.status.success(),
+        "fleetcare {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn b8(devices: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("center");
+    let served = common::serve(&data, &[]).await;
+    let (url, token) = (
+        served.url.clone(),
+        common::read_secret(&data.join("admin-token")),
+    );
+    let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/catalog.toml");
+    operator(&url, &token, &["catalog", "load", catalog]);
+    let keys = dir.path().join("keys");
+    let k = keys.to_str().expect("utf-8");
+    operator(&url, &token, &["keys", "generate", "--out", k]);
+    operator(
+        &url,
+        &token,
+        &["keys", "publish", &format!("{k}/keys.json")],
+    );
+    let fw = dir.path().join("ctl-lite-2.0.0.bin");
+    std::fs::write(&fw, vec![7u8; 64 * 1024]).expect("write");
+    let manifest = dir.path().join("ctl-lite-2.0.0.json");
+    let (fw_s, m_s) = (
+        fw.to_str().expect("utf-8"),
+        manifest.to_str().expect("utf-8"),
+    );
+    operator(
+        &url,
+        &token,
+        &[
+            "release",
+            "sign",
+            "--key",
+            &format!("{k}/release-1.key.json"),
+            "--product",
+            "ctl-lite-firmware",
+            "--maker",
+            "acme",
+            "--version",
+            "2.0.0",
+            "--counter",
+            "20",
+            "--target",
+            "ctl-lite:C",
+            "--out",
+            m_s,
+            fw_s,
+        ],
+    );
+    operator(&url, &token, &["release", "publish", m_s, fw_s]);
+    // Two processes share the fleet: each device holds a connection, and during its install a
+    // download connection and a staged file too, which for 10 K devices at once is more than
+    // the 20,000 descriptors one process may hold here.
+    let text = "report_interval_s = 86400\nerrors_interval_s = 86400\nswaps_per_device_day = 0\n\
+             scenarios = false\ntransport = \"websocket\"\nconnect_per_s = 4000\n\
+             [models]\n\"acme-printer-p500\" = 1\n";
+    let here = devices / 2;
+    let profile_file = dir.path().join("b8.toml");
+    std::fs::write(&profile_file, text).expect("profile");
+    let mut other = std::process::Command::new(env!("CARGO_BIN_EXE_fleetcare"))
+        .args(["sim", "--center", &url, "--json"])
+        .args(["--devices", &(devices - here).to_string()])
+        .args(["--offset", &here.to_string()])
+        .arg("--profile")
+        .arg(&profile_file)
+        .arg("--trust-root")
+        .arg(keys.join("root.json"))
+        .arg("--enrollment-key-file")
+        .arg(data.join("enrollment-key"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("fleetcare sim starts");
+    let sim = Sim::start(SimOptions {
+        center_url: url.clone(),
+        enrollment_key: common::read_secret(&data.join("enrollment-key")),
+        devices: here,
+        offset: 0,
+        profile: profile(text),
+        id_prefix: None,
+        trust_root: Some(keys.join("root.json")),
+        scratch: None,
+    })
+    .await
+    .expect("the fleet starts");
+    // Every device of both processes is connected once the center counts them.
+    let started = Instant::now();
+    let up = loop {
+        let n = online(&url, &token).await;
+        if n >= devices || started.elapsed() > Duration::from_secs(180) {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let t0 = Instant::now();
+    let out = operator(
+        &url,
+        &token,
+        &[
+            "rollouts",
+            "create",
+            "--json",
+            "--name",
+            "converge",
+            "--release",
+            "ctl-lite-firmware=2.0.0",
+            "--waves",
+            "1%,10%,100%",
+            "--failure-ratio",
+            "none",
+            "--max-concurrent",
+            "10000",
+            "--min-finished",
+            "1",
+        ],
+    );
+    let created = t0.elapsed();
+    let id = serde_json::from_str::<serde_json::Value>(&out).expect("json")["id"]
+        .as_u64()
+        .expect("id");
+    let http = reqwest::Client::new();
+    let mut marks: Vec<(f64, Duration)> = Vec::new();
+    let converged = loop {
+        let r: serde_json::Value = http
+            .get(format!("{url}/api/v1/rollouts/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("show")
+            .json()
+            .await
+            .expect("json");
+        let total = &r["total"];
+        let done = total["succeeded"].as_f64().unwrap_or(0.0)
+            / total["devices"].as_f64().unwrap_or(1.0).max(1.0);
+        for m in [0.5, 0.9, 0.95] {
+            if done >= m && !marks.iter().any(|(x, _)| *x == m) {
+                marks.push((m, t0.elapsed()));
+            }
+        }
+        if done >= 0.95 {
+            break Some(t0.elapsed());
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let failed: serde_json::Value = http
+        .get(format!(
+            "{url}/api/v1/rollouts/{id}/devices?state=failed&limit=5"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("devices")
+        .json()
+        .await
+        .expect("json");
+    for d in failed["devices"].as_array().into_iter().flatten() {
+        println!("B8 failed: {} {}", d["device_id"], d["reason"]);
+    }
+    let s = sim.summary().await;
+    println!(
+        "B8 convergence: {up} devices on push; rollout created in {created:.2?}; 50 % at {:?}, 90 % at {:?}, 95 % at {} (target ≤ 60 s); jobs ended: {:?}",
+        marks.iter().find(|m| m.0 == 0.5).map(|m| m.1),
+        marks.iter().find(|m| m.0 == 0.9).map(|m| m.1),
+        converged.map_or("not within 300 s".into(), |d| format!("{d:.1?}")),
+        s.jobs,
+    );
+    let _ = sim.stop().await;
+    let _ = other.kill();
+    let _ = other.wait();
+    served.kill9().await;
+}
+
+/// Devices the center counts as connected on push (its metrics).
+async fn online(url: &str, _token: &str) -> usize {
+    let Ok(r) = reqwest::get(format!("{url}/metrics")).await else {
+        return 0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("fleetcare_push_connected_devices "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as usize)
+}
+
 fn agent_binary() -> PathBuf {
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
     for p in ["device/fleetcare-agent", "release/fleetcare-agent"] {
@@ -458,6 +665,9 @@ async fn main() {
     }
     if wanted("b4") {
         b4(env_or("BENCH_POLLERS", 5000) as usize, seconds).await;
+    }
+    if wanted("b8") {
+        b8(env_or("BENCH_CONVERGE", 10_000) as usize).await;
     }
     if wanted("b10") {
         b10().await;

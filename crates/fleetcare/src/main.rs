@@ -5,6 +5,7 @@ mod compat_cmd;
 mod delivery_cmd;
 mod demo;
 mod diag_cmd;
+mod rollout_cmd;
 mod sim_cmd;
 mod table;
 
@@ -177,6 +178,20 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Rollouts: software for many devices in waves, with gates and approval.
+    Rollouts {
+        #[command(subcommand)]
+        command: rollout_cmd::RolloutsCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Sites: time zones and maintenance windows for rollouts.
+    Sites {
+        #[command(subcommand)]
+        command: rollout_cmd::SitesCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Jobs: instructions to devices (version changes, …).
     Jobs {
         #[command(subcommand)]
@@ -243,6 +258,14 @@ enum DevicesCmd {
     About { id: String },
     /// Set a device's periodic reporting interval, in seconds, or `default` for the agent's own.
     SetInterval { id: String, seconds: String },
+    /// Set a device's site and tags (what rollout filters select by).
+    Label {
+        id: String,
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
     /// Revoke a device's credential; it can enroll again only after allow-reenroll.
     Revoke { id: String },
     /// Allow one new enrollment of an enrolled device (lost credential, new controller).
@@ -313,6 +336,8 @@ fn main() -> ExitCode {
             Cmd::Release { command, remote } => delivery_cmd::release(command, &remote).await,
             Cmd::Rules { command, remote } => diag_cmd::rules(command, &remote).await,
             Cmd::Troubles { command, remote } => diag_cmd::troubles(command, &remote).await,
+            Cmd::Rollouts { command, remote } => rollout_cmd::rollouts(command, &remote).await,
+            Cmd::Sites { command, remote } => rollout_cmd::sites(command, &remote).await,
         }
     });
     match result {
@@ -650,6 +675,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
             Ok(())
         }
         DevicesCmd::About { id } => diag_cmd::about(&id, remote).await,
+        DevicesCmd::Label { id, site, tags } => rollout_cmd::label(&id, site, tags, remote).await,
         DevicesCmd::RequestErrors { id } => {
             let r: RequestReportResponse = api
                 .post::<(), _>(

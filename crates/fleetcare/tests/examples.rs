@@ -121,6 +121,7 @@ fn the_sample_simulation_profile_is_valid() {
         "swaps_per_device_day",
         "install_failure",
         "stage_failure",
+        "busy_share",
         "scenarios",
         "code",
         "unit_kind",

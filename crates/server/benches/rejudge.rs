@@ -7,20 +7,18 @@
 //! one that changes no device's findings (a release added everywhere), and one that changes a
 //! few percent (a release withdrawn). Also prints the fleet index's memory.
 
+#[path = "support/fleet.rs"]
+mod fleet;
 #[path = "../../compat/benches/support/synth.rs"]
 mod synth;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use fleetcare_core::DeviceId;
 use fleetcare_core::clock::SystemClock;
-use fleetcare_core::structure::validate_report;
 use fleetcare_server::{AppState, ServerConfig};
-use fleetcare_store::{DeviceKey, Enrollment, NewReport, Store};
-use fleetcare_wire::Trigger;
+use fleetcare_store::Store;
 
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -71,50 +69,7 @@ async fn main() {
 
     // The fleet, through the real ingest path: enroll, judge, store with findings.
     let t = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let per = n.div_ceil(256);
-    for w in 0..256u64 {
-        let st = st.clone();
-        tasks.spawn(async move {
-            for i in (w * per)..((w + 1) * per).min(n) {
-                let (model, units) = synth::device(i);
-                let key = DeviceKey {
-                    tenant,
-                    device_id: DeviceId::parse(&format!("D{i:08}")).expect("id"),
-                };
-                let e = st
-                    .store
-                    .enroll_device(&key, &model, &format!("cred-{i}"), None, 0)
-                    .await
-                    .expect("enroll");
-                assert!(matches!(e, Enrollment::Enrolled { .. }));
-                let (_, structure) =
-                    validate_report(key.device_id.as_str(), &model, units, &BTreeMap::new())
-                        .expect("valid");
-                let judged = st.compat.judge(tenant, &structure);
-                let hash = structure.fingerprint();
-                let ingested = st
-                    .store
-                    .ingest_report(NewReport {
-                        key: key.clone(),
-                        seq: 1,
-                        trigger: Trigger::Connect,
-                        observed_at_ms: 0,
-                        received_at_ms: 0,
-                        structure,
-                        operating: BTreeMap::new(),
-                        judgement: judged.as_ref().map(|(_, j)| j.clone()),
-                    })
-                    .await
-                    .expect("ingest");
-                st.compat
-                    .after_ingest(&key, hash, judged, ingested.current, false, false);
-            }
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r.expect("task");
-    }
+    fleet::build(&st, tenant, n).await;
     let built = t.elapsed();
     let rss1 = rss_mb();
     let states = store.compat_states(tenant).await.expect("states");

@@ -581,6 +581,26 @@ impl Compat {
         written
     }
 
+    /// Every device of a tenant in the fleet index (shared, nothing copied but pointers).
+    pub fn snapshot(&self, tenant: TenantId) -> Vec<(Arc<str>, Arc<Entry>)> {
+        self.index
+            .read()
+            .expect("fleet index")
+            .get(&tenant)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// One device's entry in the fleet index.
+    pub fn snapshot_one(&self, key: &DeviceKey) -> Option<Arc<Entry>> {
+        self.index
+            .read()
+            .expect("fleet index")
+            .get(&key.tenant)
+            .and_then(|m| m.get(key.device_id.as_str()))
+            .cloned()
+    }
+
     /// The device's facts from the fleet index.
     pub fn facts(&self, key: &DeviceKey) -> Option<DeviceFacts> {
         self.index

@@ -718,6 +718,17 @@ pub async fn job_status(
         .await?
         .filter(|j| j.device_id == key.device_id.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("job {id} of this device")))?;
+    if s.state == "busy" {
+        // "Busy, later": the device will take the job when it can; the job stays as it is.
+        if !fleetcare_store::TERMINAL_JOB_STATES.contains(&job.state.as_str()) {
+            let detail: Option<String> = s.detail.as_ref().map(|d| d.chars().take(1000).collect());
+            st.store
+                .note_job(key.tenant, id, "busy", detail.as_deref(), st.clock.now_ms())
+                .await?;
+            tracing::info!(device = %key.device_id, job = id, "the device is busy; it takes the job later");
+        }
+        return Ok(Json(w::JobStatusAck { state: job.state }));
+    }
     if !RUNNING.contains(&s.state.as_str())
         && !fleetcare_store::TERMINAL_JOB_STATES.contains(&s.state.as_str())
         || s.state == "queued"
@@ -766,6 +777,9 @@ pub async fn job_status(
             .await?;
         if moved {
             tracing::info!(device = %key.device_id, job = id, state = %s.state, reason = ?s.reason, "job status");
+            if fleetcare_store::TERMINAL_JOB_STATES.contains(&s.state.as_str()) {
+                st.rollouts.nudge();
+            }
         }
     } else if progress.is_some() {
         st.store

@@ -141,6 +141,9 @@ pub async fn report(
         ingested.findings_changed,
         r.trigger == Trigger::Connect,
     );
+    if ingested.current && ingested.changes > 0 {
+        st.rollouts.device_changed(&key);
+    }
     if let Some(operating) = operating.filter(|_| ingested.current && !ingested.duplicate)
         && let Err(e) = st.diag.judge_operating(&st, &key, &operating).await
     {

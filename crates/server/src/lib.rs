@@ -20,6 +20,7 @@ pub mod extract;
 pub mod hub;
 pub mod metrics;
 pub mod operator;
+pub mod rollout;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub compat: Arc<compat::Compat>,
     pub diag: Arc<diag::Diag>,
+    pub rollouts: Arc<rollout::Rollouts>,
     pub credentials: Arc<CredentialCache>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -89,6 +91,7 @@ impl AppState {
             hub: Arc::new(Hub::new(clock.clone(), poll_grace_ms)),
             compat: Arc::new(compat::Compat::new()),
             diag: Arc::new(diag::Diag::new()),
+            rollouts: Arc::new(rollout::Rollouts::default()),
             credentials: Arc::new(CredentialCache::new(
                 CREDENTIAL_TTL_MS,
                 CREDENTIAL_CACHE_ENTRIES,
@@ -176,6 +179,16 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/compat/fleet", get(compat_api::fleet))
         .route("/api/v1/troubles", get(diag::list_troubles))
+        .route("/api/v1/rollouts", get(rollout::list).post(rollout::create))
+        .route("/api/v1/rollouts/{id}", get(rollout::show))
+        .route("/api/v1/rollouts/{id}/devices", get(rollout::devices))
+        .route("/api/v1/rollouts/{id}/approve", post(rollout::approve))
+        .route("/api/v1/rollouts/{id}/pause", post(rollout::pause))
+        .route("/api/v1/rollouts/{id}/resume", post(rollout::resume))
+        .route("/api/v1/rollouts/{id}/abort", post(rollout::abort))
+        .route("/api/v1/sites", get(rollout::sites))
+        .route("/api/v1/sites/{name}", put(rollout::put_site))
+        .route("/api/v1/devices/{id}/labels", put(rollout::put_labels))
         .route("/api/v1/troubles/{id}", get(diag::show_trouble))
         .route("/api/v1/troubles/{id}/ack", post(diag::ack_trouble))
         .route("/api/v1/troubles/{id}/resolve", post(diag::resolve_trouble))
@@ -357,6 +370,7 @@ impl Center {
         tokio::spawn(state.compat.clone().run_worker(state.clone()));
         tokio::spawn(state.diag.clone().start(state.clone()));
         tokio::spawn(state.diag.clone().run_worker(state.clone()));
+        tokio::spawn(state.rollouts.clone().run(state.clone()));
         tracing::info!(%addr, store = state.store.backend(), "center listening");
         Ok(Center {
             addr,

@@ -79,7 +79,18 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         crate::diag::show_trouble,
         crate::diag::ack_trouble,
         crate::diag::resolve_trouble,
-        crate::diag::device_about
+        crate::diag::device_about,
+        crate::rollout::create,
+        crate::rollout::list,
+        crate::rollout::show,
+        crate::rollout::devices,
+        crate::rollout::approve,
+        crate::rollout::pause,
+        crate::rollout::resume,
+        crate::rollout::abort,
+        crate::rollout::put_site,
+        crate::rollout::sites,
+        crate::rollout::put_labels
     ),
     components(schemas(
         DeviceList,
@@ -141,7 +152,19 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         fleetcare_wire::troubles::DeviceSetting,
         fleetcare_wire::troubles::DeviceSettings,
         fleetcare_wire::troubles::ErrorRate,
-        fleetcare_wire::troubles::DeviceAbout
+        fleetcare_wire::troubles::DeviceAbout,
+        fleetcare_wire::rollouts::ReleaseRef,
+        fleetcare_wire::rollouts::RolloutGates,
+        fleetcare_wire::rollouts::RolloutRequirements,
+        fleetcare_wire::rollouts::CreateRollout,
+        fleetcare_wire::rollouts::Wave,
+        fleetcare_wire::rollouts::Rollout,
+        fleetcare_wire::rollouts::RolloutList,
+        fleetcare_wire::rollouts::RolloutDevice,
+        fleetcare_wire::rollouts::RolloutDevices,
+        fleetcare_wire::rollouts::Site,
+        fleetcare_wire::rollouts::SiteList,
+        fleetcare_wire::rollouts::DeviceLabels
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -36,6 +36,8 @@ pub struct SimDevice {
     pub(crate) version: std::sync::atomic::AtomicU64,
     install_failure: f64,
     stage_failure: f64,
+    busy_share: f64,
+    looks: std::sync::atomic::AtomicU64,
 }
 
 impl SimDevice {
@@ -45,6 +47,7 @@ impl SimDevice {
         journal: Journal,
         install_failure: f64,
         stage_failure: f64,
+        busy_share: f64,
     ) -> SimDevice {
         let mut rng = Rng::new(n as u64);
         let pace = 0.25 * 16f64.powf(rng.unit()); // 0.25× to 4×, log-uniform
@@ -62,6 +65,8 @@ impl SimDevice {
             version: std::sync::atomic::AtomicU64::new(0),
             install_failure,
             stage_failure,
+            busy_share,
+            looks: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -171,6 +176,14 @@ impl UnitInstaller for SimInstaller {
         &self.slot
     }
 
+    fn busy(&self) -> Option<String> {
+        let look = self
+            .device
+            .looks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (self.device.fate(look, 3) < self.device.busy_share).then(|| "printing a job".to_owned())
+    }
+
     fn software(&self, reported: &Unit) -> Result<(Vec<Installed>, Vec<Installed>), InstallError> {
         let mut b = self.banks.lock().expect("banks");
         if !b.seeded {
@@ -270,7 +283,9 @@ impl UnitInstaller for SimInstaller {
     }
 
     fn health(&self, job: u64) -> Result<(), InstallError> {
-        if self.device.fate(job, 2) < self.device.install_failure {
+        // The same devices fail every time (a release that does not work on them), whichever
+        // job it is.
+        if self.device.fate(0, 2) < self.device.install_failure {
             return Err(InstallError::new(
                 "health_check",
                 format!(

@@ -60,10 +60,13 @@ pub struct Profile {
     pub connect_per_s: u64,
     /// Unit replacements per device per simulated day (a new serial: a `change` report).
     pub swaps_per_device_day: f64,
-    /// Share of installs whose health check fails (the agent reverts: `rolled_back`).
+    /// Share of devices whose installs fail their health check (the agent reverts:
+    /// `rolled_back`); the same devices every time.
     pub install_failure: f64,
     /// Share of installs that fail while staging (`failed`, nothing switched).
     pub stage_failure: f64,
+    /// Share of a device's looks at a job that find it busy (it says "busy, later").
+    pub busy_share: f64,
     /// Include the sample fleet's incompatible and faulty devices (a few in every hundred).
     pub scenarios: bool,
     /// The model mix: sample inventory (device model) → weight.
@@ -85,6 +88,7 @@ impl Default for Profile {
             swaps_per_device_day: 0.01,
             install_failure: 0.0,
             stage_failure: 0.0,
+            busy_share: 0.0,
             scenarios: true,
             models: BTreeMap::new(),
             errors: Vec::new(),
@@ -167,6 +171,7 @@ impl Profile {
         for (key, v) in [
             ("install_failure", p.install_failure),
             ("stage_failure", p.stage_failure),
+            ("busy_share", p.busy_share),
         ] {
             check(
                 (0.0..=1.0).contains(&v),

@@ -192,6 +192,7 @@ impl Sim {
                 journal,
                 p.install_failure,
                 p.stage_failure,
+                p.busy_share,
             )));
         }
         let devices = Arc::new(devices);

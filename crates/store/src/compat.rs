@@ -954,6 +954,33 @@ impl Store {
         Ok(out.first().copied() == Some(1))
     }
 
+    /// Record something a device said of a job without changing its state (`busy`).
+    pub async fn note_job(
+        &self,
+        tenant: TenantId,
+        id: u64,
+        state: &str,
+        detail: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.run(
+            vec![Stmt::new(
+                "INSERT INTO job_events (tenant_id, job_id, at, state, reason, detail) \
+                 VALUES ($1, $2, $3, $4, NULL, $5)",
+                vec![
+                    tenant.into(),
+                    to_i64(id).into(),
+                    now_ms.into(),
+                    state.into(),
+                    detail.into(),
+                ],
+            )],
+            Guard::None,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The states a job went through after its creation, oldest first.
     pub async fn job_events(&self, tenant: TenantId, id: u64) -> Result<Vec<JobEventRecord>> {
         let rows = self

@@ -18,6 +18,7 @@ pub mod errors;
 mod exec;
 mod migrate;
 pub mod postgres;
+pub mod rollouts;
 pub mod sqlite;
 pub mod testing;
 pub mod troubles;
@@ -35,6 +36,10 @@ pub use errors::{ErrorBatchStored, ErrorEventRecord, ErrorSchedule, NewErrorEven
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_wire::Trigger;
 use fleetcare_wire::operator::Change;
+pub use rollouts::{
+    DeviceCondition, FinishedJob, LabelRecord, NewRollout, NewRolloutDevice, RolloutDeviceRecord,
+    RolloutMove, RolloutRecord, SiteRecord, WaveRecord,
+};
 pub use troubles::{
     AbnormalRecord, NewTrouble, RuleSetRecord, SettingRecord, TroubleFilter, TroubleRecord,
     TroubleRecurrence,

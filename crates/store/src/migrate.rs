@@ -6,6 +6,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("migrations/sqlite_0002.sql")),
     (3, include_str!("migrations/sqlite_0003.sql")),
     (4, include_str!("migrations/sqlite_0004.sql")),
+    (5, include_str!("migrations/sqlite_0005.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -13,6 +14,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (2, include_str!("migrations/postgres_0002.sql")),
     (3, include_str!("migrations/postgres_0003.sql")),
     (4, include_str!("migrations/postgres_0004.sql")),
+    (5, include_str!("migrations/postgres_0005.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

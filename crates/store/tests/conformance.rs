@@ -9,8 +9,9 @@ use fleetcare_core::{DeviceId, Structure};
 use fleetcare_store::testing::{fresh_postgres, postgres_url};
 use fleetcare_store::{
     DeviceKey, Enrollment, FindingRow, JobFilter, Judgement, NewErrorEvent, NewJob,
-    NewNotification, NewReport, NewTrouble, PolicyRecord, Rejudged, ReleaseRecord, Store,
-    StoreError, Transition, TroubleFilter, TroubleRecurrence,
+    NewNotification, NewReport, NewRollout, NewRolloutDevice, NewTrouble, PolicyRecord, Rejudged,
+    ReleaseRecord, RolloutMove, Store, StoreError, Transition, TroubleFilter, TroubleRecurrence,
+    WaveRecord,
 };
 use fleetcare_wire::operator::Change;
 use fleetcare_wire::{Software, Trigger, Unit};
@@ -65,6 +66,7 @@ conformance!(
     releases_key_lists_artifacts_and_expiry,
     error_events_once_with_watermarks,
     troubles_abnormal_units_and_settings,
+    rollouts_keep_their_counters,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -1639,4 +1641,231 @@ async fn troubles_abnormal_units_and_settings(store: Store) {
         .expect("rates");
     assert_eq!(own, 4);
     assert!(fleet >= own && devices >= 1, "{fleet} {devices}");
+}
+
+/// A rollout's devices move between states and its waves' counters follow in the same
+/// transaction; dispatching claims a device once and creates its job; an abort cancels what
+/// has not started; tenants do not see each other's rollouts.
+async fn rollouts_keep_their_counters(store: Store) {
+    let t = store.ensure_tenant("roll", NOW).await.expect("tenant");
+    let other = store.ensure_tenant("other", NOW).await.expect("tenant");
+    let mut keys = Vec::new();
+    for i in 0..6 {
+        keys.push(enrolled(&store, t, &format!("RD-{i:03}")).await);
+    }
+    let id = store
+        .create_rollout(
+            t,
+            &NewRollout {
+                name: "fw 2".into(),
+                spec_json: "{}".into(),
+                thresholds_json: "{}".into(),
+                waves: 2,
+                state: "running".into(),
+                created_by: "alice".into(),
+            },
+            NOW,
+        )
+        .await
+        .expect("rollout");
+    assert!(store.rollout(other, id).await.expect("read").is_none());
+    assert_eq!(store.rollouts(other, 10).await.expect("list"), vec![]);
+    let dev = |i: usize, wave: u32, state: &str| NewRolloutDevice {
+        device_id: keys[i].device_id.as_str().to_owned(),
+        wave,
+        state: state.into(),
+        reason: (state == "skipped").then(|| "runs it already".into()),
+    };
+    store
+        .add_fresh_rollout_devices(
+            t,
+            id,
+            &[
+                dev(0, 0, "pending"),
+                dev(1, 1, "pending"),
+                dev(2, 1, "skipped"),
+            ],
+            NOW,
+        )
+        .await
+        .expect("fresh");
+    // A newcomer joins once; a device already in the rollout is left alone.
+    let added = store
+        .add_rollout_devices(t, id, &[dev(3, 1, "pending"), dev(0, 1, "pending")], NOW)
+        .await
+        .expect("add");
+    assert_eq!(added, 1);
+    let waves = store.rollout_waves(t, id).await.expect("waves");
+    let counts = |w: &WaveRecord| (w.devices, w.pending, w.running, w.succeeded, w.skipped);
+    assert_eq!(counts(&waves[0]), (1, 1, 0, 0, 0));
+    assert_eq!(counts(&waves[1]), (3, 2, 0, 0, 1));
+    assert_eq!(store.rollout_waves(other, id).await.expect("waves"), vec![]);
+
+    // Candidates: pending devices of started waves only.
+    let c = store
+        .rollout_candidates(t, id, 0, NOW, 10)
+        .await
+        .expect("candidates");
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].device_id, "RD-000");
+    // Ineligible, then looked at again once its recheck time has come.
+    let moved = store
+        .move_rollout_devices(
+            t,
+            id,
+            &[RolloutMove {
+                device_id: "RD-000".into(),
+                wave: 0,
+                from: "pending".into(),
+                to: "ineligible".into(),
+                reason: Some("offline".into()),
+            }],
+            NOW + 1,
+        )
+        .await
+        .expect("move");
+    assert_eq!(moved, vec![true]);
+    assert!(
+        store
+            .rollout_candidates(t, id, 0, NOW, 10)
+            .await
+            .expect("candidates")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .rollout_candidates(t, id, 0, NOW + 2, 10)
+            .await
+            .expect("candidates")
+            .len(),
+        1
+    );
+    // A move from a state the device is not in changes nothing.
+    assert!(
+        !store
+            .set_rollout_device(t, id, "RD-000", 0, "pending", "running", None, NOW + 2)
+            .await
+            .expect("guarded")
+    );
+    assert_eq!(
+        counts(&store.rollout_waves(t, id).await.expect("waves")[0]),
+        (1, 0, 0, 0, 0)
+    );
+
+    // Dispatch: once, with its job.
+    let job = NewJob {
+        origin: format!("rollout:{id}"),
+        state: "queued".into(),
+        steps_json: "[]".into(),
+        catalog_revision: None,
+        created_by: "rollout".into(),
+        expires_at_ms: NOW + 100_000,
+    };
+    let items = vec![
+        (keys[1].clone(), 1, "pending".to_owned(), job.clone()),
+        (keys[3].clone(), 1, "pending".to_owned(), job.clone()),
+    ];
+    let jobs = store
+        .dispatch_rollout_jobs(id, &items, NOW + 3)
+        .await
+        .expect("dispatch");
+    assert!(jobs.iter().all(Option::is_some), "{jobs:?}");
+    let again = store
+        .dispatch_rollout_jobs(id, &items[..1], NOW + 4)
+        .await
+        .expect("dispatch again");
+    assert_eq!(again, vec![None]);
+    assert_eq!(
+        counts(&store.rollout_waves(t, id).await.expect("waves")[1]),
+        (3, 0, 2, 0, 1)
+    );
+    let d1 = store
+        .rollout_device(t, id, "RD-001")
+        .await
+        .expect("device")
+        .expect("in the rollout");
+    assert_eq!((d1.state.as_str(), d1.job_id), ("running", jobs[0]));
+    let j1 = jobs[0].expect("job");
+    assert!(
+        store
+            .transition_job(
+                t,
+                j1,
+                &Transition {
+                    from: &["queued"],
+                    to: "succeeded",
+                    reason: None,
+                    detail: None,
+                    progress_json: None,
+                    event: true,
+                },
+                NOW + 5,
+            )
+            .await
+            .expect("job ends")
+    );
+    let done = store.finished_rollout_jobs(t, id, 10).await.expect("done");
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        (done[0].device_id.as_str(), done[0].job_state.as_str()),
+        ("RD-001", "succeeded")
+    );
+    assert!(
+        store
+            .set_rollout_device(t, id, "RD-001", 1, "running", "succeeded", None, NOW + 6)
+            .await
+            .expect("moved")
+    );
+    let unstarted = store
+        .unstarted_rollout_jobs(t, id)
+        .await
+        .expect("unstarted");
+    assert_eq!(unstarted.len(), 1);
+    assert_eq!(unstarted[0].0, "RD-003");
+
+    // Abort: what has not started is cancelled (counted as skipped).
+    assert!(
+        store
+            .set_rollout_state(
+                t,
+                id,
+                &["running", "paused"],
+                "aborted",
+                Some("ops"),
+                NOW + 7
+            )
+            .await
+            .expect("abort")
+    );
+    assert!(
+        !store
+            .set_rollout_state(other, id, &["aborted"], "running", None, NOW + 7)
+            .await
+            .expect("other tenant")
+    );
+    assert_eq!(
+        store
+            .cancel_rollout_devices(t, id, NOW + 8)
+            .await
+            .expect("cancel"),
+        1
+    );
+    let waves = store.rollout_waves(t, id).await.expect("waves");
+    assert_eq!(counts(&waves[0]), (1, 0, 0, 0, 1));
+    assert_eq!(counts(&waves[1]), (3, 0, 1, 1, 1));
+    // Still active: a device is running.
+    let active = store.active_rollouts().await.expect("active");
+    assert_eq!(active.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(active[0].state, "aborted");
+    let all = store
+        .rollout_devices(t, id, "", "", 10)
+        .await
+        .expect("devices");
+    assert_eq!(all.len(), 4);
+    let cancelled = store
+        .rollout_devices(t, id, "cancelled", "", 10)
+        .await
+        .expect("devices");
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].device_id, "RD-000");
 }

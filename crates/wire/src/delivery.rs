@@ -53,7 +53,8 @@ pub struct DeviceJobs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobStatus {
     /// `downloading`, `downloaded`, `verifying`, `installing`, `activating`, `health_check`,
-    /// `succeeded`, `failed`, `rolled_back`.
+    /// `succeeded`, `failed`, `rolled_back`; or `busy` (the device cannot take the job now and
+    /// will later: the job stays as it is).
     pub state: String,
     /// The reason code of `failed` and `rolled_back`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod device;
 pub mod errors;
 pub mod operator;
+pub mod rollouts;
 pub mod troubles;
 
 use serde::{Deserialize, Serialize};

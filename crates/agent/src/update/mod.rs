@@ -72,6 +72,11 @@ pub enum Change {
 /// idempotent for a given job: after a crash the flow calls the same step again.
 pub trait UnitInstaller: Send + Sync + 'static {
     fn slot(&self) -> &str;
+    /// The unit cannot take a job now (printing, a door open…): why. The agent tells the
+    /// center it is busy and tries again later; the default is never busy.
+    fn busy(&self) -> Option<String> {
+        None
+    }
     /// The software in the active and the inactive bank (what the device runs, and what a
     /// switch can go to). `reported` is what the structure source says, for a driver that
     /// must first learn what the unit came with.
