@@ -1,5 +1,6 @@
 //! `fleetcare`: the monitoring center (`serve`), the demo, and the operator's commands.
 
+mod access_cmd;
 mod client;
 mod compat_cmd;
 mod delivery_cmd;
@@ -178,6 +179,29 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Operator tokens: create (shown once), list, revoke.
+    Tokens {
+        #[command(subcommand)]
+        command: access_cmd::TokensCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The audit log: every state-changing action and every denial, newest first.
+    Audit {
+        /// Most lines.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Lines older than this id.
+        #[arg(long)]
+        before: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Who this token is, and what it may do.
+    Whoami {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Rollouts: software for many devices in waves, with gates and approval.
     Rollouts {
         #[command(subcommand)]
@@ -336,6 +360,13 @@ fn main() -> ExitCode {
             Cmd::Release { command, remote } => delivery_cmd::release(command, &remote).await,
             Cmd::Rules { command, remote } => diag_cmd::rules(command, &remote).await,
             Cmd::Troubles { command, remote } => diag_cmd::troubles(command, &remote).await,
+            Cmd::Tokens { command, remote } => access_cmd::tokens(command, &remote).await,
+            Cmd::Audit {
+                limit,
+                before,
+                remote,
+            } => access_cmd::audit(limit, before, &remote).await,
+            Cmd::Whoami { remote } => access_cmd::whoami(&remote).await,
             Cmd::Rollouts { command, remote } => rollout_cmd::rollouts(command, &remote).await,
             Cmd::Sites { command, remote } => rollout_cmd::sites(command, &remote).await,
         }

@@ -545,3 +545,51 @@ async fn errors_and_error_schedules_from_the_command_line() {
     let _ = stop.send(true);
     agent.await.expect("task").expect("agent ends");
 }
+
+#[tokio::test]
+async fn tokens_roles_and_the_audit_log_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("center");
+    let served = serve(&data, &[]).await;
+    let url = served.url.clone();
+    let admin = read_secret(&data.join("admin-token"));
+    let (ok, out, err) = cli(
+        &url,
+        &admin,
+        &["tokens", "create", "vic", "--role", "viewer", "--json"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let made: Value = serde_json::from_str(&out).expect("json");
+    let viewer = made["token"].as_str().expect("token").to_owned();
+    let id = made["info"]["id"].as_str().expect("id").to_owned();
+    let (ok, out, _) = cli(&url, &viewer, &["whoami"]).await;
+    assert!(ok && out.contains("vic (viewer)"), "{out}");
+    // A viewer reads, and may not change anything: refused, and audited.
+    let (ok, _, _) = cli(&url, &viewer, &["devices", "list"]).await;
+    assert!(ok);
+    let (ok, _, err) = cli(
+        &url,
+        &viewer,
+        &["tokens", "create", "mallory", "--role", "admin"],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("may not token.create"), "{err}");
+    let (ok, out, err) = cli(&url, &admin, &["audit", "--json"]).await;
+    assert!(ok, "{err}");
+    let log: Value = serde_json::from_str(&out).expect("json");
+    let newest = &log["entries"][0];
+    assert_eq!(newest["actor"], "vic", "{log}");
+    assert_eq!(newest["action"], "token.create");
+    assert_eq!(newest["outcome"], "denied");
+    let (ok, out, _) = cli(&url, &admin, &["tokens", "list"]).await;
+    assert!(ok && out.contains(&id) && !out.contains(&viewer), "{out}");
+    let (ok, _, err) = cli(&url, &admin, &["tokens", "revoke", &id]).await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&url, &viewer, &["devices", "list"]).await;
+    assert!(!ok && err.contains("revoked"), "{err}");
+    let (ok, out, _) = cli(&url, &viewer, &["audit"]).await;
+    assert!(!ok, "{out}");
+    served.kill9().await;
+}

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     /// Longest time a request (other than a long poll or a push channel) may take, body
     /// included.
     pub request_timeout: Duration,
+    /// Longest time a client may take to send a request's head (slowloris).
+    pub header_read_timeout: Duration,
     /// Memory for artifacts that devices are downloading (served from memory, checked
     /// against their hash when loaded); 0 serves every download from the file.
     pub artifact_cache_bytes: u64,
@@ -51,6 +53,7 @@ impl Default for ServerConfig {
             poll_grace: Duration::from_secs(90),
             push_idle_timeout: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
             artifact_cache_bytes: 512 << 20,
         }
     }
@@ -103,6 +106,12 @@ impl ServerConfig {
             poll_grace: Duration::from_secs(r.bounded("poll_grace_s", 90, 5, 3600)),
             push_idle_timeout: Duration::from_secs(r.bounded("push_idle_timeout_s", 120, 10, 3600)),
             request_timeout: Duration::from_secs(r.bounded("request_timeout_s", 30, 1, 600)),
+            header_read_timeout: Duration::from_secs(r.bounded(
+                "header_read_timeout_s",
+                10,
+                1,
+                120,
+            )),
             artifact_cache_bytes: r.bounded("artifact_cache_mb", 512, 0, 1 << 20) << 20,
         }
     }

@@ -115,6 +115,10 @@ impl FromRequestParts<AppState> for OperatorAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // Behind the authorization layer: the operator it authenticated.
+        if let Some(crate::authz::Authorized(op)) = parts.extensions.get() {
+            return Ok(OperatorAuth(op.clone()));
+        }
         let token = bearer(parts)
             .ok_or_else(|| refuse(state, "missing operator token (Authorization: Bearer …)"))?;
         match state.store.operator_by_token(&secret::hash(token)).await? {

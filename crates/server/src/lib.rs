@@ -6,6 +6,8 @@
 //! [`Center::stop`], which shuts down gracefully: no new connections, push channels closed
 //! with "going away", long polls answered, in-flight requests finished, the store closed.
 
+pub mod access;
+pub mod authz;
 pub mod bootstrap;
 pub mod compat;
 pub mod compat_api;
@@ -57,6 +59,7 @@ pub const CREDENTIAL_CACHE_ENTRIES: usize = 1_000_000;
 pub struct Settings {
     pub push_idle_timeout: Duration,
     pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
 }
 
 /// What every handler shares.
@@ -101,6 +104,7 @@ impl AppState {
             settings: Arc::new(Settings {
                 push_idle_timeout: config.push_idle_timeout,
                 request_timeout: config.request_timeout,
+                header_read_timeout: config.header_read_timeout,
             }),
             artifacts: Arc::new(delivery::Artifacts::new(
                 config.data_dir.join("artifacts"),
@@ -214,7 +218,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}", get(compat_api::show_job))
         .route("/api/v1/jobs/{id}/approve", post(compat_api::approve_job))
         .route("/api/v1/jobs/{id}/cancel", post(compat_api::cancel_job))
-        .route("/api/v1/openapi.json", get(operator::openapi))
+        .route("/api/v1/whoami", get(access::whoami))
+        .route(
+            "/api/v1/tokens",
+            get(access::list_tokens).post(access::create_token),
+        )
+        .route("/api/v1/tokens/{id}/revoke", post(access::revoke_token))
+        .route("/api/v1/audit", get(access::audit))
         .layer(timed.clone())
         .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
         .layer(Extension(BodyLimit(MAX_OPERATOR_BODY)));
@@ -239,13 +249,22 @@ pub fn app(state: AppState) -> Router {
     let upload = Router::new()
         .route("/api/v1/artifacts/{sha256}", put(delivery::put_artifact))
         .layer(DefaultBodyLimit::disable());
-    Router::new()
-        .merge(device)
+    // Every operator route: authenticated, authorized by the one table, audited.
+    let operator_api = Router::new()
         .merge(operator)
         .merge(catalog)
         .merge(signed)
         .merge(upload)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authz::authorize,
+        ));
+    Router::new()
+        .merge(device)
+        .merge(operator_api)
         .route("/healthz", get(healthz))
+        // The API's description is public, like the API's documentation.
+        .route("/api/v1/openapi.json", get(operator::openapi))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("this endpoint".into()) })
         .with_state(state)
@@ -358,12 +377,12 @@ impl Center {
         let (state, shutdown) = AppState::new(store, config, clock);
         let router = app(state.clone());
         let mut stop = state.shutdown.clone();
+        let header_timeout = state.settings.header_read_timeout;
         let server = tokio::spawn(async move {
-            // A connection shares the router (an `Arc`) instead of rebuilding its route table
-            // (what serving a `Router` itself does, some 30 KB per connection).
-            axum::serve(listener, router.into_make_service())
-                .with_graceful_shutdown(async move { stopped(&mut stop).await })
-                .await
+            serve(listener, router, header_timeout, async move {
+                stopped(&mut stop).await
+            })
+            .await
         });
         let sweeper = tokio::spawn(sweep(state.clone()));
         tokio::spawn(state.compat.clone().start(state.clone()));
@@ -399,6 +418,64 @@ impl Center {
         tracing::info!("center stopped");
         served.and(closed)
     }
+}
+
+/// Accept connections until `stop`, then let open requests finish. Each connection shares
+/// the router (an `Arc`), and must send its request head within `header_timeout` (a client
+/// that trickles its headers, slowloris, is cut off; bodies are bounded by the request
+/// timeout).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // Every connection's task holds a sender: once all are gone, every connection is over.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        let (done, mut closing) = (done_tx.clone(), closing.clone());
+        tokio::spawn(async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = async { let _ = closing.wait_for(|c| *c).await; } => {
+                    // Let the request under way finish, then close.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    drop(done_tx);
+    let _ = done_rx.recv().await;
+    Ok(())
 }
 
 /// Resolves once the center is shutting down.

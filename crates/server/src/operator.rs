@@ -90,9 +90,21 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         crate::rollout::abort,
         crate::rollout::put_site,
         crate::rollout::sites,
-        crate::rollout::put_labels
+        crate::rollout::put_labels,
+        crate::access::whoami,
+        crate::access::list_tokens,
+        crate::access::create_token,
+        crate::access::revoke_token,
+        crate::access::audit
     ),
     components(schemas(
+        fleetcare_wire::access::WhoAmI,
+        fleetcare_wire::access::CreateToken,
+        fleetcare_wire::access::CreatedToken,
+        fleetcare_wire::access::TokenInfo,
+        fleetcare_wire::access::TokenList,
+        fleetcare_wire::access::AuditEntry,
+        fleetcare_wire::access::AuditLog,
         DeviceList,
         DeviceSummary,
         DeviceView,

@@ -12,6 +12,7 @@
 //! Both speak the same SQL (written with `$N` placeholders) and are held to one conformance
 //! suite (`tests/conformance.rs`). Every row carries a tenant.
 
+pub mod audit;
 pub mod compat;
 pub mod delivery;
 pub mod errors;
@@ -26,6 +27,7 @@ pub mod troubles;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub use audit::{AuditRecord, NewAudit, TOKEN_ID_LEN, TokenRecord};
 pub use compat::{
     CatalogRevision, FindingRecord, FindingRow, JobEventRecord, JobFilter, JobRecord, Judgement,
     NewJob, NewNotification, NotificationRecord, PolicyRecord, Rejudged, StructureRow,
@@ -343,6 +345,15 @@ impl Store {
     /// Finish pending writes and leave the store tidy (SQLite: truncating checkpoint).
     pub async fn close(&self) -> Result<()> {
         dispatch!(self.close())
+    }
+
+    /// A digest of everything stored but the audit log (the embedded store only; `None` on
+    /// PostgreSQL): tests prove with it that a refused request changed nothing.
+    pub async fn content_digest(&self) -> Result<Option<String>> {
+        match self {
+            Store::Sqlite(s) => s.content_digest().await.map(Some),
+            Store::Postgres(_) => Ok(None),
+        }
     }
 
     /// The backend's own consistency check; `ok` when clean.

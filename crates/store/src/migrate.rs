@@ -7,6 +7,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("migrations/sqlite_0003.sql")),
     (4, include_str!("migrations/sqlite_0004.sql")),
     (5, include_str!("migrations/sqlite_0005.sql")),
+    (6, include_str!("migrations/sqlite_0006.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -15,6 +16,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("migrations/postgres_0003.sql")),
     (4, include_str!("migrations/postgres_0004.sql")),
     (5, include_str!("migrations/postgres_0005.sql")),
+    (6, include_str!("migrations/postgres_0006.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

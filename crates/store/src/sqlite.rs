@@ -457,6 +457,37 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// A digest of every row of every table but the audit log (and SQLite's own): equal
+    /// before and after something means it changed nothing.
+    pub async fn content_digest(&self) -> Result<String> {
+        use std::fmt::Write as _;
+        self.read(|c| {
+            let tables: Vec<String> = c
+                .prepare(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN \
+                     ('audit_log', 'sqlite_sequence') ORDER BY name",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut h = String::new();
+            for t in tables {
+                h.push_str(&t);
+                let mut st = c.prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1, 2"))?;
+                let n = st.column_count();
+                let mut rows = st.query([])?;
+                while let Some(row) = rows.next()? {
+                    for i in 0..n {
+                        let v: rusqlite::types::Value = row.get(i)?;
+                        let _ = write!(h, "{v:?}\u{1f}");
+                    }
+                    h.push('\n');
+                }
+            }
+            Ok(fleetcare_core::secret::hash(&h))
+        })
+        .await
+    }
+
     pub async fn integrity_check(&self) -> Result<String> {
         self.read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))?))
             .await

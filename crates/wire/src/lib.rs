@@ -6,6 +6,7 @@
 //! Fields are only ever added, never renamed or removed: agents in the field and operators'
 //! scripts depend on them.
 
+pub mod access;
 pub mod compat;
 pub mod delivery;
 pub mod device;

@@ -1,0 +1,116 @@
+//! `fleetcare tokens`, `fleetcare audit` and `fleetcare whoami`.
+
+use clap::Subcommand;
+use fleetcare_agent::{out, outln};
+use fleetcare_wire::access::{AuditLog, CreateToken, CreatedToken, TokenInfo, TokenList, WhoAmI};
+
+use crate::client::segment;
+use crate::table;
+use crate::{Remote, print_json};
+
+#[derive(Subcommand)]
+pub enum TokensCmd {
+    /// A new operator token; the token is printed once and stored only as a hash.
+    Create {
+        /// Who holds it (approvals compare names: one person, one name).
+        name: String,
+        /// viewer, operator, release_engineer, approver, admin or auditor.
+        #[arg(long)]
+        role: String,
+    },
+    /// The tenant's tokens (never the secrets).
+    List,
+    /// Revoke a token by its id (from `tokens list`): refused from the next request on.
+    Revoke { id: String },
+}
+
+pub async fn tokens(cmd: TokensCmd, remote: &Remote) -> anyhow::Result<()> {
+    let api = remote.api()?;
+    match cmd {
+        TokensCmd::Create { name, role } => {
+            let t: CreatedToken = api
+                .post("/api/v1/tokens", Some(&CreateToken { name, role }))
+                .await?;
+            if remote.json {
+                return print_json(&t);
+            }
+            outln!("token {} for {} ({}):", t.info.id, t.info.name, t.info.role);
+            outln!("{}", t.token);
+            outln!("It is shown this once; the center keeps only its hash.");
+        }
+        TokensCmd::List => {
+            let l: TokenList = api.get("/api/v1/tokens").await?;
+            if remote.json {
+                return print_json(&l);
+            }
+            let rows: Vec<Vec<String>> = l
+                .tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        t.name.clone(),
+                        t.role.clone(),
+                        t.created_at.clone(),
+                        t.revoked_at.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            out!(
+                "{}",
+                table::render(&["ID", "NAME", "ROLE", "CREATED", "REVOKED"], &rows)
+            );
+        }
+        TokensCmd::Revoke { id } => {
+            let t: TokenInfo = api
+                .post::<(), _>(&format!("/api/v1/tokens/{}/revoke", segment(&id)?), None)
+                .await?;
+            if remote.json {
+                return print_json(&t);
+            }
+            outln!("token {} of {} revoked", t.id, t.name);
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(limit: u32, before: Option<u64>, remote: &Remote) -> anyhow::Result<()> {
+    let api = remote.api()?;
+    let mut path = format!("/api/v1/audit?limit={limit}");
+    if let Some(b) = before {
+        path.push_str(&format!("&before={b}"));
+    }
+    let l: AuditLog = api.get(&path).await?;
+    if remote.json {
+        return print_json(&l);
+    }
+    let rows: Vec<Vec<String>> = l
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.id.to_string(),
+                e.at.clone(),
+                e.actor.clone().unwrap_or_else(|| "-".into()),
+                e.action.clone(),
+                format!("{} {}", e.method, e.path),
+                format!("{} {}", e.outcome, e.status),
+            ]
+        })
+        .collect();
+    out!(
+        "{}",
+        table::render(&["ID", "AT", "WHO", "ACTION", "REQUEST", "OUTCOME"], &rows)
+    );
+    Ok(())
+}
+
+pub async fn whoami(remote: &Remote) -> anyhow::Result<()> {
+    let me: WhoAmI = remote.api()?.get("/api/v1/whoami").await?;
+    if remote.json {
+        return print_json(&me);
+    }
+    outln!("{} ({}), tenant {}", me.name, me.role, me.tenant_id);
+    outln!("may: {}", me.may.join(", "));
+    Ok(())
+}

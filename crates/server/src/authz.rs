@@ -1,0 +1,381 @@
+//! Who may do what: one declarative table of every operator endpoint, the roles it allows,
+//! and the middleware that enforces it and writes the audit log.
+//!
+//! Every operator route passes through [`authorize`]: a route missing from [`TABLE`] is
+//! refused (fail closed), the caller is authenticated by token (looked up on every request,
+//! so a revoked token stops working at once), its role is checked against the table, and
+//! every denial and every state-changing request is appended to the audit log with its
+//! outcome before the answer leaves. Tenancy is not decided here: every handler scopes its
+//! queries to the caller's tenant, so another tenant's things are "not found".
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use fleetcare_core::secret;
+use fleetcare_store::{NewAudit, Operator};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// An operator's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads the fleet: devices, compatibility, troubles, rollouts, jobs, catalog.
+    Viewer,
+    /// Works with devices: requests reports and error logs, sets intervals, labels and sites,
+    /// acknowledges troubles, creates and cancels jobs, pauses and resumes rollouts.
+    Operator,
+    /// Loads catalogs and rules, publishes releases and artifacts, creates rollouts.
+    ReleaseEngineer,
+    /// Approves rollouts, waves and jobs (never their own).
+    Approver,
+    /// Everything, including keys, policy, device revocation and tokens.
+    Admin,
+    /// Reads everything a viewer does, and the audit log.
+    Auditor,
+}
+
+pub const ROLES: &[Role] = &[
+    Role::Viewer,
+    Role::Operator,
+    Role::ReleaseEngineer,
+    Role::Approver,
+    Role::Admin,
+    Role::Auditor,
+];
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::ReleaseEngineer => "release_engineer",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        ROLES.iter().copied().find(|r| r.as_str() == s)
+    }
+}
+
+use Role::{Admin, Approver, Auditor, Operator as Ops, ReleaseEngineer, Viewer};
+
+const READ: &[Role] = &[Viewer, Ops, ReleaseEngineer, Approver, Admin, Auditor];
+const OPERATE: &[Role] = &[Ops, Admin];
+const RELEASE: &[Role] = &[ReleaseEngineer, Admin];
+const APPROVE: &[Role] = &[Approver, Admin];
+const CONTROL: &[Role] = &[Ops, ReleaseEngineer, Admin];
+const ADMIN: &[Role] = &[Admin];
+const AUDIT: &[Role] = &[Auditor, Admin];
+
+/// One endpoint: its method and route, the action's name (in the audit log) and the roles
+/// that may call it.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub action: &'static str,
+    pub roles: &'static [Role],
+}
+
+const fn r(
+    method: &'static str,
+    path: &'static str,
+    action: &'static str,
+    roles: &'static [Role],
+) -> Rule {
+    Rule {
+        method,
+        path,
+        action,
+        roles,
+    }
+}
+
+/// Every operator endpoint. The router's routes and this table are the same set (a test
+/// checks it both ways).
+pub const TABLE: &[Rule] = &[
+    r("GET", "/api/v1/devices", "device.list", READ),
+    r("GET", "/api/v1/devices/{id}", "device.show", READ),
+    r(
+        "GET",
+        "/api/v1/devices/{id}/history",
+        "device.history",
+        READ,
+    ),
+    r(
+        "POST",
+        "/api/v1/devices/{id}/request-report",
+        "device.request_report",
+        OPERATE,
+    ),
+    r(
+        "PUT",
+        "/api/v1/devices/{id}/report-interval",
+        "device.report_interval",
+        OPERATE,
+    ),
+    r(
+        "POST",
+        "/api/v1/devices/{id}/revoke",
+        "device.revoke",
+        ADMIN,
+    ),
+    r(
+        "POST",
+        "/api/v1/devices/{id}/allow-reenroll",
+        "device.allow_reenroll",
+        ADMIN,
+    ),
+    r("GET", "/api/v1/devices/{id}/compat", "device.compat", READ),
+    r("GET", "/api/v1/devices/{id}/about", "device.about", READ),
+    r("GET", "/api/v1/devices/{id}/errors", "device.errors", READ),
+    r(
+        "POST",
+        "/api/v1/devices/{id}/request-errors",
+        "device.request_errors",
+        OPERATE,
+    ),
+    r(
+        "PUT",
+        "/api/v1/devices/{id}/labels",
+        "device.labels",
+        OPERATE,
+    ),
+    r("GET", "/api/v1/catalog", "catalog.show", READ),
+    r("POST", "/api/v1/catalog", "catalog.load", RELEASE),
+    r(
+        "GET",
+        "/api/v1/catalog/revisions",
+        "catalog.revisions",
+        READ,
+    ),
+    r("GET", "/api/v1/compat/fleet", "compat.fleet", READ),
+    r("GET", "/api/v1/compat/policy", "policy.show", READ),
+    r("PUT", "/api/v1/compat/policy", "policy.set", ADMIN),
+    r("GET", "/api/v1/rules", "rules.show", READ),
+    r("PUT", "/api/v1/rules", "rules.load", RELEASE),
+    r("GET", "/api/v1/troubles", "trouble.list", READ),
+    r("GET", "/api/v1/troubles/{id}", "trouble.show", READ),
+    r("POST", "/api/v1/troubles/{id}/ack", "trouble.ack", OPERATE),
+    r(
+        "POST",
+        "/api/v1/troubles/{id}/resolve",
+        "trouble.resolve",
+        OPERATE,
+    ),
+    r(
+        "GET",
+        "/api/v1/error-schedules",
+        "error_schedule.list",
+        READ,
+    ),
+    r(
+        "PUT",
+        "/api/v1/error-schedules",
+        "error_schedule.set",
+        OPERATE,
+    ),
+    r(
+        "DELETE",
+        "/api/v1/error-schedules",
+        "error_schedule.remove",
+        OPERATE,
+    ),
+    r("GET", "/api/v1/jobs", "job.list", READ),
+    r("POST", "/api/v1/jobs", "job.create", CONTROL),
+    r("GET", "/api/v1/jobs/{id}", "job.show", READ),
+    r("POST", "/api/v1/jobs/{id}/approve", "job.approve", APPROVE),
+    r("POST", "/api/v1/jobs/{id}/cancel", "job.cancel", CONTROL),
+    r("GET", "/api/v1/releases", "release.list", READ),
+    r("POST", "/api/v1/releases", "release.publish", RELEASE),
+    r(
+        "PUT",
+        "/api/v1/artifacts/{sha256}",
+        "artifact.upload",
+        RELEASE,
+    ),
+    r("GET", "/api/v1/keys", "keys.show", READ),
+    r("POST", "/api/v1/keys", "keys.publish", ADMIN),
+    r("GET", "/api/v1/rollouts", "rollout.list", READ),
+    r("POST", "/api/v1/rollouts", "rollout.create", RELEASE),
+    r("GET", "/api/v1/rollouts/{id}", "rollout.show", READ),
+    r(
+        "GET",
+        "/api/v1/rollouts/{id}/devices",
+        "rollout.devices",
+        READ,
+    ),
+    r(
+        "POST",
+        "/api/v1/rollouts/{id}/approve",
+        "rollout.approve",
+        APPROVE,
+    ),
+    r(
+        "POST",
+        "/api/v1/rollouts/{id}/pause",
+        "rollout.pause",
+        CONTROL,
+    ),
+    r(
+        "POST",
+        "/api/v1/rollouts/{id}/resume",
+        "rollout.resume",
+        CONTROL,
+    ),
+    r(
+        "POST",
+        "/api/v1/rollouts/{id}/abort",
+        "rollout.abort",
+        CONTROL,
+    ),
+    r("GET", "/api/v1/sites", "site.list", READ),
+    r("PUT", "/api/v1/sites/{name}", "site.set", OPERATE),
+    r("GET", "/api/v1/audit", "audit.read", AUDIT),
+    r("GET", "/api/v1/tokens", "token.list", ADMIN),
+    r("POST", "/api/v1/tokens", "token.create", ADMIN),
+    r("POST", "/api/v1/tokens/{id}/revoke", "token.revoke", ADMIN),
+    r("GET", "/api/v1/whoami", "whoami", READ),
+];
+
+/// The rule of a request (`HEAD` is a `GET`).
+pub fn rule(method: &Method, path: &str) -> Option<&'static Rule> {
+    let m = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    TABLE.iter().find(|r| r.method == m && r.path == path)
+}
+
+/// Whether `role` (as stored) may take `rule`'s action.
+pub fn allows(rule: &Rule, role: &str) -> bool {
+    Role::parse(role).is_some_and(|r| rule.roles.contains(&r))
+}
+
+/// The authenticated operator, for handlers behind [`authorize`].
+#[derive(Debug, Clone)]
+pub struct Authorized(pub Operator);
+
+/// Enforce [`TABLE`] and write the audit log. Route layer of every operator route.
+pub async fn authorize(
+    State(st): State<AppState>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let route = matched.as_ref().map(MatchedPath::as_str).unwrap_or("");
+    let audit =
+        |tenant, op: Option<&Operator>, action: &str, status: u16, outcome, detail| NewAudit {
+            tenant,
+            actor: op.map(|o| o.name.clone()),
+            role: op.map(|o| o.role.clone()),
+            action: action.to_owned(),
+            method: method.as_str().to_owned(),
+            path: path.clone(),
+            status,
+            outcome: String::from(outcome),
+            detail,
+        };
+    let Some(rule) = rule(&method, route) else {
+        // Fail closed: a route nobody wrote a rule for is refused, and the refusal is loud.
+        tracing::error!(%method, route, "an operator route has no authorization rule");
+        let e = ApiError::Forbidden(format!("{method} {route} has no authorization rule"));
+        record(
+            &st,
+            audit(None, None, "unknown", 403, "denied", Some(e.to_string())),
+        )
+        .await;
+        return e.into_response();
+    };
+    let token = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        st.metrics.rejected("unauthorized");
+        let e = ApiError::Unauthorized("missing operator token (Authorization: Bearer …)".into());
+        record(
+            &st,
+            audit(None, None, rule.action, 401, "denied", Some(e.to_string())),
+        )
+        .await;
+        return e.into_response();
+    };
+    let op = match st.store.operator_by_token(&secret::hash(token)).await {
+        Ok(Some(op)) => op,
+        Ok(None) => {
+            st.metrics.rejected("unauthorized");
+            let e = ApiError::Unauthorized("unknown or revoked operator token".into());
+            record(
+                &st,
+                audit(None, None, rule.action, 401, "denied", Some(e.to_string())),
+            )
+            .await;
+            return e.into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if !allows(rule, &op.role) {
+        st.metrics.rejected("forbidden");
+        let e = ApiError::Forbidden(format!(
+            "the role {} may not {} (allowed: {})",
+            op.role,
+            rule.action,
+            rule.roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        record(
+            &st,
+            audit(
+                Some(op.tenant),
+                Some(&op),
+                rule.action,
+                403,
+                "denied",
+                Some(e.to_string()),
+            ),
+        )
+        .await;
+        return e.into_response();
+    }
+    req.extensions_mut().insert(Authorized(op.clone()));
+    let resp = next.run(req).await;
+    if rule.method != "GET" {
+        let status = resp.status();
+        let outcome = if status.is_success() { "ok" } else { "failed" };
+        record(
+            &st,
+            audit(
+                Some(op.tenant),
+                Some(&op),
+                rule.action,
+                status.as_u16(),
+                outcome,
+                None,
+            ),
+        )
+        .await;
+    }
+    resp
+}
+
+/// Append to the audit log; a failure to is logged loudly (the action already happened).
+async fn record(st: &AppState, a: NewAudit) {
+    if let Err(e) = st.store.append_audit(&a, st.clock.now_ms()).await {
+        tracing::error!(error = %e, action = %a.action, "writing the audit log failed");
+    }
+}

@@ -1,0 +1,180 @@
+//! The audit log (append-only: the schema refuses updates and deletes) and the operators'
+//! API tokens (stored as hashes; listed by an id that is a prefix of the hash).
+
+use crate::exec::{Guard, Sql, Stmt, Ty};
+use crate::{Result, Store, TenantId, to_i64, to_u64};
+
+fn sql(s: &'static str) -> Sql {
+    Sql::Both(std::borrow::Cow::Borrowed(s))
+}
+
+/// Characters of a token's hash that name it in listings and revocations.
+pub const TOKEN_ID_LEN: usize = 16;
+
+/// One line of the audit log to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAudit {
+    /// `None`: the caller was not authenticated.
+    pub tenant: Option<TenantId>,
+    pub actor: Option<String>,
+    pub role: Option<String>,
+    /// The action's name in the authorization table (`rollout.pause`), or `unknown`.
+    pub action: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// `ok`, `failed` (the action was allowed and did not succeed) or `denied`.
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: u64,
+    pub at_ms: i64,
+    pub actor: Option<String>,
+    pub role: Option<String>,
+    pub action: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The first [`TOKEN_ID_LEN`] characters of the token's hash.
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl Store {
+    /// Append a line to the audit log.
+    pub async fn append_audit(&self, a: &NewAudit, now_ms: i64) -> Result<()> {
+        self.run(
+            vec![Stmt::new(
+                "INSERT INTO audit_log (tenant_id, at, actor, role, action, method, path, status, \
+                 outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                vec![
+                    a.tenant.into(),
+                    now_ms.into(),
+                    a.actor.clone().into(),
+                    a.role.clone().into(),
+                    (&a.action).into(),
+                    (&a.method).into(),
+                    (&a.path).into(),
+                    i64::from(a.status).into(),
+                    (&a.outcome).into(),
+                    a.detail.clone().into(),
+                ],
+            )],
+            Guard::None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A tenant's audit log, newest first, before line `before` (0: from the newest).
+    pub async fn audit(
+        &self,
+        tenant: TenantId,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT id, at, actor, role, action, method, path, status, outcome, detail \
+                     FROM audit_log WHERE tenant_id = $1 AND ($2 = 0 OR id < $2) \
+                     ORDER BY id DESC LIMIT $3",
+                ),
+                vec![
+                    tenant.into(),
+                    to_i64(before).into(),
+                    i64::from(limit).into(),
+                ],
+                &[
+                    Ty::Int,
+                    Ty::Int,
+                    Ty::Text,
+                    Ty::Text,
+                    Ty::Text,
+                    Ty::Text,
+                    Ty::Text,
+                    Ty::Int,
+                    Ty::Text,
+                    Ty::Text,
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    id: to_u64(r[0].int()?),
+                    at_ms: r[1].int()?,
+                    actor: r[2].opt_text()?,
+                    role: r[3].opt_text()?,
+                    action: r[4].text()?,
+                    method: r[5].text()?,
+                    path: r[6].text()?,
+                    status: u16::try_from(r[7].int()?).unwrap_or(0),
+                    outcome: r[8].text()?,
+                    detail: r[9].opt_text()?,
+                })
+            })
+            .collect()
+    }
+
+    /// A tenant's operator tokens (never the tokens themselves), oldest first.
+    pub async fn operator_tokens(&self, tenant: TenantId) -> Result<Vec<TokenRecord>> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT token_hash, name, role, created_at, revoked_at FROM operator_tokens \
+                     WHERE tenant_id = $1 ORDER BY created_at, token_hash",
+                ),
+                vec![tenant.into()],
+                &[Ty::Text, Ty::Text, Ty::Text, Ty::Int, Ty::Int],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let hash = r[0].text()?;
+                Ok(TokenRecord {
+                    id: hash.chars().take(TOKEN_ID_LEN).collect(),
+                    name: r[1].text()?,
+                    role: r[2].text()?,
+                    created_at_ms: r[3].int()?,
+                    revoked_at_ms: r[4].opt_int()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revoke a tenant's token by its id; `false` if it has none such that is live.
+    pub async fn revoke_operator_token(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
+        if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(false);
+        }
+        let out = self
+            .run(
+                vec![Stmt::new(
+                    "UPDATE operator_tokens SET revoked_at = $3 WHERE tenant_id = $1 \
+                     AND substr(token_hash, 1, 16) = $2 AND revoked_at IS NULL",
+                    vec![tenant.into(), id.into(), now_ms.into()],
+                )],
+                Guard::None,
+            )
+            .await?;
+        Ok(out.first().copied() == Some(1))
+    }
+}

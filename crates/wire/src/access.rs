@@ -1,0 +1,76 @@
+//! Access on the wire: operator tokens, the audit log, and who the caller is.
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | GET  | `/api/v1/whoami` | | [`WhoAmI`] |
+//! | GET  | `/api/v1/tokens` | | [`TokenList`] |
+//! | POST | `/api/v1/tokens` | [`CreateToken`] | [`CreatedToken`] (the token, shown once) |
+//! | POST | `/api/v1/tokens/{id}/revoke` | | [`TokenInfo`] |
+//! | GET  | `/api/v1/audit?before=&limit=` | | [`AuditLog`] (newest first) |
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The caller: its name, role and tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    pub name: String,
+    pub role: String,
+    pub tenant_id: i64,
+    /// The actions of the authorization table this caller may take.
+    pub may: Vec<String>,
+}
+
+/// A new operator token: who holds it and their role (`viewer`, `operator`,
+/// `release_engineer`, `approver`, `admin`, `auditor`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    pub role: String,
+}
+
+/// A token as listed: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    /// The first 16 hex digits of the token's hash: names it for revocation.
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    /// The secret: shown here once, stored only as a hash.
+    pub token: String,
+    pub info: TokenInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// One line of the audit log: who did what, when, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    pub id: u64,
+    pub at: String,
+    pub actor: Option<String>,
+    pub role: Option<String>,
+    /// The action's name in the authorization table (`rollout.pause`).
+    pub action: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// `ok`, `failed` or `denied`.
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditLog {
+    pub entries: Vec<AuditEntry>,
+}
