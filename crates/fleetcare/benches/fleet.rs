@@ -447,7 +447,7 @@ async fn b8(devices: usize) {
     // Every device of both processes is connected once the center counts them.
     let started = Instant::now();
     let up = loop {
-        let n = online(&url, &token).await;
+        let n = online(&url).await;
         if n >= devices || started.elapsed() > Duration::from_secs(180) {
             break n;
         }
@@ -537,7 +537,7 @@ async fn b8(devices: usize) {
 }
 
 /// Devices the center counts as connected on push (its metrics).
-async fn online(url: &str, _token: &str) -> usize {
+async fn online(url: &str) -> usize {
     let Ok(r) = reqwest::get(format!("{url}/metrics")).await else {
         return 0;
     };

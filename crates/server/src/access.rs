@@ -91,11 +91,7 @@ pub async fn create_token(
         problems.push(format!(
             "role {:?}: one of {}",
             req.role,
-            authz::ROLES
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            authz::names(authz::ROLES)
         ));
     }
     if !problems.is_empty() {

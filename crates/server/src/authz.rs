@@ -17,6 +17,7 @@ use fleetcare_store::{NewAudit, Operator};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::{OperatorAuth, bearer, refuse};
 
 /// An operator's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -258,11 +259,17 @@ pub fn allows(rule: &Rule, role: &str) -> bool {
     Role::parse(role).is_some_and(|r| rule.roles.contains(&r))
 }
 
-/// The authenticated operator, for handlers behind [`authorize`].
-#[derive(Debug, Clone)]
-pub struct Authorized(pub Operator);
+/// Role names, for messages.
+pub fn names(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
-/// Enforce [`TABLE`] and write the audit log. Route layer of every operator route.
+/// Enforce [`TABLE`] and write the audit log. Route layer of every operator route; the
+/// operator it lets through is the request's [`OperatorAuth`].
 pub async fn authorize(
     State(st): State<AppState>,
     matched: Option<MatchedPath>,
@@ -273,56 +280,47 @@ pub async fn authorize(
     let path = req.uri().path().to_owned();
     let route = matched.as_ref().map(MatchedPath::as_str).unwrap_or("");
     let audit =
-        |tenant, op: Option<&Operator>, action: &str, status: u16, outcome, detail| NewAudit {
-            tenant,
+        |op: Option<&Operator>, action: &str, status: u16, outcome: &str, detail| NewAudit {
+            tenant: op.map(|o| o.tenant),
             actor: op.map(|o| o.name.clone()),
             role: op.map(|o| o.role.clone()),
             action: action.to_owned(),
             method: method.as_str().to_owned(),
             path: path.clone(),
             status,
-            outcome: String::from(outcome),
+            outcome: outcome.to_owned(),
             detail,
         };
+    // Every refusal: audited with its status and message, then answered.
+    let deny = |op: Option<&Operator>, action: &str, e: ApiError| {
+        let line = audit(
+            op,
+            action,
+            e.status().as_u16(),
+            "denied",
+            Some(e.to_string()),
+        );
+        let st = st.clone();
+        async move {
+            record(&st, line).await;
+            e.into_response()
+        }
+    };
     let Some(rule) = rule(&method, route) else {
         // Fail closed: a route nobody wrote a rule for is refused, and the refusal is loud.
         tracing::error!(%method, route, "an operator route has no authorization rule");
         let e = ApiError::Forbidden(format!("{method} {route} has no authorization rule"));
-        record(
-            &st,
-            audit(None, None, "unknown", 403, "denied", Some(e.to_string())),
-        )
-        .await;
-        return e.into_response();
+        return deny(None, "unknown", e).await;
     };
-    let token = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
-        st.metrics.rejected("unauthorized");
-        let e = ApiError::Unauthorized("missing operator token (Authorization: Bearer …)".into());
-        record(
-            &st,
-            audit(None, None, rule.action, 401, "denied", Some(e.to_string())),
-        )
-        .await;
-        return e.into_response();
+    let Some(token) = bearer(req.headers()).filter(|t| !t.is_empty()) else {
+        let e = refuse(&st, "missing operator token (Authorization: Bearer …)");
+        return deny(None, rule.action, e).await;
     };
     let op = match st.store.operator_by_token(&secret::hash(token)).await {
         Ok(Some(op)) => op,
         Ok(None) => {
-            st.metrics.rejected("unauthorized");
-            let e = ApiError::Unauthorized("unknown or revoked operator token".into());
-            record(
-                &st,
-                audit(None, None, rule.action, 401, "denied", Some(e.to_string())),
-            )
-            .await;
-            return e.into_response();
+            let e = refuse(&st, "unknown or revoked operator token");
+            return deny(None, rule.action, e).await;
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -332,41 +330,18 @@ pub async fn authorize(
             "the role {} may not {} (allowed: {})",
             op.role,
             rule.action,
-            rule.roles
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            names(rule.roles)
         ));
-        record(
-            &st,
-            audit(
-                Some(op.tenant),
-                Some(&op),
-                rule.action,
-                403,
-                "denied",
-                Some(e.to_string()),
-            ),
-        )
-        .await;
-        return e.into_response();
+        return deny(Some(&op), rule.action, e).await;
     }
-    req.extensions_mut().insert(Authorized(op.clone()));
+    req.extensions_mut().insert(OperatorAuth(op.clone()));
     let resp = next.run(req).await;
     if rule.method != "GET" {
         let status = resp.status();
         let outcome = if status.is_success() { "ok" } else { "failed" };
         record(
             &st,
-            audit(
-                Some(op.tenant),
-                Some(&op),
-                rule.action,
-                status.as_u16(),
-                outcome,
-                None,
-            ),
+            audit(Some(&op), rule.action, status.as_u16(), outcome, None),
         )
         .await;
     }

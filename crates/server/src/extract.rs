@@ -1,4 +1,5 @@
-//! Extractors: JSON bodies with size limits and precise errors, device and operator identity.
+//! Extractors: JSON bodies with size limits and precise errors, device identity, and the
+//! operator the authorization layer let through.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -60,9 +61,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
+/// The bearer token of a request, if it has one.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)?
         .to_str()
         .ok()?
@@ -71,7 +72,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// A 401 saying why, counted.
-fn refuse(state: &AppState, why: &str) -> ApiError {
+pub(crate) fn refuse(state: &AppState, why: &str) -> ApiError {
     state.metrics.rejected("unauthorized");
     ApiError::Unauthorized(why.to_owned())
 }
@@ -87,7 +88,7 @@ impl FromRequestParts<AppState> for DeviceAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)
+        let token = bearer(&parts.headers)
             .ok_or_else(|| refuse(state, "missing device credential (Authorization: Bearer …)"))?;
         let hash = secret::hash(token);
         let now = state.clock.now_ms();
@@ -104,7 +105,8 @@ impl FromRequestParts<AppState> for DeviceAuth {
     }
 }
 
-/// The operator a request's token belongs to. Unknown, revoked or missing → 401.
+/// The operator [`crate::authz::authorize`] authenticated and authorized for this request.
+/// A handler outside that layer gets a 500, never an operator whose role nobody checked.
 #[derive(Debug, Clone)]
 pub struct OperatorAuth(pub Operator);
 
@@ -113,17 +115,14 @@ impl FromRequestParts<AppState> for OperatorAuth {
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        _state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        // Behind the authorization layer: the operator it authenticated.
-        if let Some(crate::authz::Authorized(op)) = parts.extensions.get() {
-            return Ok(OperatorAuth(op.clone()));
-        }
-        let token = bearer(parts)
-            .ok_or_else(|| refuse(state, "missing operator token (Authorization: Bearer …)"))?;
-        match state.store.operator_by_token(&secret::hash(token)).await? {
-            Some(op) => Ok(OperatorAuth(op)),
-            None => Err(refuse(state, "unknown or revoked operator token")),
-        }
+        parts
+            .extensions
+            .get::<OperatorAuth>()
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::Internal("an operator route outside the authorization layer".into())
+            })
     }
 }

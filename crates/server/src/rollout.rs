@@ -940,6 +940,23 @@ async fn find(st: &AppState, tenant: TenantId, id: u64) -> Result<RolloutRecord,
 
 // ---- the API -------------------------------------------------------------------------------
 
+/// `f` over `items`, in as many parts as the machine has cores; the `Some`s, in order.
+fn on_every_core<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Option<R> + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let part = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|s| {
+        let parts: Vec<_> = items
+            .chunks(part)
+            .map(|chunk| s.spawn(move || chunk.iter().filter_map(f).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().expect("a worker thread panicked"))
+            .collect()
+    })
+}
+
 /// The devices a new rollout selects, each with its wave and first state, in key order (so
 /// that storing them appends to the index), and the waves' thresholds.
 fn select(
@@ -958,34 +975,16 @@ fn select(
         .cloned()
         .unwrap_or_default();
     let vocab = &st.compat.vocab;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let part = fleet.len().div_ceil(threads).max(1);
-    let mut selected: Vec<(Arc<str>, f64, Arc<Entry>)> = std::thread::scope(|s| {
-        let parts: Vec<_> = fleet
-            .chunks(part)
-            .map(|chunk| {
-                let labels = &labels;
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .filter(|(id, e)| {
-                            spec.filter.matches(&DeviceSubject {
-                                id,
-                                entry: e,
-                                vocab,
-                                label: labels.get(&**id),
-                                model: e.facts.text(vocab, &e.facts.model),
-                            })
-                        })
-                        .map(|(id, e)| (id.clone(), waves::place(seed, id), e.clone()))
-                        .collect::<Vec<_>>()
-                })
+    let mut selected: Vec<(Arc<str>, f64, Arc<Entry>)> = on_every_core(&fleet, |(id, e)| {
+        spec.filter
+            .matches(&DeviceSubject {
+                id,
+                entry: e,
+                vocab,
+                label: labels.get(&**id),
+                model: e.facts.text(vocab, &e.facts.model),
             })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().expect("selection thread"))
-            .collect()
+            .then(|| (id.clone(), waves::place(seed, id), e.clone()))
     });
     let mut places: Vec<f64> = selected.iter().map(|s| s.1).collect();
     places.sort_by(f64::total_cmp);
@@ -995,32 +994,14 @@ fn select(
     };
     drop(places);
     selected.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let part = selected.len().div_ceil(threads).max(1);
-    let rows = std::thread::scope(|s| {
-        let parts: Vec<_> = selected
-            .chunks(part)
-            .map(|chunk| {
-                let th = &th;
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|(d, p, e)| {
-                            let (state, reason) = first_state(st, tenant, spec, e);
-                            NewRolloutDevice {
-                                device_id: d.to_string(),
-                                wave: waves::wave_of(&th.up_to, *p) as u32,
-                                state,
-                                reason,
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().expect("state thread"))
-            .collect()
+    let rows = on_every_core(&selected, |(d, p, e)| {
+        let (state, reason) = first_state(st, tenant, spec, e);
+        Some(NewRolloutDevice {
+            device_id: d.to_string(),
+            wave: waves::wave_of(&th.up_to, *p) as u32,
+            state,
+            reason,
+        })
     });
     (rows, th)
 }
