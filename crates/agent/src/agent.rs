@@ -58,6 +58,8 @@ pub enum AgentError {
     Installer { slot: String, detail: String },
     #[error("{0}")]
     Journal(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The unit installers, by slot.
@@ -227,10 +229,10 @@ impl<S: StructureSource> Agent<S> {
         } else {
             Local::open(&cfg.data_dir, cfg.outbox_max)?
         };
-        let client = embed
-            .client
-            .clone()
-            .unwrap_or_else(|| CenterClient::new(&cfg.center_url, cfg.request_timeout));
+        let client = match embed.client.clone() {
+            Some(c) => c,
+            None => CenterClient::for_config(&cfg).map_err(|e| AgentError::Tls(e.to_string()))?,
+        };
         let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
 
         let root = load_root(&cfg)?;
@@ -827,6 +829,7 @@ impl<S: StructureSource> Runner<S> {
                 self.fetch_settings().await;
                 Ok(())
             }
+            Command::RotateCredential => self.rotate_credential().await,
             Command::RequestErrors { scheduled } => {
                 let _ = self.errors_request.send(Some(if scheduled {
                     fleetcare_wire::errors::ErrorTrigger::Scheduled
@@ -926,6 +929,36 @@ impl<S: StructureSource> Runner<S> {
         }
         self.publish();
         Ok(())
+    }
+
+    /// Rotate the credential: the new one is saved durably before it is used; until then the
+    /// center still takes the old one, so a crash in between loses nothing.
+    async fn rotate_credential(&mut self) -> Result<(), AgentError> {
+        let (Some(token), Some(saved)) = (self.token.clone(), self.local.credential().cloned())
+        else {
+            return Ok(());
+        };
+        match self.client.rotate_credential(&token).await {
+            Ok(answer) => {
+                self.local.save_credential(Credential {
+                    device_token: answer.device_token.clone(),
+                    ..saved
+                })?;
+                tracing::info!("device credential rotated");
+                self.token = Some(answer.device_token.clone());
+                let _ = self.token_tx.send(Some(answer.device_token));
+                Ok(())
+            }
+            Err(e) if e.is_unauthorized() => {
+                self.unauthorized();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rotating the credential failed; keeping the current one");
+                self.status.last_error = Some(e.to_string());
+                Ok(())
+            }
+        }
     }
 
     /// The center does not accept the credential (revoked, or the center forgot it).

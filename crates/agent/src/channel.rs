@@ -219,7 +219,9 @@ impl Channel {
             .write_buffer_size(0)
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE));
-        let attempt = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
+        let connector = self.client.tls().map(tokio_tungstenite::Connector::Rustls);
+        let attempt =
+            tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, connector);
         // (Shutdown waits at most one request timeout for a connection attempt.)
         match tokio::time::timeout(self.request_timeout, attempt).await {
             Err(_) => Connect::Failed("timed out opening the push channel".into()),

@@ -5,7 +5,9 @@ use std::time::Duration;
 use fleetcare_wire::ErrorBody;
 use fleetcare_wire::compat::CompatReport;
 use fleetcare_wire::delivery::{DeviceJobs, JobStatus, JobStatusAck};
-use fleetcare_wire::device::{Command, EnrollRequest, EnrollResponse, ReportAck, StructureReport};
+use fleetcare_wire::device::{
+    Command, CredentialResponse, EnrollRequest, EnrollResponse, ReportAck, StructureReport,
+};
 use fleetcare_wire::errors::{ErrorAck, ErrorBatch};
 use fleetcare_wire::operator::DeviceView;
 use serde::de::DeserializeOwned;
@@ -97,6 +99,7 @@ pub struct CenterClient {
     http: reqwest::Client,
     base: String,
     timeout: Duration,
+    tls: Option<std::sync::Arc<fleetcare_tls::rustls::ClientConfig>>,
 }
 
 impl CenterClient {
@@ -107,18 +110,58 @@ impl CenterClient {
     /// A client keeping at most `max_idle` idle connections (many virtual devices sharing one
     /// client need not hold a connection each).
     pub fn with_pool(center_url: &str, timeout: Duration, max_idle: usize) -> CenterClient {
-        let http = reqwest::Client::builder()
+        CenterClient::with_tls(center_url, timeout, max_idle, None)
+    }
+
+    /// A client of an `https://` center with this TLS config (trusted CAs, and the device's
+    /// certificate for mutual TLS); `None`: plain HTTP.
+    pub fn with_tls(
+        center_url: &str,
+        timeout: Duration,
+        max_idle: usize,
+        tls: Option<fleetcare_tls::rustls::ClientConfig>,
+    ) -> CenterClient {
+        let mut b = reqwest::Client::builder()
             .connect_timeout(timeout)
             .pool_max_idle_per_host(max_idle)
             .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("fleetcare-agent/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("fleetcare-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = &tls {
+            b = b.use_preconfigured_tls(tls.clone());
+        }
+        let http = b
             .build()
             .expect("an HTTP client with a plain configuration builds");
         CenterClient {
             http,
             base: center_url.trim_end_matches('/').to_owned(),
             timeout,
+            tls: tls.map(std::sync::Arc::new),
         }
+    }
+
+    /// The client an agent's config describes (its TLS files read and checked).
+    pub fn for_config(
+        cfg: &crate::config::AgentConfig,
+    ) -> Result<CenterClient, fleetcare_tls::TlsError> {
+        let tls = match &cfg.tls {
+            None => None,
+            Some(t) => Some(fleetcare_tls::client_config(
+                &t.ca_file,
+                t.identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            )?),
+        };
+        Ok(CenterClient::with_tls(
+            &cfg.center_url,
+            cfg.request_timeout,
+            usize::MAX,
+            tls,
+        ))
+    }
+
+    /// The TLS config, for the push channel's connection.
+    pub fn tls(&self) -> Option<std::sync::Arc<fleetcare_tls::rustls::ClientConfig>> {
+        self.tls.clone()
     }
 
     pub fn base(&self) -> &str {
@@ -194,6 +237,17 @@ impl CenterClient {
             .bearer_auth(token)
             .timeout(self.timeout)
             .json(status);
+        answer(r.send().await).await
+    }
+
+    /// Get a new credential for this device (the one presented stays valid until the new
+    /// one is first used).
+    pub async fn rotate_credential(&self, token: &str) -> Result<CredentialResponse, ClientError> {
+        let r = self
+            .http
+            .post(format!("{}/device/v1/credential", self.base))
+            .bearer_auth(token)
+            .timeout(self.timeout);
         answer(r.send().await).await
     }
 

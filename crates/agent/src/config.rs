@@ -21,6 +21,9 @@ pub enum Transport {
 pub struct AgentConfig {
     /// `http://host:port` of the center, without a trailing slash.
     pub center_url: String,
+    /// TLS (an `https://` center): the CA certificates trusted for the center, and the
+    /// device's own certificate and key where the center asks for mutual TLS.
+    pub tls: Option<TlsFiles>,
     /// The fleet's enrollment key; needed until the agent has its own credential.
     pub enrollment_key: Option<String>,
     /// Credential, state and the report outbox.
@@ -76,6 +79,14 @@ pub struct AgentConfig {
     pub printer_unit_kinds: std::collections::BTreeMap<String, String>,
 }
 
+/// Files of the agent's TLS (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca_file: PathBuf,
+    /// `(certificate chain, key)` naming this device: subject CN = device id, O = tenant.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
 /// The environment variables' prefix: `FLEETCARE_AGENT_CENTER_URL`, …
 pub const ENV_PREFIX: &str = "FLEETCARE_AGENT_";
 
@@ -84,6 +95,7 @@ impl AgentConfig {
     pub fn new(center_url: &str, data_dir: PathBuf) -> AgentConfig {
         AgentConfig {
             center_url: center_url.trim_end_matches('/').to_owned(),
+            tls: None,
             enrollment_key: None,
             data_dir,
             inventory: None,
@@ -185,6 +197,38 @@ impl AgentConfig {
         let data_dir = r.value("data_dir", PathBuf::from("fleetcare-agent-data"));
         let data_dir = resolve(r, "data_dir", data_dir);
         let mut c = AgentConfig::new(&center_url, data_dir);
+        let ca_file: Option<PathBuf> = r.optional("ca_file");
+        let cert_file: Option<PathBuf> = r.optional("client_cert_file");
+        let key_file: Option<PathBuf> = r.optional("client_key_file");
+        let identity = match (cert_file, key_file) {
+            (Some(c), Some(k)) => Some((
+                resolve(r, "client_cert_file", c),
+                resolve(r, "client_key_file", k),
+            )),
+            (None, None) => None,
+            _ => {
+                r.problem("`client_cert_file` and `client_key_file` go together");
+                None
+            }
+        };
+        c.tls = match ca_file {
+            Some(f) => Some(TlsFiles {
+                ca_file: resolve(r, "ca_file", f),
+                identity,
+            }),
+            None => {
+                if center_url.starts_with("https://") {
+                    r.problem(
+                        "`ca_file`: required for an https:// center_url (the CA certificates \
+                         to trust; the system's bundle is /etc/ssl/certs/ca-certificates.crt)",
+                    );
+                }
+                if identity.is_some() {
+                    r.problem("`client_cert_file`: needs `ca_file` (mutual TLS is TLS)");
+                }
+                None
+            }
+        };
         let key: Option<String> = r.optional("enrollment_key");
         let key_file: Option<PathBuf> = r.optional("enrollment_key_file");
         c.enrollment_key = match (key, key_file) {

@@ -246,7 +246,11 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", cfg.data_dir.display()))?;
     let (center, compat) = match &view.credential {
         Some(c) => {
-            let client = CenterClient::new(&c.center_url, cfg.request_timeout);
+            let client = if c.center_url == cfg.center_url {
+                CenterClient::for_config(&cfg)?
+            } else {
+                CenterClient::new(&c.center_url, cfg.request_timeout)
+            };
             (
                 Some(
                     client

@@ -52,10 +52,23 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
 
 impl Api {
     pub fn new(url: &str, token: String) -> Api {
-        let http = reqwest::Client::builder()
+        Api::with_tls(url, token, None)
+    }
+
+    /// A client of an `https://` center trusting what `tls` trusts.
+    pub fn with_tls(
+        url: &str,
+        token: String,
+        tls: Option<fleetcare_tls::rustls::ClientConfig>,
+    ) -> Api {
+        let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
-            .user_agent(concat!("fleetcare/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("fleetcare/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = tls {
+            b = b.use_preconfigured_tls(tls);
+        }
+        let http = b
             .build()
             .expect("an HTTP client with a plain configuration builds");
         Api {

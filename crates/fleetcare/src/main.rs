@@ -60,6 +60,9 @@ pub(crate) struct Remote {
     /// A file holding the operator token.
     #[arg(long, env = "FLEETCARE_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for an https:// center.
+    #[arg(long, env = "FLEETCARE_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
     /// Print JSON (the API's own) instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -67,9 +70,19 @@ pub(crate) struct Remote {
 
 impl Remote {
     pub(crate) fn api(&self) -> anyhow::Result<Api> {
-        Ok(Api::new(
+        let tls = match &self.ca_file {
+            Some(ca) => Some(fleetcare_tls::client_config(ca, None)?),
+            None if self.url.starts_with("https://") => anyhow::bail!(
+                "--ca-file (or FLEETCARE_CA_FILE): the CA certificates to trust for {} \
+                 (the system's bundle is /etc/ssl/certs/ca-certificates.crt)",
+                self.url
+            ),
+            None => None,
+        };
+        Ok(Api::with_tls(
             &self.url,
             resolve_token(self.token.clone(), self.token_file.clone())?,
+            tls,
         ))
     }
 }
@@ -292,6 +305,9 @@ enum DevicesCmd {
     },
     /// Revoke a device's credential; it can enroll again only after allow-reenroll.
     Revoke { id: String },
+    /// Have a connected device rotate its credential (the old one stops working once the
+    /// device uses the new one).
+    RotateCredential { id: String },
     /// Allow one new enrollment of an enrolled device (lost credential, new controller).
     AllowReenroll {
         id: String,
@@ -784,6 +800,21 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                 return print_json(&serde_json::json!({"device_id": id, "revoked": true}));
             }
             outln!("{id}: credential revoked");
+            Ok(())
+        }
+        DevicesCmd::RotateCredential { id } => {
+            let _: Value = api
+                .post::<(), _>(
+                    &format!("/api/v1/devices/{}/rotate-credential", segment(&id)?),
+                    None,
+                )
+                .await?;
+            if remote.json {
+                return print_json(
+                    &serde_json::json!({"device_id": id, "rotation_requested": true}),
+                );
+            }
+            outln!("{id}: told to rotate its credential");
             Ok(())
         }
         DevicesCmd::AllowReenroll { id, hours } => {

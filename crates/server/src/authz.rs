@@ -17,7 +17,7 @@ use fleetcare_store::{NewAudit, Operator};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{OperatorAuth, bearer, refuse};
+use crate::extract::{OperatorAuth, bearer, client_ip, failed, not_throttled};
 
 /// An operator's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -124,6 +124,12 @@ pub const TABLE: &[Rule] = &[
         "POST",
         "/api/v1/devices/{id}/revoke",
         "device.revoke",
+        ADMIN,
+    ),
+    r(
+        "POST",
+        "/api/v1/devices/{id}/rotate-credential",
+        "device.rotate_credential",
         ADMIN,
     ),
     r(
@@ -278,6 +284,7 @@ pub async fn authorize(
 ) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let ip = client_ip(req.extensions(), req.headers(), &st);
     let route = matched.as_ref().map(MatchedPath::as_str).unwrap_or("");
     let audit =
         |op: Option<&Operator>, action: &str, status: u16, outcome: &str, detail| NewAudit {
@@ -290,6 +297,7 @@ pub async fn authorize(
             status,
             outcome: outcome.to_owned(),
             detail,
+            source: ip.map(|ip| ip.to_string()),
         };
     // Every refusal: audited with its status and message, then answered.
     let deny = |op: Option<&Operator>, action: &str, e: ApiError| {
@@ -312,14 +320,19 @@ pub async fn authorize(
         let e = ApiError::Forbidden(format!("{method} {route} has no authorization rule"));
         return deny(None, "unknown", e).await;
     };
+    // An address that failed too often lately is refused before it may try again; these
+    // refusals are counted, not audited, so a flood cannot grow the audit log.
+    if let Err(e) = not_throttled(&st, ip) {
+        return e.into_response();
+    }
     let Some(token) = bearer(req.headers()).filter(|t| !t.is_empty()) else {
-        let e = refuse(&st, "missing operator token (Authorization: Bearer …)");
+        let e = failed(&st, ip, "missing operator token (Authorization: Bearer …)");
         return deny(None, rule.action, e).await;
     };
     let op = match st.store.operator_by_token(&secret::hash(token)).await {
         Ok(Some(op)) => op,
         Ok(None) => {
-            let e = refuse(&st, "unknown or revoked operator token");
+            let e = failed(&st, ip, "unknown or revoked operator token");
             return deny(None, rule.action, e).await;
         }
         Err(e) => return ApiError::from(e).into_response(),

@@ -37,6 +37,38 @@ pub struct ServerConfig {
     /// Memory for artifacts that devices are downloading (served from memory, checked
     /// against their hash when loaded); 0 serves every download from the file.
     pub artifact_cache_bytes: u64,
+    /// TLS: the certificate chain and key (PEM) the center presents; unset serves plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Mutual TLS for devices: whether a device must present a certificate (from the device
+    /// CA, naming itself) on its own routes.
+    pub device_client_cert: ClientCert,
+    /// Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed (networks).
+    pub trusted_proxies: Vec<String>,
+    /// Requests a device may make per second, sustained (0: no limit).
+    pub device_rate_per_s: u64,
+    /// Requests a device may make at once before the sustained rate applies.
+    pub device_burst: u64,
+    /// Failed authentications (bad token, credential or key) a client address may make per
+    /// minute; after that it is answered 429 until its budget refills (0: no limit).
+    pub auth_failures_per_min: u64,
+}
+
+/// The center's certificate and key, and the CA that signs device certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Whether devices present client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCert {
+    /// Not asked for (a certificate a device presents anyway is still checked against its
+    /// credential when a device CA is configured).
+    Optional,
+    /// Every device request must come with a certificate naming that device.
+    Required,
 }
 
 /// The environment variables' prefix: `FLEETCARE_LISTEN`, `FLEETCARE_DATA_DIR`, …
@@ -55,6 +87,12 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             artifact_cache_bytes: 512 << 20,
+            tls: None,
+            device_client_cert: ClientCert::Optional,
+            trusted_proxies: Vec::new(),
+            device_rate_per_s: 10,
+            device_burst: 120,
+            auth_failures_per_min: 30,
         }
     }
 }
@@ -97,7 +135,51 @@ impl ServerConfig {
             "json" => LogFormat::Json,
             _ => LogFormat::Text,
         };
+        let cert_file: Option<PathBuf> = r.optional("tls_cert_file");
+        let key_file: Option<PathBuf> = r.optional("tls_key_file");
+        let client_ca_file: Option<PathBuf> = r.optional("tls_client_ca_file");
+        let tls = match (cert_file, key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file,
+                key_file,
+                client_ca_file,
+            }),
+            (None, None) => {
+                if client_ca_file.is_some() {
+                    r.problem("`tls_client_ca_file`: needs `tls_cert_file` and `tls_key_file`");
+                }
+                None
+            }
+            _ => {
+                r.problem("`tls_cert_file` and `tls_key_file` go together");
+                None
+            }
+        };
+        let device_client_cert = match r
+            .choice("device_client_cert", "optional", &["optional", "required"])
+            .as_str()
+        {
+            "required" => ClientCert::Required,
+            _ => ClientCert::Optional,
+        };
+        if device_client_cert == ClientCert::Required
+            && tls.as_ref().is_none_or(|t| t.client_ca_file.is_none())
+        {
+            r.problem(
+                "`device_client_cert = \"required\"`: needs `tls_client_ca_file` (the device CA)",
+            );
+        }
+        let trusted_proxies: Vec<String> = r.value("trusted_proxies", Vec::new());
+        if let Err(e) = crate::peer::TrustedProxies::parse(&trusted_proxies) {
+            r.problem(format!("`trusted_proxies`: {e}"));
+        }
         ServerConfig {
+            tls,
+            device_client_cert,
+            trusted_proxies,
+            device_rate_per_s: r.bounded("device_rate_per_s", 10, 0, 100_000),
+            device_burst: r.bounded("device_burst", 120, 1, 1_000_000),
+            auth_failures_per_min: r.bounded("auth_failures_per_min", 30, 0, 1_000_000),
             listen,
             data_dir: r.value("data_dir", d.data_dir),
             database_url,

@@ -12,14 +12,14 @@ use fleetcare_core::structure;
 use fleetcare_store::{DeviceKey, Enrollment, NewReport, ReportMeta};
 use fleetcare_wire::Trigger;
 use fleetcare_wire::device::{
-    EnrollRequest, EnrollResponse, PollResponse, ReportAck, StructureReport,
+    CredentialResponse, EnrollRequest, EnrollResponse, PollResponse, ReportAck, StructureReport,
 };
 use fleetcare_wire::operator::DeviceView;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{DeviceAuth, JsonBody};
+use crate::extract::{self, Client, DeviceAuth, JsonBody};
 use crate::metrics::TriggerLabel;
 
 /// Read buffer of a push channel: commands are small, and hundreds of thousands of idle
@@ -31,8 +31,10 @@ const PUSH_MAX_MESSAGE: usize = 16 * 1024;
 
 pub async fn enroll(
     State(st): State<AppState>,
+    client: Client,
     JsonBody(req): JsonBody<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
+    extract::not_throttled(&st, client.ip)?;
     let device_id = structure::validate_identity(&req.device_id, &req.model)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let Some(tenant) = st
@@ -41,11 +43,30 @@ pub async fn enroll(
         .await?
     else {
         st.metrics.rejected("bad_enrollment_key");
-        return Err(ApiError::Unauthorized(
-            "unknown or revoked enrollment key".into(),
+        return Err(extract::failed(
+            &st,
+            client.ip,
+            "unknown or revoked enrollment key",
         ));
     };
     let key = DeviceKey { tenant, device_id };
+    // With mutual TLS a device enrolls only as the device its certificate names.
+    match &client.cert {
+        Some(cert) if !extract::cert_names(&st, cert, &key).await? => {
+            st.metrics.rejected("other_device");
+            return Err(ApiError::Forbidden(format!(
+                "the client certificate names device {} of tenant {}; a device enrolls only as itself",
+                cert.device_id, cert.tenant
+            )));
+        }
+        None if st.settings.device_client_cert == crate::config::ClientCert::Required => {
+            return Err(extract::refuse(
+                &st,
+                "this center requires a device certificate (mutual TLS)",
+            ));
+        }
+        _ => {}
+    }
     let token = secret::generate(SecretKind::Device);
     let current = req.current_credential.as_deref().map(secret::hash);
     match st
@@ -273,6 +294,42 @@ pub async fn poll(
     st.metrics.polls.inc();
     st.metrics.commands_sent.inc_by(commands.len() as u64);
     Ok(Json(PollResponse { commands }))
+}
+
+/// How long a device's previous credential keeps working after a rotation it has not yet
+/// confirmed by using the new one (a device that lost the answer carries on with the old).
+pub const ROTATION_GRACE_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Rotate the calling device's credential.
+pub async fn rotate_credential(
+    State(st): State<AppState>,
+    DeviceAuth(key): DeviceAuth,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<CredentialResponse>, ApiError> {
+    let presented = extract::bearer(&headers)
+        .map(secret::hash)
+        .ok_or_else(|| ApiError::Internal("an authenticated device without a bearer".into()))?;
+    let token = secret::generate(SecretKind::Device);
+    let now = st.clock.now_ms();
+    if !st
+        .store
+        .rotate_credential(
+            &key,
+            &presented,
+            &secret::hash(&token),
+            now,
+            now + ROTATION_GRACE_MS,
+        )
+        .await?
+    {
+        return Err(extract::refuse(&st, "unknown or revoked device credential"));
+    }
+    st.credentials.forget(&key);
+    tracing::info!(device = %key.device_id, tenant = key.tenant, "device credential rotated");
+    Ok(Json(CredentialResponse {
+        device_token: token,
+        previous_valid_s: u64::try_from(ROTATION_GRACE_MS / 1000).unwrap_or(0),
+    }))
 }
 
 /// What the center knows about the calling device.

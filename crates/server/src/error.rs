@@ -29,6 +29,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// 429: the caller's budget is spent; `Retry-After` says when the next request passes.
+    #[error("{what}; retry in {} s", retry_after_s(*.retry_after_ms))]
+    TooManyRequests {
+        what: &'static str,
+        retry_after_ms: u64,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error("the request took longer than {0:?}")]
@@ -48,6 +54,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,6 +71,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { code, .. } => code,
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
@@ -86,8 +94,20 @@ impl IntoResponse for ApiError {
             error: self.to_string(),
             problems,
         };
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if let ApiError::TooManyRequests { retry_after_ms, .. } = &self {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_s(*retry_after_ms)),
+            );
+        }
+        resp
     }
+}
+
+/// Whole seconds, rounded up, at least 1 (what `Retry-After` can say).
+fn retry_after_s(ms: u64) -> u64 {
+    ms.div_ceil(1000).max(1)
 }
 
 impl From<StoreError> for ApiError {

@@ -10,7 +10,9 @@ use fleetcare_store::{DeviceKey, Operator};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
+use crate::config::ClientCert;
 use crate::error::ApiError;
+use crate::peer::{CertDevice, Peer};
 
 /// A JSON body: over the route's limit → 413; not JSON or not the expected shape → 400
 /// naming the field and the problem.
@@ -77,9 +79,158 @@ pub(crate) fn refuse(state: &AppState, why: &str) -> ApiError {
     ApiError::Unauthorized(why.to_owned())
 }
 
-/// The device a request's credential belongs to. Unknown or missing → 401.
+/// The client's address (the peer, or whom a trusted proxy forwarded for).
+pub(crate) fn client_ip(
+    parts_ext: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    state: &AppState,
+) -> Option<std::net::IpAddr> {
+    let peer = parts_ext.get::<Peer>().map(|p| p.0.ip());
+    state.proxies.client(peer, headers)
+}
+
+/// Refuse a client address that failed to authenticate too often lately (429), before it
+/// may try again.
+pub(crate) fn not_throttled(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
+    match ip {
+        Some(ip) => state
+            .auth_failures
+            .check(&ip, state.clock.now_ms())
+            .map_err(|retry_after_ms| {
+                state.metrics.rejected("throttled");
+                ApiError::TooManyRequests {
+                    what: "too many failed authentications from this address",
+                    retry_after_ms,
+                }
+            }),
+        None => Ok(()),
+    }
+}
+
+/// A failed authentication: it costs the client address one of its budget; 401 saying why.
+pub(crate) fn failed(state: &AppState, ip: Option<std::net::IpAddr>, why: &str) -> ApiError {
+    if let Some(ip) = ip {
+        let _ = state.auth_failures.take(&ip, state.clock.now_ms());
+    }
+    refuse(state, why)
+}
+
+/// Whether a client certificate names `key`'s device (tenant ids by name are cached: tenants
+/// are never renamed).
+pub(crate) async fn cert_names(
+    state: &AppState,
+    cert: &CertDevice,
+    key: &DeviceKey,
+) -> Result<bool, ApiError> {
+    if cert.device_id != key.device_id.as_str() {
+        return Ok(false);
+    }
+    let cached = state
+        .tenant_ids
+        .lock()
+        .expect("tenant ids")
+        .get(&cert.tenant)
+        .copied();
+    let tenant = match cached {
+        Some(t) => Some(t),
+        None => {
+            let t = state.store.tenant_id(&cert.tenant).await?;
+            if let Some(t) = t {
+                let mut ids = state.tenant_ids.lock().expect("tenant ids");
+                if ids.len() >= 100_000 {
+                    ids.clear();
+                }
+                ids.insert(cert.tenant.clone(), t);
+            }
+            t
+        }
+    };
+    Ok(tenant == Some(key.tenant))
+}
+
+/// Who is calling, before any credential: its address and the device its certificate names.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: Option<std::net::IpAddr>,
+    pub cert: Option<CertDevice>,
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Client {
+            ip: client_ip(&parts.extensions, &parts.headers, state),
+            cert: parts.extensions.get::<CertDevice>().cloned(),
+        })
+    }
+}
+
+/// The device a request's credential belongs to. Unknown or missing → 401 (and the client
+/// address's failure budget shrinks; spent → 429); over the device's request budget → 429
+/// with `Retry-After`; a client certificate that names another device → 403, none where the
+/// center requires one → 401.
 #[derive(Debug, Clone)]
 pub struct DeviceAuth(pub DeviceKey);
+
+impl DeviceAuth {
+    async fn resolve(parts: &Parts, state: &AppState) -> Result<DeviceKey, ApiError> {
+        let ip = client_ip(&parts.extensions, &parts.headers, state);
+        not_throttled(state, ip)?;
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            failed(
+                state,
+                ip,
+                "missing device credential (Authorization: Bearer …)",
+            )
+        })?;
+        let hash = secret::hash(token);
+        let now = state.clock.now_ms();
+        if let Some(key) = state.credentials.get(&hash, now) {
+            return Ok(key);
+        }
+        match state.store.device_by_credential(&hash, now).await? {
+            Some(key) => {
+                state.credentials.insert(hash, key.clone(), now);
+                Ok(key)
+            }
+            None => Err(failed(state, ip, "unknown or revoked device credential")),
+        }
+    }
+
+    /// The client certificate, where there is one, must name this device.
+    async fn check_certificate(
+        parts: &Parts,
+        state: &AppState,
+        key: &DeviceKey,
+    ) -> Result<(), ApiError> {
+        match parts.extensions.get::<CertDevice>() {
+            None if state.settings.device_client_cert == ClientCert::Required => Err(refuse(
+                state,
+                "this center requires a device certificate (mutual TLS)",
+            )),
+            None => Ok(()),
+            Some(cert) => {
+                if cert_names(state, cert, key).await? {
+                    Ok(())
+                } else {
+                    state.metrics.rejected("other_device");
+                    Err(ApiError::Forbidden(format!(
+                        "the client certificate names device {} of tenant {}, not the device \
+                         this credential belongs to",
+                        cert.device_id, cert.tenant
+                    )))
+                }
+            }
+        }
+    }
+}
 
 impl FromRequestParts<AppState> for DeviceAuth {
     type Rejection = ApiError;
@@ -88,20 +239,19 @@ impl FromRequestParts<AppState> for DeviceAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers)
-            .ok_or_else(|| refuse(state, "missing device credential (Authorization: Bearer …)"))?;
-        let hash = secret::hash(token);
-        let now = state.clock.now_ms();
-        if let Some(key) = state.credentials.get(&hash, now) {
-            return Ok(DeviceAuth(key));
-        }
-        match state.store.device_by_credential(&hash).await? {
-            Some(key) => {
-                state.credentials.insert(hash, key.clone(), now);
-                Ok(DeviceAuth(key))
-            }
-            None => Err(refuse(state, "unknown or revoked device credential")),
-        }
+        let key = DeviceAuth::resolve(parts, state).await?;
+        DeviceAuth::check_certificate(parts, state, &key).await?;
+        state
+            .device_limits
+            .take(&key, state.clock.now_ms())
+            .map_err(|retry_after_ms| {
+                state.metrics.rejected("rate_limited");
+                ApiError::TooManyRequests {
+                    what: "this device sent more requests than its rate allows",
+                    retry_after_ms,
+                }
+            })?;
+        Ok(DeviceAuth(key))
     }
 }
 

@@ -22,6 +22,8 @@ pub mod extract;
 pub mod hub;
 pub mod metrics;
 pub mod operator;
+pub mod peer;
+pub mod ratelimit;
 pub mod rollout;
 
 use std::net::SocketAddr;
@@ -47,6 +49,7 @@ use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 
 /// How long a cached device credential is trusted without asking the store; a revocation on
 /// another instance takes effect here within this time.
@@ -60,6 +63,7 @@ pub struct Settings {
     pub push_idle_timeout: Duration,
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
+    pub device_client_cert: config::ClientCert,
 }
 
 /// What every handler shares.
@@ -76,6 +80,15 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Artifact bytes, content-addressed.
     pub artifacts: Arc<delivery::Artifacts>,
+    /// Each device's request budget (429 when spent).
+    pub device_limits: Arc<RateLimiter<fleetcare_store::DeviceKey>>,
+    /// Each client address's budget of failed authentications.
+    pub auth_failures: Arc<RateLimiter<std::net::IpAddr>>,
+    /// Whose forwarded headers are believed.
+    pub proxies: Arc<peer::TrustedProxies>,
+    /// Tenant ids by name, for client certificates (which name their tenant).
+    pub tenant_ids:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, fleetcare_store::TenantId>>>,
     /// Becomes `true` when the center shuts down: push channels close, long polls answer.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -105,7 +118,18 @@ impl AppState {
                 push_idle_timeout: config.push_idle_timeout,
                 request_timeout: config.request_timeout,
                 header_read_timeout: config.header_read_timeout,
+                device_client_cert: config.device_client_cert,
             }),
+            device_limits: Arc::new(RateLimiter::new(
+                config.device_rate_per_s,
+                config.device_burst,
+            )),
+            auth_failures: Arc::new(RateLimiter::per_minute(config.auth_failures_per_min)),
+            tenant_ids: Arc::default(),
+            // The config was checked when it was read.
+            proxies: Arc::new(
+                peer::TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default(),
+            ),
             artifacts: Arc::new(delivery::Artifacts::new(
                 config.data_dir.join("artifacts"),
                 config.artifact_cache_bytes,
@@ -126,6 +150,7 @@ pub fn app(state: AppState) -> Router {
         .route("/device/v1/enroll", post(device::enroll))
         .route("/device/v1/reports", post(device::report))
         .route("/device/v1/self", get(device::whoami))
+        .route("/device/v1/credential", post(device::rotate_credential))
         .route("/device/v1/compat", get(compat_api::own_compat))
         .route("/device/v1/about", get(diag::own_about))
         .route("/device/v1/settings", get(diag::own_settings))
@@ -169,6 +194,10 @@ pub fn app(state: AppState) -> Router {
             put(operator::set_report_interval),
         )
         .route("/api/v1/devices/{id}/revoke", post(operator::revoke_device))
+        .route(
+            "/api/v1/devices/{id}/rotate-credential",
+            post(operator::rotate_credential),
+        )
         .route(
             "/api/v1/devices/{id}/allow-reenroll",
             post(operator::allow_reenroll),
@@ -325,6 +354,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("serving: {0}")]
     Serve(std::io::Error),
 }
@@ -333,6 +364,8 @@ pub enum ServeError {
 pub struct Center {
     /// The address it listens on (with the real port when the config said 0).
     pub addr: SocketAddr,
+    /// Whether it serves TLS.
+    pub tls: bool,
     pub boot: bootstrap::Bootstrap,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
@@ -366,6 +399,17 @@ impl Center {
             Some(url) => Store::open_postgres(url).await?,
             None => Store::open_sqlite(&config.data_dir).await?,
         };
+        let tls = match &config.tls {
+            None => None,
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+                fleetcare_tls::server_config(
+                    &t.cert_file,
+                    &t.key_file,
+                    t.client_ca_file.as_deref(),
+                )
+                .map_err(|e| ServeError::Tls(e.to_string()))?,
+            )),
+        };
         let boot = bootstrap::run(&store, &config.data_dir, &config.tenant, clock.now_ms()).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -374,12 +418,13 @@ impl Center {
                 source,
             })?;
         let addr = listener.local_addr().map_err(ServeError::Serve)?;
+        let tls_on = tls.is_some();
         let (state, shutdown) = AppState::new(store, config, clock);
         let router = app(state.clone());
         let mut stop = state.shutdown.clone();
         let header_timeout = state.settings.header_read_timeout;
         let server = tokio::spawn(async move {
-            serve(listener, router, header_timeout, async move {
+            serve(listener, router, tls, header_timeout, async move {
                 stopped(&mut stop).await
             })
             .await
@@ -390,9 +435,10 @@ impl Center {
         tokio::spawn(state.diag.clone().start(state.clone()));
         tokio::spawn(state.diag.clone().run_worker(state.clone()));
         tokio::spawn(state.rollouts.clone().run(state.clone()));
-        tracing::info!(%addr, store = state.store.backend(), "center listening");
+        tracing::info!(%addr, store = state.store.backend(), tls = tls_on, "center listening");
         Ok(Center {
             addr,
+            tls: tls_on,
             boot,
             state,
             shutdown,
@@ -401,9 +447,14 @@ impl Center {
         })
     }
 
-    /// `http://addr`.
+    /// `http://addr`, or `https://localhost:port` when the center serves TLS (the name its
+    /// certificate is normally issued for on a test machine).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls {
+            format!("https://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     /// Shut down gracefully and close the store.
@@ -421,16 +472,18 @@ impl Center {
 }
 
 /// Accept connections until `stop`, then let open requests finish. Each connection shares
-/// the router (an `Arc`), and must send its request head within `header_timeout` (a client
-/// that trickles its headers, slowloris, is cut off; bodies are bounded by the request
-/// timeout).
+/// the router (an `Arc`), and must finish its TLS handshake and send its request head within
+/// `header_timeout` (a client that trickles them, slowloris, is cut off; bodies are bounded
+/// by the request timeout). Every request carries its connection's [`peer::Peer`], and over
+/// mutual TLS the [`peer::CertDevice`] its certificate names.
 async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     header_timeout: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioTimer;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -440,9 +493,9 @@ async fn serve(
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     tokio::pin!(stop);
     loop {
-        let stream = tokio::select! {
+        let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((s, _)) => s,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors and the like: wait a moment rather than spin.
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -453,19 +506,32 @@ async fn serve(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .with_upgrades();
-        let (done, mut closing) = (done_tx.clone(), closing.clone());
+        let conn = Conn {
+            builder: builder.clone(),
+            router: router.clone(),
+            peer: peer::Peer(addr),
+            closing: closing.clone(),
+        };
+        let done = done_tx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = async { let _ = closing.wait_for(|c| *c).await; } => {
-                    // Let the request under way finish, then close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match tls {
+                None => conn.serve(stream, None).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|c| fleetcare_tls::device_name(c))
+                                .map(|(tenant, device_id)| peer::CertDevice { tenant, device_id });
+                            conn.serve(stream, cert).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                    }
                 }
             }
             drop(done);
@@ -476,6 +542,45 @@ async fn serve(
     drop(done_tx);
     let _ = done_rx.recv().await;
     Ok(())
+}
+
+/// One accepted connection, about to be served.
+struct Conn {
+    builder: hyper::server::conn::http1::Builder,
+    router: Router,
+    peer: peer::Peer,
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Conn {
+    async fn serve<I>(mut self, io: I, cert: Option<peer::CertDevice>)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        use tower::ServiceExt;
+        let (router, peer) = (self.router, self.peer);
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(peer);
+                if let Some(cert) = &cert {
+                    req.extensions_mut().insert(cert.clone());
+                }
+                router.clone().oneshot(req)
+            });
+        let conn = self
+            .builder
+            .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            () = async { let _ = self.closing.wait_for(|c| *c).await; } => {
+                // Let the request under way finish, then close.
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
 }
 
 /// Resolves once the center is shutting down.

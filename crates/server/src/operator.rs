@@ -50,6 +50,7 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         request_report,
         set_report_interval,
         revoke_device,
+        rotate_credential,
         allow_reenroll,
         crate::compat_api::load_catalog,
         crate::compat_api::show_catalog,
@@ -445,6 +446,36 @@ pub async fn revoke_device(
     st.hub.revoke(&key);
     tracing::info!(device = %key.device_id, operator = %op.0.name, "device credential revoked");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Have a connected device rotate its credential now: it gets a new one, and the old one stops
+/// working once the device uses the new one.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/rotate-credential",
+    params(("id" = String, Path, description = "device id")),
+    responses((status = 202, description = "the device was told to rotate"),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "the device is not connected (code `offline`)", body = ErrorBody)))]
+pub async fn rotate_credential(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let key = device_key(&op, &id)?;
+    if st.store.device(&key).await?.is_none() {
+        return Err(not_found(&key));
+    }
+    let Some((mailbox, _)) = st.hub.connected(&key) else {
+        return Err(ApiError::Conflict {
+            code: "offline",
+            message: format!(
+                "device {} is not connected; ask again when it is",
+                key.device_id
+            ),
+        });
+    };
+    Hub::queue(&mailbox, Command::RotateCredential);
+    tracing::info!(device = %key.device_id, operator = %op.0.name, "credential rotation requested");
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// Allow one new enrollment of an enrolled device id for a while (a device that lost its

@@ -26,6 +26,8 @@ pub struct NewAudit {
     /// `ok`, `failed` (the action was allowed and did not succeed) or `denied`.
     pub outcome: String,
     pub detail: Option<String>,
+    /// The client's address (as the center believes it: see `trusted_proxies`).
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,7 @@ pub struct AuditRecord {
     pub status: u16,
     pub outcome: String,
     pub detail: Option<String>,
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +61,7 @@ impl Store {
         self.run(
             vec![Stmt::new(
                 "INSERT INTO audit_log (tenant_id, at, actor, role, action, method, path, status, \
-                 outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 outcome, detail, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 vec![
                     a.tenant.into(),
                     now_ms.into(),
@@ -70,6 +73,7 @@ impl Store {
                     i64::from(a.status).into(),
                     (&a.outcome).into(),
                     a.detail.clone().into(),
+                    a.source.clone().into(),
                 ],
             )],
             Guard::None,
@@ -88,8 +92,8 @@ impl Store {
         let rows = self
             .select(
                 sql(
-                    "SELECT id, at, actor, role, action, method, path, status, outcome, detail \
-                     FROM audit_log WHERE tenant_id = $1 AND ($2 = 0 OR id < $2) \
+                    "SELECT id, at, actor, role, action, method, path, status, outcome, detail, \
+                     source FROM audit_log WHERE tenant_id = $1 AND ($2 = 0 OR id < $2) \
                      ORDER BY id DESC LIMIT $3",
                 ),
                 vec![
@@ -108,6 +112,7 @@ impl Store {
                     Ty::Int,
                     Ty::Text,
                     Ty::Text,
+                    Ty::Text,
                 ],
             )
             .await?;
@@ -124,9 +129,22 @@ impl Store {
                     status: u16::try_from(r[7].int()?).unwrap_or(0),
                     outcome: r[8].text()?,
                     detail: r[9].opt_text()?,
+                    source: r[10].opt_text()?,
                 })
             })
             .collect()
+    }
+
+    /// The id of the tenant named `name`, if there is one (never creates it).
+    pub async fn tenant_id(&self, name: &str) -> Result<Option<TenantId>> {
+        let rows = self
+            .select(
+                sql("SELECT id FROM tenants WHERE name = $1"),
+                vec![name.into()],
+                &[Ty::Int],
+            )
+            .await?;
+        rows.first().map(|r| r[0].int()).transpose()
     }
 
     /// A tenant's operator tokens (never the tokens themselves), oldest first.

@@ -27,6 +27,7 @@ pub mod troubles;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::exec::{Guard, Sql, Stmt, Ty};
 pub use audit::{AuditRecord, NewAudit, TOKEN_ID_LEN, TokenRecord};
 pub use compat::{
     CatalogRevision, FindingRecord, FindingRow, JobEventRecord, JobFilter, JobRecord, Judgement,
@@ -288,9 +289,82 @@ impl Store {
         dispatch!(self.allow_reenroll(key, until_ms))
     }
 
-    /// The device a credential hash belongs to.
-    pub async fn device_by_credential(&self, credential_hash: &str) -> Result<Option<DeviceKey>> {
-        dispatch!(self.device_by_credential(credential_hash))
+    /// The device a credential hash belongs to: its current credential, or the one before it
+    /// while a rotation is unconfirmed and within its grace. The first use of a rotated-to
+    /// credential confirms the rotation: the previous one stops working at once.
+    pub async fn device_by_credential(
+        &self,
+        credential_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<DeviceKey>> {
+        match dispatch!(self.device_by_credential(credential_hash))? {
+            Some((key, false)) => Ok(Some(key)),
+            Some((key, true)) => {
+                self.run(
+                    vec![Stmt::new(
+                        sql::CONFIRM_ROTATION,
+                        vec![
+                            key.tenant.into(),
+                            key.device_id.as_str().into(),
+                            credential_hash.into(),
+                        ],
+                    )],
+                    Guard::None,
+                )
+                .await?;
+                Ok(Some(key))
+            }
+            None => {
+                let rows = self
+                    .select(
+                        Sql::Both(std::borrow::Cow::Borrowed(
+                            sql::DEVICE_BY_PREVIOUS_CREDENTIAL,
+                        )),
+                        vec![credential_hash.into(), now_ms.into()],
+                        &[Ty::Int, Ty::Text],
+                    )
+                    .await?;
+                rows.first()
+                    .map(|r| {
+                        Ok(DeviceKey {
+                            tenant: r[0].int()?,
+                            device_id: DeviceId::parse(&r[1].text()?)
+                                .map_err(|e| StoreError::Corrupt(format!("device id: {e}")))?,
+                        })
+                    })
+                    .transpose()
+            }
+        }
+    }
+
+    /// Give a device a new credential (`new_hash`), keeping the one it presented
+    /// (`presented_hash`) valid until the device first uses the new one or until
+    /// `grace_until_ms`. `false` if the device is unknown or revoked.
+    pub async fn rotate_credential(
+        &self,
+        key: &DeviceKey,
+        presented_hash: &str,
+        new_hash: &str,
+        now_ms: i64,
+        grace_until_ms: i64,
+    ) -> Result<bool> {
+        let n = self
+            .run(
+                vec![Stmt::new(
+                    sql::ROTATE,
+                    vec![
+                        key.tenant.into(),
+                        key.device_id.as_str().into(),
+                        presented_hash.into(),
+                        new_hash.into(),
+                        now_ms.into(),
+                        grace_until_ms.into(),
+                    ],
+                )],
+                Guard::None,
+            )
+            .await?;
+        Ok(n.first().copied() == Some(1))
     }
 
     /// Store a report durably, with the history events it shows. Idempotent by sequence number.
@@ -386,7 +460,8 @@ pub(crate) mod sql {
         ON CONFLICT (tenant_id, device_id) DO UPDATE SET \
         credential_hash = excluded.credential_hash, generation = devices.generation + 1, \
         enrolled_at = excluded.enrolled_at, last_seq = 0, model = excluded.model, \
-        revoked_at = NULL, reenroll_until = NULL \
+        revoked_at = NULL, reenroll_until = NULL, previous_credential_hash = NULL, \
+        previous_valid_until = NULL, credential_issued_at = excluded.enrolled_at \
         WHERE devices.reenroll_until >= $5 \
         OR (devices.revoked_at IS NULL AND devices.credential_hash = $6) \
         RETURNING report_interval_s";
@@ -394,8 +469,21 @@ pub(crate) mod sql {
         WHERE tenant_id = $1 AND device_id = $2";
     pub const ALLOW_REENROLL: &str = "UPDATE devices SET reenroll_until = $3 \
         WHERE tenant_id = $1 AND device_id = $2";
-    pub const DEVICE_BY_CREDENTIAL: &str = "SELECT tenant_id, device_id FROM devices \
+    /// The third column: a rotation to this credential is still unconfirmed.
+    pub const DEVICE_BY_CREDENTIAL: &str = "SELECT tenant_id, device_id, \
+        previous_credential_hash IS NOT NULL FROM devices \
         WHERE credential_hash = $1 AND revoked_at IS NULL";
+    pub const DEVICE_BY_PREVIOUS_CREDENTIAL: &str = "SELECT tenant_id, device_id FROM devices \
+        WHERE previous_credential_hash = $1 AND previous_valid_until >= $2 AND revoked_at IS NULL";
+    pub const CONFIRM_ROTATION: &str = "UPDATE devices SET previous_credential_hash = NULL, \
+        previous_valid_until = NULL WHERE tenant_id = $1 AND device_id = $2 \
+        AND credential_hash = $3";
+    /// Only a device that presented its current credential, or its previous one within the
+    /// grace, rotates (the presented one becomes the previous: it is the one proven in use).
+    pub const ROTATE: &str = "UPDATE devices SET previous_credential_hash = $3, \
+        previous_valid_until = $6, credential_hash = $4, credential_issued_at = $5 \
+        WHERE tenant_id = $1 AND device_id = $2 AND revoked_at IS NULL \
+        AND (credential_hash = $3 OR (previous_credential_hash = $3 AND previous_valid_until >= $5))";
     pub const INGEST_STATE: &str = "SELECT d.generation, d.last_seq, d.structure_hash, \
         d.report_interval_s, c.findings_hash, c.judged_revision FROM devices d \
         LEFT JOIN device_compat c ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \

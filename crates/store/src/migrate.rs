@@ -8,6 +8,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (4, include_str!("migrations/sqlite_0004.sql")),
     (5, include_str!("migrations/sqlite_0005.sql")),
     (6, include_str!("migrations/sqlite_0006.sql")),
+    (7, include_str!("migrations/sqlite_0007.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -17,6 +18,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (4, include_str!("migrations/postgres_0004.sql")),
     (5, include_str!("migrations/postgres_0005.sql")),
     (6, include_str!("migrations/postgres_0006.sql")),
+    (7, include_str!("migrations/postgres_0007.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

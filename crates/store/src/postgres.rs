@@ -199,16 +199,22 @@ impl PgStore {
         Ok(n == 1)
     }
 
-    pub async fn device_by_credential(&self, credential_hash: &str) -> Result<Option<DeviceKey>> {
+    pub async fn device_by_credential(
+        &self,
+        credential_hash: &str,
+    ) -> Result<Option<(DeviceKey, bool)>> {
         let row = sqlx::query(sql::DEVICE_BY_CREDENTIAL)
             .bind(credential_hash)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| {
-            Ok(DeviceKey {
-                tenant: r.try_get(0)?,
-                device_id: device_id(r.try_get(1)?)?,
-            })
+            Ok((
+                DeviceKey {
+                    tenant: r.try_get(0)?,
+                    device_id: device_id(r.try_get(1)?)?,
+                },
+                r.try_get(2)?,
+            ))
         })
         .transpose()
     }

@@ -335,20 +335,26 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn device_by_credential(&self, credential_hash: &str) -> Result<Option<DeviceKey>> {
+    pub async fn device_by_credential(
+        &self,
+        credential_hash: &str,
+    ) -> Result<Option<(DeviceKey, bool)>> {
         let hash = credential_hash.to_owned();
-        let row: Option<(i64, String)> = self
+        let row: Option<(i64, String, bool)> = self
             .read(move |c| {
                 Ok(c.prepare_cached(&q(sql::DEVICE_BY_CREDENTIAL))?
-                    .query_row([&hash], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_row([&hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()?)
             })
             .await?;
-        row.map(|(tenant, id)| {
-            Ok(DeviceKey {
-                tenant,
-                device_id: device_id(id)?,
-            })
+        row.map(|(tenant, id, pending)| {
+            Ok((
+                DeviceKey {
+                    tenant,
+                    device_id: device_id(id)?,
+                },
+                pending,
+            ))
         })
         .transpose()
     }

@@ -50,6 +50,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    credential_rotation,
     tenants_tokens_and_keys,
     enrollment_and_reenrollment,
     reports_are_idempotent_and_record_history,
@@ -193,7 +194,7 @@ async fn enrollment_and_reenrollment(store: Store) {
     let key = enrolled(&store, t, "DEV-1").await;
     assert_eq!(
         store
-            .device_by_credential(&format!("cred-{t}-DEV-1"))
+            .device_by_credential(&format!("cred-{t}-DEV-1"), 0)
             .await
             .expect("lookup"),
         Some(key.clone())
@@ -237,7 +238,7 @@ async fn enrollment_and_reenrollment(store: Store) {
     assert_eq!(refused, Enrollment::Refused);
     assert!(
         store
-            .device_by_credential("cred-thief")
+            .device_by_credential("cred-thief", 0)
             .await
             .expect("lookup")
             .is_none()
@@ -259,14 +260,14 @@ async fn enrollment_and_reenrollment(store: Store) {
     assert!(matches!(rotated, Enrollment::Enrolled { .. }));
     assert!(
         store
-            .device_by_credential(&cred(t, "DEV-1"))
+            .device_by_credential(&cred(t, "DEV-1"), 0)
             .await
             .expect("lookup")
             .is_none()
     );
     assert_eq!(
         store
-            .device_by_credential("cred-new")
+            .device_by_credential("cred-new", 0)
             .await
             .expect("lookup"),
         Some(key.clone())
@@ -607,13 +608,81 @@ async fn concurrent_reports_are_each_stored_once(store: Store) {
     }
 }
 
+async fn credential_rotation(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "ROT-1").await;
+    let old = cred(t, "ROT-1");
+    let who = |h: String, now: i64| {
+        let store = store.clone();
+        async move { store.device_by_credential(&h, now).await.expect("lookup") }
+    };
+    assert!(
+        !store
+            .rotate_credential(&key, "not-its-credential", "n0", NOW, NOW + 100)
+            .await
+            .expect("rotate"),
+        "only a credential the device holds rotates"
+    );
+    assert!(
+        store
+            .rotate_credential(&key, &old, "n1", NOW, NOW + 100)
+            .await
+            .expect("rotate")
+    );
+    assert_eq!(
+        who(old.clone(), NOW + 1).await,
+        Some(key.clone()),
+        "the old one works until the new one is used"
+    );
+    assert_eq!(
+        who(old.clone(), NOW + 101).await,
+        None,
+        "…or until its grace ends"
+    );
+    // The device lost the answer and rotates again with the old one: the lost one is replaced,
+    // the old one stays the fallback.
+    assert!(
+        store
+            .rotate_credential(&key, &old, "n2", NOW + 2, NOW + 100)
+            .await
+            .expect("rotate")
+    );
+    assert_eq!(
+        who("n1".into(), NOW + 3).await,
+        None,
+        "a credential the device never used is gone"
+    );
+    assert_eq!(who("n2".into(), NOW + 3).await, Some(key.clone()));
+    assert_eq!(
+        who(old.clone(), NOW + 3).await,
+        None,
+        "first use of the new one retires the old at once"
+    );
+    assert!(
+        !store
+            .rotate_credential(&key, &old, "n3", NOW + 4, NOW + 100)
+            .await
+            .expect("rotate"),
+        "a retired credential cannot rotate"
+    );
+    assert!(store.revoke_device(&key, NOW + 5).await.expect("revoke"));
+    assert!(
+        !store
+            .rotate_credential(&key, "n2", "n4", NOW + 6, NOW + 100)
+            .await
+            .expect("rotate"),
+        "a revoked device cannot rotate"
+    );
+    assert_eq!(who("n2".into(), NOW + 6).await, None);
+}
+
 async fn revocation_and_operator_allowed_reenrollment(store: Store) {
     let t = store.ensure_tenant("default", NOW).await.expect("tenant");
     let key = enrolled(&store, t, "REV-1").await;
     assert!(store.revoke_device(&key, NOW + 1).await.expect("revoke"));
     assert!(
         store
-            .device_by_credential(&cred(t, "REV-1"))
+            .device_by_credential(&cred(t, "REV-1"), 0)
             .await
             .expect("lookup")
             .is_none(),
@@ -646,7 +715,7 @@ async fn revocation_and_operator_allowed_reenrollment(store: Store) {
         .expect("enroll");
     assert!(matches!(ok, Enrollment::Enrolled { .. }));
     assert_eq!(
-        store.device_by_credential("c4").await.expect("lookup"),
+        store.device_by_credential("c4", 0).await.expect("lookup"),
         Some(key.clone())
     );
     let used_up = store

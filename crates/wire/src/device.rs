@@ -8,6 +8,7 @@
 //! | GET  | `/device/v1/poll?wait_s=N` | long-poll fallback | [`PollResponse`] |
 //! | GET  | `/device/v1/self` | what the center knows about this device | [`crate::operator::DeviceView`] |
 //! | GET  | `/device/v1/compat` | its compatibility: findings, plan, advice, jobs, notifications | [`crate::compat::CompatReport`] |
+//! | POST | `/device/v1/credential` | rotate: a new credential for this device | [`CredentialResponse`] |
 //!
 //! Errors come as [`crate::ErrorBody`] with their status: 400 malformed or invalid body (every
 //! problem named), 401 unknown or revoked credential or enrollment key, 403 a body naming
@@ -40,6 +41,15 @@ pub struct EnrollResponse {
     /// Reporting interval set by the center for this device, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_interval_s: Option<u64>,
+}
+
+/// A rotated credential. The one the device presented stays valid until the device first uses
+/// this one (or for [`CredentialResponse::previous_valid_s`] at most): save it durably, then
+/// use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CredentialResponse {
+    pub device_token: String,
+    pub previous_valid_s: u64,
 }
 
 /// A full snapshot of a device's structure.
@@ -100,6 +110,8 @@ pub enum Command {
     },
     /// The center changed the device's settings: fetch them (`GET /device/v1/settings`).
     SettingsChanged,
+    /// Get a new credential (`POST /device/v1/credential`), save it, use it from now on.
+    RotateCredential,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
