@@ -1,7 +1,8 @@
 //! Operator tokens, the audit log and `whoami` over the API (authorization: [`crate::authz`]).
 
+use crate::extract::Query;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use fleetcare_core::clock::rfc3339;
 use fleetcare_core::secret::{self, SecretKind};
 use fleetcare_store::{AuditRecord, TokenRecord};
@@ -147,6 +148,7 @@ pub async fn revoke_token(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Lines older than this id (paging backwards).
     pub before: Option<u64>,

@@ -1,9 +1,10 @@
 //! The operator API for compatibility (catalog, per-device report, fleet counts, policy) and
 //! jobs; and the device's own compatibility report.
 
+use crate::extract::Query;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use fleetcare_compat::{DeviceFacts, FindingKind, PlanOutcome, Policy};
 use fleetcare_core::clock::rfc3339;
 use fleetcare_store::{
@@ -71,6 +72,7 @@ pub async fn load_catalog(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct CatalogQuery {
     /// A revision (default: the current one).
     pub revision: Option<u64>,
@@ -361,6 +363,7 @@ pub async fn set_policy(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct JobsQuery {
     /// Only this device's jobs.
     pub device: Option<String>,

@@ -9,9 +9,10 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::extract::Query;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fleetcare_core::clock::rfc3339;
@@ -419,6 +420,7 @@ pub async fn publish_release(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct ReleaseQuery {
     /// Only this product's releases.
     pub product: Option<String>,

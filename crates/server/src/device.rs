@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::extract::Query;
 use axum::Json;
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
 use axum::response::Response;
 use fleetcare_core::limits::{MAX_NAME_LEN, MAX_POLL_WAIT_S};
 use fleetcare_core::secret::{self, SecretKind};
@@ -263,6 +264,7 @@ async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PollQuery {
     /// Seconds to wait for a command before answering with none.
     pub wait_s: Option<u64>,

@@ -12,8 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::extract::Query;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use bytes::Bytes;
 use fleetcare_compat::plan::{Action, Step};
 use fleetcare_compat::version::Version;
@@ -740,6 +741,7 @@ pub async fn show_rules(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct TroubleQuery {
     /// `live` (open or acknowledged; the default), `open`, `acknowledged`, `resolved`, `all`.
     pub state: Option<String>,

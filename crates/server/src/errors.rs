@@ -1,8 +1,9 @@
 //! Devices' error logs at the center: batches stored exactly once and acknowledged by
 //! watermark, the operator's view, and asking a device to send its log now.
 
+use crate::extract::Query;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use fleetcare_core::clock::rfc3339;
 use fleetcare_core::limits::{MAX_NAME_LEN, MAX_OPERATING_ENTRIES};
 use fleetcare_store::NewErrorEvent;
@@ -151,6 +152,7 @@ pub async fn upload(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorQuery {
     /// Only events at or after this time (RFC 3339).
     pub since: Option<String>,

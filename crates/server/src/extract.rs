@@ -59,6 +59,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// A query string: unknown parameters, or values of the wrong type, are a 400 naming them
+/// (a misspelt or unsupported parameter, `sort=` say, is never silently ignored).
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::BadRequest(format!("query string: {}", e.body_text())))
+    }
+}
+
 /// The body limit of a route, set by a layer so the 413 message can say it.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use crate::extract::Query;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use fleetcare_core::DeviceId;
 use fleetcare_core::clock::rfc3339;
@@ -243,6 +244,7 @@ pub(crate) async fn device_view(st: &AppState, key: &DeviceKey) -> Result<Device
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Return devices whose id sorts after this one (the previous page's `next_after`).
     pub after: Option<String>,
@@ -305,6 +307,7 @@ pub async fn show_device(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// The newest this many events (default 200, at most 10000), oldest first.
     pub limit: Option<u32>,
@@ -346,6 +349,7 @@ pub async fn device_history(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct RequestQuery {
     /// Wait up to this many seconds (at most 30) for the device's answer and return it.
     pub wait_s: Option<u64>,

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::extract::Query;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use fleetcare_compat::plan::{PlanOutcome, Policy};
 use fleetcare_compat::version::Version;
 use fleetcare_core::DeviceId;
@@ -1094,6 +1095,7 @@ pub async fn create(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub limit: Option<u32>,
 }
@@ -1125,6 +1127,7 @@ pub async fn show(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct DevicesQuery {
     pub state: Option<String>,
     pub after: Option<String>,

@@ -55,6 +55,38 @@ pub struct TokenRecord {
     pub revoked_at_ms: Option<i64>,
 }
 
+const AUDIT_COLUMNS: &str =
+    "id, at, actor, role, action, method, path, status, outcome, detail, source";
+const AUDIT_TYPES: &[Ty] = &[
+    Ty::Int,
+    Ty::Int,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Int,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+];
+
+fn audit_record(r: &[crate::exec::Val]) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: to_u64(r[0].int()?),
+        at_ms: r[1].int()?,
+        actor: r[2].opt_text()?,
+        role: r[3].opt_text()?,
+        action: r[4].text()?,
+        method: r[5].text()?,
+        path: r[6].text()?,
+        status: u16::try_from(r[7].int()?).unwrap_or(0),
+        outcome: r[8].text()?,
+        detail: r[9].opt_text()?,
+        source: r[10].opt_text()?,
+    })
+}
+
 impl Store {
     /// Append a line to the audit log.
     pub async fn append_audit(&self, a: &NewAudit, now_ms: i64) -> Result<()> {
@@ -91,55 +123,41 @@ impl Store {
     ) -> Result<Vec<AuditRecord>> {
         let rows = self
             .select(
-                sql(
-                    "SELECT id, at, actor, role, action, method, path, status, outcome, detail, \
-                     source FROM audit_log WHERE tenant_id = $1 AND ($2 = 0 OR id < $2) \
-                     ORDER BY id DESC LIMIT $3",
-                ),
+                Sql::Both(std::borrow::Cow::Owned(format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE tenant_id = $1 \
+                     AND ($2 = 0 OR id < $2) ORDER BY id DESC LIMIT $3"
+                ))),
                 vec![
                     tenant.into(),
                     to_i64(before).into(),
                     i64::from(limit).into(),
                 ],
-                &[
-                    Ty::Int,
-                    Ty::Int,
-                    Ty::Text,
-                    Ty::Text,
-                    Ty::Text,
-                    Ty::Text,
-                    Ty::Text,
-                    Ty::Int,
-                    Ty::Text,
-                    Ty::Text,
-                    Ty::Text,
-                ],
+                AUDIT_TYPES,
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    id: to_u64(r[0].int()?),
-                    at_ms: r[1].int()?,
-                    actor: r[2].opt_text()?,
-                    role: r[3].opt_text()?,
-                    action: r[4].text()?,
-                    method: r[5].text()?,
-                    path: r[6].text()?,
-                    status: u16::try_from(r[7].int()?).unwrap_or(0),
-                    outcome: r[8].text()?,
-                    detail: r[9].opt_text()?,
-                    source: r[10].opt_text()?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| audit_record(r)).collect()
+    }
+
+    /// The newest line of the whole audit log, whoever's (unauthenticated denials have no
+    /// tenant): for the operator of the center's host, and tests.
+    pub async fn newest_audit_line(&self) -> Result<Option<AuditRecord>> {
+        let rows = self
+            .select(
+                Sql::Both(std::borrow::Cow::Owned(format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY id DESC LIMIT 1"
+                ))),
+                vec![],
+                AUDIT_TYPES,
+            )
+            .await?;
+        rows.first().map(|r| audit_record(r)).transpose()
     }
 
     /// The id of the tenant named `name`, if there is one (never creates it).
     pub async fn tenant_id(&self, name: &str) -> Result<Option<TenantId>> {
         let rows = self
             .select(
-                sql("SELECT id FROM tenants WHERE name = $1"),
+                Sql::Both(std::borrow::Cow::Borrowed(crate::sql::TENANT_BY_NAME)),
                 vec![name.into()],
                 &[Ty::Int],
             )
