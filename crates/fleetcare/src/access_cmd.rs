@@ -1,8 +1,11 @@
-//! `fleetcare tokens`, `fleetcare audit` and `fleetcare whoami`.
+//! `fleetcare tokens`, `fleetcare audit`, `fleetcare whoami` and `fleetcare customers`.
 
 use clap::Subcommand;
 use fleetcare_agent::{out, outln};
-use fleetcare_wire::access::{AuditLog, CreateToken, CreatedToken, TokenInfo, TokenList, WhoAmI};
+use fleetcare_wire::access::{
+    AuditLog, CreateCustomer, CreateToken, CreatedCustomer, CreatedToken, CustomerList, TokenInfo,
+    TokenList, WhoAmI,
+};
 
 use crate::client::segment;
 use crate::table;
@@ -112,5 +115,50 @@ pub async fn whoami(remote: &Remote) -> anyhow::Result<()> {
     }
     outln!("{} ({}), tenant {}", me.name, me.role, me.tenant_id);
     outln!("may: {}", me.may.join(", "));
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum CustomersCmd {
+    /// A new customer organization; its devices' enrollment key is printed once. Act within
+    /// it with `--tenant NAME` (for example `fleetcare tokens create … --tenant NAME`).
+    Create { name: String },
+    /// The provider's customer organizations and their device counts.
+    List,
+}
+
+pub async fn customers(cmd: CustomersCmd, remote: &Remote) -> anyhow::Result<()> {
+    let api = remote.api()?;
+    match cmd {
+        CustomersCmd::Create { name } => {
+            let c: CreatedCustomer = api
+                .post("/api/v1/customers", Some(&CreateCustomer { name }))
+                .await?;
+            if remote.json {
+                return print_json(&c);
+            }
+            outln!(
+                "customer {} created; its devices enroll with:",
+                c.customer.name
+            );
+            outln!("{}", c.enrollment_key);
+            outln!("It is shown this once; the center keeps only its hash.");
+        }
+        CustomersCmd::List => {
+            let l: CustomerList = api.get("/api/v1/customers").await?;
+            if remote.json {
+                return print_json(&l);
+            }
+            let rows: Vec<Vec<String>> = l
+                .customers
+                .iter()
+                .map(|c| vec![c.name.clone(), c.devices.to_string(), c.created_at.clone()])
+                .collect();
+            out!(
+                "{}",
+                table::render(&["CUSTOMER", "DEVICES", "CREATED"], &rows)
+            );
+        }
+    }
     Ok(())
 }

@@ -52,16 +52,23 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
 
 impl Api {
     pub fn new(url: &str, token: String) -> Api {
-        Api::with_tls(url, token, None)
+        Api::with_tls(url, token, None, None)
     }
 
-    /// A client of an `https://` center trusting what `tls` trusts.
+    /// A client of an `https://` center trusting what `tls` trusts; with `tenant`, acting
+    /// within that customer organization (a provider's operator).
     pub fn with_tls(
         url: &str,
         token: String,
         tls: Option<fleetcare_tls::rustls::ClientConfig>,
+        tenant: Option<&str>,
     ) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = tenant.and_then(|t| reqwest::header::HeaderValue::from_str(t).ok()) {
+            headers.insert("fleetcare-tenant", t);
+        }
         let mut b = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("fleetcare/", env!("CARGO_PKG_VERSION")));

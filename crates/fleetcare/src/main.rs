@@ -63,6 +63,9 @@ pub(crate) struct Remote {
     /// CA certificates (PEM) to trust for an https:// center.
     #[arg(long, env = "FLEETCARE_CA_FILE", global = true)]
     pub ca_file: Option<PathBuf>,
+    /// Act within this customer organization (a provider's operator).
+    #[arg(long, env = "FLEETCARE_TENANT", global = true)]
+    pub tenant: Option<String>,
     /// Print JSON (the API's own) instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -79,10 +82,16 @@ impl Remote {
             ),
             None => None,
         };
+        if let Some(t) = &self.tenant
+            && reqwest::header::HeaderValue::from_str(t).is_err()
+        {
+            anyhow::bail!("--tenant {t:?}: not a usable customer name");
+        }
         Ok(Api::with_tls(
             &self.url,
             resolve_token(self.token.clone(), self.token_file.clone())?,
             tls,
+            self.tenant.as_deref(),
         ))
     }
 }
@@ -207,6 +216,13 @@ enum Cmd {
         /// Lines older than this id.
         #[arg(long)]
         before: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// A provider's customer organizations: create (with their enrollment key), list.
+    Customers {
+        #[command(subcommand)]
+        command: access_cmd::CustomersCmd,
         #[command(flatten)]
         remote: Remote,
     },
@@ -383,6 +399,7 @@ fn main() -> ExitCode {
                 remote,
             } => access_cmd::audit(limit, before, &remote).await,
             Cmd::Whoami { remote } => access_cmd::whoami(&remote).await,
+            Cmd::Customers { command, remote } => access_cmd::customers(command, &remote).await,
             Cmd::Rollouts { command, remote } => rollout_cmd::rollouts(command, &remote).await,
             Cmd::Sites { command, remote } => rollout_cmd::sites(command, &remote).await,
         }

@@ -591,5 +591,45 @@ async fn tokens_roles_and_the_audit_log_from_the_command_line() {
     assert!(!ok && err.contains("revoked"), "{err}");
     let (ok, out, _) = cli(&url, &viewer, &["audit"]).await;
     assert!(!ok, "{out}");
+
+    // Customer organizations: created with their key, listed, and entered with --tenant.
+    let (ok, out, err) = cli(&url, &admin, &["customers", "create", "acme", "--json"]).await;
+    assert!(ok, "{err}");
+    let acme: Value = serde_json::from_str(&out).expect("json");
+    assert!(
+        acme["enrollment_key"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty()),
+        "{acme}"
+    );
+    let (ok, out, err) = cli(&url, &admin, &["customers", "list"]).await;
+    assert!(ok && out.contains("acme"), "{out}{err}");
+    let (ok, out, err) = cli(
+        &url,
+        &admin,
+        &[
+            "tokens", "create", "ann", "--role", "viewer", "--tenant", "acme", "--json",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let ann: Value = serde_json::from_str(&out).expect("json");
+    let ann = ann["token"].as_str().expect("token").to_owned();
+    let (ok, out, _) = cli(&url, &ann, &["whoami", "--json"]).await;
+    let me: Value = serde_json::from_str(&out).expect("json");
+    assert!(
+        ok && me["tenant_id"] != made_tenant(&url, &admin).await,
+        "{me}"
+    );
+    let (ok, _, err) = cli(&url, &admin, &["devices", "list", "--tenant", "initech"]).await;
+    assert!(!ok && err.contains("not found"), "{err}");
     served.kill9().await;
+}
+
+/// The tenant id of `token`'s caller.
+async fn made_tenant(url: &str, token: &str) -> Value {
+    let (ok, out, err) = cli(url, token, &["whoami", "--json"]).await;
+    assert!(ok, "{err}");
+    let me: Value = serde_json::from_str(&out).expect("json");
+    me["tenant_id"].clone()
 }

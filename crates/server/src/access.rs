@@ -42,6 +42,7 @@ fn entry(a: &AuditRecord) -> w::AuditEntry {
         status: a.status,
         outcome: a.outcome.clone(),
         detail: a.detail.clone(),
+        source: a.source.clone(),
     }
 }
 
@@ -169,5 +170,60 @@ pub async fn audit(
         .await?;
     Ok(Json(w::AuditLog {
         entries: rows.iter().map(entry).collect(),
+    }))
+}
+
+/// The caller's customer organizations (a provider's; a customer has none).
+#[utoipa::path(get, path = "/api/v1/customers", responses((status = 200, body = w::CustomerList)))]
+pub async fn list_customers(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+) -> Result<Json<w::CustomerList>, ApiError> {
+    let customers = st.store.customers(op.0.tenant).await?;
+    Ok(Json(w::CustomerList {
+        customers: customers
+            .into_iter()
+            .map(|c| w::CustomerInfo {
+                name: c.name,
+                created_at: rfc3339(c.created_at_ms),
+                devices: c.devices,
+            })
+            .collect(),
+    }))
+}
+
+/// A new customer organization, with an enrollment key for its devices (shown once). Its
+/// operators get tokens from a provider admin acting within it (`Fleetcare-Tenant`).
+#[utoipa::path(post, path = "/api/v1/customers", request_body = w::CreateCustomer,
+    responses((status = 200, body = w::CreatedCustomer), (status = 400, body = fleetcare_wire::ErrorBody),
+        (status = 409, body = fleetcare_wire::ErrorBody)))]
+pub async fn create_customer(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+    JsonBody(req): JsonBody<w::CreateCustomer>,
+) -> Result<Json<w::CreatedCustomer>, ApiError> {
+    let name = req.name.trim();
+    if name.len() > fleetcare_store::MAX_CUSTOMER_NAME
+        || fleetcare_core::DeviceId::parse(name).is_err()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "name {name:?}: 1 to {} letters, digits and . _ : -",
+            fleetcare_store::MAX_CUSTOMER_NAME
+        )));
+    }
+    let now = st.clock.now_ms();
+    let tenant = st.store.create_customer(op.0.tenant, name, now).await?;
+    let key = secret::generate(SecretKind::Enrollment);
+    st.store
+        .add_enrollment_key(tenant, &secret::hash(&key), now)
+        .await?;
+    tracing::info!(operator = %op.0.name, customer = name, "customer organization created");
+    Ok(Json(w::CreatedCustomer {
+        customer: w::CustomerInfo {
+            name: name.to_owned(),
+            created_at: rfc3339(now),
+            devices: 0,
+        },
+        enrollment_key: key,
     }))
 }

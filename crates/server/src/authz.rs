@@ -19,6 +19,9 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{OperatorAuth, bearer, client_ip, failed, not_throttled};
 
+/// The request header naming the customer organization a provider's operator acts within.
+pub const TENANT_HEADER: &str = "fleetcare-tenant";
+
 /// An operator's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -243,6 +246,8 @@ pub const TABLE: &[Rule] = &[
     ),
     r("GET", "/api/v1/sites", "site.list", READ),
     r("PUT", "/api/v1/sites/{name}", "site.set", OPERATE),
+    r("GET", "/api/v1/customers", "customer.list", READ),
+    r("POST", "/api/v1/customers", "customer.create", ADMIN),
     r("GET", "/api/v1/audit", "audit.read", AUDIT),
     r("GET", "/api/v1/tokens", "token.list", ADMIN),
     r("POST", "/api/v1/tokens", "token.create", ADMIN),
@@ -346,6 +351,26 @@ pub async fn authorize(
             names(rule.roles)
         ));
         return deny(Some(&op), rule.action, e).await;
+    }
+    // A provider's operator acting within one of its customers: the customer's tenant, the
+    // same role. Any other name is "not found" (another provider's customer is invisible).
+    let mut op = op;
+    if let Some(scope) = req.headers().get(TENANT_HEADER) {
+        let name = scope.to_str().unwrap_or("").trim().to_owned();
+        match st.store.customer(op.tenant, &name).await {
+            Ok(Some(customer)) => {
+                op = Operator {
+                    tenant: customer,
+                    name: format!("{} (provider)", op.name),
+                    role: op.role,
+                };
+            }
+            Ok(None) => {
+                let e = ApiError::NotFound(format!("customer {name:?}"));
+                return deny(Some(&op), rule.action, e).await;
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        }
     }
     req.extensions_mut().insert(OperatorAuth(op.clone()));
     let resp = next.run(req).await;

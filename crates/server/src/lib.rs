@@ -254,6 +254,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/tokens/{id}/revoke", post(access::revoke_token))
         .route("/api/v1/audit", get(access::audit))
+        .route(
+            "/api/v1/customers",
+            get(access::list_customers).post(access::create_customer),
+        )
         .layer(timed.clone())
         .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
         .layer(Extension(BodyLimit(MAX_OPERATOR_BODY)));

@@ -97,7 +97,9 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         crate::access::list_tokens,
         crate::access::create_token,
         crate::access::revoke_token,
-        crate::access::audit
+        crate::access::audit,
+        crate::access::list_customers,
+        crate::access::create_customer
     ),
     components(schemas(
         fleetcare_wire::access::WhoAmI,
@@ -107,6 +109,10 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         fleetcare_wire::access::TokenList,
         fleetcare_wire::access::AuditEntry,
         fleetcare_wire::access::AuditLog,
+        fleetcare_wire::access::CreateCustomer,
+        fleetcare_wire::access::CreatedCustomer,
+        fleetcare_wire::access::CustomerInfo,
+        fleetcare_wire::access::CustomerList,
         DeviceList,
         DeviceSummary,
         DeviceView,

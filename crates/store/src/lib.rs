@@ -21,6 +21,7 @@ mod migrate;
 pub mod postgres;
 pub mod rollouts;
 pub mod sqlite;
+pub mod tenants;
 pub mod testing;
 pub mod troubles;
 
@@ -43,6 +44,7 @@ pub use rollouts::{
     DeviceCondition, FinishedJob, LabelRecord, NewRollout, NewRolloutDevice, RolloutDeviceRecord,
     RolloutMove, RolloutRecord, SiteRecord, WaveRecord,
 };
+pub use tenants::{CustomerRecord, MAX_CUSTOMER_NAME};
 pub use troubles::{
     AbnormalRecord, NewTrouble, RuleSetRecord, SettingRecord, TroubleFilter, TroubleRecord,
     TroubleRecurrence,

@@ -9,6 +9,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("migrations/sqlite_0005.sql")),
     (6, include_str!("migrations/sqlite_0006.sql")),
     (7, include_str!("migrations/sqlite_0007.sql")),
+    (8, include_str!("migrations/sqlite_0008.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -19,6 +20,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (5, include_str!("migrations/postgres_0005.sql")),
     (6, include_str!("migrations/postgres_0006.sql")),
     (7, include_str!("migrations/postgres_0007.sql")),
+    (8, include_str!("migrations/postgres_0008.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

@@ -7,6 +7,12 @@
 //! | POST | `/api/v1/tokens` | [`CreateToken`] | [`CreatedToken`] (the token, shown once) |
 //! | POST | `/api/v1/tokens/{id}/revoke` | | [`TokenInfo`] |
 //! | GET  | `/api/v1/audit?before=&limit=` | | [`AuditLog`] (newest first) |
+//! | GET  | `/api/v1/customers` | | [`CustomerList`] |
+//! | POST | `/api/v1/customers` | [`CreateCustomer`] | [`CreatedCustomer`] (its enrollment key, shown once) |
+//!
+//! A provider's operator acts within one of its customer organizations by sending
+//! `Fleetcare-Tenant: <customer>` with any request; a customer that is not the caller's is
+//! "not found".
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -68,6 +74,36 @@ pub struct AuditEntry {
     /// `ok`, `failed` or `denied`.
     pub outcome: String,
     pub detail: Option<String>,
+    /// The client's address, as the center believes it.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// A new customer organization of the caller's (provider) tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomer {
+    /// Letters, digits and `. _ : -`, at most 64.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CustomerInfo {
+    pub name: String,
+    pub created_at: String,
+    pub devices: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedCustomer {
+    pub customer: CustomerInfo,
+    /// The customer's devices enroll with this key: shown here once, stored only as a hash.
+    pub enrollment_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CustomerList {
+    pub customers: Vec<CustomerInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
