@@ -24,7 +24,8 @@ pub const MAX_EVENTS_PER_BATCH: usize = 1000;
 /// Characters of an event's detail.
 pub const MAX_DETAIL: usize = 4096;
 
-fn check(b: &w::ErrorBatch) -> Vec<String> {
+/// Every problem of an error batch (empty: valid).
+pub fn check(b: &w::ErrorBatch) -> Vec<String> {
     let mut p = Vec::new();
     if b.events.len() > MAX_EVENTS_PER_BATCH {
         p.push(format!(

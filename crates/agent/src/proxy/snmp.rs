@@ -38,7 +38,8 @@ pub enum Val {
     Other,
 }
 
-fn val(v: &Value<'_>) -> Val {
+/// An SNMP value as the tables read it.
+pub fn val(v: &Value<'_>) -> Val {
     match v {
         Value::Integer(i) => Val::Int(*i),
         Value::Counter32(i) | Value::Unsigned32(i) | Value::Timeticks(i) => Val::Int(i64::from(*i)),
