@@ -205,6 +205,33 @@ async fn devices_and_operators_over_tls_with_device_certificates_and_rotation() 
             .then_some(())
     })
     .await;
+    // A dashboard login over HTTPS gets a Secure cookie.
+    let (s, v) = call(
+        &op,
+        "POST",
+        &format!("{url}/api/v1/accounts"),
+        &admin,
+        Some(json!({"name": "olga", "role": "viewer", "password": "a long enough passphrase"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let login = op
+        .post(format!("{url}/api/v1/login"))
+        .json(&json!({"name": "olga", "password": "a long enough passphrase"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+    let set = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        set.contains("; Secure") && set.contains("HttpOnly"),
+        "{set}"
+    );
     let old = local::view(&data_dir)
         .expect("view")
         .credential

@@ -3,8 +3,8 @@
 use clap::Subcommand;
 use fleetcare_agent::{out, outln};
 use fleetcare_wire::access::{
-    AuditLog, CreateCustomer, CreateToken, CreatedCustomer, CreatedToken, CustomerList, TokenInfo,
-    TokenList, WhoAmI,
+    AccountInfo, AccountList, AuditLog, CreateAccount, CreateCustomer, CreateToken,
+    CreatedCustomer, CreatedToken, CustomerList, TokenInfo, TokenList, WhoAmI,
 };
 
 use crate::client::segment;
@@ -158,6 +158,98 @@ pub async fn customers(cmd: CustomersCmd, remote: &Remote) -> anyhow::Result<()>
                 "{}",
                 table::render(&["CUSTOMER", "DEVICES", "CREATED"], &rows)
             );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum AccountsCmd {
+    /// A dashboard account; its password (12 to 256 characters) comes from a file or from
+    /// FLEETCARE_PASSWORD, never the command line, and is stored only as an argon2id hash.
+    Create {
+        name: String,
+        /// viewer, operator, release_engineer, approver, admin or auditor.
+        #[arg(long)]
+        role: String,
+        /// A file holding the password (its first line).
+        #[arg(long, env = "FLEETCARE_PASSWORD_FILE")]
+        password_file: Option<std::path::PathBuf>,
+    },
+    /// The tenant's accounts.
+    List,
+    /// Disable an account: its sessions end at once.
+    Disable { name: String },
+}
+
+pub async fn accounts(cmd: AccountsCmd, remote: &Remote) -> anyhow::Result<()> {
+    let api = remote.api()?;
+    match cmd {
+        AccountsCmd::Create {
+            name,
+            role,
+            password_file,
+        } => {
+            let password = match (password_file, std::env::var("FLEETCARE_PASSWORD").ok()) {
+                (Some(f), _) => std::fs::read_to_string(&f)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+                (None, Some(p)) => p,
+                (None, None) => anyhow::bail!(
+                    "the password: --password-file FILE or FLEETCARE_PASSWORD (never an argument)"
+                ),
+            };
+            let a: AccountInfo = api
+                .post(
+                    "/api/v1/accounts",
+                    Some(&CreateAccount {
+                        name,
+                        role,
+                        password,
+                    }),
+                )
+                .await?;
+            if remote.json {
+                return print_json(&a);
+            }
+            outln!("account {} ({}) created", a.name, a.role);
+        }
+        AccountsCmd::List => {
+            let l: AccountList = api.get("/api/v1/accounts").await?;
+            if remote.json {
+                return print_json(&l);
+            }
+            let rows: Vec<Vec<String>> = l
+                .accounts
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.name.clone(),
+                        a.role.clone(),
+                        a.created_at.clone(),
+                        a.disabled_at.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            out!(
+                "{}",
+                table::render(&["NAME", "ROLE", "CREATED", "DISABLED"], &rows)
+            );
+        }
+        AccountsCmd::Disable { name } => {
+            let _: serde_json::Value = api
+                .post::<(), _>(
+                    &format!("/api/v1/accounts/{}/disable", segment(&name)?),
+                    None,
+                )
+                .await?;
+            if remote.json {
+                return print_json(&serde_json::json!({"name": name, "disabled": true}));
+            }
+            outln!("account {name} disabled; its sessions are over");
         }
     }
     Ok(())

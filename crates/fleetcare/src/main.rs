@@ -219,6 +219,13 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Dashboard accounts: create (password from a file), list, disable.
+    Accounts {
+        #[command(subcommand)]
+        command: access_cmd::AccountsCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// A provider's customer organizations: create (with their enrollment key), list.
     Customers {
         #[command(subcommand)]
@@ -400,6 +407,7 @@ fn main() -> ExitCode {
             } => access_cmd::audit(limit, before, &remote).await,
             Cmd::Whoami { remote } => access_cmd::whoami(&remote).await,
             Cmd::Customers { command, remote } => access_cmd::customers(command, &remote).await,
+            Cmd::Accounts { command, remote } => access_cmd::accounts(command, &remote).await,
             Cmd::Rollouts { command, remote } => rollout_cmd::rollouts(command, &remote).await,
             Cmd::Sites { command, remote } => rollout_cmd::sites(command, &remote).await,
         }

@@ -141,7 +141,7 @@ async fn operator_story(data_dir: &Path, extra: &[&str]) {
     let (ok, _, err) = cli(&url, "fco_wrong", &["devices", "list"]).await;
     assert!(!ok);
     assert!(
-        err.contains("unknown or revoked operator token (401"),
+        err.contains("unknown, revoked or expired operator token or session (401"),
         "{err}"
     );
     let (ok, _, err) = cli(&url, &token, &["devices", "show", "../x"]).await;
@@ -623,6 +623,33 @@ async fn tokens_roles_and_the_audit_log_from_the_command_line() {
     );
     let (ok, _, err) = cli(&url, &admin, &["devices", "list", "--tenant", "initech"]).await;
     assert!(!ok && err.contains("not found"), "{err}");
+
+    // Dashboard accounts: the password from a file, never an argument.
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "a long enough passphrase\n").expect("write");
+    let pw = pw.to_string_lossy().into_owned();
+    let (ok, _, err) = cli(
+        &url,
+        &admin,
+        &[
+            "accounts",
+            "create",
+            "olga",
+            "--role",
+            "viewer",
+            "--password-file",
+            &pw,
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&url, &admin, &["accounts", "list"]).await;
+    assert!(
+        ok && out.contains("olga") && out.contains("viewer"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = cli(&url, &admin, &["accounts", "disable", "olga"]).await;
+    assert!(ok, "{err}");
     served.kill9().await;
 }
 

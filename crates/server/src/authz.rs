@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use fleetcare_core::secret;
 use fleetcare_store::{NewAudit, Operator};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{OperatorAuth, bearer, client_ip, failed, not_throttled};
+use crate::{AppState, session};
 
 /// The request header naming the customer organization a provider's operator acts within.
 pub const TENANT_HEADER: &str = "fleetcare-tenant";
@@ -99,6 +99,11 @@ const fn r(
         roles,
     }
 }
+
+/// Operator API endpoints deliberately outside the layer: logging in is how a caller gets
+/// a session (it is bounded by the failed-authentication budget and audited itself). The API
+/// description is public too, but is not an endpoint of the API.
+pub const PUBLIC: &[(&str, &str)] = &[("POST", "/api/v1/login")];
 
 /// Every operator endpoint. The router's routes and this table are the same set (a test
 /// checks it both ways).
@@ -246,6 +251,15 @@ pub const TABLE: &[Rule] = &[
     ),
     r("GET", "/api/v1/sites", "site.list", READ),
     r("PUT", "/api/v1/sites/{name}", "site.set", OPERATE),
+    r("POST", "/api/v1/logout", "session.logout", READ),
+    r("GET", "/api/v1/accounts", "account.list", ADMIN),
+    r("POST", "/api/v1/accounts", "account.create", ADMIN),
+    r(
+        "POST",
+        "/api/v1/accounts/{name}/disable",
+        "account.disable",
+        ADMIN,
+    ),
     r("GET", "/api/v1/customers", "customer.list", READ),
     r("POST", "/api/v1/customers", "customer.create", ADMIN),
     r("GET", "/api/v1/audit", "audit.read", AUDIT),
@@ -330,18 +344,42 @@ pub async fn authorize(
     if let Err(e) = not_throttled(&st, ip) {
         return e.into_response();
     }
-    let Some(token) = bearer(req.headers()).filter(|t| !t.is_empty()) else {
-        let e = failed(&st, ip, "missing operator token (Authorization: Bearer …)");
+    // A token, or a dashboard session's cookie.
+    let from_cookie = bearer(req.headers()).is_none();
+    let Some(token) = bearer(req.headers())
+        .or_else(|| session::cookie(req.headers()))
+        .filter(|t| !t.is_empty())
+    else {
+        let e = failed(
+            &st,
+            ip,
+            "missing operator token (Authorization: Bearer …) or session",
+        );
         return deny(None, rule.action, e).await;
     };
-    let op = match st.store.operator_by_token(&secret::hash(token)).await {
+    let op = match st
+        .store
+        .operator_by_token(&secret::hash(token), st.clock.now_ms())
+        .await
+    {
         Ok(Some(op)) => op,
         Ok(None) => {
-            let e = failed(&st, ip, "unknown or revoked operator token");
+            let e = failed(
+                &st,
+                ip,
+                "unknown, revoked or expired operator token or session",
+            );
             return deny(None, rule.action, e).await;
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
+    if from_cookie && !session::same_origin(&method, req.headers()) {
+        st.metrics.rejected("cross_site");
+        let e = ApiError::Forbidden(
+            "a change with a session cookie must come from the center's own pages".into(),
+        );
+        return deny(Some(&op), rule.action, e).await;
+    }
     if !allows(rule, &op.role) {
         st.metrics.rejected("forbidden");
         let e = ApiError::Forbidden(format!(

@@ -171,6 +171,8 @@ pub(crate) async fn cert_names(
 pub struct Client {
     pub ip: Option<std::net::IpAddr>,
     pub cert: Option<CertDevice>,
+    /// The connection is TLS.
+    pub tls: bool,
 }
 
 impl FromRequestParts<AppState> for Client {
@@ -183,6 +185,7 @@ impl FromRequestParts<AppState> for Client {
         Ok(Client {
             ip: client_ip(&parts.extensions, &parts.headers, state),
             cert: parts.extensions.get::<CertDevice>().cloned(),
+            tls: parts.extensions.get::<crate::peer::Tls>().is_some(),
         })
     }
 }

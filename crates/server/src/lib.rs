@@ -25,6 +25,7 @@ pub mod operator;
 pub mod peer;
 pub mod ratelimit;
 pub mod rollout;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub header_read_timeout: Duration,
     pub device_client_cert: config::ClientCert,
+    /// The center's own tenant (logins name no other by default).
+    pub tenant: String,
 }
 
 /// What every handler shares.
@@ -119,6 +122,7 @@ impl AppState {
                 request_timeout: config.request_timeout,
                 header_read_timeout: config.header_read_timeout,
                 device_client_cert: config.device_client_cert,
+                tenant: config.tenant.clone(),
             }),
             device_limits: Arc::new(RateLimiter::new(
                 config.device_rate_per_s,
@@ -254,6 +258,15 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/tokens/{id}/revoke", post(access::revoke_token))
         .route("/api/v1/audit", get(access::audit))
+        .route("/api/v1/logout", post(session::logout))
+        .route(
+            "/api/v1/accounts",
+            get(session::list_accounts).post(session::create_account),
+        )
+        .route(
+            "/api/v1/accounts/{name}/disable",
+            post(session::disable_account),
+        )
         .route(
             "/api/v1/customers",
             get(access::list_customers).post(access::create_customer),
@@ -275,7 +288,7 @@ pub fn app(state: AppState) -> Router {
     let signed = Router::new()
         .route("/api/v1/keys", post(delivery::publish_keys))
         .route("/api/v1/releases", post(delivery::publish_release))
-        .layer(timed)
+        .layer(timed.clone())
         .layer(DefaultBodyLimit::max(delivery::MAX_ENVELOPE_BODY))
         .layer(Extension(BodyLimit(delivery::MAX_ENVELOPE_BODY)));
     // Artifact uploads are bounded by the size their release signed and by an idle timeout.
@@ -292,9 +305,17 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             authz::authorize,
         ));
+    // Logging in is how a session begins: outside the authorization layer, bounded like the
+    // rest, and limited by the failed-authentication budget of the client's address.
+    let login = Router::new()
+        .route("/api/v1/login", post(session::login))
+        .layer(timed.clone())
+        .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
+        .layer(Extension(BodyLimit(MAX_OPERATOR_BODY)));
     Router::new()
         .merge(device)
         .merge(operator_api)
+        .merge(login)
         .route("/healthz", get(healthz))
         // The API's description is public, like the API's documentation.
         .route("/api/v1/openapi.json", get(operator::openapi))
@@ -520,7 +541,7 @@ async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => conn.serve(stream, None).await,
+                None => conn.serve(stream, None, false).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
@@ -531,7 +552,7 @@ async fn serve(
                                 .and_then(|c| c.first())
                                 .and_then(|c| fleetcare_tls::device_name(c))
                                 .map(|(tenant, device_id)| peer::CertDevice { tenant, device_id });
-                            conn.serve(stream, cert).await;
+                            conn.serve(stream, cert, true).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
@@ -557,7 +578,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn serve<I>(mut self, io: I, cert: Option<peer::CertDevice>)
+    async fn serve<I>(mut self, io: I, cert: Option<peer::CertDevice>, tls: bool)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -566,6 +587,9 @@ impl Conn {
         let svc =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(peer);
+                if tls {
+                    req.extensions_mut().insert(peer::Tls);
+                }
                 if let Some(cert) = &cert {
                     req.extensions_mut().insert(cert.clone());
                 }

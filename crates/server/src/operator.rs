@@ -99,7 +99,12 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         crate::access::revoke_token,
         crate::access::audit,
         crate::access::list_customers,
-        crate::access::create_customer
+        crate::access::create_customer,
+        crate::session::login,
+        crate::session::logout,
+        crate::session::list_accounts,
+        crate::session::create_account,
+        crate::session::disable_account
     ),
     components(schemas(
         fleetcare_wire::access::WhoAmI,
@@ -113,6 +118,11 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         fleetcare_wire::access::CreatedCustomer,
         fleetcare_wire::access::CustomerInfo,
         fleetcare_wire::access::CustomerList,
+        fleetcare_wire::access::Login,
+        fleetcare_wire::access::LoggedIn,
+        fleetcare_wire::access::CreateAccount,
+        fleetcare_wire::access::AccountInfo,
+        fleetcare_wire::access::AccountList,
         DeviceList,
         DeviceSummary,
         DeviceView,

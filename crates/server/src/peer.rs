@@ -16,6 +16,10 @@ use ipnet::IpNet;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub SocketAddr);
 
+/// The connection is TLS (set by the accept loop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tls;
+
 /// The device a verified client certificate names (mutual TLS), set by the accept loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertDevice {

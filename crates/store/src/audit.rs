@@ -171,7 +171,7 @@ impl Store {
             .select(
                 sql(
                     "SELECT token_hash, name, role, created_at, revoked_at FROM operator_tokens \
-                     WHERE tenant_id = $1 ORDER BY created_at, token_hash",
+                     WHERE tenant_id = $1 AND session = 0 ORDER BY created_at, token_hash",
                 ),
                 vec![tenant.into()],
                 &[Ty::Text, Ty::Text, Ty::Text, Ty::Int, Ty::Int],
@@ -205,7 +205,7 @@ impl Store {
             .run(
                 vec![Stmt::new(
                     "UPDATE operator_tokens SET revoked_at = $3 WHERE tenant_id = $1 \
-                     AND substr(token_hash, 1, 16) = $2 AND revoked_at IS NULL",
+                     AND substr(token_hash, 1, 16) = $2 AND revoked_at IS NULL AND session = 0",
                     vec![tenant.into(), id.into(), now_ms.into()],
                 )],
                 Guard::None,

@@ -12,6 +12,7 @@
 //! Both speak the same SQL (written with `$N` placeholders) and are held to one conformance
 //! suite (`tests/conformance.rs`). Every row carries a tenant.
 
+pub mod accounts;
 pub mod audit;
 pub mod compat;
 pub mod delivery;
@@ -29,6 +30,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::exec::{Guard, Sql, Stmt, Ty};
+pub use accounts::{AccountRecord, StoredAccount};
 pub use audit::{AuditRecord, NewAudit, TOKEN_ID_LEN, TokenRecord};
 pub use compat::{
     CatalogRevision, FindingRecord, FindingRow, JobEventRecord, JobFilter, JobRecord, Judgement,
@@ -243,8 +245,13 @@ impl Store {
     }
 
     /// The operator a token hash belongs to, unless unknown or revoked.
-    pub async fn operator_by_token(&self, token_hash: &str) -> Result<Option<Operator>> {
-        dispatch!(self.operator_by_token(token_hash))
+    /// The operator a live token or session belongs to (a session lapses at its expiry).
+    pub async fn operator_by_token(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<Operator>> {
+        dispatch!(self.operator_by_token(token_hash, now_ms))
     }
 
     /// Register an enrollment key by its hash; `false` (and nothing changed) if the hash is
@@ -449,7 +456,7 @@ pub(crate) mod sql {
         (token_hash, tenant_id, name, role, created_at) VALUES ($1, $2, $3, $4, $5) \
         ON CONFLICT (token_hash) DO NOTHING";
     pub const OPERATOR_BY_TOKEN: &str = "SELECT tenant_id, name, role FROM operator_tokens \
-        WHERE token_hash = $1 AND revoked_at IS NULL";
+        WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)";
     pub const INSERT_ENROLLMENT_KEY: &str = "INSERT INTO enrollment_keys (key_hash, tenant_id, created_at) VALUES ($1, $2, $3) \
         ON CONFLICT (key_hash) DO NOTHING";
     pub const ENROLLMENT_TENANT: &str =

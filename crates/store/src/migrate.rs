@@ -10,6 +10,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (6, include_str!("migrations/sqlite_0006.sql")),
     (7, include_str!("migrations/sqlite_0007.sql")),
     (8, include_str!("migrations/sqlite_0008.sql")),
+    (9, include_str!("migrations/sqlite_0009.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -21,6 +22,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (6, include_str!("migrations/postgres_0006.sql")),
     (7, include_str!("migrations/postgres_0007.sql")),
     (8, include_str!("migrations/postgres_0008.sql")),
+    (9, include_str!("migrations/postgres_0009.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

@@ -116,9 +116,14 @@ impl PgStore {
         Ok(n == 1)
     }
 
-    pub async fn operator_by_token(&self, token_hash: &str) -> Result<Option<Operator>> {
+    pub async fn operator_by_token(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<Operator>> {
         let row = sqlx::query(sql::OPERATOR_BY_TOKEN)
             .bind(token_hash)
+            .bind(now_ms)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| {

@@ -236,11 +236,15 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn operator_by_token(&self, token_hash: &str) -> Result<Option<Operator>> {
+    pub async fn operator_by_token(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<Operator>> {
         let hash = token_hash.to_owned();
         self.read(move |c| {
             Ok(c.prepare_cached(&q(sql::OPERATOR_BY_TOKEN))?
-                .query_row([&hash], |r| {
+                .query_row(params![hash, now_ms], |r| {
                     Ok(Operator {
                         tenant: r.get(0)?,
                         name: r.get(1)?,
@@ -895,7 +899,7 @@ mod tests {
             let (s, stop) = (store.clone(), stop.clone());
             readers.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    s.operator_by_token("nothing").await.expect("read");
+                    s.operator_by_token("nothing", 0).await.expect("read");
                 }
             }));
         }

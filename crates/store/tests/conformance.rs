@@ -50,6 +50,8 @@ macro_rules! conformance {
 }
 
 conformance!(
+    customers_of_a_provider,
+    accounts_and_sessions,
     credential_rotation,
     tenants_tokens_and_keys,
     enrollment_and_reenrollment,
@@ -135,7 +137,7 @@ async fn tenants_tokens_and_keys(store: Store) {
             .expect("token")
     );
     let op = store
-        .operator_by_token("h-admin")
+        .operator_by_token("h-admin", NOW)
         .await
         .expect("lookup")
         .expect("found");
@@ -145,7 +147,7 @@ async fn tenants_tokens_and_keys(store: Store) {
     );
     assert!(
         store
-            .operator_by_token("h-unknown")
+            .operator_by_token("h-unknown", NOW)
             .await
             .expect("lookup")
             .is_none()
@@ -180,7 +182,7 @@ async fn tenants_tokens_and_keys(store: Store) {
     );
     assert_eq!(
         store
-            .operator_by_token("h-admin")
+            .operator_by_token("h-admin", NOW)
             .await
             .expect("lookup")
             .expect("found")
@@ -606,6 +608,141 @@ async fn concurrent_reports_are_each_stored_once(store: Store) {
         let s = rec.structure.expect("structure");
         assert_eq!(s.unit("engine").expect("engine").software[0].version, "2.0");
     }
+}
+
+async fn customers_of_a_provider(store: Store) {
+    let p = store.ensure_tenant("prov", NOW).await.expect("tenant");
+    let q = store.ensure_tenant("other", NOW).await.expect("tenant");
+    let acme = store
+        .create_customer(p, "acme", NOW)
+        .await
+        .expect("customer");
+    assert!(matches!(
+        store.create_customer(p, "acme", NOW).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let other_acme = store
+        .create_customer(q, "acme", NOW)
+        .await
+        .expect("names are per provider");
+    assert_ne!(acme, other_acme);
+    assert!(
+        matches!(
+            store.create_customer(acme, "sub", NOW).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "no customers of customers"
+    );
+    assert_eq!(store.customer(p, "acme").await.expect("lookup"), Some(acme));
+    assert_eq!(
+        store.customer(q, "acme").await.expect("lookup"),
+        Some(other_acme)
+    );
+    assert_eq!(store.customer(p, "globex").await.expect("lookup"), None);
+    assert_eq!(store.customer(acme, "acme").await.expect("lookup"), None);
+    enrolled(&store, acme, "A-1").await;
+    let listed = store.customers(p).await.expect("customers");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].devices, listed[0].tenant),
+        ("acme", 1, acme)
+    );
+    assert_eq!(store.tenant_id("prov/acme").await.expect("id"), Some(acme));
+}
+
+async fn accounts_and_sessions(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    assert!(
+        store
+            .create_account(t, "olga", "operator", "$argon2id$x", NOW)
+            .await
+            .expect("create")
+    );
+    assert!(
+        !store
+            .create_account(t, "olga", "admin", "$argon2id$y", NOW)
+            .await
+            .expect("create"),
+        "one per name"
+    );
+    let a = store
+        .account(t, "olga")
+        .await
+        .expect("account")
+        .expect("found");
+    assert_eq!(
+        (a.role.as_str(), a.password_hash.as_str(), a.disabled),
+        ("operator", "$argon2id$x", false)
+    );
+    store
+        .create_session(t, "olga", "operator", "s1", NOW, NOW + 100)
+        .await
+        .expect("session");
+    store
+        .create_session(t, "olga", "operator", "s2", NOW, NOW + 100)
+        .await
+        .expect("session");
+    let op = store
+        .operator_by_token("s1", NOW + 99)
+        .await
+        .expect("lookup")
+        .expect("live");
+    assert_eq!((op.name.as_str(), op.role.as_str()), ("olga", "operator"));
+    assert!(
+        store
+            .operator_by_token("s1", NOW + 100)
+            .await
+            .expect("lookup")
+            .is_none(),
+        "expired"
+    );
+    assert!(
+        store.operator_tokens(t).await.expect("tokens").is_empty(),
+        "sessions are not listed as tokens"
+    );
+    assert!(store.end_session("s1", NOW + 1).await.expect("end"));
+    assert!(
+        !store.end_session("s1", NOW + 2).await.expect("end"),
+        "once"
+    );
+    assert!(
+        store
+            .operator_by_token("s1", NOW + 3)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert!(
+        store
+            .disable_account(t, "olga", NOW + 4)
+            .await
+            .expect("disable")
+    );
+    assert!(
+        store
+            .operator_by_token("s2", NOW + 5)
+            .await
+            .expect("lookup")
+            .is_none(),
+        "disabling ends every session"
+    );
+    assert!(
+        store
+            .account(t, "olga")
+            .await
+            .expect("account")
+            .expect("found")
+            .disabled
+    );
+    assert!(
+        !store
+            .disable_account(t, "olga", NOW + 6)
+            .await
+            .expect("disable")
+    );
+    let listed = store.accounts(t).await.expect("accounts");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].disabled_at_ms, Some(NOW + 4));
 }
 
 async fn credential_rotation(store: Store) {

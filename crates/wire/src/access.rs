@@ -9,6 +9,11 @@
 //! | GET  | `/api/v1/audit?before=&limit=` | | [`AuditLog`] (newest first) |
 //! | GET  | `/api/v1/customers` | | [`CustomerList`] |
 //! | POST | `/api/v1/customers` | [`CreateCustomer`] | [`CreatedCustomer`] (its enrollment key, shown once) |
+//! | POST | `/api/v1/login` | [`Login`] | [`LoggedIn`], and the session cookie |
+//! | POST | `/api/v1/logout` | | 204, the cookie cleared |
+//! | GET  | `/api/v1/accounts` | | [`AccountList`] |
+//! | POST | `/api/v1/accounts` | [`CreateAccount`] | [`AccountInfo`] |
+//! | POST | `/api/v1/accounts/{name}/disable` | | 204 |
 //!
 //! A provider's operator acts within one of its customer organizations by sending
 //! `Fleetcare-Tenant: <customer>` with any request; a customer that is not the caller's is
@@ -109,4 +114,46 @@ pub struct CustomerList {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditLog {
     pub entries: Vec<AuditEntry>,
+}
+
+/// A dashboard login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The account's tenant (`provider` or `provider/customer`); default: the center's own.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    pub name: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LoggedIn {
+    pub name: String,
+    pub role: String,
+    pub tenant: String,
+    pub expires_at: String,
+}
+
+/// A new operator account; its password is stored only as an argon2id hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    pub name: String,
+    pub role: String,
+    /// 12 to 256 characters.
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountInfo {
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    pub disabled_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountList {
+    pub accounts: Vec<AccountInfo>,
 }
