@@ -16,7 +16,7 @@ use fleetcare_core::secret;
 use fleetcare_store::{NewAudit, Operator};
 
 use crate::error::ApiError;
-use crate::extract::{OperatorAuth, bearer, client_ip, failed, not_throttled};
+use crate::extract::{OperatorAuth, bearer, client_ip, failed};
 use crate::{AppState, session};
 
 /// The request header naming the customer organization a provider's operator acts within.
@@ -318,8 +318,10 @@ pub async fn authorize(
             detail,
             source: ip.map(|ip| ip.to_string()),
         };
-    // Every refusal: audited with its status and message, then answered.
+    // Every refusal: audited with its status and message, then answered — but for the 429s
+    // of an address past its failed-authentication budget, which are only counted.
     let deny = |op: Option<&Operator>, action: &str, e: ApiError| {
+        let throttled = matches!(e, ApiError::TooManyRequests { .. });
         let line = audit(
             op,
             action,
@@ -329,7 +331,9 @@ pub async fn authorize(
         );
         let st = st.clone();
         async move {
-            record(&st, line).await;
+            if !throttled {
+                record(&st, line).await;
+            }
             e.into_response()
         }
     };
@@ -339,11 +343,6 @@ pub async fn authorize(
         let e = ApiError::Forbidden(format!("{method} {route} has no authorization rule"));
         return deny(None, "unknown", e).await;
     };
-    // An address that failed too often lately is refused before it may try again; these
-    // refusals are counted, not audited, so a flood cannot grow the audit log.
-    if let Err(e) = not_throttled(&st, ip) {
-        return e.into_response();
-    }
     // A token, or a dashboard session's cookie.
     let from_cookie = bearer(req.headers()).is_none();
     let Some(token) = bearer(req.headers())

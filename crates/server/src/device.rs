@@ -35,7 +35,6 @@ pub async fn enroll(
     client: Client,
     JsonBody(req): JsonBody<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
-    extract::not_throttled(&st, client.ip)?;
     let device_id = structure::validate_identity(&req.device_id, &req.model)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let Some(tenant) = st

@@ -105,7 +105,7 @@ pub(crate) fn client_ip(
 }
 
 /// Refuse a client address that failed to authenticate too often lately (429), before it
-/// may try again.
+/// may try a password again.
 pub(crate) fn not_throttled(
     state: &AppState,
     ip: Option<std::net::IpAddr>,
@@ -125,10 +125,20 @@ pub(crate) fn not_throttled(
     }
 }
 
-/// A failed authentication: it costs the client address one of its budget; 401 saying why.
+/// A failed authentication: it costs the client address one of its budget; 401 saying why,
+/// or 429 once the budget is spent (such refusals are not audited: a flood of guesses cannot
+/// grow the audit log). A secret that is right still passes: tokens and credentials are too
+/// long to guess, and devices behind one NAT must not lose service for a neighbour's mistake.
+/// Passwords are different: a throttled address may not try one at all ([`not_throttled`]).
 pub(crate) fn failed(state: &AppState, ip: Option<std::net::IpAddr>, why: &str) -> ApiError {
-    if let Some(ip) = ip {
-        let _ = state.auth_failures.take(&ip, state.clock.now_ms());
+    if let Some(ip) = ip
+        && let Err(retry_after_ms) = state.auth_failures.take(&ip, state.clock.now_ms())
+    {
+        state.metrics.rejected("throttled");
+        return ApiError::TooManyRequests {
+            what: "too many failed authentications from this address",
+            retry_after_ms,
+        };
     }
     refuse(state, why)
 }
@@ -200,7 +210,6 @@ pub struct DeviceAuth(pub DeviceKey);
 impl DeviceAuth {
     async fn resolve(parts: &Parts, state: &AppState) -> Result<DeviceKey, ApiError> {
         let ip = client_ip(&parts.extensions, &parts.headers, state);
-        not_throttled(state, ip)?;
         let token = bearer(&parts.headers).ok_or_else(|| {
             failed(
                 state,

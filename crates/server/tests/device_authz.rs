@@ -23,6 +23,16 @@ fn errors(device: &str) -> Value {
            "events": [{"seq": 1, "at_ms": NOW, "slot": "fuser", "code": "E-1", "severity": "error", "counters": {}}]})
 }
 
+/// (route, whose, method, path, body, expected status)
+type Cell = (
+    &'static str,
+    &'static str,
+    &'static str,
+    String,
+    Option<Value>,
+    StatusCode,
+);
+
 #[tokio::test]
 async fn every_device_route_own_other_device_and_other_tenant() {
     let f = fixture().await;
@@ -66,8 +76,7 @@ async fn every_device_route_own_other_device_and_other_tenant() {
     );
     let status = json!({"state": "downloading"});
 
-    // (route, whose, method, path, body, expected status)
-    let cells: Vec<(&str, &str, &str, String, Option<Value>, StatusCode)> = vec![
+    let cells: Vec<Cell> = vec![
         (
             "reports",
             "own",
