@@ -124,8 +124,61 @@ fn integer(v: &IppValue) -> Option<i64> {
     }
 }
 
+/// Walk an IPP message's framing (RFC 8010 §3) and check what the `ipp` crate (8.0) trusts
+/// without checking: the inner lengths of `textWithLanguage` and `nameWithLanguage` values
+/// (it slices by them and panics past the end — found by the `ipp_answer` fuzz target; under
+/// the device profile's `panic = "abort"` one hostile printer would stop the whole proxy).
+fn check_framing(body: &[u8]) -> Result<(), String> {
+    let u16_at = |i: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes([
+            *body.get(i)?,
+            *body.get(i + 1)?,
+        ])))
+    };
+    let mut i = 8; // version, status, request id
+    if body.len() < i {
+        return Err("shorter than an IPP header".into());
+    }
+    while let Some(&tag) = body.get(i) {
+        i += 1;
+        if tag <= 0x0f {
+            if tag == 0x03 {
+                return Ok(()); // end of attributes; what follows is document data
+            }
+            continue; // a group delimiter
+        }
+        let name_len = u16_at(i).ok_or("a value without its name length")?;
+        i += 2 + name_len;
+        let value_len = u16_at(i).ok_or("a value without its length")?;
+        i += 2;
+        let value = body
+            .get(i..i + value_len)
+            .ok_or("a value longer than the message")?;
+        if tag == 0x35 || tag == 0x36 {
+            // language length, language, text length, text: exactly the value
+            let inner = |at: usize| -> Option<usize> {
+                Some(usize::from(u16::from_be_bytes([
+                    *value.get(at)?,
+                    *value.get(at + 1)?,
+                ])))
+            };
+            let lang = inner(0).ok_or("a with-language value without its language")?;
+            let text = inner(2 + lang).ok_or("a with-language value without its text")?;
+            if 2 + lang + 2 + text != value.len() {
+                return Err("a with-language value whose parts do not add up".into());
+            }
+        }
+        i += value_len;
+    }
+    Err("no end-of-attributes tag".into())
+}
+
 /// Turn a Get-Printer-Attributes answer into facts.
 pub fn parse_answer(uri: &str, body: &[u8]) -> Result<PrinterFacts, IppError> {
+    check_framing(body).map_err(|detail| IppError::Parse {
+        uri: uri.to_owned(),
+        detail,
+    })?;
     let parsed = IppParser::new(std::io::Cursor::new(body.to_vec()))
         .parse()
         .map_err(|e| IppError::Parse {
