@@ -12,6 +12,7 @@
 //! - `snmp_response`: a printer's SNMP response, to the LAN proxy.
 //! - `rollout_filter`, `version`: operator filters and versions found in device reports.
 //! - `catalog`, `rules`: catalog and diagnosis rule files loaded by operators.
+//! - `local_api`: request lines from local programs to the agent's Unix socket.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -34,6 +35,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("version", version),
     ("catalog", catalog),
     ("rules", rules),
+    ("local_api", local_api),
 ];
 
 /// A structure report as the center takes it: parsed, validated, fingerprinted, and diffed
@@ -189,6 +191,19 @@ pub fn catalog(data: &[u8]) -> bool {
 /// A diagnosis rules file.
 pub fn rules(data: &[u8]) -> bool {
     std::str::from_utf8(data).is_ok_and(|text| fleetcare_diag::rules::RuleSet::parse(text).is_ok())
+}
+
+/// A request line to the agent's local API, against an in-memory journal (one per input).
+pub fn local_api(data: &[u8]) -> bool {
+    let Ok(line) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let Ok(journal) = fleetcare_agent::journal::Journal::memory(
+        fleetcare_agent::journal::JournalLimits::default(),
+    ) else {
+        return false;
+    };
+    fleetcare_agent::local_api::handle(&journal, line)["ok"] == true
 }
 
 /// A device for filters to match.
