@@ -7,59 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use common::{fixture, json_body};
-use serde_json::{Value, json};
-use tower::ServiceExt;
-
-struct Answer {
-    status: StatusCode,
-    cookie: Option<String>,
-    body: Value,
-}
-
-async fn send(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> Answer {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::HOST, "center:8470");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    if body.is_some() {
-        req = req.header(header::CONTENT_TYPE, "application/json");
-    }
-    let body = body
-        .as_ref()
-        .and_then(json_body)
-        .unwrap_or_else(Body::empty);
-    let resp = app
-        .clone()
-        .oneshot(req.body(body).expect("request"))
-        .await
-        .expect("infallible");
-    let status = resp.status();
-    let cookie = resp
-        .headers()
-        .get(header::SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    Answer {
-        status,
-        cookie,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
-}
+use axum::http::StatusCode;
+use common::{fixture, send};
+use serde_json::json;
 
 #[tokio::test]
 async fn accounts_log_in_with_secure_session_cookies() {

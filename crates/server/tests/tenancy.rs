@@ -5,11 +5,9 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use common::{NOW, fixture, json_body};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 async fn call(
     app: &axum::Router,
@@ -19,33 +17,13 @@ async fn call(
     scope: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![("authorization", bearer.as_str())];
     if let Some(s) = scope {
-        req = req.header("Fleetcare-Tenant", s);
+        headers.push(("fleetcare-tenant", s));
     }
-    if body.is_some() {
-        req = req.header(header::CONTENT_TYPE, "application/json");
-    }
-    let body = body
-        .as_ref()
-        .and_then(json_body)
-        .unwrap_or_else(Body::empty);
-    let resp = app
-        .clone()
-        .oneshot(req.body(body).expect("request"))
-        .await
-        .expect("infallible");
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let a = common::send(app, method, uri, &headers, body).await;
+    (a.status, a.body)
 }
 
 async fn enroll(app: &axum::Router, key: &str, id: &str) {

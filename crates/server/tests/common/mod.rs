@@ -102,3 +102,54 @@ pub async fn enroll_as(f: &Fixture, id: &str, model: &str) -> String {
     assert_eq!(status, StatusCode::OK, "{body}");
     body["device_token"].as_str().expect("token").to_owned()
 }
+
+/// An answer with the headers a test looks at.
+pub struct Answer {
+    pub status: StatusCode,
+    /// `Set-Cookie`, if any.
+    pub cookie: Option<String>,
+    pub body: Value,
+}
+
+/// A request with any headers (a `Host` of `center:8470` unless given) and a JSON body.
+pub async fn send(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(uri);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header(header::HOST, "center:8470");
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    let body = body
+        .as_ref()
+        .and_then(json_body)
+        .unwrap_or_else(Body::empty);
+    let resp = app
+        .clone()
+        .oneshot(req.body(body).expect("request"))
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let cookie = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = axum::body::to_bytes(resp.into_body(), 16 * 1024 * 1024)
+        .await
+        .expect("body");
+    Answer {
+        status,
+        cookie,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
