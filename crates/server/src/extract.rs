@@ -181,8 +181,9 @@ pub(crate) async fn cert_names(
 pub struct Client {
     pub ip: Option<std::net::IpAddr>,
     pub cert: Option<CertDevice>,
-    /// The connection is TLS.
-    pub tls: bool,
+    /// The client reached the center over TLS: this connection's, or a trusted proxy's
+    /// (judged by the connection's peer, not by the forwarded address).
+    pub https: bool,
 }
 
 impl FromRequestParts<AppState> for Client {
@@ -192,10 +193,12 @@ impl FromRequestParts<AppState> for Client {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
+        let tls = parts.extensions.get::<crate::peer::Tls>().is_some();
         Ok(Client {
-            ip: client_ip(&parts.extensions, &parts.headers, state),
+            ip: state.proxies.client(peer, &parts.headers),
             cert: parts.extensions.get::<CertDevice>().cloned(),
-            tls: parts.extensions.get::<crate::peer::Tls>().is_some(),
+            https: state.proxies.https(peer, tls, &parts.headers),
         })
     }
 }

@@ -169,8 +169,7 @@ pub async fn login(
         )
         .await?;
     let _ = st.store.append_audit(&line(200, "ok", None), now).await;
-    let peer = client.ip;
-    let secure = st.proxies.https(peer, client.tls, &headers);
+    let secure = client.https;
     tracing::info!(account = %req.name, tenant = %tenant_name, "operator logged in");
     let body = w::LoggedIn {
         name: req.name.clone(),
@@ -201,7 +200,7 @@ pub async fn logout(
             .end_session(&secret::hash(s), st.clock.now_ms())
             .await?;
     }
-    let secure = st.proxies.https(client.ip, client.tls, &headers);
+    let secure = client.https;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut()
         .insert(header::SET_COOKIE, set_cookie("", 0, secure));

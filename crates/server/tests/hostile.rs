@@ -596,3 +596,49 @@ async fn the_hostile_input_list_each_gets_its_status_and_changes_nothing() {
     println!("{}", table.join("\n"));
     center.stop().await.expect("stop");
 }
+
+/// Behind a trusted proxy that terminated TLS, a login's cookie is `Secure`; the same header
+/// from an untrusted peer is ignored.
+#[tokio::test]
+async fn the_session_cookie_is_secure_behind_a_trusted_tls_proxy() {
+    for (trusted, secure) in [(vec!["127.0.0.1".to_owned()], true), (vec![], false)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().join("center"),
+            trusted_proxies: trusted,
+            ..ServerConfig::default()
+        };
+        let center = Center::start(&config).await.expect("center");
+        let account = serde_json::to_vec(
+            &json!({"name": "olga", "role": "viewer", "password": "a long enough passphrase"}),
+        )
+        .expect("json");
+        let (h, b) = json_request(
+            "POST",
+            "/api/v1/accounts",
+            Some(&center.boot.admin_token),
+            account,
+        );
+        assert_eq!(send(center.addr, h, b.into_iter()).await.status, 200);
+        let login =
+            serde_json::to_vec(&json!({"name": "olga", "password": "a long enough passphrase"}))
+                .expect("json");
+        let extra = [
+            ("Content-Type", "application/json".to_owned()),
+            ("Content-Length", login.len().to_string()),
+            ("X-Forwarded-Proto", "https".to_owned()),
+            ("X-Forwarded-For", "203.0.113.9".to_owned()),
+        ];
+        let a = send(
+            center.addr,
+            head("POST", "/api/v1/login", None, &extra),
+            vec![login].into_iter(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        let cookie = a.header("set-cookie").unwrap_or("").to_owned();
+        assert_eq!(cookie.contains("; Secure"), secure, "{cookie}");
+        center.stop().await.expect("stop");
+    }
+}
