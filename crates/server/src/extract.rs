@@ -196,7 +196,7 @@ impl FromRequestParts<AppState> for Client {
         let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
         let tls = parts.extensions.get::<crate::peer::Tls>().is_some();
         Ok(Client {
-            ip: state.proxies.client(peer, &parts.headers),
+            ip: client_ip(&parts.extensions, &parts.headers, state),
             cert: parts.extensions.get::<CertDevice>().cloned(),
             https: state.proxies.https(peer, tls, &parts.headers),
         })
