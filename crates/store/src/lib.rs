@@ -18,6 +18,7 @@ pub mod compat;
 pub mod delivery;
 pub mod errors;
 mod exec;
+pub mod fleet;
 mod migrate;
 pub mod postgres;
 pub mod rollouts;

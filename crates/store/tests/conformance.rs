@@ -70,6 +70,7 @@ conformance!(
     error_events_once_with_watermarks,
     troubles_abnormal_units_and_settings,
     rollouts_keep_their_counters,
+    fleet_aggregates,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -2074,4 +2075,141 @@ async fn rollouts_keep_their_counters(store: Store) {
         .expect("devices");
     assert_eq!(cancelled.len(), 1);
     assert_eq!(cancelled[0].device_id, "RD-000");
+}
+
+async fn fleet_aggregates(store: Store) {
+    let t = store.ensure_tenant("acme", NOW).await.expect("tenant");
+    let other = store.ensure_tenant("other", NOW).await.expect("tenant");
+    let a = enrolled(&store, t, "A-1").await;
+    let b = enrolled(&store, t, "B-1").await;
+    let x = enrolled(&store, other, "X-1").await;
+    const HOUR: i64 = 3_600_000;
+    let base = (NOW / HOUR) * HOUR;
+    let ev = |seq: u64, at_ms: i64| NewErrorEvent {
+        seq,
+        at_ms,
+        slot: "fuser".into(),
+        code: "J".into(),
+        severity: "error".into(),
+        counters_json: None,
+        detail: None,
+        alert_json: None,
+        dropped: false,
+    };
+    let events = [ev(1, base), ev(2, base + 10), ev(3, base + 2 * HOUR + 5)];
+    store
+        .store_error_batch(&a, 1, "immediate", &events, NOW)
+        .await
+        .expect("store");
+    store
+        .store_error_batch(
+            &b,
+            1,
+            "immediate",
+            &[ev(1, base + 20), ev(2, base - 5 * HOUR)],
+            NOW,
+        )
+        .await
+        .expect("store");
+    store
+        .store_error_batch(&x, 1, "immediate", &[ev(1, base)], NOW)
+        .await
+        .expect("store");
+    assert_eq!(
+        store
+            .error_counts(t, None, base - HOUR, HOUR)
+            .await
+            .expect("counts"),
+        vec![(base, 3), (base + 2 * HOUR, 1)],
+        "the tenant's events since then, per hour; another tenant's are not counted"
+    );
+    assert_eq!(
+        store
+            .error_counts(t, Some("B-1"), base - 6 * HOUR, HOUR)
+            .await
+            .expect("counts"),
+        vec![(base - 5 * HOUR, 1), (base, 1)]
+    );
+
+    let mut r = report(&a, 1, Trigger::Connect, vec![unit("engine", "E1", "1.0")]);
+    r.judgement = Some(judgement(1, vec![finding("k", "unit_software")]));
+    store.ingest_report(r).await.expect("ingest");
+    let mut r = report(&x, 1, Trigger::Connect, vec![unit("engine", "E9", "1.0")]);
+    r.judgement = Some(judgement(1, vec![finding("k", "unit_software")]));
+    store.ingest_report(r).await.expect("ingest");
+    assert_eq!(
+        store
+            .devices_with_finding(t, "unit_software")
+            .await
+            .expect("f"),
+        ["A-1"]
+    );
+    assert!(
+        store
+            .devices_with_finding(t, "device_unit")
+            .await
+            .expect("f")
+            .is_empty()
+    );
+
+    let trouble = |rule: &str, severity: &str| NewTrouble {
+        rule_id: rule.into(),
+        severity: severity.into(),
+        title: "t".into(),
+        action: "a".into(),
+        note: None,
+        evidence_json: "[]".into(),
+        occurrences: 1,
+        last_event_at_ms: NOW,
+        quiet_until_ms: NOW + HOUR,
+        fix_json: None,
+    };
+    store
+        .open_trouble(&b, &trouble("r1", "major"), NOW)
+        .await
+        .expect("open");
+    store
+        .open_trouble(&b, &trouble("r2", "minor"), NOW)
+        .await
+        .expect("open");
+    let resolved = store
+        .open_trouble(&a, &trouble("r1", "major"), NOW)
+        .await
+        .expect("open")
+        .expect("id");
+    assert!(
+        store
+            .resolve_trouble(t, resolved, "me", NOW)
+            .await
+            .expect("resolve")
+    );
+    store
+        .open_trouble(&x, &trouble("r1", "critical"), NOW)
+        .await
+        .expect("open");
+    assert_eq!(
+        store.devices_with_troubles(t, None).await.expect("t"),
+        ["B-1"]
+    );
+    assert_eq!(
+        store
+            .devices_with_troubles(t, Some("minor"))
+            .await
+            .expect("t"),
+        ["B-1"]
+    );
+    assert!(
+        store
+            .devices_with_troubles(t, Some("critical"))
+            .await
+            .expect("t")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .live_troubles_by_severity(t)
+            .await
+            .expect("by severity"),
+        vec![("major".to_owned(), 1), ("minor".to_owned(), 1)]
+    );
 }

@@ -1,0 +1,96 @@
+//! Fleet aggregates the dashboard shows: error counts over time, devices with an open finding
+//! of a kind or a live trouble, live troubles by severity. Each is one query over an index.
+
+use std::borrow::Cow;
+
+use crate::exec::{Sql, Ty};
+use crate::{Result, Store, TenantId, to_u64};
+
+fn sql(s: &'static str) -> Sql {
+    Sql::Both(Cow::Borrowed(s))
+}
+
+/// Most buckets one error-count query returns.
+pub const MAX_BUCKETS: i64 = 1000;
+
+impl Store {
+    /// Error events per time bucket (by the device's clock), from `since_ms`, oldest first:
+    /// `(bucket start ms, events)`. Buckets without events are absent. One device, or the
+    /// whole tenant when `device` is `None`.
+    pub async fn error_counts(
+        &self,
+        tenant: TenantId,
+        device: Option<&str>,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, u64)>> {
+        let bucket_ms = bucket_ms.max(1);
+        let rows = self
+            .select(
+                sql(
+                    "SELECT (at / $4) * $4 AS bucket, COUNT(*) FROM error_events \
+                     WHERE tenant_id = $1 AND ($2 = '' OR device_id = $2) AND at >= $3 \
+                     GROUP BY bucket ORDER BY bucket LIMIT $5",
+                ),
+                vec![
+                    tenant.into(),
+                    device.unwrap_or("").into(),
+                    since_ms.into(),
+                    bucket_ms.into(),
+                    MAX_BUCKETS.into(),
+                ],
+                &[Ty::Int, Ty::Int],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r[0].int()?, to_u64(r[1].int()?))))
+            .collect()
+    }
+
+    /// Devices with an open compatibility finding of `kind`, by id.
+    pub async fn devices_with_finding(&self, tenant: TenantId, kind: &str) -> Result<Vec<String>> {
+        let rows = self
+            .select(
+                sql("SELECT DISTINCT device_id FROM findings \
+                     WHERE tenant_id = $1 AND kind = $2 AND closed_at IS NULL ORDER BY device_id"),
+                vec![tenant.into(), kind.into()],
+                &[Ty::Text],
+            )
+            .await?;
+        rows.iter().map(|r| r[0].text()).collect()
+    }
+
+    /// Devices with a live (open or acknowledged) trouble, of `severity` if given, by id.
+    pub async fn devices_with_troubles(
+        &self,
+        tenant: TenantId,
+        severity: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT DISTINCT device_id FROM troubles WHERE tenant_id = $1 \
+                     AND state <> 'resolved' AND ($2 = '' OR severity = $2) ORDER BY device_id",
+                ),
+                vec![tenant.into(), severity.unwrap_or("").into()],
+                &[Ty::Text],
+            )
+            .await?;
+        rows.iter().map(|r| r[0].text()).collect()
+    }
+
+    /// Live troubles by severity: `(severity, count)`.
+    pub async fn live_troubles_by_severity(&self, tenant: TenantId) -> Result<Vec<(String, u64)>> {
+        let rows = self
+            .select(
+                sql("SELECT severity, COUNT(*) FROM troubles \
+                     WHERE tenant_id = $1 AND state <> 'resolved' GROUP BY severity ORDER BY severity"),
+                vec![tenant.into()],
+                &[Ty::Text, Ty::Int],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r[0].text()?, to_u64(r[1].int()?))))
+            .collect()
+    }
+}
