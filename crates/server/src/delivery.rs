@@ -779,6 +779,7 @@ pub async fn job_status(
             .await?;
         if moved {
             tracing::info!(device = %key.device_id, job = id, state = %s.state, reason = ?s.reason, "job status");
+            st.events.device(key.tenant, key.device_id.as_str());
             if fleetcare_store::TERMINAL_JOB_STATES.contains(&s.state.as_str()) {
                 st.rollouts.nudge();
             }

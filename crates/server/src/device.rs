@@ -195,6 +195,9 @@ pub async fn report(
     st.metrics
         .ingest_seconds
         .observe(started.elapsed().as_secs_f64());
+    if !ingested.duplicate {
+        st.events.device(key.tenant, key.device_id.as_str());
+    }
     Ok(Json(ReportAck {
         seq: r.seq,
         duplicate: ingested.duplicate,
@@ -219,6 +222,7 @@ pub async fn push(
 /// for longer than the idle timeout, closes, or the center shuts down.
 async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
     let guard = st.hub.attach_push(&key);
+    st.events.device(key.tenant, key.device_id.as_str());
     st.metrics.push_connections.inc();
     tracing::debug!(device = %key.device_id, "push channel open");
     let mut shutdown = st.shutdown.clone();
@@ -259,6 +263,8 @@ async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
         }
     };
     st.metrics.push_connections.dec();
+    drop(guard);
+    st.events.device(key.tenant, key.device_id.as_str());
     tracing::debug!(device = %key.device_id, reason, "push channel closed");
 }
 

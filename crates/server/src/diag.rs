@@ -440,6 +440,8 @@ impl Diag {
                         }
                         tracing::info!(device = %key.device_id, trouble = id, rule = %rule.id,
                             severity = rule.severity.as_str(), "trouble opened");
+                        st.events.notify(tenant, crate::events::Topic::Troubles);
+                        st.events.device(tenant, key.device_id.as_str());
                         if let Some(fix) = &rule.fix {
                             let outcome = match fix_loop(st, &key, id, &rule.id, fix).await {
                                 Ok(o) => o,
@@ -825,6 +827,9 @@ pub async fn ack_trouble(
         });
     }
     tracing::info!(trouble = id, operator = %op.0.name, "trouble acknowledged");
+    st.events
+        .notify(op.0.tenant, crate::events::Topic::Troubles);
+    st.events.device(op.0.tenant, &t.device_id);
     Ok(Json(trouble_view(one(&st, op.0.tenant, id).await?)))
 }
 
@@ -849,6 +854,9 @@ pub async fn resolve_trouble(
     }
     st.diag.forget(op.0.tenant, &t.device_id, &t.rule_id);
     tracing::info!(trouble = id, operator = %op.0.name, "trouble resolved");
+    st.events
+        .notify(op.0.tenant, crate::events::Topic::Troubles);
+    st.events.device(op.0.tenant, &t.device_id);
     Ok(Json(trouble_view(one(&st, op.0.tenant, id).await?)))
 }
 

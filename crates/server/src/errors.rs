@@ -142,6 +142,9 @@ pub async fn upload(
         .await;
     st.metrics.error_events.inc_by(stored.stored);
     st.metrics.error_event_duplicates.inc_by(stored.duplicates);
+    if stored.stored > 0 {
+        st.events.device(key.tenant, key.device_id.as_str());
+    }
     tracing::debug!(device = %key.device_id, epoch = b.boot_epoch, trigger = b.trigger.as_str(),
         stored = stored.stored, duplicates = stored.duplicates, acked = stored.acked_seq, "error log stored");
     Ok(Json(w::ErrorAck {
