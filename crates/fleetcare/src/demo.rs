@@ -273,6 +273,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     })
     .await?;
     let token = center.boot.admin_token.clone();
+    // A dashboard account: `admin`, with a new password each run (shown below).
+    let password = fleetcare_core::secret::generate(fleetcare_core::secret::SecretKind::Operator);
+    let hash = fleetcare_server::session::hash_password(&password)
+        .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?;
+    center
+        .state
+        .store
+        .create_account(tenant, "admin", "admin", &hash, center.state.clock.now_ms())
+        .await?;
     // Wait until the fleet has connected and reported.
     let started = tokio::time::Instant::now();
     loop {
@@ -323,6 +332,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     outln!("Fleetcare demo");
     outln!("  center:   {url}");
     outln!("  token:    {token}");
+    outln!("  dashboard: {url}/ui/  (log in as admin, password {password})");
     outln!("  data dir: {}", dir.display());
     outln!(
         "  devices:  {count} enrolled, {} connected",

@@ -284,6 +284,14 @@ pub fn allows(rule: &Rule, role: &str) -> bool {
     Role::parse(role).is_some_and(|r| rule.roles.contains(&r))
 }
 
+/// Whether `role` (as stored) may call `method path` (a route of [`TABLE`]); `false` for a
+/// route the table lacks. The dashboard shows an action only where this holds.
+pub fn may(role: &str, method: &str, path: &str) -> bool {
+    TABLE
+        .iter()
+        .any(|r| r.method == method && r.path == path && allows(r, role))
+}
+
 /// Role names, for messages.
 pub fn names(roles: &[Role]) -> String {
     roles

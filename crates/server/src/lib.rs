@@ -18,6 +18,7 @@ pub mod device;
 pub mod diag;
 pub mod error;
 pub mod errors;
+pub mod events;
 pub mod extract;
 pub mod hub;
 pub mod metrics;
@@ -26,6 +27,7 @@ pub mod peer;
 pub mod ratelimit;
 pub mod rollout;
 pub mod session;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,6 +79,8 @@ pub struct AppState {
     pub compat: Arc<compat::Compat>,
     pub diag: Arc<diag::Diag>,
     pub rollouts: Arc<rollout::Rollouts>,
+    /// Change notices for the dashboard's live pages.
+    pub events: Arc<events::Events>,
     pub credentials: Arc<CredentialCache>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -111,6 +115,7 @@ impl AppState {
             compat: Arc::new(compat::Compat::new()),
             diag: Arc::new(diag::Diag::new()),
             rollouts: Arc::new(rollout::Rollouts::default()),
+            events: Arc::new(events::Events::default()),
             credentials: Arc::new(CredentialCache::new(
                 CREDENTIAL_TTL_MS,
                 CREDENTIAL_CACHE_ENTRIES,
@@ -316,6 +321,7 @@ pub fn app(state: AppState) -> Router {
         .merge(device)
         .merge(operator_api)
         .merge(login)
+        .merge(ui::routes(state.clone()))
         .route("/healthz", get(healthz))
         // The API's description is public, like the API's documentation.
         .route("/api/v1/openapi.json", get(operator::openapi))
@@ -326,7 +332,11 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// A request that takes longer than the configured timeout, body included, is answered 408.
-async fn request_timeout(State(st): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn request_timeout(
+    State(st): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     match tokio::time::timeout(st.settings.request_timeout, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {

@@ -177,6 +177,8 @@ pub struct Rollouts {
     specs: Mutex<HashMap<u64, Arc<Spec>>>,
     changed: Mutex<Vec<DeviceKey>>,
     nudge: Notify,
+    /// What the live pages last saw of each active rollout (state and wave counters).
+    seen: Mutex<HashMap<u64, u64>>,
     /// Labels and sites were loaded from the store.
     pub ready: AtomicBool,
 }
@@ -195,6 +197,7 @@ impl Default for Rollouts {
             specs: Mutex::new(HashMap::new()),
             changed: Mutex::new(Vec::new()),
             nudge: Notify::new(),
+            seen: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
         }
     }
@@ -250,6 +253,84 @@ impl Subject for DeviceSubject<'_> {
                     .is_some_and(|v| f(&facts.text(self.vocab, v)))
         })
     }
+}
+
+/// A device the dashboard's search found in the fleet index.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub id: Arc<str>,
+    pub model: Arc<str>,
+    pub site: Option<String>,
+    pub units: usize,
+}
+
+/// The dashboard's device search over the fleet index: the rollout filter language, and a
+/// software version (`VERSION`, or `PRODUCT VERSION`) some active software runs. By id.
+pub(crate) fn search(
+    st: &AppState,
+    tenant: TenantId,
+    filter: &Filter,
+    version: Option<(Option<&str>, &str)>,
+) -> Vec<Found> {
+    let fleet = st.compat.snapshot(tenant);
+    let labels = st
+        .rollouts
+        .labels
+        .read()
+        .expect("labels")
+        .get(&tenant)
+        .cloned()
+        .unwrap_or_default();
+    let vocab = &st.compat.vocab;
+    let mut found: Vec<Found> = on_every_core(&fleet, |(id, e)| {
+        let facts = &e.facts;
+        let label = labels.get(&**id);
+        let model = facts.text(vocab, &facts.model);
+        let subject = DeviceSubject {
+            id,
+            entry: e,
+            vocab,
+            label,
+            model: model.clone(),
+        };
+        let runs = |(product, version): (Option<&str>, &str)| {
+            facts.live_software().any(|(_, s)| {
+                s.active
+                    && product.is_none_or(|p| &*facts.text(vocab, &s.product) == p)
+                    && s.version
+                        .as_ref()
+                        .is_some_and(|v| &*facts.text(vocab, v) == version)
+            })
+        };
+        (filter.matches(&subject) && version.is_none_or(runs)).then(|| Found {
+            id: id.clone(),
+            model,
+            site: label.and_then(|l| l.site.clone()),
+            units: facts.units.len(),
+        })
+    });
+    found.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    found
+}
+
+/// Sites with devices, and device models, in the fleet index (the search form's choices).
+pub(crate) fn sites_and_models(st: &AppState, tenant: TenantId) -> (Vec<String>, Vec<String>) {
+    let sites: std::collections::BTreeSet<String> = st
+        .rollouts
+        .labels
+        .read()
+        .expect("labels")
+        .get(&tenant)
+        .map(|m| m.values().filter_map(|l| l.site.clone()).collect())
+        .unwrap_or_default();
+    let vocab = &st.compat.vocab;
+    let models: std::collections::BTreeSet<String> = st
+        .compat
+        .snapshot(tenant)
+        .iter()
+        .map(|(_, e)| e.facts.text(vocab, &e.facts.model).to_string())
+        .collect();
+    (sites.into_iter().collect(), models.into_iter().collect())
 }
 
 /// The active version of `product` on the device, if it runs it.
@@ -407,6 +488,44 @@ impl Rollouts {
                 self.newcomers(st, r, &changed).await?;
             }
             self.tick(st, r).await?;
+        }
+        if st.events.watched() {
+            self.tell_pages(st, &active).await?;
+        }
+        Ok(())
+    }
+
+    /// A rollout change notice for each tenant whose active rollouts moved since the last
+    /// round (the live pages watch; one read of the wave counters per active rollout).
+    async fn tell_pages(&self, st: &AppState, active: &[RolloutRecord]) -> Result<(), StoreError> {
+        use std::hash::{Hash, Hasher};
+        let mut now = HashMap::new();
+        let mut moved = std::collections::BTreeSet::new();
+        for r in active {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for w in st.store.rollout_waves(r.tenant, r.id).await? {
+                (
+                    w.pending,
+                    w.ineligible,
+                    w.running,
+                    w.succeeded,
+                    w.failed,
+                    w.skipped,
+                )
+                    .hash(&mut h);
+            }
+            if let Some(now) = st.store.rollout(r.tenant, r.id).await? {
+                (now.state, now.current_wave, now.updated_at_ms).hash(&mut h);
+            }
+            let fp = h.finish();
+            now.insert(r.id, fp);
+            if self.seen.lock().expect("seen").get(&r.id) != Some(&fp) {
+                moved.insert(r.tenant);
+            }
+        }
+        *self.seen.lock().expect("seen") = now;
+        for tenant in moved {
+            st.events.notify(tenant, crate::events::Topic::Rollouts);
         }
         Ok(())
     }
@@ -1222,6 +1341,8 @@ pub async fn approve(
     }
     tracing::info!(rollout = id, operator = %op.0.name, "rollout approved");
     st.rollouts.nudge();
+    st.events
+        .notify(op.0.tenant, crate::events::Topic::Rollouts);
     view(&st, find(&st, op.0.tenant, id).await?).await.map(Json)
 }
 
@@ -1247,6 +1368,8 @@ async fn transition(
     }
     tracing::info!(rollout = id, operator = %op.0.name, state = to, "rollout state");
     st.rollouts.nudge();
+    st.events
+        .notify(op.0.tenant, crate::events::Topic::Rollouts);
     find(st, op.0.tenant, id).await
 }
 

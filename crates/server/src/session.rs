@@ -94,7 +94,7 @@ pub fn same_origin(method: &Method, headers: &HeaderMap) -> bool {
     }
 }
 
-fn set_cookie(value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
+pub(crate) fn set_cookie(value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
@@ -112,12 +112,28 @@ pub async fn login(
     headers: HeaderMap,
     JsonBody(req): JsonBody<w::Login>,
 ) -> Result<Response, ApiError> {
-    crate::extract::not_throttled(&st, client.ip)?;
     if !same_origin(&Method::POST, &headers) && headers.contains_key(header::ORIGIN) {
         return Err(ApiError::Forbidden(
             "a login from another site is refused".into(),
         ));
     }
+    let (cookie, body) = begin(&st, &client, req).await?;
+    let mut resp = Json(body).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Check an account's password and begin its session: the `Set-Cookie` value, and who
+/// logged in. Every attempt is audited; failures spend the client's budget. The API's login
+/// and the dashboard's login form both come here.
+pub async fn begin(
+    st: &AppState,
+    client: &Client,
+    req: w::Login,
+) -> Result<(HeaderValue, w::LoggedIn), ApiError> {
+    crate::extract::not_throttled(st, client.ip)?;
     let tenant_name = req
         .tenant
         .clone()
@@ -149,7 +165,7 @@ pub async fn login(
         source: client.ip.map(|ip| ip.to_string()),
     };
     let (Some(tenant), Some(account), true, true) = (tenant, &account, usable, matches) else {
-        let e = crate::extract::failed(&st, client.ip, "wrong tenant, name or password");
+        let e = crate::extract::failed(st, client.ip, "wrong tenant, name or password");
         let _ = st
             .store
             .append_audit(&line(401, "denied", Some(e.to_string())), now)
@@ -177,14 +193,7 @@ pub async fn login(
         tenant: tenant_name,
         expires_at: rfc3339(expires),
     };
-    let mut resp = Json(body).into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        set_cookie(&session, SESSION_MS / 1000, secure),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    Ok((set_cookie(&session, SESSION_MS / 1000, secure), body))
 }
 
 /// End this session (the cookie's); the cookie is cleared.

@@ -1,0 +1,209 @@
+//! Charts drawn by the center as SVG: no chart script, and each has a title and a description
+//! for screen readers (its numbers are also in a table on the page).
+
+use std::fmt::Write;
+
+/// Escape text for XML (element content and attribute values).
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One bar of a bar chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    /// Under the bar (every few bars are labelled).
+    pub label: String,
+    pub value: u64,
+}
+
+const W: u32 = 640;
+const H: u32 = 180;
+const LEFT: u32 = 40;
+const BOTTOM: u32 = 24;
+const TOP: u32 = 10;
+
+/// A bar chart, `title` naming it for assistive technology.
+pub fn bars(title: &str, bars: &[Bar]) -> String {
+    let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1);
+    let n = u32::try_from(bars.len()).unwrap_or(u32::MAX).max(1);
+    let plot_w = W - LEFT - 8;
+    let plot_h = H - BOTTOM - TOP;
+    let step = plot_w / n;
+    let bar_w = step.saturating_sub(2).max(1);
+    let total: u64 = bars.iter().map(|b| b.value).sum();
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="chart-title-{id}"><title id="chart-title-{id}">{t}: {total} in all, at most {max} in one interval</title>"#,
+        id = slug(title),
+        t = esc(title),
+    );
+    // Axis and the top value.
+    let _ = write!(
+        s,
+        r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{y}" class="axis"/><line x1="{LEFT}" y1="{y}" x2="{x}" y2="{y}" class="axis"/><text x="{tx}" y="{ty}" class="tick" text-anchor="end">{max}</text><text x="{tx}" y="{y}" class="tick" text-anchor="end">0</text>"#,
+        y = TOP + plot_h,
+        x = LEFT + plot_w,
+        tx = LEFT - 4,
+        ty = TOP + 10,
+    );
+    let label_every = (n / 8).max(1);
+    for (i, b) in bars.iter().enumerate() {
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
+        let h = u32::try_from(b.value * u64::from(plot_h) / max).unwrap_or(plot_h);
+        let x = LEFT + 1 + i * step;
+        let y = TOP + plot_h - h;
+        let _ = write!(
+            s,
+            r#"<rect x="{x}" y="{y}" width="{bar_w}" height="{h}" class="bar"><title>{}: {}</title></rect>"#,
+            esc(&b.label),
+            b.value
+        );
+        if i % label_every == 0 {
+            let _ = write!(
+                s,
+                r#"<text x="{x}" y="{ly}" class="tick">{}</text>"#,
+                esc(&b.label),
+                ly = H - 6
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// One row of a stacked bar chart: parts in the order of [`Stacked::parts`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackRow {
+    pub label: String,
+    pub values: Vec<u64>,
+}
+
+/// Rows of stacked horizontal bars, each part a class (`part-<name>`) and a legend entry.
+pub fn stacked(title: &str, parts: &[&str], rows: &[StackRow]) -> String {
+    let row_h = 26u32;
+    let n = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+    let height = TOP + n * row_h + 30;
+    let left = 80u32;
+    let plot_w = W - left - 8;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="chart" viewBox="0 0 {W} {height}" role="img" aria-labelledby="chart-title-{id}"><title id="chart-title-{id}">{t}</title>"#,
+        id = slug(title),
+        t = esc(title),
+    );
+    for (r, row) in rows.iter().enumerate() {
+        let r = u32::try_from(r).unwrap_or(u32::MAX);
+        let total: u64 = row.values.iter().sum::<u64>().max(1);
+        let y = TOP + r * row_h;
+        let _ = write!(
+            s,
+            r#"<text x="{x}" y="{ty}" class="tick" text-anchor="end">{}</text>"#,
+            esc(&row.label),
+            x = left - 6,
+            ty = y + 15,
+        );
+        let mut x = left;
+        for (p, v) in parts.iter().zip(&row.values) {
+            let w = u32::try_from(v * u64::from(plot_w) / total).unwrap_or(plot_w);
+            if w > 0 {
+                let _ = write!(
+                    s,
+                    r#"<rect x="{x}" y="{y}" width="{w}" height="20" class="part-{p}"><title>{} {p}: {v}</title></rect>"#,
+                    esc(&row.label)
+                );
+            }
+            x += w;
+        }
+    }
+    // The legend.
+    let mut x = left;
+    let ly = TOP + n * row_h + 12;
+    for p in parts {
+        let _ = write!(
+            s,
+            r#"<rect x="{x}" y="{ly}" width="12" height="12" class="part-{p}"/><text x="{tx}" y="{ty}" class="tick">{p}</text>"#,
+            tx = x + 16,
+            ty = ly + 11,
+        );
+        x += 16 + 9 * u32::try_from(p.len()).unwrap_or(10) + 14;
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_to_the_largest_and_escape_labels() {
+        let svg = bars(
+            "Errors <per hour>",
+            &[
+                Bar {
+                    label: "a&b".into(),
+                    value: 2,
+                },
+                Bar {
+                    label: "c".into(),
+                    value: 4,
+                },
+            ],
+        );
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert!(svg.contains("Errors &lt;per hour&gt;: 6 in all, at most 4"));
+        assert!(svg.contains("<title>a&amp;b: 2</title>"));
+        // The largest bar fills the plot's height, the other half of it.
+        let plot_h = H - BOTTOM - TOP;
+        assert!(svg.contains(&format!(r#"height="{plot_h}" class="bar""#)));
+        assert!(svg.contains(&format!(r#"height="{}" class="bar""#, plot_h / 2)));
+        assert!(!svg.contains("a&b"));
+    }
+
+    #[test]
+    fn stacked_rows_split_their_width_by_part() {
+        let svg = stacked(
+            "Waves",
+            &["succeeded", "failed"],
+            &[StackRow {
+                label: "wave 1".into(),
+                values: vec![3, 1],
+            }],
+        );
+        let plot_w = W - 80 - 8;
+        assert!(svg.contains(&format!(
+            r#"width="{}" height="20" class="part-succeeded""#,
+            plot_w * 3 / 4
+        )));
+        assert!(svg.contains(&format!(
+            r#"width="{}" height="20" class="part-failed""#,
+            plot_w / 4
+        )));
+        assert!(svg.contains("<title>wave 1 failed: 1</title>"));
+    }
+}
