@@ -381,6 +381,28 @@ async fn the_dashboard_in_a_real_browser() {
     );
     assert!(source.contains("Error events per hour"), "the error chart");
     check_page(&c, "02-overview").await;
+    // The first Tab reaches the skip link, and it leads to the content.
+    c.find(Locator::Css("body"))
+        .await
+        .expect("body")
+        .send_keys(TAB)
+        .await
+        .expect("tab");
+    let first = c.active_element().await.expect("focus");
+    assert_eq!(first.text().await.expect("text"), "Skip to content");
+    first.send_keys(ENTER).await.expect("enter");
+    let focused = c
+        .active_element()
+        .await
+        .expect("focus")
+        .attr("id")
+        .await
+        .expect("id");
+    assert_eq!(
+        focused.as_deref(),
+        Some("main"),
+        "the skip link moves the focus to the content"
+    );
 
     // Find a device by a part of its id.
     let device = fleet[3]["device_id"].as_str().expect("id").to_owned();

@@ -11,6 +11,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (7, include_str!("migrations/sqlite_0007.sql")),
     (8, include_str!("migrations/sqlite_0008.sql")),
     (9, include_str!("migrations/sqlite_0009.sql")),
+    (10, include_str!("migrations/sqlite_0010.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -23,6 +24,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (7, include_str!("migrations/postgres_0007.sql")),
     (8, include_str!("migrations/postgres_0008.sql")),
     (9, include_str!("migrations/postgres_0009.sql")),
+    (10, include_str!("migrations/postgres_0010.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

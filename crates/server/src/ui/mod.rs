@@ -319,9 +319,13 @@ async fn live(State(st): State<AppState>, ui: Ui, headers: HeaderMap) -> Respons
         st,
         _permit: permit,
     };
-    Sse::new(stream_of(state))
+    let mut resp = Sse::new(stream_of(state))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+        .into_response();
+    // A buffering reverse proxy (nginx) would hold the events back.
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
 }
 
 fn stream_of(state: Live) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
