@@ -452,6 +452,7 @@ async fn the_dashboard_in_a_real_browser() {
     .expect("mark the page");
     let before = text_when(&c, "#last-report", "the last report", |t| !t.is_empty()).await;
     assert!(!before.contains("(request)"), "{before}");
+    let clicked = std::time::Instant::now();
     c.find(Locator::Css("#request-report"))
         .await
         .expect("the button")
@@ -469,6 +470,11 @@ async fn the_dashboard_in_a_real_browser() {
         |t| t.contains("(request)"),
     )
     .await;
+    // A figure for BENCHMARKS.md ("Functional latencies"), not a contract of this test.
+    println!(
+        "request-report clicked → the report on the page in {:?}",
+        clicked.elapsed()
+    );
     assert_ne!(before, after);
     let marker = c
         .execute("return document.body.dataset.marker || '';", vec![])
@@ -491,6 +497,7 @@ async fn the_dashboard_in_a_real_browser() {
     })
     .await;
     check_page(&c, "06-rollout").await;
+    let clicked = std::time::Instant::now();
     c.find(Locator::Css("#pause"))
         .await
         .expect("pause button")
@@ -504,6 +511,10 @@ async fn the_dashboard_in_a_real_browser() {
         |t| t == "paused",
     )
     .await;
+    println!(
+        "pause clicked → paused on the page in {:?}",
+        clicked.elapsed()
+    );
     assert!(
         present(&c, "#resume").await,
         "a paused rollout can be resumed"

@@ -81,6 +81,8 @@ pub struct AppState {
     pub rollouts: Arc<rollout::Rollouts>,
     /// Change notices for the dashboard's live pages.
     pub events: Arc<events::Events>,
+    /// The dashboard's short-lived summaries.
+    pub ui: Arc<ui::Cache>,
     pub credentials: Arc<CredentialCache>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -116,6 +118,7 @@ impl AppState {
             diag: Arc::new(diag::Diag::new()),
             rollouts: Arc::new(rollout::Rollouts::default()),
             events: Arc::new(events::Events::default()),
+            ui: Arc::new(ui::Cache::default()),
             credentials: Arc::new(CredentialCache::new(
                 CREDENTIAL_TTL_MS,
                 CREDENTIAL_CACHE_ENTRIES,

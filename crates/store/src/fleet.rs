@@ -25,23 +25,33 @@ impl Store {
         bucket_ms: i64,
     ) -> Result<Vec<(i64, u64)>> {
         let bucket_ms = bucket_ms.max(1);
-        let rows = self
-            .select(
-                sql(
-                    "SELECT (at / $4) * $4 AS bucket, COUNT(*) FROM error_events \
-                     WHERE tenant_id = $1 AND ($2 = '' OR device_id = $2) AND at >= $3 \
-                     GROUP BY bucket ORDER BY bucket LIMIT $5",
-                ),
+        // Two texts, so each reads its own index: (tenant, device, at) or (tenant, at).
+        let (text, params) = match device {
+            Some(d) => (
+                "SELECT (at / $3) * $3 AS bucket, COUNT(*) FROM error_events \
+                 WHERE tenant_id = $1 AND device_id = $4 AND at >= $2 \
+                 GROUP BY bucket ORDER BY bucket LIMIT $5",
                 vec![
                     tenant.into(),
-                    device.unwrap_or("").into(),
+                    since_ms.into(),
+                    bucket_ms.into(),
+                    d.into(),
+                    MAX_BUCKETS.into(),
+                ],
+            ),
+            None => (
+                "SELECT (at / $3) * $3 AS bucket, COUNT(*) FROM error_events \
+                 WHERE tenant_id = $1 AND at >= $2 \
+                 GROUP BY bucket ORDER BY bucket LIMIT $4",
+                vec![
+                    tenant.into(),
                     since_ms.into(),
                     bucket_ms.into(),
                     MAX_BUCKETS.into(),
                 ],
-                &[Ty::Int, Ty::Int],
-            )
-            .await?;
+            ),
+        };
+        let rows = self.select(sql(text), params, &[Ty::Int, Ty::Int]).await?;
         rows.iter()
             .map(|r| Ok((r[0].int()?, to_u64(r[1].int()?))))
             .collect()

@@ -30,11 +30,30 @@ use crate::{AppState, authz, session};
 pub mod chart;
 mod pages;
 
+/// How old the overview's fleet-wide numbers may be.
+pub const SUMMARY_TTL: Duration = Duration::from_secs(5);
+
+/// What the dashboard keeps in memory: each tenant's overview numbers, for
+/// [`SUMMARY_TTL`].
+#[derive(Default)]
+pub struct Cache {
+    summaries: std::sync::Mutex<
+        std::collections::HashMap<fleetcare_store::TenantId, std::sync::Arc<pages::Summary>>,
+    >,
+    computing: std::sync::Mutex<
+        std::collections::HashMap<
+            fleetcare_store::TenantId,
+            std::sync::Arc<tokio::sync::Mutex<()>>,
+        >,
+    >,
+}
+
 /// Largest login form accepted.
 const MAX_FORM: usize = 8 * 1024;
 /// How often a live stream checks that its session still holds.
 const SESSION_RECHECK: Duration = Duration::from_secs(30);
-/// Change notices are gathered for this long, then sent as one event per name.
+/// Change notices are sent at most this often: the first after a quiet spell at once, the
+/// ones that follow gathered and sent as one event per name.
 const COALESCE: Duration = Duration::from_secs(1);
 
 /// The pages' policy: only the center's own scripts, styles and connections; no framing.
@@ -292,6 +311,9 @@ struct Live {
     ready: std::collections::VecDeque<String>,
     tick: tokio::time::Interval,
     recheck: tokio::time::Instant,
+    /// When events were last sent: a notice after a quiet second goes out at once, the
+    /// rest wait for the next tick.
+    sent: tokio::time::Instant,
     shutdown: tokio::sync::watch::Receiver<bool>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -315,6 +337,7 @@ async fn live(State(st): State<AppState>, ui: Ui, headers: HeaderMap) -> Respons
         ready: std::collections::VecDeque::new(),
         tick,
         recheck: tokio::time::Instant::now() + SESSION_RECHECK,
+        sent: tokio::time::Instant::now() - COALESCE,
         shutdown: st.shutdown.clone(),
         st,
         _permit: permit,
@@ -337,7 +360,16 @@ fn stream_of(state: Live) -> impl Stream<Item = Result<Event, std::convert::Infa
             }
             tokio::select! {
                 got = s.rx.recv() => match got {
-                    Ok(n) if n.tenant == s.tenant => n.names(&mut s.pending),
+                    Ok(n) if n.tenant == s.tenant => {
+                        n.names(&mut s.pending);
+                        if s.sent.elapsed() >= COALESCE {
+                            s.sent = tokio::time::Instant::now();
+                            if !s.pending.is_empty() {
+                        s.sent = tokio::time::Instant::now();
+                        s.ready.extend(std::mem::take(&mut s.pending));
+                    }
+                        }
+                    }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
                         s.pending.insert(events::RESYNC.to_owned());

@@ -363,7 +363,8 @@ async fn overview_page(st: &AppState, ui: &Ui) -> Result<Html<String>, ApiError>
         .iter()
         .filter(|(id, _)| is_online(st, tenant, id))
         .count() as u64;
-    let Json(fleet) = compat_api::fleet(State(st.clone()), ui.auth()).await?;
+    let summary = fleet_summary(st, ui).await?;
+    let fleet = &summary.compat;
     let compat_states = fleet
         .by_state
         .iter()
@@ -405,10 +406,7 @@ async fn overview_page(st: &AppState, ui: &Ui) -> Result<Html<String>, ApiError>
         .filter(|r| matches!(r.state.as_str(), "running" | "paused" | "awaiting_approval"))
         .map(rollout_row)
         .collect();
-    let now = st.clock.now_ms();
-    let since = (now / HOUR_MS - 23) * HOUR_MS;
-    let counts = st.store.error_counts(tenant, None, since, HOUR_MS).await?;
-    let error_bars = buckets(&counts, since, HOUR_MS, 24, hour_label);
+    let error_bars = buckets(&summary.errors, summary.since, HOUR_MS, 24, hour_label);
     let p = OverviewPage {
         title: "Fleet overview".into(),
         nav: nav(ui, "/ui/"),
@@ -425,6 +423,51 @@ async fn overview_page(st: &AppState, ui: &Ui) -> Result<Html<String>, ApiError>
         error_bars,
     };
     render(&p)
+}
+
+/// The overview's fleet-wide numbers (compatibility by state and kind, error events per
+/// hour): they read the whole fleet, so a tenant's are computed at most every
+/// [`super::SUMMARY_TTL`] on an instance, however many pages refresh.
+pub struct Summary {
+    at: std::time::Instant,
+    compat: fleetcare_wire::compat::FleetCompat,
+    since: i64,
+    errors: Vec<(i64, u64)>,
+}
+
+async fn fleet_summary(st: &AppState, ui: &Ui) -> Result<std::sync::Arc<Summary>, ApiError> {
+    let tenant = ui.op.tenant;
+    // One computation at a time per tenant and instance; a page that waited finds it fresh.
+    let lock = st
+        .ui
+        .computing
+        .lock()
+        .expect("computing")
+        .entry(tenant)
+        .or_default()
+        .clone();
+    let _one = lock.lock().await;
+    if let Some(s) = st.ui.summaries.lock().expect("summaries").get(&tenant)
+        && s.at.elapsed() < super::SUMMARY_TTL
+    {
+        return Ok(s.clone());
+    }
+    let Json(compat) = compat_api::fleet(State(st.clone()), ui.auth()).await?;
+    let now = st.clock.now_ms();
+    let since = (now / HOUR_MS - 23) * HOUR_MS;
+    let errors = st.store.error_counts(tenant, None, since, HOUR_MS).await?;
+    let s = std::sync::Arc::new(Summary {
+        at: std::time::Instant::now(),
+        compat,
+        since,
+        errors,
+    });
+    st.ui
+        .summaries
+        .lock()
+        .expect("summaries")
+        .insert(tenant, s.clone());
+    Ok(s)
 }
 
 fn is_online(st: &AppState, tenant: fleetcare_store::TenantId, id: &str) -> bool {
@@ -1426,7 +1469,8 @@ pub async fn rollout(State(st): State<AppState>, ui: Ui, Path(id): Path<u64>) ->
         let mut actions = Vec::new();
         let url = |verb: &str| format!("/api/v1/rollouts/{id}/{verb}");
         let waits_for_wave = r.state == "running" && g.advance == "approval";
-        if r.state == "awaiting_approval" || waits_for_wave {
+        // No one approves their own rollout (the API refuses it): no button for its creator.
+        if (r.state == "awaiting_approval" || waits_for_wave) && r.created_by != ui.op.name {
             actions.extend(action(
                 &ui,
                 "/api/v1/rollouts/{id}/approve",
@@ -1656,6 +1700,15 @@ pub async fn catalog(State(st): State<AppState>, ui: Ui) -> Response {
             Err(e) => return Err(e),
         };
         let Json(rules) = diag::show_rules(State(st.clone()), ui.auth()).await?;
+        let Json(published) = crate::delivery::list_releases(
+            State(st.clone()),
+            ui.auth(),
+            Query(crate::delivery::ReleaseQuery {
+                product: None,
+                limit: Some(1000),
+            }),
+        )
+        .await?;
         let source = info
             .as_ref()
             .and_then(|c| c.source.clone())
@@ -1670,7 +1723,49 @@ pub async fn catalog(State(st): State<AppState>, ui: Ui) -> Response {
             nav: nav(&ui, "/ui/catalog"),
             css: ASSET_CSS,
             js: ASSET_JS,
-            tables: tables(&source),
+            tables: {
+                let mut t = tables(&source);
+                t.push(Table {
+                    id: "published-releases",
+                    title: "Published releases (signed; what devices can be given)",
+                    columns: [
+                        "product",
+                        "maker",
+                        "version",
+                        "counter",
+                        "files",
+                        "held",
+                        "published",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    rows: published
+                        .releases
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.product.clone(),
+                                r.maker.clone(),
+                                r.version.clone(),
+                                r.counter.to_string(),
+                                format!(
+                                    "{} ({} bytes)",
+                                    r.artifacts.len(),
+                                    r.artifacts.iter().map(|a| a.size).sum::<u64>()
+                                ),
+                                if r.complete {
+                                    "every file"
+                                } else {
+                                    "not every file yet"
+                                }
+                                .into(),
+                                format!("{} by {}", when(&r.published_at), r.published_by),
+                            ]
+                        })
+                        .collect(),
+                });
+                t
+            },
             info: info.map(|c| CatalogFacts {
                 revision: c.revision,
                 title,
