@@ -54,6 +54,18 @@ async fn text_when(c: &Client, css: &str, what: &str, ok: impl Fn(&str) -> bool)
     .await
 }
 
+/// The id of the element that has the keyboard's focus.
+async fn focused(c: &Client) -> Option<String> {
+    let el = c.active_element().await.expect("focus");
+    el.attr("id").await.expect("id")
+}
+
+/// Keys to the element that has the focus.
+async fn press(c: &Client, keys: &str) {
+    let el = c.active_element().await.expect("focus");
+    el.send_keys(keys).await.expect("keys");
+}
+
 async fn present(c: &Client, css: &str) -> bool {
     c.find_all(Locator::Css(css))
         .await
@@ -316,54 +328,20 @@ async fn the_dashboard_in_a_real_browser() {
     .await;
     check_page(&c, "01-login").await;
     // Keyboard only: the name field has focus; Tab to the password; Enter submits.
-    let focused = c
-        .active_element()
-        .await
-        .expect("focus")
-        .attr("id")
-        .await
-        .expect("id");
     assert_eq!(
-        focused.as_deref(),
+        focused(&c).await.as_deref(),
         Some("name"),
         "the name field has the focus"
     );
-    c.active_element()
-        .await
-        .expect("focus")
-        .send_keys("admin")
-        .await
-        .expect("type");
-    c.active_element()
-        .await
-        .expect("focus")
-        .send_keys(TAB)
-        .await
-        .expect("tab");
-    let focused = c
-        .active_element()
-        .await
-        .expect("focus")
-        .attr("id")
-        .await
-        .expect("id");
+    press(&c, "admin").await;
+    press(&c, TAB).await;
     assert_eq!(
-        focused.as_deref(),
+        focused(&c).await.as_deref(),
         Some("password"),
         "Tab moves to the password"
     );
-    c.active_element()
-        .await
-        .expect("focus")
-        .send_keys(&d.password)
-        .await
-        .expect("type");
-    c.active_element()
-        .await
-        .expect("focus")
-        .send_keys(ENTER)
-        .await
-        .expect("enter");
+    press(&c, &d.password).await;
+    press(&c, ENTER).await;
     wait_url(&c, "the devices page after logging in", |u| {
         u.ends_with("/ui/devices")
     })
@@ -390,16 +368,9 @@ async fn the_dashboard_in_a_real_browser() {
         .expect("tab");
     let first = c.active_element().await.expect("focus");
     assert_eq!(first.text().await.expect("text"), "Skip to content");
-    first.send_keys(ENTER).await.expect("enter");
-    let focused = c
-        .active_element()
-        .await
-        .expect("focus")
-        .attr("id")
-        .await
-        .expect("id");
+    press(&c, ENTER).await;
     assert_eq!(
-        focused.as_deref(),
+        focused(&c).await.as_deref(),
         Some("main"),
         "the skip link moves the focus to the content"
     );

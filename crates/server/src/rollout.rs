@@ -189,6 +189,18 @@ impl std::fmt::Debug for Rollouts {
     }
 }
 
+impl Rollouts {
+    /// A tenant's device labels, as of now.
+    fn labels_of(&self, tenant: TenantId) -> HashMap<Arc<str>, Label> {
+        self.labels
+            .read()
+            .expect("labels")
+            .get(&tenant)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
 impl Default for Rollouts {
     fn default() -> Self {
         Rollouts {
@@ -273,14 +285,7 @@ pub(crate) fn search(
     version: Option<(Option<&str>, &str)>,
 ) -> Vec<Found> {
     let fleet = st.compat.snapshot(tenant);
-    let labels = st
-        .rollouts
-        .labels
-        .read()
-        .expect("labels")
-        .get(&tenant)
-        .cloned()
-        .unwrap_or_default();
+    let labels = st.rollouts.labels_of(tenant);
     let vocab = &st.compat.vocab;
     let mut found: Vec<Found> = on_every_core(&fleet, |(id, e)| {
         let facts = &e.facts;
@@ -1086,14 +1091,7 @@ fn select(
     seed: u64,
 ) -> (Vec<NewRolloutDevice>, Thresholds) {
     let fleet = st.compat.snapshot(tenant);
-    let labels = st
-        .rollouts
-        .labels
-        .read()
-        .expect("labels")
-        .get(&tenant)
-        .cloned()
-        .unwrap_or_default();
+    let labels = st.rollouts.labels_of(tenant);
     let vocab = &st.compat.vocab;
     let mut selected: Vec<(Arc<str>, f64, Arc<Entry>)> = on_every_core(&fleet, |(id, e)| {
         spec.filter

@@ -24,6 +24,8 @@ pub struct Fixture {
     pub state: AppState,
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
+    /// Held, so the center is running (dropping it is a shutdown: streams and polls end).
+    pub stop: tokio::sync::watch::Sender<bool>,
 }
 
 pub async fn fixture() -> Fixture {
@@ -33,7 +35,7 @@ pub async fn fixture() -> Fixture {
     let boot = bootstrap::run(&store, dir.path(), "default", NOW)
         .await
         .expect("bootstrap");
-    let (state, _stop) = AppState::new(
+    let (state, stop) = AppState::new(
         store.clone(),
         &ServerConfig::default(),
         Arc::new(clock.clone()),
@@ -50,6 +52,7 @@ pub async fn fixture() -> Fixture {
         tenant: boot.tenant,
         clock,
         dir,
+        stop,
     }
 }
 
