@@ -446,3 +446,113 @@ async fn the_live_stream_names_what_changed() {
     .expect("the next notice");
     assert!(!got.contains("SECRET-1"), "{got}");
 }
+
+#[tokio::test]
+async fn a_provider_looks_into_a_customer() {
+    let f = fixture().await;
+    account(&f, "ada", "admin").await;
+    let bearer = format!("Bearer {}", f.admin);
+    let made = send(
+        &f.app,
+        "POST",
+        "/api/v1/customers",
+        &[("authorization", bearer.as_str())],
+        Some(json!({"name": "acme"})),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let key = made.body["enrollment_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let (s, v) = call(
+        &f.app,
+        "POST",
+        "/device/v1/enroll",
+        None,
+        json_body(&json!({"enrollment_key": key, "device_id": "ACME-9", "model": "acme-mfp-9000"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let token = v["device_token"].as_str().expect("token").to_owned();
+    let (s, v) = call(
+        &f.app,
+        "POST",
+        "/device/v1/reports",
+        Some(&token),
+        json_body(&report("ACME-9", "acme-mfp-9000", "5.2.1")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let session = log_in(&f, "ada").await;
+
+    // Its own fleet holds no such device; the header offers the customer.
+    let p = page(&f, "GET", "/ui/devices", Some(&session), None).await;
+    assert!(!p.body.contains("ACME-9"));
+    assert!(
+        p.body
+            .contains(r#"<label for="scope">Organization</label>"#)
+            && p.body.contains("<option>acme</option>")
+    );
+    // Not a customer of this provider: refused.
+    let p = page(
+        &f,
+        "POST",
+        "/ui/scope",
+        Some(&session),
+        Some("customer=globex"),
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    let p = page(
+        &f,
+        "POST",
+        "/ui/scope",
+        Some(&session),
+        Some("customer=acme"),
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let scope = p.cookie.expect("the scope cookie");
+    assert!(
+        scope.contains("HttpOnly") && scope.contains("SameSite=Strict"),
+        "{scope}"
+    );
+    let cookies = format!(
+        "{session}; {}",
+        scope.split(';').next().expect("name=value")
+    );
+
+    let p = page(&f, "GET", "/ui/devices", Some(&cookies), None).await;
+    assert!(
+        p.body.contains(r#"href="/ui/devices/ACME-9""#),
+        "the customer's device"
+    );
+    assert!(p.body.contains("ada (provider)"));
+    let p = page(&f, "GET", "/ui/devices/ACME-9", Some(&cookies), None).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(
+        p.body
+            .contains(r#"hx-headers='{"Fleetcare-Tenant": "acme"}'"#),
+        "the page's actions act within the customer"
+    );
+    // What a button posts, with the session and that header, acts within the customer: the
+    // device is found (and is not connected).
+    let a = send(
+        &f.app,
+        "POST",
+        "/api/v1/devices/ACME-9/request-report",
+        &[
+            ("cookie", session.as_str()),
+            ("sec-fetch-site", "same-origin"),
+            ("fleetcare-tenant", "acme"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    // A scope cookie naming no customer of this provider is ignored.
+    let forged = format!("{session}; fleetcare_scope=globex");
+    let p = page(&f, "GET", "/ui/devices", Some(&forged), None).await;
+    assert!(!p.body.contains("ACME-9") && !p.body.contains("(provider)"));
+}

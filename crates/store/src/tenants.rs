@@ -116,4 +116,24 @@ impl Store {
             })
             .collect()
     }
+
+    /// A provider's customers' short names, sorted (at most 1000): what a dashboard offers
+    /// to look into, without counting their devices.
+    pub async fn customer_names(&self, provider: TenantId) -> Result<Vec<String>> {
+        let rows = self
+            .select(
+                sql("SELECT name FROM tenants WHERE parent_id = $1 ORDER BY name LIMIT 1000"),
+                vec![provider.into()],
+                &[Ty::Text],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let full = r[0].text()?;
+                Ok(full
+                    .split_once('/')
+                    .map_or(full.clone(), |(_, n)| n.to_owned()))
+            })
+            .collect()
+    }
 }

@@ -649,6 +649,15 @@ async fn customers_of_a_provider(store: Store) {
         ("acme", 1, acme)
     );
     assert_eq!(store.tenant_id("prov/acme").await.expect("id"), Some(acme));
+    store
+        .create_customer(p, "globex", NOW)
+        .await
+        .expect("customer");
+    assert_eq!(
+        store.customer_names(p).await.expect("names"),
+        ["acme", "globex"]
+    );
+    assert!(store.customer_names(acme).await.expect("names").is_empty());
 }
 
 async fn accounts_and_sessions(store: Store) {

@@ -75,6 +75,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/audit", get(pages::audit))
         .route("/ui/login", get(login_page).post(login_form))
         .route("/ui/logout", post(logout))
+        .route("/ui/scope", post(scope))
         .route("/ui/assets/{name}", get(asset))
         .layer(timed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM));
@@ -113,7 +114,34 @@ async fn headers(req: Request, next: Next) -> Response {
 /// The logged-in operator of a dashboard request (by its session cookie). Without a live
 /// session a page redirects to the login form, and comes back after it.
 pub struct Ui {
+    /// Within a customer, the customer's tenant (as the API's `Fleetcare-Tenant` makes it).
     pub op: Operator,
+    /// The customer organization a provider's operator is looking into.
+    pub scope: Option<String>,
+    /// The provider's customers, to choose from (empty for anyone else).
+    pub customers: Vec<String>,
+}
+
+/// The cookie naming the customer a provider's operator looks into.
+const SCOPE_COOKIE: &str = "fleetcare_scope";
+
+/// A customer's short name as a cookie may carry it.
+fn scope_name(s: &str) -> bool {
+    (1..=fleetcare_store::tenants::MAX_CUSTOMER_NAME).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name && !v.is_empty()).then_some(v)
+        })
 }
 
 impl Ui {
@@ -141,7 +169,29 @@ impl FromRequestParts<AppState> for Ui {
             None => None,
         };
         match found {
-            Some(op) => Ok(Ui { op }),
+            Some(op) => {
+                let fail = |e: fleetcare_store::StoreError| ApiError::from(e).into_response();
+                let customers = st.store.customer_names(op.tenant).await.map_err(fail)?;
+                let wanted = cookie_value(&parts.headers, SCOPE_COOKIE)
+                    .filter(|s| scope_name(s) && customers.iter().any(|c| c == s));
+                let mut ui = Ui {
+                    op,
+                    scope: None,
+                    customers,
+                };
+                if let Some(name) = wanted
+                    && let Some(tenant) =
+                        st.store.customer(ui.op.tenant, name).await.map_err(fail)?
+                {
+                    ui.op = Operator {
+                        tenant,
+                        name: format!("{} (provider)", ui.op.name),
+                        role: ui.op.role,
+                    };
+                    ui.scope = Some(name.to_owned());
+                }
+                Ok(ui)
+            }
             None if parts.method == Method::GET => {
                 let here = parts
                     .uri
@@ -248,6 +298,45 @@ async fn login_form(
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeForm {
+    #[serde(default)]
+    customer: String,
+}
+
+/// A provider's operator chooses a customer organization to look into (or none: its own).
+async fn scope(
+    ui: Ui,
+    client: Client,
+    headers: HeaderMap,
+    form: Result<axum::Form<ScopeForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    if !session::same_origin(&Method::POST, &headers) {
+        return ApiError::Forbidden("a change from another site is refused".into()).into_response();
+    }
+    let Ok(axum::Form(f)) = form else {
+        return ApiError::BadRequest("the form: customer".into()).into_response();
+    };
+    let name = f.customer.trim();
+    let value = if name.is_empty() {
+        String::new()
+    } else if scope_name(name) && ui.customers.iter().any(|c| c == name) {
+        name.to_owned()
+    } else {
+        return ApiError::NotFound(format!("customer {name:?}")).into_response();
+    };
+    let secure = if client.https { "; Secure" } else { "" };
+    let max_age = if value.is_empty() { "; Max-Age=0" } else { "" };
+    let mut resp = Redirect::to("/ui/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SCOPE_COOKIE}={value}; Path=/ui/; HttpOnly; SameSite=Strict{max_age}{secure}"
+    )) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
 async fn logout(State(st): State<AppState>, client: Client, headers: HeaderMap) -> Response {
     if !session::same_origin(&Method::POST, &headers) {
         return ApiError::Forbidden("a logout from another site is refused".into()).into_response();
@@ -299,7 +388,7 @@ async fn asset(Path(name): Path<String>) -> Response {
 
 /// Our own script and style, by a name that changes when they do.
 pub const ASSET_JS: &str = "app-3.js";
-pub const ASSET_CSS: &str = "app-3.css";
+pub const ASSET_CSS: &str = "app-4.css";
 
 /// A stream's state: the notices gathered since the last send, and what to send now.
 struct Live {

@@ -47,6 +47,9 @@ pub struct Nav {
     items: Vec<NavItem>,
     name: String,
     role: String,
+    /// The customer looked into, and the ones to choose from.
+    scope: Option<String>,
+    customers: Vec<Choice>,
 }
 
 fn nav(ui: &Ui, current: &str) -> Nav {
@@ -71,6 +74,11 @@ fn nav(ui: &Ui, current: &str) -> Nav {
             .collect(),
         name: ui.op.name.clone(),
         role: ui.op.role.clone(),
+        scope: ui.scope.clone(),
+        customers: choices(
+            ui.customers.iter().map(String::as_str),
+            ui.scope.as_deref().unwrap_or(""),
+        ),
     }
 }
 
