@@ -502,6 +502,27 @@ async fn the_dashboard_in_a_real_browser() {
     assert_eq!(r["state"], "paused");
     shot(&c, "07-rollout-paused").await;
 
+    // A session that ends under a live page: its next refresh leads to the login form, which
+    // comes back to this page.
+    c.goto(&format!("{url}/ui/devices/{device}"))
+        .await
+        .expect("goto");
+    text_when(&c, "#units", "the device page", |t| t.contains("Slot")).await;
+    c.delete_all_cookies().await.expect("cookies");
+    api(
+        &http,
+        &d,
+        "POST",
+        &format!("/api/v1/devices/{device}/request-report"),
+        None,
+    )
+    .await;
+    wait_url(&c, "the login form after the session ended", |u| {
+        u.contains(&format!("/ui/login?next=%2Fui%2Fdevices%2F{device}"))
+    })
+    .await;
+    log_in(&c, url, "admin", &d.password).await;
+
     // The other pages.
     for (path, name) in [
         ("/ui/rollouts", "08-rollouts"),

@@ -28,3 +28,12 @@ document.addEventListener('htmx:sseOpen', function () {
   var live = document.getElementById('live');
   if (live) live.textContent = 'Live updates: on';
 });
+// A refresh that was answered with the login form: the session is over (logged out, expired
+// or disabled). Go to the login form, and come back here after it.
+document.addEventListener('htmx:beforeSwap', function (e) {
+  var xhr = e.detail.xhr;
+  if (xhr && xhr.responseURL && xhr.responseURL.indexOf('/ui/login') !== -1) {
+    e.detail.shouldSwap = false;
+    window.location.assign('/ui/login?next=' + encodeURIComponent(window.location.pathname + window.location.search));
+  }
+});

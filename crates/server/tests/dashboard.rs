@@ -340,6 +340,8 @@ async fn the_device_search_combines_its_fields_and_refuses_bad_input() {
         ("?finding=device_unit", vec![]),
         ("?online=no", vec!["ACME-1", "ACME-2", "BOLT-1"]),
         ("?online=yes", vec![]),
+        ("?after=ACME-1", vec!["ACME-2", "BOLT-1"]),
+        ("?model=acme-mfp-9000&after=ACME-2", vec![]),
     ] {
         let p = page(&f, "GET", &format!("/ui/devices{query}"), Some(&c), None).await;
         assert_eq!(p.status, StatusCode::OK, "{query}: {}", p.body);

@@ -496,6 +496,31 @@ pub struct DeviceSearch {
     version: String,
     online: String,
     filter: String,
+    /// The page after this device id (the previous page's last).
+    after: String,
+}
+
+impl DeviceSearch {
+    /// This search's query string, for the page after `after`.
+    fn next(&self, after: &str) -> String {
+        let fields = [
+            ("q", &self.q),
+            ("model", &self.model),
+            ("site", &self.site),
+            ("finding", &self.finding),
+            ("trouble", &self.trouble),
+            ("version", &self.version),
+            ("online", &self.online),
+            ("filter", &self.filter),
+        ];
+        let mut parts: Vec<String> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={}", url_escape(v)))
+            .collect();
+        parts.push(format!("after={}", url_escape(after)));
+        format!("/ui/devices?{}", parts.join("&"))
+    }
 }
 
 pub struct Choice {
@@ -545,6 +570,8 @@ struct DevicesPage {
     matched: usize,
     shown: usize,
     rows: Vec<DeviceRow>,
+    /// The next page's address, when there is one.
+    next: Option<String>,
 }
 
 /// A value in the filter language's quotes.
@@ -665,8 +692,11 @@ async fn devices_page(
     {
         *live.entry(t.device_id).or_default() += 1;
     }
+    let first = found.partition_point(|f| *f.id <= *q.after);
+    let page_of = &found[first..];
+    let next = (page_of.len() > SHOWN).then(|| q.next(&page_of[SHOWN - 1].id));
     let mut rows = Vec::new();
-    for f in found.iter().take(SHOWN) {
+    for f in page_of.iter().take(SHOWN) {
         let Ok(device_id) = DeviceId::parse(&f.id) else {
             continue;
         };
@@ -719,6 +749,7 @@ async fn devices_page(
         matched: found.len(),
         shown: rows.len(),
         rows,
+        next,
         here,
         q,
     };
@@ -1970,6 +2001,20 @@ optional_kinds = ["fax", "finisher"]
             assert!(crate::authz::may("admin", "POST", a), "{a}");
             assert!(!crate::authz::may("viewer", "POST", a), "{a}");
         }
+    }
+
+    #[test]
+    fn the_next_page_keeps_the_search() {
+        let q = DeviceSearch {
+            model: "m 1".into(),
+            filter: r#"id ~ "A*""#.into(),
+            after: "OLD".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            q.next("D-9"),
+            "/ui/devices?model=m%201&filter=id%20~%20%22A%2A%22&after=D-9"
+        );
     }
 
     #[test]
