@@ -117,7 +117,7 @@ pub async fn login(
             "a login from another site is refused".into(),
         ));
     }
-    let (cookie, body) = begin(&st, &client, req).await?;
+    let (cookie, body) = begin(&st, &client, req, "/api/v1/login").await?;
     let mut resp = Json(body).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie);
     resp.headers_mut()
@@ -127,11 +127,12 @@ pub async fn login(
 
 /// Check an account's password and begin its session: the `Set-Cookie` value, and who
 /// logged in. Every attempt is audited; failures spend the client's budget. The API's login
-/// and the dashboard's login form both come here.
+/// and the dashboard's login form (`path`, for the audit line) both come here.
 pub async fn begin(
     st: &AppState,
     client: &Client,
     req: w::Login,
+    path: &str,
 ) -> Result<(HeaderValue, w::LoggedIn), ApiError> {
     crate::extract::not_throttled(st, client.ip)?;
     let tenant_name = req
@@ -158,7 +159,7 @@ pub async fn begin(
         role: account.as_ref().map(|a| a.role.clone()),
         action: "session.login".into(),
         method: "POST".into(),
-        path: "/api/v1/login".into(),
+        path: path.into(),
         status,
         outcome: outcome.into(),
         detail,

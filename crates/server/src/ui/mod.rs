@@ -277,7 +277,7 @@ async fn login_form(
         name: f.name.trim().to_owned(),
         password: f.password,
     };
-    match session::begin(&st, &client, req).await {
+    match session::begin(&st, &client, req, "/ui/login").await {
         Ok((cookie, _)) => {
             let mut resp = Redirect::to(&next).into_response();
             resp.headers_mut().insert(header::SET_COOKIE, cookie);
