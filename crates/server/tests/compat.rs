@@ -401,11 +401,14 @@ async fn a_new_catalog_revision_rejudges_the_fleet_without_new_reports() {
     )
     .await;
     assert_eq!(revisions.as_array().map(Vec::len), Some(2));
-    assert!(
-        f.state
+    // The pass counts its devices once all of its writes are done (after the device's).
+    eventually("the re-judgement pass counted", PATIENCE, || async {
+        (f.state
             .compat
             .rejudged
             .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    );
+            >= 1)
+            .then_some(())
+    })
+    .await;
 }

@@ -172,7 +172,11 @@ async fn pages_need_a_session_and_the_login_form_gives_one() {
         .expect("audit")
         .expect("a line");
     assert_eq!(
-        (line.action.as_str(), line.outcome.as_str(), line.path.as_str()),
+        (
+            line.action.as_str(),
+            line.outcome.as_str(),
+            line.path.as_str()
+        ),
         ("session.login", "denied", "/ui/login")
     );
     // From another site: refused, no session.
