@@ -372,9 +372,10 @@ async fn an_snmp_printer_shows_its_host_resources_and_its_alert_table() {
         &[format!("snmp://public@127.0.0.1:{port}")],
         "",
     );
+    // Online comes with the push channel; the units with the first report, a moment later.
     let d = eventually("the SNMP printer is a device", PATIENCE, || async {
         let d = get(&center, "/api/v1/devices/SNMP-PR-42").await;
-        (d["online"] == true).then_some(d)
+        (d["online"] == true && d["units"].as_array().is_some_and(|u| !u.is_empty())).then_some(d)
     })
     .await;
     assert_eq!(d["model"], "acme-laser-5", "{d}");
