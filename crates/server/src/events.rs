@@ -62,6 +62,8 @@ impl Notice {
 
 pub struct Events {
     tx: broadcast::Sender<Notice>,
+    /// To the other instances (set by [`crate::bus::start`] on a shared store).
+    outbound: std::sync::OnceLock<tokio::sync::mpsc::Sender<Notice>>,
     /// Permits for live streams.
     pub streams: Arc<Semaphore>,
 }
@@ -70,24 +72,44 @@ impl Default for Events {
     fn default() -> Events {
         Events {
             tx: broadcast::channel(BACKLOG).0,
+            outbound: std::sync::OnceLock::new(),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         }
     }
 }
 
 impl Events {
-    /// Tell the live pages something changed (a no-op when nobody watches).
+    /// Tell the live pages something changed, on this instance and (on a shared store) on
+    /// the others. Never waits: a notice that finds the outbound queue full is dropped.
     pub fn notify(&self, tenant: TenantId, topic: Topic) {
-        if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(Notice { tenant, topic });
+        let out = self.outbound.get();
+        if self.tx.receiver_count() == 0 && out.is_none() {
+            return;
         }
+        let n = Notice { tenant, topic };
+        if let Some(out) = out {
+            let _ = out.try_send(n.clone());
+        }
+        self.deliver(n);
     }
 
     /// A device changed.
     pub fn device(&self, tenant: TenantId, device_id: &str) {
-        if self.tx.receiver_count() > 0 {
+        if self.tx.receiver_count() > 0 || self.outbound.get().is_some() {
             self.notify(tenant, Topic::Device(device_id.into()));
         }
+    }
+
+    /// A notice for this instance's pages only (one that came from another instance).
+    pub fn deliver(&self, n: Notice) {
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(n);
+        }
+    }
+
+    /// Send notices to other instances through `out` (once; later calls are ignored).
+    pub fn send_out(&self, out: tokio::sync::mpsc::Sender<Notice>) {
+        let _ = self.outbound.set(out);
     }
 
     /// Whether any live page is watching.

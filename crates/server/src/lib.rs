@@ -9,6 +9,7 @@
 pub mod access;
 pub mod authz;
 pub mod bootstrap;
+pub mod bus;
 pub mod compat;
 pub mod compat_api;
 pub mod config;
@@ -473,6 +474,7 @@ impl Center {
         tokio::spawn(state.diag.clone().start(state.clone()));
         tokio::spawn(state.diag.clone().run_worker(state.clone()));
         tokio::spawn(state.rollouts.clone().run(state.clone()));
+        bus::start(&state).await;
         tracing::info!(%addr, store = state.store.backend(), tls = tls_on, "center listening");
         Ok(Center {
             addr,

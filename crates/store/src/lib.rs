@@ -20,6 +20,7 @@ pub mod errors;
 mod exec;
 pub mod fleet;
 mod migrate;
+pub mod notices;
 pub mod postgres;
 pub mod rollouts;
 pub mod sqlite;

@@ -23,6 +23,10 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub async fn open(url: &str) -> Result<PgStore> {
         let pool = PgPoolOptions::new()
             .max_connections(32)
