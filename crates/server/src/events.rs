@@ -112,9 +112,10 @@ impl Events {
         let _ = self.outbound.set(out);
     }
 
-    /// Whether any live page is watching.
+    /// Whether any live page may be watching: one of this instance's, or (on a shared
+    /// store) another instance's.
     pub fn watched(&self) -> bool {
-        self.tx.receiver_count() > 0
+        self.tx.receiver_count() > 0 || self.outbound.get().is_some()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
