@@ -42,10 +42,7 @@ async fn a_report_taken_by_one_instance_reaches_the_pages_of_another() {
     eventually("instance B listening", Duration::from_secs(10), || {
         a.events.notify(boot.tenant, Topic::Troubles);
         let got = heard.try_recv().is_ok();
-        async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            got.then_some(())
-        }
+        async move { got.then_some(()) }
     })
     .await;
     while heard.try_recv().is_ok() {}
@@ -92,14 +89,26 @@ async fn a_report_taken_by_one_instance_reaches_the_pages_of_another() {
     .await
     .expect("instance B hears of the report instance A took");
     assert_eq!(n.tenant, boot.tenant);
-    // A's own pages heard it once, from A itself, not again through the database.
-    tokio::time::sleep(bus::GATHER * 3).await;
-    let mut mine = 0;
-    while let Ok(n) = own.try_recv() {
-        if n.topic == Topic::Device("DEV-1".into()) {
-            mine += 1;
-        }
-    }
+    // A's own pages heard it once, from A itself, not again through the database: B sends a
+    // marker after it heard the report, and A hears B's marker after any echo of its own
+    // (a listener hears notices in the order they were sent).
+    b.events.notify(boot.tenant, Topic::Device("MARK".into()));
+    let mine = tokio::time::timeout(
+        Duration::from_secs(5) * fleetcare_testkit::patience_factor(),
+        async {
+            let mut mine = 0;
+            loop {
+                match own.recv().await {
+                    Ok(n) if n.topic == Topic::Device("DEV-1".into()) => mine += 1,
+                    Ok(n) if n.topic == Topic::Device("MARK".into()) => return mine,
+                    Ok(_) => {}
+                    Err(e) => panic!("instance A's notices: {e}"),
+                }
+            }
+        },
+    )
+    .await
+    .expect("instance A hears B's marker");
     assert_eq!(mine, 1, "an instance does not hear itself twice");
 
     store_b.close().await.expect("close");
