@@ -324,3 +324,14 @@ fn pair_finding(rule: Rule, s: &SoftwareFacts, si: u16, other: &SoftwareFacts, o
         software: vec![si, oi],
     }
 }
+
+#[cfg(test)]
+mod kind_names {
+    use super::FindingKind;
+
+    #[test]
+    fn the_wire_lists_every_finding_kind_by_its_name() {
+        let names: Vec<&str> = FindingKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, fleetcare_wire::compat::FINDING_KINDS);
+    }
+}

@@ -294,15 +294,7 @@ pub async fn compat(cmd: CompatCmd, remote: &Remote) -> anyhow::Result<()> {
                 }
             );
             outln!();
-            let kind_names = [
-                "device_unit",
-                "unit_unit",
-                "unit_software",
-                "software_software",
-                "unknown_device_model",
-                "unknown_unit_model",
-                "unknown_software",
-            ];
+            let kind_names = fleetcare_wire::compat::FINDING_KINDS;
             let rows: Vec<Vec<String>> = f
                 .by_model
                 .iter()

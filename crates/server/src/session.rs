@@ -63,6 +63,11 @@ fn decoy() -> &'static str {
 
 /// The session secret a request's cookie carries.
 pub fn cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie_named(headers, COOKIE)
+}
+
+/// The value of the cookie `name` a request carries (not empty).
+pub fn cookie_named<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -70,7 +75,7 @@ pub fn cookie(headers: &HeaderMap) -> Option<&str> {
         .flat_map(|v| v.split(';'))
         .find_map(|kv| {
             let (k, v) = kv.trim().split_once('=')?;
-            (k == COOKIE && !v.is_empty()).then_some(v)
+            (k == name && !v.is_empty()).then_some(v)
         })
 }
 

@@ -65,6 +65,17 @@ pub struct FindingSubject {
     pub software: Vec<FindingSoftware>,
 }
 
+/// Every kind of [`Finding`].
+pub const FINDING_KINDS: &[&str] = &[
+    "device_unit",
+    "unit_unit",
+    "unit_software",
+    "software_software",
+    "unknown_device_model",
+    "unknown_unit_model",
+    "unknown_software",
+];
+
 /// A compatibility violation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Finding {

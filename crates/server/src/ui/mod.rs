@@ -132,18 +132,6 @@ fn scope_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == name && !v.is_empty()).then_some(v)
-        })
-}
-
 impl Ui {
     /// The operator as the API's handlers take it.
     fn auth(&self) -> OperatorAuth {
@@ -172,7 +160,7 @@ impl FromRequestParts<AppState> for Ui {
             Some(op) => {
                 let fail = |e: fleetcare_store::StoreError| ApiError::from(e).into_response();
                 let customers = st.store.customer_names(op.tenant).await.map_err(fail)?;
-                let wanted = cookie_value(&parts.headers, SCOPE_COOKIE)
+                let wanted = session::cookie_named(&parts.headers, SCOPE_COOKIE)
                     .filter(|s| scope_name(s) && customers.iter().any(|c| c == s));
                 let mut ui = Ui {
                     op,

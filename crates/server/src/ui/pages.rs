@@ -23,16 +23,7 @@ use crate::{AppState, access, compat_api, diag, errors, events, operator, rollou
 
 /// Rows a device search shows (the count says how many matched).
 const SHOWN: usize = 200;
-/// Compatibility finding kinds (`fleetcare_wire::compat::Finding::kind`).
-const FINDING_KINDS: &[&str] = &[
-    "device_unit",
-    "unit_unit",
-    "unit_software",
-    "software_software",
-    "unknown_device_model",
-    "unknown_unit_model",
-    "unknown_software",
-];
+use fleetcare_wire::compat::FINDING_KINDS;
 const HOUR_MS: i64 = 3_600_000;
 
 // ---- what every page has ------------------------------------------------------------------
