@@ -14,6 +14,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod cluster;
 pub mod compat;
 pub mod delivery;
 pub mod errors;

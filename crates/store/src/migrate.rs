@@ -12,6 +12,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (8, include_str!("migrations/sqlite_0008.sql")),
     (9, include_str!("migrations/sqlite_0009.sql")),
     (10, include_str!("migrations/sqlite_0010.sql")),
+    (11, include_str!("migrations/sqlite_0011.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -25,6 +26,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (8, include_str!("migrations/postgres_0008.sql")),
     (9, include_str!("migrations/postgres_0009.sql")),
     (10, include_str!("migrations/postgres_0010.sql")),
+    (11, include_str!("migrations/postgres_0011.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \
