@@ -113,6 +113,8 @@ pub struct Compat {
     pending: Mutex<HashSet<DeviceKey>>,
     /// Bumped on each catalog load; a re-judgement of an older generation stops.
     generation: Mutex<HashMap<TenantId, u64>>,
+    /// Tenants being re-judged by this instance now.
+    busy: Mutex<HashSet<TenantId>>,
     /// The fleet index has been loaded from the store.
     pub ready: AtomicBool,
     pub rejudged: AtomicU64,
@@ -298,6 +300,7 @@ impl Compat {
             receiver: Mutex::new(Some(rx)),
             pending: Mutex::default(),
             generation: Mutex::default(),
+            busy: Mutex::default(),
             ready: AtomicBool::new(false),
             rejudged: AtomicU64::new(0),
         }
@@ -440,6 +443,7 @@ impl Compat {
             .add_catalog_revision(tenant, by, &digest, &stats_json, source, st.clock.now_ms())
             .await?;
         let generation = self.install(tenant, Current { revision, catalog });
+        crate::cluster::tell(st, crate::cluster::Message::Catalog { t: tenant }).await;
         let devices = st.store.count_devices(tenant).await?;
         let (me, st2) = (self.clone(), st.clone());
         tokio::spawn(async move { me.rejudge(&st2, tenant, generation).await });
@@ -451,10 +455,136 @@ impl Compat {
     /// they are written in batches (each device guarded by its structure fingerprint, at most
     /// [`WRITES_IN_FLIGHT`] batches in flight so the group commit can join them), and the
     /// worker is told to act on them. A newer catalog stops it.
+    ///
+    /// Across instances the re-judgement of a tenant runs on one at a time (the lease
+    /// `rejudge:<tenant>`); when it completes, the revision is recorded, and the instance that
+    /// runs the background engines takes up any current revision not recorded as judged (one
+    /// an instance's death or a newer catalog cut short).
     pub async fn rejudge(self: &Arc<Self>, st: &AppState, tenant: TenantId, generation: u64) {
-        let Some(cur) = self.current(tenant) else {
+        if !self.busy.lock().expect("busy").insert(tenant) {
             return;
+        }
+        let lease = format!("rejudge:{tenant}");
+        let done = crate::cluster::with_lease(st, &lease, self.rejudge_now(st, tenant, generation))
+            .await
+            .flatten();
+        self.busy.lock().expect("busy").remove(&tenant);
+        if let Some(revision) = done
+            && let Err(e) = st
+                .store
+                .set_judged_revision(tenant, revision, st.clock.now_ms())
+                .await
+        {
+            tracing::warn!(tenant, error = %e, "recording a finished re-judgement failed");
+        }
+    }
+
+    /// Take up the re-judgements of current catalogs not recorded as finished.
+    pub async fn rejudge_unfinished(self: Arc<Self>, st: &AppState) {
+        if !self.ready.load(Ordering::SeqCst) {
+            return;
+        }
+        let current: Vec<(TenantId, u64)> = self
+            .catalogs
+            .read()
+            .expect("catalogs")
+            .iter()
+            .map(|(t, c)| (*t, c.revision))
+            .collect();
+        for (tenant, revision) in current {
+            match st.store.judged_revision(tenant).await {
+                Ok(Some(r)) if r == revision => {}
+                Ok(_) => {
+                    tracing::info!(tenant, revision, "taking up an unfinished fleet re-judgement");
+                    let g = self.generation(tenant);
+                    self.rejudge(st, tenant, g).await;
+                }
+                Err(e) => tracing::warn!(tenant, error = %e, "reading the judged revision failed"),
+            }
+        }
+    }
+
+    /// Another instance loaded a catalog: make the tenant's current revision ours too (the
+    /// instance that loaded it re-judges the fleet).
+    pub async fn reload_catalog(&self, st: &AppState, tenant: TenantId) {
+        let list = match st.store.current_catalogs().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "reading a catalog another instance loaded failed");
+                return;
+            }
         };
+        for (t, rev) in list {
+            if t != tenant || self.current(t).is_some_and(|c| c.revision == rev.revision) {
+                continue;
+            }
+            let Some(source) = rev.source else { continue };
+            match Catalog::parse(&source, &self.vocab) {
+                Ok(catalog) => {
+                    self.install(
+                        t,
+                        Current {
+                            revision: rev.revision,
+                            catalog,
+                        },
+                    );
+                    tracing::info!(tenant, revision = rev.revision, "catalog loaded on another instance");
+                }
+                Err(e) => tracing::error!(tenant, error = %e, "a catalog another instance loaded does not compile here"),
+            }
+        }
+    }
+
+    /// Another instance stored a new structure of a device: index it as the store has it.
+    pub async fn refresh(&self, st: &AppState, key: &DeviceKey) {
+        match st.store.structure_of(key).await {
+            Ok(Some(r)) => {
+                if let Some((id, entry)) = self.entry_of(r) {
+                    self.index
+                        .write()
+                        .expect("fleet index")
+                        .entry(key.tenant)
+                        .or_default()
+                        .insert(id, entry);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(device = %key.device_id, error = %e, "reading a structure another instance stored failed"),
+        }
+    }
+
+    /// A stored structure as an index entry.
+    fn entry_of(&self, r: fleetcare_store::StructureRow) -> Option<(Arc<str>, Arc<Entry>)> {
+        let (Some(json), Some(hash)) = (r.structure_json, r.structure_hash) else {
+            return None;
+        };
+        let Ok(structure) = Structure::from_json(&r.model, &json) else {
+            tracing::warn!(device = %r.key.device_id, "a stored structure does not read back");
+            return None;
+        };
+        let facts = DeviceFacts::new(&self.vocab, structure.model(), structure.units());
+        Some((
+            Arc::from(r.key.device_id.as_str()),
+            // Whether stored findings were actionable is not kept: assume they were if there
+            // are any, so that a device that became compatible meanwhile gets its pending jobs
+            // and notices closed.
+            Arc::new(Entry::new(
+                facts,
+                hash_bits(&hash),
+                r.findings_hash.as_deref().map_or(u128::MAX, hash_bits),
+                r.findings_hash.as_deref().is_some_and(|h| !h.is_empty()),
+            )),
+        ))
+    }
+
+    /// Re-judge now; the revision judged if it ran to the end.
+    async fn rejudge_now(
+        self: &Arc<Self>,
+        st: &AppState,
+        tenant: TenantId,
+        generation: u64,
+    ) -> Option<u64> {
+        let cur = self.current(tenant)?;
         let started = Instant::now();
         let entries: Vec<(Arc<str>, Arc<Entry>)> = self
             .index
@@ -480,7 +610,7 @@ impl Compat {
                     tenant,
                     "a newer catalog was loaded; this re-judgement stops"
                 );
-                return; // dropping the receiver stops the judging threads
+                return None; // dropping the receiver stops the judging threads
             }
             // Collect the next results while the last batches are written.
             if rx.recv_many(&mut buf, WRITE_BATCH).await == 0 {
@@ -492,7 +622,7 @@ impl Compat {
                 }
             }
             if failed {
-                return;
+                return None;
             }
             let items: Vec<Rejudged> = buf
                 .drain(..)
@@ -525,11 +655,11 @@ impl Compat {
             Ok(at) => at.duration_since(started),
             Err(e) => {
                 tracing::error!(error = %e, "re-judgement failed");
-                return;
+                return None;
             }
         };
         if failed {
-            return;
+            return None;
         }
         self.rejudged.fetch_add(total as u64, Ordering::Relaxed);
         st.metrics
@@ -544,6 +674,7 @@ impl Compat {
             total_ms = started.elapsed().as_millis() as u64,
             "fleet re-judged"
         );
+        Some(cur.revision)
     }
 
     /// Index the re-judgements a batch stored and queue them for the worker; how many.
@@ -713,27 +844,11 @@ impl Compat {
             after = Some(last.key.clone());
             let mut index = self.index.write().expect("fleet index");
             for r in rows {
-                let (Some(json), Some(hash)) = (r.structure_json, r.structure_hash) else {
-                    continue;
-                };
-                let Ok(structure) = Structure::from_json(&r.model, &json) else {
-                    tracing::warn!(device = %r.key.device_id, "a stored structure does not read back");
-                    continue;
-                };
-                let facts = DeviceFacts::new(&self.vocab, structure.model(), structure.units());
-                index.entry(r.key.tenant).or_default().insert(
-                    Arc::from(r.key.device_id.as_str()),
-                    // Whether stored findings were actionable is not kept: assume they were
-                    // if there are any, so that a device that became compatible meanwhile gets
-                    // its pending jobs and notices closed.
-                    Arc::new(Entry::new(
-                        facts,
-                        hash_bits(&hash),
-                        r.findings_hash.as_deref().map_or(u128::MAX, hash_bits),
-                        r.findings_hash.as_deref().is_some_and(|h| !h.is_empty()),
-                    )),
-                );
-                loaded += 1;
+                let tenant = r.key.tenant;
+                if let Some((id, entry)) = self.entry_of(r) {
+                    index.entry(tenant).or_default().insert(id, entry);
+                    loaded += 1;
+                }
             }
         }
         self.ready.store(true, Ordering::SeqCst);
@@ -850,7 +965,7 @@ impl Compat {
             .find(|j| j.origin == "compat" && j.steps_json == steps_json)
         {
             if same.state == "queued" {
-                st.hub.send(key, Command::JobsAvailable);
+                crate::cluster::send(st, key, Command::JobsAvailable).await;
             }
             return Ok(());
         }
@@ -884,7 +999,7 @@ impl Compat {
         st.metrics.jobs_created.inc();
         tracing::info!(device = %key.device_id, job = id, state, "version-change job created");
         if state == "queued" {
-            st.hub.send(key, Command::JobsAvailable);
+            crate::cluster::send(st, key, Command::JobsAvailable).await;
         }
         Ok(())
     }
@@ -979,7 +1094,10 @@ impl Compat {
             created_at: fleetcare_core::clock::rfc3339(now),
             delivered_at: None,
         };
-        if st.hub.send(key, Command::Notify { notification }).is_some() {
+        if crate::cluster::send(st, key, Command::Notify { notification })
+            .await
+            .is_some()
+        {
             st.store.mark_delivered(key.tenant, &[id], now).await?;
         }
         Ok(())

@@ -452,13 +452,15 @@ pub async fn approve_job(
     }
     tracing::info!(job = id, operator = %op.0.name, "job approved");
     if let Ok(device_id) = fleetcare_core::DeviceId::parse(&job.device_id) {
-        st.hub.send(
+        crate::cluster::send(
+            &st,
             &DeviceKey {
                 tenant: op.0.tenant,
                 device_id,
             },
             fleetcare_wire::device::Command::JobsAvailable,
-        );
+        )
+        .await;
     }
     Ok(Json(job_view(job_of(&st, op.0.tenant, id).await?)))
 }

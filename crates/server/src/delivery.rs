@@ -638,7 +638,7 @@ pub async fn create_job(
         .await?;
     st.metrics.jobs_created.inc();
     tracing::info!(device = %key.device_id, job = id, operator = %op.0.name, "job created");
-    st.hub.send(&key, Command::JobsAvailable);
+    crate::cluster::send(&st, &key, Command::JobsAvailable).await;
     let job = st
         .store
         .job(key.tenant, id)

@@ -165,6 +165,17 @@ pub async fn report(
     if ingested.current && ingested.changes > 0 {
         st.rollouts.device_changed(&key);
     }
+    // The other instances' fleet indexes follow (a first report may record no change).
+    if ingested.current && (ingested.changes > 0 || r.trigger == Trigger::Connect) {
+        crate::cluster::tell(
+            &st,
+            crate::cluster::Message::Structure {
+                t: key.tenant,
+                d: key.device_id.to_string(),
+            },
+        )
+        .await;
+    }
     if let Some(operating) = operating.filter(|_| ingested.current && !ingested.duplicate)
         && let Err(e) = st.diag.judge_operating(&st, &key, &operating).await
     {
@@ -222,6 +233,7 @@ pub async fn push(
 /// for longer than the idle timeout, closes, or the center shuts down.
 async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
     let guard = st.hub.attach_push(&key);
+    crate::cluster::arrived(&st, &key, crate::hub::Via::Push).await;
     st.events.device(key.tenant, key.device_id.as_str());
     st.metrics.push_connections.inc();
     tracing::debug!(device = %key.device_id, "push channel open");
@@ -264,6 +276,9 @@ async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
     };
     st.metrics.push_connections.dec();
     drop(guard);
+    if st.hub.online(&key).is_none() {
+        crate::cluster::left(&st, std::slice::from_ref(&key)).await;
+    }
     st.events.device(key.tenant, key.device_id.as_str());
     tracing::debug!(device = %key.device_id, reason, "push channel closed");
 }
@@ -281,7 +296,11 @@ pub async fn poll(
     Query(q): Query<PollQuery>,
 ) -> Result<Json<PollResponse>, ApiError> {
     let wait = Duration::from_secs(q.wait_s.unwrap_or(25).min(MAX_POLL_WAIT_S));
+    let arriving = st.hub.online(&key).is_none();
     let mailbox = st.hub.poll(&key);
+    if arriving {
+        crate::cluster::arrived(&st, &key, crate::hub::Via::Poll).await;
+    }
     let mut commands = mailbox.drain();
     if commands.is_empty() && !wait.is_zero() {
         let mut shutdown = st.shutdown.clone();

@@ -174,6 +174,19 @@ impl Diag {
             .store
             .load_rules(tenant, source, by, st.clock.now_ms())
             .await?;
+        self.install_with_live(st, tenant, revision, rules).await?;
+        crate::cluster::tell(st, crate::cluster::Message::Rules { t: tenant }).await;
+        Ok((revision, w::RulesLoaded { revision, ..loaded }))
+    }
+
+    /// A fresh engine for the rules, knowing the tenant's live troubles.
+    async fn install_with_live(
+        &self,
+        st: &AppState,
+        tenant: TenantId,
+        revision: u64,
+        rules: RuleSet,
+    ) -> Result<(), StoreError> {
         let live = st.store.live_troubles().await?;
         let engine = self.install(tenant, revision, rules);
         let mut e = engine.lock().expect("engine");
@@ -182,7 +195,37 @@ impl Diag {
                 e.mark_open(&device, &rule);
             }
         }
-        Ok((revision, w::RulesLoaded { revision, ..loaded }))
+        Ok(())
+    }
+
+    /// Another instance loaded rules for the tenant: load them here too. (The engine starts
+    /// empty: windows fill from the events this instance takes from now on.)
+    pub async fn reload_rules(&self, st: &AppState, tenant: TenantId) {
+        let sets = match st.store.current_rules().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "reading rules another instance loaded failed");
+                return;
+            }
+        };
+        for set in sets.into_iter().filter(|s| s.tenant == tenant) {
+            if self.rules(tenant).is_some_and(|(rev, _)| rev == set.revision) {
+                continue;
+            }
+            match RuleSet::parse(&set.source) {
+                Ok(rules) => {
+                    if let Err(e) = self.install_with_live(st, tenant, set.revision, rules).await {
+                        tracing::warn!(tenant, error = %e, "installing rules another instance loaded failed");
+                    }
+                }
+                Err(e) => tracing::error!(tenant, error = %e, "rules another instance loaded do not parse here"),
+            }
+        }
+    }
+
+    /// Another instance resolved a trouble: this instance's engine may open it again.
+    pub fn closed_elsewhere(&self, tenant: TenantId, device: &str, rule_id: &str) {
+        self.forget(tenant, device, rule_id);
     }
 
     /// At start: every tenant's rules, the live troubles, then a replay of the events received
@@ -483,6 +526,15 @@ impl Diag {
                     tracing::info!(device = %t.device_id, trouble = t.id, rule = %t.rule_id,
                         "trouble resolved after its quiet period");
                     self.forget(tenant, &t.device_id, &t.rule_id);
+                    crate::cluster::tell(
+                        st,
+                        crate::cluster::Message::TroubleClosed {
+                            t: tenant,
+                            d: t.device_id.clone(),
+                            rule: t.rule_id.clone(),
+                        },
+                    )
+                    .await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "resolving quiet troubles failed"),
@@ -560,7 +612,9 @@ async fn fix_loop(
                     now,
                 )
                 .await?;
-            let told = st.hub.send(key, Command::SettingsChanged).is_some();
+            let told = crate::cluster::send(st, key, Command::SettingsChanged)
+                .await
+                .is_some();
             Ok(format!(
                 "setting {name} = {value} set{}",
                 if told {
@@ -670,7 +724,7 @@ async fn fix_loop(
                 .await?;
             st.metrics.jobs_created.inc();
             if state == "queued" {
-                st.hub.send(key, Command::JobsAvailable);
+                crate::cluster::send(st, key, Command::JobsAvailable).await;
             }
             Ok(format!(
                 "job {id} created to install {product} {version} ({})",
@@ -853,6 +907,15 @@ pub async fn resolve_trouble(
         });
     }
     st.diag.forget(op.0.tenant, &t.device_id, &t.rule_id);
+    crate::cluster::tell(
+        &st,
+        crate::cluster::Message::TroubleClosed {
+            t: op.0.tenant,
+            d: t.device_id.clone(),
+            rule: t.rule_id.clone(),
+        },
+    )
+    .await;
     tracing::info!(trouble = id, operator = %op.0.name, "trouble resolved");
     st.events
         .notify(op.0.tenant, crate::events::Topic::Troubles);

@@ -16,7 +16,6 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{DeviceAuth, JsonBody, OperatorAuth};
-use crate::hub::Hub;
 use crate::operator::device_key;
 
 /// Events in one batch.
@@ -233,7 +232,9 @@ pub async fn request(
     if st.store.device(&key).await?.is_none() {
         return Err(ApiError::NotFound(format!("device {}", key.device_id)));
     }
-    let Some((mailbox, via)) = st.hub.connected(&key) else {
+    let Some(via) =
+        crate::cluster::send(&st, &key, Command::RequestErrors { scheduled: false }).await
+    else {
         return Err(ApiError::Conflict {
             code: "offline",
             message: format!(
@@ -242,7 +243,6 @@ pub async fn request(
             ),
         });
     };
-    Hub::queue(&mailbox, Command::RequestErrors { scheduled: false });
     Ok(Json(fleetcare_wire::operator::RequestReportResponse {
         via,
         report: None,
@@ -337,8 +337,8 @@ pub async fn remove_schedule(
 }
 
 /// Ask the connected devices of every due schedule for their error logs (trigger
-/// `scheduled`). Devices connected to another center instance are asked by it when it takes
-/// the schedule; a device offline at the time is asked at the next interval.
+/// `scheduled`), wherever they are connected; a device offline at the time is asked at the
+/// next interval.
 pub async fn run_schedules(st: &AppState) {
     let due = match st.store.take_due_error_schedules(st.clock.now_ms()).await {
         Ok(d) => d,
@@ -359,20 +359,20 @@ pub async fn run_schedules(st: &AppState) {
                 }
             }
         };
-        let mut asked = 0;
-        for id in ids {
-            let Ok(device_id) = fleetcare_core::DeviceId::parse(&id) else {
-                continue;
-            };
-            let key = fleetcare_store::DeviceKey {
+        let keys: Vec<fleetcare_store::DeviceKey> = ids
+            .iter()
+            .filter_map(|id| fleetcare_core::DeviceId::parse(id).ok())
+            .map(|device_id| fleetcare_store::DeviceKey {
                 tenant: s.tenant,
                 device_id,
-            };
-            if let Some((mailbox, _)) = st.hub.connected(&key) {
-                Hub::queue(&mailbox, Command::RequestErrors { scheduled: true });
-                asked += 1;
-            }
-        }
+            })
+            .collect();
+        let asked = crate::cluster::send_many(
+            st,
+            &keys,
+            &Command::RequestErrors { scheduled: true },
+        )
+        .await;
         tracing::debug!(scope = %s.scope, target = %s.target, asked, "scheduled error-log requests");
     }
 }

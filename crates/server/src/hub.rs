@@ -204,11 +204,18 @@ impl Hub {
         }
     }
 
-    /// Drop the mailboxes of devices no longer connected. Returns how many remain.
-    pub fn sweep(&self) -> usize {
+    /// Drop the mailboxes of devices no longer connected; the devices dropped.
+    pub fn sweep(&self) -> Vec<DeviceKey> {
         let mut map = self.mailboxes.lock().expect("hub");
-        map.retain(|_, m| self.via(m).is_some());
-        map.len()
+        let mut gone = Vec::new();
+        map.retain(|k, m| {
+            let keep = self.via(m).is_some();
+            if !keep {
+                gone.push(k.clone());
+            }
+            keep
+        });
+        gone
     }
 
     /// Devices with an open push channel to this instance.
@@ -256,7 +263,8 @@ mod tests {
         );
         drop(guard);
         assert_eq!(hub.online(&k), None);
-        assert_eq!(hub.sweep(), 0);
+        assert!(hub.sweep().is_empty());
+        assert_eq!(hub.push_connected(), 0);
     }
 
     #[test]
@@ -272,7 +280,7 @@ mod tests {
         clock.advance(Duration::from_secs(31));
         assert_eq!(hub.online(&k), None);
         assert_eq!(hub.send(&k, Command::RequestReport), None);
-        assert_eq!(hub.sweep(), 0);
+        assert_eq!(hub.sweep(), vec![k], "the polling device is gone");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod access;
 pub mod authz;
 pub mod bootstrap;
 pub mod bus;
+pub mod cluster;
 pub mod compat;
 pub mod compat_api;
 pub mod config;
@@ -77,6 +78,8 @@ pub struct Settings {
 pub struct AppState {
     pub store: Store,
     pub hub: Arc<Hub>,
+    /// This instance among the others on a shared store.
+    pub cluster: Arc<cluster::Cluster>,
     pub compat: Arc<compat::Compat>,
     pub diag: Arc<diag::Diag>,
     pub rollouts: Arc<rollout::Rollouts>,
@@ -113,6 +116,7 @@ impl AppState {
         let (tx, rx) = watch::channel(false);
         let poll_grace_ms = i64::try_from(config.poll_grace.as_millis()).unwrap_or(i64::MAX);
         let state = AppState {
+            cluster: Arc::new(cluster::Cluster::new(store.is_shared())),
             store,
             hub: Arc::new(Hub::new(clock.clone(), poll_grace_ms)),
             compat: Arc::new(compat::Compat::new()),
@@ -468,6 +472,7 @@ impl Center {
             })
             .await
         });
+        cluster::start(&state, addr.to_string()).await;
         let sweeper = tokio::spawn(sweep(state.clone()));
         tokio::spawn(state.compat.clone().start(state.clone()));
         tokio::spawn(state.compat.clone().run_worker(state.clone()));
@@ -631,14 +636,20 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Forget devices that stopped polling, every few seconds; keep the gauge honest.
+/// Every few seconds: forget devices that stopped polling; and, on the instance that runs the
+/// background engines, expire jobs, ask for scheduled error logs, resolve quiet troubles and
+/// take up fleet re-judgements that an instance's death cut short.
 async fn sweep(st: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        st.hub.sweep();
-        delivery::expire_jobs(&st).await;
-        errors::run_schedules(&st).await;
-        st.diag.resolve_quiet(&st).await;
+        let gone = st.hub.sweep();
+        cluster::left(&st, &gone).await;
+        if st.cluster.leads() {
+            delivery::expire_jobs(&st).await;
+            errors::run_schedules(&st).await;
+            st.diag.resolve_quiet(&st).await;
+            st.compat.clone().rejudge_unfinished(&st).await;
+        }
     }
 }

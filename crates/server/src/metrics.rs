@@ -30,6 +30,8 @@ pub struct Metrics {
     pub polls: Counter,
     pub ingest_seconds: Histogram,
     pub push_connections: Gauge,
+    /// 1 while this instance holds the background engines' lease.
+    pub leader: Gauge,
     pub store_group_commits: Counter,
     pub compat_rejudge_seconds: Histogram,
     pub compat_plan_seconds: Histogram,
@@ -105,6 +107,12 @@ impl Metrics {
             "fleetcare_push_connected_devices",
             "Devices with an open push channel to this instance",
             push_connections.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "fleetcare_engines_leader",
+            "1 while this instance runs the background engines (holds their lease)",
+            leader.clone(),
         );
         let store_group_commits = Counter::default();
         registry.register(
@@ -212,6 +220,7 @@ impl Metrics {
             polls,
             ingest_seconds,
             push_connections,
+            leader,
             store_group_commits,
         }
     }

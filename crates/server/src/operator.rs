@@ -243,7 +243,7 @@ pub(crate) fn last_report(m: &ReportMeta) -> LastReport {
 pub(crate) async fn device_view(st: &AppState, key: &DeviceKey) -> Result<DeviceView, ApiError> {
     let rec = st.store.device(key).await?.ok_or_else(|| not_found(key))?;
     Ok(DeviceView {
-        online: st.hub.online(key).is_some(),
+        online: crate::cluster::online(st, key).await.is_some(),
         enrolled_at: rfc3339(rec.enrolled_at_ms),
         last_report: rec.last_report.as_ref().map(last_report),
         structure_changed_at: rec.structure_changed_at_ms.map(rfc3339),
@@ -387,28 +387,59 @@ pub async fn request_report(
     if st.store.device(&key).await?.is_none() {
         return Err(not_found(&key));
     }
-    let Some((mailbox, via)) = st.hub.connected(&key) else {
-        return Err(ApiError::Conflict {
-            code: "offline",
-            message: format!(
-                "device {} is not connected; it reports when it connects again",
-                key.device_id
-            ),
-        });
+    let offline = || ApiError::Conflict {
+        code: "offline",
+        message: format!(
+            "device {} is not connected; it reports when it connects again",
+            key.device_id
+        ),
     };
-    let mut reports = mailbox.subscribe_reports();
-    Hub::queue(&mailbox, Command::RequestReport);
     let wait = Duration::from_secs(q.wait_s.unwrap_or(0).min(MAX_REQUEST_WAIT_S));
     let mut report = None;
+    if let Some((mailbox, via)) = st.hub.connected(&key) {
+        // Connected here: the mailbox hears the answer.
+        let mut reports = mailbox.subscribe_reports();
+        Hub::queue(&mailbox, Command::RequestReport);
+        if !wait.is_zero() {
+            let answered = tokio::time::timeout(wait, async {
+                while reports.changed().await.is_ok() {
+                    let got = reports.borrow_and_update().clone();
+                    if let Some(m) = got.filter(|m| m.trigger == Trigger::Request) {
+                        return Some(m);
+                    }
+                }
+                None
+            })
+            .await;
+            report = answered.ok().flatten().as_ref().map(last_report);
+        }
+        return Ok(Json(RequestReportResponse { via, report }));
+    }
+    // Connected to another instance (or nowhere): the command travels there, and the answer
+    // is heard of through the change notices of the instance that takes it.
+    let asked_at = st.clock.now_ms();
+    let mut notices = st.events.subscribe();
+    let via = crate::cluster::send(&st, &key, Command::RequestReport)
+        .await
+        .ok_or_else(offline)?;
     if !wait.is_zero() {
         let answered = tokio::time::timeout(wait, async {
-            while reports.changed().await.is_ok() {
-                let got = reports.borrow_and_update().clone();
-                if let Some(m) = got.filter(|m| m.trigger == Trigger::Request) {
+            loop {
+                match notices.recv().await {
+                    Ok(n) if n.tenant == key.tenant
+                        && n.topic == crate::events::Topic::Device(key.device_id.as_str().into()) => {}
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+                if let Ok(Some(rec)) = st.store.device(&key).await
+                    && let Some(m) = rec.last_report.filter(|m| {
+                        m.trigger == Trigger::Request && m.received_at_ms >= asked_at
+                    })
+                {
                     return Some(m);
                 }
             }
-            None
         })
         .await;
         report = answered.ok().flatten().as_ref().map(last_report);
@@ -439,12 +470,14 @@ pub async fn set_report_interval(
     if !st.store.set_report_interval(&key, body.seconds).await? {
         return Err(not_found(&key));
     }
-    st.hub.send(
+    crate::cluster::send(
+        &st,
         &key,
         Command::SetReportInterval {
             seconds: body.seconds,
         },
-    );
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -462,8 +495,7 @@ pub async fn revoke_device(
     if !st.store.revoke_device(&key, st.clock.now_ms()).await? {
         return Err(not_found(&key));
     }
-    st.credentials.forget(&key);
-    st.hub.revoke(&key);
+    crate::cluster::revoke(&st, &key).await;
     tracing::info!(device = %key.device_id, operator = %op.0.name, "device credential revoked");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -484,7 +516,10 @@ pub async fn rotate_credential(
     if st.store.device(&key).await?.is_none() {
         return Err(not_found(&key));
     }
-    let Some((mailbox, _)) = st.hub.connected(&key) else {
+    if crate::cluster::send(&st, &key, Command::RotateCredential)
+        .await
+        .is_none()
+    {
         return Err(ApiError::Conflict {
             code: "offline",
             message: format!(
@@ -492,8 +527,7 @@ pub async fn rotate_credential(
                 key.device_id
             ),
         });
-    };
-    Hub::queue(&mailbox, Command::RotateCredential);
+    }
     tracing::info!(device = %key.device_id, operator = %op.0.name, "credential rotation requested");
     Ok(StatusCode::ACCEPTED)
 }

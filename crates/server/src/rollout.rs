@@ -447,6 +447,37 @@ impl Rollouts {
             .insert(name.to_owned(), s);
     }
 
+    /// Another instance set a device's labels: read them back, and let running rollouts see
+    /// whether the device now belongs to them.
+    pub async fn reload_label(&self, st: &AppState, key: &DeviceKey) {
+        match st.store.label_of(key).await {
+            Ok(Some(l)) => {
+                let tags = serde_json::from_str(&l.tags_json).unwrap_or_default();
+                self.set_label(key.tenant, &l.device_id, Label { site: l.site, tags });
+                self.device_changed(key);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(device = %key.device_id, error = %e, "reading labels another instance set failed"),
+        }
+    }
+
+    /// Another instance changed one of the tenant's sites: read them back.
+    pub async fn reload_sites(&self, st: &AppState, tenant: TenantId) {
+        match st.store.sites(tenant).await {
+            Ok(all) => {
+                for s in all {
+                    let windows: Vec<String> =
+                        serde_json::from_str(&s.windows_json).unwrap_or_default();
+                    if let Ok(rt) = site_rt(&s.timezone, &windows) {
+                        self.set_site(tenant, &s.name, rt);
+                    }
+                }
+                self.nudge();
+            }
+            Err(e) => tracing::warn!(tenant, error = %e, "reading sites another instance set failed"),
+        }
+    }
+
     /// Load labels and sites, then work until shutdown.
     pub async fn run(self: Arc<Self>, st: AppState) {
         match st.store.all_labels().await {
@@ -473,7 +504,11 @@ impl Rollouts {
         self.ready.store(true, Ordering::SeqCst);
         let mut shutdown = st.shutdown.clone();
         loop {
-            if let Err(e) = self.work(&st).await {
+            // Rollouts move on the one instance that holds the engines' lease.
+            if !st.cluster.leads() {
+                // Changed devices are the leader's to look at (it hears of them too).
+                self.changed.lock().expect("changed").clear();
+            } else if let Err(e) = self.work(&st).await {
                 tracing::warn!(error = %e, "the rollout engine: will try again");
             }
             tokio::select! {
@@ -808,12 +843,14 @@ impl Rollouts {
             .move_rollout_devices(r.tenant, r.id, &moves, now)
             .await?;
         let ids = st.store.dispatch_rollout_jobs(r.id, &dispatch, now).await?;
+        let mut told = Vec::new();
         for ((key, _, _, _), job) in dispatch.iter().zip(ids) {
             if job.is_some() {
                 st.metrics.jobs_created.inc();
-                st.hub.send(key, Command::JobsAvailable);
+                told.push(key.clone());
             }
         }
+        crate::cluster::send_many(st, &told, &Command::JobsAvailable).await;
         Ok(())
     }
 
@@ -847,7 +884,7 @@ impl Rollouts {
         let cond = st.store.device_condition(key).await?;
         let label = self.label(key.tenant, key.device_id.as_str());
         let state = DeviceState {
-            connected: st.hub.online(key).is_some(),
+            connected: crate::cluster::seen_online(st, key).await,
             last_seen_ms: cond.last_report_at_ms,
             worst_trouble: cond.worst_trouble,
             abnormal_units: cond.abnormal_slots,
@@ -949,7 +986,7 @@ async fn revert(
             now,
         )
         .await?;
-    st.hub.send(&key, Command::JobsAvailable);
+    crate::cluster::send(&st, &key, Command::JobsAvailable).await;
     tracing::info!(
         rollout = r.id,
         device,
@@ -1482,6 +1519,7 @@ pub async fn put_site(
         .await?;
     st.rollouts.set_site(op.0.tenant, &name, rt);
     st.rollouts.nudge();
+    crate::cluster::tell(&st, crate::cluster::Message::Sites { t: op.0.tenant }).await;
     Ok(Json(w::Site { name, ..site }))
 }
 
@@ -1552,5 +1590,13 @@ pub async fn put_labels(
         },
     );
     st.rollouts.device_changed(&key);
+    crate::cluster::tell(
+        &st,
+        crate::cluster::Message::Labels {
+            t: op.0.tenant,
+            d: id.clone(),
+        },
+    )
+    .await;
     Ok(Json(l))
 }

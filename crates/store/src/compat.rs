@@ -623,6 +623,23 @@ impl Store {
             .collect()
     }
 
+    /// One device's current structure (as [`Store::structures`] gives them).
+    pub async fn structure_of(&self, key: &DeviceKey) -> Result<Option<StructureRow>> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT d.tenant_id, d.device_id, d.model, d.structure, d.structure_hash, \
+                     c.findings_hash, c.judged_revision FROM devices d LEFT JOIN device_compat c \
+                     ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
+                     WHERE d.tenant_id = $1 AND d.device_id = $2",
+                ),
+                vec![key.tenant.into(), key.device_id.as_str().into()],
+                STRUCTURE_ROW,
+            )
+            .await?;
+        Ok(rows.iter().map(|r| structure_row(r)).collect::<Result<Vec<_>>>()?.pop())
+    }
+
     /// Devices' current structures, every tenant, ordered by (tenant, device id), after
     /// `after`, at most `limit`.
     pub async fn structures(
@@ -643,32 +660,10 @@ impl Store {
                      ORDER BY d.tenant_id, d.device_id LIMIT $3",
                 ),
                 vec![t.into(), d.into(), i64::from(limit).into()],
-                &[
-                    Ty::Int,
-                    Ty::Text,
-                    Ty::Text,
-                    Ty::Text,
-                    Ty::Text,
-                    Ty::Text,
-                    Ty::Int,
-                ],
+                STRUCTURE_ROW,
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StructureRow {
-                    key: DeviceKey {
-                        tenant: r[0].int()?,
-                        device_id: device_id(r[1].text()?)?,
-                    },
-                    model: r[2].text()?,
-                    structure_json: r[3].opt_text()?,
-                    structure_hash: r[4].opt_text()?,
-                    findings_hash: r[5].opt_text()?,
-                    judged_revision: r[6].opt_int()?.map(to_u64),
-                })
-            })
-            .collect()
+        rows.iter().map(|r| structure_row(r)).collect()
     }
 
     // ---- policy --------------------------------------------------------------------------
@@ -1078,4 +1073,28 @@ impl Store {
             .await?;
         Ok(out.first().copied().unwrap_or(0))
     }
+}
+
+const STRUCTURE_ROW: &[Ty] = &[
+    Ty::Int,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Int,
+];
+
+fn structure_row(r: &[crate::exec::Val]) -> Result<StructureRow> {
+    Ok(StructureRow {
+        key: DeviceKey {
+            tenant: r[0].int()?,
+            device_id: device_id(r[1].text()?)?,
+        },
+        model: r[2].text()?,
+        structure_json: r[3].opt_text()?,
+        structure_hash: r[4].opt_text()?,
+        findings_hash: r[5].opt_text()?,
+        judged_revision: r[6].opt_int()?.map(to_u64),
+    })
 }

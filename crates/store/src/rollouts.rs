@@ -252,6 +252,26 @@ impl Store {
         Ok(())
     }
 
+    /// One device's labels, if it has any.
+    pub async fn label_of(&self, key: &DeviceKey) -> Result<Option<LabelRecord>> {
+        let rows = self
+            .select(
+                sql("SELECT device_id, site, tags FROM device_labels WHERE tenant_id = $1 AND device_id = $2"),
+                vec![key.tenant.into(), key.device_id.as_str().into()],
+                &[Ty::Text, Ty::Text, Ty::Text],
+            )
+            .await?;
+        rows.first()
+            .map(|r| {
+                Ok(LabelRecord {
+                    device_id: r[0].text()?,
+                    site: r[1].opt_text()?,
+                    tags_json: r[2].text()?,
+                })
+            })
+            .transpose()
+    }
+
     /// Every tenant's device labels (the engine keeps them in memory).
     pub async fn all_labels(&self) -> Result<Vec<(TenantId, LabelRecord)>> {
         let rows = self

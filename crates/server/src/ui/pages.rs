@@ -356,11 +356,12 @@ pub async fn overview(State(st): State<AppState>, ui: Ui) -> Response {
 async fn overview_page(st: &AppState, ui: &Ui) -> Result<Html<String>, ApiError> {
     let tenant = ui.op.tenant;
     let devices = st.store.count_devices(tenant).await?;
+    let elsewhere = crate::cluster::snapshot(st, tenant).await;
     let online = st
         .compat
         .snapshot(tenant)
         .iter()
-        .filter(|(id, _)| is_online(st, tenant, id))
+        .filter(|(id, _)| is_online(st, &elsewhere, tenant, id))
         .count() as u64;
     let summary = fleet_summary(st, ui).await?;
     let fleet = &summary.compat;
@@ -469,9 +470,17 @@ async fn fleet_summary(st: &AppState, ui: &Ui) -> Result<std::sync::Arc<Summary>
     Ok(s)
 }
 
-fn is_online(st: &AppState, tenant: fleetcare_store::TenantId, id: &str) -> bool {
-    DeviceId::parse(id)
-        .is_ok_and(|device_id| st.hub.online(&DeviceKey { tenant, device_id }).is_some())
+/// Whether the device is connected to this instance, or (as `elsewhere`, a snapshot of the
+/// tenant's presence) to another.
+fn is_online(
+    st: &AppState,
+    elsewhere: &HashMap<String, crate::hub::Via>,
+    tenant: fleetcare_store::TenantId,
+    id: &str,
+) -> bool {
+    elsewhere.contains_key(id)
+        || DeviceId::parse(id)
+            .is_ok_and(|device_id| st.hub.online(&DeviceKey { tenant, device_id }).is_some())
 }
 
 // ---- devices ----------------------------------------------------------------------------
@@ -663,9 +672,10 @@ async fn devices_page(
             .collect();
         found.retain(|f| with.contains(&*f.id));
     }
+    let elsewhere = crate::cluster::snapshot(st, tenant).await;
     match q.online.as_str() {
-        "yes" => found.retain(|f| is_online(st, tenant, &f.id)),
-        "no" => found.retain(|f| !is_online(st, tenant, &f.id)),
+        "yes" => found.retain(|f| is_online(st, &elsewhere, tenant, &f.id)),
+        "no" => found.retain(|f| !is_online(st, &elsewhere, tenant, &f.id)),
         _ => {}
     }
     let mut live: HashMap<String, u64> = HashMap::new();
@@ -692,7 +702,7 @@ async fn devices_page(
             continue;
         };
         let rec = st.store.device(&DeviceKey { tenant, device_id }).await?;
-        let (online, online_class) = online_text(is_online(st, tenant, &f.id));
+        let (online, online_class) = online_text(is_online(st, &elsewhere, tenant, &f.id));
         let compat = rec
             .as_ref()
             .and_then(|r| r.compat_state.clone())

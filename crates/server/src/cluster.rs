@@ -1,0 +1,553 @@
+//! Several center instances on one PostgreSQL database. Any instance takes any request; this
+//! module makes what one instance does reach the others:
+//!
+//! - **Heartbeats.** Each instance beats every [`BEAT`] in the `instances` table; one silent
+//!   for [`ALIVE`] is dead: its devices are nowhere and its leases lapse.
+//! - **Presence.** A device that connects (push channel or first long poll) is recorded as
+//!   connected to this instance; last writer wins, so a device that moved is where it went.
+//! - **Commands.** A command for a device connected elsewhere travels over PostgreSQL
+//!   `NOTIFY` on [`CHANNEL`] to the instance holding it, which queues it in the device's
+//!   mailbox; it is on the device's push channel within milliseconds. `NOTIFY` is
+//!   transactional, ordered per sender and needs nothing beside the database every instance
+//!   already has, which is why it was chosen over NATS. Like any command, one is at most once:
+//!   a device that is gone by then does not get it, as if it had been offline.
+//! - **Caches.** Compiled catalogs, rules, labels, sites and the fleet index are each
+//!   instance's own; a change on one instance is announced on the same channel and the others
+//!   read it back from the store.
+//! - **Leases.** The background engines (rollouts, job expiry, diagnosis quiet periods,
+//!   error-log schedules, forgetting dead instances) run on the one instance holding the
+//!   [`ENGINES`] lease, renewed with each beat; if it dies another takes the lease within
+//!   [`LEASE`]. A fleet re-judgement takes a per-tenant lease and records the revision it
+//!   finished, so one cut short is taken up again by the lease holder.
+//!
+//! On SQLite there is one instance: it holds every lease, and nothing is sent.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fleetcare_store::{DeviceKey, TenantId};
+use fleetcare_wire::device::Command;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::hub::Via;
+
+/// The channel instances talk on.
+pub const CHANNEL: &str = "fleetcare_cluster";
+/// How often an instance beats (and renews its leases).
+pub const BEAT: Duration = Duration::from_secs(2);
+/// An instance silent this long is dead.
+pub const ALIVE: Duration = Duration::from_secs(8);
+/// How long a lease lasts without renewal.
+pub const LEASE: Duration = Duration::from_secs(10);
+/// The lease of the background engines.
+pub const ENGINES: &str = "engines";
+/// How long a snapshot of where a tenant's devices are connected is used for views.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(2);
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What one instance tells the others.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Message {
+    /// Queue a command for a device connected to instance `to`.
+    Command {
+        to: String,
+        t: TenantId,
+        d: String,
+        c: Command,
+    },
+    /// Queue one command for several devices connected to instance `to`.
+    Commands {
+        to: String,
+        t: TenantId,
+        ds: Vec<String>,
+        c: Command,
+    },
+    /// The device's credential was revoked: close its channels, forget its cached credential.
+    Revoked { t: TenantId, d: String },
+    /// The tenant has a new catalog revision.
+    Catalog { t: TenantId },
+    /// The tenant has new diagnosis rules.
+    Rules { t: TenantId },
+    /// The device's current structure changed.
+    Structure { t: TenantId, d: String },
+    /// The device's labels changed.
+    Labels { t: TenantId, d: String },
+    /// One of the tenant's sites changed.
+    Sites { t: TenantId },
+    /// A trouble was resolved (diagnosis engines may open it again).
+    TroubleClosed { t: TenantId, d: String, rule: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    #[serde(flatten)]
+    m: Message,
+}
+
+/// This instance in the cluster.
+pub struct Cluster {
+    /// This instance's id (random, new at each start).
+    pub me: String,
+    /// Whether this instance holds the engines' lease (always on SQLite).
+    leader: AtomicBool,
+    shared: bool,
+    /// Where other instances' devices are connected, per tenant, briefly kept for views.
+    snapshots: Mutex<HashMap<TenantId, (Instant, Arc<HashMap<String, Via>>)>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("me", &self.me).finish_non_exhaustive()
+    }
+}
+
+fn via_of(s: &str) -> Via {
+    if s == "poll" { Via::Poll } else { Via::Push }
+}
+
+fn via_text(v: Via) -> &'static str {
+    match v {
+        Via::Push => "push",
+        Via::Poll => "poll",
+    }
+}
+
+impl Cluster {
+    pub fn new(shared: bool) -> Cluster {
+        Cluster {
+            me: format!("{:016x}", fleetcare_core::secret::random_u64()),
+            leader: AtomicBool::new(!shared),
+            shared,
+            snapshots: Mutex::default(),
+        }
+    }
+
+    /// Whether this instance runs the background engines now.
+    pub fn leads(&self) -> bool {
+        self.leader.load(Ordering::SeqCst)
+    }
+
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+}
+
+fn alive_since(st: &AppState) -> i64 {
+    st.clock.now_ms() - ms(ALIVE)
+}
+
+/// Tell every other instance (nothing on SQLite). Lost messages are logged: what they carry
+/// is either a command (at most once, like any) or a cache change the others also pick up at
+/// their next start.
+pub async fn tell(st: &AppState, m: Message) {
+    if !st.cluster.shared {
+        return;
+    }
+    let text = serde_json::to_string(&Envelope {
+        from: st.cluster.me.clone(),
+        m,
+    })
+    .expect("messages serialize");
+    if let Err(e) = st.store.publish(CHANNEL, &text).await {
+        tracing::warn!(error = %e, "telling the other instances failed");
+    }
+}
+
+/// How the device is connected, to this instance or another (commands use this: fresh).
+pub async fn online(st: &AppState, key: &DeviceKey) -> Option<Via> {
+    if let Some(v) = st.hub.online(key) {
+        return Some(v);
+    }
+    remote(st, key).await.map(|(_, v)| v)
+}
+
+async fn remote(st: &AppState, key: &DeviceKey) -> Option<(String, Via)> {
+    if !st.cluster.shared {
+        return None;
+    }
+    match st.store.presence(key, alive_since(st)).await {
+        Ok(Some(p)) if p.instance != st.cluster.me => Some((p.instance, via_of(&p.via))),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading where a device is connected failed");
+            None
+        }
+    }
+}
+
+/// Send a command to a connected device, wherever it is connected. `None` if it is offline.
+pub async fn send(st: &AppState, key: &DeviceKey, command: Command) -> Option<Via> {
+    if let Some(v) = st.hub.send(key, command.clone()) {
+        return Some(v);
+    }
+    let (to, via) = remote(st, key).await?;
+    tell(
+        st,
+        Message::Command {
+            to,
+            t: key.tenant,
+            d: key.device_id.to_string(),
+            c: command,
+        },
+    )
+    .await;
+    Some(via)
+}
+
+/// Device ids per [`Message::Commands`] (well below what `NOTIFY` takes, for the longest ids).
+const IDS_PER_MESSAGE: usize = 80;
+/// Up to this many devices are looked up one by one; more, by their tenant's presence.
+const LOOKUPS: usize = 32;
+
+/// Send one command to several devices wherever each is connected; how many were connected.
+pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> usize {
+    let mut told = 0;
+    let mut rest: HashMap<TenantId, Vec<&DeviceKey>> = HashMap::new();
+    for k in keys {
+        if st.hub.send(k, command.clone()).is_some() {
+            told += 1;
+        } else if st.cluster.shared {
+            rest.entry(k.tenant).or_default().push(k);
+        }
+    }
+    for (t, ks) in rest {
+        let mut by: HashMap<String, Vec<String>> = HashMap::new();
+        if ks.len() <= LOOKUPS {
+            for k in ks {
+                if let Some((to, _)) = remote(st, k).await {
+                    by.entry(to).or_default().push(k.device_id.to_string());
+                }
+            }
+        } else {
+            match st.store.presence_of_tenant(t, alive_since(st)).await {
+                Ok(all) => {
+                    for k in ks {
+                        if let Some(p) = all.get(k.device_id.as_str())
+                            && p.instance != st.cluster.me
+                        {
+                            by.entry(p.instance.clone())
+                                .or_default()
+                                .push(k.device_id.to_string());
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading where devices are connected failed"),
+            }
+        }
+        for (to, ds) in by {
+            told += ds.len();
+            for chunk in ds.chunks(IDS_PER_MESSAGE) {
+                tell(
+                    st,
+                    Message::Commands {
+                        to: to.clone(),
+                        t,
+                        ds: chunk.to_vec(),
+                        c: command.clone(),
+                    },
+                )
+                .await;
+            }
+        }
+    }
+    told
+}
+
+/// The device's credential was revoked: close its channels here and everywhere, and forget
+/// its cached credential on every instance.
+pub async fn revoke(st: &AppState, key: &DeviceKey) {
+    st.credentials.forget(key);
+    st.hub.revoke(key);
+    tell(
+        st,
+        Message::Revoked {
+            t: key.tenant,
+            d: key.device_id.to_string(),
+        },
+    )
+    .await;
+}
+
+/// Whether a device is connected anywhere, for views: this instance's hub, else a snapshot
+/// of the tenant's presence at most [`SNAPSHOT_TTL`] old (one query per tenant, not one per
+/// device shown).
+pub async fn seen_online(st: &AppState, key: &DeviceKey) -> bool {
+    if st.hub.online(key).is_some() {
+        return true;
+    }
+    snapshot(st, key.tenant)
+        .await
+        .contains_key(key.device_id.as_str())
+}
+
+/// Where the tenant's devices are connected on other instances, at most [`SNAPSHOT_TTL`] old.
+pub async fn snapshot(st: &AppState, tenant: TenantId) -> Arc<HashMap<String, Via>> {
+    if !st.cluster.shared {
+        return Arc::default();
+    }
+    if let Some((at, s)) = st.cluster.snapshots.lock().expect("snapshots").get(&tenant)
+        && at.elapsed() < SNAPSHOT_TTL
+    {
+        return s.clone();
+    }
+    let fresh: HashMap<String, Via> = match st
+        .store
+        .presence_of_tenant(tenant, alive_since(st))
+        .await
+    {
+        Ok(all) => all
+            .into_iter()
+            .filter(|(_, p)| p.instance != st.cluster.me)
+            .map(|(d, p)| (d, via_of(&p.via)))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading where devices are connected failed");
+            HashMap::new()
+        }
+    };
+    let fresh = Arc::new(fresh);
+    st.cluster
+        .snapshots
+        .lock()
+        .expect("snapshots")
+        .insert(tenant, (Instant::now(), fresh.clone()));
+    fresh
+}
+
+/// A device connected to this instance (it was not connected here before).
+pub async fn arrived(st: &AppState, key: &DeviceKey, via: Via) {
+    if !st.cluster.shared {
+        return;
+    }
+    if let Err(e) = st
+        .store
+        .set_presence(key, &st.cluster.me, via_text(via), st.clock.now_ms())
+        .await
+    {
+        tracing::warn!(device = %key.device_id, error = %e, "recording where a device is connected failed");
+    }
+}
+
+/// Devices no longer connected to this instance.
+pub async fn left(st: &AppState, keys: &[DeviceKey]) {
+    if !st.cluster.shared || keys.is_empty() {
+        return;
+    }
+    if let Err(e) = st.store.clear_presence(keys, &st.cluster.me).await {
+        tracing::warn!(error = %e, "recording that devices left failed");
+    }
+}
+
+/// Run `work` if this instance holds (or can take) the lease `name`, renewing it while the
+/// work goes on; `None` if another instance holds it.
+pub async fn with_lease<F, T>(st: &AppState, name: &str, work: F) -> Option<T>
+where
+    F: std::future::Future<Output = T>,
+{
+    let now = st.clock.now_ms();
+    let me = st.cluster.me.clone();
+    match st.store.lease(name, &me, now, now + ms(LEASE)).await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => {
+            tracing::warn!(lease = name, error = %e, "taking a lease failed");
+            return None;
+        }
+    }
+    let renew = {
+        let (st, name, me) = (st.clone(), name.to_owned(), me.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(BEAT).await;
+                let now = st.clock.now_ms();
+                if !matches!(st.store.lease(&name, &me, now, now + ms(LEASE)).await, Ok(true)) {
+                    tracing::warn!(lease = %name, "a lease was lost while its work went on");
+                }
+            }
+        })
+    };
+    let out = work.await;
+    renew.abort();
+    if let Err(e) = st.store.release_lease(name, &me).await {
+        tracing::warn!(lease = name, error = %e, "giving a lease up failed");
+    }
+    Some(out)
+}
+
+/// On a shared store: beat, hold or watch the engines' lease, forget dead instances, and hear
+/// the others. Returns at once on SQLite.
+pub async fn start(st: &AppState, addr: String) {
+    if !st.cluster.shared {
+        return;
+    }
+    // The first beat before anything is served, so the others see this instance at once.
+    beat(st, &addr).await;
+    let b = st.clone();
+    tokio::spawn(async move {
+        let mut shutdown = b.shutdown.clone();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(BEAT) => beat(&b, &addr).await,
+                () = crate::stopped(&mut shutdown) => {
+                    b.cluster.leader.store(false, Ordering::SeqCst);
+                    if let Err(e) = b.store.leave(&b.cluster.me).await {
+                        tracing::warn!(error = %e, "leaving the cluster failed");
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    let l = st.clone();
+    tokio::spawn(async move { listen(l).await });
+}
+
+async fn beat(st: &AppState, addr: &str) {
+    let now = st.clock.now_ms();
+    if let Err(e) = st.store.heartbeat(&st.cluster.me, addr, now).await {
+        tracing::warn!(error = %e, "the heartbeat failed");
+    }
+    let leads = st
+        .store
+        .lease(ENGINES, &st.cluster.me, now, now + ms(LEASE))
+        .await
+        .unwrap_or(false);
+    let was = st.cluster.leader.swap(leads, Ordering::SeqCst);
+    if leads != was {
+        tracing::info!(instance = %st.cluster.me, leads, "the background engines' lease changed hands");
+        st.metrics.leader.set(i64::from(leads));
+    }
+    if leads {
+        match st.store.forget_dead_instances(now - ms(ALIVE)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(instances = n, "dead instances forgotten (their devices connect elsewhere)"),
+            Err(e) => tracing::warn!(error = %e, "forgetting dead instances failed"),
+        }
+    }
+}
+
+async fn listen(st: AppState) {
+    let mut shutdown = st.shutdown.clone();
+    loop {
+        let mut sub = match st.store.subscribe(CHANNEL).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "listening to the other instances failed; trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = crate::stopped(&mut shutdown) => return,
+                }
+            }
+        };
+        loop {
+            let got = tokio::select! {
+                got = sub.next() => got,
+                () = crate::stopped(&mut shutdown) => return,
+            };
+            let Ok(text) = got else { break };
+            match serde_json::from_str::<Envelope>(&text) {
+                Ok(e) if e.from == st.cluster.me => {}
+                Ok(e) => heard(&st, e.m).await,
+                Err(e) => tracing::warn!(error = %e, "a message from another instance that does not read"),
+            }
+        }
+    }
+}
+
+fn key_of(t: TenantId, d: &str) -> Option<DeviceKey> {
+    fleetcare_core::DeviceId::parse(d)
+        .ok()
+        .map(|device_id| DeviceKey {
+            tenant: t,
+            device_id,
+        })
+}
+
+/// Act on what another instance said.
+async fn heard(st: &AppState, m: Message) {
+    match m {
+        Message::Command { to, t, d, c } => {
+            if to == st.cluster.me
+                && let Some(key) = key_of(t, &d)
+                && st.hub.send(&key, c).is_none()
+            {
+                tracing::debug!(device = %d, "a command for a device no longer connected here");
+            }
+        }
+        Message::Commands { to, t, ds, c } => {
+            if to == st.cluster.me {
+                for d in ds {
+                    if let Some(key) = key_of(t, &d) {
+                        st.hub.send(&key, c.clone());
+                    }
+                }
+            }
+        }
+        Message::Revoked { t, d } => {
+            if let Some(key) = key_of(t, &d) {
+                st.credentials.forget(&key);
+                st.hub.revoke(&key);
+            }
+        }
+        Message::Catalog { t } => st.compat.reload_catalog(st, t).await,
+        Message::Rules { t } => st.diag.reload_rules(st, t).await,
+        Message::Structure { t, d } => {
+            if let Some(key) = key_of(t, &d) {
+                st.compat.refresh(st, &key).await;
+                st.rollouts.device_changed(&key);
+            }
+        }
+        Message::Labels { t, d } => {
+            if let Some(key) = key_of(t, &d) {
+                st.rollouts.reload_label(st, &key).await;
+            }
+        }
+        Message::Sites { t } => st.rollouts.reload_sites(st, t).await,
+        Message::TroubleClosed { t, d, rule } => st.diag.closed_elsewhere(t, &d, &rule),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_back() {
+        let all = [
+            Message::Command {
+                to: "ab".into(),
+                t: 1,
+                d: "PRN-1".into(),
+                c: Command::RequestReport,
+            },
+            Message::Revoked {
+                t: 1,
+                d: "PRN-1".into(),
+            },
+            Message::Catalog { t: 2 },
+            Message::TroubleClosed {
+                t: 2,
+                d: "X".into(),
+                rule: "r".into(),
+            },
+        ];
+        for m in all {
+            let text = serde_json::to_string(&Envelope {
+                from: "me".into(),
+                m: m.clone(),
+            })
+            .expect("serializes");
+            let back: Envelope = serde_json::from_str(&text).expect("reads");
+            assert_eq!((back.from.as_str(), back.m), ("me", m));
+        }
+    }
+}
