@@ -82,7 +82,11 @@ pub enum Message {
     /// One of the tenant's sites changed.
     Sites { t: TenantId },
     /// A trouble was resolved (diagnosis engines may open it again).
-    TroubleClosed { t: TenantId, d: String, rule: String },
+    TroubleClosed {
+        t: TenantId,
+        d: String,
+        rule: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,7 +109,9 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("me", &self.me).finish_non_exhaustive()
+        f.debug_struct("Cluster")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
     }
 }
 
@@ -298,21 +304,18 @@ pub async fn snapshot(st: &AppState, tenant: TenantId) -> Arc<HashMap<String, Vi
     {
         return s.clone();
     }
-    let fresh: HashMap<String, Via> = match st
-        .store
-        .presence_of_tenant(tenant, alive_since(st))
-        .await
-    {
-        Ok(all) => all
-            .into_iter()
-            .filter(|(_, p)| p.instance != st.cluster.me)
-            .map(|(d, p)| (d, via_of(&p.via)))
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "reading where devices are connected failed");
-            HashMap::new()
-        }
-    };
+    let fresh: HashMap<String, Via> =
+        match st.store.presence_of_tenant(tenant, alive_since(st)).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|(_, p)| p.instance != st.cluster.me)
+                .map(|(d, p)| (d, via_of(&p.via)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading where devices are connected failed");
+                HashMap::new()
+            }
+        };
     let fresh = Arc::new(fresh);
     st.cluster
         .snapshots
@@ -368,7 +371,10 @@ where
             loop {
                 tokio::time::sleep(BEAT).await;
                 let now = st.clock.now_ms();
-                if !matches!(st.store.lease(&name, &me, now, now + ms(LEASE)).await, Ok(true)) {
+                if !matches!(
+                    st.store.lease(&name, &me, now, now + ms(LEASE)).await,
+                    Ok(true)
+                ) {
                     tracing::warn!(lease = %name, "a lease was lost while its work went on");
                 }
             }
@@ -428,7 +434,10 @@ async fn beat(st: &AppState, addr: &str) {
     if leads {
         match st.store.forget_dead_instances(now - ms(ALIVE)).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(instances = n, "dead instances forgotten (their devices connect elsewhere)"),
+            Ok(n) => tracing::info!(
+                instances = n,
+                "dead instances forgotten (their devices connect elsewhere)"
+            ),
             Err(e) => tracing::warn!(error = %e, "forgetting dead instances failed"),
         }
     }
@@ -457,7 +466,9 @@ async fn listen(st: AppState) {
             match serde_json::from_str::<Envelope>(&text) {
                 Ok(e) if e.from == st.cluster.me => {}
                 Ok(e) => heard(&st, e.m).await,
-                Err(e) => tracing::warn!(error = %e, "a message from another instance that does not read"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a message from another instance that does not read")
+                }
             }
         }
     }

@@ -495,7 +495,11 @@ impl Compat {
             match st.store.judged_revision(tenant).await {
                 Ok(Some(r)) if r == revision => {}
                 Ok(_) => {
-                    tracing::info!(tenant, revision, "taking up an unfinished fleet re-judgement");
+                    tracing::info!(
+                        tenant,
+                        revision,
+                        "taking up an unfinished fleet re-judgement"
+                    );
                     let g = self.generation(tenant);
                     self.rejudge(st, tenant, g).await;
                 }
@@ -528,9 +532,15 @@ impl Compat {
                             catalog,
                         },
                     );
-                    tracing::info!(tenant, revision = rev.revision, "catalog loaded on another instance");
+                    tracing::info!(
+                        tenant,
+                        revision = rev.revision,
+                        "catalog loaded on another instance"
+                    );
                 }
-                Err(e) => tracing::error!(tenant, error = %e, "a catalog another instance loaded does not compile here"),
+                Err(e) => {
+                    tracing::error!(tenant, error = %e, "a catalog another instance loaded does not compile here")
+                }
             }
         }
     }
@@ -549,7 +559,9 @@ impl Compat {
                 }
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(device = %key.device_id, error = %e, "reading a structure another instance stored failed"),
+            Err(e) => {
+                tracing::warn!(device = %key.device_id, error = %e, "reading a structure another instance stored failed")
+            }
         }
     }
 

@@ -22,6 +22,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// PostgreSQL instead of the embedded store.
     pub database_url: Option<String>,
+    /// Where artifacts are kept (content-addressed); `<data_dir>/artifacts` when unset.
+    /// Instances sharing one PostgreSQL share this directory too (a shared file system),
+    /// since a device may download from any of them.
+    pub artifact_dir: Option<PathBuf>,
     /// The tenant the first start creates, and the bootstrap token and key belong to.
     pub tenant: String,
     pub log_format: LogFormat,
@@ -80,6 +84,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
             data_dir: PathBuf::from("fleetcare-data"),
             database_url: None,
+            artifact_dir: None,
             tenant: "default".to_owned(),
             log_format: LogFormat::Text,
             poll_grace: Duration::from_secs(90),
@@ -183,6 +188,7 @@ impl ServerConfig {
             listen,
             data_dir: r.value("data_dir", d.data_dir),
             database_url,
+            artifact_dir: r.optional::<PathBuf>("artifact_dir"),
             tenant,
             log_format,
             poll_grace: Duration::from_secs(r.bounded("poll_grace_s", 90, 5, 3600)),

@@ -209,16 +209,24 @@ impl Diag {
             }
         };
         for set in sets.into_iter().filter(|s| s.tenant == tenant) {
-            if self.rules(tenant).is_some_and(|(rev, _)| rev == set.revision) {
+            if self
+                .rules(tenant)
+                .is_some_and(|(rev, _)| rev == set.revision)
+            {
                 continue;
             }
             match RuleSet::parse(&set.source) {
                 Ok(rules) => {
-                    if let Err(e) = self.install_with_live(st, tenant, set.revision, rules).await {
+                    if let Err(e) = self
+                        .install_with_live(st, tenant, set.revision, rules)
+                        .await
+                    {
                         tracing::warn!(tenant, error = %e, "installing rules another instance loaded failed");
                     }
                 }
-                Err(e) => tracing::error!(tenant, error = %e, "rules another instance loaded do not parse here"),
+                Err(e) => {
+                    tracing::error!(tenant, error = %e, "rules another instance loaded do not parse here")
+                }
             }
         }
     }

@@ -367,12 +367,8 @@ pub async fn run_schedules(st: &AppState) {
                 device_id,
             })
             .collect();
-        let asked = crate::cluster::send_many(
-            st,
-            &keys,
-            &Command::RequestErrors { scheduled: true },
-        )
-        .await;
+        let asked =
+            crate::cluster::send_many(st, &keys, &Command::RequestErrors { scheduled: true }).await;
         tracing::debug!(scope = %s.scope, target = %s.target, asked, "scheduled error-log requests");
     }
 }

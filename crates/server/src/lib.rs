@@ -148,7 +148,10 @@ impl AppState {
                 peer::TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default(),
             ),
             artifacts: Arc::new(delivery::Artifacts::new(
-                config.data_dir.join("artifacts"),
+                config
+                    .artifact_dir
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("artifacts")),
                 config.artifact_cache_bytes,
             )),
             shutdown: rx,

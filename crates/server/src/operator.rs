@@ -426,16 +426,18 @@ pub async fn request_report(
         let answered = tokio::time::timeout(wait, async {
             loop {
                 match notices.recv().await {
-                    Ok(n) if n.tenant == key.tenant
-                        && n.topic == crate::events::Topic::Device(key.device_id.as_str().into()) => {}
+                    Ok(n)
+                        if n.tenant == key.tenant
+                            && n.topic
+                                == crate::events::Topic::Device(key.device_id.as_str().into()) => {}
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
                 if let Ok(Some(rec)) = st.store.device(&key).await
-                    && let Some(m) = rec.last_report.filter(|m| {
-                        m.trigger == Trigger::Request && m.received_at_ms >= asked_at
-                    })
+                    && let Some(m) = rec
+                        .last_report
+                        .filter(|m| m.trigger == Trigger::Request && m.received_at_ms >= asked_at)
                 {
                     return Some(m);
                 }

@@ -457,7 +457,9 @@ impl Rollouts {
                 self.device_changed(key);
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(device = %key.device_id, error = %e, "reading labels another instance set failed"),
+            Err(e) => {
+                tracing::warn!(device = %key.device_id, error = %e, "reading labels another instance set failed")
+            }
         }
     }
 
@@ -474,7 +476,9 @@ impl Rollouts {
                 }
                 self.nudge();
             }
-            Err(e) => tracing::warn!(tenant, error = %e, "reading sites another instance set failed"),
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "reading sites another instance set failed")
+            }
         }
     }
 

@@ -44,7 +44,9 @@ impl Store {
                 &[Ty::Text, Ty::Text],
             )
             .await?;
-        rows.iter().map(|r| Ok((r[0].text()?, r[1].text()?))).collect()
+        rows.iter()
+            .map(|r| Ok((r[0].text()?, r[1].text()?)))
+            .collect()
     }
 
     /// Forget instances that stopped beating before `alive_since_ms`, and the presence of
@@ -78,7 +80,10 @@ impl Store {
                     vec![instance.into()],
                 ),
                 Stmt::new("DELETE FROM instances WHERE id = $1", vec![instance.into()]),
-                Stmt::new("DELETE FROM leases WHERE holder = $1", vec![instance.into()]),
+                Stmt::new(
+                    "DELETE FROM leases WHERE holder = $1",
+                    vec![instance.into()],
+                ),
             ],
             Guard::None,
         )
@@ -185,7 +190,13 @@ impl Store {
     /// Take or keep the lease `name` until `until_ms`: true if `holder` holds it now (it was
     /// free, expired, or already its own). One row, one statement: two instances asking at
     /// once cannot both get it.
-    pub async fn lease(&self, name: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
+    pub async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool> {
         let n = self
             .run(
                 vec![Stmt::new(

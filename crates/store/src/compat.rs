@@ -637,7 +637,11 @@ impl Store {
                 STRUCTURE_ROW,
             )
             .await?;
-        Ok(rows.iter().map(|r| structure_row(r)).collect::<Result<Vec<_>>>()?.pop())
+        Ok(rows
+            .iter()
+            .map(|r| structure_row(r))
+            .collect::<Result<Vec<_>>>()?
+            .pop())
     }
 
     /// Devices' current structures, every tenant, ordered by (tenant, device id), after

@@ -2227,51 +2227,161 @@ async fn fleet_aggregates(store: Store) {
 async fn instances_presence_and_leases(store: Store) {
     let t = store.ensure_tenant("acme", NOW).await.expect("tenant");
     let key = enrolled(&store, t, "PRN-1").await;
-    store.heartbeat("a", "10.0.0.1:8470", NOW).await.expect("beat a");
-    store.heartbeat("b", "10.0.0.2:8470", NOW).await.expect("beat b");
-    assert_eq!(store.presence(&key, NOW - 10_000).await.expect("presence"), None);
+    store
+        .heartbeat("a", "10.0.0.1:8470", NOW)
+        .await
+        .expect("beat a");
+    store
+        .heartbeat("b", "10.0.0.2:8470", NOW)
+        .await
+        .expect("beat b");
+    assert_eq!(
+        store.presence(&key, NOW - 10_000).await.expect("presence"),
+        None
+    );
 
     // The device connects to A, then moves to B: the last connection wins.
-    store.set_presence(&key, "a", "push", NOW).await.expect("on a");
+    store
+        .set_presence(&key, "a", "push", NOW)
+        .await
+        .expect("on a");
     let p = store.presence(&key, NOW - 10_000).await.expect("presence");
     assert_eq!(p.map(|p| p.instance), Some("a".to_owned()));
-    store.set_presence(&key, "b", "poll", NOW + 1).await.expect("on b");
+    store
+        .set_presence(&key, "b", "poll", NOW + 1)
+        .await
+        .expect("on b");
     // A's late goodbye does not take the device from B.
-    store.clear_presence(&[key.clone()], "a").await.expect("a clears");
-    let p = store.presence(&key, NOW - 10_000).await.expect("presence").expect("on b");
+    store
+        .clear_presence(&[key.clone()], "a")
+        .await
+        .expect("a clears");
+    let p = store
+        .presence(&key, NOW - 10_000)
+        .await
+        .expect("presence")
+        .expect("on b");
     assert_eq!((p.instance.as_str(), p.via.as_str()), ("b", "poll"));
-    assert_eq!(store.presence_of_tenant(t, NOW - 10_000).await.expect("all").len(), 1);
+    assert_eq!(
+        store
+            .presence_of_tenant(t, NOW - 10_000)
+            .await
+            .expect("all")
+            .len(),
+        1
+    );
 
     // B stops beating: its devices are nowhere, then B is forgotten.
-    store.heartbeat("a", "10.0.0.1:8470", NOW + 20_000).await.expect("beat a");
-    assert_eq!(store.presence(&key, NOW + 10_000).await.expect("presence"), None);
+    store
+        .heartbeat("a", "10.0.0.1:8470", NOW + 20_000)
+        .await
+        .expect("beat a");
+    assert_eq!(
+        store.presence(&key, NOW + 10_000).await.expect("presence"),
+        None
+    );
     let live = store.live_instances(NOW + 10_000).await.expect("live");
     assert_eq!(live, vec![("a".to_owned(), "10.0.0.1:8470".to_owned())]);
-    assert_eq!(store.forget_dead_instances(NOW + 10_000).await.expect("forget"), 1);
-    assert!(store.presence_of_tenant(t, 0).await.expect("all").is_empty(), "B's devices forgotten");
+    assert_eq!(
+        store
+            .forget_dead_instances(NOW + 10_000)
+            .await
+            .expect("forget"),
+        1
+    );
+    assert!(
+        store
+            .presence_of_tenant(t, 0)
+            .await
+            .expect("all")
+            .is_empty(),
+        "B's devices forgotten"
+    );
 
     // Leases: one holder at a time, kept by renewing, taken over after expiry.
-    assert!(store.lease("engines", "a", NOW, NOW + 15_000).await.expect("a takes"));
-    assert!(!store.lease("engines", "b", NOW + 1, NOW + 15_001).await.expect("b refused"));
-    assert!(store.lease("engines", "a", NOW + 5_000, NOW + 20_000).await.expect("a renews"));
-    assert_eq!(store.lease_holder("engines", NOW + 6_000).await.expect("holder"), Some("a".into()));
-    assert!(!store.lease("engines", "b", NOW + 19_000, NOW + 34_000).await.expect("still a's"));
-    assert!(store.lease("engines", "b", NOW + 20_001, NOW + 35_000).await.expect("b takes over"));
-    assert!(!store.lease("engines", "a", NOW + 20_002, NOW + 35_000).await.expect("a lost it"));
-    store.release_lease("engines", "a").await.expect("not a's to release");
-    assert_eq!(store.lease_holder("engines", NOW + 21_000).await.expect("holder"), Some("b".into()));
+    assert!(
+        store
+            .lease("engines", "a", NOW, NOW + 15_000)
+            .await
+            .expect("a takes")
+    );
+    assert!(
+        !store
+            .lease("engines", "b", NOW + 1, NOW + 15_001)
+            .await
+            .expect("b refused")
+    );
+    assert!(
+        store
+            .lease("engines", "a", NOW + 5_000, NOW + 20_000)
+            .await
+            .expect("a renews")
+    );
+    assert_eq!(
+        store
+            .lease_holder("engines", NOW + 6_000)
+            .await
+            .expect("holder"),
+        Some("a".into())
+    );
+    assert!(
+        !store
+            .lease("engines", "b", NOW + 19_000, NOW + 34_000)
+            .await
+            .expect("still a's")
+    );
+    assert!(
+        store
+            .lease("engines", "b", NOW + 20_001, NOW + 35_000)
+            .await
+            .expect("b takes over")
+    );
+    assert!(
+        !store
+            .lease("engines", "a", NOW + 20_002, NOW + 35_000)
+            .await
+            .expect("a lost it")
+    );
+    store
+        .release_lease("engines", "a")
+        .await
+        .expect("not a's to release");
+    assert_eq!(
+        store
+            .lease_holder("engines", NOW + 21_000)
+            .await
+            .expect("holder"),
+        Some("b".into())
+    );
     store.release_lease("engines", "b").await.expect("release");
-    assert!(store.lease("engines", "a", NOW + 21_000, NOW + 36_000).await.expect("free again"));
+    assert!(
+        store
+            .lease("engines", "a", NOW + 21_000, NOW + 36_000)
+            .await
+            .expect("free again")
+    );
 
     // Leaving takes an instance's presence and leases with it.
-    store.set_presence(&key, "a", "push", NOW + 21_000).await.expect("on a");
+    store
+        .set_presence(&key, "a", "push", NOW + 21_000)
+        .await
+        .expect("on a");
     store.leave("a").await.expect("leave");
     assert_eq!(store.presence(&key, 0).await.expect("presence"), None);
-    assert_eq!(store.lease_holder("engines", NOW + 21_000).await.expect("holder"), None);
+    assert_eq!(
+        store
+            .lease_holder("engines", NOW + 21_000)
+            .await
+            .expect("holder"),
+        None
+    );
 
     // Judged revisions.
     assert_eq!(store.judged_revision(t).await.expect("none yet"), None);
     store.set_judged_revision(t, 3, NOW).await.expect("judged");
-    store.set_judged_revision(t, 4, NOW).await.expect("judged again");
+    store
+        .set_judged_revision(t, 4, NOW)
+        .await
+        .expect("judged again");
     assert_eq!(store.judged_revision(t).await.expect("judged"), Some(4));
 }
