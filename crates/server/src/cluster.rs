@@ -96,6 +96,9 @@ struct Envelope {
     m: Message,
 }
 
+/// Where a tenant's devices are connected on other instances, and when that was read.
+type Snapshot = (Instant, Arc<HashMap<String, Via>>);
+
 /// This instance in the cluster.
 pub struct Cluster {
     /// This instance's id (random, new at each start).
@@ -104,7 +107,7 @@ pub struct Cluster {
     leader: AtomicBool,
     shared: bool,
     /// Where other instances' devices are connected, per tenant, briefly kept for views.
-    snapshots: Mutex<HashMap<TenantId, (Instant, Arc<HashMap<String, Via>>)>>,
+    snapshots: Mutex<HashMap<TenantId, Snapshot>>,
 }
 
 impl std::fmt::Debug for Cluster {

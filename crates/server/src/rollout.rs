@@ -990,7 +990,7 @@ async fn revert(
             now,
         )
         .await?;
-    crate::cluster::send(&st, &key, Command::JobsAvailable).await;
+    crate::cluster::send(st, &key, Command::JobsAvailable).await;
     tracing::info!(
         rollout = r.id,
         device,

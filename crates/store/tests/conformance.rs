@@ -2253,7 +2253,7 @@ async fn instances_presence_and_leases(store: Store) {
         .expect("on b");
     // A's late goodbye does not take the device from B.
     store
-        .clear_presence(&[key.clone()], "a")
+        .clear_presence(std::slice::from_ref(&key), "a")
         .await
         .expect("a clears");
     let p = store
