@@ -162,6 +162,21 @@ async fn push(
     }
 }
 
+/// Whether instance `url` shows the device online.
+async fn shown_online(http: &reqwest::Client, url: &str, admin: &str, id: &str) -> bool {
+    let Ok(r) = http
+        .get(format!("{url}/api/v1/devices/{id}"))
+        .bearer_auth(admin)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    r.json::<serde_json::Value>()
+        .await
+        .is_ok_and(|v| v["online"] == true)
+}
+
 async fn metric(http: &reqwest::Client, url: &str, name: &str) -> Option<f64> {
     let text = http
         .get(format!("{url}/metrics"))
@@ -284,16 +299,7 @@ async fn instances_share_devices_commands_and_engines_and_survive_a_kill() {
             let ids = ids.clone();
             async move {
                 for id in &ids {
-                    let v: serde_json::Value = http
-                        .get(format!("{u}/api/v1/devices/{id}"))
-                        .bearer_auth(&admin)
-                        .send()
-                        .await
-                        .ok()?
-                        .json()
-                        .await
-                        .ok()?;
-                    if v["online"] != true {
+                    if !shown_online(&http, &u, &admin, id).await {
                         return None;
                     }
                 }
@@ -397,16 +403,9 @@ async fn instances_share_devices_commands_and_engines_and_survive_a_kill() {
     eventually("the device is online on every instance", PATIENCE, || {
         let (http, u, admin) = (http.clone(), urls[b].clone(), admin.clone());
         async move {
-            let v: serde_json::Value = http
-                .get(format!("{u}/api/v1/devices/SCALE-REVOKED"))
-                .bearer_auth(&admin)
-                .send()
+            shown_online(&http, &u, &admin, "SCALE-REVOKED")
                 .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (v["online"] == true).then_some(())
+                .then_some(())
         }
     })
     .await;

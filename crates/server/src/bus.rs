@@ -101,39 +101,21 @@ pub async fn start(st: &AppState) {
     });
     let inb = st.clone();
     tokio::spawn(async move {
-        let mut shutdown = inb.shutdown.clone();
-        loop {
-            let mut sub = match inb.store.subscribe(CHANNEL).await {
-                Ok(Some(s)) => s,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "listening for the other instances' notices failed; trying again");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        () = crate::stopped(&mut shutdown) => return,
-                    }
-                }
+        crate::cluster::each_message(&inb, CHANNEL, |text| {
+            let Ok(p) = serde_json::from_str::<Payload>(&text) else {
+                tracing::warn!("a change notice that does not read");
+                return std::future::ready(());
             };
-            loop {
-                let got = tokio::select! {
-                    got = sub.next() => got,
-                    () = crate::stopped(&mut shutdown) => return,
-                };
-                let Ok(text) = got else { break };
-                let Ok(p) = serde_json::from_str::<Payload>(&text) else {
-                    tracing::warn!("a change notice that does not read");
-                    continue;
-                };
-                if p.from == me {
-                    continue;
-                }
+            if p.from != me {
                 for (tenant, t) in p.n {
                     if let Some(topic) = topic_of(&t) {
                         inb.events.deliver(Notice { tenant, topic });
                     }
                 }
             }
-        }
+            std::future::ready(())
+        })
+        .await;
     });
 }
 

@@ -447,13 +447,35 @@ async fn beat(st: &AppState, addr: &str) {
 }
 
 async fn listen(st: AppState) {
+    each_message(&st, CHANNEL, |text| {
+        let st = st.clone();
+        async move {
+            match serde_json::from_str::<Envelope>(&text) {
+                Ok(e) if e.from == st.cluster.me => {}
+                Ok(e) => heard(&st, e.m).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a message from another instance that does not read")
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Hear every payload sent on `channel` until shutdown, listening again (after a second)
+/// whenever the connection is lost; returns at once on SQLite.
+pub(crate) async fn each_message<F, Fut>(st: &AppState, channel: &str, mut on: F)
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut shutdown = st.shutdown.clone();
     loop {
-        let mut sub = match st.store.subscribe(CHANNEL).await {
+        let mut sub = match st.store.subscribe(channel).await {
             Ok(Some(s)) => s,
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(error = %e, "listening to the other instances failed; trying again");
+                tracing::warn!(channel, error = %e, "listening to the other instances failed; trying again");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     () = crate::stopped(&mut shutdown) => return,
@@ -466,13 +488,7 @@ async fn listen(st: AppState) {
                 () = crate::stopped(&mut shutdown) => return,
             };
             let Ok(text) = got else { break };
-            match serde_json::from_str::<Envelope>(&text) {
-                Ok(e) if e.from == st.cluster.me => {}
-                Ok(e) => heard(&st, e.m).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "a message from another instance that does not read")
-                }
-            }
+            on(text).await;
         }
     }
 }
