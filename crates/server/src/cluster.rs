@@ -119,14 +119,15 @@ impl std::fmt::Debug for Cluster {
 }
 
 fn via_of(s: &str) -> Via {
-    if s == "poll" { Via::Poll } else { Via::Push }
+    match s {
+        "poll" => Via::Poll,
+        "mqtt" => Via::Mqtt,
+        _ => Via::Push,
+    }
 }
 
 fn via_text(v: Via) -> &'static str {
-    match v {
-        Via::Push => "push",
-        Via::Poll => "poll",
-    }
+    v.as_str()
 }
 
 impl Cluster {
@@ -175,6 +176,9 @@ pub async fn online(st: &AppState, key: &DeviceKey) -> Option<Via> {
     if let Some(v) = st.hub.online(key) {
         return Some(v);
     }
+    if crate::mqtt::holds(st, key) {
+        return Some(Via::Mqtt);
+    }
     remote(st, key).await.map(|(_, v)| v)
 }
 
@@ -197,7 +201,18 @@ pub async fn send(st: &AppState, key: &DeviceKey, command: Command) -> Option<Vi
     if let Some(v) = st.hub.send(key, command.clone()) {
         return Some(v);
     }
+    if crate::mqtt::holds(st, key) {
+        return crate::mqtt::send(st, key, &command)
+            .await
+            .then_some(Via::Mqtt);
+    }
     let (to, via) = remote(st, key).await?;
+    if to == crate::mqtt::INSTANCE {
+        // The broker holds the device's connection: any instance linked to it publishes.
+        return crate::mqtt::send(st, key, &command)
+            .await
+            .then_some(Via::Mqtt);
+    }
     tell(
         st,
         Message::Command {
@@ -221,7 +236,9 @@ pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> 
     let mut told = 0;
     let mut rest: HashMap<TenantId, Vec<&DeviceKey>> = HashMap::new();
     for k in keys {
-        if st.hub.send(k, command.clone()).is_some() {
+        if st.hub.send(k, command.clone()).is_some()
+            || (crate::mqtt::holds(st, k) && crate::mqtt::send(st, k, command).await)
+        {
             told += 1;
         } else if st.cluster.shared {
             rest.entry(k.tenant).or_default().push(k);
@@ -251,6 +268,15 @@ pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> 
                 Err(e) => tracing::warn!(error = %e, "reading where devices are connected failed"),
             }
         }
+        if let Some(ds) = by.remove(crate::mqtt::INSTANCE) {
+            for d in ds {
+                if let Some(k) = key_of(t, &d)
+                    && crate::mqtt::send(st, &k, command).await
+                {
+                    told += 1;
+                }
+            }
+        }
         for (to, ds) in by {
             told += ds.len();
             for chunk in ds.chunks(IDS_PER_MESSAGE) {
@@ -275,6 +301,7 @@ pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> 
 pub async fn revoke(st: &AppState, key: &DeviceKey) {
     st.credentials.forget(key);
     st.hub.revoke(key);
+    crate::mqtt::revoked(st, key).await;
     tell(
         st,
         Message::Revoked {
@@ -289,7 +316,7 @@ pub async fn revoke(st: &AppState, key: &DeviceKey) {
 /// of the tenant's presence at most [`SNAPSHOT_TTL`] old (one query per tenant, not one per
 /// device shown).
 pub async fn seen_online(st: &AppState, key: &DeviceKey) -> bool {
-    if st.hub.online(key).is_some() {
+    if st.hub.online(key).is_some() || crate::mqtt::holds(st, key) {
         return true;
     }
     snapshot(st, key.tenant)
@@ -424,6 +451,12 @@ async fn beat(st: &AppState, addr: &str) {
     if let Err(e) = st.store.heartbeat(&st.cluster.me, addr, now).await {
         tracing::warn!(error = %e, "the heartbeat failed");
     }
+    // Devices on the broker are present while any instance linked to it lives.
+    if crate::mqtt::linked(st)
+        && let Err(e) = st.store.heartbeat(crate::mqtt::INSTANCE, "mqtt", now).await
+    {
+        tracing::warn!(error = %e, "the MQTT heartbeat failed");
+    }
     let leads = st
         .store
         .lease(ENGINES, &st.cluster.me, now, now + ms(LEASE))
@@ -526,6 +559,7 @@ async fn heard(st: &AppState, m: Message) {
             if let Some(key) = key_of(t, &d) {
                 st.credentials.forget(&key);
                 st.hub.revoke(&key);
+                crate::mqtt::revoked(st, &key).await;
             }
         }
         Message::Catalog { t } => st.compat.reload_catalog(st, t).await,

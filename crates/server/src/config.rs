@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// Failed authentications (bad token, credential or key) a client address may make per
     /// minute; after that it is answered 429 until its budget refills (0: no limit).
     pub auth_failures_per_min: u64,
+    /// Devices may also connect through this MQTT broker (`mqtt_url` and the other `mqtt_*`
+    /// keys); `None`: HTTP only.
+    pub mqtt: Option<crate::mqtt::MqttSettings>,
 }
 
 /// The center's certificate and key, and the CA that signs device certificates.
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             device_rate_per_s: 10,
             device_burst: 120,
             auth_failures_per_min: 30,
+            mqtt: None,
         }
     }
 }
@@ -178,7 +182,46 @@ impl ServerConfig {
         if let Err(e) = crate::peer::TrustedProxies::parse(&trusted_proxies) {
             r.problem(format!("`trusted_proxies`: {e}"));
         }
+        let mqtt_url: Option<String> = r.optional("mqtt_url");
+        let mqtt_username: Option<String> = r.optional("mqtt_username");
+        let mqtt_password_file: Option<PathBuf> = r.optional("mqtt_password_file");
+        let mqtt_ca_file: Option<PathBuf> = r.optional("mqtt_ca_file");
+        let mqtt_share_group: String = r.value("mqtt_share_group", "fleetcare".to_owned());
+        let mqtt = match mqtt_url {
+            None => {
+                if mqtt_username.is_some() || mqtt_password_file.is_some() || mqtt_ca_file.is_some()
+                {
+                    r.problem(
+                        "`mqtt_username`, `mqtt_password_file` and `mqtt_ca_file` need `mqtt_url`",
+                    );
+                }
+                None
+            }
+            Some(url) => {
+                match crate::mqtt::parse_url(&url) {
+                    Err(e) => r.problem(format!("`mqtt_url`: {e}")),
+                    Ok((true, _, _)) if mqtt_ca_file.is_none() => {
+                        r.problem("`mqtt_url`: mqtts:// needs `mqtt_ca_file`");
+                    }
+                    Ok(_) => {}
+                }
+                if mqtt_password_file.is_some() && mqtt_username.is_none() {
+                    r.problem("`mqtt_password_file`: needs `mqtt_username`");
+                }
+                if mqtt_share_group.is_empty() || mqtt_share_group.contains(['/', '+', '#']) {
+                    r.problem("`mqtt_share_group`: a name without / + #");
+                }
+                Some(crate::mqtt::MqttSettings {
+                    url,
+                    username: mqtt_username,
+                    password_file: mqtt_password_file,
+                    ca_file: mqtt_ca_file,
+                    share_group: mqtt_share_group,
+                })
+            }
+        };
         ServerConfig {
+            mqtt,
             tls,
             device_client_cert,
             trusted_proxies,

@@ -87,6 +87,7 @@ pub async fn enroll(
             Ok(Json(EnrollResponse {
                 device_token: token,
                 report_interval_s,
+                tenant: Some(tenant),
             }))
         }
         Enrollment::Refused => {
@@ -109,6 +110,17 @@ pub async fn report(
     DeviceAuth(key): DeviceAuth,
     JsonBody(r): JsonBody<StructureReport>,
 ) -> Result<Json<ReportAck>, ApiError> {
+    take_report(&st, key, r).await.map(Json)
+}
+
+/// Validate, judge and store one structure report of an authenticated device, then tell
+/// whoever follows it; the acknowledgement is given only once the report is durable. Every
+/// transport (HTTP, MQTT) comes here.
+pub async fn take_report(
+    st: &AppState,
+    key: DeviceKey,
+    r: StructureReport,
+) -> Result<ReportAck, ApiError> {
     let started = Instant::now();
     if r.device_id != key.device_id.as_str() {
         st.metrics.rejected("other_device");
@@ -168,7 +180,7 @@ pub async fn report(
     // The other instances' fleet indexes follow (a first report may record no change).
     if ingested.current && (ingested.changes > 0 || r.trigger == Trigger::Connect) {
         crate::cluster::tell(
-            &st,
+            st,
             crate::cluster::Message::Structure {
                 t: key.tenant,
                 d: key.device_id.to_string(),
@@ -177,7 +189,7 @@ pub async fn report(
         .await;
     }
     if let Some(operating) = operating.filter(|_| ingested.current && !ingested.duplicate)
-        && let Err(e) = st.diag.judge_operating(&st, &key, &operating).await
+        && let Err(e) = st.diag.judge_operating(st, &key, &operating).await
     {
         tracing::warn!(device = %key.device_id, error = %e, "judging operating info failed");
     }
@@ -209,12 +221,12 @@ pub async fn report(
     if !ingested.duplicate {
         st.events.device(key.tenant, key.device_id.as_str());
     }
-    Ok(Json(ReportAck {
+    Ok(ReportAck {
         seq: r.seq,
         duplicate: ingested.duplicate,
         changes: ingested.changes,
         report_interval_s: ingested.report_interval_s,
-    }))
+    })
 }
 
 pub async fn push(

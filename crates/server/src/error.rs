@@ -61,6 +61,18 @@ impl ApiError {
         }
     }
 
+    /// What the client is told (the response body).
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code().to_owned(),
+            error: self.to_string(),
+            problems: match self {
+                ApiError::Invalid { problems, .. } => problems.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
@@ -85,16 +97,7 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let problems = match &self {
-            ApiError::Invalid { problems, .. } => problems.clone(),
-            _ => Vec::new(),
-        };
-        let body = ErrorBody {
-            code: self.code().to_owned(),
-            error: self.to_string(),
-            problems,
-        };
-        let mut resp = (status, Json(body)).into_response();
+        let mut resp = (status, Json(self.body())).into_response();
         if let ApiError::TooManyRequests { retry_after_ms, .. } = &self {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

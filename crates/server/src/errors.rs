@@ -90,6 +90,16 @@ pub async fn upload(
     DeviceAuth(key): DeviceAuth,
     JsonBody(b): JsonBody<w::ErrorBatch>,
 ) -> Result<Json<w::ErrorAck>, ApiError> {
+    take_batch(&st, key, b).await.map(Json)
+}
+
+/// Check and store one error batch of an authenticated device, and run the diagnosis rules
+/// on it; every transport (HTTP, MQTT) comes here.
+pub async fn take_batch(
+    st: &AppState,
+    key: fleetcare_store::DeviceKey,
+    b: w::ErrorBatch,
+) -> Result<w::ErrorAck, ApiError> {
     if b.device_id != key.device_id.as_str() {
         return Err(ApiError::Forbidden(format!(
             "this credential belongs to device {}; a device can only send its own log",
@@ -137,7 +147,7 @@ pub async fn upload(
         )
         .await?;
     st.diag
-        .after_ingest(&st, &key, b.boot_epoch, &b.events, &stored.new)
+        .after_ingest(st, &key, b.boot_epoch, &b.events, &stored.new)
         .await;
     st.metrics.error_events.inc_by(stored.stored);
     st.metrics.error_event_duplicates.inc_by(stored.duplicates);
@@ -146,12 +156,12 @@ pub async fn upload(
     }
     tracing::debug!(device = %key.device_id, epoch = b.boot_epoch, trigger = b.trigger.as_str(),
         stored = stored.stored, duplicates = stored.duplicates, acked = stored.acked_seq, "error log stored");
-    Ok(Json(w::ErrorAck {
+    Ok(w::ErrorAck {
         boot_epoch: b.boot_epoch,
         acked_seq: stored.acked_seq,
         stored: stored.stored,
         duplicates: stored.duplicates,
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

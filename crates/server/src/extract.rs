@@ -203,6 +203,38 @@ impl FromRequestParts<AppState> for Client {
     }
 }
 
+/// The device a credential belongs to, if it is current (cached for a few seconds; a
+/// revocation drops the cached entry at once).
+pub async fn device_of_credential(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<DeviceKey>, ApiError> {
+    let hash = secret::hash(token);
+    let now = state.clock.now_ms();
+    if let Some(key) = state.credentials.get(&hash, now) {
+        return Ok(Some(key));
+    }
+    let key = state.store.device_by_credential(&hash, now).await?;
+    if let Some(key) = &key {
+        state.credentials.insert(hash, key.clone(), now);
+    }
+    Ok(key)
+}
+
+/// Take one request from the device's budget: 429 when it is spent.
+pub fn take_budget(state: &AppState, key: &DeviceKey) -> Result<(), ApiError> {
+    state
+        .device_limits
+        .take(key, state.clock.now_ms())
+        .map_err(|retry_after_ms| {
+            state.metrics.rejected("rate_limited");
+            ApiError::TooManyRequests {
+                what: "this device sent more requests than its rate allows",
+                retry_after_ms,
+            }
+        })
+}
+
 /// The device a request's credential belongs to. Unknown or missing → 401 (and the client
 /// address's failure budget shrinks; spent → 429); over the device's request budget → 429
 /// with `Retry-After`; a client certificate that names another device → 403, none where the
@@ -220,18 +252,9 @@ impl DeviceAuth {
                 "missing device credential (Authorization: Bearer …)",
             )
         })?;
-        let hash = secret::hash(token);
-        let now = state.clock.now_ms();
-        if let Some(key) = state.credentials.get(&hash, now) {
-            return Ok(key);
-        }
-        match state.store.device_by_credential(&hash, now).await? {
-            Some(key) => {
-                state.credentials.insert(hash, key.clone(), now);
-                Ok(key)
-            }
-            None => Err(failed(state, ip, "unknown or revoked device credential")),
-        }
+        device_of_credential(state, token)
+            .await?
+            .ok_or_else(|| failed(state, ip, "unknown or revoked device credential"))
     }
 
     /// The client certificate, where there is one, must name this device.
@@ -271,16 +294,7 @@ impl FromRequestParts<AppState> for DeviceAuth {
     ) -> Result<Self, Self::Rejection> {
         let key = DeviceAuth::resolve(parts, state).await?;
         DeviceAuth::check_certificate(parts, state, &key).await?;
-        state
-            .device_limits
-            .take(&key, state.clock.now_ms())
-            .map_err(|retry_after_ms| {
-                state.metrics.rejected("rate_limited");
-                ApiError::TooManyRequests {
-                    what: "this device sent more requests than its rate allows",
-                    retry_after_ms,
-                }
-            })?;
+        take_budget(state, &key)?;
         Ok(DeviceAuth(key))
     }
 }

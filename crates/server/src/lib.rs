@@ -24,6 +24,7 @@ pub mod events;
 pub mod extract;
 pub mod hub;
 pub mod metrics;
+pub mod mqtt;
 pub mod operator;
 pub mod peer;
 pub mod ratelimit;
@@ -102,6 +103,8 @@ pub struct AppState {
     /// Tenant ids by name, for client certificates (which name their tenant).
     pub tenant_ids:
         Arc<std::sync::Mutex<std::collections::HashMap<String, fleetcare_store::TenantId>>>,
+    /// The link to the MQTT broker, where `mqtt_url` is set (once connected at start).
+    pub mqtt: Arc<std::sync::OnceLock<Arc<mqtt::Mqtt>>>,
     /// Becomes `true` when the center shuts down: push channels close, long polls answer.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -154,6 +157,7 @@ impl AppState {
                     .unwrap_or_else(|| config.data_dir.join("artifacts")),
                 config.artifact_cache_bytes,
             )),
+            mqtt: Arc::default(),
             shutdown: rx,
         };
         (state, tx)
@@ -402,6 +406,8 @@ pub enum ServeError {
     },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("MQTT: {0}")]
+    Mqtt(String),
     #[error("serving: {0}")]
     Serve(std::io::Error),
 }
@@ -475,6 +481,9 @@ impl Center {
             })
             .await
         });
+        if let Some(m) = &config.mqtt {
+            mqtt::start(&state, m).await.map_err(ServeError::Mqtt)?;
+        }
         cluster::start(&state, addr.to_string()).await;
         let sweeper = tokio::spawn(sweep(state.clone()));
         tokio::spawn(state.compat.clone().start(state.clone()));

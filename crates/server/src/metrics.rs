@@ -32,6 +32,10 @@ pub struct Metrics {
     pub push_connections: Gauge,
     /// 1 while this instance holds the background engines' lease.
     pub leader: Gauge,
+    /// 1 while this instance's MQTT session to the broker is up.
+    pub mqtt_connected: Gauge,
+    /// Answers published to devices over MQTT.
+    pub mqtt_messages: Counter,
     pub store_group_commits: Counter,
     pub compat_rejudge_seconds: Histogram,
     pub compat_plan_seconds: Histogram,
@@ -107,6 +111,18 @@ impl Metrics {
             "fleetcare_push_connected_devices",
             "Devices with an open push channel to this instance",
             push_connections.clone(),
+        );
+        let mqtt_connected = Gauge::default();
+        registry.register(
+            "fleetcare_mqtt_connected",
+            "1 while this instance's session to the MQTT broker is up",
+            mqtt_connected.clone(),
+        );
+        let mqtt_messages = Counter::default();
+        registry.register(
+            "fleetcare_mqtt_answers",
+            "Answers published to devices over MQTT",
+            mqtt_messages.clone(),
         );
         let leader = Gauge::default();
         registry.register(
@@ -221,6 +237,8 @@ impl Metrics {
             ingest_seconds,
             push_connections,
             leader,
+            mqtt_connected,
+            mqtt_messages,
             store_group_commits,
         }
     }

@@ -41,6 +41,10 @@ pub struct EnrollResponse {
     /// Reporting interval set by the center for this device, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_interval_s: Option<u64>,
+    /// The number of the device's tenant: MQTT topics name the device by it
+    /// (`fleetcare/<tenant>/<device>/…`, see [`crate::mqtt`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<i64>,
 }
 
 /// A rotated credential. The one the device presented stays valid until the device first uses

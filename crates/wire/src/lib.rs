@@ -11,6 +11,7 @@ pub mod compat;
 pub mod delivery;
 pub mod device;
 pub mod errors;
+pub mod mqtt;
 pub mod operator;
 pub mod rollouts;
 pub mod troubles;
@@ -66,6 +67,8 @@ pub enum Via {
     Push,
     /// The answer to the device's next long poll.
     Poll,
+    /// The device's command topic on the MQTT broker.
+    Mqtt,
 }
 
 impl Via {
@@ -73,6 +76,7 @@ impl Via {
         match self {
             Via::Push => "push",
             Via::Poll => "poll",
+            Via::Mqtt => "mqtt",
         }
     }
 }

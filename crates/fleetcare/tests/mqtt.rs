@@ -1,0 +1,678 @@
+//! Devices through an MQTT broker, end to end: a real Mosquitto started with the shipped
+//! `deploy/mosquitto` config and ACL, two `fleetcare serve` instances on one PostgreSQL taking
+//! the devices' messages through a shared subscription, and devices speaking the MQTT device
+//! protocol (`fleetcare_wire::mqtt`). Reports and error batches are acknowledged once stored,
+//! both instances take a share, commands asked of either instance reach the devices, the
+//! broker keeps each device to its own topics, the center refuses another device's
+//! credential and a revoked one, a device's last will marks it offline, and when one instance
+//! is killed the other takes every message and no acknowledged report is lost.
+//!
+//! Needs `FLEETCARE_TEST_MQTT_URL` (CI sets it; the test starts its own broker, since the
+//! shipped ACL must be the one enforced) and `FLEETCARE_TEST_DATABASE_URL`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{PATIENCE, read_secret, serve};
+use fleetcare_store::testing::{TempPostgres, postgres_url};
+use fleetcare_testkit::eventually;
+use fleetcare_wire::device::{Command, EnrollRequest, EnrollResponse, ReportAck, StructureReport};
+use fleetcare_wire::errors::{ErrorAck, ErrorBatch, ErrorEvent, ErrorTrigger};
+use fleetcare_wire::mqtt::{self as w, Ack, Status, Up};
+use fleetcare_wire::{Software, Trigger, Unit};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+const DEVICES: usize = 6;
+const REPORTS: u64 = 20;
+/// A device publishes again when no answer came within this (at least once, as the agent).
+const ANSWER_WAIT: Duration = Duration::from_secs(3);
+const CENTER_PASSWORD: &str = "center-secret-for-this-test";
+
+fn mqtt_gate(test: &str) -> bool {
+    match std::env::var("FLEETCARE_TEST_MQTT_URL") {
+        Ok(u) if !u.is_empty() => true,
+        _ => {
+            eprintln!(
+                "SKIPPED {test}: FLEETCARE_TEST_MQTT_URL is not set; this MQTT test did not run \
+                 (.ci/run sets it)"
+            );
+            false
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn passwd(file: &Path, user: &str, password: &str) {
+    let ok = std::process::Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg(file)
+        .args([user, password])
+        .status()
+        .expect("mosquitto_passwd runs (apt-get install mosquitto)");
+    assert!(ok.success(), "mosquitto_passwd {user}");
+}
+
+/// A Mosquitto with the shipped config and ACL, on `port`, with accounts in `dir/passwd`.
+struct Broker {
+    child: tokio::process::Child,
+    passwd: std::path::PathBuf,
+}
+
+impl Broker {
+    fn start(dir: &Path, port: u16) -> Broker {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/mosquitto");
+        let conf = std::fs::read_to_string(shipped.join("fleetcare.conf")).expect("shipped conf");
+        let passwd = dir.join("passwd");
+        std::fs::write(&passwd, "").expect("passwd");
+        passwd_file_mode(&passwd);
+        self::passwd(&passwd, "center", CENTER_PASSWORD);
+        let mut lines = Vec::new();
+        for l in conf.lines() {
+            lines.push(if l.starts_with("password_file ") {
+                format!("password_file {}", passwd.display())
+            } else if l.starts_with("acl_file ") {
+                format!(
+                    "acl_file {}",
+                    shipped
+                        .join("fleetcare.acl")
+                        .canonicalize()
+                        .expect("acl")
+                        .display()
+                )
+            } else if l.starts_with("listener 1883 ") {
+                format!("listener {port} 127.0.0.1")
+            } else {
+                l.to_owned()
+            });
+        }
+        // Started as root, Mosquitto would drop to its own user, who cannot read the test's
+        // files; as anyone else this line changes nothing.
+        let me = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .expect("id");
+        lines.push(format!(
+            "user {}",
+            String::from_utf8_lossy(&me.stdout).trim()
+        ));
+        let path = dir.join("mosquitto.conf");
+        std::fs::write(&path, lines.join("\n") + "\n").expect("conf");
+        let child = tokio::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("mosquitto starts (apt-get install mosquitto)");
+        Broker { child, passwd }
+    }
+
+    /// Add an account and have the broker read its accounts again.
+    fn add(&self, user: &str, password: &str) {
+        passwd(&self.passwd, user, password);
+    }
+
+    fn reload(&self) {
+        let pid = self.child.id().expect("mosquitto runs");
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+}
+
+fn passwd_file_mode(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// A device on the broker: its client, and what arrives on its down topics.
+struct Device {
+    id: String,
+    tenant: i64,
+    token: String,
+    client: AsyncClient,
+    acks: mpsc::UnboundedReceiver<Ack>,
+    commands: mpsc::UnboundedReceiver<(String, Command)>,
+    task: tokio::task::JoinHandle<()>,
+    next: u64,
+}
+
+impl Device {
+    async fn connect(port: u16, tenant: i64, id: &str, token: &str, password: &str) -> Device {
+        let user = format!("{tenant}/{id}");
+        let will = Up {
+            id: "will".into(),
+            credential: token.to_owned(),
+            body: Status { online: false },
+        };
+        let mut o = MqttOptions::new(format!("dev-{id}"), "127.0.0.1", port);
+        o.set_credentials(&user, password)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_last_will(LastWill::new(
+                w::up_topic(tenant, id, w::STATUS),
+                serde_json::to_vec(&will).expect("will"),
+                QoS::AtLeastOnce,
+                false,
+            ));
+        let (acks_tx, acks) = mpsc::unbounded_channel();
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let (up_tx, mut up) = mpsc::unbounded_channel();
+        let (client, mut events) = AsyncClient::new(o, 64);
+        let task = tokio::spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = up_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if p.topic.ends_with("/down/ack") {
+                            let _ =
+                                acks_tx.send(serde_json::from_slice(&p.payload).expect("an ack"));
+                        } else if p.topic.ends_with("/down/command") {
+                            let c = serde_json::from_slice(&p.payload).expect("a command");
+                            let _ = commands_tx.send((p.topic.clone(), c));
+                        }
+                    }
+                    Ok(_) => {}
+                    // Refused until the broker has read the new accounts; gone when killed.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await, // pacing: reconnect backoff
+                }
+            }
+        });
+        tokio::time::timeout(PATIENCE, up.recv())
+            .await
+            .expect("the device connects to the broker")
+            .expect("connected");
+        client
+            .subscribe(
+                format!("{}/{tenant}/{id}/down/#", w::ROOT),
+                QoS::AtLeastOnce,
+            )
+            .await
+            .expect("subscribe");
+        let mut d = Device {
+            id: id.to_owned(),
+            tenant,
+            token: token.to_owned(),
+            client,
+            acks,
+            commands,
+            task,
+            next: 0,
+        };
+        let ack = d.send(w::STATUS, &Status { online: true }).await;
+        assert_eq!(ack.status, 200, "{ack:?}");
+        d
+    }
+
+    /// Publish `body` as `kind` on the device's own topic, with its own credential; the answer.
+    async fn send<B: serde::Serialize>(&mut self, kind: &str, body: &B) -> Ack {
+        let (tenant, id, token) = (self.tenant, self.id.clone(), self.token.clone());
+        self.send_as(&w::up_topic(tenant, &id, kind), &token, body)
+            .await
+    }
+
+    /// Publish on `topic` with `credential`, again until answered; the answer.
+    async fn send_as<B: serde::Serialize>(
+        &mut self,
+        topic: &str,
+        credential: &str,
+        body: &B,
+    ) -> Ack {
+        self.next += 1;
+        let id = format!("m{}", self.next);
+        let payload = serde_json::to_vec(&Up {
+            id: id.clone(),
+            credential: credential.to_owned(),
+            body,
+        })
+        .expect("envelope");
+        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+        loop {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, payload.clone())
+                .await
+                .expect("publish");
+            let wait = tokio::time::Instant::now() + ANSWER_WAIT;
+            while let Ok(Some(ack)) = tokio::time::timeout_at(wait, self.acks.recv()).await {
+                if ack.id == id {
+                    return ack;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: no answer to {topic}",
+                self.id
+            );
+        }
+    }
+
+    async fn report(&mut self, seq: u64) -> ReportAck {
+        let ack = self.send(w::REPORT, &report(&self.id.clone(), seq)).await;
+        assert_eq!(ack.status, 200, "report {seq} of {}: {ack:?}", self.id);
+        serde_json::from_value(ack.body.expect("a body")).expect("a report ack")
+    }
+
+    async fn command(&mut self) -> (String, Command) {
+        tokio::time::timeout(PATIENCE, self.commands.recv())
+            .await
+            .expect("a command arrives")
+            .expect("a command")
+    }
+}
+
+fn report(id: &str, seq: u64) -> StructureReport {
+    StructureReport {
+        device_id: id.to_owned(),
+        model: "acme-mfp-9000".into(),
+        seq,
+        trigger: if seq == 1 {
+            Trigger::Connect
+        } else {
+            Trigger::Periodic
+        },
+        observed_at_ms: 1_790_000_000_000 + i64::try_from(seq).unwrap_or(0),
+        units: vec![Unit {
+            slot: "controller".into(),
+            kind: "controller".into(),
+            model: "ctl-x2".into(),
+            serial: format!("C-{id}"),
+            hw_revision: "B".into(),
+            software: vec![Software {
+                product: "ctl-firmware".into(),
+                maker: "acme".into(),
+                version: format!("5.{}", seq / 5),
+                active: true,
+            }],
+            in_service: true,
+        }],
+        operating: BTreeMap::new(),
+    }
+}
+
+fn batch(id: &str) -> ErrorBatch {
+    ErrorBatch {
+        device_id: id.to_owned(),
+        boot_epoch: 1,
+        trigger: ErrorTrigger::Periodic,
+        events: (1..=3)
+            .map(|seq| ErrorEvent {
+                seq,
+                at_ms: 1_790_000_000_000 + i64::try_from(seq).unwrap_or(0),
+                slot: "fuser".into(),
+                code: "E-101".into(),
+                severity: "warning".into(),
+                counters: BTreeMap::new(),
+                detail: None,
+                alert: None,
+                dropped: false,
+            })
+            .collect(),
+    }
+}
+
+async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn device_view(
+    http: &reqwest::Client,
+    url: &str,
+    admin: &str,
+    id: &str,
+) -> serde_json::Value {
+    http.get(format!("{url}/api/v1/devices/{id}"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("device")
+        .json()
+        .await
+        .expect("device json")
+}
+
+async fn request_report(
+    http: &reqwest::Client,
+    url: &str,
+    admin: &str,
+    id: &str,
+) -> serde_json::Value {
+    let r = http
+        .post(format!("{url}/api/v1/devices/{id}/request-report"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("request-report");
+    assert!(
+        r.status().is_success(),
+        "request-report {id}: {}",
+        r.status()
+    );
+    r.json().await.expect("answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_over_mqtt_reach_two_instances_through_a_shared_subscription() {
+    let test = "devices_over_mqtt_reach_two_instances_through_a_shared_subscription";
+    if !mqtt_gate(test) {
+        return;
+    }
+    let Some(url) = postgres_url(test) else {
+        return;
+    };
+    let db = TempPostgres::create(&url).await.expect("database");
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let broker = Broker::start(broker_dir.path(), port);
+
+    // Two instances linked to the broker (the password from a file, as in production).
+    let dirs: Vec<tempfile::TempDir> = (0..2)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut served = Vec::new();
+    for d in &dirs {
+        let pw = d.path().join("mqtt-password");
+        std::fs::write(&pw, format!("{CENTER_PASSWORD}\n")).expect("password file");
+        let conf = d.path().join("center.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "mqtt_url = \"mqtt://127.0.0.1:{port}\"\nmqtt_username = \"center\"\nmqtt_password_file = \"{}\"\n",
+                pw.display()
+            ),
+        )
+        .expect("config");
+        served.push(Some(
+            serve(
+                d.path(),
+                &[
+                    "--database-url",
+                    &db.url,
+                    "--config",
+                    conf.to_str().expect("utf-8"),
+                ],
+            )
+            .await,
+        ));
+    }
+    let urls: Vec<String> = served
+        .iter()
+        .map(|s| s.as_ref().expect("served").url.clone())
+        .collect();
+    let admin = read_secret(&dirs[0].path().join("admin-token"));
+    let key = read_secret(&dirs[0].path().join("enrollment-key"));
+    let http = reqwest::Client::new();
+    for u in &urls {
+        eventually("the instance is connected to the broker", PATIENCE, || {
+            let (http, u) = (http.clone(), u.clone());
+            async move { (metric(&http, &u, "fleetcare_mqtt_connected").await == 1.0).then_some(()) }
+        })
+        .await;
+    }
+
+    // Devices enroll over HTTP (the answer names their tenant), get broker accounts, connect.
+    let mut enrolled = Vec::new();
+    for i in 0..DEVICES {
+        let id = format!("MQ-{i:02}");
+        let answer: EnrollResponse = http
+            .post(format!("{}/device/v1/enroll", urls[i % 2]))
+            .json(&EnrollRequest {
+                enrollment_key: key.clone(),
+                device_id: id.clone(),
+                model: "acme-mfp-9000".into(),
+                current_credential: None,
+            })
+            .send()
+            .await
+            .expect("enroll")
+            .json()
+            .await
+            .expect("an enrollment answer");
+        let tenant = answer
+            .tenant
+            .expect("the enrollment answer names the tenant");
+        let password = format!("broker-pw-{i}");
+        broker.add(&format!("{tenant}/{id}"), &password);
+        enrolled.push((id, tenant, answer.device_token, password));
+    }
+    broker.reload();
+    let mut devices = Vec::new();
+    for (id, tenant, token, password) in &enrolled {
+        devices.push(Device::connect(port, *tenant, id, token, password).await);
+    }
+
+    // Reports and error batches, acknowledged once stored; a repeat is a duplicate.
+    for d in devices.iter_mut() {
+        for seq in 1..=REPORTS {
+            let a = d.report(seq).await;
+            assert_eq!((a.seq, a.duplicate), (seq, false), "{}", d.id);
+        }
+        assert!(d.report(REPORTS).await.duplicate, "the same report again");
+        let id = d.id.clone();
+        let ack = d.send(w::ERRORS, &batch(&id)).await;
+        assert_eq!(ack.status, 200, "{ack:?}");
+        let e: ErrorAck = serde_json::from_value(ack.body.expect("body")).expect("error ack");
+        assert_eq!((e.acked_seq, e.stored), (3, 3));
+    }
+    for d in &devices {
+        let v = device_view(&http, &urls[1], &admin, &d.id).await;
+        assert_eq!(v["last_report"]["seq"], REPORTS, "{v}");
+        assert_eq!(v["online"], true, "connected over MQTT: {v}");
+    }
+    // The shared subscription split the messages between the instances.
+    let shares = [
+        metric(&http, &urls[0], "fleetcare_mqtt_answers_total").await,
+        metric(&http, &urls[1], "fleetcare_mqtt_answers_total").await,
+    ];
+    eprintln!("answers per instance: {shares:?}");
+    assert!(
+        shares.iter().all(|n| *n > 0.0),
+        "both instances took messages: {shares:?}"
+    );
+    let per_device = (REPORTS + 3) as f64;
+    assert!(
+        shares.iter().sum::<f64>() >= per_device * DEVICES as f64,
+        "every message answered: {shares:?}"
+    );
+
+    // A command asked of either instance reaches the device on its command topic.
+    for (n, u) in urls.iter().enumerate() {
+        let d = &mut devices[n];
+        let answer = request_report(&http, u, &admin, &d.id).await;
+        assert_eq!(answer["via"], "mqtt", "{answer}");
+        let (topic, c) = d.command().await;
+        assert_eq!(c, Command::RequestReport);
+        assert_eq!(topic, w::command_topic(d.tenant, &d.id));
+    }
+
+    // The broker keeps a device to its own topics: a report published on another device's
+    // topic never reaches a center (an observer with the center's account sees every up
+    // message in order: it sees the device's next message, not the forged one), and a
+    // subscription to another device's commands delivers none of them.
+    let (other_id, other_tenant) = (devices[1].id.clone(), devices[1].tenant);
+    let (obs_tx, mut observed) = mpsc::unbounded_channel();
+    let mut o = MqttOptions::new("observer", "127.0.0.1", port);
+    o.set_credentials("center", CENTER_PASSWORD);
+    let (observer, mut obs_events) = AsyncClient::new(o, 64);
+    observer
+        .subscribe(format!("{}/+/+/up/+", w::ROOT), QoS::AtLeastOnce)
+        .await
+        .expect("observer subscribes");
+    let obs_task = tokio::spawn(async move {
+        loop {
+            match obs_events.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = obs_tx.send(String::new());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = obs_tx.send(p.topic.clone());
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await, // pacing: reconnect backoff
+            }
+        }
+    });
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, observed.recv())
+            .await
+            .expect("suback"),
+        Some(String::new())
+    );
+    let forger = &mut devices[0];
+    let forged_topic = w::up_topic(other_tenant, &other_id, w::REPORT);
+    let payload = serde_json::to_vec(&Up {
+        id: "forged".into(),
+        credential: forger.token.clone(),
+        body: report(&other_id, 1000),
+    })
+    .expect("envelope");
+    forger
+        .client
+        .publish(&forged_topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .expect("publish");
+    forger
+        .client
+        .subscribe(
+            format!("{}/{other_tenant}/{other_id}/down/#", w::ROOT),
+            QoS::AtLeastOnce,
+        )
+        .await
+        .expect("subscribe");
+    forger.report(REPORTS + 1).await;
+    let own_topic = w::up_topic(forger.tenant, &forger.id, w::REPORT);
+    loop {
+        let t = tokio::time::timeout(PATIENCE, observed.recv())
+            .await
+            .expect("the observer sees the device's next message")
+            .expect("topic");
+        assert_ne!(
+            t, forged_topic,
+            "the broker passed a message on another device's topic"
+        );
+        if t == own_topic {
+            break;
+        }
+    }
+    obs_task.abort();
+    // Commands for the other device, then one for the forger, from one instance: the
+    // forger's own command is the first it gets.
+    request_report(&http, &urls[0], &admin, &other_id).await;
+    let forger_id = devices[0].id.clone();
+    request_report(&http, &urls[0], &admin, &forger_id).await;
+    assert_eq!(
+        devices[1].command().await.0,
+        w::command_topic(other_tenant, &other_id)
+    );
+    let (topic, _) = devices[0].command().await;
+    assert_eq!(
+        topic,
+        w::command_topic(devices[0].tenant, &forger_id),
+        "another device's command"
+    );
+
+    // The center checks the credential inside each message: another device's is refused,
+    // and so is a malformed body, with nothing stored.
+    let other_token = devices[1].token.clone();
+    let d0 = &mut devices[0];
+    let topic = w::up_topic(d0.tenant, &d0.id, w::REPORT);
+    let id0 = d0.id.clone();
+    let ack = d0.send_as(&topic, &other_token, &report(&id0, 5000)).await;
+    assert_eq!(
+        (ack.status, ack.error.as_ref().map(|e| e.code.as_str())),
+        (403, Some("forbidden")),
+        "{ack:?}"
+    );
+    let mut bad = report(&id0, 0);
+    bad.seq = 0;
+    let ack = d0.send(w::REPORT, &bad).await;
+    assert_eq!(ack.status, 400, "{ack:?}");
+    let v = device_view(&http, &urls[0], &admin, &id0).await;
+    assert_eq!(v["last_report"]["seq"], REPORTS + 1, "nothing stored: {v}");
+    let v = device_view(&http, &urls[0], &admin, &other_id).await;
+    assert_eq!(v["last_report"]["seq"], REPORTS, "nothing stored: {v}");
+
+    // A revoked device's messages are refused at once.
+    let revoked = devices[2].id.clone();
+    let r = http
+        .post(format!("{}/api/v1/devices/{revoked}/revoke", urls[1]))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("revoke");
+    assert!(r.status().is_success(), "revoke: {}", r.status());
+    let ack = devices[2]
+        .send(w::REPORT, &report(&revoked, REPORTS + 1))
+        .await;
+    assert_eq!(ack.status, 401, "{ack:?}");
+
+    // A device that drops off without saying goodbye: its last will marks it offline.
+    let gone = devices.remove(3);
+    gone.task.abort();
+    let gone_id = gone.id.clone();
+    drop(gone);
+    eventually("the last will marks the device offline", PATIENCE, || {
+        let (http, u, admin, id) = (
+            http.clone(),
+            urls[0].clone(),
+            admin.clone(),
+            gone_id.clone(),
+        );
+        async move { (device_view(&http, &u, &admin, &id).await["online"] == false).then_some(()) }
+    })
+    .await;
+
+    // Kill one instance: the other takes every message; every acknowledged report is stored.
+    served[0].take().expect("served").kill9().await;
+    let live: Vec<usize> = vec![0, 1, 3, 4];
+    for &n in &live {
+        let d = &mut devices[n];
+        let first = if n == 0 { REPORTS + 2 } else { REPORTS + 1 };
+        for seq in first..first + 10 {
+            let a = d.report(seq).await;
+            assert_eq!(a.seq, seq);
+        }
+    }
+    for &n in &live {
+        let d = &devices[n];
+        let v = device_view(&http, &urls[1], &admin, &d.id).await;
+        let want = if n == 0 { REPORTS + 11 } else { REPORTS + 10 };
+        assert_eq!(v["last_report"]["seq"], want, "{}: {v}", d.id);
+    }
+    let answer = request_report(&http, &urls[1], &admin, &devices[4].id.clone()).await;
+    assert_eq!(answer["via"], "mqtt", "{answer}");
+    assert_eq!(devices[4].command().await.1, Command::RequestReport);
+
+    for d in devices {
+        d.task.abort();
+    }
+    if let Some(s) = served[1].take() {
+        s.terminate().await;
+    }
+    drop(broker);
+}
