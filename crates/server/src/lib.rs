@@ -379,9 +379,7 @@ async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
 }
 
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
-    if let Store::Sqlite(s) = &st.store {
-        st.metrics.observe_group_commits(s.group_commits());
-    }
+    st.metrics.observe_group_commits(st.store.group_commits());
     st.metrics.observe_process();
     (
         [(

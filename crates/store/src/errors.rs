@@ -73,6 +73,20 @@ impl Store {
         events: &[NewErrorEvent],
         now_ms: i64,
     ) -> Result<ErrorBatchStored> {
+        if let Store::Postgres(pg) = self {
+            // One multi-row statement instead of a round trip per event.
+            let new = pg
+                .insert_error_events(key, boot_epoch, trigger, events, now_ms)
+                .await?;
+            let stored = new.iter().filter(|n| **n).count() as u64;
+            let acked = self.advance_watermark(key, boot_epoch).await?;
+            return Ok(ErrorBatchStored {
+                stored,
+                new,
+                duplicates: events.len() as u64 - stored,
+                acked_seq: acked,
+            });
+        }
         let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
         let mut stmts = Vec::with_capacity(events.len() + 1);
         stmts.push(Stmt::new(

@@ -229,6 +229,15 @@ impl Store {
         }
     }
 
+    /// Commits that stored several writes at once: the embedded store's group commits, or
+    /// PostgreSQL's grouped report transactions.
+    pub fn group_commits(&self) -> u64 {
+        match self {
+            Store::Sqlite(s) => s.group_commits(),
+            Store::Postgres(p) => p.group_commits(),
+        }
+    }
+
     /// The tenant's id, creating it if it does not exist.
     pub async fn ensure_tenant(&self, name: &str, now_ms: i64) -> Result<TenantId> {
         dispatch!(self.ensure_tenant(name, now_ms))

@@ -1,6 +1,11 @@
 //! PostgreSQL backend through sqlx. Each write is one transaction; PostgreSQL's own group
-//! commit covers concurrent ones. Migrations run under an advisory lock so instances
-//! starting together apply each once.
+//! commit covers concurrent ones. Structure reports, the hot path, are grouped: each device
+//! goes to one of [`INGEST_WRITERS`] writers (by its key, so a device's reports stay in
+//! order), and a writer stores whatever reports wait for it, up to [`INGEST_GROUP`], in one
+//! transaction of a few multi-row statements (states locked in key order, so writers never
+//! deadlock). A group that fails is stored again report by report, so each report gets its
+//! own answer. Migrations run under an advisory lock so instances starting together apply
+//! each once.
 
 use std::time::Duration;
 
@@ -17,9 +22,19 @@ use crate::{
 /// Arbitrary, fixed: the advisory lock that serializes migrations across instances.
 const MIGRATION_LOCK: i64 = 0x0f1e_e7ca_4e00_0001;
 
+/// Writers of grouped reports (each holds at most one connection at a time).
+pub const INGEST_WRITERS: usize = 8;
+/// Reports in one writer's transaction at most.
+pub const INGEST_GROUP: usize = 128;
+
+type IngestJob = (NewReport, tokio::sync::oneshot::Sender<Result<Ingested>>);
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    ingest: std::sync::Arc<Vec<tokio::sync::mpsc::Sender<IngestJob>>>,
+    /// Transactions that stored a group of several reports.
+    groups: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PgStore {
@@ -37,7 +52,23 @@ impl PgStore {
                 at: redact(url),
                 reason: e.to_string(),
             })?;
-        let store = PgStore { pool };
+        let groups = std::sync::Arc::default();
+        let ingest = (0..INGEST_WRITERS)
+            .map(|_| {
+                let (tx, rx) = tokio::sync::mpsc::channel(INGEST_GROUP * 4);
+                tokio::spawn(ingest_writer(
+                    pool.clone(),
+                    rx,
+                    std::sync::Arc::clone(&groups),
+                ));
+                tx
+            })
+            .collect();
+        let store = PgStore {
+            pool,
+            ingest: std::sync::Arc::new(ingest),
+            groups,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -228,35 +259,132 @@ impl PgStore {
         .transpose()
     }
 
+    /// Transactions that stored a group of several reports so far.
+    pub fn group_commits(&self) -> u64 {
+        self.groups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub async fn ingest_report(&self, r: NewReport) -> Result<Ingested> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        r.key.hash(&mut h);
+        let writer = &self.ingest[usize::try_from(h.finish() % INGEST_WRITERS as u64).unwrap_or(0)];
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        writer.send((r, tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// One writer of grouped reports: whatever waits, up to [`INGEST_GROUP`], in rounds where
+/// each device appears once.
+async fn ingest_writer(
+    pool: PgPool,
+    mut rx: tokio::sync::mpsc::Receiver<IngestJob>,
+    groups: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut waiting = Vec::with_capacity(INGEST_GROUP);
+    while rx.recv_many(&mut waiting, INGEST_GROUP).await > 0 {
+        let mut rounds: Vec<Vec<IngestJob>> = Vec::new();
+        for job in waiting.drain(..) {
+            match rounds
+                .iter_mut()
+                .find(|r| r.iter().all(|(o, _)| o.key != job.0.key))
+            {
+                Some(r) => r.push(job),
+                None => rounds.push(vec![job]),
+            }
+        }
+        for mut round in rounds {
+            if round.len() == 1 {
+                let (r, tx) = round.pop().expect("one");
+                let _ = tx.send(ingest_one(&pool, r).await);
+                continue;
+            }
+            let reports: Vec<&NewReport> = round.iter().map(|(r, _)| r).collect();
+            match ingest_group(&pool, &reports).await {
+                Ok(results) => {
+                    groups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    for ((_, tx), result) in round.into_iter().zip(results) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, reports = round.len(), "a group of reports failed; storing them one by one");
+                    for (r, tx) in round {
+                        let _ = tx.send(ingest_one(&pool, r).await);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Device states of a group, locked in key order.
+const GROUP_STATES: &str = "SELECT d.tenant_id, d.device_id, d.generation, d.last_seq, \
+    d.structure_hash, d.report_interval_s, c.findings_hash, c.judged_revision FROM devices d \
+    LEFT JOIN device_compat c ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
+    WHERE (d.tenant_id, d.device_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) \
+    ORDER BY d.tenant_id, d.device_id FOR UPDATE OF d";
+const GROUP_INSERT_REPORTS: &str = "INSERT INTO reports (tenant_id, device_id, generation, seq, \
+    trigger, observed_at, received_at, structure_hash, changes) \
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], \
+    $6::bigint[], $7::bigint[], $8::text[], $9::bigint[]) \
+    ON CONFLICT (tenant_id, device_id, generation, seq) DO NOTHING RETURNING tenant_id, device_id";
+const GROUP_UPDATE_AFTER: &str = "UPDATE devices d SET last_seq = u.seq, last_trigger = u.trig, \
+    last_report_at = u.recv, last_observed_at = u.obs, model = u.model, operating = u.op \
+    FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], \
+    $7::text[], $8::text[]) AS u(t, id, seq, trig, recv, obs, model, op) \
+    WHERE d.tenant_id = u.t AND d.device_id = u.id";
+
+/// Store a group of reports of distinct devices in one transaction; each report's outcome
+/// (a device that is not enrolled is that report's error). `Err`: nothing was stored.
+async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Result<Ingested>>> {
+    use std::collections::{HashMap, HashSet};
+    let mut tx = pool.begin().await?;
+    let mut keys: Vec<(i64, &str)> = reports
+        .iter()
+        .map(|r| (r.key.tenant, r.key.device_id.as_str()))
+        .collect();
+    keys.sort_unstable();
+    let (ts, ids): (Vec<i64>, Vec<&str>) = keys.iter().copied().unzip();
+    let mut states: HashMap<(i64, String), IngestState> = HashMap::new();
+    for row in sqlx::query(GROUP_STATES)
+        .bind(&ts)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        states.insert(
+            (row.try_get(0)?, row.try_get(1)?),
+            IngestState {
+                generation: row.try_get(2)?,
+                last_seq: row.try_get(3)?,
+                structure_hash: row.try_get(4)?,
+                report_interval_s: row.try_get(5)?,
+                findings_hash: row.try_get(6)?,
+                judged_revision: row.try_get(7)?,
+            },
+        );
+    }
+    // Each report's rows, decided from its device's state.
+    struct Plan<'a> {
+        r: &'a NewReport,
+        state: IngestState,
+        fingerprint: String,
+        rows: Option<IngestRows>,
+    }
+    let mut plans: Vec<Option<Plan<'_>>> = Vec::with_capacity(reports.len());
+    for r in reports {
+        let Some(state) = states.remove(&(r.key.tenant, r.key.device_id.to_string())) else {
+            plans.push(None);
+            continue;
+        };
         let fingerprint = r.structure.fingerprint();
-        let (tenant, id) = (r.key.tenant, r.key.device_id.as_str());
-        let mut tx = self.pool.begin().await?;
-        let state = sqlx::query(&format!("{} FOR UPDATE OF d", sql::INGEST_STATE))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| -> Result<IngestState> {
-                Ok(IngestState {
-                    generation: row.try_get(0)?,
-                    last_seq: row.try_get(1)?,
-                    structure_hash: row.try_get(2)?,
-                    report_interval_s: row.try_get(3)?,
-                    findings_hash: row.try_get(4)?,
-                    judged_revision: row.try_get(5)?,
-                })
-            })
-            .transpose()?
-            .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
-        let interval = state.report_interval_s.map(to_u64);
-        let seq = to_i64(r.seq);
-        let trig = r.trigger.as_str();
-        let rows = if is_newest(&state, seq) {
+        let rows = if is_newest(&state, to_i64(r.seq)) {
             let old = if needs_old_structure(&state, &fingerprint) {
                 let row = sqlx::query(sql::OLD_STRUCTURE)
-                    .bind(tenant)
-                    .bind(id)
+                    .bind(r.key.tenant)
+                    .bind(r.key.device_id.as_str())
                     .fetch_one(&mut *tx)
                     .await?;
                 Some((
@@ -266,91 +394,370 @@ impl PgStore {
             } else {
                 None
             };
-            Some(ingest_rows(&r, &state, old, fingerprint.clone())?)
+            Some(ingest_rows(r, &state, old, fingerprint.clone())?)
         } else {
             None
         };
-        let changes = rows.as_ref().map_or(0, IngestRows::changes);
-        let inserted = sqlx::query(sql::INSERT_REPORT)
-            .bind(tenant)
-            .bind(id)
-            .bind(state.generation)
-            .bind(seq)
-            .bind(trig)
-            .bind(r.observed_at_ms)
-            .bind(r.received_at_ms)
-            .bind(&fingerprint)
-            .bind(i64::from(changes))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if inserted == 0 {
-            return Ok(Ingested {
+        plans.push(Some(Plan {
+            r,
+            state,
+            fingerprint,
+            rows,
+        }));
+    }
+    let live: Vec<&Plan<'_>> = plans.iter().flatten().collect();
+    let inserted: HashSet<(i64, String)> = sqlx::query(GROUP_INSERT_REPORTS)
+        .bind(live.iter().map(|p| p.r.key.tenant).collect::<Vec<_>>())
+        .bind(
+            live.iter()
+                .map(|p| p.r.key.device_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(live.iter().map(|p| p.state.generation).collect::<Vec<_>>())
+        .bind(live.iter().map(|p| to_i64(p.r.seq)).collect::<Vec<_>>())
+        .bind(
+            live.iter()
+                .map(|p| p.r.trigger.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(live.iter().map(|p| p.r.observed_at_ms).collect::<Vec<_>>())
+        .bind(live.iter().map(|p| p.r.received_at_ms).collect::<Vec<_>>())
+        .bind(
+            live.iter()
+                .map(|p| p.fingerprint.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            live.iter()
+                .map(|p| i64::from(p.rows.as_ref().map_or(0, IngestRows::changes)))
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_>>()?;
+    let mut after: Vec<(&Plan<'_>, &IngestRows)> = Vec::new();
+    let mut results = Vec::with_capacity(plans.len());
+    for p in &plans {
+        let Some(p) = p else {
+            results.push(None);
+            continue;
+        };
+        let r = p.r;
+        let interval = p.state.report_interval_s.map(to_u64);
+        if !inserted.contains(&(r.key.tenant, r.key.device_id.to_string())) {
+            results.push(Some(Ingested {
                 duplicate: true,
                 changes: 0,
                 report_interval_s: interval,
                 current: false,
                 findings_changed: false,
-            });
+            }));
+            continue;
         }
-        let current = rows.is_some();
         let mut findings_changed = false;
-        if let Some(rows) = rows {
-            if let Some((structure_json, events)) = &rows.structure_change {
-                for (kind, slot, json) in events {
-                    sqlx::query(sql::INSERT_EVENT)
-                        .bind(tenant)
-                        .bind(id)
-                        .bind(seq)
-                        .bind(trig)
-                        .bind(r.observed_at_ms)
-                        .bind(r.received_at_ms)
-                        .bind(*kind)
-                        .bind(slot)
-                        .bind(json)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                sqlx::query(sql::COMPAT_STRUCTURE)
-                    .bind(tenant)
-                    .bind(id)
-                    .bind(&rows.fingerprint)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(sql::UPDATE_STRUCTURE)
-                    .bind(tenant)
-                    .bind(id)
-                    .bind(structure_json)
-                    .bind(&rows.fingerprint)
-                    .bind(r.observed_at_ms)
-                    .bind(i64::try_from(r.structure.units().len()).unwrap_or(i64::MAX))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(sql::UPDATE_AFTER_REPORT)
-                .bind(tenant)
-                .bind(id)
-                .bind(seq)
-                .bind(trig)
-                .bind(r.received_at_ms)
-                .bind(r.observed_at_ms)
-                .bind(r.structure.model())
-                .bind(&rows.operating_json)
-                .execute(&mut *tx)
-                .await?;
-            if let Some((stmts, guard)) = judgement_update(&r, &state) {
+        if let Some(rows) = &p.rows {
+            store_structure_change(&mut tx, r, rows).await?;
+            after.push((p, rows));
+            if let Some((stmts, guard)) = judgement_update(r, &p.state) {
                 run_stmts(&mut tx, &stmts, guard).await?;
                 findings_changed = true;
             }
         }
-        tx.commit().await?;
-        Ok(Ingested {
+        results.push(Some(Ingested {
             duplicate: false,
-            changes,
+            changes: p.rows.as_ref().map_or(0, IngestRows::changes),
             report_interval_s: interval,
-            current,
+            current: p.rows.is_some(),
             findings_changed,
+        }));
+    }
+    if !after.is_empty() {
+        sqlx::query(GROUP_UPDATE_AFTER)
+            .bind(
+                after
+                    .iter()
+                    .map(|(p, _)| p.r.key.tenant)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                after
+                    .iter()
+                    .map(|(p, _)| p.r.key.device_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                after
+                    .iter()
+                    .map(|(p, _)| to_i64(p.r.seq))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                after
+                    .iter()
+                    .map(|(p, _)| p.r.trigger.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                after
+                    .iter()
+                    .map(|(p, _)| p.r.received_at_ms)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                after
+                    .iter()
+                    .map(|(p, _)| p.r.observed_at_ms)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                after
+                    .iter()
+                    .map(|(p, _)| p.r.structure.model())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                after
+                    .iter()
+                    .map(|(_, rows)| rows.operating_json.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(results
+        .into_iter()
+        .zip(reports)
+        .map(|(res, r)| {
+            res.ok_or_else(|| StoreError::NotFound(format!("device {}", r.key.device_id)))
         })
+        .collect())
+}
+
+/// The history events, compatibility row and stored structure of a report that changed it.
+async fn store_structure_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    r: &NewReport,
+    rows: &IngestRows,
+) -> Result<()> {
+    let Some((structure_json, events)) = &rows.structure_change else {
+        return Ok(());
+    };
+    let (tenant, id, seq, trig) = (
+        r.key.tenant,
+        r.key.device_id.as_str(),
+        to_i64(r.seq),
+        r.trigger.as_str(),
+    );
+    for (kind, slot, json) in events {
+        sqlx::query(sql::INSERT_EVENT)
+            .bind(tenant)
+            .bind(id)
+            .bind(seq)
+            .bind(trig)
+            .bind(r.observed_at_ms)
+            .bind(r.received_at_ms)
+            .bind(*kind)
+            .bind(slot)
+            .bind(json)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query(sql::COMPAT_STRUCTURE)
+        .bind(tenant)
+        .bind(id)
+        .bind(&rows.fingerprint)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(sql::UPDATE_STRUCTURE)
+        .bind(tenant)
+        .bind(id)
+        .bind(structure_json)
+        .bind(&rows.fingerprint)
+        .bind(r.observed_at_ms)
+        .bind(i64::try_from(r.structure.units().len()).unwrap_or(i64::MAX))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// One report in its own transaction.
+async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
+    let fingerprint = r.structure.fingerprint();
+    let (tenant, id) = (r.key.tenant, r.key.device_id.as_str());
+    let mut tx = pool.begin().await?;
+    let state = sqlx::query(&format!("{} FOR UPDATE OF d", sql::INGEST_STATE))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| -> Result<IngestState> {
+            Ok(IngestState {
+                generation: row.try_get(0)?,
+                last_seq: row.try_get(1)?,
+                structure_hash: row.try_get(2)?,
+                report_interval_s: row.try_get(3)?,
+                findings_hash: row.try_get(4)?,
+                judged_revision: row.try_get(5)?,
+            })
+        })
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
+    let interval = state.report_interval_s.map(to_u64);
+    let seq = to_i64(r.seq);
+    let trig = r.trigger.as_str();
+    let rows = if is_newest(&state, seq) {
+        let old = if needs_old_structure(&state, &fingerprint) {
+            let row = sqlx::query(sql::OLD_STRUCTURE)
+                .bind(tenant)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            Some((
+                row.try_get::<String, _>(0)?,
+                row.try_get::<Option<String>, _>(1)?,
+            ))
+        } else {
+            None
+        };
+        Some(ingest_rows(&r, &state, old, fingerprint.clone())?)
+    } else {
+        None
+    };
+    let changes = rows.as_ref().map_or(0, IngestRows::changes);
+    let inserted = sqlx::query(sql::INSERT_REPORT)
+        .bind(tenant)
+        .bind(id)
+        .bind(state.generation)
+        .bind(seq)
+        .bind(trig)
+        .bind(r.observed_at_ms)
+        .bind(r.received_at_ms)
+        .bind(&fingerprint)
+        .bind(i64::from(changes))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if inserted == 0 {
+        return Ok(Ingested {
+            duplicate: true,
+            changes: 0,
+            report_interval_s: interval,
+            current: false,
+            findings_changed: false,
+        });
+    }
+    let current = rows.is_some();
+    let mut findings_changed = false;
+    if let Some(rows) = rows {
+        store_structure_change(&mut tx, &r, &rows).await?;
+        sqlx::query(sql::UPDATE_AFTER_REPORT)
+            .bind(tenant)
+            .bind(id)
+            .bind(seq)
+            .bind(trig)
+            .bind(r.received_at_ms)
+            .bind(r.observed_at_ms)
+            .bind(r.structure.model())
+            .bind(&rows.operating_json)
+            .execute(&mut *tx)
+            .await?;
+        if let Some((stmts, guard)) = judgement_update(&r, &state) {
+            run_stmts(&mut tx, &stmts, guard).await?;
+            findings_changed = true;
+        }
+    }
+    tx.commit().await?;
+    Ok(Ingested {
+        duplicate: false,
+        changes,
+        report_interval_s: interval,
+        current,
+        findings_changed,
+    })
+}
+
+impl PgStore {
+    /// Store a batch of error events (each sequence once) with its epoch's watermark row, in
+    /// one transaction of two statements; for each event, whether it was new.
+    pub(crate) async fn insert_error_events(
+        &self,
+        key: &DeviceKey,
+        boot_epoch: u64,
+        trigger: &str,
+        events: &[crate::NewErrorEvent],
+        now_ms: i64,
+    ) -> Result<Vec<bool>> {
+        let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO error_watermarks (tenant_id, device_id, boot_epoch, acked_seq) \
+             VALUES ($1, $2, $3, 0) ON CONFLICT (tenant_id, device_id, boot_epoch) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await?;
+        let n = events.len();
+        let new: std::collections::HashSet<i64> = sqlx::query_scalar(
+            "INSERT INTO error_events (tenant_id, device_id, boot_epoch, seq, at, slot, code, \
+             severity, counters, detail, alert, dropped, upload_trigger, received_at) \
+             SELECT $1, $2, $3, u.seq, u.at, u.slot, u.code, u.severity, u.counters, u.detail, \
+             u.alert, u.dropped, $4, $5 FROM unnest($6::bigint[], $7::bigint[], $8::text[], \
+             $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[]) \
+             AS u(seq, at, slot, code, severity, counters, detail, alert, dropped) \
+             ON CONFLICT (tenant_id, device_id, boot_epoch, seq) DO NOTHING RETURNING seq",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(epoch)
+        .bind(trigger)
+        .bind(now_ms)
+        .bind(events.iter().map(|e| to_i64(e.seq)).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.at_ms).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.slot.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.code.as_str()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.severity.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.counters_json.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.detail.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.alert_json.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| i64::from(e.dropped))
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        tx.commit().await?;
+        let mut out = Vec::with_capacity(n);
+        out.extend(events.iter().map(|e| new.contains(&to_i64(e.seq))));
+        Ok(out)
     }
 
     pub async fn list_devices(

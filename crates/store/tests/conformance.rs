@@ -596,9 +596,36 @@ async fn concurrent_reports_are_each_stored_once(store: Store) {
             }
         }
     }
+    // Reports of a device that is not enrolled, among the others (grouped with them on a
+    // backend that groups): each is refused, and the others are stored all the same.
+    let stranger = DeviceKey {
+        tenant: t,
+        device_id: DeviceId::parse("NOT-ENROLLED").expect("id"),
+    };
+    let mut refused = tokio::task::JoinSet::new();
+    for seq in 1..=5u64 {
+        let (store, key) = (store.clone(), stranger.clone());
+        refused.spawn(async move {
+            store
+                .ingest_report(report(
+                    &key,
+                    seq,
+                    Trigger::Periodic,
+                    vec![unit("engine", "E", "1.0")],
+                ))
+                .await
+        });
+    }
     while let Some(r) = tasks.join_next().await {
         r.expect("task").expect("ingest");
     }
+    while let Some(r) = refused.join_next().await {
+        assert!(
+            matches!(r.expect("task"), Err(StoreError::NotFound(_))),
+            "a report of a device that is not enrolled is refused"
+        );
+    }
+    assert!(store.group_commits() > 0, "concurrent reports were grouped");
     for key in &keys {
         assert_eq!(
             store.stored_seqs(key).await.expect("seqs"),
