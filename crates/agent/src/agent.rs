@@ -995,7 +995,9 @@ impl<S: StructureSource> Runner<S> {
                     device_token: answer.device_token.clone(),
                     center_url: self.cfg.center_url.clone(),
                 })?;
-                tracing::info!(device = %snap.device_id, "enrolled with the center");
+                tracing::info!(device = %snap.device_id, tenant = answer.tenant,
+                    mqtt_username = answer.tenant.map(|t| format!("{t}/{}", snap.device_id)),
+                    "enrolled with the center");
                 self.enroll_backoff.reset();
                 self.token = Some(answer.device_token.clone());
                 let _ = self.token_tx.send(Some(answer.device_token));

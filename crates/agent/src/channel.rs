@@ -5,7 +5,8 @@
 //! upgrades), long polls on `/device/v1/poll`. In `auto` mode two refused upgrades switch to
 //! long polling, and the WebSocket is tried again every ten minutes. Broken connections are
 //! reopened with backoff and jitter. The channel tells the agent's main loop when it comes up
-//! (the agent then sends its `connect` report), goes down, or carries a command.
+//! (the agent then sends its `connect` report), goes down, or carries a command. With
+//! `transport = "mqtt"` the channel is the broker session instead ([`crate::mqtt`]).
 
 use std::time::Duration;
 
@@ -95,6 +96,12 @@ impl Channel {
         events: mpsc::Sender<ChannelEvent>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        if self.transport == Transport::Mqtt {
+            if let Some(link) = self.client.mqtt().cloned() {
+                self.run_mqtt(&link, token, events, shutdown).await;
+            }
+            return;
+        }
         let mut polling = self.transport == Transport::Poll;
         let mut polling_since = Instant::now();
         let mut refusals = 0;
@@ -199,6 +206,116 @@ impl Channel {
                 // A new credential is worth trying at once.
                 _ = token.changed(), if unauthorized => {}
                 () = stopped(&mut shutdown) => return,
+            }
+        }
+    }
+
+    /// Drive the broker session until `shutdown`: on every connect, subscribe to the
+    /// device's down topics and say it is online; hand answers to their requests and
+    /// commands to the agent.
+    async fn run_mqtt(
+        mut self,
+        link: &std::sync::Arc<crate::mqtt::MqttLink>,
+        mut token: watch::Receiver<Option<String>>,
+        events: mpsc::Sender<ChannelEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        use rumqttc::{Event, Packet, QoS};
+        let Some(mut session) = link.take_events() else {
+            return;
+        };
+        let announce = |link: std::sync::Arc<crate::mqtt::MqttLink>,
+                        token: Option<String>,
+                        events: mpsc::Sender<ChannelEvent>| {
+            let Some(token) = token else { return };
+            tokio::spawn(async move {
+                let said: Result<fleetcare_wire::mqtt::Status, _> = link
+                    .request(
+                        fleetcare_wire::mqtt::STATUS,
+                        &token,
+                        &fleetcare_wire::mqtt::Status { online: true },
+                    )
+                    .await;
+                match said {
+                    Ok(_) => {}
+                    Err(e) if e.is_unauthorized() => {
+                        let _ = events.send(ChannelEvent::Unauthorized).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "saying online over MQTT failed"),
+                }
+            });
+        };
+        let mut up = false;
+        loop {
+            tokio::select! {
+                e = session.poll() => match e {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        self.backoff.reset();
+                        if let Err(e) = link.client().subscribe(link.down_filter(), QoS::AtLeastOnce).await {
+                            tracing::warn!(error = %e, "subscribing to the device's topics failed");
+                        }
+                        announce(link.clone(), token.borrow_and_update().clone(), events.clone());
+                        up = true;
+                        if events.send(ChannelEvent::Up(Via::Mqtt)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if p.topic.ends_with("/down/ack") {
+                            match serde_json::from_slice(&p.payload) {
+                                Ok(ack) => link.answered(ack),
+                                Err(e) => tracing::warn!(error = %e, "ignoring an answer this agent does not understand"),
+                            }
+                        } else if p.topic.ends_with("/down/command") {
+                            match serde_json::from_slice::<Command>(&p.payload) {
+                                Ok(c) => {
+                                    if events.send(ChannelEvent::Command(c)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, "ignoring a command this agent does not understand"),
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if up {
+                            up = false;
+                            if events.send(ChannelEvent::Down(error_chain(&e))).await.is_err() {
+                                return;
+                            }
+                        }
+                        tracing::debug!(error = %e, "the MQTT session is down");
+                        tokio::select! {
+                            () = tokio::time::sleep(self.backoff.next_delay()) => {}
+                            () = stopped(&mut shutdown) => return,
+                        }
+                    }
+                },
+                // A new credential: say online with it.
+                Ok(()) = token.changed() => {
+                    if up {
+                        announce(link.clone(), token.borrow_and_update().clone(), events.clone());
+                    }
+                }
+                () = stopped(&mut shutdown) => {
+                    // A clean disconnect sends no will: say offline first, and let the
+                    // session send both (for a second at most).
+                    if up {
+                        let _ = link.goodbye();
+                    }
+                    let _ = link.client().try_disconnect();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        loop {
+                            match session.poll().await {
+                                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                        }
+                    })
+                    .await;
+                    return;
+                }
             }
         }
     }

@@ -100,6 +100,8 @@ pub struct CenterClient {
     base: String,
     timeout: Duration,
     tls: Option<std::sync::Arc<fleetcare_tls::rustls::ClientConfig>>,
+    /// Reports and error batches go through the broker instead (`transport = "mqtt"`).
+    mqtt: Option<std::sync::Arc<crate::mqtt::MqttLink>>,
 }
 
 impl CenterClient {
@@ -137,6 +139,7 @@ impl CenterClient {
             base: center_url.trim_end_matches('/').to_owned(),
             timeout,
             tls: tls.map(std::sync::Arc::new),
+            mqtt: None,
         }
     }
 
@@ -151,12 +154,28 @@ impl CenterClient {
                 t.identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
             )?),
         };
-        Ok(CenterClient::with_tls(
-            &cfg.center_url,
-            cfg.request_timeout,
-            usize::MAX,
-            tls,
-        ))
+        let mut client =
+            CenterClient::with_tls(&cfg.center_url, cfg.request_timeout, usize::MAX, tls);
+        if let (crate::config::Transport::Mqtt, Some(m)) = (cfg.transport, &cfg.mqtt) {
+            let ca = m
+                .ca_file
+                .as_deref()
+                .or(cfg.tls.as_ref().map(|t| t.ca_file.as_path()));
+            let broker_tls = match ca {
+                Some(ca) => Some(fleetcare_tls::client_config(ca, None)?),
+                None => None,
+            };
+            client.mqtt = Some(
+                crate::mqtt::MqttLink::new(m, broker_tls, cfg.request_timeout)
+                    .map_err(fleetcare_tls::TlsError::Config)?,
+            );
+        }
+        Ok(client)
+    }
+
+    /// The broker session, where reports go through MQTT.
+    pub fn mqtt(&self) -> Option<&std::sync::Arc<crate::mqtt::MqttLink>> {
+        self.mqtt.as_ref()
     }
 
     /// The TLS config, for the push channel's connection.
@@ -185,6 +204,9 @@ impl CenterClient {
 
     /// Send a batch of the error log.
     pub async fn errors(&self, token: &str, batch: &ErrorBatch) -> Result<ErrorAck, ClientError> {
+        if let Some(m) = &self.mqtt {
+            return m.request(fleetcare_wire::mqtt::ERRORS, token, batch).await;
+        }
         self.post_json(token, "/device/v1/errors", batch).await
     }
 
@@ -265,6 +287,9 @@ impl CenterClient {
         token: &str,
         report: &StructureReport,
     ) -> Result<ReportAck, ClientError> {
+        if let Some(m) = &self.mqtt {
+            return m.request(fleetcare_wire::mqtt::REPORT, token, report).await;
+        }
         self.post_json(token, "/device/v1/reports", report).await
     }
 

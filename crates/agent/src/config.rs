@@ -15,6 +15,9 @@ pub enum Transport {
     Auto,
     WebSocket,
     Poll,
+    /// Through an MQTT broker (`mqtt_*` keys): reports, error batches and commands; the rest
+    /// (enrollment, jobs, downloads) over HTTP.
+    Mqtt,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct AgentConfig {
     /// Periodic reports, unless the center sets another interval.
     pub report_interval: Duration,
     pub transport: Transport,
+    /// The broker, for `transport = "mqtt"`.
+    pub mqtt: Option<crate::mqtt::MqttSettings>,
     /// The agent pings its push channel this often; silence for twice as long means it is dead.
     pub keepalive: Duration,
     /// How long one long poll waits at the center.
@@ -101,6 +106,7 @@ impl AgentConfig {
             inventory: None,
             report_interval: Duration::from_secs(3600),
             transport: Transport::Auto,
+            mqtt: None,
             keepalive: Duration::from_secs(30),
             poll_wait: Duration::from_secs(25),
             watch_interval: Duration::from_millis(500),
@@ -268,13 +274,48 @@ impl AgentConfig {
             fleetcare_core::limits::MAX_REPORT_INTERVAL_S,
         ));
         c.transport = match r
-            .choice("transport", "auto", &["auto", "websocket", "poll"])
+            .choice("transport", "auto", &["auto", "websocket", "poll", "mqtt"])
             .as_str()
         {
             "websocket" => Transport::WebSocket,
             "poll" => Transport::Poll,
+            "mqtt" => Transport::Mqtt,
             _ => Transport::Auto,
         };
+        let mqtt_url: Option<String> = r.optional("mqtt_url");
+        let mqtt_username: Option<String> = r.optional("mqtt_username");
+        let mqtt_password_file = r
+            .optional::<PathBuf>("mqtt_password_file")
+            .map(|p| resolve(r, "mqtt_password_file", p));
+        let mqtt_ca_file = r
+            .optional::<PathBuf>("mqtt_ca_file")
+            .map(|p| resolve(r, "mqtt_ca_file", p));
+        c.mqtt = match (mqtt_url, mqtt_username) {
+            (Some(url), Some(username)) => {
+                if let Err(e) = crate::mqtt::parse_url(&url) {
+                    r.problem(format!("`mqtt_url`: {e}"));
+                }
+                if let Err(e) = crate::mqtt::parse_username(&username) {
+                    r.problem(format!("`mqtt_username`: {e}"));
+                }
+                Some(crate::mqtt::MqttSettings {
+                    url,
+                    username,
+                    password_file: mqtt_password_file,
+                    ca_file: mqtt_ca_file,
+                })
+            }
+            (None, None) => None,
+            _ => {
+                r.problem("`mqtt_url` and `mqtt_username` go together");
+                None
+            }
+        };
+        if (c.transport == Transport::Mqtt) != c.mqtt.is_some() {
+            r.problem(
+                "`transport = \"mqtt\"` and the `mqtt_url` and `mqtt_username` keys go together",
+            );
+        }
         c.keepalive = Duration::from_secs(r.bounded("keepalive_s", 30, 1, 600));
         c.poll_wait = Duration::from_secs(r.bounded(
             "poll_wait_s",

@@ -52,6 +52,7 @@ pub mod errlog;
 pub mod journal;
 pub mod local;
 pub mod local_api;
+pub mod mqtt;
 pub mod out;
 pub mod proxy;
 pub mod signals;

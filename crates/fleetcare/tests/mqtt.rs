@@ -7,6 +7,9 @@
 //! credential and a revoked one, a device's last will marks it offline, and when one instance
 //! is killed the other takes every message and no acknowledged report is lost.
 //!
+//! A second test runs the real agent (`transport = "mqtt"`) against one instance: it
+//! enrolls over HTTP, reports over the broker, and answers a command that came that way.
+//!
 //! Needs `FLEETCARE_TEST_MQTT_URL` (CI sets it; the test starts its own broker, since the
 //! shipped ACL must be the one enforced) and `FLEETCARE_TEST_DATABASE_URL`.
 
@@ -155,9 +158,10 @@ struct Device {
 impl Device {
     async fn connect(port: u16, tenant: i64, id: &str, token: &str, password: &str) -> Device {
         let user = format!("{tenant}/{id}");
+        // As the agent's: a will carries no credential.
         let will = Up {
             id: "will".into(),
-            credential: token.to_owned(),
+            credential: String::new(),
             body: Status { online: false },
         };
         let mut o = MqttOptions::new(format!("dev-{id}"), "127.0.0.1", port);
@@ -674,5 +678,123 @@ async fn devices_over_mqtt_reach_two_instances_through_a_shared_subscription() {
     if let Some(s) = served[1].take() {
         s.terminate().await;
     }
+    drop(broker);
+}
+
+/// One center linked to `port`, with its config in `dir`.
+async fn center_on_broker(dir: &Path, port: u16, extra: &[&str]) -> common::Served {
+    let pw = dir.join("mqtt-password");
+    std::fs::write(&pw, format!("{CENTER_PASSWORD}\n")).expect("password file");
+    let conf = dir.join("center.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "mqtt_url = \"mqtt://127.0.0.1:{port}\"\nmqtt_username = \"center\"\nmqtt_password_file = \"{}\"\n",
+            pw.display()
+        ),
+    )
+    .expect("config");
+    let mut args = vec!["--config", conf.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    serve(dir, &args).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_reports_and_takes_commands_over_mqtt() {
+    if !mqtt_gate("the_agent_reports_and_takes_commands_over_mqtt") {
+        return;
+    }
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let broker = Broker::start(broker_dir.path(), port);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = center_on_broker(dir.path(), port, &[]).await;
+    let url = served.url.clone();
+    let admin = read_secret(&dir.path().join("admin-token"));
+    let key = read_secret(&dir.path().join("enrollment-key"));
+    let http = reqwest::Client::new();
+    eventually("the center is connected to the broker", PATIENCE, || {
+        let (http, u) = (http.clone(), url.clone());
+        async move { (metric(&http, &u, "fleetcare_mqtt_connected").await == 1.0).then_some(()) }
+    })
+    .await;
+
+    // The first tenant of a fresh center is number 1; the reports below arriving at all
+    // shows the topics and the credential agree on it.
+    let id = "AGENT-MQ-1";
+    let username = format!("1/{id}");
+    broker.add(&username, "agent-broker-pw");
+    broker.reload();
+    let agent_dir = tempfile::tempdir().expect("tempdir");
+    let inventory = agent_dir.path().join("inventory.toml");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/inventories/acme-mfp-9000.toml"),
+    )
+    .expect("sample inventory")
+    .replace("ACM9K-000123", id);
+    std::fs::write(&inventory, text).expect("inventory");
+    let pw = agent_dir.path().join("mqtt-password");
+    std::fs::write(&pw, "agent-broker-pw\n").expect("password");
+    let mut cfg = fleetcare_agent::AgentConfig::new(&url, agent_dir.path().join("data"));
+    cfg.enrollment_key = Some(key);
+    cfg.inventory = Some(inventory.clone());
+    cfg.transport = fleetcare_agent::Transport::Mqtt;
+    cfg.mqtt = Some(fleetcare_agent::mqtt::MqttSettings {
+        url: format!("mqtt://127.0.0.1:{port}"),
+        username,
+        password_file: Some(pw),
+        ca_file: None,
+    });
+    cfg.backoff_initial = Duration::from_millis(50);
+    cfg.backoff_max = Duration::from_millis(500);
+    cfg.request_timeout = Duration::from_secs(5);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let agent =
+        fleetcare_agent::Agent::new(cfg, fleetcare_agent::source::InventoryFile::new(&inventory));
+    let task = tokio::spawn(agent.run(shutdown));
+
+    // Its connect report came over the broker, and it is online over MQTT.
+    let v = eventually("the agent's connect report over MQTT", PATIENCE, || {
+        let (http, u, admin) = (http.clone(), url.clone(), admin.clone());
+        async move {
+            let v = device_view(&http, &u, &admin, id).await;
+            (v["online"] == true && v["last_report"]["trigger"] == "connect").then_some(v)
+        }
+    })
+    .await;
+    assert_eq!(v["units"].as_array().map(Vec::len), Some(10), "{v}");
+    assert!(
+        metric(&http, &url, "fleetcare_mqtt_answers_total").await >= 2.0,
+        "answered over MQTT"
+    );
+
+    // A command over the broker: the agent answers with a report (and the center says how
+    // it reached the device).
+    let r = http
+        .post(format!(
+            "{url}/api/v1/devices/{id}/request-report?wait_s=10"
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("request-report");
+    assert!(r.status().is_success(), "{}", r.status());
+    let answer: serde_json::Value = r.json().await.expect("answer");
+    assert_eq!(answer["via"], "mqtt", "{answer}");
+    assert_eq!(answer["report"]["trigger"], "request", "{answer}");
+
+    // Stopping the agent ends its session; the center sees it go.
+    let _ = stop.send(true);
+    tokio::time::timeout(PATIENCE, task)
+        .await
+        .expect("the agent stops promptly")
+        .expect("agent task")
+        .expect("agent ends cleanly");
+    eventually("the stopped agent is offline", PATIENCE, || {
+        let (http, u, admin) = (http.clone(), url.clone(), admin.clone());
+        async move { (device_view(&http, &u, &admin, id).await["online"] == false).then_some(()) }
+    })
+    .await;
+    served.terminate().await;
     drop(broker);
 }

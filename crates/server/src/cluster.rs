@@ -420,14 +420,16 @@ where
 
 /// On a shared store: beat, hold or watch the engines' lease, forget dead instances, and hear
 /// the others. Returns at once on SQLite.
-pub async fn start(st: &AppState, addr: String) {
+/// Join the cluster (on a shared store): beat, and listen to the others. The task that
+/// beats ends, having left the cluster, once the center shuts down.
+pub async fn start(st: &AppState, addr: String) -> Option<tokio::task::JoinHandle<()>> {
     if !st.cluster.shared {
-        return;
+        return None;
     }
     // The first beat before anything is served, so the others see this instance at once.
     beat(st, &addr).await;
     let b = st.clone();
-    tokio::spawn(async move {
+    let beating = tokio::spawn(async move {
         let mut shutdown = b.shutdown.clone();
         loop {
             tokio::select! {
@@ -444,6 +446,7 @@ pub async fn start(st: &AppState, addr: String) {
     });
     let l = st.clone();
     tokio::spawn(async move { listen(l).await });
+    Some(beating)
 }
 
 async fn beat(st: &AppState, addr: &str) {
@@ -507,6 +510,8 @@ where
         let mut sub = match st.store.subscribe(channel).await {
             Ok(Some(s)) => s,
             Ok(None) => return,
+            // The store closes after a shutdown: nothing to listen to any more.
+            Err(_) if *shutdown.borrow() => return,
             Err(e) => {
                 tracing::warn!(channel, error = %e, "listening to the other instances failed; trying again");
                 tokio::select! {

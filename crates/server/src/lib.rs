@@ -421,6 +421,8 @@ pub struct Center {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
+    /// Beats on a shared store; leaves the cluster at shutdown (before the store closes).
+    cluster: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Center {
@@ -482,7 +484,7 @@ impl Center {
         if let Some(m) = &config.mqtt {
             mqtt::start(&state, m).await.map_err(ServeError::Mqtt)?;
         }
-        cluster::start(&state, addr.to_string()).await;
+        let cluster = cluster::start(&state, addr.to_string()).await;
         let sweeper = tokio::spawn(sweep(state.clone()));
         tokio::spawn(state.compat.clone().start(state.clone()));
         tokio::spawn(state.compat.clone().run_worker(state.clone()));
@@ -499,6 +501,7 @@ impl Center {
             shutdown,
             server,
             sweeper,
+            cluster,
         })
     }
 
@@ -520,6 +523,10 @@ impl Center {
             Ok(r) => r.map_err(ServeError::Serve),
             Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
         };
+        if let Some(c) = self.cluster {
+            // Leaving takes one write; a store that does not answer must not hold the stop.
+            let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
+        }
         let closed = self.state.store.close().await.map_err(ServeError::from);
         tracing::info!("center stopped");
         served.and(closed)

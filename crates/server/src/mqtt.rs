@@ -271,6 +271,19 @@ async fn serve(
     kind: &str,
     e: &Envelope<'_>,
 ) -> Result<Option<serde_json::Value>, ApiError> {
+    // A last will carries no credential (it is fixed when the session opens, and outlives
+    // rotations); the broker's ACL says only the device publishes on its topics, so
+    // "offline" is believed as it is. Nothing else goes without a credential.
+    if kind == w::STATUS && e.credential.is_empty() {
+        let s: Status = crate::extract::parse_json(e.body.get().as_bytes())?;
+        if s.online {
+            return Err(ApiError::Unauthorized(
+                "a device says it is online with its credential".into(),
+            ));
+        }
+        left(st, link, topic_key).await;
+        return Ok(None);
+    }
     let key = crate::extract::device_of_credential(st, &e.credential)
         .await?
         .ok_or_else(|| {
