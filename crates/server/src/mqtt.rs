@@ -304,6 +304,7 @@ async fn serve(
     }
     match kind {
         w::STATUS => {
+            crate::extract::take_budget(st, &key)?;
             let s: Status = crate::extract::parse_json(body)?;
             if s.online {
                 arrived(st, link, &key, true).await;

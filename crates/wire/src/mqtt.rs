@@ -12,7 +12,9 @@
 //! Every message goes with QoS 1. The broker's ACL lets a device (MQTT username `<t>/<d>`)
 //! publish only under its own `up/` and read only its own `down/`; the center still checks
 //! the credential inside each envelope, exactly as it checks `Authorization` over HTTP, so a
-//! revoked credential stops working at once whatever the broker knows. An up message without
+//! revoked credential stops working at once whatever the broker knows. The one message
+//! without a credential is a [`Status`] saying offline (a last will is fixed when the
+//! session opens and must outlive credential rotations; only the device can publish it). An up message without
 //! its ack may be published again with the same id and body: reports and error batches are
 //! idempotent.
 
