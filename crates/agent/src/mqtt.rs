@@ -135,7 +135,13 @@ impl MqttLink {
                 rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
             ));
         }
-        let (client, events) = AsyncClient::new(o, 16);
+        let (client, mut events) = AsyncClient::new(o, 16);
+        // Small messages go out at once (Nagle's algorithm with delayed ACKs holds one for
+        // up to 40 ms); a broker that does not answer a connect fails it within the timeout.
+        let mut n = rumqttc::NetworkOptions::new();
+        n.set_tcp_nodelay(true);
+        n.set_connection_timeout(timeout.as_secs().max(1));
+        events.set_network_options(n);
         Ok(Arc::new(MqttLink {
             client,
             events: Mutex::new(Some(events)),

@@ -8,7 +8,9 @@
 //! not count the load generator sharing the machine.
 //!
 //! `cargo bench -p fleetcare --bench ingest` (settings by environment: BENCH_SECONDS,
-//! BENCH_CONCURRENCY, BENCH_DEVICES).
+//! BENCH_CONCURRENCY, BENCH_DEVICES). `BENCH_TRANSPORT=mqtt`: the same reports through a
+//! Mosquitto started with the shipped `deploy/mosquitto` config, one MQTT session per
+//! device, BENCH_CONCURRENCY reports in flight; the broker's CPU is printed too.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -98,10 +100,222 @@ fn percentile(sorted: &[u64], p: f64) -> Duration {
     Duration::from_micros(sorted[i])
 }
 
+/// Measure `seconds` after a 2 s warm-up while `workers` run; (reports/s, the center's cores,
+/// the broker's cores, sorted latencies in µs).
+async fn measure(
+    seconds: u64,
+    pids: (u32, Option<u32>),
+    measuring: &AtomicBool,
+    stop: &AtomicBool,
+    next: &AtomicU64,
+    workers: Vec<tokio::task::JoinHandle<Vec<u64>>>,
+) -> (f64, f64, f64, Vec<u64>) {
+    tokio::time::sleep(Duration::from_secs(2)).await; // warm-up
+    let cpu0 = cpu_seconds(pids.0);
+    let b0 = pids.1.map_or(0.0, cpu_seconds);
+    let t0 = Instant::now();
+    measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pids.0) - cpu0;
+    let broker = pids.1.map_or(0.0, cpu_seconds) - b0;
+    let n = next.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for w in workers {
+        lat.extend(w.await.expect("worker"));
+    }
+    lat.sort_unstable();
+    (n as f64 / elapsed, cpu / elapsed, broker / elapsed, lat)
+}
+
+/// The same reports through the broker: one session per device.
+async fn over_mqtt(seconds: u64, concurrency: usize, devices: usize, db_url: Option<String>) {
+    use common::broker::{Broker, center_on_broker, free_port};
+    use fleetcare_wire::device::{EnrollRequest, EnrollResponse};
+    use fleetcare_wire::mqtt::{self as w, Ack, Up};
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let broker = Broker::start(broker_dir.path(), port);
+    let extra: Vec<&str> = match &db_url {
+        Some(url) => vec!["--database-url", url.as_str()],
+        None => vec![],
+    };
+    let store = if db_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let served = center_on_broker(dir.path(), port, &extra).await;
+    let (url, pid) = (served.url.clone(), served.pid());
+    let key = common::read_secret(&dir.path().join("enrollment-key"));
+    let http = reqwest::Client::new();
+    let run = format!("{:x}", std::process::id());
+    let mut enrolled = Vec::with_capacity(devices);
+    for i in 0..devices {
+        let id = format!("M{run}-{i:06}");
+        let answer: EnrollResponse = http
+            .post(format!("{url}/device/v1/enroll"))
+            .json(&EnrollRequest {
+                enrollment_key: key.clone(),
+                device_id: id.clone(),
+                model: "acme-mfp-9000".into(),
+                current_credential: None,
+            })
+            .send()
+            .await
+            .expect("enroll")
+            .json()
+            .await
+            .expect("an enrollment answer");
+        let tenant = answer.tenant.expect("tenant");
+        broker.add(&format!("{tenant}/{id}"), "bench-pw");
+        enrolled.push((tenant, id, answer.device_token));
+    }
+    broker.reload();
+    let next = Arc::new(AtomicU64::new(0));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    // One session per device; each worker owns devices w, w+C, w+2C, … (one report in
+    // flight per worker, as the HTTP run), so each device reports well under its rate limit.
+    struct Session {
+        client: AsyncClient,
+        acks: tokio::sync::mpsc::UnboundedReceiver<Ack>,
+        ready: tokio::sync::oneshot::Receiver<()>,
+        topic: String,
+        id: String,
+        token: String,
+        seq: u64,
+    }
+    let mut sessions: Vec<Vec<Session>> = (0..concurrency).map(|_| Vec::new()).collect();
+    for (n, (tenant, id, token)) in enrolled.into_iter().enumerate() {
+        let mut o = MqttOptions::new(format!("bench-{id}"), "127.0.0.1", port);
+        o.set_credentials(format!("{tenant}/{id}"), "bench-pw")
+            .set_keep_alive(Duration::from_secs(30))
+            .set_max_packet_size(64 * 1024, 300 * 1024);
+        let (client, mut session) = AsyncClient::new(o, 16);
+        session.set_network_options(fleetcare_server::mqtt::no_delay());
+        let (acks_tx, acks) = tokio::sync::mpsc::unbounded_channel::<Ack>();
+        let (ready_tx, ready) = tokio::sync::oneshot::channel::<()>();
+        let down = format!("{}/{tenant}/{id}/down/ack", w::ROOT);
+        let sub = client.clone();
+        tokio::spawn(async move {
+            let mut ready_tx = Some(ready_tx);
+            loop {
+                match session.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = sub.subscribe(&down, QoS::AtLeastOnce).await;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(r) = ready_tx.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if acks_tx
+                            .send(serde_json::from_slice(&p.payload).expect("an ack"))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    // Refused until the broker has read the accounts.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        sessions[n % concurrency].push(Session {
+            client,
+            acks,
+            ready,
+            topic: w::up_topic(tenant, &id, w::REPORT),
+            id,
+            token,
+            seq: 0,
+        });
+    }
+    let mut workers = Vec::new();
+    for mut mine in sessions {
+        let (next, measuring, stop) = (next.clone(), measuring.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            for s in &mut mine {
+                tokio::time::timeout(Duration::from_secs(60), &mut s.ready)
+                    .await
+                    .expect("the device is on the broker")
+                    .expect("ready");
+            }
+            let mut lat = Vec::new();
+            let mut d = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let n = mine.len();
+                let s = &mut mine[d];
+                d = (d + 1) % n;
+                s.seq += 1;
+                let payload = serde_json::to_vec(&Up {
+                    id: s.seq.to_string(),
+                    credential: s.token.clone(),
+                    body: report(&s.id, s.seq),
+                })
+                .expect("envelope");
+                let t = Instant::now();
+                s.client
+                    .publish(&s.topic, QoS::AtLeastOnce, false, payload)
+                    .await
+                    .expect("publish");
+                let ack = tokio::time::timeout(Duration::from_secs(30), s.acks.recv())
+                    .await
+                    .expect("an answer within 30 s")
+                    .expect("answer");
+                assert_eq!((ack.status, ack.id), (200, s.seq.to_string()));
+                if measuring.load(Ordering::Relaxed) {
+                    lat.push(t.elapsed().as_micros() as u64);
+                    next.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let (rate, cores, broker_cores, lat) = measure(
+        seconds,
+        (pid, Some(broker.pid())),
+        &measuring,
+        &stop,
+        &next,
+        workers,
+    )
+    .await;
+    println!(
+        "ingest {store} over MQTT: {devices} devices (a session each), {concurrency} in flight, {seconds} s: \
+         {rate:.0} reports/s; center CPU {cores:.2} core(s) = {:.0} reports/s per server core; \
+         broker CPU {broker_cores:.2} core(s); ack p50 {:?} p99 {:?} max {:?}",
+        rate / cores.max(1e-9),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0),
+    );
+    served.kill9().await;
+    drop(broker);
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let seconds = env_or("BENCH_SECONDS", 10);
     let concurrency = env_or("BENCH_CONCURRENCY", 256) as usize;
+    if std::env::var("BENCH_TRANSPORT").is_ok_and(|t| t == "mqtt") {
+        over_mqtt(
+            seconds,
+            concurrency,
+            (env_or("BENCH_DEVICES", 2000) as usize).max(concurrency),
+            std::env::var("FLEETCARE_BENCH_DATABASE_URL").ok(),
+        )
+        .await;
+        return;
+    }
     let devices = (env_or("BENCH_DEVICES", 2000) as usize).max(concurrency);
     let dir = tempfile::tempdir().expect("tempdir");
     let db_url = std::env::var("FLEETCARE_BENCH_DATABASE_URL").ok();
@@ -168,28 +382,13 @@ async fn main() {
             lat
         }));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await; // warm-up
-    let cpu0 = cpu_seconds(pid);
-    let t0 = Instant::now();
-    measuring.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = t0.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(pid) - cpu0;
-    let n = next.load(Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    let mut lat = Vec::new();
-    for w in workers {
-        lat.extend(w.await.expect("worker"));
-    }
-    lat.sort_unstable();
+    let (rate, cores, _, lat) =
+        measure(seconds, (pid, None), &measuring, &stop, &next, workers).await;
     println!(
         "ingest {store}: {devices} devices, {concurrency} in flight, {seconds} s: \
-         {:.0} reports/s; center CPU {:.2} core(s) = {:.0} reports/s per server core; \
+         {rate:.0} reports/s; center CPU {cores:.2} core(s) = {:.0} reports/s per server core; \
          ack p50 {:?} p99 {:?} max {:?}",
-        n as f64 / elapsed,
-        cpu / elapsed,
-        n as f64 / cpu.max(1e-9),
+        rate / cores.max(1e-9),
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
         percentile(&lat, 1.0),

@@ -17,10 +17,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{PATIENCE, read_secret, serve};
+use common::broker::{Broker, CENTER_PASSWORD, center_on_broker, free_port};
+use common::{PATIENCE, read_secret};
 use fleetcare_store::testing::{TempPostgres, postgres_url};
 use fleetcare_testkit::eventually;
 use fleetcare_wire::device::{Command, EnrollRequest, EnrollResponse, ReportAck, StructureReport};
@@ -34,7 +34,6 @@ const DEVICES: usize = 6;
 const REPORTS: u64 = 20;
 /// A device publishes again when no answer came within this (at least once, as the agent).
 const ANSWER_WAIT: Duration = Duration::from_secs(3);
-const CENTER_PASSWORD: &str = "center-secret-for-this-test";
 
 fn mqtt_gate(test: &str) -> bool {
     match std::env::var("FLEETCARE_TEST_MQTT_URL") {
@@ -47,100 +46,6 @@ fn mqtt_gate(test: &str) -> bool {
             false
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn passwd(file: &Path, user: &str, password: &str) {
-    let ok = std::process::Command::new("mosquitto_passwd")
-        .arg("-b")
-        .arg(file)
-        .args([user, password])
-        .status()
-        .expect("mosquitto_passwd runs (apt-get install mosquitto)");
-    assert!(ok.success(), "mosquitto_passwd {user}");
-}
-
-/// A Mosquitto with the shipped config and ACL, on `port`, with accounts in `dir/passwd`.
-struct Broker {
-    child: tokio::process::Child,
-    passwd: std::path::PathBuf,
-}
-
-impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/mosquitto");
-        let conf = std::fs::read_to_string(shipped.join("fleetcare.conf")).expect("shipped conf");
-        let passwd = dir.join("passwd");
-        std::fs::write(&passwd, "").expect("passwd");
-        passwd_file_mode(&passwd);
-        self::passwd(&passwd, "center", CENTER_PASSWORD);
-        let mut lines = Vec::new();
-        for l in conf.lines() {
-            lines.push(if l.starts_with("password_file ") {
-                format!("password_file {}", passwd.display())
-            } else if l.starts_with("acl_file ") {
-                format!(
-                    "acl_file {}",
-                    shipped
-                        .join("fleetcare.acl")
-                        .canonicalize()
-                        .expect("acl")
-                        .display()
-                )
-            } else if l.starts_with("listener 1883 ") {
-                format!("listener {port} 127.0.0.1")
-            } else {
-                l.to_owned()
-            });
-        }
-        // Started as root, Mosquitto would drop to its own user, who cannot read the test's
-        // files; as anyone else this line changes nothing.
-        let me = std::process::Command::new("id")
-            .arg("-un")
-            .output()
-            .expect("id");
-        lines.push(format!(
-            "user {}",
-            String::from_utf8_lossy(&me.stdout).trim()
-        ));
-        let path = dir.join("mosquitto.conf");
-        std::fs::write(&path, lines.join("\n") + "\n").expect("conf");
-        let child = tokio::process::Command::new("mosquitto")
-            .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("mosquitto starts (apt-get install mosquitto)");
-        Broker { child, passwd }
-    }
-
-    /// Add an account and have the broker read its accounts again.
-    fn add(&self, user: &str, password: &str) {
-        passwd(&self.passwd, user, password);
-    }
-
-    fn reload(&self) {
-        let pid = self.child.id().expect("mosquitto runs");
-        let ok = std::process::Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    }
-}
-
-fn passwd_file_mode(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 
 /// A device on the broker: its client, and what arrives on its down topics.
@@ -400,28 +305,8 @@ async fn devices_over_mqtt_reach_two_instances_through_a_shared_subscription() {
         .collect();
     let mut served = Vec::new();
     for d in &dirs {
-        let pw = d.path().join("mqtt-password");
-        std::fs::write(&pw, format!("{CENTER_PASSWORD}\n")).expect("password file");
-        let conf = d.path().join("center.toml");
-        std::fs::write(
-            &conf,
-            format!(
-                "mqtt_url = \"mqtt://127.0.0.1:{port}\"\nmqtt_username = \"center\"\nmqtt_password_file = \"{}\"\n",
-                pw.display()
-            ),
-        )
-        .expect("config");
         served.push(Some(
-            serve(
-                d.path(),
-                &[
-                    "--database-url",
-                    &db.url,
-                    "--config",
-                    conf.to_str().expect("utf-8"),
-                ],
-            )
-            .await,
+            center_on_broker(d.path(), port, &["--database-url", &db.url]).await,
         ));
     }
     let urls: Vec<String> = served
@@ -679,24 +564,6 @@ async fn devices_over_mqtt_reach_two_instances_through_a_shared_subscription() {
         s.terminate().await;
     }
     drop(broker);
-}
-
-/// One center linked to `port`, with its config in `dir`.
-async fn center_on_broker(dir: &Path, port: u16, extra: &[&str]) -> common::Served {
-    let pw = dir.join("mqtt-password");
-    std::fs::write(&pw, format!("{CENTER_PASSWORD}\n")).expect("password file");
-    let conf = dir.join("center.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "mqtt_url = \"mqtt://127.0.0.1:{port}\"\nmqtt_username = \"center\"\nmqtt_password_file = \"{}\"\n",
-            pw.display()
-        ),
-    )
-    .expect("config");
-    let mut args = vec!["--config", conf.to_str().expect("utf-8")];
-    args.extend_from_slice(extra);
-    serve(dir, &args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! A cache of device credentials (hash → device), so a device's request costs no store read.
 //!
-//! Entries live `ttl` at most; a revocation or a new enrollment on this instance removes the
+//! Entries live between half of `ttl` and `ttl` (spread by the credential's hash, so that
+//! devices that connected together do not all go back to the store at one instant); a revocation or a new enrollment on this instance removes the
 //! device's entry at once, and on other instances it lapses within `ttl` (10 s). When the
 //! cache holds `capacity` entries it is emptied and refills from the store: it is a cache,
 //! never the record.
@@ -35,8 +36,18 @@ impl CredentialCache {
     /// The device a credential hash belongs to, if cached and fresh at `now_ms`.
     pub fn get(&self, hash: &str, now_ms: i64) -> Option<DeviceKey> {
         let inner = self.inner.lock().expect("credential cache");
-        let (key, at) = inner.by_hash.get(hash)?;
-        (now_ms - at < self.ttl_ms).then(|| key.clone())
+        let (key, expires) = inner.by_hash.get(hash)?;
+        (now_ms < *expires).then(|| key.clone())
+    }
+
+    /// How long the entry for `hash` lives: `ttl` less up to half of it.
+    fn life_ms(&self, hash: &str) -> i64 {
+        let spread = (self.ttl_ms / 2).max(1);
+        let h = hash
+            .get(..8)
+            .and_then(|p| i64::from_str_radix(p, 16).ok())
+            .unwrap_or(0);
+        self.ttl_ms - h % spread
     }
 
     pub fn insert(&self, hash: String, key: DeviceKey, now_ms: i64) {
@@ -48,7 +59,8 @@ impl CredentialCache {
         if let Some(old) = inner.by_device.insert(key.clone(), hash.clone()) {
             inner.by_hash.remove(&old);
         }
-        inner.by_hash.insert(hash, (key, now_ms));
+        let expires = now_ms + self.life_ms(&hash);
+        inner.by_hash.insert(hash, (key, expires));
     }
 
     /// The device's credential changed or was revoked: forget it.
@@ -100,5 +112,19 @@ mod tests {
             Some(key("E")),
             "the newest entry survives a flush"
         );
+    }
+
+    #[test]
+    fn lives_are_spread_within_the_ttl() {
+        let c = CredentialCache::new(10_000, 100);
+        let lives: Vec<i64> = (0..50)
+            .map(|i| c.life_ms(&fleetcare_core::secret::hash(&format!("credential-{i}"))))
+            .collect();
+        assert!(
+            lives.iter().all(|l| (5_000..=10_000).contains(l)),
+            "{lives:?}"
+        );
+        let distinct: std::collections::BTreeSet<_> = lives.iter().collect();
+        assert!(distinct.len() > 40, "spread, not one instant: {lives:?}");
     }
 }

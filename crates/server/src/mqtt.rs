@@ -130,7 +130,8 @@ pub async fn start(st: &AppState, s: &MqttSettings) -> Result<(), String> {
             rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
         ));
     }
-    let (client, events) = AsyncClient::new(o, IN_FLIGHT);
+    let (client, mut events) = AsyncClient::new(o, IN_FLIGHT);
+    events.set_network_options(no_delay());
     let link = Arc::new(Mqtt {
         client,
         online: Mutex::default(),
@@ -141,6 +142,15 @@ pub async fn start(st: &AppState, s: &MqttSettings) -> Result<(), String> {
     let filter = format!("$share/{}/{}/+/+/up/+", s.share_group, w::ROOT);
     tokio::spawn(run(st.clone(), link, events, filter));
     Ok(())
+}
+
+/// Small messages go out at once (Nagle's algorithm with delayed ACKs holds an answer for
+/// up to 40 ms), and a broker that does not answer a connect fails it within 10 s.
+pub fn no_delay() -> rumqttc::NetworkOptions {
+    let mut n = rumqttc::NetworkOptions::new();
+    n.set_tcp_nodelay(true);
+    n.set_connection_timeout(10);
+    n
 }
 
 async fn run(st: AppState, link: Arc<Mqtt>, mut events: EventLoop, filter: String) {
@@ -172,11 +182,13 @@ async fn run(st: AppState, link: Arc<Mqtt>, mut events: EventLoop, filter: Strin
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let (st, link) = (st.clone(), link.clone());
+                // The session keeps being driven while messages wait for a slot (it carries
+                // their answers); the broker's in-flight window bounds how many wait.
+                let (st, link, slots) = (st.clone(), link.clone(), slots.clone());
                 tokio::spawn(async move {
+                    let Ok(permit) = slots.acquire_owned().await else {
+                        return;
+                    };
                     take(&st, &link, &p).await;
                     if let Err(e) = link.client.ack(&p).await {
                         tracing::debug!(error = %e, "acknowledging a message to the broker failed");

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod broker;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
