@@ -74,12 +74,12 @@ impl Store {
         now_ms: i64,
     ) -> Result<ErrorBatchStored> {
         if let Store::Postgres(pg) = self {
-            // One multi-row statement instead of a round trip per event.
-            let new = pg
+            // One multi-row statement instead of a round trip per event, and the watermark
+            // moved in the same transaction.
+            let (new, acked) = pg
                 .insert_error_events(key, boot_epoch, trigger, events, now_ms)
                 .await?;
             let stored = new.iter().filter(|n| **n).count() as u64;
-            let acked = self.advance_watermark(key, boot_epoch).await?;
             return Ok(ErrorBatchStored {
                 stored,
                 new,

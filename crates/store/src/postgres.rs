@@ -680,8 +680,9 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
 }
 
 impl PgStore {
-    /// Store a batch of error events (each sequence once) with its epoch's watermark row, in
-    /// one transaction of two statements; for each event, whether it was new.
+    /// Store a batch of error events (each sequence once) and move its epoch's watermark
+    /// over the sequences now held without a gap, in one transaction of three statements;
+    /// for each event whether it was new, and the watermark.
     pub(crate) async fn insert_error_events(
         &self,
         key: &DeviceKey,
@@ -689,7 +690,7 @@ impl PgStore {
         trigger: &str,
         events: &[crate::NewErrorEvent],
         now_ms: i64,
-    ) -> Result<Vec<bool>> {
+    ) -> Result<(Vec<bool>, u64)> {
         let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -754,10 +755,31 @@ impl PgStore {
         .await?
         .into_iter()
         .collect();
+        // The watermark row is locked first, so a batch of the same epoch committing
+        // meanwhile is counted from where it left the watermark; the scan starts after the
+        // watermark (a scalar subquery, so the index bounds it: a join would read every
+        // event of the epoch). In a run of sequences
+        // without a gap, `seq - row_number` is the same: the run that starts right after the
+        // watermark is the one where it equals the watermark.
+        let acked: i64 = sqlx::query_scalar(
+            "WITH w AS (SELECT acked_seq FROM error_watermarks WHERE tenant_id = $1 \
+             AND device_id = $2 AND boot_epoch = $3 FOR UPDATE), \
+             run AS (SELECT e.seq, e.seq - ROW_NUMBER() OVER (ORDER BY e.seq) AS g \
+             FROM error_events e WHERE e.tenant_id = $1 AND e.device_id = $2 \
+             AND e.boot_epoch = $3 AND e.seq > (SELECT acked_seq FROM w)) \
+             UPDATE error_watermarks SET acked_seq = GREATEST(error_watermarks.acked_seq, \
+             COALESCE((SELECT MAX(seq) FROM run WHERE g = (SELECT acked_seq FROM w)), 0)) \
+             WHERE tenant_id = $1 AND device_id = $2 AND boot_epoch = $3 RETURNING acked_seq",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(epoch)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         let mut out = Vec::with_capacity(n);
         out.extend(events.iter().map(|e| new.contains(&to_i64(e.seq))));
-        Ok(out)
+        Ok((out, to_u64(acked)))
     }
 
     pub async fn list_devices(
