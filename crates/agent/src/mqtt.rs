@@ -39,29 +39,7 @@ pub struct MqttSettings {
     pub ca_file: Option<PathBuf>,
 }
 
-/// `(tls, host, port)` of an `mqtt://` or `mqtts://` URL.
-pub fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("mqtt://") {
-        (false, r)
-    } else {
-        return Err(format!("{url:?}: must start with mqtt:// or mqtts://"));
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| format!("{url:?}: {p:?} is not a port"))?,
-        ),
-        None => (rest, if tls { 8883 } else { 1883 }),
-    };
-    if host.is_empty() || host.contains('/') {
-        return Err(format!("{url:?}: no host"));
-    }
-    Ok((tls, host.to_owned(), port))
-}
+pub use fleetcare_wire::mqtt::parse_url;
 
 /// `(tenant, device id)` of a username `<tenant>/<device id>`.
 pub fn parse_username(u: &str) -> Result<(i64, String), String> {
@@ -250,10 +228,5 @@ mod tests {
         assert!(parse_username("PRN-1").is_err());
         assert!(parse_username("x/PRN-1").is_err());
         assert!(parse_username("7/a b").is_err());
-        assert_eq!(
-            parse_url("mqtts://b.example"),
-            Ok((true, "b.example".into(), 8883))
-        );
-        assert!(parse_url("http://b:1").is_err());
     }
 }

@@ -133,7 +133,6 @@ async fn measure(
 /// The same reports through the broker: one session per device.
 async fn over_mqtt(seconds: u64, concurrency: usize, devices: usize, db_url: Option<String>) {
     use common::broker::{Broker, center_on_broker, free_port};
-    use fleetcare_wire::device::{EnrollRequest, EnrollResponse};
     use fleetcare_wire::mqtt::{self as w, Ack, Up};
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
@@ -158,20 +157,7 @@ async fn over_mqtt(seconds: u64, concurrency: usize, devices: usize, db_url: Opt
     let mut enrolled = Vec::with_capacity(devices);
     for i in 0..devices {
         let id = format!("M{run}-{i:06}");
-        let answer: EnrollResponse = http
-            .post(format!("{url}/device/v1/enroll"))
-            .json(&EnrollRequest {
-                enrollment_key: key.clone(),
-                device_id: id.clone(),
-                model: "acme-mfp-9000".into(),
-                current_credential: None,
-            })
-            .send()
-            .await
-            .expect("enroll")
-            .json()
-            .await
-            .expect("an enrollment answer");
+        let answer = common::enroll_answer(&http, &url, &key, &id).await;
         let tenant = answer.tenant.expect("tenant");
         broker.add(&format!("{tenant}/{id}"), "bench-pw");
         enrolled.push((tenant, id, answer.device_token));

@@ -20,13 +20,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::broker::{Broker, CENTER_PASSWORD, center_on_broker, free_port};
-use common::{PATIENCE, read_secret};
+use common::{PATIENCE, read_secret, small_report};
 use fleetcare_store::testing::{TempPostgres, postgres_url};
 use fleetcare_testkit::eventually;
-use fleetcare_wire::device::{Command, EnrollRequest, EnrollResponse, ReportAck, StructureReport};
+use fleetcare_wire::device::{Command, ReportAck};
 use fleetcare_wire::errors::{ErrorAck, ErrorBatch, ErrorEvent, ErrorTrigger};
 use fleetcare_wire::mqtt::{self as w, Ack, Status, Up};
-use fleetcare_wire::{Software, Trigger, Unit};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
@@ -172,7 +171,9 @@ impl Device {
     }
 
     async fn report(&mut self, seq: u64) -> ReportAck {
-        let ack = self.send(w::REPORT, &report(&self.id.clone(), seq)).await;
+        let ack = self
+            .send(w::REPORT, &small_report(&self.id.clone(), seq))
+            .await;
         assert_eq!(ack.status, 200, "report {seq} of {}: {ack:?}", self.id);
         serde_json::from_value(ack.body.expect("a body")).expect("a report ack")
     }
@@ -182,35 +183,6 @@ impl Device {
             .await
             .expect("a command arrives")
             .expect("a command")
-    }
-}
-
-fn report(id: &str, seq: u64) -> StructureReport {
-    StructureReport {
-        device_id: id.to_owned(),
-        model: "acme-mfp-9000".into(),
-        seq,
-        trigger: if seq == 1 {
-            Trigger::Connect
-        } else {
-            Trigger::Periodic
-        },
-        observed_at_ms: 1_790_000_000_000 + i64::try_from(seq).unwrap_or(0),
-        units: vec![Unit {
-            slot: "controller".into(),
-            kind: "controller".into(),
-            model: "ctl-x2".into(),
-            serial: format!("C-{id}"),
-            hw_revision: "B".into(),
-            software: vec![Software {
-                product: "ctl-firmware".into(),
-                maker: "acme".into(),
-                version: format!("5.{}", seq / 5),
-                active: true,
-            }],
-            in_service: true,
-        }],
-        operating: BTreeMap::new(),
     }
 }
 
@@ -328,20 +300,7 @@ async fn devices_over_mqtt_reach_two_instances_through_a_shared_subscription() {
     let mut enrolled = Vec::new();
     for i in 0..DEVICES {
         let id = format!("MQ-{i:02}");
-        let answer: EnrollResponse = http
-            .post(format!("{}/device/v1/enroll", urls[i % 2]))
-            .json(&EnrollRequest {
-                enrollment_key: key.clone(),
-                device_id: id.clone(),
-                model: "acme-mfp-9000".into(),
-                current_credential: None,
-            })
-            .send()
-            .await
-            .expect("enroll")
-            .json()
-            .await
-            .expect("an enrollment answer");
+        let answer = common::enroll_answer(&http, &urls[i % 2], &key, &id).await;
         let tenant = answer
             .tenant
             .expect("the enrollment answer names the tenant");
@@ -437,7 +396,7 @@ async fn devices_over_mqtt_reach_two_instances_through_a_shared_subscription() {
     let payload = serde_json::to_vec(&Up {
         id: "forged".into(),
         credential: forger.token.clone(),
-        body: report(&other_id, 1000),
+        body: small_report(&other_id, 1000),
     })
     .expect("envelope");
     forger
@@ -491,13 +450,15 @@ async fn devices_over_mqtt_reach_two_instances_through_a_shared_subscription() {
     let d0 = &mut devices[0];
     let topic = w::up_topic(d0.tenant, &d0.id, w::REPORT);
     let id0 = d0.id.clone();
-    let ack = d0.send_as(&topic, &other_token, &report(&id0, 5000)).await;
+    let ack = d0
+        .send_as(&topic, &other_token, &small_report(&id0, 5000))
+        .await;
     assert_eq!(
         (ack.status, ack.error.as_ref().map(|e| e.code.as_str())),
         (403, Some("forbidden")),
         "{ack:?}"
     );
-    let mut bad = report(&id0, 0);
+    let mut bad = small_report(&id0, 0);
     bad.seq = 0;
     let ack = d0.send(w::REPORT, &bad).await;
     assert_eq!(ack.status, 400, "{ack:?}");
@@ -516,7 +477,7 @@ async fn devices_over_mqtt_reach_two_instances_through_a_shared_subscription() {
         .expect("revoke");
     assert!(r.status().is_success(), "revoke: {}", r.status());
     let ack = devices[2]
-        .send(w::REPORT, &report(&revoked, REPORTS + 1))
+        .send(w::REPORT, &small_report(&revoked, REPORTS + 1))
         .await;
     assert_eq!(ack.status, 401, "{ack:?}");
 

@@ -12,13 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, read_secret, serve};
+use common::{PATIENCE, read_secret, serve, small_report};
 use fleetcare_core::DeviceId;
 use fleetcare_store::testing::{TempPostgres, postgres_url};
 use fleetcare_store::{DeviceKey, Store};
 use fleetcare_testkit::{eventually, patience_factor};
-use fleetcare_wire::device::{Command, ReportAck, StructureReport};
-use fleetcare_wire::{Software, Trigger, Unit};
+use fleetcare_wire::device::{Command, ReportAck};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -37,35 +36,6 @@ struct Ledger {
 struct Seen {
     on: BTreeMap<String, usize>,
     commands: Vec<(String, Command, Instant)>,
-}
-
-fn report(id: &str, seq: u64) -> StructureReport {
-    StructureReport {
-        device_id: id.to_owned(),
-        model: "acme-mfp-9000".into(),
-        seq,
-        trigger: if seq == 1 {
-            Trigger::Connect
-        } else {
-            Trigger::Periodic
-        },
-        observed_at_ms: 1_790_000_000_000 + i64::try_from(seq).unwrap_or(0),
-        units: vec![Unit {
-            slot: "controller".into(),
-            kind: "controller".into(),
-            model: "ctl-x2".into(),
-            serial: format!("C-{id}"),
-            hw_revision: "B".into(),
-            software: vec![Software {
-                product: "ctl-firmware".into(),
-                maker: "acme".into(),
-                version: format!("5.{}", seq / 5),
-                active: true,
-            }],
-            in_service: true,
-        }],
-        operating: BTreeMap::new(),
-    }
 }
 
 /// The instances a device tries, in order, starting with its own.
@@ -91,7 +61,7 @@ async fn reports(
             let sent = http
                 .post(format!("{}/device/v1/reports", urls[i]))
                 .bearer_auth(&token)
-                .json(&report(&id, seq))
+                .json(&small_report(&id, seq))
                 .timeout(Duration::from_secs(3))
                 .send()
                 .await;

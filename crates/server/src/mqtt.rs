@@ -60,29 +60,7 @@ pub struct MqttSettings {
     pub share_group: String,
 }
 
-/// `(tls, host, port)` of an `mqtt://` or `mqtts://` URL.
-pub fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("mqtt://") {
-        (false, r)
-    } else {
-        return Err(format!("{url:?}: must start with mqtt:// or mqtts://"));
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| format!("{url:?}: {p:?} is not a port"))?,
-        ),
-        None => (rest, if tls { 8883 } else { 1883 }),
-    };
-    if host.is_empty() || host.contains('/') {
-        return Err(format!("{url:?}: no host"));
-    }
-    Ok((tls, host.to_owned(), port))
-}
+pub use fleetcare_wire::mqtt::parse_url;
 
 /// This instance's link to the broker.
 pub struct Mqtt {
@@ -449,24 +427,4 @@ pub async fn revoked(st: &AppState, key: &DeviceKey) {
 /// Whether this instance is linked to a broker (it keeps [`INSTANCE`] alive).
 pub fn linked(st: &AppState) -> bool {
     st.mqtt.get().is_some()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broker_urls() {
-        assert_eq!(
-            parse_url("mqtt://127.0.0.1:1883"),
-            Ok((false, "127.0.0.1".into(), 1883))
-        );
-        assert_eq!(
-            parse_url("mqtts://broker.example"),
-            Ok((true, "broker.example".into(), 8883))
-        );
-        assert!(parse_url("http://x:1").is_err());
-        assert!(parse_url("mqtt://:1883").is_err());
-        assert!(parse_url("mqtt://h:port").is_err());
-    }
 }

@@ -46,6 +46,31 @@ pub fn command_topic(tenant: i64, device_id: &str) -> String {
     format!("{ROOT}/{tenant}/{device_id}/down/command")
 }
 
+/// `(tls, host, port)` of an `mqtt://` or `mqtts://` broker URL (ports 1883 and 8883 by
+/// default).
+pub fn parse_url(url: &str) -> Result<(bool, String, u16), String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        return Err(format!("{url:?}: must start with mqtt:// or mqtts://"));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("{url:?}: {p:?} is not a port"))?,
+        ),
+        None => (rest, if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err(format!("{url:?}: no host"));
+    }
+    Ok((tls, host.to_owned(), port))
+}
+
 /// `(tenant, device id, kind)` of an up topic.
 pub fn parse_up_topic(topic: &str) -> Option<(i64, &str, &str)> {
     let mut parts = topic.split('/');
@@ -94,6 +119,21 @@ pub struct Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1:1883"),
+            Ok((false, "127.0.0.1".into(), 1883))
+        );
+        assert_eq!(
+            parse_url("mqtts://broker.example"),
+            Ok((true, "broker.example".into(), 8883))
+        );
+        assert!(parse_url("http://x:1").is_err());
+        assert!(parse_url("mqtt://:1883").is_err());
+        assert!(parse_url("mqtt://h:port").is_err());
+    }
 
     #[test]
     fn up_topics_read_back() {

@@ -105,8 +105,17 @@ pub async fn cli(url: &str, token: &str, args: &[&str]) -> (bool, String, String
 
 /// Enroll a device directly over the device protocol; its credential.
 pub async fn enroll(http: &reqwest::Client, url: &str, key: &str, id: &str) -> String {
-    let answer: fleetcare_wire::device::EnrollResponse = http
-        .post(format!("{url}/device/v1/enroll"))
+    enroll_answer(http, url, key, id).await.device_token
+}
+
+/// Enroll a device directly over the device protocol; the center's whole answer.
+pub async fn enroll_answer(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    id: &str,
+) -> fleetcare_wire::device::EnrollResponse {
+    http.post(format!("{url}/device/v1/enroll"))
         .json(&fleetcare_wire::device::EnrollRequest {
             enrollment_key: key.to_owned(),
             device_id: id.to_owned(),
@@ -118,8 +127,7 @@ pub async fn enroll(http: &reqwest::Client, url: &str, key: &str, id: &str) -> S
         .expect("enroll")
         .json()
         .await
-        .expect("an enrollment answer");
-    answer.device_token
+        .expect("an enrollment answer")
 }
 
 pub fn read_secret(path: &Path) -> String {
@@ -127,4 +135,35 @@ pub fn read_secret(path: &Path) -> String {
         .expect("secret file")
         .trim()
         .to_owned()
+}
+
+/// A one-unit structure report of device `id` (its firmware version moves every five
+/// reports), `connect` first and `periodic` after.
+pub fn small_report(id: &str, seq: u64) -> fleetcare_wire::device::StructureReport {
+    fleetcare_wire::device::StructureReport {
+        device_id: id.to_owned(),
+        model: "acme-mfp-9000".into(),
+        seq,
+        trigger: if seq == 1 {
+            fleetcare_wire::Trigger::Connect
+        } else {
+            fleetcare_wire::Trigger::Periodic
+        },
+        observed_at_ms: 1_790_000_000_000 + i64::try_from(seq).unwrap_or(0),
+        units: vec![fleetcare_wire::Unit {
+            slot: "controller".into(),
+            kind: "controller".into(),
+            model: "ctl-x2".into(),
+            serial: format!("C-{id}"),
+            hw_revision: "B".into(),
+            software: vec![fleetcare_wire::Software {
+                product: "ctl-firmware".into(),
+                maker: "acme".into(),
+                version: format!("5.{}", seq / 5),
+                active: true,
+            }],
+            in_service: true,
+        }],
+        operating: std::collections::BTreeMap::new(),
+    }
 }
