@@ -251,8 +251,16 @@ impl Channel {
                 e = session.poll() => match e {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         self.backoff.reset();
-                        if let Err(e) = link.client().subscribe(link.down_filter(), QoS::AtLeastOnce).await {
-                            tracing::warn!(error = %e, "subscribing to the device's topics failed");
+                        // Queued ahead of what follows (so answers find the subscription);
+                        // from another task if the queue is full, since only this loop
+                        // empties it.
+                        if link.client().try_subscribe(link.down_filter(), QoS::AtLeastOnce).is_err() {
+                            let (client, filter) = (link.client().clone(), link.down_filter());
+                            tokio::spawn(async move {
+                                if let Err(e) = client.subscribe(filter, QoS::AtLeastOnce).await {
+                                    tracing::warn!(error = %e, "subscribing to the device's topics failed");
+                                }
+                            });
                         }
                         announce(link.clone(), token.borrow_and_update().clone(), events.clone());
                         up = true;

@@ -146,9 +146,19 @@ async fn run(st: AppState, link: Arc<Mqtt>, mut events: EventLoop, filter: Strin
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!(%filter, "connected to the MQTT broker");
                 st.metrics.mqtt_connected.set(1);
-                // A clean session: subscribe on every connect.
-                if let Err(e) = link.client.subscribe(&filter, QoS::AtLeastOnce).await {
-                    tracing::error!(error = %e, "subscribing to the devices' topics failed");
+                // A clean session: subscribe on every connect. From another task if the
+                // session's queue is full of answers, since only this loop empties it.
+                if link
+                    .client
+                    .try_subscribe(&filter, QoS::AtLeastOnce)
+                    .is_err()
+                {
+                    let (client, filter) = (link.client.clone(), filter.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = client.subscribe(&filter, QoS::AtLeastOnce).await {
+                            tracing::error!(error = %e, "subscribing to the devices' topics failed");
+                        }
+                    });
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(a))) => {
