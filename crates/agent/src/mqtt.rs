@@ -83,10 +83,8 @@ impl MqttLink {
         let (secure, host, port) = parse_url(&s.url)?;
         let (tenant, device) = parse_username(&s.username)?;
         let password = match &s.password_file {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| format!("mqtt_password_file {}: {e}", p.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
+            Some(p) => fleetcare_fs::read_password(p)
+                .map_err(|e| format!("mqtt_password_file {}: {e}", p.display()))?,
             None => String::new(),
         };
         let mut o = MqttOptions::new(format!("fleetcare-{tenant}-{device}"), host, port);

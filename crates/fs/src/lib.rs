@@ -4,6 +4,7 @@
 //!   content, never a mix: write a temporary file beside it, fsync it, rename it over the
 //!   target, fsync the directory.
 //! * [`DirLock`]: an exclusive lock on a directory, so two processes never share a data dir.
+//! * [`read_password`]: a password kept in a file of its own.
 //!
 //! Files can be made private (mode 0600): secrets are written that way.
 
@@ -28,6 +29,13 @@ impl Mode {
             Mode::Shared => 0o644,
         }
     }
+}
+
+/// The password in `path`: the whole file but its trailing line ends (spaces are the
+/// password's own).
+pub fn read_password(path: &Path) -> io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// Flush a directory's entries (a rename or a new file in it) to disk.

@@ -126,10 +126,6 @@ fn via_of(s: &str) -> Via {
     }
 }
 
-fn via_text(v: Via) -> &'static str {
-    v.as_str()
-}
-
 impl Cluster {
     pub fn new(shared: bool) -> Cluster {
         Cluster {
@@ -362,7 +358,7 @@ pub async fn arrived(st: &AppState, key: &DeviceKey, via: Via) {
     }
     if let Err(e) = st
         .store
-        .set_presence(key, &st.cluster.me, via_text(via), st.clock.now_ms())
+        .set_presence(key, &st.cluster.me, via.as_str(), st.clock.now_ms())
         .await
     {
         tracing::warn!(device = %key.device_id, error = %e, "recording where a device is connected failed");

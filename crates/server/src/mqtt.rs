@@ -89,10 +89,8 @@ pub async fn start(st: &AppState, s: &MqttSettings) -> Result<(), String> {
         .set_inflight(u16::try_from(IN_FLIGHT).unwrap_or(u16::MAX));
     if let Some(user) = &s.username {
         let password = match &s.password_file {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| format!("mqtt_password_file {}: {e}", p.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
+            Some(p) => fleetcare_fs::read_password(p)
+                .map_err(|e| format!("mqtt_password_file {}: {e}", p.display()))?,
             None => String::new(),
         };
         o.set_credentials(user, password);
@@ -334,16 +332,23 @@ async fn serve(
     }
 }
 
+impl Mqtt {
+    /// Publish `message` as JSON on `topic` (QoS 1, not retained).
+    async fn publish(
+        &self,
+        topic: String,
+        message: &impl serde::Serialize,
+    ) -> Result<(), rumqttc::ClientError> {
+        let payload = serde_json::to_vec(message).expect("wire types serialize");
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+    }
+}
+
 async fn answer(st: &AppState, link: &Mqtt, key: &DeviceKey, ack: &Ack) {
-    let payload = serde_json::to_vec(ack).expect("acks serialize");
     if let Err(e) = link
-        .client
-        .publish(
-            w::ack_topic(key.tenant, key.device_id.as_str()),
-            QoS::AtLeastOnce,
-            false,
-            payload,
-        )
+        .publish(w::ack_topic(key.tenant, key.device_id.as_str()), ack)
         .await
     {
         tracing::warn!(device = %key.device_id, error = %e, "answering a device over MQTT failed");
@@ -404,14 +409,10 @@ pub async fn send(st: &AppState, key: &DeviceKey, command: &Command) -> bool {
         tracing::warn!(device = %key.device_id, "a device is connected over MQTT, but this instance has no mqtt_url");
         return false;
     };
-    let payload = serde_json::to_vec(command).expect("commands serialize");
     match link
-        .client
         .publish(
             w::command_topic(key.tenant, key.device_id.as_str()),
-            QoS::AtLeastOnce,
-            false,
-            payload,
+            command,
         )
         .await
     {
