@@ -47,7 +47,7 @@ async fn main() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let t = Instant::now();
-    fleet::build(&st, tenant, n).await;
+    fleet::build(&st, tenant, n, synth::device).await;
     println!("fleet: {n} devices built in {:.1?}", t.elapsed());
     let now = SystemClock.now_ms();
     let t = Instant::now();

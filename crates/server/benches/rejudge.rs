@@ -4,7 +4,9 @@
 //! Builds a fleet of 10-unit devices in a fresh embedded store through the real ingest path
 //! (each report judged and stored with its findings), then loads two catalog changes and
 //! measures the time until the whole fleet is re-judged and every changed judgement stored:
-//! one that changes no device's findings (a release added everywhere), and one that changes a
+//! one that changes no device's findings (a release added everywhere); one that defines what
+//! 4 % of the devices reported before the catalog knew it (their device model and a hardware
+//! revision: judged by the new definitions without reporting again); and one that changes a
 //! few percent (a release withdrawn). Also prints the fleet index's memory.
 
 #[path = "support/fleet.rs"]
@@ -69,7 +71,7 @@ async fn main() {
 
     // The fleet, through the real ingest path: enroll, judge, store with findings.
     let t = Instant::now();
-    fleet::build(&st, tenant, n).await;
+    fleet::build(&st, tenant, n, synth::late_device).await;
     let built = t.elapsed();
     let rss1 = rss_mb();
     let states = store.compat_states(tenant).await.expect("states");
@@ -95,6 +97,30 @@ async fn main() {
     println!(
         "re-judge after a change that alters no device's findings: {none:.2?} for {n} devices"
     );
+    let unknown = |states: &[(String, String, u64)]| -> u64 {
+        states
+            .iter()
+            .filter(|(_, s, _)| s == "unknown")
+            .map(|(_, _, c)| c)
+            .sum()
+    };
+    let before = unknown(&store.compat_states(tenant).await.expect("states"));
+    let learned = load_and_wait(
+        &st,
+        tenant,
+        &synth::catalog_with(synth::Change::AddRelease, true),
+        n,
+    )
+    .await;
+    let after = unknown(&store.compat_states(tenant).await.expect("states"));
+    println!(
+        "re-judge after a revision defines the names {} late devices reported before it: {learned:.2?} for {n} devices; devices in state unknown went from {before} to {after}",
+        n.div_ceil(synth::LATE_EVERY)
+    );
+    assert!(
+        after < before,
+        "the late devices are judged by the revision that defines their names"
+    );
     let w = synth::Change::Withdraw {
         kind: 0,
         family: 0,
@@ -107,7 +133,7 @@ async fn main() {
         .iter()
         .map(|(_, _, c)| c)
         .sum();
-    let some = load_and_wait(&st, tenant, &synth::catalog(w), n).await;
+    let some = load_and_wait(&st, tenant, &synth::catalog_with(w, true), n).await;
     let after: u64 = store
         .finding_counts(tenant)
         .await

@@ -44,7 +44,7 @@ async fn main() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let t = Instant::now();
-    fleet::build(&st, tenant, n).await;
+    fleet::build(&st, tenant, n, synth::device).await;
     println!("fleet: {n} devices built in {:.1?}", t.elapsed());
     st.rollouts.ready.store(true, Ordering::SeqCst);
     let router = app(st.clone());

@@ -532,6 +532,9 @@ impl Compat {
                             catalog,
                         },
                     );
+                    // The instance that loaded it stores the judgements; this one's index
+                    // must see the new names too (its rollouts plan with it).
+                    self.relink(t);
                     tracing::info!(
                         tenant,
                         revision = rev.revision,
@@ -589,6 +592,57 @@ impl Compat {
         ))
     }
 
+    /// Give the tenant's indexed devices the names the vocabulary learned since their facts
+    /// were made (a catalog revision added a device model, unit model, revision or product a
+    /// device had reported before): the same entries with those names as symbols, so that
+    /// judgement, plans and rollout selection see them as the catalog defines them. Only
+    /// devices with names no catalog knew are looked at; a device that reported meanwhile is
+    /// left as it is (its facts are newer). How many were relinked.
+    pub fn relink(&self, tenant: TenantId) -> usize {
+        let stale: Vec<(Arc<str>, Arc<Entry>)> = self
+            .index
+            .read()
+            .expect("fleet index")
+            .get(&tenant)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, e)| e.facts.has_local_names())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let fresh: Vec<(Arc<str>, Arc<Entry>, Arc<Entry>)> = stale
+            .into_iter()
+            .filter_map(|(id, old)| {
+                let facts = old.facts.relinked(&self.vocab)?;
+                let new = Arc::new(Entry::new(facts, old.structure_hash, 0, false));
+                Some((id, old, new))
+            })
+            .collect();
+        if fresh.is_empty() {
+            return 0;
+        }
+        let mut index = self.index.write().expect("fleet index");
+        let Some(devices) = index.get_mut(&tenant) else {
+            return 0;
+        };
+        let mut n = 0;
+        for (id, old, new) in fresh {
+            if let Some(slot) = devices.get_mut(&id)
+                && Arc::ptr_eq(slot, &old)
+            {
+                // Findings stored meanwhile were recorded on the old entry: carry them over.
+                new.findings_hash
+                    .store(old.findings_hash(), Ordering::Relaxed);
+                new.actionable
+                    .store(old.actionable.load(Ordering::Relaxed), Ordering::Relaxed);
+                *slot = new;
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Re-judge now; the revision judged if it ran to the end.
     async fn rejudge_now(
         self: &Arc<Self>,
@@ -598,17 +652,20 @@ impl Compat {
     ) -> Option<u64> {
         let cur = self.current(tenant)?;
         let started = Instant::now();
-        let entries: Vec<(Arc<str>, Arc<Entry>)> = self
-            .index
-            .read()
-            .expect("fleet index")
-            .get(&tenant)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
-        let total = entries.len();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Changed>(WRITE_BATCH * 4);
-        let cur2 = cur.clone();
+        let (me, cur2) = (self.clone(), cur.clone());
+        let (total_tx, total_rx) = tokio::sync::oneshot::channel();
         let judging = tokio::task::spawn_blocking(move || {
+            let relinked = me.relink(tenant);
+            if relinked > 0 {
+                tracing::info!(
+                    tenant,
+                    devices = relinked,
+                    "devices with names the catalog did not know before are judged by their new definitions"
+                );
+            }
+            let entries = me.snapshot(tenant);
+            let _ = total_tx.send(entries.len());
             rejudge_all(&cur2, entries, &tx);
             Instant::now()
         });
@@ -663,6 +720,7 @@ impl Compat {
         while let Some(done) = in_flight.join_next().await {
             written += self.stored(done, &mut failed);
         }
+        let total = total_rx.await.unwrap_or(0);
         let judged_in = match judging.await {
             Ok(at) => at.duration_since(started),
             Err(e) => {

@@ -63,19 +63,40 @@ pub enum Change {
 
 /// The catalog's TOML, changed as `change` says.
 pub fn catalog(change: Change) -> String {
+    catalog_with(change, false)
+}
+
+/// The catalog's TOML; with `late`, it also knows what [`late_device`]s carry that the
+/// catalog without it does not (the `-late` device models, hardware revision D).
+pub fn catalog_with(change: Change, late: bool) -> String {
     let mut rng = Rng::new(42);
     let mut s = String::with_capacity(4 << 20);
+    let names = |d: usize| {
+        if late {
+            vec![format!("dm{d}"), format!("dm{d}-late")]
+        } else {
+            vec![format!("dm{d}")]
+        }
+    };
     for d in 0..DEVICE_MODELS {
-        let _ = writeln!(
-            s,
-            "[[device_model]]\nname = \"dm{d}\"\noptional_kinds = [\"k9\"]"
-        );
+        for name in names(d) {
+            let _ = writeln!(
+                s,
+                "[[device_model]]\nname = \"{name}\"\noptional_kinds = [\"k9\"]"
+            );
+        }
     }
+    let revisions = if late {
+        r#"["A", "B", "C", "D"]"#
+    } else {
+        r#"["A", "B", "C"]"#
+    };
     for k in 0..KINDS {
         for m in 0..MODELS_PER_KIND {
             let accepted: Vec<String> = (0..DEVICE_MODELS)
                 .filter(|d| (d + m + k) % 8 != 0)
-                .map(|d| format!("\"dm{d}\""))
+                .flat_map(names)
+                .map(|d| format!("\"{d}\""))
                 .collect();
             let not_with: Vec<String> = (0..usize::from(m % 5 == 0))
                 .map(|_| {
@@ -85,7 +106,7 @@ pub fn catalog(change: Change) -> String {
                 .collect();
             let _ = writeln!(
                 s,
-                "[[unit_model]]\nname = \"{}\"\nkind = \"k{k}\"\nhw_revisions = [\"A\", \"B\", \"C\"]\naccepted_by = [{}]\nnot_with = [{}]\nsoftware = [\"{}\"]",
+                "[[unit_model]]\nname = \"{}\"\nkind = \"k{k}\"\nhw_revisions = {revisions}\naccepted_by = [{}]\nnot_with = [{}]\nsoftware = [\"{}\"]",
                 unit_model(k, m),
                 accepted.join(", "),
                 not_with.join(", "),
@@ -194,4 +215,19 @@ pub fn device(n: u64) -> (String, Vec<fleetcare_wire::Unit>) {
         })
         .collect();
     (format!("dm{dm}"), units)
+}
+
+/// Every this many devices of [`late_device`] is a late one.
+pub const LATE_EVERY: u64 = 25;
+
+/// Device `n` of a fleet where every [`LATE_EVERY`]th device carries names the catalog
+/// without `late` does not know: a `-late` device model and hardware revision D on its first
+/// unit (what devices report before a catalog revision adds their new model).
+pub fn late_device(n: u64) -> (String, Vec<fleetcare_wire::Unit>) {
+    let (model, mut units) = device(n);
+    if !n.is_multiple_of(LATE_EVERY) {
+        return (model, units);
+    }
+    units[0].hw_revision = "D".into();
+    (format!("{model}-late"), units)
 }

@@ -9,15 +9,18 @@ use fleetcare_server::AppState;
 use fleetcare_store::{DeviceKey, Enrollment, NewReport};
 use fleetcare_wire::Trigger;
 
-/// `n` devices `D00000000`…, each reported once, by 256 tasks at a time.
-pub async fn build(st: &AppState, tenant: i64, n: u64) {
+/// A device of the synthetic fleet by its number: `(model, units)`.
+pub type Make = fn(u64) -> (String, Vec<fleetcare_wire::Unit>);
+
+/// `n` devices `D00000000`… made by `make`, each reported once, by 256 tasks at a time.
+pub async fn build(st: &AppState, tenant: i64, n: u64, make: Make) {
     let mut tasks = tokio::task::JoinSet::new();
     let per = n.div_ceil(256);
     for w in 0..256u64 {
         let st = st.clone();
         tasks.spawn(async move {
             for i in (w * per)..((w + 1) * per).min(n) {
-                let (model, units) = super::synth::device(i);
+                let (model, units) = make(i);
                 let key = DeviceKey {
                     tenant,
                     device_id: DeviceId::parse(&format!("D{i:08}")).expect("id"),

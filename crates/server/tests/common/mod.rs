@@ -26,11 +26,41 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
     /// Held, so the center is running (dropping it is a shutdown: streams and polls end).
     pub stop: tokio::sync::watch::Sender<bool>,
+    /// The database of a fixture on PostgreSQL ([`Fixture::finish`] drops it).
+    pub pg: Option<fleetcare_store::testing::TempPostgres>,
 }
 
 pub async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open_sqlite(dir.path()).await.expect("store");
+    fixture_on(store, dir, None).await
+}
+
+/// The same center on a fresh PostgreSQL database, or `None` (said loudly) when
+/// `FLEETCARE_TEST_DATABASE_URL` is unset.
+pub async fn fixture_postgres(test: &str) -> Option<Fixture> {
+    let url = fleetcare_store::testing::postgres_url(test)?;
+    let (store, db) = fleetcare_store::testing::fresh_postgres(&url)
+        .await
+        .expect("a fresh PostgreSQL database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    Some(fixture_on(store, dir, Some(db)).await)
+}
+
+/// Both stores a test runs on: the embedded one, and PostgreSQL when the tests have one.
+pub async fn fixtures(test: &str) -> Vec<(&'static str, Fixture)> {
+    let mut out = vec![("sqlite", fixture().await)];
+    if let Some(f) = fixture_postgres(test).await {
+        out.push(("postgres", f));
+    }
+    out
+}
+
+async fn fixture_on(
+    store: Store,
+    dir: tempfile::TempDir,
+    pg: Option<fleetcare_store::testing::TempPostgres>,
+) -> Fixture {
     let clock = ManualClock::new(NOW);
     let boot = bootstrap::run(&store, dir.path(), "default", NOW)
         .await
@@ -53,6 +83,17 @@ pub async fn fixture() -> Fixture {
         clock,
         dir,
         stop,
+        pg,
+    }
+}
+
+impl Fixture {
+    /// End the test: on PostgreSQL, drop its database.
+    pub async fn finish(self) {
+        if let Some(db) = self.pg {
+            drop(self.app);
+            db.drop_database().await.expect("drop the test database");
+        }
     }
 }
 
