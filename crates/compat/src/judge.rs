@@ -61,6 +61,16 @@ impl FindingKind {
         )
     }
 
+    /// The catalog does not know something the device has.
+    pub fn unknown(self) -> bool {
+        matches!(
+            self,
+            FindingKind::UnknownDeviceModel
+                | FindingKind::UnknownUnitModel
+                | FindingKind::UnknownSoftware
+        )
+    }
+
     /// Only hardware can fix it (another unit model or revision).
     pub fn hardware(self) -> bool {
         matches!(self, FindingKind::DeviceUnit | FindingKind::UnitUnit)

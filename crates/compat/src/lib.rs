@@ -8,6 +8,7 @@ pub mod facts;
 pub mod judge;
 pub mod plan;
 pub mod render;
+pub mod state;
 pub mod version;
 pub mod vocab;
 
@@ -17,5 +18,6 @@ pub use facts::DeviceFacts;
 pub use judge::{Finding, FindingKind};
 pub use plan::{Action, PlanOutcome, Policy, Step};
 pub use render::Rendered;
+pub use state::State;
 pub use version::{Version, VersionRange};
 pub use vocab::{Name, Sym, Vocab};

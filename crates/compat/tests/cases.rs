@@ -85,6 +85,11 @@ fn everything(s: &BTreeMap<String, String>) -> String {
         }
         PlanOutcome::OutOfTime => out.push_str("out of time\n"),
     }
+    let _ = writeln!(
+        out,
+        "state: {}",
+        fleetcare_compat::State::settled(&findings, Some(&plan)).as_str()
+    );
     let hardware = findings
         .iter()
         .any(|f| f.kind.hardware() || f.kind == fleetcare_compat::FindingKind::UnknownUnitModel);

@@ -12,7 +12,7 @@ use fleetcare_compat::advice::HardwareChange;
 use fleetcare_compat::render::Rendered;
 use fleetcare_compat::{
     Catalog, CatalogError, DeviceFacts, FindingKind, Name, PlanOutcome, Policy, Recommendation,
-    Step, Vocab,
+    State, Step, Vocab,
 };
 use fleetcare_core::secret;
 use fleetcare_core::{DeviceId, Structure};
@@ -141,21 +141,6 @@ pub enum LoadError {
     Store(#[from] StoreError),
 }
 
-/// The device's state from its findings: `hardware` if only hardware can fix one, else
-/// `software` if a plan may, else `unknown` (the catalog does not know something).
-fn state_of(kinds: impl IntoIterator<Item = FindingKind>) -> &'static str {
-    let mut state = "compatible";
-    for k in kinds {
-        state = match (state, k) {
-            (_, k) if k.hardware() => return "hardware",
-            (_, k) if k.software_fixable() => "software",
-            ("compatible", _) => "unknown",
-            (s, _) => s,
-        };
-    }
-    state
-}
-
 /// A judgement for the store: rendered findings, their hash, the device's state.
 pub fn judgement_of(cur: &Current, facts: &DeviceFacts) -> Judgement {
     let (hash, rendered) = findings_of(cur, facts);
@@ -181,7 +166,9 @@ fn judgement(cur: &Current, hash: String, rendered: Vec<Rendered>) -> Judgement 
     Judgement {
         revision: cur.revision,
         hash,
-        state: state_of(rendered.iter().map(|r| r.kind)).into(),
+        state: State::judged(rendered.iter().map(|r| r.kind))
+            .as_str()
+            .into(),
         findings: rendered.into_iter().map(finding_row).collect(),
     }
 }
@@ -652,6 +639,12 @@ impl Compat {
     ) -> Option<u64> {
         let cur = self.current(tenant)?;
         let started = Instant::now();
+        // A revision not judged before may change what can be done for devices whose findings
+        // stay the same; a restart's pass over the same revision need not look at them again.
+        let again = match st.store.judged_revision(tenant).await {
+            Ok(Some(r)) => r != cur.revision,
+            _ => true,
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Changed>(WRITE_BATCH * 4);
         let (me, cur2) = (self.clone(), cur.clone());
         let (total_tx, total_rx) = tokio::sync::oneshot::channel();
@@ -666,7 +659,7 @@ impl Compat {
             }
             let entries = me.snapshot(tenant);
             let _ = total_tx.send(entries.len());
-            rejudge_all(&cur2, entries, &tx);
+            rejudge_all(&cur2, entries, again, &tx);
             Instant::now()
         });
         let mut in_flight: tokio::task::JoinSet<BatchWritten> = tokio::task::JoinSet::new();
@@ -693,18 +686,25 @@ impl Compat {
             if failed {
                 return None;
             }
-            let items: Vec<Rejudged> = buf
-                .drain(..)
-                .filter_map(|c| {
-                    let device_id = DeviceId::parse(&c.id).ok()?;
-                    Some(Rejudged {
-                        key: DeviceKey { tenant, device_id },
+            let mut items: Vec<Rejudged> = Vec::with_capacity(buf.len());
+            for c in buf.drain(..) {
+                let Ok(device_id) = DeviceId::parse(&c.id) else {
+                    continue;
+                };
+                let key = DeviceKey { tenant, device_id };
+                match c.judgement {
+                    Some(judgement) => items.push(Rejudged {
+                        key,
                         structure_hash: c.structure_hash,
-                        judgement: c.judgement,
+                        judgement,
                         had_findings: c.had_findings,
-                    })
-                })
-                .collect();
+                    }),
+                    None => self.enqueue(key),
+                }
+            }
+            if items.is_empty() {
+                continue;
+            }
             let (store, now) = (st.store.clone(), st.clock.now_ms());
             in_flight.spawn(async move {
                 let t = Instant::now();
@@ -981,6 +981,15 @@ impl Compat {
         st.metrics
             .compat_plan_seconds
             .observe(started.elapsed().as_secs_f64());
+        // The stored state was judged before any plan was searched: settle it.
+        if rec.compat_state.as_deref() != Some(d.state)
+            && st
+                .store
+                .settle_compat_state(key, &d.findings_hash, d.state)
+                .await?
+        {
+            st.events.device(key.tenant, key.device_id.as_str());
+        }
         let now = st.clock.now_ms();
         let pending = open_jobs.iter().any(|j| {
             j.origin == "compat" && matches!(j.state.as_str(), "awaiting_approval" | "queued")
@@ -1180,6 +1189,10 @@ struct Decision {
     job_steps: Option<Vec<w::SoftwareStep>>,
     /// Hardware advice to notify.
     advice: Option<Advice>,
+    /// The device's state now that its plan is known.
+    state: &'static str,
+    /// The findings' hash as the store keeps it (`""`: none).
+    findings_hash: String,
 }
 
 struct Advice {
@@ -1192,34 +1205,72 @@ struct Advice {
     out_of_service: Option<(String, String)>,
 }
 
-/// Judge, plan and advise one device: the CPU part of acting.
-fn decide(cur: &Current, facts: &DeviceFacts, structure: &Structure, policy: Policy) -> Decision {
+/// What software or hardware can do for a device, judged now against a catalog: the CPU
+/// part that the worker and the device's compatibility report share.
+pub struct Assessment {
+    pub findings: Vec<fleetcare_compat::Finding>,
+    /// The plan search's outcome, when a finding software could fix asked for one.
+    pub plan: Option<PlanOutcome>,
+    /// Ranked configurations, when only hardware can fix it (or the catalog does not know a
+    /// unit, or no software set fixes it).
+    pub advice: Option<Vec<Recommendation>>,
+    /// `compatible`, `software` (a plan fixes it), `hardware` or `unknown`.
+    pub state: &'static str,
+}
+
+/// Judge a device, search its plan where software might fix it, and its advice where it
+/// cannot.
+pub fn assess(cur: &Current, facts: &DeviceFacts, policy: Policy) -> Assessment {
     let findings = cur.catalog.judge(facts);
-    let software = findings.iter().any(|f| f.kind.software_fixable());
     let mut advise = findings
         .iter()
         .any(|f| f.kind.hardware() || f.kind == FindingKind::UnknownUnitModel);
-    let mut job_steps = None;
-    if software {
-        match cur.catalog.plan(facts, policy, PLAN_BUDGET) {
-            PlanOutcome::Change(steps) => {
-                job_steps = Some(software_steps(&cur.catalog, facts, &steps))
-            }
-            PlanOutcome::Keep => {}
-            PlanOutcome::NoSolution(_) | PlanOutcome::OutOfTime => advise = true,
-        }
+    let plan = findings
+        .iter()
+        .any(|f| f.kind.software_fixable())
+        .then(|| cur.catalog.plan(facts, policy, PLAN_BUDGET));
+    if matches!(
+        plan,
+        Some(PlanOutcome::NoSolution(_) | PlanOutcome::OutOfTime)
+    ) {
+        advise = true;
     }
-    if !advise {
-        return Decision {
-            job_steps,
-            advice: None,
-        };
+    let advice = advise.then(|| cur.catalog.advise(facts, policy, ADVICE_BUDGET));
+    let state = State::settled(&findings, plan.as_ref()).as_str();
+    Assessment {
+        findings,
+        plan,
+        advice,
+        state,
     }
-    let recs = cur.catalog.advise(facts, policy, ADVICE_BUDGET);
-    let rendered: Vec<Rendered> = findings
+}
+
+/// Judge, plan and advise one device: the CPU part of acting.
+fn decide(cur: &Current, facts: &DeviceFacts, structure: &Structure, policy: Policy) -> Decision {
+    let a = assess(cur, facts, policy);
+    let rendered: Vec<Rendered> = a
+        .findings
         .iter()
         .map(|f| cur.catalog.render(facts, f))
         .collect();
+    let keys: Vec<&str> = rendered.iter().map(|r| r.key.as_str()).collect();
+    let findings_hash = if keys.is_empty() {
+        String::new()
+    } else {
+        secret::hash(&keys.join("\n"))[..32].to_owned()
+    };
+    let job_steps = match &a.plan {
+        Some(PlanOutcome::Change(steps)) => Some(software_steps(&cur.catalog, facts, steps)),
+        _ => None,
+    };
+    let Some(recs) = a.advice else {
+        return Decision {
+            job_steps,
+            advice: None,
+            state: a.state,
+            findings_hash,
+        };
+    };
     let problem = rendered
         .iter()
         .filter(|r| {
@@ -1235,9 +1286,9 @@ fn decide(cur: &Current, facts: &DeviceFacts, structure: &Structure, policy: Pol
         Some(best) => format!("{problem} Recommended: {}", best.summary),
         None => format!("{problem} No configuration in the catalog makes this device compatible."),
     };
-    let keys: Vec<&str> = rendered.iter().map(|r| r.key.as_str()).collect();
     // Only a unit that does not work here (not one the catalog merely does not know).
-    let hardware_units: Vec<u16> = findings
+    let hardware_units: Vec<u16> = a
+        .findings
         .iter()
         .filter(|f| f.kind.hardware())
         .flat_map(|f| f.units.iter().copied())
@@ -1261,6 +1312,8 @@ fn decide(cur: &Current, facts: &DeviceFacts, structure: &Structure, policy: Pol
             key: format!("advice:{}", &secret::hash(&keys.join("\n"))[..32]),
             out_of_service,
         }),
+        state: a.state,
+        findings_hash,
     }
 }
 
@@ -1282,20 +1335,32 @@ pub fn stats_wire(s: fleetcare_compat::CatalogStats) -> w::CatalogStats {
     }
 }
 
-/// A device whose judgement changed under a new catalog.
+/// A device whose judgement changed under a new catalog, or that the worker must look at
+/// again although its findings did not change.
 pub struct Changed {
     pub id: Arc<str>,
     pub structure_hash: String,
-    pub judgement: Judgement,
+    /// The new judgement to store; `None`: the findings are the same, but what can be done
+    /// about them may not be (a release that fixes them, a unit that may go back in service).
+    pub judgement: Option<Judgement>,
     /// The device may have open findings (its stored findings hash is not the empty one).
     pub had_findings: bool,
 }
 
-/// Judge every entry and send those whose findings hash changed; stops early when the
-/// receiver is gone. Runs on as many threads as the machine has cores.
+/// The worker looks at a device after every catalog change even when its findings stay the
+/// same: they call for a plan or advice (which the new revision may change), or a unit is out
+/// of service (which the new revision may let back in).
+fn act_again(e: &Entry) -> bool {
+    e.actionable.load(Ordering::Relaxed) || e.facts.units.iter().any(|u| !u.in_service)
+}
+
+/// Judge every entry and send those whose findings hash changed, and (with `again`: the
+/// revision is new) those the worker must look at again ([`act_again`]); stops early when the receiver is gone. Runs on as many
+/// threads as the machine has cores.
 pub fn rejudge_all(
     cur: &Current,
     entries: Vec<(Arc<str>, Arc<Entry>)>,
+    again: bool,
     tx: &tokio::sync::mpsc::Sender<Changed>,
 ) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -1305,14 +1370,15 @@ pub fn rejudge_all(
             s.spawn(move || {
                 for (id, e) in part {
                     let (hash, rendered) = findings_of(cur, &e.facts);
-                    if hash_bits(&hash) as u64 == e.findings_hash() {
+                    let same = hash_bits(&hash) as u64 == e.findings_hash();
+                    if same && !(again && act_again(e)) {
                         continue;
                     }
                     // Rows (explanations, subjects as JSON) only for what changed.
                     let changed = Changed {
                         id: id.clone(),
                         structure_hash: hash_hex(e.structure_hash),
-                        judgement: judgement(cur, hash, rendered),
+                        judgement: (!same).then(|| judgement(cur, hash, rendered)),
                         had_findings: e.findings_hash() != 0,
                     };
                     if tx.blocking_send(changed).is_err() {

@@ -5,7 +5,7 @@ use crate::extract::Query;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use fleetcare_compat::{DeviceFacts, FindingKind, PlanOutcome, Policy};
+use fleetcare_compat::{DeviceFacts, FindingKind, PlanOutcome, Policy, State as CompatState};
 use fleetcare_core::clock::rfc3339;
 use fleetcare_store::{
     DeviceKey, JobFilter, JobRecord, NotificationRecord, PolicyRecord, TenantId, Transition,
@@ -17,8 +17,7 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::compat::{
-    ADVICE_BUDGET, LoadError, NotificationBody, PLAN_BUDGET, recommendations, software_steps,
-    stats_wire,
+    LoadError, NotificationBody, PLAN_BUDGET, assess, recommendations, software_steps, stats_wire,
 };
 use crate::error::ApiError;
 use crate::extract::{DeviceAuth, JsonBody, OperatorAuth};
@@ -228,39 +227,45 @@ pub(crate) async fn compat_report(
     let policy = st.store.policy(key.tenant).await?;
     let plan_policy = Policy::parse(&policy.plan).unwrap_or_default();
     let facts = DeviceFacts::new(&st.compat.vocab, structure.model(), structure.units());
-    let live = cur.catalog.judge(&facts);
-    let mut advise = live
-        .iter()
-        .any(|f| f.kind.hardware() || f.kind == FindingKind::UnknownUnitModel);
-    if live.iter().any(|f| f.kind.software_fixable()) {
-        match cur.catalog.plan(&facts, plan_policy, PLAN_BUDGET) {
-            PlanOutcome::Change(steps) => {
-                report.plan = Some(w::Plan {
-                    policy: plan_policy.as_str().into(),
-                    steps: software_steps(&cur.catalog, &facts, &steps),
-                });
-            }
-            PlanOutcome::Keep => {
-                report.plan = Some(w::Plan {
-                    policy: plan_policy.as_str().into(),
-                    steps: Vec::new(),
-                });
-            }
-            PlanOutcome::NoSolution(why) => {
-                report.no_plan = Some(why);
-                advise = true;
-            }
-            PlanOutcome::OutOfTime => {
-                report.no_plan = Some(format!(
-                    "the plan search did not finish within {} ms",
-                    PLAN_BUDGET.as_millis()
-                ));
-                advise = true;
-            }
-        }
+    let (cur2, facts2) = (cur.clone(), facts.clone());
+    let a = tokio::task::spawn_blocking(move || assess(&cur2, &facts2, plan_policy))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the compatibility assessment failed: {e}")))?;
+    // The stored findings' state as the plan settles it (the stored state, which the fleet's
+    // counts use, follows once the worker has planned).
+    if report.state == CompatState::Software.as_str() {
+        let kinds: Vec<FindingKind> = report
+            .findings
+            .iter()
+            .filter_map(|f| FindingKind::parse(&f.kind))
+            .collect();
+        report.state = CompatState::settled_kinds(&kinds, a.plan.as_ref())
+            .as_str()
+            .into();
     }
-    if advise {
-        let recs = cur.catalog.advise(&facts, plan_policy, ADVICE_BUDGET);
+    match a.plan {
+        Some(PlanOutcome::Change(steps)) => {
+            report.plan = Some(w::Plan {
+                policy: plan_policy.as_str().into(),
+                steps: software_steps(&cur.catalog, &facts, &steps),
+            });
+        }
+        Some(PlanOutcome::Keep) => {
+            report.plan = Some(w::Plan {
+                policy: plan_policy.as_str().into(),
+                steps: Vec::new(),
+            });
+        }
+        Some(PlanOutcome::NoSolution(why)) => report.no_plan = Some(why),
+        Some(PlanOutcome::OutOfTime) => {
+            report.no_plan = Some(format!(
+                "the plan search did not finish within {} ms",
+                PLAN_BUDGET.as_millis()
+            ));
+        }
+        None => {}
+    }
+    if let Some(recs) = a.advice {
         report.advice = recommendations(&cur.catalog, &facts, &recs);
     }
     Ok(report)

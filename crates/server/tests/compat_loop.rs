@@ -20,6 +20,19 @@ struct Zeta {
     finisher: bool,
     revision_r2: bool,
     app: bool,
+    /// zy-lib 1.0 requires zc-fw 2.0 on its unit, which is made for revision R2 only.
+    lib: bool,
+}
+
+impl Zeta {
+    fn everything() -> Zeta {
+        Zeta {
+            finisher: true,
+            revision_r2: true,
+            app: true,
+            lib: true,
+        }
+    }
 }
 
 impl Zeta {
@@ -62,6 +75,9 @@ accepted_by = ["zeta-mfp-1"]
         ));
         if self.finisher {
             t.push_str("\n[[unit_model]]\nname = \"zf-9\"\nkind = \"finisher\"\naccepted_by = [\"zeta-mfp-1\"]\n");
+        }
+        if self.lib {
+            t.push_str("\n[[release]]\nproduct = \"zc-fw\"\nversion = \"2.0\"\ncounter = 20\ntargets = [{ unit_model = \"zc-1\", hw_revisions = [\"R2\"] }]\n\n[[product]]\nname = \"zy-lib\"\nmaker = \"zeta\"\nruns_on = [{ unit_model = \"zc-1\" }]\n\n[[release]]\nproduct = \"zy-lib\"\nversion = \"1.0\"\ncounter = 10\nrequires = [{ product = \"zc-fw\", versions = \">= 2.0\", unit = \"same\" }]\n");
         }
         if self.app {
             t.push_str("\n[[product]]\nname = \"zx-app\"\nmaker = \"zeta\"\nruns_on = [{ unit_model = \"zc-1\" }]\n\n[[release]]\nproduct = \"zx-app\"\nversion = \"2.0\"\ncounter = 20\n");
@@ -192,6 +208,7 @@ async fn every_catalog_revision_judges_the_whole_fleet_against_itself() {
             finisher: false,
             revision_r2: false,
             app: false,
+            lib: false,
         };
         assert_eq!(load(&f, &cat.text()).await, 1);
         let c = judged(
@@ -250,6 +267,84 @@ async fn every_catalog_revision_judges_the_whole_fleet_against_itself() {
         assert_eq!(c["findings"][0]["catalog_revision"], 5);
         judged(&f, store, "ZETA-2", &[], "compatible").await;
 
+        f.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_device_no_software_set_can_fix_is_in_state_hardware_everywhere() {
+    for (store, f) in
+        fixtures("a_device_no_software_set_can_fix_is_in_state_hardware_everywhere").await
+    {
+        load(&f, &Zeta::everything().text()).await;
+        // Its only finding is software ↔ software: zy-lib needs zc-fw 2.0, which no release
+        // makes for its controller's revision A. Only another controller can fix it.
+        let token = enroll_as(&f, "ZETA-HW", "zeta-mfp-1").await;
+        report(
+            &f,
+            &token,
+            "ZETA-HW",
+            1,
+            vec![unit(
+                "controller",
+                "controller",
+                "zc-1",
+                "A",
+                json!([sw("zc-fw", "1.0"), sw("zy-lib", "1.0")]),
+            )],
+        )
+        .await;
+        let c = judged(&f, store, "ZETA-HW", &["software_software"], "hardware").await;
+        assert!(c["plan"].is_null(), "{c}");
+        assert!(
+            c["no_plan"].as_str().is_some_and(|w| w.contains("zc-fw")),
+            "no_plan says why: {c}"
+        );
+        assert_eq!(c["advice"][0]["hardware"][0]["to_hw_revision"], "R2", "{c}");
+        // The fleet's counts (which the dashboard shows) agree, once the worker planned.
+        let states = eventually(
+            &format!("{store}: the fleet counts say hardware"),
+            PATIENCE,
+            || async {
+                let s = fleet_states(&f).await;
+                (s["hardware"] == 1).then_some(s)
+            },
+        )
+        .await;
+        assert!(states.get("software").is_none(), "{states}");
+        // And a rollout bringing devices to their plans finds none for it.
+        let (status, r) = call(
+            &f.app,
+            "POST",
+            "/api/v1/rollouts",
+            Some(&f.admin),
+            json_body(&json!({"name": "fix", "filter": "", "waves": "100%",
+                "requirements": {"online_within_s": 2_592_000, "trouble_severity": "major"}})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        let id = r["id"].as_u64().expect("id");
+        f.state
+            .rollouts
+            .work(&f.state)
+            .await
+            .expect("the engine works");
+        let (_, d) = call(
+            &f.app,
+            "GET",
+            &format!("/api/v1/rollouts/{id}/devices"),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+        let dev = &d["devices"][0];
+        assert_eq!(dev["state"], "ineligible", "{d}");
+        assert!(
+            dev["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("no plan")),
+            "{d}"
+        );
         f.finish().await;
     }
 }

@@ -780,6 +780,33 @@ impl Store {
         Ok(out.first().copied().unwrap_or(0))
     }
 
+    /// Settle a device's compatibility state once its plan is known (`software` only where a
+    /// software set fixes it), if its stored findings are still the ones with
+    /// `findings_hash`; whether it changed.
+    pub async fn settle_compat_state(
+        &self,
+        key: &DeviceKey,
+        findings_hash: &str,
+        state: &str,
+    ) -> Result<bool> {
+        let out = self
+            .run(
+                vec![Stmt::new(
+                    "UPDATE device_compat SET compat_state = $4 WHERE tenant_id = $1 \
+                     AND device_id = $2 AND findings_hash = $3 AND compat_state <> $4",
+                    vec![
+                        key.tenant.into(),
+                        key.device_id.as_str().into(),
+                        findings_hash.into(),
+                        state.into(),
+                    ],
+                )],
+                Guard::None,
+            )
+            .await?;
+        Ok(out.first().copied().unwrap_or(0) > 0)
+    }
+
     /// A device's notifications, newest first: the open ones, and closed ones too if asked.
     pub async fn notifications(
         &self,
