@@ -132,6 +132,9 @@ struct Embedding {
     installers: Option<Installers>,
     journal: Option<Arc<Journal>>,
     observer: Arc<dyn Observer>,
+    /// Why this device cannot install software, when the host program knows better than the
+    /// config (a printer behind the LAN proxy).
+    cannot_install: Option<String>,
 }
 
 /// A device agent over a structure source.
@@ -171,6 +174,7 @@ impl<S: StructureSource> Agent<S> {
                 installers: None,
                 journal: None,
                 observer: Arc::new(NoObserver),
+                cannot_install: None,
             },
         }
     }
@@ -203,6 +207,13 @@ impl<S: StructureSource> Agent<S> {
     /// Use this error journal (its boot epoch as it is) instead of opening the data dir's.
     pub fn with_journal(mut self, journal: Arc<Journal>) -> Agent<S> {
         self.embed.journal = Some(journal);
+        self
+    }
+
+    /// This device cannot install software, for this reason (its reports say so, and the
+    /// center makes no install job for it).
+    pub fn cannot_install(mut self, reason: &str) -> Agent<S> {
+        self.embed.cannot_install = Some(reason.to_owned());
         self
     }
 
@@ -326,6 +337,21 @@ impl<S: StructureSource> Agent<S> {
             observer.clone(),
             shutdown.clone(),
         ));
+        let install_blocked = embed.cannot_install.clone().or_else(|| {
+            if root.is_none() {
+                Some("no root of trust is provisioned (`trust_root` in the agent config)".into())
+            } else if installers.is_empty() {
+                Some(
+                    "no unit has an installer (`units_dir` or `command_slots` in the agent config)"
+                        .into(),
+                )
+            } else {
+                None
+            }
+        });
+        if let Some(why) = &install_blocked {
+            tracing::info!(reason = %why, "this device cannot install software; the center is told");
+        }
         let jobs_nudge = Arc::new(Notify::new());
         let updater = Updater::new(
             &cfg.data_dir,
@@ -354,6 +380,7 @@ impl<S: StructureSource> Agent<S> {
             journal: journal.clone(),
             errors_request,
             installers,
+            install_blocked,
             jobs_nudge,
             last_fingerprint: local.state().last_fingerprint.clone(),
             last_snapshot: (snapshot, String::new()),
@@ -392,9 +419,11 @@ impl<S: StructureSource> Agent<S> {
                         r.status.channel = via.as_str().into();
                         r.observer.connected(via.as_str());
                         r.report(Trigger::Connect).await?;
-                        // Jobs and settings may have changed while this device was away.
+                        // Jobs, settings, units out of service and notices may have changed
+                        // while this device was away.
                         r.jobs_nudge.notify_one();
-                        r.fetch_settings().await;
+                        r.fetch_settings().await?;
+                        r.fetch_notifications().await;
                     }
                     Some(ChannelEvent::Down(reason)) => {
                         tracing::info!(%reason, "push channel down");
@@ -629,6 +658,8 @@ struct Runner<S: StructureSource> {
     journal: Arc<Journal>,
     errors_request: watch::Sender<Option<fleetcare_wire::errors::ErrorTrigger>>,
     installers: Installers,
+    /// Why this device cannot install software (`None`: it can), said in every report.
+    install_blocked: Option<String>,
     jobs_nudge: Arc<Notify>,
     cfg: AgentConfig,
     source: Arc<S>,
@@ -777,6 +808,7 @@ impl<S: StructureSource> Runner<S> {
             observed_at_ms: now_ms(),
             units: snap.units,
             operating: snap.operating,
+            install_blocked: self.install_blocked.clone(),
         };
         self.local.outbox.push(report, fingerprint.clone())?;
         self.last_fingerprint = Some(fingerprint);
@@ -805,19 +837,10 @@ impl<S: StructureSource> Runner<S> {
                 serial,
                 in_service,
                 reason,
+                switched_to,
             } => {
-                tracing::warn!(%slot, %serial, in_service, %reason, "the center changes a unit's service");
-                let source = self.source.clone();
-                let s = slot.clone();
-                let applied =
-                    tokio::task::spawn_blocking(move || source.set_in_service(&s, in_service))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("the structure source panicked: {e}")));
-                if let Err(e) = applied {
-                    tracing::error!(%slot, error = %e, "could not change the unit's service");
-                    return Ok(());
-                }
-                self.local.set_unit_service(&slot, &serial, in_service)?;
+                self.unit_service(&slot, &serial, in_service, &reason, switched_to.as_deref())
+                    .await?;
                 self.check_for_change(true).await
             }
             Command::JobsAvailable => {
@@ -825,10 +848,7 @@ impl<S: StructureSource> Runner<S> {
                 self.jobs_nudge.notify_one();
                 Ok(())
             }
-            Command::SettingsChanged => {
-                self.fetch_settings().await;
-                Ok(())
-            }
+            Command::SettingsChanged => self.fetch_settings().await,
             Command::RotateCredential => self.rotate_credential().await,
             Command::RequestErrors { scheduled } => {
                 let _ = self.errors_request.send(Some(if scheduled {
@@ -841,18 +861,54 @@ impl<S: StructureSource> Runner<S> {
         }
     }
 
-    /// Fetch the settings the center set on this device and keep them in the journal, where
-    /// the device's software reads them (local API `settings`). Best effort: the next
-    /// connection fetches them again.
-    async fn fetch_settings(&mut self) {
+    /// Take a unit out of service (with the unit that takes over its work, if any) or put it
+    /// back, as the center says: the source (or the unit's driver) is told, and the agent
+    /// reports the unit so from now on.
+    async fn unit_service(
+        &mut self,
+        slot: &str,
+        serial: &str,
+        in_service: bool,
+        reason: &str,
+        switched_to: Option<&str>,
+    ) -> Result<(), AgentError> {
+        tracing::warn!(%slot, %serial, in_service, %reason, switched_to, "the center changes a unit's service");
+        let (source, s, to) = (
+            self.source.clone(),
+            slot.to_owned(),
+            switched_to.map(str::to_owned).filter(|_| !in_service),
+        );
+        let applied = tokio::task::spawn_blocking(move || {
+            source.set_in_service(&s, in_service)?;
+            match &to {
+                Some(to) => source.switch_unit(&s, to),
+                None => Ok(()),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the structure source panicked: {e}")));
+        if let Err(e) = applied {
+            tracing::error!(%slot, error = %e, "could not change the unit's service");
+            return Ok(());
+        }
+        self.local
+            .set_unit_service(slot, serial, in_service, switched_to)?;
+        Ok(())
+    }
+
+    /// Fetch what the center set on this device: its settings, kept in the journal where the
+    /// device's software reads them (local API `settings`), and the units it has out of
+    /// service, which the agent makes exactly so. Best effort: the next connection fetches
+    /// them again.
+    async fn fetch_settings(&mut self) -> Result<(), AgentError> {
         let Some(token) = self.token.clone() else {
-            return;
+            return Ok(());
         };
         let got = match self.client.settings(&token).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "fetching the device's settings failed");
-                return;
+                return Ok(());
             }
         };
         let map: std::collections::BTreeMap<String, String> = got
@@ -874,6 +930,66 @@ impl<S: StructureSource> Runner<S> {
             Ok(Ok(false)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "keeping the device's settings failed"),
             Err(e) => tracing::warn!(error = %e, "keeping the device's settings failed"),
+        }
+        if let Some(units) = got.units_out_of_service {
+            self.reconcile_units(&units).await?;
+        }
+        Ok(())
+    }
+
+    /// Make the units out of service exactly those the center lists.
+    async fn reconcile_units(
+        &mut self,
+        units: &[fleetcare_wire::compat::UnitService],
+    ) -> Result<(), AgentError> {
+        let had = self.local.state().out_of_service.clone();
+        let mut changed = false;
+        for u in units {
+            if !had.iter().any(|(s, n)| *s == u.slot && *n == u.serial) {
+                self.unit_service(
+                    &u.slot,
+                    &u.serial,
+                    false,
+                    &u.reason,
+                    u.switched_to.as_deref(),
+                )
+                .await?;
+                changed = true;
+            }
+        }
+        for (slot, serial) in had {
+            if !units.iter().any(|u| u.slot == slot && u.serial == serial) {
+                self.unit_service(&slot, &serial, true, "the center has it in service", None)
+                    .await?;
+                changed = true;
+            }
+        }
+        if changed {
+            self.check_for_change(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Fetch the center's open notifications (what it said while this device was away
+    /// reaches it); best effort, like the settings.
+    async fn fetch_notifications(&mut self) {
+        let Some(token) = self.token.clone() else {
+            return;
+        };
+        match self.client.notifications(&token).await {
+            Ok(got) => {
+                for n in got
+                    .notifications
+                    .iter()
+                    .filter(|n| n.delivered_at.is_none())
+                {
+                    tracing::warn!(title = %n.title, summary = %n.summary, "notification from the center");
+                }
+                if let Err(e) = self.local.set_notifications(got.notifications) {
+                    tracing::warn!(error = %e, "keeping the center's notifications failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "fetching the center's notifications failed"),
         }
     }
 

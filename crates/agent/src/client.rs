@@ -361,6 +361,19 @@ impl CenterClient {
         answer(r.send().await).await
     }
 
+    /// The device's open notifications.
+    pub async fn notifications(
+        &self,
+        token: &str,
+    ) -> Result<fleetcare_wire::compat::DeviceNotifications, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}/device/v1/notifications", self.base))
+            .bearer_auth(token)
+            .timeout(self.timeout);
+        answer(r.send().await).await
+    }
+
     /// What the center knows about this device.
     pub async fn whoami(&self, token: &str) -> Result<DeviceView, ClientError> {
         let r = self

@@ -59,6 +59,10 @@ pub struct State {
     /// `in_service = false` until put back (a replaced unit has another serial).
     #[serde(default)]
     pub out_of_service: Vec<(String, String)>,
+    /// Units that took over the work of a unit out of service: (slot out of service, slot
+    /// that took over).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub switched: Vec<(String, String)>,
 }
 
 /// What the running agent is doing; written for `fleetcare-agent status` (not fsynced: it
@@ -268,19 +272,25 @@ impl Local {
         self.set_state(next)
     }
 
-    /// Take a unit out of service (`false`) or put it back.
+    /// Take a unit out of service (`false`, with the slot that takes over its work, if any)
+    /// or put it back.
     pub fn set_unit_service(
         &mut self,
         slot: &str,
         serial: &str,
         in_service: bool,
+        switched_to: Option<&str>,
     ) -> Result<(), LocalError> {
         let mut next = self.state.clone();
         next.out_of_service
             .retain(|(s, n)| !(s == slot && n == serial));
+        next.switched.retain(|(from, _)| from != slot);
         if !in_service {
             next.out_of_service
                 .push((slot.to_owned(), serial.to_owned()));
+            if let Some(to) = switched_to {
+                next.switched.push((slot.to_owned(), to.to_owned()));
+            }
         }
         if next == self.state {
             return Ok(());
@@ -297,6 +307,19 @@ impl Local {
                 .unwrap_or_default(),
             Files::Memory => self.notifications.clone(),
         }
+    }
+
+    /// The center's open notifications, as it listed them (those it closed meanwhile go).
+    pub fn set_notifications(&mut self, mut all: Vec<Notification>) -> Result<(), LocalError> {
+        all.truncate(MAX_NOTIFICATIONS);
+        if all == self.notifications() {
+            return Ok(());
+        }
+        self.persist(NOTIFICATIONS, &all, Mode::Shared)?;
+        if matches!(self.files, Files::Memory) {
+            self.notifications = all;
+        }
+        Ok(())
     }
 
     /// Keep a notification (the newest [`MAX_NOTIFICATIONS`]).
@@ -542,6 +565,7 @@ mod tests {
                 in_service: true,
             }],
             operating: BTreeMap::new(),
+            install_blocked: None,
         }
     }
 

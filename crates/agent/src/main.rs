@@ -428,7 +428,15 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
         );
     }
     for (slot, serial) in &view.state.out_of_service {
-        outln!("out of service  {slot} (#{serial}), as the center asked");
+        let takes_over = view
+            .state
+            .switched
+            .iter()
+            .find(|(from, _)| from == slot)
+            .map_or(String::new(), |(_, to)| {
+                format!("; the {to} takes over its work")
+            });
+        outln!("out of service  {slot} (#{serial}), as the center asked{takes_over}");
     }
     if let Some(c) = &compat {
         outln!(
@@ -509,10 +517,12 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
     for (k, v) in &settings {
         outln!("setting      {k} = {v} (set by the center)");
     }
-    // What the center told the people at this device (kept here, also offline).
+    // What the center told the people at this device: what it holds open now, or, when it
+    // cannot be asked, what the agent kept (the notices open when it last connected, and
+    // those pushed since).
     let notices = match &compat {
-        Some(c) if !c.notifications.is_empty() => c.notifications.clone(),
-        _ => view.notifications.clone(),
+        Some(c) => c.notifications.clone(),
+        None => view.notifications.clone(),
     };
     for n in &notices {
         outln!("notification  #{} {} ({})", n.id, n.title, n.created_at);

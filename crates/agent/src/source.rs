@@ -60,6 +60,13 @@ pub trait StructureSource: Send + Sync + 'static {
     fn set_in_service(&self, _slot: &str, _in_service: bool) -> Result<(), String> {
         Ok(())
     }
+
+    /// The unit in slot `to` takes over the work of the unit in slot `from`, which the center
+    /// took out of service (both are of the same kind: a second paper feeder, say). The
+    /// default does nothing; the agent records the switch either way.
+    fn switch_unit(&self, _from: &str, _to: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// An integrator's driver for one unit: it says what the unit is and what runs on it.
@@ -72,6 +79,12 @@ pub trait UnitDriver: Send + Sync + 'static {
 
     /// Stop using the unit (`false`), or use it again; the device keeps working without it.
     fn set_in_service(&self, _in_service: bool) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Take over the work of the unit in slot `from` (of the same kind), which was taken out
+    /// of service.
+    fn take_over(&self, _from: &str) -> Result<(), String> {
         Ok(())
     }
 }
@@ -119,6 +132,13 @@ impl StructureSource for DriverSource {
         match self.drivers.iter().find(|d| d.slot() == slot) {
             Some(d) => d.set_in_service(in_service),
             None => Err(format!("no unit driver for slot {slot:?}")),
+        }
+    }
+
+    fn switch_unit(&self, from: &str, to: &str) -> Result<(), String> {
+        match self.drivers.iter().find(|d| d.slot() == to) {
+            Some(d) => d.take_over(from),
+            None => Err(format!("no unit driver for slot {to:?}")),
         }
     }
 

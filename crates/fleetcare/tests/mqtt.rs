@@ -563,7 +563,8 @@ async fn the_agent_reports_and_takes_commands_over_mqtt() {
     std::fs::write(&inventory, text).expect("inventory");
     let pw = agent_dir.path().join("mqtt-password");
     std::fs::write(&pw, "agent-broker-pw\n").expect("password");
-    let mut cfg = fleetcare_agent::AgentConfig::new(&url, agent_dir.path().join("data"));
+    let data_dir = agent_dir.path().join("data");
+    let mut cfg = fleetcare_agent::AgentConfig::new(&url, data_dir.clone());
     cfg.enrollment_key = Some(key);
     cfg.inventory = Some(inventory.clone());
     cfg.transport = fleetcare_agent::Transport::Mqtt;
@@ -610,6 +611,59 @@ async fn the_agent_reports_and_takes_commands_over_mqtt() {
     let answer: serde_json::Value = r.json().await.expect("answer");
     assert_eq!(answer["via"], "mqtt", "{answer}");
     assert_eq!(answer["report"]["trigger"], "request", "{answer}");
+
+    // A catalog by which its fax unit does not fit: the advice, and the fax taken out of
+    // service (the policy allows it), reach the agent over the broker.
+    let r = http
+        .put(format!("{url}/api/v1/compat/policy"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"plan": "minimal", "fix": "off", "out_of_service": true, "job_ttl_s": 3600}))
+        .send()
+        .await
+        .expect("policy");
+    assert!(r.status().is_success(), "{}", r.status());
+    let catalog = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/catalog.toml"),
+    )
+    .expect("sample catalog");
+    let unfit = catalog.replace(
+        "name = \"fax-g3\"\nkind = \"fax\"\nhw_revisions = [\"A\", \"B\"]\naccepted_by = [\"acme-mfp-9000\", \"acme-mfp-7000\"]",
+        "name = \"fax-g3\"\nkind = \"fax\"\nhw_revisions = [\"A\", \"B\"]\naccepted_by = [\"acme-mfp-7000\"]",
+    );
+    assert_ne!(unfit, catalog, "the fax's model was found");
+    let r = http
+        .post(format!("{url}/api/v1/catalog"))
+        .bearer_auth(&admin)
+        .body(unfit)
+        .send()
+        .await
+        .expect("catalog");
+    assert!(r.status().is_success(), "{}", r.status());
+    let view = eventually(
+        "advice and the fax out of service over MQTT",
+        PATIENCE,
+        || {
+            let d = data_dir.clone();
+            async move {
+                fleetcare_agent::local::view(&d).ok().filter(|v| {
+                    !v.state.out_of_service.is_empty()
+                        && v.notifications.iter().any(|n| n.kind == "compat_advice")
+                        && v.notifications
+                            .iter()
+                            .any(|n| n.kind == "unit_out_of_service")
+                })
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        view.state
+            .out_of_service
+            .iter()
+            .map(|(slot, _)| slot.as_str())
+            .collect::<Vec<_>>(),
+        ["fax"]
+    );
 
     // Stopping the agent ends its session; the center sees it go.
     let _ = stop.send(true);

@@ -122,6 +122,19 @@ pub const TABLE: &[Rule] = &[
         "device.request_report",
         OPERATE,
     ),
+    r("GET", "/api/v1/devices/{id}/units", "unit.list", READ),
+    r(
+        "POST",
+        "/api/v1/devices/{id}/units/{slot}/disable",
+        "unit.disable",
+        OPERATE,
+    ),
+    r(
+        "POST",
+        "/api/v1/devices/{id}/units/{slot}/enable",
+        "unit.enable",
+        OPERATE,
+    ),
     r(
         "PUT",
         "/api/v1/devices/{id}/report-interval",

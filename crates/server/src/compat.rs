@@ -315,20 +315,23 @@ impl Compat {
     }
 
     /// After a report was stored: keep the fleet index current, and have the worker act when
-    /// the findings changed (or the device just connected with findings).
+    /// the findings or the structure changed (`changed`), or the device just connected, if it
+    /// has findings to act on or a unit out of service.
     pub fn after_ingest(
         &self,
         key: &DeviceKey,
         structure_hash: String,
         judged: Option<(DeviceFacts, Judgement)>,
         current: bool,
-        findings_changed: bool,
+        changed: bool,
         connected: bool,
     ) {
         let Some((facts, j)) = judged else {
             return;
         };
         let now_actionable = actionable(&j);
+        // A unit out of service (now, or before this report) may go back in service.
+        let mut out_of_service = facts.units.iter().any(|u| !u.in_service);
         let mut was_actionable = false;
         if current {
             let entry = Arc::new(Entry::new(
@@ -344,11 +347,14 @@ impl Compat {
                 .entry(key.tenant)
                 .or_default()
                 .insert(Arc::from(key.device_id.as_str()), entry);
-            was_actionable = old.is_some_and(|e| e.actionable.load(Ordering::Relaxed));
+            if let Some(e) = &old {
+                was_actionable = e.actionable.load(Ordering::Relaxed);
+                out_of_service |= e.facts.units.iter().any(|u| !u.in_service);
+            }
         }
-        // A device that needs (or needed) a plan or advice: act when its findings changed or
-        // it just connected.
-        if (now_actionable || was_actionable) && (findings_changed || connected) {
+        // A device that needs (or needed) a plan or advice, or has a unit out of service: act
+        // when its findings or structure changed or it just connected.
+        if (now_actionable || was_actionable || out_of_service) && (changed || connected) {
             self.enqueue(key.clone());
         }
     }
@@ -959,6 +965,8 @@ impl Compat {
         let Some(structure) = rec.structure else {
             return Ok(());
         };
+        // Units out of service whose slot holds a unit that works now go back first.
+        crate::units::reconcile(st, key, &cur, &structure).await?;
         let policy = st.store.policy(key.tenant).await?;
         // Reads first: write only what changes.
         let open_jobs = st.store.open_jobs(key).await?;
@@ -1104,83 +1112,74 @@ impl Compat {
             body_json: serde_json::to_string(&NotificationBody {
                 summary: summary.clone(),
                 recommendations: wire_recs.clone(),
+                switched_to: None,
             })
             .expect("bodies serialize"),
             catalog_revision: Some(cur.revision),
+            replaces: true,
         };
         let now = st.clock.now_ms();
         if let Some(id) = st.store.notify(key, &notice, now).await? {
             st.metrics.notifications.inc();
-            self.push_notification(st, key, id, &notice, now).await?;
+            push_notification(st, key, id, &notice, now).await?;
         }
         // Where policy allows: take an optional incompatible unit out of service, so the
         // device keeps working without it until the hardware is changed.
         if policy.out_of_service
-            && let Some((slot, serial)) = out_of_service
+            && let Some((slot, serial, switched_to)) = out_of_service
         {
             let reason = format!(
                 "the {slot} does not work in this configuration; the device keeps working without it until it is replaced"
             );
-            if st
-                .hub
-                .send(
-                    key,
-                    Command::SetUnitService {
-                        slot: slot.clone(),
-                        serial: serial.clone(),
-                        in_service: false,
-                        reason: reason.clone(),
-                    },
-                )
-                .is_some()
-            {
-                let n = NewNotification {
-                    key: format!("out-of-service:{slot}:{serial}"),
-                    kind: "unit_out_of_service".into(),
-                    title: format!("{}: the {slot} was taken out of service", key.device_id),
-                    body_json: serde_json::to_string(&NotificationBody {
-                        summary: format!("{reason}. {summary}"),
-                        recommendations: wire_recs,
-                    })
-                    .expect("bodies serialize"),
-                    catalog_revision: Some(cur.revision),
-                };
-                if let Some(id) = st.store.notify(key, &n, now).await? {
-                    st.metrics.notifications.inc();
-                    self.push_notification(st, key, id, &n, now).await?;
-                }
-                tracing::info!(device = %key.device_id, %slot, "unit taken out of service");
-            }
+            crate::units::take_out(
+                st,
+                key,
+                fleetcare_store::units::UnitService {
+                    slot,
+                    serial,
+                    origin: fleetcare_store::units::BY_POLICY.into(),
+                    taken_by: "center (compatibility policy)".into(),
+                    reason,
+                    switched_to,
+                    taken_at_ms: now,
+                },
+                &summary,
+                wire_recs,
+                Some(cur.revision),
+            )
+            .await?;
         }
         Ok(())
     }
+}
 
-    async fn push_notification(
-        &self,
-        st: &AppState,
-        key: &DeviceKey,
-        id: u64,
-        n: &NewNotification,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let body: NotificationBody = serde_json::from_str(&n.body_json).unwrap_or_default();
-        let notification = w::Notification {
-            id,
-            kind: n.kind.clone(),
-            title: n.title.clone(),
-            summary: body.summary,
-            recommendations: body.recommendations,
-            created_at: fleetcare_core::clock::rfc3339(now),
-            delivered_at: None,
-        };
-        if crate::cluster::send(st, key, Command::Notify { notification })
-            .await
-            .is_some()
-        {
-            st.store.mark_delivered(key.tenant, &[id], now).await?;
-        }
-        Ok(())
+/// Tell a device of a notification stored for it, wherever it is connected (an offline
+/// device fetches its open notifications when it connects).
+pub async fn push_notification(
+    st: &AppState,
+    key: &DeviceKey,
+    id: u64,
+    n: &NewNotification,
+    now: i64,
+) -> Result<(), StoreError> {
+    let body: NotificationBody = serde_json::from_str(&n.body_json).unwrap_or_default();
+    let notification = w::Notification {
+        id,
+        kind: n.kind.clone(),
+        title: n.title.clone(),
+        summary: body.summary,
+        recommendations: body.recommendations,
+        created_at: fleetcare_core::clock::rfc3339(now),
+        delivered_at: None,
+        switched_to: body.switched_to,
+    };
+    if crate::cluster::send(st, key, Command::Notify { notification })
+        .await
+        .is_some()
+    {
+        st.store.mark_delivered(key.tenant, &[id], now).await?;
     }
+    Ok(())
 }
 
 /// What the worker decided for a device (computed off the async runtime).
@@ -1200,9 +1199,9 @@ struct Advice {
     recommendations: Vec<w::Recommendation>,
     /// One open notification per set of findings.
     key: String,
-    /// `(slot, serial)` of an optional unit that does not work here and can be taken out of
-    /// service (if the policy allows).
-    out_of_service: Option<(String, String)>,
+    /// `(slot, serial, slot that takes over)` of an optional unit that does not work here and
+    /// can be taken out of service (if the policy allows).
+    out_of_service: Option<(String, String, Option<String>)>,
 }
 
 /// What software or hardware can do for a device, judged now against a catalog: the CPU
@@ -1302,7 +1301,8 @@ fn decide(cur: &Current, facts: &DeviceFacts, structure: &Structure, policy: Pol
         .and_then(|unit| {
             let slot = facts_text(&cur.catalog, facts, &facts.units[unit as usize].slot);
             let serial = structure.unit(&slot)?.serial.clone();
-            Some((slot, serial))
+            let switched_to = crate::units::takes_over(structure, &slot);
+            Some((slot, serial, switched_to))
         });
     Decision {
         job_steps,
@@ -1323,6 +1323,8 @@ pub struct NotificationBody {
     pub summary: String,
     #[serde(default)]
     pub recommendations: Vec<w::Recommendation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_to: Option<String>,
 }
 
 pub fn stats_wire(s: fleetcare_compat::CatalogStats) -> w::CatalogStats {

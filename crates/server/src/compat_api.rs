@@ -120,6 +120,7 @@ pub(crate) fn notification_view(n: NotificationRecord) -> w::Notification {
         recommendations: body.recommendations,
         created_at: rfc3339(n.created_at_ms),
         delivered_at: n.delivered_at_ms.map(rfc3339),
+        switched_to: body.switched_to,
     }
 }
 
@@ -300,6 +301,27 @@ pub async fn own_compat(
         .mark_delivered(key.tenant, &undelivered, st.clock.now_ms())
         .await?;
     Ok(Json(report))
+}
+
+/// The calling device's open notifications, newest first (it fetches them whenever it
+/// connects: what was said while it was away reaches it). Those not delivered before are
+/// delivered now.
+pub async fn own_notifications(
+    State(st): State<AppState>,
+    DeviceAuth(key): DeviceAuth,
+) -> Result<Json<w::DeviceNotifications>, ApiError> {
+    let open = st.store.notifications(&key, false, 50).await?;
+    let undelivered: Vec<u64> = open
+        .iter()
+        .filter(|n| n.delivered_at_ms.is_none())
+        .map(|n| n.id)
+        .collect();
+    st.store
+        .mark_delivered(key.tenant, &undelivered, st.clock.now_ms())
+        .await?;
+    Ok(Json(w::DeviceNotifications {
+        notifications: open.into_iter().map(notification_view).collect(),
+    }))
 }
 
 /// Devices by compatibility state and finding kind, overall and per device model.

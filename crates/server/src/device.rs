@@ -27,6 +27,8 @@ use crate::metrics::TriggerLabel;
 /// channels per server must stay cheap (tungstenite's default of 128 KiB would cost 134 KB
 /// per device; 4 KiB costs about 6 KB).
 pub const PUSH_READ_BUFFER: usize = 4 * 1024;
+/// Longest reason a device gives for not installing software that the center keeps.
+const MAX_INSTALL_BLOCKED: usize = 500;
 /// Largest message a device may send on its push channel (it sends none but pings).
 const PUSH_MAX_MESSAGE: usize = 16 * 1024;
 
@@ -161,6 +163,9 @@ pub async fn take_report(
             structure,
             operating: r.operating,
             judgement: judged.as_ref().map(|(_, j)| j.clone()),
+            install_blocked: r
+                .install_blocked
+                .map(|why| why.chars().take(MAX_INSTALL_BLOCKED).collect()),
         })
         .await?;
     if let Some(facts) = unjudged.filter(|_| ingested.current) {
@@ -171,7 +176,7 @@ pub async fn take_report(
         structure_hash,
         judged,
         ingested.current,
-        ingested.findings_changed,
+        ingested.findings_changed || ingested.changes > 0,
         r.trigger == Trigger::Connect,
     );
     if ingested.current && ingested.changes > 0 {

@@ -1078,5 +1078,13 @@ pub async fn own_settings(
             .into_iter()
             .map(setting_view)
             .collect(),
+        units_out_of_service: Some(
+            st.store
+                .units_out(&key)
+                .await?
+                .into_iter()
+                .map(crate::units::view)
+                .collect(),
+        ),
     }))
 }

@@ -31,6 +31,7 @@ pub mod ratelimit;
 pub mod rollout;
 pub mod session;
 pub mod ui;
+pub mod units;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -179,6 +180,10 @@ pub fn app(state: AppState) -> Router {
         .route("/device/v1/about", get(diag::own_about))
         .route("/device/v1/settings", get(diag::own_settings))
         .route("/device/v1/jobs", get(delivery::device_jobs))
+        .route(
+            "/device/v1/notifications",
+            get(compat_api::own_notifications),
+        )
         .route("/device/v1/errors", post(errors::upload))
         .route("/device/v1/jobs/{id}/status", post(delivery::job_status))
         // Agents gzip their larger bodies; the limit below applies to what they inflate to.
@@ -229,6 +234,15 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/devices/{id}/compat",
             get(compat_api::device_compat),
+        )
+        .route("/api/v1/devices/{id}/units", get(units::list))
+        .route(
+            "/api/v1/devices/{id}/units/{slot}/disable",
+            post(units::disable),
+        )
+        .route(
+            "/api/v1/devices/{id}/units/{slot}/enable",
+            post(units::enable),
         )
         .route(
             "/api/v1/catalog/revisions",

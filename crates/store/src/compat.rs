@@ -87,6 +87,9 @@ pub struct NewNotification {
     pub title: String,
     pub body_json: String,
     pub catalog_revision: Option<u64>,
+    /// It supersedes the device's other open notifications of its kind (advice for the
+    /// device's findings now); otherwise they stay open beside it (one per unit).
+    pub replaces: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -724,40 +727,62 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<u64>> {
         let (tenant, id) = (key.tenant, key.device_id.as_str());
+        let mut stmts = vec![Stmt::returning(
+            "INSERT INTO notifications (tenant_id, device_id, notice_key, kind, title, \
+             body, catalog_revision, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT DO NOTHING RETURNING id",
+            vec![
+                tenant.into(),
+                id.into(),
+                (&n.key).into(),
+                (&n.kind).into(),
+                (&n.title).into(),
+                (&n.body_json).into(),
+                n.catalog_revision.map(to_i64).into(),
+                now_ms.into(),
+            ],
+        )];
+        if n.replaces {
+            stmts.push(Stmt::new(
+                "UPDATE notifications SET closed_at = $5 WHERE tenant_id = $1 AND \
+                 device_id = $2 AND kind = $3 AND notice_key <> $4 AND closed_at IS NULL",
+                vec![
+                    tenant.into(),
+                    id.into(),
+                    (&n.kind).into(),
+                    (&n.key).into(),
+                    now_ms.into(),
+                ],
+            ));
+        }
+        let out = self.run(stmts, Guard::First).await?;
+        Ok(out.first().copied().filter(|&i| i > 0))
+    }
+
+    /// Close a device's open notification with this key (what it said no longer holds);
+    /// whether one was open.
+    pub async fn close_notification(
+        &self,
+        key: &DeviceKey,
+        notice_key: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
         let out = self
             .run(
-                vec![
-                    Stmt::returning(
-                        "INSERT INTO notifications (tenant_id, device_id, notice_key, kind, title, \
-                         body, catalog_revision, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                         ON CONFLICT DO NOTHING RETURNING id",
-                        vec![
-                            tenant.into(),
-                            id.into(),
-                            (&n.key).into(),
-                            (&n.kind).into(),
-                            (&n.title).into(),
-                            (&n.body_json).into(),
-                            n.catalog_revision.map(to_i64).into(),
-                            now_ms.into(),
-                        ],
-                    ),
-                    Stmt::new(
-                        "UPDATE notifications SET closed_at = $5 WHERE tenant_id = $1 AND \
-                         device_id = $2 AND kind = $3 AND notice_key <> $4 AND closed_at IS NULL",
-                        vec![
-                            tenant.into(),
-                            id.into(),
-                            (&n.kind).into(),
-                            (&n.key).into(),
-                            now_ms.into(),
-                        ],
-                    ),
-                ],
-                Guard::First,
+                vec![Stmt::new(
+                    "UPDATE notifications SET closed_at = $4 WHERE tenant_id = $1 AND device_id = $2 \
+                     AND notice_key = $3 AND closed_at IS NULL",
+                    vec![
+                        key.tenant.into(),
+                        key.device_id.as_str().into(),
+                        notice_key.into(),
+                        now_ms.into(),
+                    ],
+                )],
+                Guard::None,
             )
             .await?;
-        Ok(out.first().copied().filter(|&i| i > 0))
+        Ok(out.first().copied().unwrap_or(0) > 0)
     }
 
     /// Close a device's open notifications of a kind (what they said no longer holds).

@@ -28,6 +28,7 @@ pub mod sqlite;
 pub mod tenants;
 pub mod testing;
 pub mod troubles;
+pub mod units;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -89,6 +90,8 @@ pub struct NewReport {
     /// report when the report becomes the device's current structure and the findings differ
     /// from those stored.
     pub judgement: Option<Judgement>,
+    /// Why the device cannot install software, as the report says (`None`: it can).
+    pub install_blocked: Option<String>,
 }
 
 /// The outcome of an enrollment.
@@ -145,6 +148,8 @@ pub struct DeviceRecord {
     pub report_interval_s: Option<u64>,
     /// `compatible`, `software`, `hardware`, `unknown`; `None` until judged.
     pub compat_state: Option<String>,
+    /// Why the device cannot install software, as its newest report said (`None`: it can).
+    pub install_blocked: Option<String>,
 }
 
 /// One structure change, with the report that showed it.
@@ -410,7 +415,7 @@ impl Store {
                 exec::Sql::Both(std::borrow::Cow::Borrowed(sql::DEVICE)),
                 vec![key.tenant.into(), key.device_id.as_str().into()],
                 &[
-                    Text, Text, Int, Int, Text, Int, Int, Text, Int, Text, Int, Text,
+                    Text, Text, Int, Int, Text, Int, Int, Text, Int, Text, Int, Text, Text,
                 ],
             )
             .await?;
@@ -519,8 +524,8 @@ pub(crate) mod sql {
         trigger, observed_at, received_at, kind, slot, change) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     pub const UPDATE_AFTER_REPORT: &str = "UPDATE devices SET last_seq = $3, last_trigger = $4, \
-        last_report_at = $5, last_observed_at = $6, model = $7, operating = $8 \
-        WHERE tenant_id = $1 AND device_id = $2";
+        last_report_at = $5, last_observed_at = $6, model = $7, operating = $8, \
+        install_blocked = $9 WHERE tenant_id = $1 AND device_id = $2";
     /// The compatibility row follows the structure's fingerprint (same transaction).
     pub const COMPAT_STRUCTURE: &str = "INSERT INTO device_compat (tenant_id, device_id, \
         structure_hash) VALUES ($1, $2, $3) ON CONFLICT (tenant_id, device_id) DO UPDATE SET \
@@ -532,7 +537,8 @@ pub(crate) mod sql {
         WHERE tenant_id = $1 AND device_id > $2 ORDER BY device_id LIMIT $3";
     pub const DEVICE: &str = "SELECT d.device_id, d.model, d.enrolled_at, d.last_seq, \
         d.last_trigger, d.last_report_at, d.last_observed_at, d.structure, d.structure_changed_at, \
-        d.operating, d.report_interval_s, c.compat_state FROM devices d LEFT JOIN device_compat c \
+        d.operating, d.report_interval_s, c.compat_state, d.install_blocked FROM devices d \
+        LEFT JOIN device_compat c \
         ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
         WHERE d.tenant_id = $1 AND d.device_id = $2";
     pub const HISTORY: &str = "SELECT seq, trigger, observed_at, received_at, change \
@@ -705,6 +711,7 @@ fn device_record(r: &[exec::Val]) -> Result<DeviceRecord> {
         operating,
         report_interval_s: r[10].opt_int()?.map(to_u64),
         compat_state: r[11].opt_text()?,
+        install_blocked: r[12].opt_text()?,
         model,
     })
 }

@@ -331,9 +331,10 @@ const GROUP_INSERT_REPORTS: &str = "INSERT INTO reports (tenant_id, device_id, g
     $6::bigint[], $7::bigint[], $8::text[], $9::bigint[]) \
     ON CONFLICT (tenant_id, device_id, generation, seq) DO NOTHING RETURNING tenant_id, device_id";
 const GROUP_UPDATE_AFTER: &str = "UPDATE devices d SET last_seq = u.seq, last_trigger = u.trig, \
-    last_report_at = u.recv, last_observed_at = u.obs, model = u.model, operating = u.op \
+    last_report_at = u.recv, last_observed_at = u.obs, model = u.model, operating = u.op, \
+    install_blocked = u.blocked \
     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], \
-    $7::text[], $8::text[]) AS u(t, id, seq, trig, recv, obs, model, op) \
+    $7::text[], $8::text[], $9::text[]) AS u(t, id, seq, trig, recv, obs, model, op, blocked) \
     WHERE d.tenant_id = u.t AND d.device_id = u.id";
 
 /// Store a group of reports of distinct devices in one transaction; each report's outcome
@@ -523,6 +524,12 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
                     .map(|(_, rows)| rows.operating_json.as_str())
                     .collect::<Vec<_>>(),
             )
+            .bind(
+                after
+                    .iter()
+                    .map(|(p, _)| p.r.install_blocked.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *tx)
             .await?;
     }
@@ -662,6 +669,7 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
             .bind(r.observed_at_ms)
             .bind(r.structure.model())
             .bind(&rows.operating_json)
+            .bind(&r.install_blocked)
             .execute(&mut *tx)
             .await?;
         if let Some((stmts, guard)) = judgement_update(&r, &state) {

@@ -109,6 +109,8 @@ pub struct DeviceCondition {
     pub worst_trouble: Option<String>,
     pub abnormal_slots: Vec<String>,
     pub open_job: Option<u64>,
+    /// Why the device cannot install software (`None`: it can).
+    pub install_blocked: Option<String>,
 }
 
 /// A running device whose job ended.
@@ -887,7 +889,7 @@ impl Store {
                         (SELECT group_concat(slot, ',') FROM abnormal_units a WHERE a.tenant_id = d.tenant_id \
                          AND a.device_id = d.device_id), \
                         (SELECT MIN(id) FROM jobs j WHERE j.tenant_id = d.tenant_id AND j.device_id = d.device_id \
-                         AND j.state NOT IN ('succeeded', 'failed', 'rolled_back')) \
+                         AND j.state NOT IN ('succeeded', 'failed', 'rolled_back')), d.install_blocked \
                         FROM devices d WHERE d.tenant_id = $1 AND d.device_id = $2",
                     postgres: "SELECT d.last_report_at, \
                         (SELECT severity FROM troubles t WHERE t.tenant_id = d.tenant_id AND \
@@ -896,11 +898,11 @@ impl Store {
                         (SELECT string_agg(slot, ',') FROM abnormal_units a WHERE a.tenant_id = d.tenant_id \
                          AND a.device_id = d.device_id), \
                         (SELECT MIN(id) FROM jobs j WHERE j.tenant_id = d.tenant_id AND j.device_id = d.device_id \
-                         AND j.state NOT IN ('succeeded', 'failed', 'rolled_back')) \
+                         AND j.state NOT IN ('succeeded', 'failed', 'rolled_back')), d.install_blocked \
                         FROM devices d WHERE d.tenant_id = $1 AND d.device_id = $2",
                 },
                 vec![key.tenant.into(), key.device_id.as_str().into()],
-                &[Ty::Int, Ty::Text, Ty::Text, Ty::Int],
+                &[Ty::Int, Ty::Text, Ty::Text, Ty::Int, Ty::Text],
             )
             .await?;
         let Some(r) = rows.first() else {
@@ -919,6 +921,7 @@ impl Store {
                 })
                 .unwrap_or_default(),
             open_job: r[3].opt_int()?.map(to_u64),
+            install_blocked: r[4].opt_text()?,
         })
     }
 }

@@ -716,7 +716,8 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
             r.received_at_ms,
             r.observed_at_ms,
             r.structure.model(),
-            rows.operating_json
+            rows.operating_json,
+            r.install_blocked
         ])?;
     let findings_changed = match judgement_update(r, &state) {
         Some((stmts, guard)) => {

@@ -72,6 +72,7 @@ conformance!(
     rollouts_keep_their_counters,
     fleet_aggregates,
     instances_presence_and_leases,
+    units_out_of_service_settled_states_and_install_blocked,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -103,6 +104,7 @@ fn report(key: &DeviceKey, seq: u64, trigger: Trigger, units: Vec<Unit>) -> NewR
         structure: Structure::new("acme-mfp-9000", units).expect("valid"),
         operating: BTreeMap::from([("pages_total".to_owned(), 1234.0)]),
         judgement: None,
+        install_blocked: None,
     }
 }
 
@@ -1210,6 +1212,7 @@ async fn policies_notifications_and_jobs(store: Store) {
         title: format!("advice {k}"),
         body_json: "{}".into(),
         catalog_revision: Some(3),
+        replaces: true,
     };
     let first = store.notify(&key, &n("k1"), NOW).await.expect("notify");
     assert!(first.is_some());
@@ -2411,4 +2414,163 @@ async fn instances_presence_and_leases(store: Store) {
         .await
         .expect("judged again");
     assert_eq!(store.judged_revision(t).await.expect("judged"), Some(4));
+}
+
+async fn units_out_of_service_settled_states_and_install_blocked(store: Store) {
+    use fleetcare_store::units::{BY_OPERATOR, BY_POLICY, UnitService};
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "U-1").await;
+
+    // What a report says of installing is kept until a report says otherwise.
+    let mut r = report(&key, 1, Trigger::Connect, vec![unit("engine", "E1", "1.0")]);
+    r.install_blocked = Some("no root of trust".into());
+    r.judgement = Some(judgement(1, vec![finding("a", "software_software")]));
+    store.ingest_report(r).await.expect("ingest");
+    let d = store.device(&key).await.expect("device").expect("known");
+    assert_eq!(d.install_blocked.as_deref(), Some("no root of trust"));
+    assert_eq!(d.compat_state.as_deref(), Some("software"));
+    assert_eq!(
+        store
+            .device_condition(&key)
+            .await
+            .expect("condition")
+            .install_blocked
+            .as_deref(),
+        Some("no root of trust")
+    );
+
+    // The state is settled only while the findings are the ones it was planned for.
+    assert!(
+        !store
+            .settle_compat_state(&key, "other", "hardware")
+            .await
+            .expect("settle")
+    );
+    assert!(
+        store
+            .settle_compat_state(&key, "a", "hardware")
+            .await
+            .expect("settle")
+    );
+    assert!(
+        !store
+            .settle_compat_state(&key, "a", "hardware")
+            .await
+            .expect("settle again"),
+        "nothing to change"
+    );
+    // A report with the same findings keeps the settled state.
+    let mut r = report(
+        &key,
+        2,
+        Trigger::Periodic,
+        vec![unit("engine", "E1", "1.0")],
+    );
+    r.judgement = Some(judgement(1, vec![finding("a", "software_software")]));
+    store.ingest_report(r).await.expect("ingest");
+    let d = store.device(&key).await.expect("device").expect("known");
+    assert_eq!(d.compat_state.as_deref(), Some("hardware"));
+    assert_eq!(d.install_blocked, None, "the newest report can install");
+
+    // Units out of service: the policy never overrides an operator's reason; an operator
+    // does; a new serial in the slot is another unit.
+    let unit_out = |origin: &str, reason: &str, serial: &str| UnitService {
+        slot: "fuser".into(),
+        serial: serial.into(),
+        origin: origin.into(),
+        taken_by: origin.into(),
+        reason: reason.into(),
+        switched_to: Some("fuser-2".into()),
+        taken_at_ms: NOW,
+    };
+    assert!(
+        store
+            .take_unit_out(&key, &unit_out(BY_POLICY, "does not fit", "F1"))
+            .await
+            .expect("take out")
+    );
+    assert!(
+        !store
+            .take_unit_out(&key, &unit_out(BY_POLICY, "does not fit", "F1"))
+            .await
+            .expect("again")
+    );
+    assert!(
+        store
+            .take_unit_out(&key, &unit_out(BY_OPERATOR, "smells of smoke", "F1"))
+            .await
+            .expect("operator")
+    );
+    assert!(
+        !store
+            .take_unit_out(&key, &unit_out(BY_POLICY, "does not fit", "F1"))
+            .await
+            .expect("policy after operator")
+    );
+    let out = store.units_out(&key).await.expect("units");
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (
+            out[0].origin.as_str(),
+            out[0].reason.as_str(),
+            out[0].switched_to.as_deref()
+        ),
+        (BY_OPERATOR, "smells of smoke", Some("fuser-2"))
+    );
+    assert!(
+        store
+            .take_unit_out(&key, &unit_out(BY_POLICY, "does not fit", "F2"))
+            .await
+            .expect("another unit in the slot")
+    );
+    let back = store.put_unit_back(&key, "fuser").await.expect("back");
+    assert_eq!(back.map(|u| u.serial), Some("F2".into()));
+    assert_eq!(
+        store.put_unit_back(&key, "fuser").await.expect("again"),
+        None
+    );
+    assert!(store.units_out(&key).await.expect("units").is_empty());
+
+    // Notices of units stay open beside each other; each closes by its key.
+    let n = |k: &str| NewNotification {
+        key: k.into(),
+        kind: "unit_out_of_service".into(),
+        title: k.into(),
+        body_json: "{}".into(),
+        catalog_revision: None,
+        replaces: false,
+    };
+    store
+        .notify(&key, &n("out:fuser"), NOW)
+        .await
+        .expect("notify");
+    store
+        .notify(&key, &n("out:tray"), NOW)
+        .await
+        .expect("notify");
+    assert_eq!(
+        store
+            .notifications(&key, false, 10)
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+    assert!(
+        store
+            .close_notification(&key, "out:fuser", NOW + 1)
+            .await
+            .expect("close")
+    );
+    assert!(
+        !store
+            .close_notification(&key, "out:fuser", NOW + 2)
+            .await
+            .expect("closed")
+    );
+    let open = store.notifications(&key, false, 10).await.expect("list");
+    assert_eq!(
+        open.iter().map(|n| n.key.as_str()).collect::<Vec<_>>(),
+        ["out:tray"]
+    );
 }

@@ -213,6 +213,59 @@ pub struct Notification {
     /// RFC 3339.
     pub created_at: String,
     pub delivered_at: Option<String>,
+    /// For a unit taken out of service: the slot of the unit of the same kind that takes over
+    /// its work, if the device has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_to: Option<String>,
+}
+
+/// `GET /device/v1/notifications`: the device's open notifications, newest first (the agent
+/// fetches them whenever it connects, so what was said while it was away reaches it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceNotifications {
+    pub notifications: Vec<Notification>,
+}
+
+/// A unit the center took out of service (the device keeps working without it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UnitService {
+    pub slot: String,
+    /// The unit's serial when it was taken out: another serial in the slot is another unit.
+    pub serial: String,
+    pub reason: String,
+    /// `policy` (the compatibility policy took it out) or `operator`.
+    pub origin: String,
+    pub taken_by: String,
+    /// The slot of the unit of the same kind that takes over its work, if the device has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_to: Option<String>,
+    /// RFC 3339.
+    pub taken_at: String,
+}
+
+/// `POST /api/v1/devices/{id}/units/{slot}/disable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisableUnit {
+    /// Why, for the people at the device (1 to 500 characters).
+    pub reason: String,
+}
+
+/// What taking a unit out of service or putting it back did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UnitServiceChanged {
+    pub device_id: String,
+    pub slot: String,
+    pub serial: String,
+    pub in_service: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_to: Option<String>,
+    /// `push`, `poll` or `mqtt` when the connected device was told now; absent when it is
+    /// offline (it is told when it connects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub told_via: Option<String>,
+    /// The units of the device out of service now.
+    pub out_of_service: Vec<UnitService>,
 }
 
 /// A job: an instruction to one device.

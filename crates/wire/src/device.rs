@@ -70,6 +70,11 @@ pub struct StructureReport {
     /// Operating info: counters and gauges by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub operating: BTreeMap<String, f64>,
+    /// Why this device cannot install software (a printer behind a LAN proxy, an agent without
+    /// a root of trust), in words; absent when it can. The center then makes no install job
+    /// for it, and its plan and rollouts say why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_blocked: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -103,6 +108,10 @@ pub enum Command {
         serial: String,
         in_service: bool,
         reason: String,
+        /// The slot of the unit of the same kind that takes over its work, if the device has
+        /// one (the agent hands the switch to that unit's driver).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        switched_to: Option<String>,
     },
     /// Jobs are waiting for this device: fetch them from `/device/v1/jobs`.
     JobsAvailable,

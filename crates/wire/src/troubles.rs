@@ -127,6 +127,10 @@ pub struct DeviceSetting {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeviceSettings {
     pub settings: Vec<DeviceSetting>,
+    /// The units the center has taken out of service: the device keeps exactly these out
+    /// (and puts back any other it had out). Absent from a center that does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units_out_of_service: Option<Vec<crate::compat::UnitService>>,
 }
 
 /// The device's error rate against its model's fleet.

@@ -274,7 +274,11 @@ pub async fn run(cfg: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<()
             label: addr.label(),
             last: last.clone(),
         };
-        let agent = Agent::new(pcfg, source).with_journal(journal.clone());
+        let agent = Agent::new(pcfg, source)
+            .with_journal(journal.clone())
+            .cannot_install(
+                "a printer behind the LAN proxy: its firmware is installed with its maker's tools, not through Fleetcare",
+            );
         let handle = agent.handle();
         tasks.push(tokio::spawn(poller(
             addr,

@@ -165,5 +165,6 @@ pub fn small_report(id: &str, seq: u64) -> fleetcare_wire::device::StructureRepo
             in_service: true,
         }],
         operating: std::collections::BTreeMap::new(),
+        install_blocked: None,
     }
 }

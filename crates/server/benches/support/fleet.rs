@@ -47,6 +47,7 @@ pub async fn build(st: &AppState, tenant: i64, n: u64, make: Make) {
                         structure,
                         operating: BTreeMap::new(),
                         judgement: judged.as_ref().map(|(_, j)| j.clone()),
+                        install_blocked: None,
                     })
                     .await
                     .expect("ingest");
