@@ -388,6 +388,65 @@ impl StructureSource for InventoryFile {
 mod tests {
     use super::*;
 
+    /// A driver that records what it was asked.
+    struct Recorder {
+        slot: &'static str,
+        calls: std::sync::Arc<Mutex<Vec<String>>>,
+    }
+
+    impl UnitDriver for Recorder {
+        fn slot(&self) -> &str {
+            self.slot
+        }
+        fn describe(&self) -> Result<Unit, String> {
+            Ok(Unit {
+                slot: self.slot.into(),
+                kind: "paper-feeder".into(),
+                model: "pf-550".into(),
+                serial: format!("S-{}", self.slot),
+                hw_revision: String::new(),
+                software: Vec::new(),
+                in_service: true,
+            })
+        }
+        fn set_in_service(&self, in_service: bool) -> Result<(), String> {
+            self.calls
+                .lock()
+                .expect("calls")
+                .push(format!("{} in_service={in_service}", self.slot));
+            Ok(())
+        }
+        fn take_over(&self, from: &str) -> Result<(), String> {
+            self.calls
+                .lock()
+                .expect("calls")
+                .push(format!("{} takes over from {from}", self.slot));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_unit_that_takes_over_is_the_one_its_driver_is_told() {
+        let calls = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let d = |slot| -> Box<dyn UnitDriver> {
+            Box::new(Recorder {
+                slot,
+                calls: calls.clone(),
+            })
+        };
+        let source = DriverSource::new("D-1", "mfp", vec![d("tray-1"), d("tray-2")]);
+        source.set_in_service("tray-1", false).expect("out");
+        source.switch_unit("tray-1", "tray-2").expect("switch");
+        assert_eq!(
+            *calls.lock().expect("calls"),
+            ["tray-1 in_service=false", "tray-2 takes over from tray-1"]
+        );
+        assert!(
+            source.switch_unit("tray-1", "tray-9").is_err(),
+            "no such driver"
+        );
+    }
+
     #[test]
     fn inventory_round_trip_and_refusals() {
         let p = Path::new("inv.toml");

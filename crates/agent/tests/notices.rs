@@ -431,3 +431,82 @@ async fn what_one_instance_decides_reaches_a_device_connected_to_another() {
     a.stop().await.expect("A stops");
     db.drop_database().await.expect("drop");
 }
+
+#[tokio::test]
+async fn a_unit_out_of_service_goes_back_when_a_compatible_unit_is_in_its_slot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let center = Center::start(&ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().join("center"),
+        ..ServerConfig::default()
+    })
+    .await
+    .expect("center starts");
+    let api = Api::of(&center);
+    api.out_of_service_policy().await;
+    api.load(catalog(false)).await;
+    let (cfg, inv) = agent_config(dir.path(), &api.url, &center.boot.enrollment_key, "BACK-1");
+    let data_dir = cfg.data_dir.clone();
+    let agent = spawn(cfg, &inv);
+    holds_tray_1_out(&data_dir, "BACK-1 takes tray-1 out").await;
+    let units_out = || async {
+        api.call("GET", "/api/v1/devices/BACK-1/units", None)
+            .await
+            .1
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+
+    // A catalog revision by which the same tray-1 fits again: it goes back in service, and
+    // the device is told (it reports it in service).
+    api.load(catalog(true)).await;
+    eventually("tray-1 back in service by itself", PATIENCE, || async {
+        local::view(&data_dir)
+            .ok()
+            .filter(|v| v.state.out_of_service.is_empty())
+    })
+    .await;
+    eventually(
+        "the center's record is gone and the device compatible",
+        PATIENCE,
+        || async {
+            (units_out().await == 0 && api.compat("BACK-1").await["state"] == "compatible")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // It does not fit again: out again. Then the tray is replaced by a model that fits (a new
+    // serial in the slot): the record goes, and the device is told to forget the old one.
+    api.load(catalog(false)).await;
+    eventually("tray-1 out again", PATIENCE, || async {
+        local::view(&data_dir)
+            .ok()
+            .filter(|v| !v.state.out_of_service.is_empty())
+    })
+    .await;
+    let replaced = inventory("BACK-1").replace(
+        "model = \"zp-2\"\nserial = \"T1-BACK-1\"",
+        "model = \"zp-1\"\nserial = \"T1-NEW\"",
+    );
+    assert_ne!(replaced, inventory("BACK-1"));
+    let tmp = inv.with_extension("swp");
+    std::fs::write(&tmp, replaced).expect("write");
+    std::fs::rename(&tmp, &inv).expect("rename");
+    eventually(
+        "the replaced tray: nothing out of service anywhere",
+        PATIENCE,
+        || async {
+            let agent_clear = local::view(&data_dir)
+                .ok()
+                .is_some_and(|v| v.state.out_of_service.is_empty() && v.state.switched.is_empty());
+            (agent_clear
+                && units_out().await == 0
+                && api.compat("BACK-1").await["state"] == "compatible")
+                .then_some(())
+        },
+    )
+    .await;
+    agent.stop().await;
+    center.stop().await.expect("clean stop");
+}

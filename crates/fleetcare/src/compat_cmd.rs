@@ -6,8 +6,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use fleetcare_agent::{out, outln};
 use fleetcare_wire::compat::{
-    CatalogInfo, CatalogLoaded, CompatPolicy, CompatReport, FleetCompat, Job, JobList,
-    Recommendation, SoftwareStep,
+    CatalogInfo, CatalogLoaded, CompatPolicy, CompatReport, DisableUnit, FleetCompat, Job, JobList,
+    Recommendation, SoftwareStep, UnitService, UnitServiceChanged,
 };
 
 use crate::client::segment;
@@ -52,6 +52,23 @@ pub enum CompatCmd {
         #[arg(long)]
         job_ttl_hours: Option<u64>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum UnitsCmd {
+    /// A device's units out of service: why, by whom, and which unit took over.
+    List { device: String },
+    /// Take a unit out of service: the device keeps working without it (another unit of its
+    /// kind takes over, if it has one) until it is put back or replaced.
+    Disable {
+        device: String,
+        slot: String,
+        /// Why, for the people at the device.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Put a unit back in service.
+    Enable { device: String, slot: String },
 }
 
 #[derive(Subcommand)]
@@ -490,4 +507,97 @@ pub async fn jobs(cmd: JobsCmd, remote: &Remote) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn unit_rows(units: &[UnitService]) -> Vec<Vec<String>> {
+    units
+        .iter()
+        .map(|u| {
+            vec![
+                u.slot.clone(),
+                format!("#{}", u.serial),
+                u.origin.clone(),
+                u.taken_by.clone(),
+                u.switched_to.clone().unwrap_or_else(|| "-".into()),
+                u.taken_at.clone(),
+                u.reason.clone(),
+            ]
+        })
+        .collect()
+}
+
+const UNIT_HEADER: &[&str] = &[
+    "SLOT",
+    "SERIAL",
+    "ORIGIN",
+    "BY",
+    "TAKEN OVER BY",
+    "SINCE",
+    "REASON",
+];
+
+pub async fn units(cmd: UnitsCmd, remote: &Remote) -> anyhow::Result<()> {
+    let api = remote.api()?;
+    let changed = match cmd {
+        UnitsCmd::List { device } => {
+            let list: Vec<UnitService> = api
+                .get(&format!("/api/v1/devices/{}/units", segment(&device)?))
+                .await?;
+            if remote.json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                outln!("every unit of {device} is in service");
+            } else {
+                out!("{}", table::render(UNIT_HEADER, &unit_rows(&list)));
+            }
+            return Ok(());
+        }
+        UnitsCmd::Disable {
+            device,
+            slot,
+            reason,
+        } => {
+            let path = format!(
+                "/api/v1/devices/{}/units/{}/disable",
+                segment(&device)?,
+                segment(&slot)?
+            );
+            api.post::<_, UnitServiceChanged>(&path, Some(&DisableUnit { reason }))
+                .await?
+        }
+        UnitsCmd::Enable { device, slot } => {
+            let path = format!(
+                "/api/v1/devices/{}/units/{}/enable",
+                segment(&device)?,
+                segment(&slot)?
+            );
+            api.post::<(), UnitServiceChanged>(&path, None).await?
+        }
+    };
+    if remote.json {
+        return print_json(&changed);
+    }
+    let what = if changed.in_service {
+        "back in service"
+    } else {
+        "out of service"
+    };
+    outln!(
+        "the {} of {} (#{}) is {what}{}",
+        changed.slot,
+        changed.device_id,
+        changed.serial,
+        changed
+            .switched_to
+            .as_ref()
+            .map_or(String::new(), |to| format!(
+                "; the {to} takes over its work"
+            ))
+    );
+    match &changed.told_via {
+        Some(via) => outln!("the device was told now ({via})"),
+        None => outln!("the device is offline: it is told when it connects"),
+    }
+    Ok(())
 }

@@ -252,6 +252,13 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Units out of service: list, take one out, put it back.
+    Units {
+        #[command(subcommand)]
+        command: compat_cmd::UnitsCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Jobs: instructions to devices (version changes, …).
     Jobs {
         #[command(subcommand)]
@@ -399,6 +406,7 @@ fn main() -> ExitCode {
             Cmd::Release { command, remote } => delivery_cmd::release(command, &remote).await,
             Cmd::Rules { command, remote } => diag_cmd::rules(command, &remote).await,
             Cmd::Troubles { command, remote } => diag_cmd::troubles(command, &remote).await,
+            Cmd::Units { command, remote } => compat_cmd::units(command, &remote).await,
             Cmd::Tokens { command, remote } => access_cmd::tokens(command, &remote).await,
             Cmd::Audit {
                 limit,

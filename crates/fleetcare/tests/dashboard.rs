@@ -459,6 +459,76 @@ async fn the_dashboard_in_a_real_browser() {
     assert_eq!(shown["last_report"]["trigger"], "request");
     shot(&c, "05-device-after-report").await;
 
+    // Take a unit out of service from its row (the reason is asked for), see the device
+    // report it so, and put it back.
+    let slot = shown["units"]
+        .as_array()
+        .and_then(|u| u.last())
+        .and_then(|u| u["slot"].as_str())
+        .expect("a unit")
+        .to_owned();
+    let row = format!("//table[@id='units']//tr[td[1]='{slot}']");
+    c.find(Locator::XPath(&format!("{row}//summary")))
+        .await
+        .expect("the row's take-out control")
+        .click()
+        .await
+        .expect("open");
+    c.find(Locator::XPath(&format!("{row}//input[@name='reason']")))
+        .await
+        .expect("the reason field")
+        .send_keys("feed rollers worn")
+        .await
+        .expect("type");
+    c.find(Locator::XPath(&format!("{row}//form//button")))
+        .await
+        .expect("the take-out button")
+        .click()
+        .await
+        .expect("click");
+    text_when(&c, "#status", "the take-out's answer", |t| {
+        t.contains("taken out of service")
+    })
+    .await;
+    let out = text_when(&c, "#units", "the unit out of service on the page", |t| {
+        t.contains("feed rollers worn")
+    })
+    .await;
+    assert!(out.contains("by admin"), "{out}");
+    let shown = eventually(
+        "the device reports the unit out of service",
+        PATIENCE,
+        || async {
+            let v = api(&http, &d, "GET", &format!("/api/v1/devices/{device}"), None).await;
+            v["units"]
+                .as_array()
+                .is_some_and(|u| {
+                    u.iter()
+                        .any(|u| u["slot"] == slot.as_str() && u["in_service"] == false)
+                })
+                .then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(shown["device_id"], device);
+    shot(&c, "05b-unit-out-of-service").await;
+    c.find(Locator::XPath(&format!(
+        "{row}//button[normalize-space()='Put back in service']"
+    )))
+    .await
+    .expect("the put-back button")
+    .click()
+    .await
+    .expect("click");
+    text_when(&c, "#status", "the put-back's answer", |t| {
+        t.contains("put back in service")
+    })
+    .await;
+    text_when(&c, "#units", "the unit back in service on the page", |t| {
+        !t.contains("feed rollers worn")
+    })
+    .await;
+
     // Pause the rollout.
     c.goto(&format!("{url}/ui/rollouts/{rollout_id}"))
         .await

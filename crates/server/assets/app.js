@@ -1,23 +1,57 @@
-// Fleetcare dashboard: the answer of an action button (hx-post with data-done) is said in the
-// page's live region (#status), so sighted and screen-reader users both hear it.
+// Fleetcare dashboard: the answer of an action (a button's hx-post with data-done, or a
+// form.json-post) is said in the page's live region (#status), so sighted and screen-reader
+// users both hear it.
+function say(ok, text) {
+  var status = document.getElementById('status');
+  if (!status) return;
+  status.textContent = text;
+  status.className = ok ? 'status ok' : 'status error';
+}
+function refused(code, body) {
+  var msg = 'The center refused (' + (code || 'no answer') + ')';
+  try {
+    var b = JSON.parse(body);
+    if (b && b.error) msg = msg + ': ' + b.error;
+  } catch (_) { /* not JSON */ }
+  return msg;
+}
 document.addEventListener('htmx:afterRequest', function (e) {
   var el = e.detail.elt;
   if (!el || !el.hasAttribute('data-done')) return;
-  var status = document.getElementById('status');
-  if (!status) return;
   var xhr = e.detail.xhr;
   if (e.detail.successful) {
-    status.textContent = el.getAttribute('data-done');
-    status.className = 'status ok';
-    return;
+    say(true, el.getAttribute('data-done'));
+  } else {
+    say(false, refused(xhr && xhr.status, xhr ? xhr.responseText : ''));
   }
-  var msg = 'The center refused (' + (xhr && xhr.status ? xhr.status : 'no answer') + ')';
-  try {
-    var b = JSON.parse(xhr.responseText);
-    if (b && b.error) msg = msg + ': ' + b.error;
-  } catch (_) { /* not JSON */ }
-  status.textContent = msg;
-  status.className = 'status error';
+});
+// A form whose fields an API endpoint takes as JSON (the API's own body, as the CLI sends
+// it): posted with the session cookie and the page's organization header.
+document.addEventListener('submit', function (e) {
+  var form = e.target;
+  if (!form.classList || !form.classList.contains('json-post')) return;
+  e.preventDefault();
+  var body = {};
+  new FormData(form).forEach(function (v, k) { body[k] = v; });
+  var headers = { 'Content-Type': 'application/json' };
+  var scope = document.body.getAttribute('hx-headers');
+  if (scope) {
+    try { Object.assign(headers, JSON.parse(scope)); } catch (_) { /* none */ }
+  }
+  fetch(form.getAttribute('data-url'), {
+    method: 'POST', headers: headers, body: JSON.stringify(body), credentials: 'same-origin'
+  }).then(function (r) {
+    return r.text().then(function (t) {
+      if (r.ok) {
+        say(true, form.getAttribute('data-done'));
+        form.reset();
+        var d = form.closest('details');
+        if (d) d.open = false;
+      } else {
+        say(false, refused(r.status, t));
+      }
+    });
+  }, function () { say(false, refused(0, '')); });
 });
 // A lost connection to the center is said too; the stream reconnects by itself.
 document.addEventListener('htmx:sseError', function () {

@@ -93,6 +93,8 @@ const ACTIONS: &[&str] = &[
     "/api/v1/rollouts/{id}/pause",
     "/api/v1/rollouts/{id}/resume",
     "/api/v1/rollouts/{id}/abort",
+    "/api/v1/devices/{id}/units/{slot}/disable",
+    "/api/v1/devices/{id}/units/{slot}/enable",
 ];
 
 /// The action if the operator may take it: `rule` is the endpoint's route in `authz::TABLE`.
@@ -780,7 +782,12 @@ pub struct UnitRow {
     serial: String,
     hw_revision: String,
     software: Vec<String>,
-    in_service: &'static str,
+    in_service: bool,
+    /// Why it is out of service, by whom, and which unit took over (the center's record).
+    service_note: String,
+    /// Where to post to put it back, or to take it out, where the role may.
+    enable_url: Option<String>,
+    disable_url: Option<String>,
 }
 
 pub struct FindingRow {
@@ -1001,6 +1008,7 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
         }),
     )
     .await?;
+    let Json(out) = crate::units::list(s(), ui.auth(), Path(id.clone())).await?;
     let now = st.clock.now_ms();
     let six_h = 6 * HOUR_MS;
     let since = (now / six_h - 27) * six_h;
@@ -1089,7 +1097,37 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
                         )
                     })
                     .collect(),
-                in_service: if u.in_service { "yes" } else { "no" },
+                in_service: u.in_service,
+                service_note: out
+                    .iter()
+                    .find(|o| o.slot == u.slot)
+                    .map(|o| {
+                        format!(
+                            "{} (by {}{})",
+                            o.reason,
+                            o.taken_by,
+                            o.switched_to
+                                .as_ref()
+                                .map_or(String::new(), |to| format!("; the {to} took over"))
+                        )
+                    })
+                    .unwrap_or_default(),
+                enable_url: (out.iter().any(|o| o.slot == u.slot)
+                    && ui.may("POST", "/api/v1/devices/{id}/units/{slot}/enable"))
+                .then(|| {
+                    format!(
+                        "/api/v1/devices/{path}/units/{}/enable",
+                        url_escape(&u.slot)
+                    )
+                }),
+                disable_url: (u.in_service
+                    && ui.may("POST", "/api/v1/devices/{id}/units/{slot}/disable"))
+                .then(|| {
+                    format!(
+                        "/api/v1/devices/{path}/units/{}/disable",
+                        url_escape(&u.slot)
+                    )
+                }),
             })
             .collect(),
         findings: compat
