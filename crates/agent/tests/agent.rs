@@ -692,8 +692,21 @@ async fn an_incompatible_device_receives_its_job_its_advice_and_a_unit_out_of_se
         .await;
     assert_eq!(status, StatusCode::OK);
 
-    let (cfg, inventory) = lab.agent("x", "INC-1");
+    let (mut cfg, inventory) = lab.agent("x", "INC-1");
     std::fs::write(&inventory, incompatible_inventory("INC-1")).expect("write");
+    // A device that can install: a root of trust and A/B units.
+    let root = lab.dir.path().join("x").join("root.json");
+    std::fs::write(
+        &root,
+        fleetcare_trust::Root {
+            threshold: 1,
+            keys: vec![fleetcare_trust::KeyPair::from_seed(&[1; 32]).public().clone()],
+        }
+        .to_json(),
+    )
+    .expect("write");
+    cfg.trust_root = Some(root);
+    cfg.units_dir = Some(lab.dir.path().join("x").join("units"));
     let data_dir = cfg.data_dir.clone();
     let agent = spawn(cfg, &inventory);
 

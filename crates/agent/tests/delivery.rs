@@ -531,3 +531,283 @@ async fn a_job_for_a_device_that_stays_away_expires_and_says_so() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+/// An acme-mfp-9000 whose controller runs `ctl` and engine runs `eng`.
+fn mfp_inventory(id: &str, ctl: &str, eng: &str) -> String {
+    format!(
+        r#"[device]
+id = "{id}"
+model = "acme-mfp-9000"
+
+[[unit]]
+slot = "controller"
+kind = "controller"
+model = "ctl-x2"
+serial = "CTL-{id}"
+hw_revision = "B"
+  [[unit.software]]
+  product = "ctl-firmware"
+  maker = "acme"
+  version = "{ctl}"
+  [[unit.software]]
+  product = "pdl-interpreter"
+  maker = "acme"
+  version = "3.4"
+
+[[unit]]
+slot = "engine"
+kind = "engine"
+model = "eng-45c"
+serial = "ENG-{id}"
+hw_revision = "C"
+  [[unit.software]]
+  product = "engine-firmware"
+  maker = "acme"
+  version = "{eng}"
+
+[[unit]]
+slot = "fuser"
+kind = "fuser"
+model = "fus-7"
+serial = "FUS-{id}"
+hw_revision = "A"
+"#
+    )
+}
+
+#[tokio::test]
+async fn jobs_say_why_they_wait_and_a_device_that_cannot_install_gets_none() {
+    let lab = Lab::start().await;
+    let (s, _) = lab
+        .send(
+            lab.op(reqwest::Method::POST, "/api/v1/keys")
+                .body(lab.key_list()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let catalog = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/catalog.toml"
+    ))
+    .expect("catalog");
+    let (s, v) = lab
+        .send(
+            lab.op(reqwest::Method::POST, "/api/v1/catalog")
+                .body(catalog),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = lab
+        .send(lab.op(reqwest::Method::PUT, "/api/v1/compat/policy").json(
+            &json!({"plan": "minimal", "fix": "automatic", "out_of_service": false, "job_ttl_s": 3600}),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // Three devices: one that installs (a root of trust, A/B units), and two without a root
+    // of trust: one needs a newer engine firmware, one would need it for 5.3.0.
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+    for (id, ctl, eng, installs) in [
+        ("WAIT-1", "5.2.1", "2.8.1", true),
+        ("NOINST-1", "5.3.0", "2.7.4", false),
+        ("NOINST-2", "5.2.1", "2.7.4", false),
+    ] {
+        let base = lab.dir.path().join(id);
+        std::fs::create_dir_all(&base).expect("mkdir");
+        let inv = base.join("inventory.toml");
+        std::fs::write(&inv, mfp_inventory(id, ctl, eng)).expect("write");
+        let mut cfg = AgentConfig::new(&lab.center.url(), base.join("data"));
+        cfg.enrollment_key = Some(lab.center.boot.enrollment_key.clone());
+        cfg.inventory = Some(inv.clone());
+        if installs {
+            let root = base.join("root.json");
+            std::fs::write(
+                &root,
+                Root {
+                    threshold: 1,
+                    keys: vec![lab.root.public().clone()],
+                }
+                .to_json(),
+            )
+            .expect("write");
+            cfg.trust_root = Some(root);
+            cfg.units_dir = Some(base.join("units"));
+        }
+        cfg.backoff_initial = Duration::from_millis(50);
+        cfg.backoff_max = Duration::from_millis(500);
+        let (stop, shutdown) = watch::channel(false);
+        tasks.push(tokio::spawn(
+            Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown),
+        ));
+        stops.push(stop);
+    }
+    for id in ["WAIT-1", "NOINST-1", "NOINST-2"] {
+        eventually(&format!("{id} online"), PATIENCE, || async {
+            let (s, d) = lab
+                .send(lab.op(reqwest::Method::GET, &format!("/api/v1/devices/{id}")))
+                .await;
+            (s == StatusCode::OK && d["online"] == true && d["last_report"].is_object())
+                .then_some(())
+        })
+        .await;
+    }
+
+    // The device that cannot install: its plan says why, and no job is made for it.
+    let (_, d) = lab
+        .send(lab.op(reqwest::Method::GET, "/api/v1/devices/NOINST-1"))
+        .await;
+    assert!(
+        d["install_blocked"]
+            .as_str()
+            .is_some_and(|w| w.contains("root of trust")),
+        "{d}"
+    );
+    let (_, c) = lab
+        .send(lab.op(reqwest::Method::GET, "/api/v1/devices/NOINST-1/compat"))
+        .await;
+    assert_eq!(c["state"], "software", "{c}");
+    assert_eq!(c["plan"]["steps"][0]["product"], "engine-firmware", "{c}");
+    assert!(
+        c["plan"]["blocked"]
+            .as_str()
+            .is_some_and(|w| w.contains("cannot install software")),
+        "{c}"
+    );
+    let (s, e) = lab
+        .send(lab.op(reqwest::Method::POST, "/api/v1/jobs").json(&json!({
+            "device_id": "NOINST-1",
+            "steps": [{"slot": "engine", "product": "engine-firmware", "version": "2.8.1", "action": "install"}]
+        })))
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("cannot_install")),
+        "{e}"
+    );
+
+    // A rollout of a release the center does not hold yet is refused, unless allowed.
+    let rollout = |allow: bool| {
+        json!({"name": "5.3.0", "release": {"product": "ctl-firmware", "version": "5.3.0"},
+               "filter": "", "waves": "100%", "allow_unpublished": allow})
+    };
+    let (s, e) = lab
+        .send(
+            lab.op(reqwest::Method::POST, "/api/v1/rollouts")
+                .json(&rollout(false)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.contains("ctl-firmware 5.3.0 is not published")
+                && p.contains("--allow-unpublished")),
+        "{e}"
+    );
+    let (s, r) = lab
+        .send(
+            lab.op(reqwest::Method::POST, "/api/v1/rollouts")
+                .json(&rollout(true)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let rid = r["id"].as_u64().expect("id");
+    let devices = || async {
+        lab.send(lab.op(
+            reqwest::Method::GET,
+            &format!("/api/v1/rollouts/{rid}/devices"),
+        ))
+        .await
+        .1["devices"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let of = |all: &[Value], id: &str| {
+        all.iter()
+            .find(|d| d["device_id"] == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let all = eventually(
+        "the rollout dispatched and judged both",
+        PATIENCE,
+        || async {
+            let all = devices().await;
+            (of(&all, "WAIT-1")["state"] == "running"
+                && of(&all, "NOINST-2")["state"] == "ineligible")
+                .then_some(all)
+        },
+    )
+    .await;
+    assert!(
+        of(&all, "WAIT-1")["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("ctl-firmware 5.3.0 is not published")),
+        "{all:?}"
+    );
+    assert!(
+        of(&all, "NOINST-2")["reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("cannot install software")),
+        "{all:?}"
+    );
+    let lab = &lab;
+    let jobs = |id: &'static str| async move {
+        lab.send(lab.op(reqwest::Method::GET, &format!("/api/v1/jobs?device={id}")))
+            .await
+            .1["jobs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let job = jobs("WAIT-1").await[0].clone();
+    assert_eq!(job["state"], "queued", "{job}");
+    assert!(
+        job["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("is not published")),
+        "{job}"
+    );
+    let (_, c) = lab
+        .send(lab.op(reqwest::Method::GET, "/api/v1/devices/WAIT-1/compat"))
+        .await;
+    assert_eq!(c["jobs"][0]["waiting"], job["waiting"], "{c}");
+
+    // Published without its file: the wait says which file.
+    let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let (s, v) = lab
+        .publish(&lab.manifest("5.3.0", &bytes), &lab.release)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let job = lab.job(job["id"].as_u64().expect("id")).await;
+    assert!(
+        job["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("ctl.bin is not on the center")),
+        "{job}"
+    );
+
+    // The file arrives: the device is told at once, and installs.
+    let (s, v) = lab.upload(&sha(&bytes), bytes).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let done = eventually("the waiting job ran", PATIENCE, || async {
+        let j = lab.job(job["id"].as_u64().expect("id")).await;
+        (j["state"] == "succeeded").then_some(j)
+    })
+    .await;
+    assert!(done["waiting"].is_null(), "{done}");
+    for id in ["NOINST-1", "NOINST-2"] {
+        assert!(
+            jobs(id).await.is_empty(),
+            "no job was made for {id}, which cannot install"
+        );
+    }
+    for s in stops {
+        let _ = s.send(true);
+    }
+    for t in tasks {
+        t.await.expect("task").expect("agent ends cleanly");
+    }
+}

@@ -244,6 +244,9 @@ pub async fn compat(cmd: CompatCmd, remote: &Remote) -> anyhow::Result<()> {
                         outln!("  - {s}");
                     }
                 }
+                if let Some(why) = &p.blocked {
+                    outln!("  no job is made: {why}");
+                }
             }
             if let Some(why) = &r.no_plan {
                 outln!("\nno software plan:");
@@ -267,6 +270,9 @@ pub async fn compat(cmd: CompatCmd, remote: &Remote) -> anyhow::Result<()> {
                         j.origin,
                         steps_text(&j.steps).join("; ")
                     );
+                    if let Some(w) = &j.waiting {
+                        outln!("      {w}");
+                    }
                 }
             }
             if !r.notifications.is_empty() {
@@ -398,7 +404,10 @@ fn job_row(j: &Job) -> Vec<String> {
     vec![
         format!("#{}", j.id),
         j.device_id.clone(),
-        j.state.clone(),
+        match &j.waiting {
+            Some(w) => format!("{} — {w}", j.state),
+            None => j.state.clone(),
+        },
         j.origin.clone(),
         j.updated_at.clone(),
         steps_text(&j.steps).join("; "),
@@ -452,6 +461,9 @@ pub async fn jobs(cmd: JobsCmd, remote: &Remote) -> anyhow::Result<()> {
             outln!("job       #{}", j.id);
             outln!("device    {}", j.device_id);
             outln!("state     {}", j.state);
+            if let Some(w) = &j.waiting {
+                outln!("waiting   {w}");
+            }
             if let Some(r) = &j.reason {
                 outln!("reason    {r}");
             }

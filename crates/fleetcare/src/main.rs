@@ -692,6 +692,12 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
             if let Some(s) = d.report_interval_s {
                 outln!("interval      {s} s (set by the center)");
             }
+            if let Some(c) = &d.compat_state {
+                outln!("compatibility {c}");
+            }
+            if let Some(why) = &d.install_blocked {
+                outln!("installs      none: {why}");
+            }
             outln!();
             let rows: Vec<Vec<String>> = d
                 .units

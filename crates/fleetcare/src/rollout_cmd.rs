@@ -62,6 +62,10 @@ pub struct CreateArgs {
     /// Place devices in waves with this seed (the same seed, the same waves).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Accept a release that is not published yet (or whose files are not all on the
+    /// center): its jobs wait for it, and `rollouts show` says so.
+    #[arg(long)]
+    pub allow_unpublished: bool,
 }
 
 #[derive(Subcommand)]
@@ -280,6 +284,7 @@ fn create_body(a: CreateArgs) -> anyhow::Result<CreateRollout> {
         require_approval: a.require_approval,
         on_abort: a.on_abort,
         seed: a.seed,
+        allow_unpublished: a.allow_unpublished,
     })
 }
 
@@ -459,7 +464,10 @@ pub async fn rollouts(cmd: RolloutsCmd, remote: &Remote) -> anyhow::Result<()> {
                         x.wave.to_string(),
                         x.state.clone(),
                         x.job_id.map_or("-".into(), |j| j.to_string()),
-                        x.reason.clone().unwrap_or_default(),
+                        x.waiting
+                            .clone()
+                            .or_else(|| x.reason.clone())
+                            .unwrap_or_default(),
                     ]
                 })
                 .collect();

@@ -36,6 +36,9 @@ pub struct DeviceState {
     pub open_job: Option<u64>,
     /// The device's site lets installs start now.
     pub window_open: bool,
+    /// Why the device cannot install software at all (a printer behind the LAN proxy, an
+    /// agent without a root of trust).
+    pub install_blocked: Option<String>,
 }
 
 fn rank(s: &str) -> Option<usize> {
@@ -44,6 +47,9 @@ fn rank(s: &str) -> Option<usize> {
 
 /// `Ok` or the reason, in words an operator reads in the list of ineligible devices.
 pub fn check(now_ms: i64, req: &Requirements, d: &DeviceState) -> Result<(), String> {
+    if let Some(why) = &d.install_blocked {
+        return Err(format!("cannot install software: {why}"));
+    }
     let recent = d
         .last_seen_ms
         .is_some_and(|t| now_ms - t <= req.online_within_ms);
@@ -112,6 +118,13 @@ mod tests {
                     ..ok.clone()
                 },
                 "job 9",
+            ),
+            (
+                DeviceState {
+                    install_blocked: Some("no root of trust".into()),
+                    ..ok.clone()
+                },
+                "cannot install software: no root of trust",
             ),
             (
                 DeviceState {

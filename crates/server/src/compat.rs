@@ -1002,17 +1002,18 @@ impl Compat {
         let pending = open_jobs.iter().any(|j| {
             j.origin == "compat" && matches!(j.state.as_str(), "awaiting_approval" | "queued")
         });
-        if d.job_steps.is_none() && pending {
+        // A device that cannot install gets no job; its plan says why.
+        let blocked = rec.install_blocked.as_deref();
+        if (d.job_steps.is_none() || blocked.is_some()) && pending {
+            let why = match blocked {
+                Some(why) => format!("the device cannot install software: {why}"),
+                None => "the device needs no software change now".into(),
+            };
             st.store
-                .cancel_pending_jobs(
-                    key,
-                    "compat",
-                    "the device needs no software change now",
-                    now,
-                )
+                .cancel_pending_jobs(key, "compat", &why, now)
                 .await?;
         }
-        if let Some(steps) = d.job_steps {
+        if let Some(steps) = d.job_steps.filter(|_| blocked.is_none()) {
             self.ensure_job(st, key, &cur, steps, &policy, &open_jobs)
                 .await?;
         }

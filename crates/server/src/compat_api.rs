@@ -148,6 +148,7 @@ pub(crate) fn job_view(j: JobRecord) -> w::Job {
         expires_at: rfc3339(j.expires_at_ms),
         approved_by: j.approved_by,
         approved_at: j.approved_at_ms.map(rfc3339),
+        waiting: None,
     }
 }
 
@@ -171,13 +172,7 @@ pub(crate) async fn compat_report(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("device {}", key.device_id)))?;
     let stored = st.store.open_findings(key).await?;
-    let jobs = st
-        .store
-        .open_jobs(key)
-        .await?
-        .into_iter()
-        .map(job_view)
-        .collect();
+    let jobs = crate::delivery::job_views(st, key.tenant, st.store.open_jobs(key).await?).await?;
     let notifications = st
         .store
         .notifications(key, false, 20)
@@ -249,12 +244,17 @@ pub(crate) async fn compat_report(
             report.plan = Some(w::Plan {
                 policy: plan_policy.as_str().into(),
                 steps: software_steps(&cur.catalog, &facts, &steps),
+                blocked: rec
+                    .install_blocked
+                    .as_ref()
+                    .map(|why| format!("this device cannot install software: {why}")),
             });
         }
         Some(PlanOutcome::Keep) => {
             report.plan = Some(w::Plan {
                 policy: plan_policy.as_str().into(),
                 steps: Vec::new(),
+                blocked: None,
             });
         }
         Some(PlanOutcome::NoSolution(why)) => report.no_plan = Some(why),
@@ -423,9 +423,18 @@ pub async fn list_jobs(
         .then(|| jobs.last().map(|j| j.id))
         .flatten();
     Ok(Json(w::JobList {
-        jobs: jobs.into_iter().map(job_view).collect(),
+        jobs: crate::delivery::job_views(&st, op.0.tenant, jobs).await?,
         next_before,
     }))
+}
+
+/// One job as the API shows it (saying why it waits, if it does).
+async fn job_with_wait(st: &AppState, tenant: TenantId, id: u64) -> Result<w::Job, ApiError> {
+    let j = job_of(st, tenant, id).await?;
+    Ok(crate::delivery::job_views(st, tenant, vec![j])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal("a job vanished".into()))?)
 }
 
 async fn job_of(st: &AppState, tenant: TenantId, id: u64) -> Result<JobRecord, ApiError> {
@@ -442,7 +451,7 @@ pub async fn show_job(
     op: OperatorAuth,
     Path(id): Path<u64>,
 ) -> Result<Json<w::Job>, ApiError> {
-    let mut job = job_view(job_of(&st, op.0.tenant, id).await?);
+    let mut job = job_with_wait(&st, op.0.tenant, id).await?;
     job.events = st
         .store
         .job_events(op.0.tenant, id)
@@ -489,7 +498,7 @@ pub async fn approve_job(
         )
         .await;
     }
-    Ok(Json(job_view(job_of(&st, op.0.tenant, id).await?)))
+    Ok(Json(job_with_wait(&st, op.0.tenant, id).await?))
 }
 
 /// Cancel a job that has not started (awaiting approval or queued).
@@ -524,5 +533,5 @@ pub async fn cancel_job(
             ),
         });
     }
-    Ok(Json(job_view(job_of(&st, op.0.tenant, id).await?)))
+    Ok(Json(job_with_wait(&st, op.0.tenant, id).await?))
 }

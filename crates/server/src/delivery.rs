@@ -16,7 +16,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fleetcare_core::clock::rfc3339;
-use fleetcare_store::{DeviceKey, NewJob, ReleaseRecord, TenantId, Transition};
+use fleetcare_store::{DeviceKey, NewJob, ReleaseRecord, StoreError, TenantId, Transition};
 use fleetcare_trust::{
     Envelope, KEYS_TYPE, KeyList, MAX_ENVELOPE_BYTES, RELEASE_TYPE, ReleaseManifest, TrustError,
     is_sha256_hex,
@@ -410,6 +410,10 @@ pub async fn publish_release(
     let created = st.store.publish_release(op.0.tenant, &rec).await?;
     if created {
         tracing::info!(tenant = op.0.tenant, product = %m.product, version = %m.version, operator = %op.0.name, "release published");
+        tell_waiting(&st, op.0.tenant, |r| {
+            r.product == m.product && r.version == m.version
+        })
+        .await?;
     }
     let rec = st
         .store
@@ -496,6 +500,7 @@ pub async fn put_artifact(
         .await?;
     if created {
         tracing::info!(tenant = op.0.tenant, %sha256, size, "artifact stored");
+        tell_waiting(&st, op.0.tenant, |r| r.artifacts_json.contains(&sha256)).await?;
     }
     Ok(Json(w::ArtifactStored {
         sha256,
@@ -511,19 +516,24 @@ async fn check_steps(
     key: &DeviceKey,
     req: &[w::JobStepRequest],
 ) -> Result<Vec<SoftwareStep>, ApiError> {
-    let structure = st
+    let rec = st
         .store
         .device(key)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("device {}", key.device_id)))?
-        .structure
-        .ok_or_else(|| ApiError::Conflict {
-            code: "no_structure",
-            message: format!(
-                "device {} has not reported its structure yet",
-                key.device_id
-            ),
-        })?;
+        .ok_or_else(|| ApiError::NotFound(format!("device {}", key.device_id)))?;
+    if let Some(why) = rec.install_blocked {
+        return Err(ApiError::Conflict {
+            code: "cannot_install",
+            message: format!("device {} cannot install software: {why}", key.device_id),
+        });
+    }
+    let structure = rec.structure.ok_or_else(|| ApiError::Conflict {
+        code: "no_structure",
+        message: format!(
+            "device {} has not reported its structure yet",
+            key.device_id
+        ),
+    })?;
     let mut problems = Vec::new();
     let mut steps = Vec::new();
     if req.is_empty() || req.len() > fleetcare_core::limits::MAX_UNITS {
@@ -644,12 +654,169 @@ pub async fn create_job(
         .job(key.tenant, id)
         .await?
         .ok_or_else(|| ApiError::Internal("the job just created is gone".into()))?;
-    Ok(Json(job_view(job)))
+    job_views(&st, key.tenant, vec![job])
+        .await?
+        .pop()
+        .map(Json)
+        .ok_or_else(|| ApiError::Internal("the job just created is gone".into()))
+}
+
+/// Whether releases can be delivered: published, with every file on the center. Answers are
+/// kept for the life of the value (one request), so a page of jobs asks once per release.
+#[derive(Default)]
+pub struct Availability {
+    known: std::collections::HashMap<(String, String), Option<String>>,
+}
+
+impl Availability {
+    /// Why `product version` cannot be delivered now; `None`: it can.
+    pub async fn release(
+        &mut self,
+        st: &AppState,
+        tenant: TenantId,
+        product: &str,
+        version: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let k = (product.to_owned(), version.to_owned());
+        if let Some(w) = self.known.get(&k) {
+            return Ok(w.clone());
+        }
+        let why = match st.store.release(tenant, product, version).await? {
+            None => Some(format!(
+                "{product} {version} is not published (fleetcare release publish)"
+            )),
+            Some(r) => {
+                let arts: Vec<fleetcare_trust::Artifact> =
+                    serde_json::from_str(&r.artifacts_json).unwrap_or_default();
+                let mut missing = None;
+                for a in &arts {
+                    if st.store.artifact(tenant, &a.sha256).await? != Some(a.size) {
+                        missing = Some(format!(
+                            "{product} {version}: its file {} is not on the center yet                              (fleetcare release publish uploads it)",
+                            a.name
+                        ));
+                        break;
+                    }
+                }
+                missing
+            }
+        };
+        self.known.insert(k, why.clone());
+        Ok(why)
+    }
+
+    /// Why a job with these steps cannot be offered to its device now; `None`: it can.
+    pub async fn steps(
+        &mut self,
+        st: &AppState,
+        tenant: TenantId,
+        steps: &[SoftwareStep],
+    ) -> Result<Option<String>, StoreError> {
+        for s in steps.iter().filter(|s| s.action == "install") {
+            if let Some(why) = self.release(st, tenant, &s.product, &s.to).await? {
+                return Ok(Some(format!("waiting for its release: {why}")));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Queued jobs looked at when a release becomes deliverable, at most (the oldest beyond it
+/// wait for their device's next look, at most five minutes).
+const WAITING_JOBS: u32 = 10_000;
+
+/// A release became deliverable (published, or its last file arrived): tell the devices
+/// whose queued jobs waited for a release that `concerns` picks and can be offered now.
+async fn tell_waiting(
+    st: &AppState,
+    tenant: TenantId,
+    concerns: impl Fn(&ReleaseRecord) -> bool,
+) -> Result<(), StoreError> {
+    let mut releases: std::collections::HashMap<(String, String), bool> = Default::default();
+    let mut avail = Availability::default();
+    let mut told = Vec::new();
+    let mut before = None;
+    let mut seen = 0;
+    loop {
+        let page = st
+            .store
+            .jobs(
+                tenant,
+                &fleetcare_store::JobFilter {
+                    device_id: None,
+                    state: Some("queued".into()),
+                    before_id: before,
+                },
+                1000,
+            )
+            .await?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        seen += page.len() as u32;
+        for j in &page {
+            let steps: Vec<SoftwareStep> = serde_json::from_str(&j.steps_json).unwrap_or_default();
+            let mut waited = false;
+            for s in steps.iter().filter(|s| s.action == "install") {
+                let k = (s.product.clone(), s.to.clone());
+                let hit = match releases.get(&k) {
+                    Some(h) => *h,
+                    None => {
+                        let h = st
+                            .store
+                            .release(tenant, &s.product, &s.to)
+                            .await?
+                            .is_some_and(|r| concerns(&r));
+                        releases.insert(k, h);
+                        h
+                    }
+                };
+                waited |= hit;
+            }
+            if waited
+                && avail.steps(st, tenant, &steps).await?.is_none()
+                && let Ok(device_id) = fleetcare_core::DeviceId::parse(&j.device_id)
+            {
+                told.push(DeviceKey { tenant, device_id });
+            }
+        }
+        if page.len() < 1000 || seen >= WAITING_JOBS {
+            break;
+        }
+    }
+    if !told.is_empty() {
+        let n = crate::cluster::send_many(st, &told, &Command::JobsAvailable).await;
+        tracing::info!(
+            tenant,
+            jobs = told.len(),
+            connected = n,
+            "jobs that waited for a release can run now"
+        );
+    }
+    Ok(())
+}
+
+/// Jobs as the operator API shows them, each queued one saying why it waits, if it does.
+pub async fn job_views(
+    st: &AppState,
+    tenant: TenantId,
+    jobs: Vec<fleetcare_store::JobRecord>,
+) -> Result<Vec<fleetcare_wire::compat::Job>, StoreError> {
+    let mut avail = Availability::default();
+    let mut out = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        let queued = j.state == "queued";
+        let mut v = job_view(j);
+        if queued {
+            v.waiting = avail.steps(st, tenant, &v.steps).await?;
+        }
+        out.push(v);
+    }
+    Ok(out)
 }
 
 /// The device's open jobs that it can run now, with the signed releases they need and the
 /// newest key list. A job whose releases are not all published (with every artifact held)
-/// waits and is not offered yet.
+/// waits and is not offered yet (the operator sees why: `Job::waiting`).
 #[utoipa::path(get, path = "/device/v1/jobs", responses((status = 200, body = w::DeviceJobs)))]
 pub async fn device_jobs(
     State(st): State<AppState>,
@@ -657,24 +824,23 @@ pub async fn device_jobs(
 ) -> Result<Json<w::DeviceJobs>, ApiError> {
     let open = st.store.open_jobs(&key).await?;
     let mut jobs = Vec::new();
-    'jobs: for j in open {
+    let mut avail = Availability::default();
+    for j in open {
         if j.state == "awaiting_approval" {
             continue;
         }
         let steps: Vec<SoftwareStep> = serde_json::from_str(&j.steps_json)
             .map_err(|e| ApiError::Internal(format!("stored job steps: {e}")))?;
+        if avail.steps(&st, key.tenant, &steps).await?.is_some() {
+            continue;
+        }
         let mut releases = Vec::new();
         for s in steps.iter().filter(|s| s.action == "install") {
-            let Some(r) = st.store.release(key.tenant, &s.product, &s.to).await? else {
-                continue 'jobs;
-            };
-            let arts: Vec<fleetcare_trust::Artifact> = serde_json::from_str(&r.artifacts_json)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            for a in &arts {
-                if st.store.artifact(key.tenant, &a.sha256).await? != Some(a.size) {
-                    continue 'jobs;
-                }
-            }
+            let r = st
+                .store
+                .release(key.tenant, &s.product, &s.to)
+                .await?
+                .ok_or_else(|| ApiError::Internal(format!("{} {} is gone", s.product, s.to)))?;
             releases.push(envelope_value(&r.envelope)?);
         }
         jobs.push(w::DeviceJob {

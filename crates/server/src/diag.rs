@@ -702,6 +702,11 @@ async fn fix_loop(
             if policy.fix == "off" {
                 return Ok("not applied: automatic fixes are off by the tenant's policy".into());
             }
+            if let Some(why) = st.store.device(key).await?.and_then(|d| d.install_blocked) {
+                return Ok(format!(
+                    "not applied: the device cannot install software ({why})"
+                ));
+            }
             if let Some(j) = st.store.open_jobs(key).await?.first() {
                 return Ok(format!(
                     "not applied yet: job {} is open for the device (one change at a time)",

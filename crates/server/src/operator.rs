@@ -260,6 +260,7 @@ pub(crate) async fn device_view(st: &AppState, key: &DeviceKey) -> Result<Device
         operating: rec.operating,
         report_interval_s: rec.report_interval_s,
         compat_state: rec.compat_state,
+        install_blocked: rec.install_blocked,
         device_id: rec.device_id,
         model: rec.model,
     })

@@ -898,6 +898,7 @@ impl Rollouts {
                 label.as_ref().and_then(|l| l.site.as_deref()),
                 now,
             ),
+            install_blocked: cond.install_blocked,
         };
         if let Err(why) = eligibility::check(now, &spec.requirements, &state) {
             return Ok(Err(("ineligible", why)));
@@ -1192,6 +1193,19 @@ pub async fn create(
                 )],
             });
         }
+        if !spec.wire.allow_unpublished
+            && let Some(why) = crate::delivery::Availability::default()
+                .release(&st, tenant, product, &version.to_string())
+                .await?
+        {
+            return Err(ApiError::Invalid {
+                message: "the rollout was refused: 1 problem(s)".into(),
+                problems: vec![format!(
+                    "release: {why}; publish it first, or create the rollout allowing an \
+                     unpublished release (--allow-unpublished), whose jobs then wait for it"
+                )],
+            });
+        }
     }
     let started = std::time::Instant::now();
     let seed = spec
@@ -1319,7 +1333,7 @@ pub async fn devices(
             q.limit.unwrap_or(100).clamp(1, 1000),
         )
         .await?;
-    Ok(Json(w::RolloutDevices {
+    let mut out = w::RolloutDevices {
         devices: rows
             .into_iter()
             .map(|d| w::RolloutDevice {
@@ -1329,9 +1343,23 @@ pub async fn devices(
                 reason: d.reason,
                 job_id: d.job_id,
                 updated_at: rfc3339(d.updated_at_ms),
+                waiting: None,
             })
             .collect(),
-    }))
+    };
+    // A running device's job may wait for its release: say so.
+    let mut avail = crate::delivery::Availability::default();
+    for d in out.devices.iter_mut().filter(|d| d.state == "running") {
+        let Some(job) = d.job_id else { continue };
+        if let Some(j) = st.store.job(op.0.tenant, job).await?
+            && j.state == "queued"
+        {
+            let steps: Vec<fleetcare_wire::compat::SoftwareStep> =
+                serde_json::from_str(&j.steps_json).unwrap_or_default();
+            d.waiting = avail.steps(&st, op.0.tenant, &steps).await?;
+        }
+    }
+    Ok(Json(out))
 }
 
 /// Approve a rollout awaiting approval, or its next wave; never by its creator.

@@ -115,6 +115,10 @@ pub struct Plan {
     pub policy: String,
     /// Empty: nothing to change.
     pub steps: Vec<SoftwareStep>,
+    /// Why no job is made for these steps: the device cannot install software (a printer
+    /// behind the LAN proxy, an agent without a root of trust).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
 }
 
 /// One hardware change of a recommended configuration.
@@ -300,6 +304,10 @@ pub struct Job {
     /// Every state the job went through after its creation, oldest first (in `jobs show`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<JobEvent>,
+    /// Why a queued job is not offered to its device yet: a release it installs is not
+    /// published, or not every file of it is on the center. It waits (until it expires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// A state a job went through.

@@ -37,6 +37,9 @@ pub struct DeviceView {
     /// `compatible`, `software`, `hardware`, `unknown`; absent until judged against a catalog.
     #[serde(default)]
     pub compat_state: Option<String>,
+    /// Why the device cannot install software, as its newest report says (absent: it can).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_blocked: Option<String>,
 }
 
 /// One row of `fleetcare devices list`.

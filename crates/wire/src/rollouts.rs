@@ -102,6 +102,10 @@ pub struct CreateRollout {
     /// Places devices in waves (a random one when absent): the same seed, the same waves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Accept a release that is not published yet (or whose files are not all on the
+    /// center): its jobs wait for it, and say so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unpublished: bool,
 }
 
 fn finish() -> String {
@@ -163,6 +167,9 @@ pub struct RolloutDevice {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<u64>,
     pub updated_at: String,
+    /// Why its job, queued, is not offered to the device yet (see `Job::waiting`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

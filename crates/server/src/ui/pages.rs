@@ -857,6 +857,8 @@ struct DevicePage {
     findings: Vec<FindingRow>,
     plan: Vec<String>,
     no_plan: String,
+    /// Why no job is made for the plan (the device cannot install).
+    plan_blocked: String,
     advice: Vec<AdviceRow>,
     error_chart: String,
     errors: Vec<ErrorRow>,
@@ -1146,6 +1148,11 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
             .map(|p| p.steps.iter().map(step).collect())
             .unwrap_or_default(),
         no_plan: compat.no_plan.clone().unwrap_or_default(),
+        plan_blocked: compat
+            .plan
+            .as_ref()
+            .and_then(|p| p.blocked.clone())
+            .unwrap_or_default(),
         advice: compat
             .advice
             .iter()
@@ -1193,9 +1200,10 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
                 id: j.id,
                 origin: j.origin.clone(),
                 class: job_class(&j.state),
-                state: match &j.reason {
-                    Some(r) => format!("{} ({r})", j.state),
-                    None => j.state.clone(),
+                state: match (&j.reason, &j.waiting) {
+                    (Some(r), _) => format!("{} ({r})", j.state),
+                    (None, Some(w)) => format!("{} — {w}", j.state),
+                    (None, None) => j.state.clone(),
                 },
                 steps: j.steps.iter().map(step).collect(),
                 created: when(&j.created_at),
@@ -1651,7 +1659,11 @@ pub async fn rollout(State(st): State<AppState>, ui: Ui, Path(id): Path<u64>) ->
                     wave: d.wave,
                     class: job_class(&d.state),
                     state: d.state.clone(),
-                    reason: d.reason.clone().unwrap_or_default(),
+                    reason: d
+                        .waiting
+                        .clone()
+                        .or_else(|| d.reason.clone())
+                        .unwrap_or_default(),
                     job: d.job_id.map(|j| j.to_string()).unwrap_or_default(),
                     updated: when(&d.updated_at),
                 })
