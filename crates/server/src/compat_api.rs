@@ -431,10 +431,10 @@ pub async fn list_jobs(
 /// One job as the API shows it (saying why it waits, if it does).
 async fn job_with_wait(st: &AppState, tenant: TenantId, id: u64) -> Result<w::Job, ApiError> {
     let j = job_of(st, tenant, id).await?;
-    Ok(crate::delivery::job_views(st, tenant, vec![j])
+    crate::delivery::job_views(st, tenant, vec![j])
         .await?
         .pop()
-        .ok_or_else(|| ApiError::Internal("a job vanished".into()))?)
+        .ok_or_else(|| ApiError::Internal("a job vanished".into()))
 }
 
 async fn job_of(st: &AppState, tenant: TenantId, id: u64) -> Result<JobRecord, ApiError> {
