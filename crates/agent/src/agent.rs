@@ -305,6 +305,9 @@ impl<S: StructureSource> Agent<S> {
             }
         };
         let (errors_request, errors_requested) = watch::channel(None);
+        // "Send now" from the device (`fleetcare-agent report` / `send-errors`, local API).
+        let (report_now, mut reports_asked) = mpsc::channel::<crate::local_api::ReportNow>(4);
+        let (errors_now, errors_asked) = mpsc::channel::<crate::errlog::SendNow>(4);
         let socket = if embed.memory {
             None
         } else {
@@ -314,6 +317,10 @@ impl<S: StructureSource> Agent<S> {
             Some(path) => match crate::local_api::bind(path) {
                 Ok(l) => Some(tokio::spawn(crate::local_api::run(
                     journal.clone(),
+                    crate::local_api::Control {
+                        report: report_now,
+                        errors: errors_now,
+                    },
                     l,
                     path.clone(),
                     shutdown.clone(),
@@ -332,6 +339,7 @@ impl<S: StructureSource> Agent<S> {
             cfg.errors,
             token_tx.subscribe(),
             errors_requested,
+            errors_asked,
             self.errors_nudge.clone(),
             Backoff::new(cfg.backoff_initial, cfg.backoff_max),
             observer.clone(),
@@ -443,6 +451,10 @@ impl<S: StructureSource> Agent<S> {
                     r.publish();
                 }
                 () = self.nudge.notified() => r.check_for_change(true).await?,
+                Some(reply) = reports_asked.recv() => {
+                    let result = r.report_now().await?;
+                    let _ = reply.send(result);
+                }
                 () = sleep_until_opt(r.retry_at) => r.flush().await?,
                 () = sleep_until_opt(r.enroll_at) => r.enroll().await?,
                 () = stopped(&mut shutdown) => break,
@@ -785,6 +797,45 @@ impl<S: StructureSource> Runner<S> {
 
     /// Queue a report with this trigger and send what is queued.
     async fn report(&mut self, trigger: Trigger) -> Result<(), AgentError> {
+        self.queue(trigger).await?;
+        self.flush().await
+    }
+
+    /// A report asked for on the device (trigger `manual`), sent now: its number once the
+    /// center acknowledged it, or why it did not.
+    async fn report_now(&mut self) -> Result<Result<u64, String>, AgentError> {
+        if self.token.is_none() {
+            return Ok(Err(match &self.status.last_error {
+                Some(e) => format!("not enrolled with the center yet ({e})"),
+                None => "not enrolled with the center yet".into(),
+            }));
+        }
+        let Some(seq) = self.queue(Trigger::Manual).await? else {
+            return Ok(Err(
+                "the structure source names another device than the one enrolled".into(),
+            ));
+        };
+        self.flush().await?;
+        if self.status.last_ack_seq.is_some_and(|a| a >= seq) {
+            return Ok(Ok(seq));
+        }
+        let why = self
+            .status
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "no answer from the center".into());
+        Ok(Err(if self.local.outbox.contains(seq) {
+            format!(
+                "report #{seq} is queued, not yet acknowledged: {why}; it is sent again when the center can take it"
+            )
+        } else {
+            format!("the center refused report #{seq}: {why}")
+        }))
+    }
+
+    /// Queue a report with this trigger: its number (`None`: the source names another device
+    /// than the one enrolled, and nothing was queued).
+    async fn queue(&mut self, trigger: Trigger) -> Result<Option<u64>, AgentError> {
         let (snap, fingerprint) = if trigger == Trigger::Change {
             self.last_snapshot.clone()
         } else {
@@ -797,7 +848,7 @@ impl<S: StructureSource> Runner<S> {
                 enrolled = %c.device_id, named = %snap.device_id,
                 "the structure source names another device; not reporting it"
             );
-            return Ok(());
+            return Ok(None);
         }
         let seq = self.local.take_seq(&fingerprint)?;
         let report = StructureReport {
@@ -813,7 +864,7 @@ impl<S: StructureSource> Runner<S> {
         self.local.outbox.push(report, fingerprint.clone())?;
         self.last_fingerprint = Some(fingerprint);
         tracing::debug!(seq, trigger = trigger.as_str(), "report queued");
-        self.flush().await
+        Ok(Some(seq))
     }
 
     async fn command(&mut self, c: Command) -> Result<(), AgentError> {

@@ -119,6 +119,10 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
+/// What a `send now` on the device asks (`fleetcare-agent send-errors`, the local API): the
+/// events the center acknowledged, or why not.
+pub type SendNow = tokio::sync::oneshot::Sender<Result<u64, String>>;
+
 /// Run until shutdown.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -128,6 +132,7 @@ pub async fn run(
     triggers: Triggers,
     mut token: watch::Receiver<Option<String>>,
     mut requested: watch::Receiver<Option<ErrorTrigger>>,
+    mut send_now: tokio::sync::mpsc::Receiver<SendNow>,
     logged: Arc<tokio::sync::Notify>,
     mut backoff: Backoff,
     observer: Arc<dyn Observer>,
@@ -162,6 +167,28 @@ pub async fn run(
                         _ => None,
                     }
                 }
+            }
+            Some(reply) = send_now.recv() => {
+                // At once, whatever the backoff says: someone at the device is waiting.
+                let tok = token.borrow().clone();
+                let result = match tok {
+                    None => Err("not enrolled with the center yet".to_owned()),
+                    Some(tok) => {
+                        send_all(&journal, &client, &tok, &device_id, ErrorTrigger::Manual, &*observer)
+                            .await
+                    }
+                };
+                match &result {
+                    Ok(n) => {
+                        tracing::info!(events = n, trigger = "manual", "error log sent");
+                        backoff.reset();
+                        retry_at = None;
+                        pending_trigger = None;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "sending the error log now failed"),
+                }
+                let _ = reply.send(result);
+                None
             }
             _ = token.changed() => None,
             () = stopped(&mut shutdown) => return,

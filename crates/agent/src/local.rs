@@ -436,6 +436,11 @@ impl Outbox {
         self.entries.is_empty()
     }
 
+    /// Report `seq` is queued (not yet acknowledged).
+    pub fn contains(&self, seq: u64) -> bool {
+        self.entries.contains_key(&seq)
+    }
+
     /// Reports dropped since the agent started (coalesced ones are not counted).
     pub fn dropped(&self) -> u64 {
         self.dropped

@@ -11,11 +11,16 @@
 //! ← {"ok":true,"pending":3,"dropped":0,…}
 //! → {"op":"settings"}
 //! ← {"ok":true,"settings":{"fuser.temp_offset_c":"-5"}}   (what the center set on the device)
+//! → {"op":"report"}                 (a structure report now, trigger `manual`)
+//! ← {"ok":true,"seq":42}            (the center acknowledged it)
+//! → {"op":"send_errors"}            (the pending error log now, trigger `manual`)
+//! ← {"ok":true,"sent":7}            (the center acknowledged every one)
 //! ← {"ok":false,"error":"severity \"loud\": one of debug, info, warning, error, critical"}
 //! ```
 //!
 //! Lines are at most 16 KiB; a connection idle for 30 s is closed; at most 16 connections
-//! are served at once. The socket is created with mode 0660 (the device's software shares the
+//! are served at once. `report` and `send_errors` answer once the center acknowledged (or
+//! with why not), within [`SEND_NOW_TIMEOUT`]. The socket is created with mode 0660 (the device's software shares the
 //! agent's group).
 
 use std::os::unix::fs::PermissionsExt;
@@ -38,6 +43,18 @@ pub const MAX_LINE: usize = 16 * 1024;
 pub const IDLE: Duration = Duration::from_secs(30);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 16;
+/// Longest a `report` or `send_errors` waits for the center's acknowledgement.
+pub const SEND_NOW_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a `report` asks the running agent: the report's number once acknowledged, or why not.
+pub type ReportNow = tokio::sync::oneshot::Sender<Result<u64, String>>;
+
+/// How the local API reaches the running agent for what the journal alone cannot do.
+#[derive(Debug, Clone)]
+pub struct Control {
+    pub report: tokio::sync::mpsc::Sender<ReportNow>,
+    pub errors: tokio::sync::mpsc::Sender<crate::errlog::SendNow>,
+}
 
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -60,6 +77,10 @@ enum Request {
     },
     Status,
     Settings,
+    /// A structure report now (trigger `manual`), answered once acknowledged.
+    Report,
+    /// The pending error log now (trigger `manual`), answered once acknowledged.
+    SendErrors,
 }
 
 fn now_ms() -> i64 {
@@ -105,11 +126,43 @@ pub fn handle(j: &Journal, line: &str) -> serde_json::Value {
             v["ok"] = json!(true);
             v
         }),
+        Request::Report | Request::SendErrors => {
+            return json!({"ok": false, "error": "only the running agent sends now (its local API)"});
+        }
     };
     out.unwrap_or_else(|e| json!({"ok": false, "error": e.to_string()}))
 }
 
-async fn answer(journal: &Arc<Journal>, line: &str) -> serde_json::Value {
+/// Ask the running agent to send now; its answer, within [`SEND_NOW_TIMEOUT`].
+async fn send_now<T>(
+    to: &tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<T, String>>>,
+    ok: impl FnOnce(T) -> serde_json::Value,
+) -> serde_json::Value {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if to.send(reply).await.is_err() {
+        return json!({"ok": false, "error": "the agent is stopping"});
+    }
+    match tokio::time::timeout(SEND_NOW_TIMEOUT, answer).await {
+        Ok(Ok(Ok(v))) => ok(v),
+        Ok(Ok(Err(why))) => json!({"ok": false, "error": why}),
+        Ok(Err(_)) => json!({"ok": false, "error": "the agent is stopping"}),
+        Err(_) => json!({"ok": false, "error": format!(
+            "no acknowledgement from the center within {} s; it is sent when the center can take it",
+            SEND_NOW_TIMEOUT.as_secs()
+        )}),
+    }
+}
+
+async fn answer(journal: &Arc<Journal>, control: &Control, line: &str) -> serde_json::Value {
+    match serde_json::from_str::<Request>(line) {
+        Ok(Request::Report) => {
+            return send_now(&control.report, |seq| json!({"ok": true, "seq": seq})).await;
+        }
+        Ok(Request::SendErrors) => {
+            return send_now(&control.errors, |n| json!({"ok": true, "sent": n})).await;
+        }
+        _ => {}
+    }
     let (j, line) = (journal.clone(), line.to_owned());
     match tokio::task::spawn_blocking(move || handle(&j, &line)).await {
         Ok(v) => v,
@@ -117,7 +170,7 @@ async fn answer(journal: &Arc<Journal>, line: &str) -> serde_json::Value {
     }
 }
 
-async fn serve_one(journal: Arc<Journal>, stream: UnixStream) {
+async fn serve_one(journal: Arc<Journal>, control: Control, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut buf = Vec::new();
@@ -141,7 +194,7 @@ async fn serve_one(journal: Arc<Journal>, stream: UnixStream) {
         } else {
             match std::str::from_utf8(&buf) {
                 Ok(line) if line.trim().is_empty() => continue,
-                Ok(line) => answer(&journal, line.trim()).await,
+                Ok(line) => answer(&journal, &control, line.trim()).await,
                 Err(_) => json!({"ok": false, "error": "not UTF-8"}),
             }
         };
@@ -172,6 +225,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 /// Serve until shutdown; the socket file is removed at the end.
 pub async fn run(
     journal: Arc<Journal>,
+    control: Control,
     listener: UnixListener,
     path: PathBuf,
     mut shutdown: watch::Receiver<bool>,
@@ -189,9 +243,9 @@ pub async fn run(
                         .await;
                     continue;
                 };
-                let j = journal.clone();
+                let (j, c) = (journal.clone(), control.clone());
                 tokio::spawn(async move {
-                    serve_one(j, stream).await;
+                    serve_one(j, c, stream).await;
                     drop(permit);
                 });
             }

@@ -105,6 +105,24 @@ enum Cmd {
     /// Append an event to the device's error log (durable when this returns); the running
     /// agent sends it as its triggers say (at once from `errors_immediate_severity`).
     Log(Box<LogArgs>),
+    /// Send a structure report now (trigger `manual`) through the running agent; returns once
+    /// the center acknowledged it, or says why not.
+    Report {
+        #[arg(long, env = "FLEETCARE_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Print the local API's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the pending error log now (trigger `manual`) through the running agent; returns
+    /// once the center acknowledged it, or says why not.
+    SendErrors {
+        #[arg(long, env = "FLEETCARE_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Print the local API's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show local state and what the center knows about this device.
     Status {
         #[arg(long, env = "FLEETCARE_AGENT_CONFIG")]
@@ -132,6 +150,8 @@ fn main() -> ExitCode {
         match cli.command {
             Cmd::Run { config, log_format } => run(config, &log_format).await,
             Cmd::Status { config, json } => status(config, json).await,
+            Cmd::Report { config, json } => send_now(config, "report", json).await,
+            Cmd::SendErrors { config, json } => send_now(config, "send_errors", json).await,
             Cmd::Log(args) => log_event(*args),
         }
     });
@@ -237,6 +257,61 @@ fn log_event(args: LogArgs) -> anyhow::Result<()> {
         now,
     )?;
     outln!("logged as event {seq} of boot {epoch}");
+    Ok(())
+}
+
+/// Ask the running agent, through its local API, to send now.
+async fn send_now(config: PathBuf, op: &str, as_json: bool) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let cfg = load_config(&config)?;
+    let path = cfg.local_socket.clone().with_context(|| {
+        format!(
+            "{}: the local API is off (`local_api = false`); `{op}` reaches the running agent through it",
+            config.display()
+        )
+    })?;
+    let stream = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
+        anyhow::anyhow!(
+            "the agent is not running, or not with this config (no answer at {}: {e}); start it with `fleetcare-agent run`",
+            path.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(format!("{{\"op\":\"{op}\"}}\n").as_bytes())
+        .await
+        .with_context(|| format!("asking the agent at {}", path.display()))?;
+    let mut line = String::new();
+    let wait = fleetcare_agent::local_api::SEND_NOW_TIMEOUT + std::time::Duration::from_secs(5);
+    tokio::time::timeout(wait, tokio::io::BufReader::new(read).read_line(&mut line))
+        .await
+        .map_err(|_| anyhow::anyhow!("the agent did not answer within {} s", wait.as_secs()))?
+        .with_context(|| format!("reading the agent's answer at {}", path.display()))?;
+    let answer: serde_json::Value = serde_json::from_str(line.trim())
+        .with_context(|| format!("the agent's answer is not JSON: {line:?}"))?;
+    if as_json {
+        outln!("{answer}");
+    }
+    if answer["ok"] != true {
+        anyhow::bail!(
+            "not sent: {}",
+            answer["error"]
+                .as_str()
+                .unwrap_or("the agent gave no reason")
+        );
+    }
+    if !as_json {
+        match op {
+            "report" => outln!(
+                "report #{} (manual) acknowledged by the center",
+                answer["seq"]
+            ),
+            _ => outln!(
+                "{} error event(s) sent (manual) and acknowledged by the center",
+                answer["sent"]
+            ),
+        }
+    }
     Ok(())
 }
 

@@ -700,7 +700,11 @@ async fn an_incompatible_device_receives_its_job_its_advice_and_a_unit_out_of_se
         &root,
         fleetcare_trust::Root {
             threshold: 1,
-            keys: vec![fleetcare_trust::KeyPair::from_seed(&[1; 32]).public().clone()],
+            keys: vec![
+                fleetcare_trust::KeyPair::from_seed(&[1; 32])
+                    .public()
+                    .clone(),
+            ],
         }
         .to_json(),
     )
@@ -825,4 +829,128 @@ async fn a_command_this_agent_does_not_know_is_skipped_not_the_whole_poll_answer
         .await
         .expect("the answer is usable");
     assert_eq!(got, vec![fleetcare_wire::device::Command::RequestReport]);
+}
+
+#[tokio::test]
+async fn report_and_send_errors_on_the_device_return_once_the_center_acknowledged() {
+    let mut lab = Lab::start().await;
+    let base = lab.dir.path().join("now");
+    std::fs::create_dir_all(&base).expect("mkdir");
+    std::fs::write(
+        base.join("inventory.toml"),
+        inventory_text("NOW-1", "F-1", "5.2.1"),
+    )
+    .expect("write");
+    let config = base.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "center_url = \"{}\"\nenrollment_key = \"{}\"\ndata_dir = \"data\"\ninventory = \"inventory.toml\"\n\
+             errors_interval_s = 86400\nerrors_batch_events = 1000\nerrors_immediate_severity = \"never\"\n\
+             backoff_initial_ms = 50\nbackoff_max_s = 1\nrequest_timeout_s = 2\n",
+            lab.url(),
+            lab.key
+        ),
+    )
+    .expect("write");
+    let agent_bin = || tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetcare-agent"));
+    let run = |args: &'static [&'static str]| {
+        let config = config.clone();
+        async move {
+            agent_bin()
+                .args(args)
+                .arg("--config")
+                .arg(&config)
+                .output()
+                .await
+                .expect("the command runs")
+        }
+    };
+
+    // Not running: the command says so.
+    let out = run(&["report"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the agent is not running"), "{err}");
+
+    let mut child = agent_bin()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("FLEETCARE_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("agent binary starts");
+    online_with(&lab, "NOW-1", "connect").await;
+
+    // A report now: acknowledged, and the center's last report is it.
+    let out = run(&["report"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("(manual) acknowledged by the center"),
+        "{text}"
+    );
+    let d = lab.device("NOW-1").await.expect("device");
+    assert_eq!(d["last_report"]["trigger"], "manual", "{d}");
+    let seq = text
+        .split('#')
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("the report's number");
+    assert_eq!(d["last_report"]["seq"], seq, "{d}");
+
+    // Two events logged (no trigger of the agent's own would send them for a day), then the
+    // error log now: both acknowledged, stored with trigger `manual`.
+    for code in ["J-100", "J-101"] {
+        let out = agent_bin()
+            .args([
+                "log",
+                "--code",
+                code,
+                "--unit",
+                "fuser",
+                "--severity",
+                "warning",
+                "--config",
+            ])
+            .arg(&config)
+            .output()
+            .await
+            .expect("log runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run(&["send-errors", "--json"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("the local API's answer");
+    assert_eq!(answer, json!({"ok": true, "sent": 2}));
+    let (_, errs) = lab.api("GET", "/api/v1/devices/NOW-1/errors", None).await;
+    let events = errs["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2, "{errs}");
+    assert!(events.iter().all(|e| e["trigger"] == "manual"), "{errs}");
+
+    // The center is down: the report is kept, and the command says it was not acknowledged.
+    lab.stop_center().await;
+    let out = run(&["report"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not sent") && err.contains("queued, not yet acknowledged"),
+        "{err}"
+    );
+    lab.start_center().await;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
 }

@@ -82,6 +82,9 @@ pub enum ErrorTrigger {
     Immediate,
     /// Enough accumulated (count, bytes or weighted severity).
     Accumulation,
+    /// A person or the device's own software asked for it on the device
+    /// (`fleetcare-agent send-errors`).
+    Manual,
 }
 
 impl ErrorTrigger {
@@ -92,6 +95,7 @@ impl ErrorTrigger {
             ErrorTrigger::Scheduled => "scheduled",
             ErrorTrigger::Immediate => "immediate",
             ErrorTrigger::Accumulation => "accumulation",
+            ErrorTrigger::Manual => "manual",
         }
     }
 
@@ -102,6 +106,7 @@ impl ErrorTrigger {
             ErrorTrigger::Scheduled,
             ErrorTrigger::Immediate,
             ErrorTrigger::Accumulation,
+            ErrorTrigger::Manual,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)
