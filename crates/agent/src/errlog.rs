@@ -216,3 +216,66 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn triggers() -> Triggers {
+        Triggers {
+            interval: Duration::from_secs(3600),
+            immediate: crate::journal::severity_rank("error"),
+            batch_events: 200,
+            batch_bytes: 64 * 1024,
+            batch_weight: 100,
+            check: Duration::from_millis(500),
+        }
+    }
+
+    fn pending(n: u64, bytes: u64, weight: u64, worst: &str) -> JournalStats {
+        JournalStats {
+            pending: n,
+            bytes,
+            weight,
+            max_severity: crate::journal::severity_rank(worst),
+            ..JournalStats::default()
+        }
+    }
+
+    #[test]
+    fn each_accumulation_threshold_fires_at_its_value_and_not_before() {
+        let t = triggers();
+        assert_eq!(due(&t, &JournalStats::default()), None, "nothing pending");
+        // Count.
+        assert_eq!(due(&t, &pending(199, 100, 10, "info")), None);
+        assert_eq!(
+            due(&t, &pending(200, 100, 10, "info")),
+            Some(ErrorTrigger::Accumulation)
+        );
+        // Bytes, with few events.
+        assert_eq!(due(&t, &pending(3, 64 * 1024 - 1, 3, "info")), None);
+        assert_eq!(
+            due(&t, &pending(3, 64 * 1024, 3, "info")),
+            Some(ErrorTrigger::Accumulation)
+        );
+        // Weighted severities: 33 warnings weigh 99, 34 weigh 102.
+        let w =
+            crate::journal::severity_weight(crate::journal::severity_rank("warning").unwrap_or(0));
+        assert_eq!(w, 3);
+        assert_eq!(due(&t, &pending(33, 33 * 50, 33 * w, "warning")), None);
+        assert_eq!(
+            due(&t, &pending(34, 34 * 50, 34 * w, "warning")),
+            Some(ErrorTrigger::Accumulation)
+        );
+        // Severity at once comes before any accumulation.
+        assert_eq!(
+            due(&t, &pending(1, 50, 10, "error")),
+            Some(ErrorTrigger::Immediate)
+        );
+        let never = Triggers {
+            immediate: None,
+            ..t
+        };
+        assert_eq!(due(&never, &pending(1, 50, 30, "critical")), None);
+    }
+}

@@ -392,6 +392,7 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
             "recommended_actions": about.as_ref().map(|a| &a.recommended_actions),
             "abnormal_units": about.as_ref().map(|a| &a.abnormal_units),
             "rollout_eligible": about.as_ref().map(|a| a.rollout_eligible),
+            "rollout_ineligible": about.as_ref().and_then(|a| a.rollout_ineligible.as_ref()),
             "recent_jobs": about.as_ref().map(|a| &a.recent_jobs),
             "error_rate": about.as_ref().map(|a| &a.error_rate),
             "settings": settings,
@@ -563,7 +564,12 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
             outln!("abnormal     {}: {} (since {})", u.slot, u.reason, u.since);
         }
         if !a.rollout_eligible {
-            outln!("rollouts     this device is passed by until its abnormal units are cleared");
+            outln!(
+                "rollouts     this device is passed by now: {}",
+                a.rollout_ineligible
+                    .as_deref()
+                    .unwrap_or("not in a proper state")
+            );
         }
         for j in &a.recent_jobs {
             outln!(

@@ -176,6 +176,96 @@ async fn warnings_accumulate_until_the_batch_is_full() {
     task.await.expect("agent");
 }
 
+/// Only `key = value` of the tuned config is `value` (a threshold the others cannot reach).
+fn only(toml: &mut String, set: &[(&str, &str)]) {
+    for (k, v) in set {
+        if let Some(i) = toml.find(&format!("{k} = ")) {
+            let end = toml[i..].find('\n').map_or(toml.len(), |e| i + e);
+            toml.replace_range(i..end, &format!("{k} = {v}"));
+        } else {
+            toml.push_str(&format!("{k} = {v}\n"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_pending_bytes_alone_send_the_log() {
+    let lab = Lab::start().await;
+    // The count (1000), the weight (100000), the schedule (an hour) and the severity at once
+    // (never) cannot fire; 3000 bytes can: each event carries about 1 KB of detail.
+    let (config, stop, task) = lab
+        .device("ERR-B", |t| {
+            only(
+                t,
+                &[
+                    ("errors_batch_events", "1000"),
+                    ("errors_batch_weight", "100000"),
+                    ("errors_batch_bytes", "3000"),
+                    ("errors_immediate_severity", "\"never\""),
+                ],
+            )
+        })
+        .await;
+    for i in 0..3 {
+        let detail: String = std::iter::repeat_n('x', 1000).collect();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetcare-agent"))
+            .args(["log", "--config"])
+            .arg(&config)
+            .args([
+                "--code",
+                &format!("B-{i}"),
+                "--unit",
+                "fuser",
+                "--severity",
+                "info",
+            ])
+            .args(["--detail", &detail])
+            .output()
+            .expect("fleetcare-agent log runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let e = events_with(&lab, "ERR-B", 3).await;
+    assert!(
+        e.iter().all(|e| e["trigger"] == "accumulation"),
+        "sent for their bytes: {e:?}"
+    );
+    let _ = stop.send(true);
+    task.await.expect("agent");
+}
+
+#[tokio::test]
+async fn the_weighted_severities_alone_send_the_log() {
+    let lab = Lab::start().await;
+    // The count, bytes, schedule and severity at once cannot fire; four warnings weigh 12.
+    let (config, stop, task) = lab
+        .device("ERR-W", |t| {
+            only(
+                t,
+                &[
+                    ("errors_batch_events", "1000"),
+                    ("errors_batch_bytes", "1000000"),
+                    ("errors_batch_weight", "12"),
+                    ("errors_immediate_severity", "\"never\""),
+                ],
+            )
+        })
+        .await;
+    for i in 0..4 {
+        log(&config, &format!("W-{i}"), "warning");
+    }
+    let e = events_with(&lab, "ERR-W", 4).await;
+    assert!(
+        e.iter().all(|e| e["trigger"] == "accumulation"),
+        "sent for their weight: {e:?}"
+    );
+    let _ = stop.send(true);
+    task.await.expect("agent");
+}
+
 #[tokio::test]
 async fn the_center_asks_and_the_log_comes() {
     let lab = Lab::start().await;

@@ -1019,10 +1019,19 @@ pub async fn about(st: &AppState, key: &DeviceKey) -> Result<w::DeviceAbout, Api
     } else {
         fleet as f64 / devices as f64 / days
     };
+    // What a rollout with the default requirements would decide now.
+    let now = st.clock.now_ms();
+    let proper = st.rollouts.device_state(st, key, now).await?;
+    let eligible = fleetcare_rollout::eligibility::check(
+        now,
+        &fleetcare_rollout::eligibility::Requirements::default(),
+        &proper,
+    );
     Ok(w::DeviceAbout {
         device_id: key.device_id.to_string(),
         model: compat.model.clone(),
-        rollout_eligible: abnormal.is_empty(),
+        rollout_eligible: eligible.is_ok(),
+        rollout_ineligible: eligible.err(),
         compat,
         troubles,
         recommended_actions: actions,

@@ -885,9 +885,23 @@ impl Rollouts {
                 Some(_) => {}
             }
         }
+        let state = self.device_state(st, key, now).await?;
+        if let Err(why) = eligibility::check(now, &spec.requirements, &state) {
+            return Ok(Err(("ineligible", why)));
+        }
+        Ok(Ok(entry))
+    }
+
+    /// What a rollout judges a device's proper state by, now.
+    pub async fn device_state(
+        &self,
+        st: &AppState,
+        key: &DeviceKey,
+        now: i64,
+    ) -> Result<DeviceState, StoreError> {
         let cond = st.store.device_condition(key).await?;
         let label = self.label(key.tenant, key.device_id.as_str());
-        let state = DeviceState {
+        Ok(DeviceState {
             connected: crate::cluster::seen_online(st, key).await,
             last_seen_ms: cond.last_report_at_ms,
             worst_trouble: cond.worst_trouble,
@@ -899,11 +913,7 @@ impl Rollouts {
                 now,
             ),
             install_blocked: cond.install_blocked,
-        };
-        if let Err(why) = eligibility::check(now, &spec.requirements, &state) {
-            return Ok(Err(("ineligible", why)));
-        }
-        Ok(Ok(entry))
+        })
     }
 }
 

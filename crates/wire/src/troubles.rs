@@ -160,8 +160,13 @@ pub struct DeviceAbout {
     /// What to do, most important first: troubles' actions, then compatibility advice.
     pub recommended_actions: Vec<String>,
     pub abnormal_units: Vec<AbnormalUnit>,
-    /// `false` while a unit is abnormal (rollouts pass the device by).
+    /// What a rollout with the default requirements would decide now: `false` while a live
+    /// trouble is major or critical, a unit is abnormal, another job is open, the device
+    /// cannot install, its site's window is closed, or it has not been seen for an hour.
     pub rollout_eligible: bool,
+    /// Why a rollout would pass the device by now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_ineligible: Option<String>,
     pub settings: Vec<DeviceSetting>,
     /// The newest jobs, over or not.
     pub recent_jobs: Vec<Job>,
