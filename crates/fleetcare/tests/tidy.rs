@@ -247,3 +247,18 @@ fn the_readme_lists_every_limit() {
         bad,
     );
 }
+
+#[test]
+fn every_command_to_a_device_goes_through_the_cluster() {
+    // `cluster::send` reaches a device wherever it is connected (this instance, another one,
+    // the MQTT broker); the local hub alone misses the others.
+    let mut files = Vec::new();
+    rust_files(&root().join("crates/server/src"), &mut files);
+    let offenders = files
+        .iter()
+        .filter(|p| !p.ends_with("cluster.rs") && !p.ends_with("hub.rs"))
+        .filter(|p| read(p).contains("hub.send("))
+        .map(|p| format!("{}: send commands with crate::cluster::send", rel(p)))
+        .collect();
+    fail_if_any("commands sent through the local hub only", offenders);
+}
