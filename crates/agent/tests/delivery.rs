@@ -121,6 +121,40 @@ impl Lab {
         .await
     }
 
+    /// An agent config for a device of this lab with this inventory, in a directory of its
+    /// own; with `installs`, the provisioned root and A/B units.
+    fn device(
+        &self,
+        name: &str,
+        inventory: &str,
+        installs: bool,
+    ) -> (AgentConfig, std::path::PathBuf) {
+        let base = self.dir.path().join(name);
+        std::fs::create_dir_all(&base).expect("mkdir");
+        let inv = base.join("inventory.toml");
+        std::fs::write(&inv, inventory).expect("write");
+        let mut cfg = AgentConfig::new(&self.center.url(), base.join("data"));
+        cfg.enrollment_key = Some(self.center.boot.enrollment_key.clone());
+        cfg.inventory = Some(inv.clone());
+        if installs {
+            let root = base.join("root.json");
+            std::fs::write(
+                &root,
+                Root {
+                    threshold: 1,
+                    keys: vec![self.root.public().clone()],
+                }
+                .to_json(),
+            )
+            .expect("write");
+            cfg.trust_root = Some(root);
+            cfg.units_dir = Some(base.join("units"));
+        }
+        cfg.backoff_initial = Duration::from_millis(50);
+        cfg.backoff_max = Duration::from_millis(500);
+        (cfg, inv)
+    }
+
     async fn job(&self, id: u64) -> Value {
         self.send(self.op(reqwest::Method::GET, &format!("/api/v1/jobs/{id}")))
             .await
@@ -172,26 +206,7 @@ async fn an_operator_job_installs_a_signed_release_on_a_real_device() {
 
     // The device: an inventory, A/B units, the provisioned root.
     let base = lab.dir.path().join("device");
-    std::fs::create_dir_all(&base).expect("mkdir");
-    let inv = base.join("inventory.toml");
-    std::fs::write(&inv, inventory("DEV-9")).expect("write");
-    let root = base.join("root.json");
-    std::fs::write(
-        &root,
-        Root {
-            threshold: 1,
-            keys: vec![lab.root.public().clone()],
-        }
-        .to_json(),
-    )
-    .expect("write");
-    let mut cfg = AgentConfig::new(&lab.center.url(), base.join("data"));
-    cfg.enrollment_key = Some(lab.center.boot.enrollment_key.clone());
-    cfg.inventory = Some(inv.clone());
-    cfg.trust_root = Some(root);
-    cfg.units_dir = Some(base.join("units"));
-    cfg.backoff_initial = Duration::from_millis(50);
-    cfg.backoff_max = Duration::from_millis(500);
+    let (cfg, inv) = lab.device("device", &inventory("DEV-9"), true);
     let (stop, shutdown) = watch::channel(false);
     let agent = tokio::spawn(Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown));
 
@@ -613,29 +628,7 @@ async fn jobs_say_why_they_wait_and_a_device_that_cannot_install_gets_none() {
         ("NOINST-1", "5.3.0", "2.7.4", false),
         ("NOINST-2", "5.2.1", "2.7.4", false),
     ] {
-        let base = lab.dir.path().join(id);
-        std::fs::create_dir_all(&base).expect("mkdir");
-        let inv = base.join("inventory.toml");
-        std::fs::write(&inv, mfp_inventory(id, ctl, eng)).expect("write");
-        let mut cfg = AgentConfig::new(&lab.center.url(), base.join("data"));
-        cfg.enrollment_key = Some(lab.center.boot.enrollment_key.clone());
-        cfg.inventory = Some(inv.clone());
-        if installs {
-            let root = base.join("root.json");
-            std::fs::write(
-                &root,
-                Root {
-                    threshold: 1,
-                    keys: vec![lab.root.public().clone()],
-                }
-                .to_json(),
-            )
-            .expect("write");
-            cfg.trust_root = Some(root);
-            cfg.units_dir = Some(base.join("units"));
-        }
-        cfg.backoff_initial = Duration::from_millis(50);
-        cfg.backoff_max = Duration::from_millis(500);
+        let (cfg, inv) = lab.device(id, &mfp_inventory(id, ctl, eng), installs);
         let (stop, shutdown) = watch::channel(false);
         tasks.push(tokio::spawn(
             Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown),

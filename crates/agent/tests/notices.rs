@@ -179,6 +179,17 @@ fn agent_config(dir: &Path, url: &str, key: &str, id: &str) -> (AgentConfig, Pat
     (cfg, inv)
 }
 
+/// A center on the embedded store in `dir`.
+async fn one_center(dir: &Path) -> Center {
+    Center::start(&ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.join("center"),
+        ..ServerConfig::default()
+    })
+    .await
+    .expect("center starts")
+}
+
 fn spawn(cfg: AgentConfig, inv: &Path) -> Running {
     let (stop, shutdown) = watch::channel(false);
     Running {
@@ -224,13 +235,7 @@ async fn holds_tray_1_out(data_dir: &Path, what: &str) -> local::LocalView {
 #[tokio::test]
 async fn advice_and_a_unit_out_of_service_made_while_offline_arrive_once_on_connect() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let center = Center::start(&ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().join("center"),
-        ..ServerConfig::default()
-    })
-    .await
-    .expect("center starts");
+    let center = one_center(dir.path()).await;
     let api = Api::of(&center);
     api.out_of_service_policy().await;
     api.load(catalog(true)).await;
@@ -435,13 +440,7 @@ async fn what_one_instance_decides_reaches_a_device_connected_to_another() {
 #[tokio::test]
 async fn a_unit_out_of_service_goes_back_when_a_compatible_unit_is_in_its_slot() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let center = Center::start(&ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().join("center"),
-        ..ServerConfig::default()
-    })
-    .await
-    .expect("center starts");
+    let center = one_center(dir.path()).await;
     let api = Api::of(&center);
     api.out_of_service_policy().await;
     api.load(catalog(false)).await;
