@@ -665,7 +665,12 @@ impl Compat {
             }
             let entries = me.snapshot(tenant);
             let _ = total_tx.send(entries.len());
-            rejudge_all(&cur2, entries, again, &tx);
+            let act = |id: &str| {
+                if let Ok(device_id) = DeviceId::parse(id) {
+                    me.enqueue(DeviceKey { tenant, device_id });
+                }
+            };
+            rejudge_all(&cur2, entries, again.then_some(&act), &tx);
             Instant::now()
         });
         let mut in_flight: tokio::task::JoinSet<BatchWritten> = tokio::task::JoinSet::new();
@@ -692,25 +697,18 @@ impl Compat {
             if failed {
                 return None;
             }
-            let mut items: Vec<Rejudged> = Vec::with_capacity(buf.len());
-            for c in buf.drain(..) {
-                let Ok(device_id) = DeviceId::parse(&c.id) else {
-                    continue;
-                };
-                let key = DeviceKey { tenant, device_id };
-                match c.judgement {
-                    Some(judgement) => items.push(Rejudged {
-                        key,
+            let items: Vec<Rejudged> = buf
+                .drain(..)
+                .filter_map(|c| {
+                    let device_id = DeviceId::parse(&c.id).ok()?;
+                    Some(Rejudged {
+                        key: DeviceKey { tenant, device_id },
                         structure_hash: c.structure_hash,
-                        judgement,
+                        judgement: c.judgement,
                         had_findings: c.had_findings,
-                    }),
-                    None => self.enqueue(key),
-                }
-            }
-            if items.is_empty() {
-                continue;
-            }
+                    })
+                })
+                .collect();
             let (store, now) = (st.store.clone(), st.clock.now_ms());
             in_flight.spawn(async move {
                 let t = Instant::now();
@@ -1338,14 +1336,11 @@ pub fn stats_wire(s: fleetcare_compat::CatalogStats) -> w::CatalogStats {
     }
 }
 
-/// A device whose judgement changed under a new catalog, or that the worker must look at
-/// again although its findings did not change.
+/// A device whose judgement changed under a new catalog.
 pub struct Changed {
     pub id: Arc<str>,
     pub structure_hash: String,
-    /// The new judgement to store; `None`: the findings are the same, but what can be done
-    /// about them may not be (a release that fixes them, a unit that may go back in service).
-    pub judgement: Option<Judgement>,
+    pub judgement: Judgement,
     /// The device may have open findings (its stored findings hash is not the empty one).
     pub had_findings: bool,
 }
@@ -1357,13 +1352,14 @@ fn act_again(e: &Entry) -> bool {
     e.actionable.load(Ordering::Relaxed) || e.facts.units.iter().any(|u| !u.in_service)
 }
 
-/// Judge every entry and send those whose findings hash changed, and (with `again`: the
-/// revision is new) those the worker must look at again ([`act_again`]); stops early when the receiver is gone. Runs on as many
-/// threads as the machine has cores.
+/// Judge every entry and send those whose findings hash changed; hand `again` (when the
+/// revision is new) the devices whose findings stay the same but that the worker must look at
+/// again ([`act_again`]). Stops early when the receiver is gone. Runs on as many threads as
+/// the machine has cores.
 pub fn rejudge_all(
     cur: &Current,
     entries: Vec<(Arc<str>, Arc<Entry>)>,
-    again: bool,
+    again: Option<&(dyn Fn(&str) + Sync)>,
     tx: &tokio::sync::mpsc::Sender<Changed>,
 ) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -1373,15 +1369,19 @@ pub fn rejudge_all(
             s.spawn(move || {
                 for (id, e) in part {
                     let (hash, rendered) = findings_of(cur, &e.facts);
-                    let same = hash_bits(&hash) as u64 == e.findings_hash();
-                    if same && !(again && act_again(e)) {
+                    if hash_bits(&hash) as u64 == e.findings_hash() {
+                        if let Some(again) = again
+                            && act_again(e)
+                        {
+                            again(id);
+                        }
                         continue;
                     }
                     // Rows (explanations, subjects as JSON) only for what changed.
                     let changed = Changed {
                         id: id.clone(),
                         structure_hash: hash_hex(e.structure_hash),
-                        judgement: (!same).then(|| judgement(cur, hash, rendered)),
+                        judgement: judgement(cur, hash, rendered),
                         had_findings: e.findings_hash() != 0,
                     };
                     if tx.blocking_send(changed).is_err() {

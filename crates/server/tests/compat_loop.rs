@@ -20,8 +20,10 @@ struct Zeta {
     finisher: bool,
     revision_r2: bool,
     app: bool,
-    /// zy-lib 1.0 requires zc-fw 2.0 on its unit, which is made for revision R2 only.
+    /// zy-lib 1.0 requires zc-fw 2.0 on its unit, which is made for revision R2 only…
     lib: bool,
+    /// …or for revision A too.
+    lib_for_a: bool,
 }
 
 impl Zeta {
@@ -31,6 +33,7 @@ impl Zeta {
             revision_r2: true,
             app: true,
             lib: true,
+            lib_for_a: false,
         }
     }
 }
@@ -77,7 +80,12 @@ accepted_by = ["zeta-mfp-1"]
             t.push_str("\n[[unit_model]]\nname = \"zf-9\"\nkind = \"finisher\"\naccepted_by = [\"zeta-mfp-1\"]\n");
         }
         if self.lib {
-            t.push_str("\n[[release]]\nproduct = \"zc-fw\"\nversion = \"2.0\"\ncounter = 20\ntargets = [{ unit_model = \"zc-1\", hw_revisions = [\"R2\"] }]\n\n[[product]]\nname = \"zy-lib\"\nmaker = \"zeta\"\nruns_on = [{ unit_model = \"zc-1\" }]\n\n[[release]]\nproduct = \"zy-lib\"\nversion = \"1.0\"\ncounter = 10\nrequires = [{ product = \"zc-fw\", versions = \">= 2.0\", unit = \"same\" }]\n");
+            let revs = if self.lib_for_a {
+                "\"A\", \"R2\""
+            } else {
+                "\"R2\""
+            };
+            t.push_str(&format!("\n[[release]]\nproduct = \"zc-fw\"\nversion = \"2.0\"\ncounter = 20\ntargets = [{{ unit_model = \"zc-1\", hw_revisions = [{revs}] }}]\n\n[[product]]\nname = \"zy-lib\"\nmaker = \"zeta\"\nruns_on = [{{ unit_model = \"zc-1\" }}]\n\n[[release]]\nproduct = \"zy-lib\"\nversion = \"1.0\"\ncounter = 10\nrequires = [{{ product = \"zc-fw\", versions = \">= 2.0\", unit = \"same\" }}]\n"));
         }
         if self.app {
             t.push_str("\n[[product]]\nname = \"zx-app\"\nmaker = \"zeta\"\nruns_on = [{ unit_model = \"zc-1\" }]\n\n[[release]]\nproduct = \"zx-app\"\nversion = \"2.0\"\ncounter = 20\n");
@@ -209,6 +217,7 @@ async fn every_catalog_revision_judges_the_whole_fleet_against_itself() {
             revision_r2: false,
             app: false,
             lib: false,
+            lib_for_a: false,
         };
         assert_eq!(load(&f, &cat.text()).await, 1);
         let c = judged(
@@ -345,6 +354,44 @@ async fn a_device_no_software_set_can_fix_is_in_state_hardware_everywhere() {
                 .is_some_and(|r| r.contains("no plan")),
             "{d}"
         );
+
+        // A revision makes zc-fw 2.0 for revision A too: the same finding, but now software
+        // fixes it — the state says so and a version-change job waits for approval, without
+        // a new report.
+        load(
+            &f,
+            &Zeta {
+                lib_for_a: true,
+                ..Zeta::everything()
+            }
+            .text(),
+        )
+        .await;
+        let c = judged(&f, store, "ZETA-HW", &["software_software"], "software").await;
+        assert_eq!(c["plan"]["steps"][0]["to"], "2.0", "{c}");
+        let job = eventually(
+            &format!("{store}: a job for the plan"),
+            PATIENCE,
+            || async {
+                let (_, v) = call(
+                    &f.app,
+                    "GET",
+                    "/api/v1/jobs?device=ZETA-HW",
+                    Some(&f.admin),
+                    None,
+                )
+                .await;
+                v["jobs"].as_array().and_then(|j| j.first().cloned())
+            },
+        )
+        .await;
+        assert_eq!(job["state"], "awaiting_approval", "{job}");
+        eventually(
+            &format!("{store}: the fleet counts say software"),
+            PATIENCE,
+            || async { (fleet_states(&f).await["software"] == 1).then_some(()) },
+        )
+        .await;
         f.finish().await;
     }
 }
