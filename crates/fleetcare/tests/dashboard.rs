@@ -72,6 +72,16 @@ async fn present(c: &Client, css: &str) -> bool {
         .is_ok_and(|v| !v.is_empty())
 }
 
+/// Finds and clicks the element `at` names, again when a live update re-rendered it between
+/// the two (a stale element).
+async fn click(c: &Client, at: Locator<'_>, what: &str) {
+    eventually(what, PATIENCE, || {
+        let c = c.clone();
+        async move { c.find(at).await.ok()?.click().await.ok() }
+    })
+    .await;
+}
+
 async fn wait_url(c: &Client, what: &str, ok: impl Fn(&str) -> bool) -> String {
     eventually(what, PATIENCE, || {
         let c = c.clone();
@@ -384,17 +394,13 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .expect("type");
     q.send_keys(ENTER).await.expect("enter");
+    wait_url(&c, "the search's page", |u| u.contains("q=")).await;
     let count = text_when(&c, "#found-count", "the search's answer", |t| {
         t.contains("match")
     })
     .await;
     assert!(!count.starts_with("0 "), "{count}");
-    c.find(Locator::LinkText(&device))
-        .await
-        .expect("the device in the results")
-        .click()
-        .await
-        .expect("click");
+    click(&c, Locator::LinkText(&device), "the device in the results").await;
     wait_url(&c, "the device page", |u| {
         u.ends_with(&format!("/ui/devices/{device}"))
     })
@@ -468,18 +474,45 @@ async fn the_dashboard_in_a_real_browser() {
         .expect("a unit")
         .to_owned();
     let row = format!("//table[@id='units']//tr[td[1]='{slot}']");
-    c.find(Locator::XPath(&format!("{row}//summary")))
-        .await
-        .expect("the row's take-out control")
-        .click()
-        .await
-        .expect("open");
-    c.find(Locator::XPath(&format!("{row}//input[@name='reason']")))
+    click(
+        &c,
+        Locator::XPath(&format!("{row}//summary")),
+        "the row's take-out control",
+    )
+    .await;
+    let reason = format!("{row}//input[@name='reason']");
+    c.find(Locator::XPath(&reason))
         .await
         .expect("the reason field")
         .send_keys("feed rollers worn")
         .await
         .expect("type");
+    // A report arriving while the form is open does not wipe what was typed: the live
+    // refresh is held until the form is sent.
+    api(
+        &http,
+        &d,
+        "POST",
+        &format!("/api/v1/devices/{device}/request-report"),
+        None,
+    )
+    .await;
+    eventually("a live refresh held", PATIENCE, || {
+        let c = c.clone();
+        async move {
+            let n = c.execute("return held.length;", vec![]).await.ok()?;
+            (n.as_u64()? > 0).then_some(())
+        }
+    })
+    .await;
+    let kept = c
+        .find(Locator::XPath(&reason))
+        .await
+        .expect("the reason field, still there")
+        .prop("value")
+        .await
+        .expect("its value");
+    assert_eq!(kept.as_deref(), Some("feed rollers worn"));
     c.find(Locator::XPath(&format!("{row}//form//button")))
         .await
         .expect("the take-out button")
@@ -512,14 +545,14 @@ async fn the_dashboard_in_a_real_browser() {
     .await;
     assert_eq!(shown["device_id"], device);
     shot(&c, "05b-unit-out-of-service").await;
-    c.find(Locator::XPath(&format!(
-        "{row}//button[normalize-space()='Put back in service']"
-    )))
-    .await
-    .expect("the put-back button")
-    .click()
-    .await
-    .expect("click");
+    click(
+        &c,
+        Locator::XPath(&format!(
+            "{row}//button[normalize-space()='Put back in service']"
+        )),
+        "the put-back button",
+    )
+    .await;
     text_when(&c, "#status", "the put-back's answer", |t| {
         t.contains("put back in service")
     })

@@ -71,3 +71,36 @@ document.addEventListener('htmx:beforeSwap', function (e) {
     window.location.assign('/ui/login?next=' + encodeURIComponent(window.location.pathname + window.location.search));
   }
 });
+// A live refresh does not replace a part of the page where someone is filling a form (an open
+// take-out form, a field with the focus): their typing would be lost. The part is refreshed
+// once the form is sent or closed.
+function busy(target) {
+  if (!target || !target.querySelector) return false;
+  var a = document.activeElement;
+  if (a && target.contains(a) && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName)) return true;
+  return !!target.querySelector('details[open] form');
+}
+var held = [];
+document.addEventListener('htmx:beforeSwap', function (e) {
+  var elt = e.detail.requestConfig && e.detail.requestConfig.elt;
+  if (!e.detail.shouldSwap || !elt || !elt.hasAttribute('hx-select') || !busy(e.detail.target)) return;
+  e.detail.shouldSwap = false;
+  if (held.indexOf(elt) === -1) held.push(elt);
+});
+function refreshHeld() {
+  var now = held;
+  held = [];
+  now.forEach(function (elt) {
+    if (!document.body.contains(elt)) return;
+    var target = document.querySelector(elt.getAttribute('hx-target'));
+    if (busy(target)) { held.push(elt); return; }
+    htmx.ajax('GET', elt.getAttribute('hx-get'), {
+      source: elt, target: elt.getAttribute('hx-target'),
+      select: elt.getAttribute('hx-select'), swap: 'outerHTML'
+    });
+  });
+}
+document.addEventListener('toggle', function (e) {
+  if (e.target.tagName === 'DETAILS' && !e.target.open) refreshHeld();
+}, true);
+document.addEventListener('focusout', function () { setTimeout(refreshHeld, 0); });
