@@ -25,7 +25,7 @@ use fleetcare_wire::device::{Command, EnrollRequest, StructureReport};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Complaint};
 use crate::channel::{Channel, ChannelEvent};
 use crate::client::{CenterClient, ClientError};
 use crate::config::AgentConfig;
@@ -406,6 +406,7 @@ impl<S: StructureSource> Agent<S> {
             backoff,
             published: None,
             enroll_backoff: Backoff::new(cfg.backoff_initial, cfg.backoff_max),
+            complaint: Complaint::new("reaching the center", cfg.center_url_hint()),
             client,
             source: self.source.clone(),
             observer,
@@ -691,6 +692,8 @@ struct Runner<S: StructureSource> {
     next_periodic: Instant,
     backoff: Backoff,
     enroll_backoff: Backoff,
+    /// Why the center cannot be reached, said in the log (rate-limited).
+    complaint: Complaint,
     status: Status,
     /// The status last written, and when.
     published: Option<(Instant, Status)>,
@@ -1072,6 +1075,8 @@ impl<S: StructureSource> Runner<S> {
                     self.status.last_ack_seq = Some(ack.seq);
                     self.status.last_ack_at = Some(fleetcare_core::clock::rfc3339(now_ms()));
                     self.status.last_error = None;
+                    self.status.retry_at = None;
+                    self.complaint.recovered();
                     self.set_interval(ack.report_interval_s)?;
                 }
                 Err(e) if e.is_unauthorized() => {
@@ -1081,9 +1086,11 @@ impl<S: StructureSource> Runner<S> {
                 }
                 Err(e) if e.is_retryable() => {
                     self.observer.report_failed();
-                    tracing::debug!(error = %e, seq = report.seq, "report not delivered; will retry");
+                    let delay = self.backoff.next_delay();
+                    self.complaint.failed(&e.to_string(), delay);
                     self.status.last_error = Some(e.to_string());
-                    self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+                    self.status.retry_at = Some(retry_at(delay));
+                    self.retry_at = Some(Instant::now() + delay);
                     break;
                 }
                 Err(e) => {
@@ -1166,6 +1173,9 @@ impl<S: StructureSource> Runner<S> {
                     mqtt_username = answer.tenant.map(|t| format!("{t}/{}", snap.device_id)),
                     "enrolled with the center");
                 self.enroll_backoff.reset();
+                self.complaint.recovered();
+                self.status.last_error = None;
+                self.status.retry_at = None;
                 self.token = Some(answer.device_token.clone());
                 let _ = self.token_tx.send(Some(answer.device_token));
                 self.set_interval(answer.report_interval_s)?;
@@ -1181,17 +1191,28 @@ impl<S: StructureSource> Runner<S> {
                         );
                         self.cfg.backoff_max
                     }
-                    e if e.is_retryable() => self.enroll_backoff.next_delay(),
+                    e if e.is_retryable() => {
+                        let delay = self.enroll_backoff.next_delay();
+                        self.complaint.failed(&e.to_string(), delay);
+                        delay
+                    }
                     e => {
-                        tracing::error!(error = %e, "enrollment refused");
+                        let hint = self.cfg.center_url_hint().unwrap_or_default();
+                        tracing::error!(error = %e, "enrollment refused{hint}");
                         self.cfg.backoff_max
                     }
                 };
                 self.status.last_error = Some(e.to_string());
+                self.status.retry_at = Some(retry_at(delay));
                 self.publish();
                 self.enroll_at = Some(Instant::now() + delay);
                 Ok(())
             }
         }
     }
+}
+
+/// When a try `delay` from now happens, for `status` (RFC 3339).
+fn retry_at(delay: Duration) -> String {
+    fleetcare_core::clock::rfc3339(now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0))
 }

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use fleetcare_wire::device::Command;
 
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Complaint};
 use crate::client::{CenterClient, error_chain};
 use crate::config::{AgentConfig, Transport};
 
@@ -54,6 +54,8 @@ pub struct Channel {
     backoff: Backoff,
     client: CenterClient,
     push_url: String,
+    /// Why the channel cannot be opened, said in the log (rate-limited).
+    complaint: Complaint,
 }
 
 type Socket =
@@ -85,6 +87,10 @@ impl Channel {
             backoff: Backoff::new(config.backoff_initial, config.backoff_max),
             client,
             push_url,
+            complaint: Complaint::new(
+                "opening the channel to the center",
+                config.center_url_hint(),
+            ),
         }
     }
 
@@ -117,11 +123,13 @@ impl Channel {
                 }
             };
             let mut unauthorized = false;
+            let mut cause = None;
             if !polling {
                 match self.connect(&current).await {
                     Connect::Open(ws) => {
                         refusals = 0;
                         self.backoff.reset();
+                        self.complaint.recovered();
                         if events.send(ChannelEvent::Up(Via::Push)).await.is_err() {
                             return;
                         }
@@ -147,7 +155,7 @@ impl Channel {
                             continue;
                         }
                     }
-                    Connect::Failed(e) => tracing::debug!(error = %e, "push channel not open"),
+                    Connect::Failed(e) => cause = Some(e),
                 }
             } else {
                 // Until the channel is up, poll without waiting: being up is news.
@@ -159,6 +167,7 @@ impl Channel {
                 match answer {
                     Ok(answer) => {
                         self.backoff.reset();
+                        self.complaint.recovered();
                         if !up {
                             up = true;
                             if events.send(ChannelEvent::Up(Via::Poll)).await.is_err() {
@@ -184,6 +193,7 @@ impl Channel {
                     }
                     Err(e) => {
                         unauthorized = e.is_unauthorized();
+                        cause = Some(e.to_string());
                         if up {
                             up = false;
                             if events
@@ -201,6 +211,9 @@ impl Channel {
                 return;
             }
             let delay = self.backoff.next_delay();
+            if let Some(c) = cause.filter(|_| !unauthorized) {
+                self.complaint.failed(&c, delay);
+            }
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 // A new credential is worth trying at once.
@@ -264,6 +277,7 @@ impl Channel {
                         }
                         announce(link.clone(), token.borrow_and_update().clone(), events.clone());
                         up = true;
+                        self.complaint.recovered();
                         if events.send(ChannelEvent::Up(Via::Mqtt)).await.is_err() {
                             return;
                         }
@@ -293,9 +307,10 @@ impl Channel {
                                 return;
                             }
                         }
-                        tracing::debug!(error = %e, "the MQTT session is down");
+                        let delay = self.backoff.next_delay();
+                        self.complaint.failed(&error_chain(&e), delay);
                         tokio::select! {
-                            () = tokio::time::sleep(self.backoff.next_delay()) => {}
+                            () = tokio::time::sleep(delay) => {}
                             () = stopped(&mut shutdown) => return,
                         }
                     }

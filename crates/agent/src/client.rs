@@ -398,12 +398,22 @@ async fn answer<T: DeserializeOwned>(
             "an answer larger than {MAX_ANSWER} bytes"
         )));
     }
+    let url = resp.url().clone();
     let bytes = resp
         .bytes()
         .await
         .map_err(|e| ClientError::Network(error_chain(&e)))?;
     if status.is_success() {
-        return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()));
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            if bytes.trim_ascii_start().starts_with(b"<") {
+                ClientError::Decode(format!(
+                    "{url} answered a web page, not the center's API: is center_url the \
+                     center's base address (http://host:port)?"
+                ))
+            } else {
+                ClientError::Decode(e.to_string())
+            }
+        });
     }
     let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(b) => (b.code, b.error),

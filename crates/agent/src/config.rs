@@ -96,6 +96,20 @@ pub struct TlsFiles {
 pub const ENV_PREFIX: &str = "FLEETCARE_AGENT_";
 
 impl AgentConfig {
+    /// Said beside every failure to reach the center when `center_url` has a path (the
+    /// dashboard's `/ui/`, say): the agent adds `/device/v1/…` to it.
+    pub fn center_url_hint(&self) -> Option<String> {
+        let rest = self.center_url.split_once("://").map_or("", |(_, r)| r);
+        let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+        (!path.is_empty()).then(|| {
+            format!(
+                " (center_url has a path, /{path}: the agent adds /device/v1/… to it; the \
+                 center's own address is {}://{host} unless a proxy serves it below a path)",
+                self.center_url.split_once("://").map_or("http", |(s, _)| s)
+            )
+        })
+    }
+
     /// A config for `center_url` with every other key at its default.
     pub fn new(center_url: &str, data_dir: PathBuf) -> AgentConfig {
         AgentConfig {
@@ -455,5 +469,15 @@ mod tests {
         )
         .expect_err("invalid");
         assert_eq!(err.problems.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn a_center_url_with_a_path_gets_a_hint() {
+        let at = |u: &str| AgentConfig::new(u, PathBuf::from("/tmp/x")).center_url_hint();
+        assert_eq!(at("http://127.0.0.1:8470"), None);
+        assert_eq!(at("http://127.0.0.1:8470/"), None);
+        let hint = at("http://127.0.0.1:8470/ui/").expect("a hint");
+        assert!(hint.contains("/ui"), "{hint}");
+        assert!(hint.contains("http://127.0.0.1:8470 "), "{hint}");
     }
 }

@@ -76,6 +76,9 @@ pub struct Status {
     /// RFC 3339.
     pub last_ack_at: Option<String>,
     pub last_error: Option<String>,
+    /// When the failed request is tried again (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
     pub outbox: usize,
     pub reports_dropped: u64,
 }
@@ -123,7 +126,10 @@ fn write_json<T: Serialize>(path: &Path, value: &T, mode: Mode) -> Result<(), Lo
 pub struct LocalView {
     pub credential: Option<Credential>,
     pub state: State,
+    /// What the agent last said it was doing (it may have exited since: see `running`).
     pub status: Option<Status>,
+    /// The process that holds the data dir now, if any: the running agent.
+    pub running: Option<fleetcare_fs::Holder>,
     pub outbox: usize,
     pub notifications: Vec<Notification>,
 }
@@ -141,6 +147,7 @@ pub fn view(dir: &Path) -> Result<LocalView, LocalError> {
         credential: read_json(&dir.join(CREDENTIAL))?,
         state: read_json(&dir.join(STATE))?.unwrap_or_default(),
         status: read_json(&dir.join(STATUS)).ok().flatten(),
+        running: DirLock::holder(dir).map_err(io_err(dir))?,
         outbox,
         notifications: read_json(&dir.join(NOTIFICATIONS))
             .ok()

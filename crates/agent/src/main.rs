@@ -173,6 +173,11 @@ fn init_logs(format: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a person at a terminal (not in a file, a pipe or a journal).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
@@ -203,6 +208,12 @@ async fn run(config: PathBuf, log_format: &str) -> anyhow::Result<()> {
         tracing::info!("stopping");
         let _ = stop.send(true);
     });
+    if let Some(hint) = cfg.center_url_hint() {
+        tracing::warn!(
+            "{}",
+            hint.trim().trim_start_matches('(').trim_end_matches(')')
+        );
+    }
     match inventory {
         Some(inventory) => {
             tracing::info!(center = %cfg.center_url, data_dir = %cfg.data_dir.display(), "agent starting");
@@ -381,7 +392,9 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
             "next_seq": view.state.next_seq,
             "center_interval_s": view.state.center_interval_s,
             "outbox": view.outbox,
-            "running": view.status,
+            "running": view.running.is_some(),
+            "pid": view.running.and_then(|h| h.pid),
+            "last_run": view.status,
             "center": match &center {
                 Some(Ok(v)) => serde_json::to_value(v)?,
                 Some(Err(e)) => json!({"error": e}),
@@ -414,13 +427,29 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
         "queued       {} report(s) not yet acknowledged",
         view.outbox
     );
+    match (&view.running, &view.status) {
+        (Some(h), _) => outln!(
+            "agent        running{}",
+            h.pid.map_or(String::new(), |p| format!(" (pid {p})"))
+        ),
+        (None, Some(s)) => outln!(
+            "agent        not running (it was pid {}; what follows is from then)",
+            s.pid
+        ),
+        (None, None) => outln!("agent        not running"),
+    }
     if let Some(s) = &view.status {
-        outln!("channel      {} (pid {})", s.channel, s.pid);
+        if view.running.is_some() {
+            outln!("channel      {}", s.channel);
+        }
         if let (Some(seq), Some(at)) = (s.last_ack_seq, &s.last_ack_at) {
             outln!("last ack     report #{seq} at {at}");
         }
         if let Some(e) = &s.last_error {
             outln!("last error   {e}");
+            if let (Some(at), Some(_)) = (&s.retry_at, &view.running) {
+                outln!("next try     at {at}");
+            }
         }
         if s.reports_dropped > 0 {
             outln!("dropped      {} report(s) (outbox full)", s.reports_dropped);

@@ -11,6 +11,7 @@ use fleetcare_server::{Center, ServerConfig};
 use fleetcare_testkit::{eventually, within};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -590,12 +591,14 @@ async fn the_agent_binary_runs_reports_and_shows_its_status() {
     );
     let status: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(status["device_id"], "BIN-1");
-    assert_eq!(status["running"]["channel"], "push");
+    let pid = child.id().expect("pid");
+    assert_eq!(status["running"], true);
+    assert_eq!(status["pid"], pid);
+    assert_eq!(status["last_run"]["channel"], "push");
     assert_eq!(status["center"]["units"].as_array().map(Vec::len), Some(2));
     assert_eq!(status["center"]["online"], true);
 
     // SIGTERM: a clean, prompt exit.
-    let pid = child.id().expect("pid");
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -606,6 +609,79 @@ async fn the_agent_binary_runs_reports_and_shows_its_status() {
         .expect("exits")
         .expect("wait");
     assert!(exit.success(), "{exit:?}");
+
+    // Gone: `status` says so, and that what it shows is from then.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetcare-agent"))
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .expect("status runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("not running (it was pid {pid}")),
+        "{text}"
+    );
+    assert!(!text.contains("channel "), "{text}");
+}
+
+/// An agent that cannot reach its center says why in its log at the default level, with
+/// the next try, and hints when the configured address has a path.
+#[tokio::test]
+async fn an_agent_that_cannot_reach_its_center_says_why() {
+    let lab = Lab::start().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    for (url, expect) in [
+        (format!("http://127.0.0.1:{closed}"), "refused"),
+        (format!("{}/ui/", lab.url()), "center_url has a path, /ui"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path();
+        std::fs::write(
+            base.join("inventory.toml"),
+            inventory_text("LOST-1", "F-1", "5.2.1"),
+        )
+        .expect("write");
+        std::fs::write(base.join("enrollment-key"), &lab.key).expect("write");
+        let config = base.join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "center_url = \"{url}\"\nenrollment_key_file = \"enrollment-key\"\ndata_dir = \"data\"\ninventory = \"inventory.toml\"\n"
+            ),
+        )
+        .expect("write");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetcare-agent"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("FLEETCARE_LOG")
+            .env_remove("RUST_LOG")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("agent binary starts");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let said = tokio::time::timeout(PATIENCE, async {
+            let mut seen = String::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                seen.push_str(&l);
+                seen.push('\n');
+                let failure =
+                    l.contains("failed; trying again") || l.contains("enrollment refused");
+                if (l.contains("WARN") || l.contains("ERROR")) && failure {
+                    return seen;
+                }
+            }
+            panic!("the agent ended without saying why: {seen}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{url}: no warning with the cause"));
+        assert!(said.to_lowercase().contains(expect), "{url}: {said}");
+        assert!(!said.contains('\u{1b}'), "no colour codes in a pipe: {said}");
+    }
 }
 
 fn sample_catalog() -> String {

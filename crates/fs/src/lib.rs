@@ -97,7 +97,8 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
-/// An exclusive lock on a directory, held until dropped (an advisory lock on `dir/.lock`).
+/// An exclusive lock on a directory, held until dropped (an advisory lock on `dir/.lock`,
+/// which holds the holder's process id).
 #[derive(Debug)]
 pub struct DirLock {
     _file: File,
@@ -105,27 +106,64 @@ pub struct DirLock {
 
 impl DirLock {
     /// Take the lock, or fail at once with [`io::ErrorKind::WouldBlock`] if another process
-    /// holds it.
+    /// holds it (the message names it by its process id).
     pub fn acquire(dir: &Path) -> io::Result<DirLock> {
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
             .open(dir.join(".lock"))?;
         match file.try_lock() {
-            Ok(()) => Ok(DirLock { _file: file }),
+            Ok(()) => {
+                // Who holds it, for the next one who tries (and for `status`).
+                file.set_len(0)?;
+                file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+                Ok(DirLock { _file: file })
+            }
             Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 format!(
-                    "{} is in use by another process (it holds {}/.lock)",
+                    "{} is in use by another process{} (it holds {}/.lock)",
                     dir.display(),
+                    pid_in(&file).map_or(String::new(), |p| format!(" (pid {p})")),
                     dir.display()
                 ),
             )),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }
+
+    /// Whether a process holds the lock on `dir` now, and its id: `None` when no one does
+    /// (a process that exited holds nothing). Looks without taking the lock from anyone.
+    pub fn holder(dir: &Path) -> io::Result<Option<Holder>> {
+        let file = match File::open(dir.join(".lock")) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(None),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(Some(Holder { pid: pid_in(&file) })),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// The process that holds a [`DirLock`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    /// Its id, as it wrote it (absent if it had not written it yet).
+    pub pid: Option<u32>,
+}
+
+fn pid_in(mut file: &File) -> Option<u32> {
+    use std::io::{Read, Seek};
+    let mut s = String::new();
+    file.seek(io::SeekFrom::Start(0)).ok()?;
+    file.take(32).read_to_string(&mut s).ok()?;
+    s.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -159,7 +197,22 @@ mod tests {
         let held = DirLock::acquire(dir.path()).expect("first");
         let second = DirLock::acquire(dir.path()).expect_err("second must fail");
         assert_eq!(second.kind(), io::ErrorKind::WouldBlock);
+        let me = std::process::id();
+        assert!(
+            second.to_string().contains(&format!("(pid {me})")),
+            "{second}"
+        );
+        assert_eq!(
+            DirLock::holder(dir.path()).expect("look"),
+            Some(Holder { pid: Some(me) })
+        );
         drop(held);
-        DirLock::acquire(dir.path()).expect("free again");
+        assert_eq!(DirLock::holder(dir.path()).expect("look"), None);
+        let again = DirLock::acquire(dir.path()).expect("free again");
+        assert_eq!(
+            DirLock::holder(dir.path()).expect("look"),
+            Some(Holder { pid: Some(me) })
+        );
+        drop(again);
     }
 }
