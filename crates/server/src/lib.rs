@@ -411,10 +411,19 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("preparing the data dir: {0}")]
     Bootstrap(String),
-    #[error("listening on {addr}: {source}")]
+    #[error("listening on {addr}: {reason}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        reason: std::io::Error,
+    },
+    #[error(
+        "another center{} is using {}: stop it first, or give this one a data dir of its own (--data-dir)",
+        pid.map_or(String::new(), |p| format!(" (pid {p})")),
+        dir.display()
+    )]
+    InUse {
+        dir: std::path::PathBuf,
+        pid: Option<u32>,
     },
     #[error("TLS: {0}")]
     Tls(String),
@@ -437,6 +446,8 @@ pub struct Center {
     sweeper: tokio::task::JoinHandle<()>,
     /// Beats on a shared store; leaves the cluster at shutdown (before the store closes).
     cluster: Option<tokio::task::JoinHandle<()>>,
+    /// The data dir's lock, released when the center is stopped or dropped.
+    _lock: fleetcare_fs::DirLock,
 }
 
 impl std::fmt::Debug for Center {
@@ -461,6 +472,21 @@ impl Center {
         fleetcare_fs::create_private_dir(&config.data_dir).map_err(|e| {
             ServeError::Bootstrap(format!("creating {}: {e}", config.data_dir.display()))
         })?;
+        // One center per data dir: two on one embedded store would each believe they hold
+        // every lease, and run the background engines twice.
+        let lock = fleetcare_fs::DirLock::acquire(&config.data_dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                ServeError::InUse {
+                    dir: config.data_dir.clone(),
+                    pid: fleetcare_fs::DirLock::holder(&config.data_dir)
+                        .ok()
+                        .flatten()
+                        .and_then(|h| h.pid),
+                }
+            } else {
+                ServeError::Bootstrap(format!("locking {}: {e}", config.data_dir.display()))
+            }
+        })?;
         let store = match &config.database_url {
             Some(url) => Store::open_postgres(url).await?,
             None => Store::open_sqlite(&config.data_dir).await?,
@@ -479,9 +505,9 @@ impl Center {
         let boot = bootstrap::run(&store, &config.data_dir, &config.tenant, clock.now_ms()).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| ServeError::Bind {
+            .map_err(|reason| ServeError::Bind {
                 addr: config.listen,
-                source,
+                reason,
             })?;
         let addr = listener.local_addr().map_err(ServeError::Serve)?;
         let tls_on = tls.is_some();
@@ -516,6 +542,7 @@ impl Center {
             server,
             sweeper,
             cluster,
+            _lock: lock,
         })
     }
 

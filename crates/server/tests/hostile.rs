@@ -642,3 +642,51 @@ async fn the_session_cookie_is_secure_behind_a_trusted_tls_proxy() {
         center.stop().await.expect("stop");
     }
 }
+
+/// One center per data dir: a second one on another port is refused, naming the first by
+/// its process id; once the first stops, the dir is free. A taken port is said once.
+#[tokio::test]
+async fn a_second_center_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().join("center"),
+        ..ServerConfig::default()
+    };
+    let first = Center::start(&config).await.expect("center");
+    let err = Center::start(&config).await.expect_err("a second center");
+    let said = err.to_string();
+    assert!(
+        said.contains(&format!("another center (pid {})", std::process::id())),
+        "{said}"
+    );
+    assert!(said.contains(&config.data_dir.display().to_string()), "{said}");
+
+    // Another dir, but the first one's port: the cause once, not twice.
+    let other = tempfile::tempdir().expect("tempdir");
+    let err = Center::start(&ServerConfig {
+        listen: first.addr,
+        data_dir: other.path().join("center"),
+        ..ServerConfig::default()
+    })
+    .await
+    .expect_err("a taken port");
+    let chain = anyhow_like(&err);
+    assert_eq!(chain.matches("in use").count(), 1, "{chain}");
+
+    first.stop().await.expect("stop");
+    let again = Center::start(&config).await.expect("the dir is free again");
+    again.stop().await.expect("stop");
+}
+
+/// The error and its causes, as `fleetcare serve` prints them.
+fn anyhow_like(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
