@@ -680,7 +680,10 @@ async fn an_agent_that_cannot_reach_its_center_says_why() {
         .await
         .unwrap_or_else(|_| panic!("{url}: no warning with the cause"));
         assert!(said.to_lowercase().contains(expect), "{url}: {said}");
-        assert!(!said.contains('\u{1b}'), "no colour codes in a pipe: {said}");
+        assert!(
+            !said.contains('\u{1b}'),
+            "no colour codes in a pipe: {said}"
+        );
     }
 }
 

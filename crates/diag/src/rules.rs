@@ -104,6 +104,7 @@ struct RuleDoc {
     followed_by: Option<MatchDoc>,
     fleet_devices: Option<u32>,
     resolve_after: Option<String>,
+    resolve_on_fix: Option<bool>,
     fix: Option<FixDoc>,
 }
 
@@ -232,6 +233,9 @@ pub struct Rule {
     pub condition: Condition,
     pub resolve_after_ms: i64,
     pub fix: Option<Fix>,
+    /// Resolved at once when its fix job succeeds (else `fixed`, and resolved when no
+    /// matching event follows within `resolve_after_ms`).
+    pub resolve_on_fix: bool,
 }
 
 impl Rule {
@@ -475,6 +479,11 @@ impl RuleSet {
                             None
                         }
                     });
+            if r.resolve_on_fix.is_some() && !matches!(fix, Some(Fix::Release { .. })) {
+                p.push(format!(
+                    "{at}.resolve_on_fix: only with a fix that is a release (a job)"
+                ));
+            }
             if let Some(condition) = condition {
                 rules.push(Rule {
                     id: r.id.clone(),
@@ -485,6 +494,7 @@ impl RuleSet {
                     condition,
                     resolve_after_ms,
                     fix,
+                    resolve_on_fix: r.resolve_on_fix.unwrap_or(false),
                 });
             }
         }

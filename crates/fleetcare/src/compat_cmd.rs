@@ -113,7 +113,7 @@ fn steps_text(steps: &[SoftwareStep]) -> Vec<String> {
                 s.product, s.slot, s.to
             ),
             (Some(from), _) => format!(
-                "install {} {} on the {} (now {from})",
+                "install {} {} on the {} (from {from})",
                 s.product, s.to, s.slot
             ),
             (None, _) => format!("install {} {} on the {}", s.product, s.to, s.slot),

@@ -134,6 +134,19 @@ fn print_trouble(t: &Trouble) {
     if let Some(o) = &t.fix_outcome {
         outln!("  fix         {o}");
     }
+    if let Some(j) = &t.fix_job {
+        outln!(
+            "  fix job     #{} is {} now",
+            j.id,
+            j.state.replace('_', " ")
+        );
+    }
+    if let Some(at) = &t.fixed_at {
+        outln!(
+            "  fixed       at {at}; watching for a recurrence until {}",
+            t.resolves_at
+        );
+    }
 }
 
 pub async fn troubles(cmd: TroublesCmd, remote: &Remote) -> anyhow::Result<()> {
@@ -217,9 +230,12 @@ pub async fn about(id: &str, remote: &Remote) -> anyhow::Result<()> {
         a.model,
         a.compat.state,
         if a.rollout_eligible {
-            "eligible for rollouts"
+            "eligible for rollouts".to_owned()
         } else {
-            "not eligible for rollouts (abnormal unit)"
+            format!(
+                "not eligible for rollouts ({})",
+                a.rollout_ineligible.as_deref().unwrap_or("see the center")
+            )
         }
     );
     for t in &a.troubles {

@@ -92,8 +92,29 @@ fn fix_words(f: &Fix) -> String {
     }
 }
 
-/// A stored trouble for the wire.
-pub fn trouble_view(t: TroubleRecord) -> w::Trouble {
+/// Stored troubles for the wire, each with its fix job's state now.
+pub async fn trouble_views(
+    st: &AppState,
+    tenant: TenantId,
+    troubles: Vec<TroubleRecord>,
+) -> Result<Vec<w::Trouble>, StoreError> {
+    let mut out = Vec::with_capacity(troubles.len());
+    for t in troubles {
+        let job = match t.fix_job {
+            Some(id) => st
+                .store
+                .job(tenant, id)
+                .await?
+                .map(|j| w::JobRef { id, state: j.state }),
+            None => None,
+        };
+        out.push(trouble_view(t, job));
+    }
+    Ok(out)
+}
+
+/// A stored trouble for the wire, with its fix job as it is now.
+pub fn trouble_view(t: TroubleRecord, fix_job: Option<w::JobRef>) -> w::Trouble {
     w::Trouble {
         id: t.id,
         device_id: t.device_id,
@@ -114,6 +135,8 @@ pub fn trouble_view(t: TroubleRecord) -> w::Trouble {
         resolved_at: t.resolved_at_ms.map(rfc3339),
         fix: t.fix_json,
         fix_outcome: t.fix_outcome,
+        fix_job,
+        fixed_at: t.fixed_at_ms.map(rfc3339),
     }
 }
 
@@ -494,12 +517,14 @@ impl Diag {
                         st.events.notify(tenant, crate::events::Topic::Troubles);
                         st.events.device(tenant, key.device_id.as_str());
                         if let Some(fix) = &rule.fix {
-                            let outcome = match fix_loop(st, &key, id, &rule.id, fix).await {
-                                Ok(o) => o,
-                                Err(e) => format!("the fix failed: {e}"),
-                            };
+                            let mut job = None;
+                            let outcome =
+                                match fix_loop(st, &key, id, &rule.id, fix, &mut job).await {
+                                    Ok(o) => o,
+                                    Err(e) => format!("the fix failed: {e}"),
+                                };
                             tracing::info!(device = %key.device_id, trouble = id, %outcome, "fix loop");
-                            st.store.set_fix_outcome(tenant, id, &outcome).await?;
+                            st.store.set_fix_outcome(tenant, id, &outcome, job).await?;
                         }
                     }
                     None if !replay => {
@@ -600,13 +625,79 @@ fn add(
     r.quiet_until_ms = r.quiet_until_ms.max(quiet_until);
 }
 
-/// Act on a known fix for a device's new trouble; what was done, in words.
+/// A job finished: the live troubles it was made to fix are `fixed` when it succeeded (they
+/// resolve when no matching event follows within their rule's quiet period, and open again
+/// if one does), or resolved at once when their rule says `resolve_on_fix`.
+pub async fn job_finished(
+    st: &AppState,
+    key: &DeviceKey,
+    job: u64,
+    state: &str,
+) -> Result<(), StoreError> {
+    if state != "succeeded" {
+        return Ok(());
+    }
+    let troubles = st.store.troubles_fixed_by(key.tenant, job).await?;
+    if troubles.is_empty() {
+        return Ok(());
+    }
+    let now = st.clock.now_ms();
+    let rules = st.diag.rules(key.tenant).map(|(_, r)| r);
+    for t in troubles {
+        let rule = rules
+            .as_ref()
+            .and_then(|r| r.rules.iter().find(|r| r.id == t.rule_id));
+        let quiet = rule.map_or(
+            i64::try_from(fleetcare_diag::rules::DEFAULT_RESOLVE_AFTER.as_millis())
+                .unwrap_or(i64::MAX),
+            |r| r.resolve_after_ms,
+        );
+        if rule.is_some_and(|r| r.resolve_on_fix) {
+            let by = format!("center (its fix, job {job}, succeeded)");
+            if st.store.resolve_trouble(key.tenant, t.id, &by, now).await? {
+                st.diag.forget(key.tenant, &t.device_id, &t.rule_id);
+                crate::cluster::tell(
+                    st,
+                    crate::cluster::Message::TroubleClosed {
+                        t: key.tenant,
+                        d: t.device_id.clone(),
+                        rule: t.rule_id.clone(),
+                    },
+                )
+                .await;
+                tracing::info!(device = %key.device_id, trouble = t.id, job, "trouble resolved by its fix");
+            }
+        } else {
+            let until = now.saturating_add(quiet);
+            let outcome = format!(
+                "its fix (job {job}) succeeded at {}; it resolves at {} unless a matching event \
+                 follows",
+                rfc3339(now),
+                rfc3339(until)
+            );
+            if st
+                .store
+                .mark_trouble_fixed(key.tenant, t.id, now, until, &outcome)
+                .await?
+            {
+                tracing::info!(device = %key.device_id, trouble = t.id, job, "trouble fixed; watching for a recurrence");
+            }
+        }
+    }
+    st.events.notify(key.tenant, crate::events::Topic::Troubles);
+    st.events.device(key.tenant, key.device_id.as_str());
+    Ok(())
+}
+
+/// Act on a known fix for a device's new trouble; what was done, in words, and in `made` the
+/// job it created.
 async fn fix_loop(
     st: &AppState,
     key: &DeviceKey,
     trouble: u64,
     rule_id: &str,
     fix: &Fix,
+    made: &mut Option<u64>,
 ) -> Result<String, StoreError> {
     let now = st.clock.now_ms();
     match fix {
@@ -736,17 +827,12 @@ async fn fix_loop(
                 )
                 .await?;
             st.metrics.jobs_created.inc();
+            *made = Some(id);
             if state == "queued" {
                 crate::cluster::send(st, key, Command::JobsAvailable).await;
             }
-            Ok(format!(
-                "job {id} created to install {product} {version} ({})",
-                if state == "queued" {
-                    "queued"
-                } else {
-                    "awaiting approval"
-                }
-            ))
+            // Its state is not written here: every page reads the job's state now.
+            Ok(format!("job {id} created to install {product} {version}"))
         }
     }
 }
@@ -833,7 +919,7 @@ pub async fn list_troubles(
         s if s == "live" || w::TROUBLE_STATES.contains(&s) => Some(s.to_owned()),
         s => {
             return Err(ApiError::BadRequest(format!(
-                "state {s:?}: live, open, acknowledged, resolved or all"
+                "state {s:?}: live, open, acknowledged, fixed, resolved or all"
             )));
         }
     };
@@ -849,8 +935,13 @@ pub async fn list_troubles(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let troubles = st.store.troubles(op.0.tenant, &f, limit).await?;
     Ok(Json(w::TroubleList {
-        troubles: troubles.into_iter().map(trouble_view).collect(),
+        troubles: trouble_views(&st, op.0.tenant, troubles).await?,
     }))
+}
+
+async fn one_view(st: &AppState, tenant: TenantId, id: u64) -> Result<w::Trouble, ApiError> {
+    let t = one(st, tenant, id).await?;
+    Ok(trouble_views(st, tenant, vec![t]).await?.remove(0))
 }
 
 async fn one(st: &AppState, tenant: TenantId, id: u64) -> Result<TroubleRecord, ApiError> {
@@ -868,7 +959,7 @@ pub async fn show_trouble(
     op: OperatorAuth,
     Path(id): Path<u64>,
 ) -> Result<Json<w::Trouble>, ApiError> {
-    Ok(Json(trouble_view(one(&st, op.0.tenant, id).await?)))
+    Ok(Json(one_view(&st, op.0.tenant, id).await?))
 }
 
 /// Acknowledge an open trouble: someone is on it. It still resolves itself when quiet.
@@ -897,7 +988,7 @@ pub async fn ack_trouble(
     st.events
         .notify(op.0.tenant, crate::events::Topic::Troubles);
     st.events.device(op.0.tenant, &t.device_id);
-    Ok(Json(trouble_view(one(&st, op.0.tenant, id).await?)))
+    Ok(Json(one_view(&st, op.0.tenant, id).await?))
 }
 
 /// Resolve a trouble. The rule's condition must hold again for a new one to open.
@@ -933,13 +1024,13 @@ pub async fn resolve_trouble(
     st.events
         .notify(op.0.tenant, crate::events::Topic::Troubles);
     st.events.device(op.0.tenant, &t.device_id);
-    Ok(Json(trouble_view(one(&st, op.0.tenant, id).await?)))
+    Ok(Json(one_view(&st, op.0.tenant, id).await?))
 }
 
 /// What the center knows about a device.
 pub async fn about(st: &AppState, key: &DeviceKey) -> Result<w::DeviceAbout, ApiError> {
     let compat = compat_report(st, key).await?;
-    let mut troubles: Vec<w::Trouble> = st
+    let live = st
         .store
         .troubles(
             key.tenant,
@@ -950,10 +1041,8 @@ pub async fn about(st: &AppState, key: &DeviceKey) -> Result<w::DeviceAbout, Api
             },
             100,
         )
-        .await?
-        .into_iter()
-        .map(trouble_view)
-        .collect();
+        .await?;
+    let mut troubles = trouble_views(st, key.tenant, live).await?;
     troubles.sort_by_key(|t| std::cmp::Reverse(severity_rank(&t.severity)));
     let mut actions: Vec<String> = troubles
         .iter()

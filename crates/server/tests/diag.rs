@@ -411,7 +411,7 @@ async fn a_fleet_wide_defect_gets_its_fix_on_exactly_the_affected_devices() {
             .to_owned()
     };
     assert!(
-        outcome("F-1").contains("awaiting approval"),
+        outcome("F-1").starts_with("job ") && outcome("F-1").contains("ctl-firmware 5.3.0"),
         "{}",
         outcome("F-1")
     );
@@ -470,6 +470,119 @@ async fn a_fleet_wide_defect_gets_its_fix_on_exactly_the_affected_devices() {
     .await;
     assert!(troubles(&f, "device=F-6").await.is_empty());
     assert!(troubles(&f, "device=F-5").await.is_empty());
+
+    // Every trouble names its fix job as it is now; the fix succeeding marks the trouble
+    // fixed (no longer keeping the device out of rollouts), a matching event after it opens
+    // it again, and quiet until the rule's period passes resolves it.
+    let fix_of = |id: &str| {
+        let t = opened
+            .iter()
+            .find(|t| t["device_id"] == id)
+            .expect("trouble")
+            .clone();
+        (
+            t["id"].as_u64().expect("id"),
+            t["fix_job"]["id"].as_u64().expect("a fix job"),
+        )
+    };
+    let (t1, job1) = fix_of("F-1");
+    let (t2, job2) = fix_of("F-2");
+    let shown = |t: u64| {
+        let f = &f;
+        async move {
+            call(
+                &f.app,
+                "GET",
+                &format!("/api/v1/troubles/{t}"),
+                Some(&f.admin),
+                None,
+            )
+            .await
+            .1
+        }
+    };
+    assert_eq!(shown(t1).await["fix_job"]["state"], "awaiting_approval");
+    let (_, about) = call(
+        &f.app,
+        "GET",
+        "/api/v1/devices/F-1/about",
+        Some(&f.admin),
+        None,
+    )
+    .await;
+    assert_eq!(about["rollout_eligible"], false, "{about}");
+    for (job, token) in [(job1, &tokens[0]), (job2, &tokens[1])] {
+        let (s, v) = call(
+            &f.app,
+            "POST",
+            &format!("/api/v1/jobs/{job}/approve"),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = call(
+            &f.app,
+            "POST",
+            &format!("/device/v1/jobs/{job}/status"),
+            Some(token),
+            json_body(&json!({"state": "succeeded"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let fixed = shown(t1).await;
+    assert_eq!(
+        (fixed["state"].as_str(), fixed["fix_job"]["state"].as_str()),
+        (Some("fixed"), Some("succeeded")),
+        "{fixed}"
+    );
+    assert!(fixed["fixed_at"].is_string(), "{fixed}");
+    let (_, about) = call(
+        &f.app,
+        "GET",
+        "/api/v1/devices/F-1/about",
+        Some(&f.admin),
+        None,
+    )
+    .await;
+    assert_eq!(about["rollout_eligible"], true, "{about}");
+    assert_eq!(about["troubles"][0]["state"], "fixed", "{about}");
+
+    // F-1 resets again: the fix did not help, and the trouble says so.
+    send(
+        &f,
+        &tokens[0],
+        "F-1",
+        &[(2, "controller", "SC899", "error")],
+    )
+    .await;
+    let again = eventually("F-1's trouble opens again", PATIENCE, || async {
+        let t = shown(t1).await;
+        (t["state"] == "open").then_some(t)
+    })
+    .await;
+    assert!(
+        again["fix_outcome"].as_str().is_some_and(
+            |o| o.contains(&format!("job {job1}")) && o.contains("matching events followed")
+        ),
+        "{again}"
+    );
+    let (_, about) = call(
+        &f.app,
+        "GET",
+        "/api/v1/devices/F-1/about",
+        Some(&f.admin),
+        None,
+    )
+    .await;
+    assert_eq!(about["rollout_eligible"], false, "{about}");
+
+    // F-2 stays quiet for the rule's period after its fix: resolved.
+    f.clock.advance(Duration::from_secs(86_400 + 1));
+    f.state.diag.resolve_quiet(&f.state).await;
+    let done = shown(t2).await;
+    assert_eq!(done["state"], "resolved", "{done}");
 }
 
 #[tokio::test]

@@ -660,7 +660,10 @@ async fn a_second_center_on_the_same_data_dir_is_refused() {
         said.contains(&format!("another center (pid {})", std::process::id())),
         "{said}"
     );
-    assert!(said.contains(&config.data_dir.display().to_string()), "{said}");
+    assert!(
+        said.contains(&config.data_dir.display().to_string()),
+        "{said}"
+    );
 
     // Another dir, but the first one's port: the cause once, not twice.
     let other = tempfile::tempdir().expect("tempdir");

@@ -14,6 +14,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (10, include_str!("migrations/sqlite_0010.sql")),
     (11, include_str!("migrations/sqlite_0011.sql")),
     (12, include_str!("migrations/sqlite_0012.sql")),
+    (13, include_str!("migrations/sqlite_0013.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -29,6 +30,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (10, include_str!("migrations/postgres_0010.sql")),
     (11, include_str!("migrations/postgres_0011.sql")),
     (12, include_str!("migrations/postgres_0012.sql")),
+    (13, include_str!("migrations/postgres_0013.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

@@ -884,7 +884,7 @@ impl Store {
                 Sql::Each {
                     sqlite: "SELECT d.last_report_at, \
                         (SELECT severity FROM troubles t WHERE t.tenant_id = d.tenant_id AND \
-                         t.device_id = d.device_id AND t.state <> 'resolved' ORDER BY CASE severity \
+                         t.device_id = d.device_id AND t.state NOT IN ('resolved', 'fixed') ORDER BY CASE severity \
                          WHEN 'critical' THEN 4 WHEN 'major' THEN 3 WHEN 'minor' THEN 2 ELSE 1 END DESC LIMIT 1), \
                         (SELECT group_concat(slot, ',') FROM abnormal_units a WHERE a.tenant_id = d.tenant_id \
                          AND a.device_id = d.device_id), \
@@ -893,7 +893,7 @@ impl Store {
                         FROM devices d WHERE d.tenant_id = $1 AND d.device_id = $2",
                     postgres: "SELECT d.last_report_at, \
                         (SELECT severity FROM troubles t WHERE t.tenant_id = d.tenant_id AND \
-                         t.device_id = d.device_id AND t.state <> 'resolved' ORDER BY CASE severity \
+                         t.device_id = d.device_id AND t.state NOT IN ('resolved', 'fixed') ORDER BY CASE severity \
                          WHEN 'critical' THEN 4 WHEN 'major' THEN 3 WHEN 'minor' THEN 2 ELSE 1 END DESC LIMIT 1), \
                         (SELECT string_agg(slot, ',') FROM abnormal_units a WHERE a.tenant_id = d.tenant_id \
                          AND a.device_id = d.device_id), \

@@ -57,12 +57,16 @@ pub struct TroubleRecord {
     pub resolved_at_ms: Option<i64>,
     pub fix_json: Option<String>,
     pub fix_outcome: Option<String>,
+    /// The job the center made to fix it.
+    pub fix_job: Option<u64>,
+    /// When its fix job succeeded (state `fixed`, or resolved since).
+    pub fixed_at_ms: Option<i64>,
 }
 
 /// Which troubles to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TroubleFilter {
-    /// `live` (open or acknowledged), or one state; all when `None`.
+    /// `live` (open, acknowledged or fixed and watched), or one state; all when `None`.
     pub state: Option<String>,
     pub device_id: Option<String>,
     pub rule_id: Option<String>,
@@ -98,7 +102,7 @@ pub struct SettingRecord {
 
 const TROUBLE_SELECT: &str = "SELECT id, device_id, rule_id, severity, title, action, state, note, \
     evidence, occurrences, opened_at, last_event_at, quiet_until, acknowledged_by, \
-    acknowledged_at, resolved_by, resolved_at, fix, fix_outcome FROM troubles";
+    acknowledged_at, resolved_by, resolved_at, fix, fix_outcome, fix_job_id, fixed_at FROM troubles";
 
 const TROUBLE_COLUMNS: &[Ty] = &[
     Ty::Int,
@@ -120,6 +124,8 @@ const TROUBLE_COLUMNS: &[Ty] = &[
     Ty::Int,
     Ty::Text,
     Ty::Text,
+    Ty::Int,
+    Ty::Int,
 ];
 
 fn trouble(r: &[Val]) -> Result<TroubleRecord> {
@@ -143,6 +149,8 @@ fn trouble(r: &[Val]) -> Result<TroubleRecord> {
         resolved_at_ms: r[16].opt_int()?,
         fix_json: r[17].opt_text()?,
         fix_outcome: r[18].opt_text()?,
+        fix_job: r[19].opt_int()?.map(to_u64),
+        fixed_at_ms: r[20].opt_int()?,
     })
 }
 
@@ -250,6 +258,10 @@ impl Store {
             .map(|r| {
                 Stmt::new(
                     "UPDATE troubles SET occurrences = occurrences + $4, \
+                     fix_outcome = CASE WHEN state = 'fixed' THEN \
+                       'its fix (job ' || fix_job_id || ') succeeded, but matching events followed' \
+                       ELSE fix_outcome END, \
+                     state = CASE WHEN state = 'fixed' THEN 'open' ELSE state END, \
                      last_event_at = CASE WHEN last_event_at > $5 THEN last_event_at ELSE $5 END, \
                      quiet_until = CASE WHEN quiet_until > $6 THEN quiet_until ELSE $6 END \
                      WHERE tenant_id = $1 AND device_id = $2 AND rule_id = $3 \
@@ -272,7 +284,7 @@ impl Store {
     pub async fn trouble(&self, tenant: TenantId, id: u64) -> Result<Option<TroubleRecord>> {
         const ONE: &str = "SELECT id, device_id, rule_id, severity, title, action, state, note, \
             evidence, occurrences, opened_at, last_event_at, quiet_until, acknowledged_by, \
-            acknowledged_at, resolved_by, resolved_at, fix, fix_outcome FROM troubles \
+            acknowledged_at, resolved_by, resolved_at, fix, fix_outcome, fix_job_id, fixed_at FROM troubles \
             WHERE tenant_id = $1 AND id = $2";
         debug_assert!(ONE.starts_with(TROUBLE_SELECT));
         let rows = self
@@ -294,7 +306,7 @@ impl Store {
     ) -> Result<Vec<TroubleRecord>> {
         const MANY: &str = "SELECT id, device_id, rule_id, severity, title, action, state, note, \
             evidence, occurrences, opened_at, last_event_at, quiet_until, acknowledged_by, \
-            acknowledged_at, resolved_by, resolved_at, fix, fix_outcome FROM troubles \
+            acknowledged_at, resolved_by, resolved_at, fix, fix_outcome, fix_job_id, fixed_at FROM troubles \
             WHERE tenant_id = $1 AND ($2 = '' OR device_id = $2) AND ($3 = '' OR rule_id = $3) \
             AND ($4 = '' OR state = $4 OR ($4 = 'live' AND state <> 'resolved')) \
             ORDER BY id DESC LIMIT $5";
@@ -436,17 +448,80 @@ impl Store {
         rows.first().map_or(Ok(None), |r| r[0].opt_int())
     }
 
-    /// Record what the fix loop did for a trouble.
-    pub async fn set_fix_outcome(&self, tenant: TenantId, id: u64, outcome: &str) -> Result<()> {
+    /// Record what the fix loop did for a trouble, and the job it made.
+    pub async fn set_fix_outcome(
+        &self,
+        tenant: TenantId,
+        id: u64,
+        outcome: &str,
+        job: Option<u64>,
+    ) -> Result<()> {
         self.run(
             vec![Stmt::new(
-                "UPDATE troubles SET fix_outcome = $3 WHERE tenant_id = $1 AND id = $2",
-                vec![tenant.into(), to_i64(id).into(), outcome.into()],
+                "UPDATE troubles SET fix_outcome = $3, \
+                 fix_job_id = CASE WHEN $4 > 0 THEN $4 ELSE fix_job_id END \
+                 WHERE tenant_id = $1 AND id = $2",
+                vec![
+                    tenant.into(),
+                    to_i64(id).into(),
+                    outcome.into(),
+                    job.map_or(0, to_i64).into(),
+                ],
             )],
             Guard::None,
         )
         .await?;
         Ok(())
+    }
+
+    /// The live troubles whose fix is job `job`.
+    pub async fn troubles_fixed_by(
+        &self,
+        tenant: TenantId,
+        job: u64,
+    ) -> Result<Vec<TroubleRecord>> {
+        const BY_JOB: &str = "SELECT id, device_id, rule_id, severity, title, action, state, note, \
+            evidence, occurrences, opened_at, last_event_at, quiet_until, acknowledged_by, \
+            acknowledged_at, resolved_by, resolved_at, fix, fix_outcome, fix_job_id, fixed_at FROM troubles \
+            WHERE tenant_id = $1 AND fix_job_id = $2 AND state <> 'resolved'";
+        debug_assert!(BY_JOB.starts_with(TROUBLE_SELECT));
+        let rows = self
+            .select(
+                sql(BY_JOB),
+                vec![tenant.into(), to_i64(job).into()],
+                TROUBLE_COLUMNS,
+            )
+            .await?;
+        rows.iter().map(|r| trouble(r)).collect()
+    }
+
+    /// The trouble's fix succeeded: it is `fixed` and resolves at `quiet_until_ms` unless a
+    /// matching event follows (which opens it again). Whether it was live.
+    pub async fn mark_trouble_fixed(
+        &self,
+        tenant: TenantId,
+        id: u64,
+        now_ms: i64,
+        quiet_until_ms: i64,
+        outcome: &str,
+    ) -> Result<bool> {
+        let out = self
+            .run(
+                vec![Stmt::new(
+                    "UPDATE troubles SET state = 'fixed', fixed_at = $3, quiet_until = $4, \
+                     fix_outcome = $5 WHERE tenant_id = $1 AND id = $2 AND state <> 'resolved'",
+                    vec![
+                        tenant.into(),
+                        to_i64(id).into(),
+                        now_ms.into(),
+                        quiet_until_ms.into(),
+                        outcome.into(),
+                    ],
+                )],
+                Guard::None,
+            )
+            .await?;
+        Ok(out.first() == Some(&1))
     }
 
     /// The device's abnormal units.

@@ -1756,9 +1756,53 @@ async fn troubles_abnormal_units_and_settings(store: Store) {
         .expect("an id");
     assert_ne!(id, id2);
     store
-        .set_fix_outcome(t, id2, "job 7 created")
+        .set_fix_outcome(t, id2, "job 7 created", Some(7))
         .await
         .expect("fix");
+    // Its fix job succeeds: fixed, watched until its new quiet time; a matching event
+    // opens it again, saying the fix did not help.
+    let by7 = store.troubles_fixed_by(t, 7).await.expect("by job");
+    assert_eq!(by7.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id2]);
+    assert_eq!(by7[0].fix_job, Some(7));
+    assert!(
+        store
+            .mark_trouble_fixed(t, id2, NOW + 2000, NOW + 5000, "its fix (job 7) succeeded")
+            .await
+            .expect("fixed")
+    );
+    let fixed = store.trouble(t, id2).await.expect("read").expect("there");
+    assert_eq!(
+        (
+            fixed.state.as_str(),
+            fixed.fixed_at_ms,
+            fixed.quiet_until_ms
+        ),
+        ("fixed", Some(NOW + 2000), NOW + 5000)
+    );
+    store
+        .recur_troubles(
+            t,
+            &[TroubleRecurrence {
+                device_id: "T-1".into(),
+                rule_id: "overheat".into(),
+                events: 1,
+                last_event_at_ms: NOW + 2100,
+                quiet_until_ms: NOW + 3600,
+            }],
+        )
+        .await
+        .expect("recur");
+    let again = store.trouble(t, id2).await.expect("read").expect("there");
+    assert_eq!(again.state, "open");
+    assert_eq!(
+        again.fix_outcome.as_deref(),
+        Some("its fix (job 7) succeeded, but matching events followed")
+    );
+    assert_eq!(
+        again.quiet_until_ms,
+        NOW + 5000,
+        "the later quiet time stays"
+    );
     assert!(
         store
             .resolve_trouble(t, id2, "ann", NOW + 2001)
@@ -1776,7 +1820,10 @@ async fn troubles_abnormal_units_and_settings(store: Store) {
         .await
         .expect("list");
     assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id2, id]);
-    assert_eq!(all[0].fix_outcome.as_deref(), Some("job 7 created"));
+    assert_eq!(
+        all[0].fix_outcome.as_deref(),
+        Some("its fix (job 7) succeeded, but matching events followed")
+    );
     let live = TroubleFilter {
         state: Some("live".into()),
         ..TroubleFilter::default()

@@ -20,8 +20,9 @@ use crate::compat::{CompatReport, Job};
 
 /// Trouble severities, least first.
 pub const TROUBLE_SEVERITIES: &[&str] = &["info", "minor", "major", "critical"];
-/// Trouble states: `open` → `acknowledged` → `resolved` (also straight from `open`).
-pub const TROUBLE_STATES: &[&str] = &["open", "acknowledged", "resolved"];
+/// Trouble states: `open` → `acknowledged` → `resolved` (also straight from `open`); `fixed`
+/// when its fix job succeeded (back to `open` if a matching event follows, else `resolved`).
+pub const TROUBLE_STATES: &[&str] = &["open", "acknowledged", "fixed", "resolved"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RulesLoaded {
@@ -98,9 +99,24 @@ pub struct Trouble {
     /// The known fix, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
-    /// What the center did about the fix ("job 12 created, awaiting approval", …).
+    /// What the center did about the fix ("job 12 created, awaiting approval", …), as it
+    /// was said then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix_outcome: Option<String>,
+    /// The job the center made to fix it, with its state now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix_job: Option<JobRef>,
+    /// When its fix job succeeded (the trouble is `fixed`: it resolves at `resolves_at`
+    /// unless a matching event follows, which opens it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_at: Option<String>,
+}
+
+/// A job named elsewhere, with its state now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobRef {
+    pub id: u64,
+    pub state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

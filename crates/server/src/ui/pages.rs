@@ -1291,6 +1291,9 @@ pub struct TroubleFacts {
     resolved: String,
     fix: String,
     fix_outcome: String,
+    /// The fix job and its state now.
+    fix_job: Option<(u64, String)>,
+    fixed: String,
 }
 
 pub struct EvidenceRow {
@@ -1406,6 +1409,11 @@ pub async fn trouble(State(st): State<AppState>, ui: Ui, Path(id): Path<u64>) ->
                     .unwrap_or_default(),
                 fix: t.fix.clone().unwrap_or_default(),
                 fix_outcome: t.fix_outcome.clone().unwrap_or_default(),
+                fix_job: t
+                    .fix_job
+                    .as_ref()
+                    .map(|j| (j.id, j.state.replace('_', " "))),
+                fixed: when_opt(t.fixed_at.as_ref()),
             },
             evidence,
         })
