@@ -381,7 +381,7 @@ async fn watch(api: &Api, id: u64, every: u64, remote: &Remote) -> anyhow::Resul
 fn over(r: &Rollout) -> bool {
     match r.state.as_str() {
         "aborted" => r.total.running == 0,
-        "paused" | "awaiting_approval" => true,
+        "done" | "paused" | "awaiting_approval" => true,
         _ => {
             r.total.pending == 0
                 && r.total.running == 0

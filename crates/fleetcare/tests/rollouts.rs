@@ -121,6 +121,7 @@ async fn a_release_that_fails_on_five_percent_pauses_in_its_first_wave() {
         "{r}"
     );
     assert_eq!(r["current_wave"], 1, "still the first wave: {r}");
+    assert!(r["waves"][0]["started_at"].is_string(), "{r}");
     assert!(r["waves"][0]["failed"].as_u64() >= Some(1), "{r}");
     for w in [1, 2] {
         let wave = &r["waves"][w];

@@ -727,10 +727,32 @@ impl Rollouts {
                 }
             }
             Decision::Done => {
-                let why = "every wave is done; devices that appear later are taken as they come";
-                if r.state_reason.as_deref() != Some(why) {
+                let sum = |f: fn(&WaveRecord) -> u64| waves_now.iter().map(f).sum::<u64>();
+                let (pending, running) = (sum(|w| w.pending), sum(|w| w.running));
+                if pending == 0 && running == 0 {
+                    let why = done_words(
+                        sum(|w| w.succeeded),
+                        sum(|w| w.failed),
+                        sum(|w| w.ineligible),
+                        sum(|w| w.skipped),
+                    );
+                    if st
+                        .store
+                        .set_rollout_state(r.tenant, r.id, &["running"], "done", Some(&why), now)
+                        .await?
+                    {
+                        tracing::info!(rollout = r.id, %why, "rollout done");
+                        st.events.notify(r.tenant, crate::events::Topic::Rollouts);
+                    }
+                    return Ok(());
+                }
+                let why = format!(
+                    "every wave has started; {pending} device(s) wait for their turn, {running} \
+                     install(s) running"
+                );
+                if r.state_reason.as_deref() != Some(why.as_str()) {
                     st.store
-                        .set_rollout_reason(r.tenant, r.id, Some(why), now)
+                        .set_rollout_reason(r.tenant, r.id, Some(&why), now)
                         .await?;
                 }
             }
@@ -1009,6 +1031,34 @@ async fn revert(
         "rollout aborted: the device switches back"
     );
     Ok(())
+}
+
+/// How a rollout ended, in words: "done: 4 succeeded" or "done with 3 ineligible: …".
+fn done_words(succeeded: u64, failed: u64, ineligible: u64, skipped: u64) -> String {
+    let mut left = Vec::new();
+    if failed > 0 {
+        left.push(format!("{failed} failed"));
+    }
+    if ineligible > 0 {
+        left.push(format!("{ineligible} ineligible"));
+    }
+    let mut parts = vec![format!("{succeeded} succeeded")];
+    if failed > 0 {
+        parts.push(format!("{failed} failed"));
+    }
+    if ineligible > 0 {
+        parts.push(format!(
+            "{ineligible} ineligible (not in a proper state while it ran; a new rollout takes them)"
+        ));
+    }
+    if skipped > 0 {
+        parts.push(format!("{skipped} had it already"));
+    }
+    if left.is_empty() {
+        format!("done: {}", parts.join(", "))
+    } else {
+        format!("done with {}: {}", left.join(" and "), parts.join(", "))
+    }
 }
 
 fn counts(w: &WaveRecord) -> WaveCounts {

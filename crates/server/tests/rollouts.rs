@@ -184,8 +184,8 @@ async fn each_device_gets_its_own_plan_and_never_an_incompatible_one() {
     catalog(&f).await;
     // Ready as it is; needs newer engine firmware for 5.3.0; a revision-A controller 5.3.0
     // is not made for; a printer that runs no ctl-firmware.
-    device(&f, "MIX-READY", "acme-mfp-9000", mfp("B", "5.2.1", "2.8.1")).await;
-    device(
+    let ready_token = device(&f, "MIX-READY", "acme-mfp-9000", mfp("B", "5.2.1", "2.8.1")).await;
+    let engine_token = device(
         &f,
         "MIX-ENGINE",
         "acme-mfp-9000",
@@ -282,6 +282,34 @@ async fn each_device_gets_its_own_plan_and_never_an_incompatible_one() {
             r["total"]["succeeded"].as_u64()
         ),
         (Some(2), Some(1), Some(1), Some(1)),
+        "{r}"
+    );
+    assert!(
+        r["waves"][0]["started_at"].is_string(),
+        "the first wave says when it started: {r}"
+    );
+    assert_eq!(r["state"], "running");
+
+    // Both installs succeed: nothing is left to do, and the rollout ends, saying how.
+    for (id, token) in [("MIX-READY", &ready_token), ("MIX-ENGINE", &engine_token)] {
+        let job = jobs_of(&f, id).await[0]["id"].as_u64().expect("job");
+        let (s, v) = call(
+            &f.app,
+            "POST",
+            &format!("/device/v1/jobs/{job}/status"),
+            Some(token),
+            json_body(&json!({"state": "succeeded"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    work(&f).await;
+    let (_, r) = api(&f, "GET", &format!("/api/v1/rollouts/{id}"), &f.admin, None).await;
+    assert_eq!(r["state"], "done", "{r}");
+    assert!(
+        r["state_reason"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("done with 1 ineligible: 3 succeeded")),
         "{r}"
     );
 }

@@ -520,7 +520,8 @@ impl Store {
             vec![
                 Stmt::new(
                     "UPDATE rollouts SET current_wave = $3, state_reason = NULL, updated_at = $4 \
-                     WHERE tenant_id = $1 AND id = $2 AND current_wave < $3",
+                     WHERE tenant_id = $1 AND id = $2 \
+                     AND (current_wave < $3 OR (current_wave = 0 AND $3 = 0))",
                     vec![tenant.into(), to_i64(id).into(), i64::from(wave).into(), now_ms.into()],
                 ),
                 Stmt::new(

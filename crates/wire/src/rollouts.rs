@@ -134,7 +134,8 @@ pub struct Wave {
 pub struct Rollout {
     pub id: u64,
     pub name: String,
-    /// `awaiting_approval`, `running`, `paused`, `aborted`.
+    /// `awaiting_approval`, `running`, `paused`, `aborted`, `done` (every wave done and no
+    /// device pending or running; `state_reason` says how it ended).
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
