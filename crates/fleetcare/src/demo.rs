@@ -171,6 +171,50 @@ pub struct DemoOptions {
     pub run_for: Option<Duration>,
 }
 
+/// The demo's rollout, created by a release manager of its own (so that the demo's admin may
+/// approve its waves).
+async fn demo_rollout(
+    url: &str,
+    admin_token: &str,
+) -> anyhow::Result<fleetcare_wire::rollouts::Rollout> {
+    let admin = crate::client::Api::new(url, admin_token.to_owned());
+    let manager: fleetcare_wire::access::CreatedToken = admin
+        .post(
+            "/api/v1/tokens",
+            Some(&serde_json::json!({"name": "release-manager", "role": "release_engineer"})),
+        )
+        .await?;
+    Ok(crate::client::Api::new(url, manager.token)
+        .post(
+            "/api/v1/rollouts",
+            Some(&serde_json::json!({
+                "name": "lite-2.0 on the P500 printers",
+                "release": {"product": "ctl-lite-firmware", "version": "2.0.0"},
+                "filter": "model = \"acme-printer-p500\"",
+                "waves": "1,50%,100%",
+                "gates": {"advance": "approval", "min_finished": 1},
+            })),
+        )
+        .await?)
+}
+
+/// How to run this binary from another terminal: `fleetcare` when that is on the PATH and is
+/// this very binary, else its full path (after `cargo run` it is under `target/`).
+fn cli_command() -> String {
+    let me = std::env::current_exe().and_then(|p| p.canonicalize());
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("fleetcare"))
+            .find(|p| p.is_file())
+            .and_then(|p| p.canonicalize().ok())
+    });
+    match (me, on_path) {
+        (Ok(me), Some(found)) if me == found => "fleetcare".into(),
+        (Ok(me), _) => me.display().to_string(),
+        (Err(_), _) => "fleetcare".into(),
+    }
+}
+
 fn device_id(n: usize) -> anyhow::Result<String> {
     fleetcare_sim::fleet::sample_device(n)
         .map(|s| s.device_id)
@@ -327,8 +371,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             }
         }
     }
+    // A rollout in progress: the P500 printers' controller firmware, a canary first, made by
+    // a release manager; each next wave waits for an operator's approval (yours: not its
+    // creator's).
+    let rollout = demo_rollout(&url, &token)
+        .await
+        .map_err(|e| eprintln!("the demo's rollout was not created: {e:#}"))
+        .ok();
     let count = center.state.store.count_devices(tenant).await?;
     let (first_id, first_inventory) = (first.device_id.clone(), inventory.clone());
+    let fc = cli_command();
     outln!("Fleetcare demo");
     outln!("  center:   {url}");
     outln!("  token:    {token}");
@@ -343,49 +395,73 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     outln!("Look at the fleet from another terminal:");
     outln!("  export FLEETCARE_URL={url}");
     outln!("  export FLEETCARE_TOKEN={token}");
-    outln!("  fleetcare devices list");
-    outln!("  fleetcare devices show {first_id}");
-    outln!("  fleetcare devices request-report {first_id}");
-    outln!("  fleetcare devices history {first_id}");
+    outln!("  {fc} devices list");
+    outln!("  {fc} devices show {first_id}");
+    outln!("  {fc} devices request-report {first_id}");
+    outln!("  {fc} devices history {first_id}");
     outln!();
     outln!("Compatibility (catalog: examples/catalog.toml):");
-    outln!("  fleetcare compat fleet");
+    outln!("  {fc} compat fleet");
     for (template, k, what) in fleetcare_sim::fleet::SCENARIOS {
         let n = k * fleetcare_sim::fleet::TEMPLATES.len() + template;
         if n < opts.devices {
-            outln!("  fleetcare compat check {:<16} # {what}", device_id(n)?);
+            outln!("  {fc} compat check {:<16} # {what}", device_id(n)?);
         }
     }
-    outln!("  fleetcare jobs list                 # the fixes, run by the devices themselves");
+    outln!("  {fc} jobs list                 # the fixes, run by the devices themselves");
     outln!();
     outln!("Diagnosis (rules: examples/rules.toml):");
-    outln!("  fleetcare rules show");
-    outln!("  fleetcare troubles list");
+    outln!("  {fc} rules show");
+    outln!("  {fc} troubles list");
     for &(template, k, _, _, _, what) in FAULTS {
         let n = k * fleetcare_sim::fleet::TEMPLATES.len() + template;
         if n < opts.devices {
-            outln!("  fleetcare devices about {:<14} # {what}", device_id(n)?);
+            outln!("  {fc} devices about {:<14} # {what}", device_id(n)?);
         }
     }
     let (t, k) = fleetcare_sim::fleet::HOT_FUSER;
     let hot = k * fleetcare_sim::fleet::TEMPLATES.len() + t;
     if hot < opts.devices {
         outln!(
-            "  fleetcare devices about {:<14} # its fuser runs too hot: an abnormal unit",
+            "  {fc} devices about {:<14} # its fuser runs too hot: an abnormal unit",
             device_id(hot)?
         );
     }
     outln!();
+    if let Some(r) = &rollout {
+        outln!(
+            "A rollout in progress, by release-manager: the P500 printers, a canary first, each"
+        );
+        outln!("next wave after an operator's approval (yours):");
+        outln!("  {fc} rollouts list");
+        outln!(
+            "  {fc} rollouts watch {}            # until it needs you, or ends",
+            r.id
+        );
+        outln!(
+            "  {fc} rollouts approve {}          # start the next wave",
+            r.id
+        );
+        outln!("  {fc} rollouts devices {} --state ineligible", r.id);
+        outln!();
+    }
     outln!(
         "Software (signed with demo keys; the devices trust {}):",
         root.display()
     );
-    outln!("  fleetcare release list");
-    outln!("  fleetcare keys show");
+    outln!("  {fc} release list");
+    outln!("  {fc} keys show");
     outln!();
     outln!("Swap a unit: change a serial in");
     outln!("  {}", first_inventory.display());
     outln!("and `devices history` shows the replacement within a second or two.");
+    if fc != "fleetcare" {
+        outln!();
+        outln!("`fleetcare` is not on your PATH: the commands above name this binary. To install");
+        outln!("both binaries, from the repository:");
+        outln!("  cargo install --locked --path crates/fleetcare");
+        outln!("  cargo install --locked --path crates/agent");
+    }
     outln!("Press Ctrl-C to stop.");
 
     tokio::select! {

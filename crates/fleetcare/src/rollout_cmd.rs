@@ -382,6 +382,7 @@ fn over(r: &Rollout) -> bool {
     match r.state.as_str() {
         "aborted" => r.total.running == 0,
         "done" | "paused" | "awaiting_approval" => true,
+        _ if r.awaiting_wave.is_some() => true,
         _ => {
             r.total.pending == 0
                 && r.total.running == 0

@@ -26,8 +26,10 @@ async fn the_demo_shows_a_fleet_of_fifty_devices_with_their_units() {
         .expect("demo starts");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let (mut url, mut token) = (None, None);
+    let mut printed = Vec::new();
     tokio::time::timeout(PATIENCE * 2, async {
         while let Some(line) = lines.next_line().await.expect("stdout") {
+            printed.push(line.clone());
             if let Some(u) = line.trim().strip_prefix("center:") {
                 url = Some(u.trim().to_owned());
             }
@@ -44,6 +46,42 @@ async fn the_demo_shows_a_fleet_of_fifty_devices_with_their_units() {
     let (url, token) = (
         url.expect("center URL printed"),
         token.expect("token printed"),
+    );
+
+    // The commands it prints work as printed (here `fleetcare` is not on the PATH: they name
+    // the binary), and it shows a rollout.
+    let command = |words: &str| {
+        printed
+            .iter()
+            .map(|l| l.split('#').next().unwrap_or("").trim().to_owned())
+            .find(|l| l.contains(words))
+            .unwrap_or_else(|| panic!("no `{words}` command printed: {printed:#?}"))
+    };
+    // `watch` returns once the canary is done and the next wave waits for an approval, which
+    // the demo's admin (not the rollout's creator) gives.
+    for words in ["devices list", "rollouts watch", "rollouts approve"] {
+        let line = command(words);
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let out = tokio::process::Command::new(parts[0])
+            .args(&parts[1..])
+            .env("FLEETCARE_URL", &url)
+            .env("FLEETCARE_TOKEN", &token)
+            .output();
+        let out = tokio::time::timeout(PATIENCE * 3, out)
+            .await
+            .unwrap_or_else(|_| panic!("`{line}` ends"))
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "`{line}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("cargo install --locked --path crates/agent")),
+        "says how to install the binaries: {printed:#?}"
     );
 
     let devices: Vec<Value> =

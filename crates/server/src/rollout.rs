@@ -1142,6 +1142,22 @@ async fn view(st: &AppState, r: RolloutRecord) -> Result<w::Rollout, ApiError> {
         .collect();
     let spec: w::CreateRollout = serde_json::from_str(&r.spec_json)
         .map_err(|e| ApiError::Internal(format!("rollout {}: {e}", r.id)))?;
+    // The engine's own decision: the wave that waits for an operator, if one does.
+    let awaiting_wave = match (r.state.as_str(), st.rollouts.spec(&r)) {
+        ("running", Some(parsed)) => {
+            let counts: Vec<WaveCounts> = waves_now.iter().map(counts).collect();
+            match fleetcare_rollout::gates::decide(
+                &parsed.gates,
+                r.current_wave as usize,
+                &counts,
+                r.wave_approved > r.current_wave,
+            ) {
+                Decision::AwaitApproval(n) => Some(n as u32 + 1),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     Ok(w::Rollout {
         id: r.id,
         name: r.name,
@@ -1153,6 +1169,7 @@ async fn view(st: &AppState, r: RolloutRecord) -> Result<w::Rollout, ApiError> {
         created_at: rfc3339(r.created_at_ms),
         approved_by: r.approved_by,
         updated_at: rfc3339(r.updated_at_ms),
+        awaiting_wave,
         waves,
         total,
     })

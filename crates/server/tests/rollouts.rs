@@ -507,6 +507,7 @@ async fn no_one_approves_their_own_rollout_or_its_waves() {
     work(&f).await;
     let (_, r) = api(&f, "GET", &format!("/api/v1/rollouts/{id}"), &f.admin, None).await;
     assert_eq!(r["state_reason"], "wave 2 waits for approval", "{r}");
+    assert_eq!(r["awaiting_wave"], 2, "{r}");
     assert_eq!(r["current_wave"], 1);
     let (s, _) = api(
         &f,

@@ -160,7 +160,7 @@ pub const SCENARIOS: &[(usize, usize, &str)] = &[
     (
         0,
         7,
-        "unit_unit: a booklet finisher beside a dup-3 duplexer (advice; the finisher goes out of service)",
+        "unit_unit: a booklet finisher beside a dup-3 duplexer (advice; the duplexer goes out of service)",
     ),
     (0, 10, "unknown_device_model: an acme-mfp-9500"),
     (

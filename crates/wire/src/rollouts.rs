@@ -147,6 +147,10 @@ pub struct Rollout {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
     pub updated_at: String,
+    /// The wave (from 1) that waits for an operator's approval (not its creator's) before it
+    /// starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_wave: Option<u32>,
     pub waves: Vec<Wave>,
     /// Every wave added up.
     pub total: Wave,

@@ -262,14 +262,11 @@ fn job_class(s: &str) -> &'static str {
 }
 
 fn step(s: &SoftwareStep) -> String {
-    format!(
-        "{}: {} {} → {} ({})",
-        s.slot,
-        s.product,
-        s.from.as_deref().unwrap_or("none"),
-        s.to,
-        s.action
-    )
+    match &s.from {
+        Some(from) => format!("{}: {} {from} → {} ({})", s.slot, s.product, s.to, s.action),
+        // A unit that is not there yet (advice): what it gets, not a change from "none".
+        None => format!("{}: {} {} ({})", s.slot, s.product, s.to, s.action),
+    }
 }
 
 fn online_text(online: bool) -> (&'static str, &'static str) {
