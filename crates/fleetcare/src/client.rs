@@ -231,6 +231,14 @@ impl Api {
                 e.code,
                 e.problems.join("\n  ")
             ),
+            Ok(e) if status == reqwest::StatusCode::UNAUTHORIZED => bail!(
+                "{} ({}, {}): the token is not one this center knows (revoked, mistyped, or \
+                 from an earlier run: `fleetcare demo` makes a new token each time it starts; \
+                 use the one it printed)",
+                e.error,
+                status.as_u16(),
+                e.code
+            ),
             Ok(e) => bail!("{} ({}, {})", e.error, status.as_u16(), e.code),
             Err(_) => bail!(
                 "the center answered {status}: {}",

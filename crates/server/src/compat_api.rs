@@ -166,11 +166,7 @@ pub(crate) async fn compat_report(
     st: &AppState,
     key: &DeviceKey,
 ) -> Result<w::CompatReport, ApiError> {
-    let rec = st
-        .store
-        .device(key)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("device {}", key.device_id)))?;
+    let rec = crate::operator::known_device(&st, key).await?;
     let stored = st.store.open_findings(key).await?;
     let jobs = crate::delivery::job_views(st, key.tenant, st.store.open_jobs(key).await?).await?;
     let notifications = st
@@ -410,7 +406,8 @@ pub async fn list_jobs(
     Query(q): Query<JobsQuery>,
 ) -> Result<Json<w::JobList>, ApiError> {
     if let Some(d) = &q.device {
-        device_key(&op, d)?;
+        // An unknown device says so (with the nearest ids), not an empty list.
+        crate::operator::known_device(&st, &device_key(&op, d)?).await?;
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let filter = JobFilter {

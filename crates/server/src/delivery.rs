@@ -516,11 +516,7 @@ async fn check_steps(
     key: &DeviceKey,
     req: &[w::JobStepRequest],
 ) -> Result<Vec<SoftwareStep>, ApiError> {
-    let rec = st
-        .store
-        .device(key)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("device {}", key.device_id)))?;
+    let rec = crate::operator::known_device(&st, key).await?;
     if let Some(why) = rec.install_blocked {
         return Err(ApiError::Conflict {
             code: "cannot_install",

@@ -924,7 +924,12 @@ pub async fn list_troubles(
         }
     };
     let device_id = match &q.device {
-        Some(d) => Some(device_key(&op, d)?.device_id.to_string()),
+        Some(d) => {
+            let key = device_key(&op, d)?;
+            // An unknown device says so (with the nearest ids), not an empty list.
+            crate::operator::known_device(&st, &key).await?;
+            Some(key.device_id.to_string())
+        }
         None => None,
     };
     let f = TroubleFilter {

@@ -186,7 +186,7 @@ pub async fn list(
 ) -> Result<Json<w::ErrorList>, ApiError> {
     let key = device_key(&op, &id)?;
     if st.store.device(&key).await?.is_none() {
-        return Err(ApiError::NotFound(format!("device {}", key.device_id)));
+        return Err(crate::operator::unknown_device(&st, &key).await);
     }
     let since_ms = match &q.since {
         None => 0,
@@ -240,7 +240,7 @@ pub async fn request(
 ) -> Result<Json<fleetcare_wire::operator::RequestReportResponse>, ApiError> {
     let key = device_key(&op, &id)?;
     if st.store.device(&key).await?.is_none() {
-        return Err(ApiError::NotFound(format!("device {}", key.device_id)));
+        return Err(crate::operator::unknown_device(&st, &key).await);
     }
     let Some(via) =
         crate::cluster::send(&st, &key, Command::RequestErrors { scheduled: false }).await

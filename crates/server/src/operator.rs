@@ -232,8 +232,45 @@ pub(crate) fn device_key(op: &OperatorAuth, id: &str) -> Result<DeviceKey, ApiEr
     })
 }
 
-fn not_found(key: &DeviceKey) -> ApiError {
-    ApiError::NotFound(format!("device {}", key.device_id))
+/// The device's record, or "not found" naming the tenant's ids nearest to the one asked for.
+pub(crate) async fn known_device(
+    st: &AppState,
+    key: &DeviceKey,
+) -> Result<fleetcare_store::DeviceRecord, ApiError> {
+    match st.store.device(key).await? {
+        Some(d) => Ok(d),
+        None => Err(unknown_device(st, key).await),
+    }
+}
+
+/// "device X not found", with the nearest ids the tenant has ("did you mean …?").
+pub(crate) async fn unknown_device(st: &AppState, key: &DeviceKey) -> ApiError {
+    let asked = key.device_id.as_str();
+    let mut near: Vec<(usize, String)> = st
+        .store
+        .device_ids_like(key.tenant, asked)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|id| {
+            (
+                strsim::levenshtein(&id.to_lowercase(), &asked.to_lowercase()),
+                id,
+            )
+        })
+        .filter(|(d, _)| *d <= (asked.chars().count() / 3).max(2))
+        .collect();
+    near.sort();
+    let near: Vec<String> = near.into_iter().take(3).map(|(_, id)| id).collect();
+    if near.is_empty() {
+        ApiError::NotFound(format!("device {}", key.device_id))
+    } else {
+        ApiError::NotFound(format!(
+            "device {} (did you mean {}?)",
+            key.device_id,
+            near.join(", ")
+        ))
+    }
 }
 
 pub(crate) fn last_report(m: &ReportMeta) -> LastReport {
@@ -247,7 +284,7 @@ pub(crate) fn last_report(m: &ReportMeta) -> LastReport {
 
 /// Everything the center knows of one device's present.
 pub(crate) async fn device_view(st: &AppState, key: &DeviceKey) -> Result<DeviceView, ApiError> {
-    let rec = st.store.device(key).await?.ok_or_else(|| not_found(key))?;
+    let rec = crate::operator::known_device(&st, key).await?;
     Ok(DeviceView {
         online: crate::cluster::online(st, key).await.is_some(),
         enrolled_at: rfc3339(rec.enrolled_at_ms),
@@ -349,7 +386,7 @@ pub async fn device_history(
 ) -> Result<Json<History>, ApiError> {
     let key = device_key(&op, &id)?;
     if st.store.device(&key).await?.is_none() {
-        return Err(not_found(&key));
+        return Err(unknown_device(&st, &key).await);
     }
     let limit = q.limit.unwrap_or(HISTORY_DEFAULT).clamp(1, HISTORY_MAX);
     let events = st
@@ -392,7 +429,7 @@ pub async fn request_report(
 ) -> Result<Json<RequestReportResponse>, ApiError> {
     let key = device_key(&op, &id)?;
     if st.store.device(&key).await?.is_none() {
-        return Err(not_found(&key));
+        return Err(unknown_device(&st, &key).await);
     }
     let offline = || ApiError::Conflict {
         code: "offline",
@@ -477,7 +514,7 @@ pub async fn set_report_interval(
         )));
     }
     if !st.store.set_report_interval(&key, body.seconds).await? {
-        return Err(not_found(&key));
+        return Err(unknown_device(&st, &key).await);
     }
     crate::cluster::send(
         &st,
@@ -502,7 +539,7 @@ pub async fn revoke_device(
 ) -> Result<StatusCode, ApiError> {
     let key = device_key(&op, &id)?;
     if !st.store.revoke_device(&key, st.clock.now_ms()).await? {
-        return Err(not_found(&key));
+        return Err(unknown_device(&st, &key).await);
     }
     crate::cluster::revoke(&st, &key).await;
     tracing::info!(device = %key.device_id, operator = %op.0.name, "device credential revoked");
@@ -523,7 +560,7 @@ pub async fn rotate_credential(
 ) -> Result<StatusCode, ApiError> {
     let key = device_key(&op, &id)?;
     if st.store.device(&key).await?.is_none() {
-        return Err(not_found(&key));
+        return Err(unknown_device(&st, &key).await);
     }
     if crate::cluster::send(&st, &key, Command::RotateCredential)
         .await
@@ -562,7 +599,7 @@ pub async fn allow_reenroll(
     }
     let until = st.clock.now_ms() + i64::try_from(body.valid_s * 1000).unwrap_or(i64::MAX);
     if !st.store.allow_reenroll(&key, until).await? {
-        return Err(not_found(&key));
+        return Err(unknown_device(&st, &key).await);
     }
     tracing::info!(device = %key.device_id, operator = %op.0.name, valid_s = body.valid_s,
         "re-enrollment allowed");

@@ -202,10 +202,7 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<w::UnitService>>, ApiError> {
     let key = device_key(&op, &id)?;
-    st.store
-        .device(&key)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("device {}", key.device_id)))?;
+    crate::operator::known_device(&st, &key).await?;
     Ok(Json(
         st.store
             .units_out(&key)
@@ -262,11 +259,8 @@ pub async fn disable(
             "reason: 1 to {MAX_REASON} characters"
         )));
     }
-    let structure = st
-        .store
-        .device(&key)
+    let structure = crate::operator::known_device(&st, &key)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("device {}", key.device_id)))?
         .structure
         .ok_or_else(|| ApiError::Conflict {
             code: "no_structure",
@@ -306,10 +300,7 @@ pub async fn enable(
     Path((id, slot)): Path<(String, String)>,
 ) -> Result<Json<w::UnitServiceChanged>, ApiError> {
     let key = device_key(&op, &id)?;
-    st.store
-        .device(&key)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("device {}", key.device_id)))?;
+    crate::operator::known_device(&st, &key).await?;
     let why = format!("put back in service by {}", op.0.name);
     let Some((u, told)) = put_back(&st, &key, &slot, &why).await? else {
         return Err(ApiError::Conflict {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Fixture, call, enroll, fixture, json_body};
+use common::{Fixture, call, enroll, enroll_as, fixture, json_body};
 
 fn report(id: &str, seq: u64, fuser_serial: &str) -> Value {
     json!({
@@ -557,4 +557,37 @@ async fn gzipped_reports_are_taken_and_bombs_refused() {
     );
     assert_eq!(send(plain, "br").await, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(snapshot(&f, "DEV-1").await, before, "nothing changed");
+}
+
+/// An unknown device id is said to be unknown, with the tenant's nearest ids, also where it
+/// filters a list (not an empty table).
+#[tokio::test]
+async fn an_unknown_device_names_the_nearest_ids() {
+    let f = fixture().await;
+    enroll_as(&f, "ACM9K-000123", "acme-mfp-9000").await;
+    enroll_as(&f, "P500-000007", "acme-printer-p500").await;
+    for path in [
+        "/api/v1/devices/ACM9K-000132",
+        "/api/v1/devices/ACM9K-000132/about",
+        "/api/v1/jobs?device=ACM9K-000132",
+        "/api/v1/troubles?device=ACM9K-000132",
+    ] {
+        let (s, v) = call(&f.app, "GET", path, Some(&f.admin), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
+        let said = v["error"].as_str().unwrap_or_default();
+        assert!(
+            said.contains("did you mean ACM9K-000123?"),
+            "{path}: {said}"
+        );
+        assert!(!said.contains("P500"), "{said}");
+    }
+    let (s, v) = call(&f.app, "GET", "/api/v1/devices/ZZZ-1", Some(&f.admin), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        !v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did you mean"),
+        "{v}"
+    );
 }

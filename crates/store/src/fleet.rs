@@ -58,6 +58,27 @@ impl Store {
     }
 
     /// Devices with an open compatibility finding of `kind`, by id.
+    /// Device ids of the tenant that look like `id` (the same first three characters, or the
+    /// same last four), at most 2000: candidates for "did you mean".
+    pub async fn device_ids_like(&self, tenant: TenantId, id: &str) -> Result<Vec<String>> {
+        let chars: Vec<char> = id.chars().collect();
+        let head: String = chars.iter().take(3).collect();
+        let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+        let rows = self
+            .select(
+                sql("SELECT device_id FROM devices WHERE tenant_id = $1 \
+                     AND (device_id LIKE $2 OR device_id LIKE $3) ORDER BY device_id LIMIT 2000"),
+                vec![
+                    tenant.into(),
+                    format!("{head}%").into(),
+                    format!("%{tail}").into(),
+                ],
+                &[Ty::Text],
+            )
+            .await?;
+        rows.iter().map(|r| r[0].text()).collect()
+    }
+
     pub async fn devices_with_finding(&self, tenant: TenantId, kind: &str) -> Result<Vec<String>> {
         let rows = self
             .select(
