@@ -263,6 +263,50 @@ impl Checker {
     }
 }
 
+/// " (did you mean \"x\"?)" when a known name is near `name`, else nothing.
+pub fn did_you_mean<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let limit = (name.chars().count() / 3).max(2);
+    known
+        .map(|k| (strsim::levenshtein(name, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map_or(String::new(), |(_, k)| format!(" (did you mean {k:?}?)"))
+}
+
+/// A problem about an item (`unit_model "fu-7": …`) with the line of the file where that item
+/// is named first: `line 12, unit_model "fu-7": …`. Other problems as they are.
+fn located(text: &str, problem: &str) -> String {
+    let Some((item, _)) = problem.split_once(": ") else {
+        return problem.to_owned();
+    };
+    let Some((table, quoted)) = item.split_once(' ') else {
+        return problem.to_owned();
+    };
+    let (Some(name), true) = (
+        quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')),
+        matches!(table, "device_model" | "unit_model" | "product"),
+    ) else {
+        return problem.to_owned();
+    };
+    let header = format!("[[{table}]]");
+    let mut inside = false;
+    for (n, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            inside = l == header;
+            continue;
+        }
+        if inside
+            && let Some((key, value)) = l.split_once('=')
+            && key.trim() == "name"
+            && value.trim().trim_matches('"') == name
+        {
+            return format!("line {}, {problem}", n + 1);
+        }
+    }
+    problem.to_owned()
+}
+
 impl Catalog {
     /// Parse, validate and compile a catalog; names go into `vocab`.
     pub fn parse(text: &str, vocab: &Vocab) -> Result<Catalog, CatalogError> {
@@ -279,7 +323,9 @@ impl Catalog {
                 e.to_string().trim_end()
             )],
         })?;
-        compile(doc, vocab)
+        compile(doc, vocab).map_err(|e| CatalogError {
+            problems: e.problems.iter().map(|p| located(text, p)).collect(),
+        })
     }
 
     pub fn stats(&self) -> CatalogStats {
@@ -408,7 +454,8 @@ fn compile(doc: CatalogDoc, vocab: &Vocab) -> Result<Catalog, CatalogError> {
         for d in &u.accepted_by {
             if !device_names.contains(d.as_str()) {
                 c.push(format!(
-                    "{at}: accepted_by names unknown device model {d:?}"
+                    "{at}: accepted_by names unknown device model {d:?}{}",
+                    did_you_mean(d, device_names.iter().copied())
                 ));
             }
         }
@@ -416,12 +463,18 @@ fn compile(doc: CatalogDoc, vocab: &Vocab) -> Result<Catalog, CatalogError> {
             if o == &u.name {
                 c.push(format!("{at}: not_with names the unit model itself"));
             } else if !unit_names.contains_key(o.as_str()) {
-                c.push(format!("{at}: not_with names unknown unit model {o:?}"));
+                c.push(format!(
+                    "{at}: not_with names unknown unit model {o:?}{}",
+                    did_you_mean(o, unit_names.keys().copied())
+                ));
             }
         }
         for p in &u.software {
             match product_names.get(p.as_str()) {
-                None => c.push(format!("{at}: software names unknown product {p:?}")),
+                None => c.push(format!(
+                    "{at}: software names unknown product {p:?}{}",
+                    did_you_mean(p, product_names.keys().copied())
+                )),
                 Some(pd) if !pd.runs_on.iter().any(|t| t.unit_model == u.name) => c.push(format!(
                     "{at}: carries product {p:?}, but that product does not run on {:?}",
                     u.name
@@ -510,7 +563,11 @@ fn compile(doc: CatalogDoc, vocab: &Vocab) -> Result<Catalog, CatalogError> {
             }
         };
         if !product_names.contains_key(r.product.as_str()) {
-            c.push(format!("{at}: unknown product {:?}", r.product));
+            c.push(format!(
+                "{at}: unknown product {:?}{}",
+                r.product,
+                did_you_mean(&r.product, product_names.keys().copied())
+            ));
         }
         if !seen_release.insert((r.product.as_str(), r.version.as_str())) {
             c.push(format!("{at}: released twice"));
