@@ -30,8 +30,10 @@ fn reference_errors_carry_their_line_and_a_near_name() {
         "{all}"
     );
     assert!(
-        err.problems.iter().any(|p| p.starts_with("line 11, unit_model \"ctl-9\"")
-            && p.contains("(did you mean \"ctl-firmware\"?)")),
+        err.problems
+            .iter()
+            .any(|p| p.starts_with("line 11, unit_model \"ctl-9\"")
+                && p.contains("(did you mean \"ctl-firmware\"?)")),
         "{all}"
     );
 }

@@ -231,7 +231,12 @@ pub async fn compat(cmd: CompatCmd, remote: &Remote) -> anyhow::Result<()> {
                 outln!("no findings");
             }
             for f in &r.findings {
-                outln!("\n{}: {}", f.kind, f.explanation);
+                outln!(
+                    "\n{} ({}): {}",
+                    fleetcare_wire::compat::finding_words(&f.kind),
+                    f.kind,
+                    f.explanation
+                );
                 outln!("  rule: {}", f.rule);
                 outln!("  since {} (revision {})", f.opened_at, f.catalog_revision);
             }

@@ -184,7 +184,7 @@ async fn demo_rollout(
             Some(&serde_json::json!({"name": "release-manager", "role": "release_engineer"})),
         )
         .await?;
-    Ok(crate::client::Api::new(url, manager.token)
+    crate::client::Api::new(url, manager.token)
         .post(
             "/api/v1/rollouts",
             Some(&serde_json::json!({
@@ -195,7 +195,7 @@ async fn demo_rollout(
                 "gates": {"advance": "approval", "min_finished": 1},
             })),
         )
-        .await?)
+        .await
 }
 
 /// How to run this binary from another terminal: `fleetcare` when that is on the PATH and is

@@ -15,8 +15,8 @@ use fleetcare_testkit::eventually;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-const WIDTH: u32 = 1366;
-const HEIGHT: u32 = 768;
+const WIDTH: u32 = 1440;
+const HEIGHT: u32 = 900;
 const TAB: &str = "\u{E004}";
 const ENTER: &str = "\u{E007}";
 
@@ -136,11 +136,18 @@ if (document.documentElement.scrollWidth > window.innerWidth) problems.push('scr
 return problems;
 "#;
 
+/// The sizes every page is checked at: a laptop and a phone.
+const SIZES: &[(u32, u32, &str)] = &[(1440, 900, ""), (390, 844, "-phone")];
+
 async fn check_page(c: &Client, name: &str) {
-    let got = c.execute(CHECKS, vec![]).await.expect("checks run");
-    let problems: Vec<String> = serde_json::from_value(got).expect("a list");
-    assert!(problems.is_empty(), "{name}: {problems:#?}");
-    shot(c, name).await;
+    for &(w, h, suffix) in SIZES {
+        c.set_window_size(w, h).await.expect("resize");
+        let got = c.execute(CHECKS, vec![]).await.expect("checks run");
+        let problems: Vec<String> = serde_json::from_value(got).expect("a list");
+        assert!(problems.is_empty(), "{name} at {w}×{h}: {problems:#?}");
+        shot(c, &format!("{name}{suffix}")).await;
+    }
+    c.set_window_size(WIDTH, HEIGHT).await.expect("resize");
 }
 
 /// Log in through the form.

@@ -106,7 +106,7 @@ fn pct(x: f64) -> String {
 
 /// Decide from the counters of every wave, `current` the newest started one.
 pub fn decide(g: &Gates, current: usize, waves: &[WaveCounts], next_approved: bool) -> Decision {
-    let started = &waves[..=current.min(waves.len().saturating_sub(1))];
+    let started = waves.get(..=current).unwrap_or(waves);
     let failed: u64 = started.iter().map(|w| w.failed).sum();
     let finished: u64 = started.iter().map(|w| w.failed + w.succeeded).sum();
     if let Some(limit) = g.failure_count
@@ -170,6 +170,15 @@ mod tests {
             failed,
             ..WaveCounts::default()
         }
+    }
+
+    #[test]
+    fn no_waves_is_no_decision_to_panic_over() {
+        assert_eq!(decide(&Gates::default(), 0, &[], false), Decision::Done);
+        assert_eq!(
+            decide(&Gates::default(), 3, &[w(1, 0, 0, 0)], false),
+            Decision::Done
+        );
     }
 
     #[test]

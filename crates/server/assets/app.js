@@ -15,15 +15,20 @@ function refused(code, body) {
   } catch (_) { /* not JSON */ }
   return msg;
 }
-document.addEventListener('htmx:afterRequest', function (e) {
+// Said when the answer arrives, even if a live refresh replaced the button meanwhile (its
+// own events would no longer reach the document).
+document.addEventListener('htmx:beforeRequest', function (e) {
   var el = e.detail.elt;
-  if (!el || !el.hasAttribute('data-done')) return;
   var xhr = e.detail.xhr;
-  if (e.detail.successful) {
-    say(true, el.getAttribute('data-done'));
-  } else {
-    say(false, refused(xhr && xhr.status, xhr ? xhr.responseText : ''));
-  }
+  if (!el || !xhr || !el.hasAttribute('data-done')) return;
+  var done = el.getAttribute('data-done');
+  xhr.addEventListener('loadend', function () {
+    if (xhr.status >= 200 && xhr.status < 300) {
+      say(true, done);
+    } else {
+      say(false, refused(xhr.status, xhr.responseText));
+    }
+  });
 });
 // A form whose fields an API endpoint takes as JSON (the API's own body, as the CLI sends
 // it): posted with the session cookie and the page's organization header.

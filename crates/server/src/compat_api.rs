@@ -166,7 +166,7 @@ pub(crate) async fn compat_report(
     st: &AppState,
     key: &DeviceKey,
 ) -> Result<w::CompatReport, ApiError> {
-    let rec = crate::operator::known_device(&st, key).await?;
+    let rec = crate::operator::known_device(st, key).await?;
     let stored = st.store.open_findings(key).await?;
     let jobs = crate::delivery::job_views(st, key.tenant, st.store.open_jobs(key).await?).await?;
     let notifications = st

@@ -516,7 +516,7 @@ async fn check_steps(
     key: &DeviceKey,
     req: &[w::JobStepRequest],
 ) -> Result<Vec<SoftwareStep>, ApiError> {
-    let rec = crate::operator::known_device(&st, key).await?;
+    let rec = crate::operator::known_device(st, key).await?;
     if let Some(why) = rec.install_blocked {
         return Err(ApiError::Conflict {
             code: "cannot_install",

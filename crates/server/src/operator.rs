@@ -284,7 +284,7 @@ pub(crate) fn last_report(m: &ReportMeta) -> LastReport {
 
 /// Everything the center knows of one device's present.
 pub(crate) async fn device_view(st: &AppState, key: &DeviceKey) -> Result<DeviceView, ApiError> {
-    let rec = crate::operator::known_device(&st, key).await?;
+    let rec = known_device(st, key).await?;
     Ok(DeviceView {
         online: crate::cluster::online(st, key).await.is_some(),
         enrolled_at: rfc3339(rec.enrolled_at_ms),

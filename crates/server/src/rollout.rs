@@ -697,6 +697,10 @@ impl Rollouts {
             return Ok(());
         }
         let waves_now = st.store.rollout_waves(r.tenant, r.id).await?;
+        if waves_now.is_empty() {
+            // Being created (its waves are written next): nothing to decide yet.
+            return Ok(());
+        }
         let counts: Vec<WaveCounts> = waves_now.iter().map(counts).collect();
         let current = r.current_wave as usize;
         let mut max_wave = r.current_wave;
@@ -1144,7 +1148,7 @@ async fn view(st: &AppState, r: RolloutRecord) -> Result<w::Rollout, ApiError> {
         .map_err(|e| ApiError::Internal(format!("rollout {}: {e}", r.id)))?;
     // The engine's own decision: the wave that waits for an operator, if one does.
     let awaiting_wave = match (r.state.as_str(), st.rollouts.spec(&r)) {
-        ("running", Some(parsed)) => {
+        ("running", Some(parsed)) if !waves_now.is_empty() => {
             let counts: Vec<WaveCounts> = waves_now.iter().map(counts).collect();
             match fleetcare_rollout::gates::decide(
                 &parsed.gates,

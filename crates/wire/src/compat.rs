@@ -76,6 +76,21 @@ pub const FINDING_KINDS: &[&str] = &[
     "unknown_software",
 ];
 
+/// A finding kind in words, for people ("software needs other software"); the kind itself
+/// when it is not one of [`FINDING_KINDS`].
+pub fn finding_words(kind: &str) -> &str {
+    match kind {
+        "device_unit" => "a unit does not fit the device",
+        "unit_unit" => "units do not work together",
+        "unit_software" => "software not made for its unit",
+        "software_software" => "software needs other software",
+        "unknown_device_model" => "device model not in the catalog",
+        "unknown_unit_model" => "unit model not in the catalog",
+        "unknown_software" => "software not in the catalog",
+        other => other,
+    }
+}
+
 /// A compatibility violation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Finding {
