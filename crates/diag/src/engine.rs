@@ -317,9 +317,7 @@ impl Engine {
                 },
                 u.kind
             )),
-            humantime::format_duration(std::time::Duration::from_millis(
-                u64::try_from(window_ms).unwrap_or(0)
-            ))
+            crate::rules::duration_words(window_ms)
         );
         let mut affected: Vec<(Arc<str>, Seen)> =
             f.latest.iter().map(|(d, s)| (d.clone(), *s)).collect();

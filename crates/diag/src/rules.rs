@@ -263,7 +263,30 @@ impl Rule {
 }
 
 fn span(ms: i64) -> String {
-    humantime::format_duration(Duration::from_millis(u64::try_from(ms).unwrap_or(0))).to_string()
+    duration_words(ms)
+}
+
+/// A duration as people write it: "1 day", "2 hours 30 minutes", "90 seconds" becomes
+/// "1 minute 30 seconds".
+pub fn duration_words(ms: i64) -> String {
+    let mut s = ms.max(0) / 1000;
+    if s == 0 {
+        return format!("{} ms", ms.max(0));
+    }
+    let mut parts = Vec::new();
+    for (unit, size) in [
+        ("day", 86_400),
+        ("hour", 3600),
+        ("minute", 60),
+        ("second", 1),
+    ] {
+        let n = s / size;
+        s %= size;
+        if n > 0 {
+            parts.push(format!("{n} {unit}{}", if n == 1 { "" } else { "s" }));
+        }
+    }
+    parts.join(" ")
 }
 
 /// An abnormal-unit rule: a counter or gauge of the device's operating info out of range
@@ -573,6 +596,15 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_written_as_people_write_them() {
+        assert_eq!(duration_words(86_400_000), "1 day");
+        assert_eq!(duration_words(2 * 86_400_000), "2 days");
+        assert_eq!(duration_words(9_000_000), "2 hours 30 minutes");
+        assert_eq!(duration_words(90_000), "1 minute 30 seconds");
+        assert_eq!(duration_words(250), "250 ms");
+    }
 
     #[test]
     fn globs_match_like_shell_patterns() {

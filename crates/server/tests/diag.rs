@@ -172,7 +172,7 @@ count = 3
         .expect("the overheat rule");
     assert_eq!(
         overheat["condition"],
-        "3 events (code SC54*, on a fuser, error or worse) within 1h"
+        "3 events (code SC54*, on a fuser, error or worse) within 1 hour"
     );
 }
 

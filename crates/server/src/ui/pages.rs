@@ -1154,7 +1154,7 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
             .advice
             .iter()
             .map(|a| AdviceRow {
-                summary: format!("{}. {}", a.rank, a.summary),
+                summary: a.summary.clone(),
                 steps: a
                     .hardware
                     .iter()
