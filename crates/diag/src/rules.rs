@@ -320,6 +320,48 @@ pub struct RulesError {
     pub problems: Vec<String>,
 }
 
+/// A problem about the `i`th rule or abnormal rule (`rule[2] (paper-jams).within: …`) with the
+/// line of the file where that item's id is: `line 40, rule[2] (paper-jams)…`. Other
+/// problems as they are.
+pub fn locate(source: &str, problem: &str) -> String {
+    let table = if problem.starts_with("rule[") {
+        "rule"
+    } else if problem.starts_with("abnormal[") {
+        "abnormal"
+    } else {
+        return problem.to_owned();
+    };
+    let Some(index) = problem
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .and_then(|(n, _)| n.parse::<usize>().ok())
+    else {
+        return problem.to_owned();
+    };
+    let header = format!("[[{table}]]");
+    let mut seen = 0;
+    let mut at_header = None;
+    for (n, line) in source.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            if at_header.is_some() {
+                break;
+            }
+            if l == header {
+                if seen == index {
+                    at_header = Some(n + 1);
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if at_header.is_some() && l.split_once('=').is_some_and(|(k, _)| k.trim() == "id") {
+            return format!("line {}, {problem}", n + 1);
+        }
+    }
+    at_header.map_or_else(|| problem.to_owned(), |n| format!("line {n}, {problem}"))
+}
+
 fn window(at: &str, text: &Option<String>, p: &mut Vec<String>) -> Option<i64> {
     let t = text.as_deref()?;
     match humantime::parse_duration(t) {
@@ -383,6 +425,12 @@ fn matcher(at: &str, m: &MatchDoc, p: &mut Vec<String>) -> Matcher {
 impl RuleSet {
     /// Parse and validate a rules file.
     pub fn parse(source: &str) -> Result<RuleSet, RulesError> {
+        RuleSet::parse_unlocated(source).map_err(|e| RulesError {
+            problems: e.problems.iter().map(|p| locate(source, p)).collect(),
+        })
+    }
+
+    fn parse_unlocated(source: &str) -> Result<RuleSet, RulesError> {
         if source.len() > MAX_RULES_BYTES {
             return Err(RulesError {
                 problems: vec![format!("{} bytes: at most {MAX_RULES_BYTES}", source.len())],

@@ -92,6 +92,67 @@ fn fix_words(f: &Fix) -> String {
     }
 }
 
+/// What rules name that the tenant's catalog does not define (a fix's product or release, an
+/// expected life's unit model), each with the nearest defined name. Nothing to check without
+/// a catalog.
+fn catalog_references(st: &AppState, tenant: TenantId, rules: &RuleSet) -> Vec<String> {
+    use fleetcare_compat::catalog::did_you_mean;
+    let Some(cur) = st.compat.current(tenant) else {
+        return Vec::new();
+    };
+    let c = &cur.catalog;
+    let products: Vec<Arc<str>> = c.products().map(|p| c.text(p.name)).collect();
+    let units: Vec<Arc<str>> = c.unit_models().map(|u| c.text(u.name)).collect();
+    let mut problems = Vec::new();
+    for (i, r) in rules.rules.iter().enumerate() {
+        let Some(Fix::Release { product, version }) = &r.fix else {
+            continue;
+        };
+        let at = format!("rule[{i}] ({})", r.id);
+        let known = st
+            .compat
+            .vocab
+            .get(product)
+            .and_then(|p| c.products().find(|x| x.name == p).map(|x| (p, x)));
+        match known {
+            None => problems.push(format!(
+                "{at}.fix.release: the catalog has no product {product:?}{}",
+                did_you_mean(product, products.iter().map(|p| &**p))
+            )),
+            Some((p, prod)) => {
+                let has = st
+                    .compat
+                    .vocab
+                    .get(version)
+                    .is_some_and(|v| c.find_release(p, v).is_some());
+                if !has {
+                    let versions: Vec<Arc<str>> = prod
+                        .releases
+                        .iter()
+                        .map(|id| c.text(c.release(*id).version_sym))
+                        .collect();
+                    problems.push(format!(
+                        "{at}.fix.version: the catalog has no release {product} {version}{}",
+                        did_you_mean(version, versions.iter().map(|v| &**v))
+                    ));
+                }
+            }
+        }
+    }
+    for (i, a) in rules.abnormal.iter().enumerate() {
+        for model in a.expected_life.keys() {
+            if !units.iter().any(|u| &**u == model.as_str()) {
+                problems.push(format!(
+                    "abnormal[{i}] ({}).expected_life: the catalog has no unit model {model:?}{}",
+                    a.id,
+                    did_you_mean(model, units.iter().map(|u| &**u))
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// Stored troubles for the wire, each with its fix job's state now.
 pub async fn trouble_views(
     st: &AppState,
@@ -188,6 +249,16 @@ impl Diag {
             message: format!("the rules were refused: {} problem(s)", e.problems.len()),
             problems: e.problems,
         })?;
+        let problems = catalog_references(st, tenant, &rules);
+        if !problems.is_empty() {
+            return Err(ApiError::Invalid {
+                message: format!("the rules were refused: {} problem(s)", problems.len()),
+                problems: problems
+                    .iter()
+                    .map(|p| fleetcare_diag::rules::locate(source, p))
+                    .collect(),
+            });
+        }
         let loaded = w::RulesLoaded {
             revision: 0,
             rules: u32::try_from(rules.rules.len()).unwrap_or(u32::MAX),

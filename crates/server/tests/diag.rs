@@ -744,3 +744,58 @@ async fn a_restart_keeps_partly_filled_windows_and_open_troubles() {
     .await;
     assert_eq!(after["id"], before["id"]);
 }
+
+/// Rules that name what the tenant's catalog does not define are refused, each problem with
+/// its line and the nearest defined name; nothing is loaded.
+#[tokio::test]
+async fn rules_naming_what_the_catalog_lacks_are_refused_with_lines() {
+    let f = fixture().await;
+    let (s, v) = call(
+        &f.app,
+        "POST",
+        "/api/v1/catalog",
+        Some(&f.admin),
+        Some(Body::from(example("catalog.toml"))),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let rules = r#"
+[[rule]]
+id = "watchdog"
+title = "Watchdog resets"
+severity = "critical"
+action = "Install the fixed firmware."
+match = { code = "SC899" }
+count = 2
+within = "1h"
+fix = { release = "ctl-firmwar", version = "5.3.0" }
+
+[[rule]]
+id = "watchdog-2"
+title = "Watchdog resets again"
+severity = "major"
+action = "Install the fixed firmware."
+match = { code = "SC898" }
+count = 2
+within = "1h"
+fix = { release = "ctl-firmware", version = "5.3" }
+"#;
+    let (s, v) = load_rules(&f, rules).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let problems: Vec<&str> = v["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "line 3, rule[0] (watchdog).fix.release: the catalog has no product \"ctl-firmwar\" (did you mean \"ctl-firmware\"?)",
+            "line 13, rule[1] (watchdog-2).fix.version: the catalog has no release ctl-firmware 5.3 (did you mean \"5.3.0\"?)",
+        ],
+        "{v}"
+    );
+    let (_, shown) = call(&f.app, "GET", "/api/v1/rules", Some(&f.admin), None).await;
+    assert!(shown["revision"].is_null(), "nothing was loaded: {shown}");
+}
