@@ -104,6 +104,40 @@ pub enum PlanOutcome {
     OutOfTime,
 }
 
+/// A derivation of why no software set works, in one line: the releases that are missing
+/// for the device's units (the crux of most derivations), or its conclusion. The whole chain
+/// stays where there is room for it.
+pub fn summarize(derivation: &str) -> String {
+    const MARK: &str = "no release of ";
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut rest = derivation;
+    while let Some(i) = rest.find(MARK) {
+        let from = &rest[i..];
+        let Some(made) = from.find(" is made for ") else {
+            break;
+        };
+        let end = from[made..].find(')').map_or(from.len(), |e| made + e + 1);
+        let clause = &from[..end];
+        if !clauses.contains(&clause) {
+            clauses.push(clause);
+        }
+        rest = &from[end..];
+    }
+    if !clauses.is_empty() {
+        return format!("no software set works: {}", clauses.join("; "));
+    }
+    let last = derivation
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or(derivation);
+    let mut one: String = last.chars().take(240).collect();
+    if one.len() < last.len() {
+        one.push('…');
+    }
+    one
+}
+
 /// Longest a plan search may take unless the caller says otherwise.
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(50);
 
@@ -722,4 +756,27 @@ impl Catalog {
 /// Findings software could fix, among these.
 pub fn has_software_findings(kinds: impl IntoIterator<Item = FindingKind>) -> bool {
     kinds.into_iter().any(FindingKind::software_fixable)
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::summarize;
+
+    #[test]
+    fn a_derivation_in_one_line_names_the_missing_releases() {
+        let chain = "Because no release of bolt-os > 11.1.0 is made for the controller (bolt-ctl-9 rev D) and bolt-os 11.1.0 on the controller requires bolt-engine-fw >= 6.3 on the engine, bolt-os >= 11.1.0 on the controller requires bolt-engine-fw >= 6.3 on the engine.\nAnd because no release of bolt-engine-fw >= 6.3 is made for the engine (bolt-eng-c30 rev A) and x, y.\nAnd because no release of bolt-os > 11.1.0 is made for the controller (bolt-ctl-9 rev D), no set of software versions works for this device.";
+        assert_eq!(
+            summarize(chain),
+            "no software set works: no release of bolt-os > 11.1.0 is made for the controller \
+             (bolt-ctl-9 rev D); no release of bolt-engine-fw >= 6.3 is made for the engine \
+             (bolt-eng-c30 rev A)"
+        );
+        assert_eq!(
+            summarize("ctl-firmware 9.9 is not a release the catalog knows for the controller (ctl-x2)"),
+            "ctl-firmware 9.9 is not a release the catalog knows for the controller (ctl-x2)"
+        );
+        let long = "x".repeat(300);
+        assert_eq!(summarize(&long).chars().count(), 241);
+        assert!(!summarize(&long).contains('\n'));
+    }
 }

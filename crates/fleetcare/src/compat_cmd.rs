@@ -254,7 +254,10 @@ pub async fn compat(cmd: CompatCmd, remote: &Remote) -> anyhow::Result<()> {
                 }
             }
             if let Some(why) = &r.no_plan {
-                outln!("\nno software plan:");
+                match &r.no_plan_summary {
+                    Some(one) => outln!("\nno software plan: {one}\n  the solver's reasoning:"),
+                    None => outln!("\nno software plan:"),
+                }
                 for l in why.lines().filter(|l| !l.trim().is_empty()) {
                     outln!("  {l}");
                 }

@@ -204,6 +204,7 @@ pub(crate) async fn compat_report(
         findings,
         plan: None,
         no_plan: None,
+        no_plan_summary: None,
         advice: Vec::new(),
         jobs,
         notifications,
@@ -262,6 +263,10 @@ pub(crate) async fn compat_report(
         }
         None => {}
     }
+    report.no_plan_summary = report
+        .no_plan
+        .as_deref()
+        .map(fleetcare_compat::plan::summarize);
     if let Some(recs) = a.advice {
         report.advice = recommendations(&cur.catalog, &facts, &recs);
     }

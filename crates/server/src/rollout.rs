@@ -972,10 +972,10 @@ fn plan_verdict(
         PlanOutcome::Keep => {
             Verdict::Done("skipped", "compatible already: nothing to change".into())
         }
-        PlanOutcome::NoSolution(why) => {
-            let why: String = why.chars().take(500).collect();
-            Verdict::Ineligible(format!("no plan for it reaches the target: {why}"))
-        }
+        PlanOutcome::NoSolution(why) => Verdict::Ineligible(format!(
+            "no plan for it reaches the target: {} (`compat check` shows the whole reasoning)",
+            fleetcare_compat::plan::summarize(&why)
+        )),
         PlanOutcome::OutOfTime => Verdict::Ineligible("its plan search ran out of time".into()),
     }
 }

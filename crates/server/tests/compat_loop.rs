@@ -309,6 +309,13 @@ async fn a_device_no_software_set_can_fix_is_in_state_hardware_everywhere() {
             c["no_plan"].as_str().is_some_and(|w| w.contains("zc-fw")),
             "no_plan says why: {c}"
         );
+        let one = c["no_plan_summary"].as_str().unwrap_or_default();
+        assert!(
+            one.starts_with("no software set works: no release of")
+                && one.contains("zc-1 rev A")
+                && !one.contains('\n'),
+            "the reasoning in one line: {c}"
+        );
         assert_eq!(c["advice"][0]["hardware"][0]["to_hw_revision"], "R2", "{c}");
         // The fleet's counts (which the dashboard shows) agree, once the worker planned.
         let states = eventually(

@@ -178,6 +178,9 @@ pub struct CompatReport {
     pub plan: Option<Plan>,
     /// Why no software plan exists, in words (the solver's derivation).
     pub no_plan: Option<String>,
+    /// The same in one line (the releases missing for the device's units, or its conclusion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_plan_summary: Option<String>,
     /// Ranked configurations, when only hardware can fix it.
     pub advice: Vec<Recommendation>,
     /// Jobs for this device that are not over.

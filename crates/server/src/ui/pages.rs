@@ -854,6 +854,7 @@ struct DevicePage {
     findings: Vec<FindingRow>,
     plan: Vec<String>,
     no_plan: String,
+    no_plan_summary: String,
     /// Why no job is made for the plan (the device cannot install).
     plan_blocked: String,
     advice: Vec<AdviceRow>,
@@ -1145,6 +1146,7 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
             .map(|p| p.steps.iter().map(step).collect())
             .unwrap_or_default(),
         no_plan: compat.no_plan.clone().unwrap_or_default(),
+        no_plan_summary: compat.no_plan_summary.clone().unwrap_or_default(),
         plan_blocked: compat
             .plan
             .as_ref()
