@@ -33,8 +33,15 @@ const LEFT: u32 = 40;
 const BOTTOM: u32 = 24;
 const TOP: u32 = 10;
 
-/// A bar chart, `title` naming it for assistive technology.
+/// Width of a tick label's character, in the chart's units (11 px text), with room to spare.
+const TICK_CHAR_W: u32 = 7;
+
+/// A bar chart, `title` naming it for assistive technology; a sentence instead when there is
+/// nothing to draw (every value 0).
 pub fn bars(title: &str, bars: &[Bar]) -> String {
+    if bars.iter().all(|b| b.value == 0) {
+        return format!(r#"<p class="muted chart-empty">{}: none.</p>"#, esc(title));
+    }
     let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1);
     let n = u32::try_from(bars.len()).unwrap_or(u32::MAX).max(1);
     let plot_w = W - LEFT - 8;
@@ -58,7 +65,13 @@ pub fn bars(title: &str, bars: &[Bar]) -> String {
         tx = LEFT - 4,
         ty = TOP + 10,
     );
-    let label_every = (n / 8).max(1);
+    // Every k-th bar is labelled, k such that labels never overlap.
+    let widest = bars
+        .iter()
+        .map(|b| u32::try_from(b.label.chars().count()).unwrap_or(u32::MAX))
+        .max()
+        .unwrap_or(1);
+    let label_every = (widest * TICK_CHAR_W + 8).div_ceil(step.max(1)).max(1);
     for (i, b) in bars.iter().enumerate() {
         let i = u32::try_from(i).unwrap_or(u32::MAX);
         let h = u32::try_from(b.value * u64::from(plot_h) / max).unwrap_or(plot_h);
@@ -183,6 +196,34 @@ mod tests {
         assert!(svg.contains(&format!(r#"height="{plot_h}" class="bar""#)));
         assert!(svg.contains(&format!(r#"height="{}" class="bar""#, plot_h / 2)));
         assert!(!svg.contains("a&b"));
+    }
+
+    #[test]
+    fn labels_never_overlap_and_nothing_to_draw_is_said() {
+        let many: Vec<Bar> = (0..28)
+            .map(|i| Bar {
+                label: format!("12-{:02} {:02}:00", 1 + i / 4, (i % 4) * 6),
+                value: i,
+            })
+            .collect();
+        let svg = bars("Errors", &many);
+        let xs: Vec<u32> = svg
+            .split(r#"<text x=""#)
+            .skip(1)
+            .filter(|t| t.contains(r#"class="tick">12-"#))
+            .filter_map(|t| t.split('"').next()?.parse().ok())
+            .collect();
+        assert!(xs.len() >= 3, "{svg}");
+        let room = 11 * TICK_CHAR_W;
+        assert!(xs.windows(2).all(|w| w[1] - w[0] >= room), "{xs:?}");
+        let none = bars(
+            "Errors",
+            &[Bar {
+                label: "a".into(),
+                value: 0,
+            }],
+        );
+        assert_eq!(none, r#"<p class="muted chart-empty">Errors: none.</p>"#);
     }
 
     #[test]
