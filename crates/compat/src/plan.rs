@@ -772,7 +772,9 @@ mod summary_tests {
              (bolt-eng-c30 rev A)"
         );
         assert_eq!(
-            summarize("ctl-firmware 9.9 is not a release the catalog knows for the controller (ctl-x2)"),
+            summarize(
+                "ctl-firmware 9.9 is not a release the catalog knows for the controller (ctl-x2)"
+            ),
             "ctl-firmware 9.9 is not a release the catalog knows for the controller (ctl-x2)"
         );
         let long = "x".repeat(300);
