@@ -255,6 +255,8 @@ async fn browser(
         .port();
     let driver = tokio::process::Command::new(chromedriver)
         .arg(format!("--port={port}"))
+        // The browser's own time zone, which the pages show times in (UTC on hover).
+        .env("TZ", "Asia/Tokyo")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -435,6 +437,29 @@ async fn the_dashboard_in_a_real_browser() {
     .await
     .expect("mark the page");
     let before = text_when(&c, "#last-report", "the last report", |t| !t.is_empty()).await;
+    // Shown in the browser's time (Tokyo, UTC+9 all year), the center's UTC on hover.
+    let shown = c
+        .execute(
+            "const t = document.querySelector('#last-report time'); \
+             return t ? [t.textContent, t.title, t.dateTime] : null;",
+            vec![],
+        )
+        .await
+        .expect("the time");
+    let parts: Vec<String> = serde_json::from_value(shown).expect("a local time");
+    let utc: jiff::Timestamp = parts[2].parse().expect("an ISO time");
+    assert_eq!(
+        parts[1],
+        utc.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        "{parts:?}"
+    );
+    let tokyo = utc
+        .checked_add(jiff::SignedDuration::from_hours(9))
+        .expect("in range")
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    assert_eq!(parts[0], tokyo, "{parts:?}");
+    assert!(parts[1].ends_with(" UTC"), "{parts:?}");
     assert!(!before.contains("(request)"), "{before}");
     let clicked = std::time::Instant::now();
     c.find(Locator::Css("#request-report"))

@@ -109,3 +109,38 @@ document.addEventListener('toggle', function (e) {
   if (e.target.tagName === 'DETAILS' && !e.target.open) refreshHeld();
 }, true);
 document.addEventListener('focusout', function () { setTimeout(refreshHeld, 0); });
+// Times are rendered in UTC by the center; each is shown in the browser's own time zone, with
+// the UTC time on hover (and to assistive technology in the title).
+var UTC_TIME = /(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d) UTC/g;
+function pad(n) { return (n < 10 ? '0' : '') + n; }
+function localTimes(root) {
+  if (!root || !root.ownerDocument) return;
+  var walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  var found = [];
+  for (var n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (n.parentElement && n.parentElement.closest('time, script, style, svg, input, textarea')) continue;
+    UTC_TIME.lastIndex = 0;
+    if (UTC_TIME.test(n.textContent)) found.push(n);
+  }
+  found.forEach(function (n) {
+    var frag = document.createDocumentFragment();
+    var text = n.textContent;
+    var last = 0;
+    UTC_TIME.lastIndex = 0;
+    for (var m = UTC_TIME.exec(text); m; m = UTC_TIME.exec(text)) {
+      frag.appendChild(document.createTextNode(text.slice(last, m.index)));
+      var d = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]));
+      var t = document.createElement('time');
+      t.dateTime = d.toISOString();
+      t.title = m[0];
+      t.textContent = d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' +
+        pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
+      frag.appendChild(t);
+      last = m.index + m[0].length;
+    }
+    frag.appendChild(document.createTextNode(text.slice(last)));
+    n.parentNode.replaceChild(frag, n);
+  });
+}
+document.addEventListener('DOMContentLoaded', function () { localTimes(document.body); });
+document.addEventListener('htmx:afterSettle', function (e) { localTimes(e.detail.elt); });
