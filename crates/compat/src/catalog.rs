@@ -273,38 +273,56 @@ pub fn did_you_mean<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Str
         .map_or(String::new(), |(_, k)| format!(" (did you mean {k:?}?)"))
 }
 
-/// A problem about an item (`unit_model "fu-7": …`) with the line of the file where that item
-/// is named first: `line 12, unit_model "fu-7": …`. Other problems as they are.
+/// A problem about an item (`unit_model "fu-7": …`, `device_model[1]: …`,
+/// `release fw 1.0: …`) with the line of the file where that item is:
+/// `line 12, unit_model "fu-7": …`. Other problems as they are.
 fn located(text: &str, problem: &str) -> String {
     let Some((item, _)) = problem.split_once(": ") else {
         return problem.to_owned();
     };
-    let Some((table, quoted)) = item.split_once(' ') else {
-        return problem.to_owned();
+    let line = if let Some((table, rest)) = item.split_once('[') {
+        // The i-th table of its kind.
+        rest.strip_suffix(']')
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| headers(text, table).nth(i))
+    } else if let Some((table, quoted)) = item.split_once(' ')
+        && matches!(table, "device_model" | "unit_model" | "product")
+        && let Some(name) = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"'))
+    {
+        headers(text, table).find(|&h| value_in(text, h, "name").as_deref() == Some(name))
+    } else if let Some(rest) = item.strip_prefix("release ")
+        && let Some((product, version)) = rest.split_once(' ')
+    {
+        headers(text, "release").find(|&h| {
+            value_in(text, h, "product").as_deref() == Some(product)
+                && value_in(text, h, "version").as_deref() == Some(version)
+        })
+    } else {
+        None
     };
-    let (Some(name), true) = (
-        quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')),
-        matches!(table, "device_model" | "unit_model" | "product"),
-    ) else {
-        return problem.to_owned();
-    };
-    let header = format!("[[{table}]]");
-    let mut inside = false;
-    for (n, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.starts_with('[') {
-            inside = l == header;
-            continue;
-        }
-        if inside
-            && let Some((key, value)) = l.split_once('=')
-            && key.trim() == "name"
-            && value.trim().trim_matches('"') == name
-        {
-            return format!("line {}, {problem}", n + 1);
-        }
+    match line {
+        Some(n) => format!("line {n}, {problem}"),
+        None => problem.to_owned(),
     }
-    problem.to_owned()
+}
+
+/// The lines (from 1) of the `[[table]]` headers.
+fn headers<'a>(text: &'a str, table: &str) -> impl Iterator<Item = usize> + 'a {
+    let header = format!("[[{table}]]");
+    text.lines()
+        .enumerate()
+        .filter(move |(_, l)| l.trim() == header)
+        .map(|(n, _)| n + 1)
+}
+
+/// The string value of `key` in the table whose header is on line `header`.
+fn value_in(text: &str, header: usize, key: &str) -> Option<String> {
+    text.lines()
+        .skip(header)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
 }
 
 impl Catalog {

@@ -26,13 +26,13 @@ fn reference_errors_carry_their_line_and_a_near_name() {
     let err = Catalog::parse(BAD, &Vocab::new()).expect_err("refused");
     let all = err.problems.join("\n");
     assert!(
-        err.problems.iter().any(|p| p.starts_with("line 11, unit_model \"ctl-9\": accepted_by names unknown device model \"acme-mfp-900\" (did you mean \"acme-mfp-9000\"?)")),
+        err.problems.iter().any(|p| p.starts_with("line 10, unit_model \"ctl-9\": accepted_by names unknown device model \"acme-mfp-900\" (did you mean \"acme-mfp-9000\"?)")),
         "{all}"
     );
     assert!(
         err.problems
             .iter()
-            .any(|p| p.starts_with("line 11, unit_model \"ctl-9\"")
+            .any(|p| p.starts_with("line 10, unit_model \"ctl-9\"")
                 && p.contains("(did you mean \"ctl-firmware\"?)")),
         "{all}"
     );
