@@ -252,10 +252,23 @@ fn rollout_class(s: &str) -> &'static str {
     }
 }
 
+/// One palette for every badge: ok (done, good), info (under way), warn (needs someone's
+/// attention), bad (failed, critical), off (not applicable, inactive).
+fn rollout_device_class(s: &str) -> &'static str {
+    match s {
+        "succeeded" => "ok",
+        "running" | "pending" => "info",
+        "ineligible" => "warn",
+        "failed" => "bad",
+        _ => "off",
+    }
+}
+
 fn job_class(s: &str) -> &'static str {
     match s {
         "succeeded" => "ok",
-        "failed" | "rolled_back" | "cancelled" => "bad",
+        "failed" | "rolled_back" => "bad",
+        "cancelled" | "expired" => "off",
         "awaiting_approval" => "warn",
         _ => "info",
     }
@@ -1664,7 +1677,7 @@ pub async fn rollout(State(st): State<AppState>, ui: Ui, Path(id): Path<u64>) ->
                 .map(|d| RolloutDeviceRow {
                     id: d.device_id.clone(),
                     wave: d.wave,
-                    class: job_class(&d.state),
+                    class: rollout_device_class(&d.state),
                     state: d.state.clone(),
                     reason: d
                         .waiting
@@ -1723,7 +1736,36 @@ struct CatalogPage {
 fn cell(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
-        toml::Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(", "),
+        toml::Value::Array(a) => {
+            let sep = if a.iter().any(toml::Value::is_table) {
+                "; "
+            } else {
+                ", "
+            };
+            a.iter().map(cell).collect::<Vec<_>>().join(sep)
+        }
+        // A requirement or conflict: "engine-firmware >= 2.7 on the engine".
+        toml::Value::Table(t) if t.contains_key("product") => {
+            let mut words = cell(&t["product"]);
+            if let Some(v) = t.get("versions") {
+                words.push(' ');
+                words.push_str(&cell(v));
+            }
+            match t.get("unit").map(cell).as_deref() {
+                None | Some("any") => {}
+                Some("same") => words.push_str(" on the same unit"),
+                Some(unit) => words.push_str(&format!(" on the {unit}")),
+            }
+            words
+        }
+        // A target: "ctl-x2 rev B, C".
+        toml::Value::Table(t) if t.contains_key("unit_model") => {
+            let mut words = cell(&t["unit_model"]);
+            if let Some(r) = t.get("hw_revisions") {
+                words.push_str(&format!(" rev {}", cell(r)));
+            }
+            words
+        }
         toml::Value::Table(t) => t
             .iter()
             .map(|(k, v)| format!("{k} {}", cell(v)))
@@ -2019,6 +2061,21 @@ pub fn login(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catalog_cells_read_as_requirements_and_targets() {
+        let doc: toml::Table = r#"
+requires = [{ product = "engine-firmware", versions = ">= 2.7", unit = "engine" }, { product = "pdl", versions = "< 4", unit = "same" }]
+targets = [{ unit_model = "ctl-x2", hw_revisions = ["B", "C"] }, { unit_model = "ctl-x3" }]
+"#
+        .parse()
+        .expect("toml");
+        assert_eq!(
+            cell(&doc["requires"]),
+            "engine-firmware >= 2.7 on the engine; pdl < 4 on the same unit"
+        );
+        assert_eq!(cell(&doc["targets"]), "ctl-x2 rev B, C; ctl-x3");
+    }
 
     #[test]
     fn catalog_sections_become_tables_with_every_key() {
