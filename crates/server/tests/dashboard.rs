@@ -562,3 +562,46 @@ async fn a_provider_looks_into_a_customer() {
     let p = page(&f, "GET", "/ui/devices", Some(&forged), None).await;
     assert!(!p.body.contains("ACME-9") && !p.body.contains("(provider)"));
 }
+
+/// The reporting interval the device page shows: the center's when it set one, else the
+/// agent's own as its last two periodic reports show it.
+#[tokio::test]
+async fn the_device_page_says_how_often_the_agent_reports() {
+    let f = fixture().await;
+    account(&f, "ada", "admin").await;
+    let token = enroll(&f, "INT-1").await;
+    let admin = log_in(&f, "ada").await;
+    for (seq, at) in [(1, 0), (2, 300_000), (3, 600_000)] {
+        let mut r = report("INT-1", "acme-mfp-9000", "5.2.1");
+        r["seq"] = json!(seq);
+        r["trigger"] = json!(if seq == 1 { "connect" } else { "periodic" });
+        r["observed_at_ms"] = json!(common::NOW + at);
+        let (s, ack) = call(
+            &f.app,
+            "POST",
+            "/device/v1/reports",
+            Some(&token),
+            json_body(&r),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{ack}");
+        if seq == 2 {
+            let body = device_body(&f, &admin).await;
+            assert!(
+                body.contains("(two periodic reports show it)"),
+                "one periodic report does not show an interval: {body}"
+            );
+        }
+    }
+    let body = device_body(&f, &admin).await;
+    assert!(
+        body.contains("every 5 minutes (between its last two periodic reports)"),
+        "{body}"
+    );
+}
+
+async fn device_body(f: &Fixture, cookie: &str) -> String {
+    let p = page(f, "GET", "/ui/devices/INT-1", Some(cookie), None).await;
+    assert_eq!(p.status, StatusCode::OK);
+    p.body
+}

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::exec::{Sql, Ty};
-use crate::{Result, Store, TenantId, to_u64};
+use crate::{DeviceKey, Result, Store, TenantId, to_u64};
 
 fn sql(s: &'static str) -> Sql {
     Sql::Both(Cow::Borrowed(s))
@@ -58,6 +58,25 @@ impl Store {
     }
 
     /// Devices with an open compatibility finding of `kind`, by id.
+    /// How far apart (device clock) the device's last two periodic reports were taken: its
+    /// agent's own interval as it runs. `None` until there are two.
+    pub async fn periodic_gap_ms(&self, key: &DeviceKey) -> Result<Option<i64>> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT observed_at FROM reports WHERE tenant_id = $1 AND device_id = $2 \
+                     AND trigger = 'periodic' ORDER BY generation DESC, seq DESC LIMIT 2",
+                ),
+                vec![key.tenant.into(), key.device_id.as_str().into()],
+                &[Ty::Int],
+            )
+            .await?;
+        Ok(match rows.as_slice() {
+            [a, b] => Some(a[0].int()? - b[0].int()?).filter(|d| *d > 0),
+            _ => None,
+        })
+    }
+
     /// Device ids of the tenant that look like `id` (the same first three characters, or the
     /// same last four), at most 2000: candidates for "did you mean".
     pub async fn device_ids_like(&self, tenant: TenantId, id: &str) -> Result<Vec<String>> {

@@ -980,6 +980,10 @@ pub async fn device(State(st): State<AppState>, ui: Ui, Path(id): Path<String>) 
 async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>, ApiError> {
     let s = || State(st.clone());
     let Json(v) = operator::show_device(s(), ui.auth(), Path(id.clone())).await?;
+    let gap = st
+        .store
+        .periodic_gap_ms(&operator::device_key(&ui.auth(), &id)?)
+        .await?;
     let Json(compat) = compat_api::device_compat(s(), ui.auth(), Path(id.clone())).await?;
     let Json(history) = operator::device_history(
         s(),
@@ -1077,10 +1081,21 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
             last_report: last_report(v.last_report.as_ref()),
             structure_changed: when_opt(v.structure_changed_at.as_ref()),
             enrolled: when(&v.enrolled_at),
-            interval: v
-                .report_interval_s
-                .map(|s| format!("every {s} s (set by the center)"))
-                .unwrap_or_else(|| "the agent's own".into()),
+            interval: match v.report_interval_s {
+                Some(s) => format!(
+                    "every {} (set by the center)",
+                    fleetcare_diag::rules::duration_words(
+                        i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)
+                    )
+                ),
+                None => match gap {
+                    Some(ms) => format!(
+                        "the agent's own: every {} (between its last two periodic reports)",
+                        fleetcare_diag::rules::duration_words(ms)
+                    ),
+                    None => "the agent's own (two periodic reports show it)".into(),
+                },
+            },
             operating: v
                 .operating
                 .iter()
