@@ -526,6 +526,20 @@ impl Rollouts {
     /// One round over every active rollout.
     pub async fn work(&self, st: &AppState) -> Result<(), StoreError> {
         let changed = std::mem::take(&mut *self.changed.lock().expect("changed"));
+        // A creation takes seconds even for a million devices; one older than this was cut
+        // off by a stopped center and would otherwise show "creating" for ever.
+        const UNFINISHED_MS: i64 = 15 * 60 * 1000;
+        let now = st.clock.now_ms();
+        let abandoned = st
+            .store
+            .abandon_unfinished_rollouts(now - UNFINISHED_MS, now)
+            .await?;
+        if abandoned > 0 {
+            tracing::warn!(
+                rollouts = abandoned,
+                "rollouts whose creation did not finish were aborted"
+            );
+        }
         let active = st.store.active_rollouts().await?;
         for r in &active {
             if !changed.is_empty() && r.state == "running" {
@@ -1314,32 +1328,44 @@ pub async fn create(
                 spec_json: serde_json::to_string(&spec.wire).expect("spec serializes"),
                 thresholds_json: serde_json::to_string(&th).expect("thresholds serialize"),
                 waves: u32::try_from(th.up_to.len()).unwrap_or(u32::MAX),
-                state: if needs_approval {
-                    "awaiting_approval"
-                } else {
-                    "running"
-                }
-                .into(),
+                // Not active until its selection is stored: the engine's newcomers and ticks
+                // would otherwise race the rows below (a device added twice, a wave judged
+                // empty).
+                state: "creating".into(),
                 created_by: op.0.name.clone(),
             },
             now,
         )
         .await?;
     for chunk in rows.chunks(CHUNK) {
-        st.store
+        if let Err(e) = st
+            .store
             .add_fresh_rollout_devices(tenant, id, chunk, now)
-            .await?;
+            .await
+        {
+            let why = format!("its devices could not be stored: {e}");
+            st.store
+                .set_rollout_state(tenant, id, &["creating"], "aborted", Some(&why), now)
+                .await
+                .ok();
+            return Err(e.into());
+        }
     }
     if needs_approval {
         st.store
-            .set_rollout_reason(
+            .set_rollout_state(
                 tenant,
                 id,
+                &["creating"],
+                "awaiting_approval",
                 Some("waits for approval by someone other than its creator"),
                 now,
             )
             .await?;
     } else {
+        st.store
+            .set_rollout_state(tenant, id, &["creating"], "running", None, now)
+            .await?;
         st.store.start_wave(tenant, id, 0, now).await.ok();
     }
     tracing::info!(rollout = id, devices = rows.len(), selected_in = ?took_select, took = ?started.elapsed(), operator = %op.0.name, "rollout created");

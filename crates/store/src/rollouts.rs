@@ -536,6 +536,24 @@ impl Store {
         Ok(())
     }
 
+    /// Rollouts whose creation never finished (their center stopped between the rollout and
+    /// its devices) and that were last touched before `before_ms`: aborted, with the reason.
+    /// How many.
+    pub async fn abandon_unfinished_rollouts(&self, before_ms: i64, now_ms: i64) -> Result<u64> {
+        let out = self
+            .run(
+                vec![Stmt::new(
+                    "UPDATE rollouts SET state = 'aborted', state_reason = \
+                     'its creation did not finish (the center stopped); create it again', \
+                     updated_at = $2 WHERE state = 'creating' AND updated_at < $1",
+                    vec![before_ms.into(), now_ms.into()],
+                )],
+                Guard::None,
+            )
+            .await?;
+        Ok(out.first().copied().unwrap_or(0))
+    }
+
     /// Note why the rollout is where it is (without moving it).
     pub async fn set_rollout_reason(
         &self,

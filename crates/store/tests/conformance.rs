@@ -70,6 +70,7 @@ conformance!(
     error_events_once_with_watermarks,
     troubles_abnormal_units_and_settings,
     rollouts_keep_their_counters,
+    a_rollout_being_created_is_not_active,
     fleet_aggregates,
     instances_presence_and_leases,
     units_out_of_service_settled_states_and_install_blocked,
@@ -2162,6 +2163,80 @@ async fn rollouts_keep_their_counters(store: Store) {
         .expect("devices");
     assert_eq!(cancelled.len(), 1);
     assert_eq!(cancelled[0].device_id, "RD-000");
+}
+
+/// A rollout is stored before its devices; until they are, the engine must not see it (it
+/// would add reporting devices itself, or judge an empty wave), and one whose creation was
+/// cut off is aborted after a while with the reason.
+async fn a_rollout_being_created_is_not_active(store: Store) {
+    let t = store.ensure_tenant("roll", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "RC-001").await;
+    let new = |name: &str| NewRollout {
+        name: name.into(),
+        spec_json: "{}".into(),
+        thresholds_json: "{}".into(),
+        waves: 1,
+        state: "creating".into(),
+        created_by: "alice".into(),
+    };
+    let cut_off = store
+        .create_rollout(t, &new("cut off"), NOW)
+        .await
+        .expect("rollout");
+    let fresh = store
+        .create_rollout(t, &new("fresh"), NOW + 500)
+        .await
+        .expect("rollout");
+    assert_eq!(store.active_rollouts().await.expect("active"), vec![]);
+    store
+        .add_fresh_rollout_devices(
+            t,
+            fresh,
+            &[NewRolloutDevice {
+                device_id: key.device_id.as_str().to_owned(),
+                wave: 0,
+                state: "pending".into(),
+                reason: None,
+            }],
+            NOW + 600,
+        )
+        .await
+        .expect("devices");
+    assert!(
+        store
+            .set_rollout_state(t, fresh, &["creating"], "running", None, NOW + 700)
+            .await
+            .expect("state")
+    );
+    assert_eq!(
+        store
+            .abandon_unfinished_rollouts(NOW + 100, NOW + 800)
+            .await
+            .expect("abandon"),
+        1
+    );
+    let active = store.active_rollouts().await.expect("active");
+    assert_eq!(active.iter().map(|r| r.id).collect::<Vec<_>>(), vec![fresh]);
+    let gone = store
+        .rollout(t, cut_off)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(gone.state, "aborted");
+    assert!(
+        gone.state_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("did not finish"),
+        "{gone:?}"
+    );
+    assert_eq!(
+        store
+            .abandon_unfinished_rollouts(NOW + 10_000, NOW + 10_000)
+            .await
+            .expect("again"),
+        0
+    );
 }
 
 async fn fleet_aggregates(store: Store) {
