@@ -134,8 +134,9 @@ pub struct Wave {
 pub struct Rollout {
     pub id: u64,
     pub name: String,
-    /// `awaiting_approval`, `running`, `paused`, `aborted`, `done` (every wave done and no
-    /// device pending or running; `state_reason` says how it ended).
+    /// `creating` (its devices are being stored; seconds), `awaiting_approval`, `running`,
+    /// `paused`, `aborted`, `done` (every wave done and no device pending or running;
+    /// `state_reason` says how it ended).
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
