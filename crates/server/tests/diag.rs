@@ -98,6 +98,19 @@ async fn send(f: &Fixture, token: &str, id: &str, events: &[(u64, &str, &str, &s
     ack
 }
 
+/// The example catalog loaded for the tenant.
+async fn load_example_catalog(f: &Fixture) {
+    let (status, v) = call(
+        &f.app,
+        "POST",
+        "/api/v1/catalog",
+        Some(&f.admin),
+        Some(Body::from(example("catalog.toml"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
 async fn load_rules(f: &Fixture, text: &str) -> (StatusCode, Value) {
     call(
         &f.app,
@@ -325,15 +338,7 @@ async fn a_trouble_opens_recurs_is_acknowledged_and_resolves_when_quiet() {
 #[tokio::test]
 async fn a_fleet_wide_defect_gets_its_fix_on_exactly_the_affected_devices() {
     let f = fixture().await;
-    let (status, v) = call(
-        &f.app,
-        "POST",
-        "/api/v1/catalog",
-        Some(&f.admin),
-        Some(Body::from(example("catalog.toml"))),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
+    load_example_catalog(&f).await;
     assert_eq!(
         load_rules(&f, &example("rules.toml")).await.0,
         StatusCode::OK
@@ -750,15 +755,7 @@ async fn a_restart_keeps_partly_filled_windows_and_open_troubles() {
 #[tokio::test]
 async fn rules_naming_what_the_catalog_lacks_are_refused_with_lines() {
     let f = fixture().await;
-    let (s, v) = call(
-        &f.app,
-        "POST",
-        "/api/v1/catalog",
-        Some(&f.admin),
-        Some(Body::from(example("catalog.toml"))),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    load_example_catalog(&f).await;
     let rules = r#"
 [[rule]]
 id = "watchdog"
