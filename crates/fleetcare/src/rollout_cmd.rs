@@ -30,19 +30,19 @@ pub struct CreateArgs {
     #[arg(long, default_value = "5%,25%,100%")]
     pub waves: String,
     /// Share of a wave's finished installs that must succeed before the next wave.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = RolloutGates::default().success_ratio)]
     pub success_ratio: f64,
     /// Pause when more than this share of finished installs failed (`none`: never by share).
-    #[arg(long, default_value = "0.05")]
+    #[arg(long, default_value_t = share_or_none(RolloutGates::default().failure_ratio))]
     pub failure_ratio: String,
     /// …judged once this many installs have finished.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = RolloutGates::default().min_finished)]
     pub min_finished: u64,
     /// Pause when this many installs failed.
     #[arg(long)]
     pub failure_count: Option<u64>,
     /// Installs at the same time.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = RolloutGates::default().max_concurrent)]
     pub max_concurrent: u64,
     /// Each next wave waits for an operator's approval (not the creator's).
     #[arg(long)]
@@ -51,10 +51,10 @@ pub struct CreateArgs {
     #[arg(long)]
     pub require_approval: bool,
     /// Devices must be connected or have reported within this many seconds.
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = RolloutRequirements::default().online_within_s)]
     pub online_within: u64,
     /// A live trouble at or above this severity keeps a device out (`none`).
-    #[arg(long, default_value = "major")]
+    #[arg(long, default_value_t = RolloutRequirements::default().trouble_severity)]
     pub trouble_severity: String,
     /// What an abort does to installs under way: `finish` or `revert`.
     #[arg(long, default_value = "finish")]
@@ -66,6 +66,11 @@ pub struct CreateArgs {
     /// center): its jobs wait for it, and `rollouts show` says so.
     #[arg(long)]
     pub allow_unpublished: bool,
+}
+
+/// A share as `--failure-ratio` takes it: a number, or `none`.
+fn share_or_none(r: Option<f64>) -> String {
+    r.map_or_else(|| "none".to_owned(), |r| r.to_string())
 }
 
 #[derive(Subcommand)]

@@ -28,6 +28,7 @@ pub enum Advance {
     Approval,
 }
 
+/// Built from the API's `RolloutGates` (whose defaults are the only ones).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gates {
     /// Share of a wave's finished devices that must have succeeded before the next wave.
@@ -41,19 +42,6 @@ pub struct Gates {
     /// Installs at the same time, over the whole rollout.
     pub max_concurrent: u64,
     pub advance: Advance,
-}
-
-impl Default for Gates {
-    fn default() -> Gates {
-        Gates {
-            success_ratio: 0.95,
-            failure_ratio: Some(0.05),
-            min_finished: 10,
-            failure_count: None,
-            max_concurrent: 100,
-            advance: Advance::Automatic,
-        }
-    }
 }
 
 impl Gates {
@@ -161,6 +149,20 @@ pub fn decide(g: &Gates, current: usize, waves: &[WaveCounts], next_approved: bo
 mod tests {
     use super::*;
 
+    /// The API's default gates.
+    fn defaults() -> Gates {
+        let d = fleetcare_wire::rollouts::RolloutGates::default();
+        assert_eq!(d.advance, "automatic");
+        Gates {
+            success_ratio: d.success_ratio,
+            failure_ratio: d.failure_ratio,
+            min_finished: d.min_finished,
+            failure_count: d.failure_count,
+            max_concurrent: d.max_concurrent,
+            advance: Advance::Automatic,
+        }
+    }
+
     fn w(pending: u64, running: u64, succeeded: u64, failed: u64) -> WaveCounts {
         WaveCounts {
             devices: pending + running + succeeded + failed,
@@ -174,9 +176,9 @@ mod tests {
 
     #[test]
     fn no_waves_is_no_decision_to_panic_over() {
-        assert_eq!(decide(&Gates::default(), 0, &[], false), Decision::Done);
+        assert_eq!(decide(&defaults(), 0, &[], false), Decision::Done);
         assert_eq!(
-            decide(&Gates::default(), 3, &[w(1, 0, 0, 0)], false),
+            decide(&defaults(), 3, &[w(1, 0, 0, 0)], false),
             Decision::Done
         );
     }
@@ -186,7 +188,7 @@ mod tests {
         let g = Gates {
             failure_count: Some(3),
             failure_ratio: None,
-            ..Gates::default()
+            ..defaults()
         };
         assert_eq!(
             decide(&g, 0, &[w(10, 5, 30, 2), w(100, 0, 0, 0)], false),
@@ -196,7 +198,7 @@ mod tests {
             decide(&g, 0, &[w(10, 5, 30, 3), w(100, 0, 0, 0)], false),
             Decision::Pause(r) if r.contains("3 installs failed")
         ));
-        let ratio = Gates::default();
+        let ratio = defaults();
         assert!(matches!(
             decide(&ratio, 0, &[w(0, 0, 9, 2), w(100, 0, 0, 0)], false),
             Decision::Pause(r) if r.contains("2 of 11")
@@ -205,14 +207,14 @@ mod tests {
 
     #[test]
     fn a_finished_wave_advances_or_waits_for_approval() {
-        let g = Gates::default();
+        let g = defaults();
         assert_eq!(
             decide(&g, 0, &[w(0, 0, 50, 0), w(100, 0, 0, 0)], false),
             Decision::Advance(1)
         );
         let a = Gates {
             advance: Advance::Approval,
-            ..Gates::default()
+            ..defaults()
         };
         assert_eq!(
             decide(&a, 0, &[w(0, 0, 50, 0), w(100, 0, 0, 0)], false),
