@@ -9,7 +9,7 @@
 //! each only if it is in a proper state and its own plan reaches the target.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -181,6 +181,8 @@ pub struct Rollouts {
     seen: Mutex<HashMap<u64, u64>>,
     /// Labels and sites were loaded from the store.
     pub ready: AtomicBool,
+    /// When rollouts whose creation did not finish were last looked for.
+    swept_at_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for Rollouts {
@@ -211,6 +213,7 @@ impl Default for Rollouts {
             nudge: Notify::new(),
             seen: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
+            swept_at_ms: AtomicI64::new(i64::MIN),
         }
     }
 }
@@ -526,20 +529,7 @@ impl Rollouts {
     /// One round over every active rollout.
     pub async fn work(&self, st: &AppState) -> Result<(), StoreError> {
         let changed = std::mem::take(&mut *self.changed.lock().expect("changed"));
-        // A creation takes seconds even for a million devices; one older than this was cut
-        // off by a stopped center and would otherwise show "creating" for ever.
-        const UNFINISHED_MS: i64 = 15 * 60 * 1000;
-        let now = st.clock.now_ms();
-        let abandoned = st
-            .store
-            .abandon_unfinished_rollouts(now - UNFINISHED_MS, now)
-            .await?;
-        if abandoned > 0 {
-            tracing::warn!(
-                rollouts = abandoned,
-                "rollouts whose creation did not finish were aborted"
-            );
-        }
+        self.abandon_unfinished(st).await?;
         let active = st.store.active_rollouts().await?;
         for r in &active {
             if !changed.is_empty() && r.state == "running" {
@@ -549,6 +539,30 @@ impl Rollouts {
         }
         if st.events.watched() {
             self.tell_pages(st, &active).await?;
+        }
+        Ok(())
+    }
+
+    /// Rollouts cut off while being created (a creation takes seconds even for a million
+    /// devices; one older than this was cut off by a stopped center and would otherwise show
+    /// `creating` for ever) are aborted. A write, so once a minute, not on every round.
+    async fn abandon_unfinished(&self, st: &AppState) -> Result<(), StoreError> {
+        const UNFINISHED_MS: i64 = 15 * 60 * 1000;
+        const EVERY_MS: i64 = 60 * 1000;
+        let now = st.clock.now_ms();
+        if now.saturating_sub(self.swept_at_ms.load(Ordering::Relaxed)) < EVERY_MS {
+            return Ok(());
+        }
+        self.swept_at_ms.store(now, Ordering::Relaxed);
+        let abandoned = st
+            .store
+            .abandon_unfinished_rollouts(now - UNFINISHED_MS, now)
+            .await?;
+        if abandoned > 0 {
+            tracing::warn!(
+                rollouts = abandoned,
+                "rollouts whose creation did not finish were aborted"
+            );
         }
         Ok(())
     }
