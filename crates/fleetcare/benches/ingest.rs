@@ -185,7 +185,7 @@ async fn over_mqtt(seconds: u64, concurrency: usize, devices: usize, db_url: Opt
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(64 * 1024, 300 * 1024);
         let (client, mut session) = AsyncClient::new(o, 16);
-        session.set_network_options(fleetcare_server::mqtt::no_delay());
+        session.set_network_options(fleetcare_server::devices::mqtt::no_delay());
         let (acks_tx, acks) = tokio::sync::mpsc::unbounded_channel::<Ack>();
         let (ready_tx, ready) = tokio::sync::oneshot::channel::<()>();
         let down = format!("{}/{tenant}/{id}/down/ack", w::ROOT);

@@ -319,7 +319,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let token = center.boot.admin_token.clone();
     // A dashboard account: `admin`, with a new password each run (shown below).
     let password = fleetcare_core::secret::generate(fleetcare_core::secret::SecretKind::Operator);
-    let hash = fleetcare_server::session::hash_password(&password)
+    let hash = fleetcare_server::access::session::hash_password(&password)
         .map_err(|e| anyhow::anyhow!("hashing the demo password: {e}"))?;
     center
         .state

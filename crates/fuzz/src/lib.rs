@@ -59,7 +59,7 @@ pub fn device_report(data: &[u8]) -> bool {
 /// An error-log batch as the center takes it.
 pub fn device_errors(data: &[u8]) -> bool {
     parse_json::<fleetcare_wire::errors::ErrorBatch>(data)
-        .is_ok_and(|b| fleetcare_server::errors::check(&b).is_empty())
+        .is_ok_and(|b| fleetcare_server::diag::logs::check(&b).is_empty())
 }
 
 /// The device's other bodies: enrollment and job status.

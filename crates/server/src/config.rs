@@ -57,7 +57,7 @@ pub struct ServerConfig {
     pub auth_failures_per_min: u64,
     /// Devices may also connect through this MQTT broker (`mqtt_url` and the other `mqtt_*`
     /// keys); `None`: HTTP only.
-    pub mqtt: Option<crate::mqtt::MqttSettings>,
+    pub mqtt: Option<crate::devices::mqtt::MqttSettings>,
 }
 
 /// The center's certificate and key, and the CA that signs device certificates.
@@ -179,7 +179,7 @@ impl ServerConfig {
             );
         }
         let trusted_proxies: Vec<String> = r.value("trusted_proxies", Vec::new());
-        if let Err(e) = crate::peer::TrustedProxies::parse(&trusted_proxies) {
+        if let Err(e) = crate::access::peer::TrustedProxies::parse(&trusted_proxies) {
             r.problem(format!("`trusted_proxies`: {e}"));
         }
         let mqtt_url: Option<String> = r.optional("mqtt_url");
@@ -198,7 +198,7 @@ impl ServerConfig {
                 None
             }
             Some(url) => {
-                match crate::mqtt::parse_url(&url) {
+                match crate::devices::mqtt::parse_url(&url) {
                     Err(e) => r.problem(format!("`mqtt_url`: {e}")),
                     Ok((true, _, _)) if mqtt_ca_file.is_none() => {
                         r.problem("`mqtt_url`: mqtts:// needs `mqtt_ca_file`");
@@ -211,7 +211,7 @@ impl ServerConfig {
                 if mqtt_share_group.is_empty() || mqtt_share_group.contains(['/', '+', '#']) {
                     r.problem("`mqtt_share_group`: a name without / + #");
                 }
-                Some(crate::mqtt::MqttSettings {
+                Some(crate::devices::mqtt::MqttSettings {
                     url,
                     username: mqtt_username,
                     password_file: mqtt_password_file,

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::AppState;
 use crate::config::ClientCert;
 use crate::error::ApiError;
-use crate::peer::{CertDevice, Peer};
+use crate::access::peer::{CertDevice, Peer};
 
 /// A JSON body: over the route's limit → 413; not JSON or not the expected shape → 400
 /// naming the field and the problem.
@@ -194,7 +194,7 @@ impl FromRequestParts<AppState> for Client {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
-        let tls = parts.extensions.get::<crate::peer::Tls>().is_some();
+        let tls = parts.extensions.get::<crate::access::peer::Tls>().is_some();
         Ok(Client {
             ip: client_ip(&parts.extensions, &parts.headers, state),
             cert: parts.extensions.get::<CertDevice>().cloned(),
@@ -299,7 +299,7 @@ impl FromRequestParts<AppState> for DeviceAuth {
     }
 }
 
-/// The operator [`crate::authz::authorize`] authenticated and authorized for this request.
+/// The operator [`crate::access::authz::authorize`] authenticated and authorized for this request.
 /// A handler outside that layer gets a 500, never an operator whose role nobody checked.
 #[derive(Debug, Clone)]
 pub struct OperatorAuth(pub Operator);

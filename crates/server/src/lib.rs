@@ -7,31 +7,20 @@
 //! with "going away", long polls answered, in-flight requests finished, the store closed.
 
 pub mod access;
-pub mod authz;
 pub mod bootstrap;
-pub mod bus;
 pub mod cluster;
 pub mod compat;
-pub mod compat_api;
 pub mod config;
-pub mod credentials;
 pub mod delivery;
-pub mod device;
+pub mod devices;
 pub mod diag;
 pub mod error;
-pub mod errors;
-pub mod events;
 pub mod extract;
-pub mod hub;
 pub mod metrics;
-pub mod mqtt;
 pub mod operator;
-pub mod peer;
 pub mod ratelimit;
 pub mod rollout;
-pub mod session;
 pub mod ui;
-pub mod units;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,10 +40,10 @@ use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 
 pub use crate::config::{LogFormat, ServerConfig};
-use crate::credentials::CredentialCache;
+use crate::access::credentials::CredentialCache;
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
-use crate::hub::Hub;
+use crate::devices::hub::Hub;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 
@@ -86,7 +75,7 @@ pub struct AppState {
     pub diag: Arc<diag::Diag>,
     pub rollouts: Arc<rollout::Rollouts>,
     /// Change notices for the dashboard's live pages.
-    pub events: Arc<events::Events>,
+    pub events: Arc<cluster::events::Events>,
     /// The dashboard's short-lived summaries.
     pub ui: Arc<ui::Cache>,
     pub credentials: Arc<CredentialCache>,
@@ -100,12 +89,12 @@ pub struct AppState {
     /// Each client address's budget of failed authentications.
     pub auth_failures: Arc<RateLimiter<std::net::IpAddr>>,
     /// Whose forwarded headers are believed.
-    pub proxies: Arc<peer::TrustedProxies>,
+    pub proxies: Arc<access::peer::TrustedProxies>,
     /// Tenant ids by name, for client certificates (which name their tenant).
     pub tenant_ids:
         Arc<std::sync::Mutex<std::collections::HashMap<String, fleetcare_store::TenantId>>>,
     /// The link to the MQTT broker, where `mqtt_url` is set (once connected at start).
-    pub mqtt: Arc<std::sync::OnceLock<Arc<mqtt::Mqtt>>>,
+    pub mqtt: Arc<std::sync::OnceLock<Arc<devices::mqtt::Mqtt>>>,
     /// Becomes `true` when the center shuts down: push channels close, long polls answer.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -126,7 +115,7 @@ impl AppState {
             compat: Arc::new(compat::Compat::new()),
             diag: Arc::new(diag::Diag::new()),
             rollouts: Arc::new(rollout::Rollouts::default()),
-            events: Arc::new(events::Events::default()),
+            events: Arc::new(cluster::events::Events::default()),
             ui: Arc::new(ui::Cache::default()),
             credentials: Arc::new(CredentialCache::new(
                 CREDENTIAL_TTL_MS,
@@ -149,7 +138,7 @@ impl AppState {
             tenant_ids: Arc::default(),
             // The config was checked when it was read.
             proxies: Arc::new(
-                peer::TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default(),
+                access::peer::TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default(),
             ),
             artifacts: Arc::new(delivery::Artifacts::new(
                 config
@@ -172,19 +161,19 @@ pub const DEVICE_REQUESTS_IN_FLIGHT: usize = 1024;
 pub fn app(state: AppState) -> Router {
     let timed = middleware::from_fn_with_state(state.clone(), request_timeout);
     let device = Router::new()
-        .route("/device/v1/enroll", post(device::enroll))
-        .route("/device/v1/reports", post(device::report))
-        .route("/device/v1/self", get(device::whoami))
-        .route("/device/v1/credential", post(device::rotate_credential))
-        .route("/device/v1/compat", get(compat_api::own_compat))
+        .route("/device/v1/enroll", post(devices::protocol::enroll))
+        .route("/device/v1/reports", post(devices::protocol::report))
+        .route("/device/v1/self", get(devices::protocol::whoami))
+        .route("/device/v1/credential", post(devices::protocol::rotate_credential))
+        .route("/device/v1/compat", get(compat::api::own_compat))
         .route("/device/v1/about", get(diag::own_about))
         .route("/device/v1/settings", get(diag::own_settings))
         .route("/device/v1/jobs", get(delivery::device_jobs))
         .route(
             "/device/v1/notifications",
-            get(compat_api::own_notifications),
+            get(compat::api::own_notifications),
         )
-        .route("/device/v1/errors", post(errors::upload))
+        .route("/device/v1/errors", post(diag::logs::upload))
         .route("/device/v1/jobs/{id}/status", post(delivery::job_status))
         // Agents gzip their larger bodies; the limit below applies to what they inflate to.
         .layer(
@@ -203,8 +192,8 @@ pub fn app(state: AppState) -> Router {
         // Downloads take as long as the bytes take.
         .route("/device/v1/artifacts/{sha256}", get(delivery::get_artifact))
         // Long polls and push channels bound themselves.
-        .route("/device/v1/push", get(device::push))
-        .route("/device/v1/poll", get(device::poll))
+        .route("/device/v1/push", get(devices::protocol::push))
+        .route("/device/v1/poll", get(devices::protocol::poll))
         .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))
         .layer(Extension(BodyLimit(MAX_DEVICE_BODY)));
     let operator = Router::new()
@@ -233,22 +222,22 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/api/v1/devices/{id}/compat",
-            get(compat_api::device_compat),
+            get(compat::api::device_compat),
         )
-        .route("/api/v1/devices/{id}/units", get(units::list))
+        .route("/api/v1/devices/{id}/units", get(compat::units::list))
         .route(
             "/api/v1/devices/{id}/units/{slot}/disable",
-            post(units::disable),
+            post(compat::units::disable),
         )
         .route(
             "/api/v1/devices/{id}/units/{slot}/enable",
-            post(units::enable),
+            post(compat::units::enable),
         )
         .route(
             "/api/v1/catalog/revisions",
-            get(compat_api::catalog_revisions),
+            get(compat::api::catalog_revisions),
         )
-        .route("/api/v1/compat/fleet", get(compat_api::fleet))
+        .route("/api/v1/compat/fleet", get(compat::api::fleet))
         .route("/api/v1/troubles", get(diag::list_troubles))
         .route("/api/v1/rollouts", get(rollout::list).post(rollout::create))
         .route("/api/v1/rollouts/{id}", get(rollout::show))
@@ -266,44 +255,44 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/devices/{id}/about", get(diag::device_about))
         .route(
             "/api/v1/compat/policy",
-            get(compat_api::get_policy).put(compat_api::set_policy),
+            get(compat::api::get_policy).put(compat::api::set_policy),
         )
         .route(
             "/api/v1/jobs",
-            get(compat_api::list_jobs).post(delivery::create_job),
+            get(compat::api::list_jobs).post(delivery::create_job),
         )
         .route("/api/v1/releases", get(delivery::list_releases))
-        .route("/api/v1/devices/{id}/errors", get(errors::list))
+        .route("/api/v1/devices/{id}/errors", get(diag::logs::list))
         .route(
             "/api/v1/error-schedules",
-            get(errors::schedules)
-                .put(errors::set_schedule)
-                .delete(errors::remove_schedule),
+            get(diag::logs::schedules)
+                .put(diag::logs::set_schedule)
+                .delete(diag::logs::remove_schedule),
         )
-        .route("/api/v1/devices/{id}/request-errors", post(errors::request))
+        .route("/api/v1/devices/{id}/request-errors", post(diag::logs::request))
         .route("/api/v1/keys", get(delivery::show_keys))
-        .route("/api/v1/jobs/{id}", get(compat_api::show_job))
-        .route("/api/v1/jobs/{id}/approve", post(compat_api::approve_job))
-        .route("/api/v1/jobs/{id}/cancel", post(compat_api::cancel_job))
-        .route("/api/v1/whoami", get(access::whoami))
+        .route("/api/v1/jobs/{id}", get(compat::api::show_job))
+        .route("/api/v1/jobs/{id}/approve", post(compat::api::approve_job))
+        .route("/api/v1/jobs/{id}/cancel", post(compat::api::cancel_job))
+        .route("/api/v1/whoami", get(access::api::whoami))
         .route(
             "/api/v1/tokens",
-            get(access::list_tokens).post(access::create_token),
+            get(access::api::list_tokens).post(access::api::create_token),
         )
-        .route("/api/v1/tokens/{id}/revoke", post(access::revoke_token))
-        .route("/api/v1/audit", get(access::audit))
-        .route("/api/v1/logout", post(session::logout))
+        .route("/api/v1/tokens/{id}/revoke", post(access::api::revoke_token))
+        .route("/api/v1/audit", get(access::api::audit))
+        .route("/api/v1/logout", post(access::session::logout))
         .route(
             "/api/v1/accounts",
-            get(session::list_accounts).post(session::create_account),
+            get(access::session::list_accounts).post(access::session::create_account),
         )
         .route(
             "/api/v1/accounts/{name}/disable",
-            post(session::disable_account),
+            post(access::session::disable_account),
         )
         .route(
             "/api/v1/customers",
-            get(access::list_customers).post(access::create_customer),
+            get(access::api::list_customers).post(access::api::create_customer),
         )
         .layer(timed.clone())
         .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
@@ -312,12 +301,12 @@ pub fn app(state: AppState) -> Router {
     let catalog = Router::new()
         .route(
             "/api/v1/catalog",
-            get(compat_api::show_catalog).post(compat_api::load_catalog),
+            get(compat::api::show_catalog).post(compat::api::load_catalog),
         )
         .route("/api/v1/rules", get(diag::show_rules).put(diag::load_rules))
         .layer(timed.clone())
-        .layer(DefaultBodyLimit::max(compat_api::MAX_CATALOG_BODY))
-        .layer(Extension(BodyLimit(compat_api::MAX_CATALOG_BODY)));
+        .layer(DefaultBodyLimit::max(compat::api::MAX_CATALOG_BODY))
+        .layer(Extension(BodyLimit(compat::api::MAX_CATALOG_BODY)));
     // Signed envelopes have their own bound.
     let signed = Router::new()
         .route("/api/v1/keys", post(delivery::publish_keys))
@@ -337,12 +326,12 @@ pub fn app(state: AppState) -> Router {
         .merge(upload)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            authz::authorize,
+            access::authz::authorize,
         ));
     // Logging in is how a session begins: outside the authorization layer, bounded like the
     // rest, and limited by the failed-authentication budget of the client's address.
     let login = Router::new()
-        .route("/api/v1/login", post(session::login))
+        .route("/api/v1/login", post(access::session::login))
         .layer(timed.clone())
         .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
         .layer(Extension(BodyLimit(MAX_OPERATOR_BODY)));
@@ -522,7 +511,7 @@ impl Center {
             .await
         });
         if let Some(m) = &config.mqtt {
-            mqtt::start(&state, m).await.map_err(ServeError::Mqtt)?;
+            devices::mqtt::start(&state, m).await.map_err(ServeError::Mqtt)?;
         }
         let cluster = cluster::start(&state, addr.to_string()).await;
         let sweeper = tokio::spawn(sweep(state.clone()));
@@ -531,7 +520,7 @@ impl Center {
         tokio::spawn(state.diag.clone().start(state.clone()));
         tokio::spawn(state.diag.clone().run_worker(state.clone()));
         tokio::spawn(state.rollouts.clone().run(state.clone()));
-        bus::start(&state).await;
+        cluster::bus::start(&state).await;
         tracing::info!(%addr, store = state.store.backend(), tls = tls_on, "center listening");
         Ok(Center {
             addr,
@@ -577,8 +566,8 @@ impl Center {
 /// Accept connections until `stop`, then let open requests finish. Each connection shares
 /// the router (an `Arc`), and must finish its TLS handshake and send its request head within
 /// `header_timeout` (a client that trickles them, slowloris, is cut off; bodies are bounded
-/// by the request timeout). Every request carries its connection's [`peer::Peer`], and over
-/// mutual TLS the [`peer::CertDevice`] its certificate names.
+/// by the request timeout). Every request carries its connection's [`access::peer::Peer`], and over
+/// mutual TLS the [`access::peer::CertDevice`] its certificate names.
 async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -612,7 +601,7 @@ async fn serve(
         let conn = Conn {
             builder: builder.clone(),
             router: router.clone(),
-            peer: peer::Peer(addr),
+            peer: access::peer::Peer(addr),
             closing: closing.clone(),
         };
         let done = done_tx.clone();
@@ -629,7 +618,7 @@ async fn serve(
                                 .peer_certificates()
                                 .and_then(|c| c.first())
                                 .and_then(|c| fleetcare_tls::device_name(c))
-                                .map(|(tenant, device_id)| peer::CertDevice { tenant, device_id });
+                                .map(|(tenant, device_id)| access::peer::CertDevice { tenant, device_id });
                             conn.serve(stream, cert, true).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
@@ -651,12 +640,12 @@ async fn serve(
 struct Conn {
     builder: hyper::server::conn::http1::Builder,
     router: Router,
-    peer: peer::Peer,
+    peer: access::peer::Peer,
     closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Conn {
-    async fn serve<I>(mut self, io: I, cert: Option<peer::CertDevice>, tls: bool)
+    async fn serve<I>(mut self, io: I, cert: Option<access::peer::CertDevice>, tls: bool)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -666,7 +655,7 @@ impl Conn {
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(peer);
                 if tls {
-                    req.extensions_mut().insert(peer::Tls);
+                    req.extensions_mut().insert(access::peer::Tls);
                 }
                 if let Some(cert) = &cert {
                     req.extensions_mut().insert(cert.clone());
@@ -705,7 +694,7 @@ async fn sweep(st: AppState) {
         cluster::left(&st, &gone).await;
         if st.cluster.leads() {
             delivery::expire_jobs(&st).await;
-            errors::run_schedules(&st).await;
+            diag::logs::run_schedules(&st).await;
             st.diag.resolve_quiet(&st).await;
             st.compat.clone().rejudge_unfinished(&st).await;
         }

@@ -24,7 +24,7 @@ use utoipa::{IntoParams, Modify, OpenApi};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, OperatorAuth};
-use crate::hub::Hub;
+use crate::devices::hub::Hub;
 
 /// Devices in one page of `GET /api/v1/devices`, by default and at most.
 const PAGE_DEFAULT: u32 = 100;
@@ -53,31 +53,31 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         revoke_device,
         rotate_credential,
         allow_reenroll,
-        crate::compat_api::load_catalog,
-        crate::compat_api::show_catalog,
-        crate::compat_api::catalog_revisions,
-        crate::compat_api::device_compat,
-        crate::units::list,
-        crate::units::disable,
-        crate::units::enable,
-        crate::compat_api::fleet,
-        crate::compat_api::get_policy,
-        crate::compat_api::set_policy,
-        crate::compat_api::list_jobs,
-        crate::compat_api::show_job,
-        crate::compat_api::approve_job,
-        crate::compat_api::cancel_job,
+        crate::compat::api::load_catalog,
+        crate::compat::api::show_catalog,
+        crate::compat::api::catalog_revisions,
+        crate::compat::api::device_compat,
+        crate::compat::units::list,
+        crate::compat::units::disable,
+        crate::compat::units::enable,
+        crate::compat::api::fleet,
+        crate::compat::api::get_policy,
+        crate::compat::api::set_policy,
+        crate::compat::api::list_jobs,
+        crate::compat::api::show_job,
+        crate::compat::api::approve_job,
+        crate::compat::api::cancel_job,
         crate::delivery::create_job,
         crate::delivery::publish_keys,
         crate::delivery::show_keys,
         crate::delivery::publish_release,
         crate::delivery::list_releases,
         crate::delivery::put_artifact,
-        crate::errors::list,
-        crate::errors::request,
-        crate::errors::schedules,
-        crate::errors::set_schedule,
-        crate::errors::remove_schedule,
+        crate::diag::logs::list,
+        crate::diag::logs::request,
+        crate::diag::logs::schedules,
+        crate::diag::logs::set_schedule,
+        crate::diag::logs::remove_schedule,
         crate::diag::load_rules,
         crate::diag::show_rules,
         crate::diag::list_troubles,
@@ -96,18 +96,18 @@ const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
         crate::rollout::put_site,
         crate::rollout::sites,
         crate::rollout::put_labels,
-        crate::access::whoami,
-        crate::access::list_tokens,
-        crate::access::create_token,
-        crate::access::revoke_token,
-        crate::access::audit,
-        crate::access::list_customers,
-        crate::access::create_customer,
-        crate::session::login,
-        crate::session::logout,
-        crate::session::list_accounts,
-        crate::session::create_account,
-        crate::session::disable_account
+        crate::access::api::whoami,
+        crate::access::api::list_tokens,
+        crate::access::api::create_token,
+        crate::access::api::revoke_token,
+        crate::access::api::audit,
+        crate::access::api::list_customers,
+        crate::access::api::create_customer,
+        crate::access::session::login,
+        crate::access::session::logout,
+        crate::access::session::list_accounts,
+        crate::access::session::create_account,
+        crate::access::session::disable_account
     ),
     components(schemas(
         fleetcare_wire::access::WhoAmI,
@@ -473,7 +473,7 @@ pub async fn request_report(
                     Ok(n)
                         if n.tenant == key.tenant
                             && n.topic
-                                == crate::events::Topic::Device(key.device_id.as_str().into()) => {}
+                                == crate::cluster::events::Topic::Device(key.device_id.as_str().into()) => {}
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,

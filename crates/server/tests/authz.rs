@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use axum::http::StatusCode;
 use common::{Fixture, NOW, call, enroll, fixture, json_body};
-use fleetcare_server::authz::{self, ROLES, Role};
+use fleetcare_server::access::authz::{self, ROLES, Role};
 use serde_json::{Value, json};
 
 /// A token of `role` in the fixture's tenant, made through the API.

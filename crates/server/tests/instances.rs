@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::{NOW, call, json_body};
 use fleetcare_core::clock::ManualClock;
-use fleetcare_server::events::Topic;
+use fleetcare_server::cluster::events::Topic;
 use fleetcare_server::{AppState, ServerConfig, app, bootstrap, bus};
 use fleetcare_store::Store;
 use fleetcare_store::testing::{fresh_postgres, postgres_url};

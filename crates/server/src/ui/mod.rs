@@ -23,9 +23,10 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::ApiError;
-use crate::events;
+use crate::cluster::events;
 use crate::extract::{Client, OperatorAuth};
-use crate::{AppState, authz, session};
+use crate::AppState;
+use crate::access::{authz, session};
 
 pub mod chart;
 mod pages;

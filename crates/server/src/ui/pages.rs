@@ -19,7 +19,12 @@ use super::chart::{self, Bar, StackRow};
 use super::{ASSET_CSS, ASSET_JS, Ui};
 use crate::error::ApiError;
 use crate::extract::Query;
-use crate::{AppState, access, compat_api, diag, errors, events, operator, rollout};
+use crate::AppState;
+use crate::access::api as access;
+use crate::cluster::events;
+use crate::compat::api as compat_api;
+use crate::diag::logs as errors;
+use crate::{diag, operator, rollout};
 
 /// Rows a device search shows (the count says how many matched).
 const SHOWN: usize = 200;
@@ -486,7 +491,7 @@ async fn fleet_summary(st: &AppState, ui: &Ui) -> Result<std::sync::Arc<Summary>
 /// tenant's presence) to another.
 fn is_online(
     st: &AppState,
-    elsewhere: &HashMap<String, crate::hub::Via>,
+    elsewhere: &HashMap<String, crate::devices::hub::Via>,
     tenant: fleetcare_store::TenantId,
     id: &str,
 ) -> bool {
@@ -1025,7 +1030,7 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
         }),
     )
     .await?;
-    let Json(out) = crate::units::list(s(), ui.auth(), Path(id.clone())).await?;
+    let Json(out) = crate::compat::units::list(s(), ui.auth(), Path(id.clone())).await?;
     let now = st.clock.now_ms();
     let six_h = 6 * HOUR_MS;
     let since = (now / six_h - 27) * six_h;
@@ -2122,14 +2127,14 @@ optional_kinds = ["fax", "finisher"]
     fn every_button_posts_to_an_endpoint_of_the_authorization_table() {
         for a in ACTIONS {
             assert!(
-                crate::authz::TABLE
+                crate::access::authz::TABLE
                     .iter()
                     .any(|r| r.method == "POST" && r.path == *a),
                 "{a}"
             );
             // Some role may, and a viewer never may.
-            assert!(crate::authz::may("admin", "POST", a), "{a}");
-            assert!(!crate::authz::may("viewer", "POST", a), "{a}");
+            assert!(crate::access::authz::may("admin", "POST", a), "{a}");
+            assert!(!crate::access::authz::may("viewer", "POST", a), "{a}");
         }
     }
 

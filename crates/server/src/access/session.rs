@@ -21,7 +21,7 @@ use fleetcare_store::NewAudit;
 use fleetcare_wire::access as w;
 
 use crate::AppState;
-use crate::authz::Role;
+use crate::access::authz::Role;
 use crate::error::ApiError;
 use crate::extract::{Client, JsonBody, OperatorAuth};
 
@@ -265,7 +265,7 @@ pub async fn create_account(
         problems.push(format!(
             "role {:?}: one of {}",
             req.role,
-            crate::authz::names(crate::authz::ROLES)
+            crate::access::authz::names(crate::access::authz::ROLES)
         ));
     }
     let chars = req.password.chars().count();

@@ -250,7 +250,7 @@ pub async fn push(
 /// for longer than the idle timeout, closes, or the center shuts down.
 async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
     let guard = st.hub.attach_push(&key);
-    crate::cluster::arrived(&st, &key, crate::hub::Via::Push).await;
+    crate::cluster::arrived(&st, &key, crate::devices::hub::Via::Push).await;
     st.events.device(key.tenant, key.device_id.as_str());
     st.metrics.push_connections.inc();
     tracing::debug!(device = %key.device_id, "push channel open");
@@ -316,7 +316,7 @@ pub async fn poll(
     let arriving = st.hub.online(&key).is_none();
     let mailbox = st.hub.poll(&key);
     if arriving {
-        crate::cluster::arrived(&st, &key, crate::hub::Via::Poll).await;
+        crate::cluster::arrived(&st, &key, crate::devices::hub::Via::Poll).await;
     }
     let mut commands = mailbox.drain();
     if commands.is_empty() && !wait.is_zero() {

@@ -3,6 +3,9 @@
 //! on findings (version-change jobs, advice notifications, units taken out of service). See
 //! ARCHITECTURE.md, "Compatibility".
 
+pub mod api;
+pub mod units;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -964,7 +967,7 @@ impl Compat {
             return Ok(());
         };
         // Units out of service whose slot holds a unit that works now go back first.
-        crate::units::reconcile(st, key, &cur, &structure).await?;
+        crate::compat::units::reconcile(st, key, &cur, &structure).await?;
         let policy = st.store.policy(key.tenant).await?;
         // Reads first: write only what changes.
         let open_jobs = st.store.open_jobs(key).await?;
@@ -1130,7 +1133,7 @@ impl Compat {
             let reason = format!(
                 "the {slot} does not work in this configuration; the device keeps working without it until it is replaced"
             );
-            crate::units::take_out(
+            crate::compat::units::take_out(
                 st,
                 key,
                 fleetcare_store::units::UnitService {
@@ -1300,7 +1303,7 @@ fn decide(cur: &Current, facts: &DeviceFacts, structure: &Structure, policy: Pol
         .and_then(|unit| {
             let slot = facts_text(&cur.catalog, facts, &facts.units[unit as usize].slot);
             let serial = structure.unit(&slot)?.serial.clone();
-            let switched_to = crate::units::takes_over(structure, &slot);
+            let switched_to = crate::compat::units::takes_over(structure, &slot);
             Some((slot, serial, switched_to))
         });
     Decision {

@@ -1,4 +1,4 @@
-//! Operator tokens, the audit log and `whoami` over the API (authorization: [`crate::authz`]).
+//! Operator tokens, the audit log and `whoami` over the API (authorization: [`crate::access::authz`]).
 
 use crate::extract::Query;
 use axum::Json;
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::authz::{self, Role};
+use crate::access::authz::{self, Role};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, OperatorAuth};
 

@@ -316,14 +316,14 @@ async fn serve(
             crate::extract::take_budget(st, &key)?;
             let r: StructureReport = crate::extract::parse_json(body)?;
             arrived(st, link, &key, false).await;
-            let ack = crate::device::take_report(st, key, r).await?;
+            let ack = crate::devices::protocol::take_report(st, key, r).await?;
             Ok(Some(json(&ack)))
         }
         w::ERRORS => {
             crate::extract::take_budget(st, &key)?;
             let b: ErrorBatch = crate::extract::parse_json(body)?;
             arrived(st, link, &key, false).await;
-            let ack = crate::errors::take_batch(st, key, b).await?;
+            let ack = crate::diag::logs::take_batch(st, key, b).await?;
             Ok(Some(json(&ack)))
         }
         other => Err(ApiError::NotFound(format!(

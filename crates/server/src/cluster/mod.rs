@@ -22,6 +22,9 @@
 //!
 //! On SQLite there is one instance: it holds every lease, and nothing is sent.
 
+pub mod bus;
+pub mod events;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,7 +35,7 @@ use fleetcare_wire::device::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
-use crate::hub::Via;
+use crate::devices::hub::Via;
 
 /// The channel instances talk on.
 pub const CHANNEL: &str = "fleetcare_cluster";
@@ -172,7 +175,7 @@ pub async fn online(st: &AppState, key: &DeviceKey) -> Option<Via> {
     if let Some(v) = st.hub.online(key) {
         return Some(v);
     }
-    if crate::mqtt::holds(st, key) {
+    if crate::devices::mqtt::holds(st, key) {
         return Some(Via::Mqtt);
     }
     remote(st, key).await.map(|(_, v)| v)
@@ -197,15 +200,15 @@ pub async fn send(st: &AppState, key: &DeviceKey, command: Command) -> Option<Vi
     if let Some(v) = st.hub.send(key, command.clone()) {
         return Some(v);
     }
-    if crate::mqtt::holds(st, key) {
-        return crate::mqtt::send(st, key, &command)
+    if crate::devices::mqtt::holds(st, key) {
+        return crate::devices::mqtt::send(st, key, &command)
             .await
             .then_some(Via::Mqtt);
     }
     let (to, via) = remote(st, key).await?;
-    if to == crate::mqtt::INSTANCE {
+    if to == crate::devices::mqtt::INSTANCE {
         // The broker holds the device's connection: any instance linked to it publishes.
-        return crate::mqtt::send(st, key, &command)
+        return crate::devices::mqtt::send(st, key, &command)
             .await
             .then_some(Via::Mqtt);
     }
@@ -233,7 +236,7 @@ pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> 
     let mut rest: HashMap<TenantId, Vec<&DeviceKey>> = HashMap::new();
     for k in keys {
         if st.hub.send(k, command.clone()).is_some()
-            || (crate::mqtt::holds(st, k) && crate::mqtt::send(st, k, command).await)
+            || (crate::devices::mqtt::holds(st, k) && crate::devices::mqtt::send(st, k, command).await)
         {
             told += 1;
         } else if st.cluster.shared {
@@ -264,10 +267,10 @@ pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> 
                 Err(e) => tracing::warn!(error = %e, "reading where devices are connected failed"),
             }
         }
-        if let Some(ds) = by.remove(crate::mqtt::INSTANCE) {
+        if let Some(ds) = by.remove(crate::devices::mqtt::INSTANCE) {
             for d in ds {
                 if let Some(k) = key_of(t, &d)
-                    && crate::mqtt::send(st, &k, command).await
+                    && crate::devices::mqtt::send(st, &k, command).await
                 {
                     told += 1;
                 }
@@ -297,7 +300,7 @@ pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> 
 pub async fn revoke(st: &AppState, key: &DeviceKey) {
     st.credentials.forget(key);
     st.hub.revoke(key);
-    crate::mqtt::revoked(st, key).await;
+    crate::devices::mqtt::revoked(st, key).await;
     tell(
         st,
         Message::Revoked {
@@ -312,7 +315,7 @@ pub async fn revoke(st: &AppState, key: &DeviceKey) {
 /// of the tenant's presence at most [`SNAPSHOT_TTL`] old (one query per tenant, not one per
 /// device shown).
 pub async fn seen_online(st: &AppState, key: &DeviceKey) -> bool {
-    if st.hub.online(key).is_some() || crate::mqtt::holds(st, key) {
+    if st.hub.online(key).is_some() || crate::devices::mqtt::holds(st, key) {
         return true;
     }
     snapshot(st, key.tenant)
@@ -451,8 +454,8 @@ async fn beat(st: &AppState, addr: &str) {
         tracing::warn!(error = %e, "the heartbeat failed");
     }
     // Devices on the broker are present while any instance linked to it lives.
-    if crate::mqtt::linked(st)
-        && let Err(e) = st.store.heartbeat(crate::mqtt::INSTANCE, "mqtt", now).await
+    if crate::devices::mqtt::linked(st)
+        && let Err(e) = st.store.heartbeat(crate::devices::mqtt::INSTANCE, "mqtt", now).await
     {
         tracing::warn!(error = %e, "the MQTT heartbeat failed");
     }
@@ -560,7 +563,7 @@ async fn heard(st: &AppState, m: Message) {
             if let Some(key) = key_of(t, &d) {
                 st.credentials.forget(&key);
                 st.hub.revoke(&key);
-                crate::mqtt::revoked(st, &key).await;
+                crate::devices::mqtt::revoked(st, &key).await;
             }
         }
         Message::Catalog { t } => st.compat.reload_catalog(st, t).await,

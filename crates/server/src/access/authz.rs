@@ -17,7 +17,8 @@ use fleetcare_store::{NewAudit, Operator};
 
 use crate::error::ApiError;
 use crate::extract::{OperatorAuth, bearer, client_ip, failed};
-use crate::{AppState, session};
+use crate::AppState;
+use crate::access::session;
 
 /// The request header naming the customer organization a provider's operator acts within.
 pub const TENANT_HEADER: &str = "fleetcare-tenant";

@@ -597,7 +597,7 @@ impl Rollouts {
         }
         *self.seen.lock().expect("seen") = now;
         for tenant in moved {
-            st.events.notify(tenant, crate::events::Topic::Rollouts);
+            st.events.notify(tenant, crate::cluster::events::Topic::Rollouts);
         }
         Ok(())
     }
@@ -774,7 +774,7 @@ impl Rollouts {
                         .await?
                     {
                         tracing::info!(rollout = r.id, %why, "rollout done");
-                        st.events.notify(r.tenant, crate::events::Topic::Rollouts);
+                        st.events.notify(r.tenant, crate::cluster::events::Topic::Rollouts);
                     }
                     return Ok(());
                 }
@@ -1530,7 +1530,7 @@ pub async fn approve(
     tracing::info!(rollout = id, operator = %op.0.name, "rollout approved");
     st.rollouts.nudge();
     st.events
-        .notify(op.0.tenant, crate::events::Topic::Rollouts);
+        .notify(op.0.tenant, crate::cluster::events::Topic::Rollouts);
     view(&st, find(&st, op.0.tenant, id).await?).await.map(Json)
 }
 
@@ -1557,7 +1557,7 @@ async fn transition(
     tracing::info!(rollout = id, operator = %op.0.name, state = to, "rollout state");
     st.rollouts.nudge();
     st.events
-        .notify(op.0.tenant, crate::events::Topic::Rollouts);
+        .notify(op.0.tenant, crate::cluster::events::Topic::Rollouts);
     find(st, op.0.tenant, id).await
 }
 

@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::compat::{Current, NotificationBody, push_notification};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, OperatorAuth};
-use crate::hub::Via;
+use crate::devices::hub::Via;
 use crate::operator::device_key;
 
 /// The kind of the notice a unit taken out of service leaves on its device.

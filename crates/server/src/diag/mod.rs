@@ -8,6 +8,8 @@
 //! At start the engines are rebuilt from the live troubles and a replay of the events received
 //! within the rules' longest window, so a restart loses no partly filled window.
 
+pub mod logs;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,7 +35,7 @@ use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::compat_api::{compat_report, job_view};
+use crate::compat::api::{compat_report, job_view};
 use crate::error::ApiError;
 use crate::extract::{DeviceAuth, OperatorAuth};
 use crate::operator::device_key;
@@ -585,7 +587,7 @@ impl Diag {
                         }
                         tracing::info!(device = %key.device_id, trouble = id, rule = %rule.id,
                             severity = rule.severity.as_str(), "trouble opened");
-                        st.events.notify(tenant, crate::events::Topic::Troubles);
+                        st.events.notify(tenant, crate::cluster::events::Topic::Troubles);
                         st.events.device(tenant, key.device_id.as_str());
                         if let Some(fix) = &rule.fix {
                             let mut job = None;
@@ -755,7 +757,7 @@ pub async fn job_finished(
             }
         }
     }
-    st.events.notify(key.tenant, crate::events::Topic::Troubles);
+    st.events.notify(key.tenant, crate::cluster::events::Topic::Troubles);
     st.events.device(key.tenant, key.device_id.as_str());
     Ok(())
 }
@@ -1062,7 +1064,7 @@ pub async fn ack_trouble(
     }
     tracing::info!(trouble = id, operator = %op.0.name, "trouble acknowledged");
     st.events
-        .notify(op.0.tenant, crate::events::Topic::Troubles);
+        .notify(op.0.tenant, crate::cluster::events::Topic::Troubles);
     st.events.device(op.0.tenant, &t.device_id);
     Ok(Json(one_view(&st, op.0.tenant, id).await?))
 }
@@ -1098,7 +1100,7 @@ pub async fn resolve_trouble(
     .await;
     tracing::info!(trouble = id, operator = %op.0.name, "trouble resolved");
     st.events
-        .notify(op.0.tenant, crate::events::Topic::Troubles);
+        .notify(op.0.tenant, crate::cluster::events::Topic::Troubles);
     st.events.device(op.0.tenant, &t.device_id);
     Ok(Json(one_view(&st, op.0.tenant, id).await?))
 }
@@ -1262,7 +1264,7 @@ pub async fn own_settings(
                 .units_out(&key)
                 .await?
                 .into_iter()
-                .map(crate::units::view)
+                .map(crate::compat::units::view)
                 .collect(),
         ),
     }))

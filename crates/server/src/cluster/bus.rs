@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::AppState;
-use crate::events::{Notice, Topic};
+use crate::cluster::events::{Notice, Topic};
 
 /// The channel every instance listens on.
 pub const CHANNEL: &str = "fleetcare_notices";

@@ -32,7 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::compat_api::job_view;
+use crate::compat::api::job_view;
 use crate::error::ApiError;
 use crate::extract::{DeviceAuth, JsonBody, OperatorAuth};
 use crate::operator::device_key;
