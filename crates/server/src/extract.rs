@@ -10,9 +10,9 @@ use fleetcare_store::{DeviceKey, Operator};
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
+use crate::access::peer::{CertDevice, Peer};
 use crate::config::ClientCert;
 use crate::error::ApiError;
-use crate::access::peer::{CertDevice, Peer};
 
 /// A JSON body: over the route's limit → 413; not JSON or not the expected shape → 400
 /// naming the field and the problem.
@@ -318,5 +318,56 @@ impl FromRequestParts<AppState> for OperatorAuth {
             .ok_or_else(|| {
                 ApiError::Internal("an operator route outside the authorization layer".into())
             })
+    }
+}
+
+/// The key of device `id` in the operator's tenant (a malformed id is a bad request).
+pub(crate) fn device_key(op: &OperatorAuth, id: &str) -> Result<DeviceKey, ApiError> {
+    let device_id = fleetcare_core::DeviceId::parse(id)
+        .map_err(|e| ApiError::BadRequest(format!("not a device id: {e}")))?;
+    Ok(DeviceKey {
+        tenant: op.0.tenant,
+        device_id,
+    })
+}
+
+/// The device's record, or "not found" naming the tenant's ids nearest to the one asked for.
+pub(crate) async fn known_device(
+    st: &AppState,
+    key: &DeviceKey,
+) -> Result<fleetcare_store::DeviceRecord, ApiError> {
+    match st.store.device(key).await? {
+        Some(d) => Ok(d),
+        None => Err(unknown_device(st, key).await),
+    }
+}
+
+/// "device X not found", with the nearest ids the tenant has ("did you mean …?").
+pub(crate) async fn unknown_device(st: &AppState, key: &DeviceKey) -> ApiError {
+    let asked = key.device_id.as_str();
+    let mut near: Vec<(usize, String)> = st
+        .store
+        .device_ids_like(key.tenant, asked)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|id| {
+            (
+                strsim::levenshtein(&id.to_lowercase(), &asked.to_lowercase()),
+                id,
+            )
+        })
+        .filter(|(d, _)| *d <= (asked.chars().count() / 3).max(2))
+        .collect();
+    near.sort();
+    let near: Vec<String> = near.into_iter().take(3).map(|(_, id)| id).collect();
+    if near.is_empty() {
+        ApiError::NotFound(format!("device {}", key.device_id))
+    } else {
+        ApiError::NotFound(format!(
+            "device {} (did you mean {}?)",
+            key.device_id,
+            near.join(", ")
+        ))
     }
 }

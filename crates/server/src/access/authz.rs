@@ -15,10 +15,10 @@ use axum::response::{IntoResponse, Response};
 use fleetcare_core::secret;
 use fleetcare_store::{NewAudit, Operator};
 
-use crate::error::ApiError;
-use crate::extract::{OperatorAuth, bearer, client_ip, failed};
 use crate::AppState;
 use crate::access::session;
+use crate::error::ApiError;
+use crate::extract::{OperatorAuth, bearer, client_ip, failed};
 
 /// The request header naming the customer organization a provider's operator acts within.
 pub const TENANT_HEADER: &str = "fleetcare-tenant";

@@ -236,7 +236,8 @@ pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> 
     let mut rest: HashMap<TenantId, Vec<&DeviceKey>> = HashMap::new();
     for k in keys {
         if st.hub.send(k, command.clone()).is_some()
-            || (crate::devices::mqtt::holds(st, k) && crate::devices::mqtt::send(st, k, command).await)
+            || (crate::devices::mqtt::holds(st, k)
+                && crate::devices::mqtt::send(st, k, command).await)
         {
             told += 1;
         } else if st.cluster.shared {
@@ -455,7 +456,10 @@ async fn beat(st: &AppState, addr: &str) {
     }
     // Devices on the broker are present while any instance linked to it lives.
     if crate::devices::mqtt::linked(st)
-        && let Err(e) = st.store.heartbeat(crate::devices::mqtt::INSTANCE, "mqtt", now).await
+        && let Err(e) = st
+            .store
+            .heartbeat(crate::devices::mqtt::INSTANCE, "mqtt", now)
+            .await
     {
         tracing::warn!(error = %e, "the MQTT heartbeat failed");
     }

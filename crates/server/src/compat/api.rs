@@ -20,8 +20,8 @@ use crate::compat::{
     LoadError, NotificationBody, PLAN_BUDGET, assess, recommendations, software_steps, stats_wire,
 };
 use crate::error::ApiError;
+use crate::extract::device_key;
 use crate::extract::{DeviceAuth, JsonBody, OperatorAuth};
-use crate::operator::device_key;
 
 /// `POST /api/v1/catalog` accepts a catalog this large.
 pub const MAX_CATALOG_BODY: usize = fleetcare_compat::catalog::MAX_CATALOG_BYTES;
@@ -166,7 +166,7 @@ pub(crate) async fn compat_report(
     st: &AppState,
     key: &DeviceKey,
 ) -> Result<w::CompatReport, ApiError> {
-    let rec = crate::operator::known_device(st, key).await?;
+    let rec = crate::extract::known_device(st, key).await?;
     let stored = st.store.open_findings(key).await?;
     let jobs = crate::delivery::job_views(st, key.tenant, st.store.open_jobs(key).await?).await?;
     let notifications = st
@@ -412,7 +412,7 @@ pub async fn list_jobs(
 ) -> Result<Json<w::JobList>, ApiError> {
     if let Some(d) = &q.device {
         // An unknown device says so (with the nearest ids), not an empty list.
-        crate::operator::known_device(&st, &device_key(&op, d)?).await?;
+        crate::extract::known_device(&st, &device_key(&op, d)?).await?;
     }
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let filter = JobFilter {

@@ -18,10 +18,10 @@ use fleetcare_wire::device::Command;
 
 use crate::AppState;
 use crate::compat::{Current, NotificationBody, push_notification};
-use crate::error::ApiError;
-use crate::extract::{JsonBody, OperatorAuth};
 use crate::devices::hub::Via;
-use crate::operator::device_key;
+use crate::error::ApiError;
+use crate::extract::device_key;
+use crate::extract::{JsonBody, OperatorAuth};
 
 /// The kind of the notice a unit taken out of service leaves on its device.
 pub const NOTICE_KIND: &str = "unit_out_of_service";
@@ -202,7 +202,7 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<w::UnitService>>, ApiError> {
     let key = device_key(&op, &id)?;
-    crate::operator::known_device(&st, &key).await?;
+    crate::extract::known_device(&st, &key).await?;
     Ok(Json(
         st.store
             .units_out(&key)
@@ -259,7 +259,7 @@ pub async fn disable(
             "reason: 1 to {MAX_REASON} characters"
         )));
     }
-    let structure = crate::operator::known_device(&st, &key)
+    let structure = crate::extract::known_device(&st, &key)
         .await?
         .structure
         .ok_or_else(|| ApiError::Conflict {
@@ -300,7 +300,7 @@ pub async fn enable(
     Path((id, slot)): Path<(String, String)>,
 ) -> Result<Json<w::UnitServiceChanged>, ApiError> {
     let key = device_key(&op, &id)?;
-    crate::operator::known_device(&st, &key).await?;
+    crate::extract::known_device(&st, &key).await?;
     let why = format!("put back in service by {}", op.0.name);
     let Some((u, told)) = put_back(&st, &key, &slot, &why).await? else {
         return Err(ApiError::Conflict {

@@ -34,8 +34,8 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::compat::api::job_view;
 use crate::error::ApiError;
+use crate::extract::device_key;
 use crate::extract::{DeviceAuth, JsonBody, OperatorAuth};
-use crate::operator::device_key;
 
 /// Envelopes are small; the route's body limit.
 pub const MAX_ENVELOPE_BODY: usize = MAX_ENVELOPE_BYTES;
@@ -516,7 +516,7 @@ async fn check_steps(
     key: &DeviceKey,
     req: &[w::JobStepRequest],
 ) -> Result<Vec<SoftwareStep>, ApiError> {
-    let rec = crate::operator::known_device(st, key).await?;
+    let rec = crate::extract::known_device(st, key).await?;
     if let Some(why) = rec.install_blocked {
         return Err(ApiError::Conflict {
             code: "cannot_install",

@@ -1,6 +1,7 @@
 //! Devices and their links to the center: the device protocol over HTTP and MQTT, the
 //! connections this instance holds, and the operator's view of devices.
 
+pub mod api;
 pub mod hub;
 pub mod mqtt;
 pub mod protocol;

@@ -380,5 +380,5 @@ pub async fn whoami(
     State(st): State<AppState>,
     DeviceAuth(key): DeviceAuth,
 ) -> Result<Json<DeviceView>, ApiError> {
-    crate::operator::device_view(&st, &key).await.map(Json)
+    crate::devices::api::device_view(&st, &key).await.map(Json)
 }

@@ -15,8 +15,8 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::device_key;
 use crate::extract::{DeviceAuth, JsonBody, OperatorAuth};
-use crate::operator::device_key;
 
 /// Events in one batch.
 pub const MAX_EVENTS_PER_BATCH: usize = 1000;
@@ -186,7 +186,7 @@ pub async fn list(
 ) -> Result<Json<w::ErrorList>, ApiError> {
     let key = device_key(&op, &id)?;
     if st.store.device(&key).await?.is_none() {
-        return Err(crate::operator::unknown_device(&st, &key).await);
+        return Err(crate::extract::unknown_device(&st, &key).await);
     }
     let since_ms = match &q.since {
         None => 0,
@@ -240,7 +240,7 @@ pub async fn request(
 ) -> Result<Json<fleetcare_wire::operator::RequestReportResponse>, ApiError> {
     let key = device_key(&op, &id)?;
     if st.store.device(&key).await?.is_none() {
-        return Err(crate::operator::unknown_device(&st, &key).await);
+        return Err(crate::extract::unknown_device(&st, &key).await);
     }
     let Some(via) =
         crate::cluster::send(&st, &key, Command::RequestErrors { scheduled: false }).await

@@ -37,8 +37,8 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::compat::api::{compat_report, job_view};
 use crate::error::ApiError;
+use crate::extract::device_key;
 use crate::extract::{DeviceAuth, OperatorAuth};
-use crate::operator::device_key;
 
 /// Firings waiting for the worker; ingest waits when the worker is this far behind.
 const QUEUE: usize = 4096;
@@ -587,7 +587,8 @@ impl Diag {
                         }
                         tracing::info!(device = %key.device_id, trouble = id, rule = %rule.id,
                             severity = rule.severity.as_str(), "trouble opened");
-                        st.events.notify(tenant, crate::cluster::events::Topic::Troubles);
+                        st.events
+                            .notify(tenant, crate::cluster::events::Topic::Troubles);
                         st.events.device(tenant, key.device_id.as_str());
                         if let Some(fix) = &rule.fix {
                             let mut job = None;
@@ -757,7 +758,8 @@ pub async fn job_finished(
             }
         }
     }
-    st.events.notify(key.tenant, crate::cluster::events::Topic::Troubles);
+    st.events
+        .notify(key.tenant, crate::cluster::events::Topic::Troubles);
     st.events.device(key.tenant, key.device_id.as_str());
     Ok(())
 }
@@ -1000,7 +1002,7 @@ pub async fn list_troubles(
         Some(d) => {
             let key = device_key(&op, d)?;
             // An unknown device says so (with the nearest ids), not an empty list.
-            crate::operator::known_device(&st, &key).await?;
+            crate::extract::known_device(&st, &key).await?;
             Some(key.device_id.to_string())
         }
         None => None,

@@ -597,7 +597,8 @@ impl Rollouts {
         }
         *self.seen.lock().expect("seen") = now;
         for tenant in moved {
-            st.events.notify(tenant, crate::cluster::events::Topic::Rollouts);
+            st.events
+                .notify(tenant, crate::cluster::events::Topic::Rollouts);
         }
         Ok(())
     }
@@ -774,7 +775,8 @@ impl Rollouts {
                         .await?
                     {
                         tracing::info!(rollout = r.id, %why, "rollout done");
-                        st.events.notify(r.tenant, crate::cluster::events::Topic::Rollouts);
+                        st.events
+                            .notify(r.tenant, crate::cluster::events::Topic::Rollouts);
                     }
                     return Ok(());
                 }
@@ -1703,7 +1705,7 @@ pub async fn put_labels(
     Path(id): Path<String>,
     JsonBody(l): JsonBody<w::DeviceLabels>,
 ) -> Result<Json<w::DeviceLabels>, ApiError> {
-    let key = crate::operator::device_key(&op, &id)?;
+    let key = crate::extract::device_key(&op, &id)?;
     if st.store.device(&key).await?.is_none() {
         return Err(ApiError::NotFound(format!("device {id}")));
     }

@@ -22,11 +22,11 @@ use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::error::ApiError;
-use crate::cluster::events;
-use crate::extract::{Client, OperatorAuth};
 use crate::AppState;
 use crate::access::{authz, session};
+use crate::cluster::events;
+use crate::error::ApiError;
+use crate::extract::{Client, OperatorAuth};
 
 pub mod chart;
 mod pages;
@@ -63,7 +63,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 /// The dashboard's routes (under `/ui/`), and `/` leading there.
 pub fn routes(state: AppState) -> Router<AppState> {
-    let timed = axum::middleware::from_fn_with_state(state, crate::request_timeout);
+    let timed = axum::middleware::from_fn_with_state(state, crate::routes::request_timeout);
     let pages = Router::new()
         .route("/ui/", get(pages::overview))
         .route("/ui/devices", get(pages::devices))

@@ -17,14 +17,15 @@ use serde::Deserialize;
 
 use super::chart::{self, Bar, StackRow};
 use super::{ASSET_CSS, ASSET_JS, Ui};
-use crate::error::ApiError;
-use crate::extract::Query;
 use crate::AppState;
 use crate::access::api as access;
 use crate::cluster::events;
 use crate::compat::api as compat_api;
+use crate::devices::api as devices_api;
 use crate::diag::logs as errors;
-use crate::{diag, operator, rollout};
+use crate::error::ApiError;
+use crate::extract::Query;
+use crate::{diag, rollout};
 
 /// Rows a device search shows (the count says how many matched).
 const SHOWN: usize = 200;
@@ -737,7 +738,7 @@ async fn devices_page(
             last_report: last_report(
                 rec.as_ref()
                     .and_then(|r| r.last_report.as_ref())
-                    .map(operator::last_report)
+                    .map(devices_api::last_report)
                     .as_ref(),
             ),
         });
@@ -984,17 +985,17 @@ pub async fn device(State(st): State<AppState>, ui: Ui, Path(id): Path<String>) 
 
 async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>, ApiError> {
     let s = || State(st.clone());
-    let Json(v) = operator::show_device(s(), ui.auth(), Path(id.clone())).await?;
+    let Json(v) = devices_api::show_device(s(), ui.auth(), Path(id.clone())).await?;
     let gap = st
         .store
-        .periodic_gap_ms(&operator::device_key(&ui.auth(), &id)?)
+        .periodic_gap_ms(&crate::extract::device_key(&ui.auth(), &id)?)
         .await?;
     let Json(compat) = compat_api::device_compat(s(), ui.auth(), Path(id.clone())).await?;
-    let Json(history) = operator::device_history(
+    let Json(history) = devices_api::device_history(
         s(),
         ui.auth(),
         Path(id.clone()),
-        Query(operator::HistoryQuery { limit: Some(100) }),
+        Query(devices_api::HistoryQuery { limit: Some(100) }),
     )
     .await?;
     let Json(errs) = errors::list(

@@ -1,5 +1,6 @@
-//! The operator API, under `/api/v1/`, and its OpenAPI document (`/api/v1/openapi.json`).
-//! Every query is scoped to the operator's tenant: another tenant's device is "not found".
+//! The operator's view of devices under `/api/v1/devices`: list, show, history, report
+//! requests and intervals, credentials. Every query is scoped to the operator's tenant:
+//! another tenant's device is "not found".
 
 use std::time::Duration;
 
@@ -13,18 +14,17 @@ use fleetcare_core::limits::{MAX_REPORT_INTERVAL_S, MIN_REPORT_INTERVAL_S};
 use fleetcare_store::{DeviceKey, ReportMeta};
 use fleetcare_wire::device::Command;
 use fleetcare_wire::operator::{
-    AllowReenroll, Change, DeviceList, DeviceSummary, DeviceView, Health, History, HistoryEvent,
-    LastReport, RequestReportResponse, SetReportInterval, UnitRef,
+    AllowReenroll, DeviceList, DeviceSummary, DeviceView, History, HistoryEvent, LastReport,
+    RequestReportResponse, SetReportInterval,
 };
-use fleetcare_wire::{ErrorBody, Software, Trigger, Unit, Via};
+use fleetcare_wire::{ErrorBody, Trigger};
 use serde::Deserialize;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::error::ApiError;
-use crate::extract::{JsonBody, OperatorAuth};
 use crate::devices::hub::Hub;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, OperatorAuth, device_key, known_device, unknown_device};
 
 /// Devices in one page of `GET /api/v1/devices`, by default and at most.
 const PAGE_DEFAULT: u32 = 100;
@@ -36,242 +36,6 @@ const HISTORY_MAX: u32 = 10_000;
 const MAX_REQUEST_WAIT_S: u64 = 30;
 /// Longest a re-enrollment allowance may last.
 const MAX_ALLOWANCE_S: u64 = 30 * 24 * 3600;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Fleetcare operator API",
-        description = "What the fleetcare CLI and dashboard use. Every request carries \
-                       `Authorization: Bearer <operator token>`; errors are `ErrorBody` JSON."
-    ),
-    paths(
-        list_devices,
-        show_device,
-        device_history,
-        request_report,
-        set_report_interval,
-        revoke_device,
-        rotate_credential,
-        allow_reenroll,
-        crate::compat::api::load_catalog,
-        crate::compat::api::show_catalog,
-        crate::compat::api::catalog_revisions,
-        crate::compat::api::device_compat,
-        crate::compat::units::list,
-        crate::compat::units::disable,
-        crate::compat::units::enable,
-        crate::compat::api::fleet,
-        crate::compat::api::get_policy,
-        crate::compat::api::set_policy,
-        crate::compat::api::list_jobs,
-        crate::compat::api::show_job,
-        crate::compat::api::approve_job,
-        crate::compat::api::cancel_job,
-        crate::delivery::create_job,
-        crate::delivery::publish_keys,
-        crate::delivery::show_keys,
-        crate::delivery::publish_release,
-        crate::delivery::list_releases,
-        crate::delivery::put_artifact,
-        crate::diag::logs::list,
-        crate::diag::logs::request,
-        crate::diag::logs::schedules,
-        crate::diag::logs::set_schedule,
-        crate::diag::logs::remove_schedule,
-        crate::diag::load_rules,
-        crate::diag::show_rules,
-        crate::diag::list_troubles,
-        crate::diag::show_trouble,
-        crate::diag::ack_trouble,
-        crate::diag::resolve_trouble,
-        crate::diag::device_about,
-        crate::rollout::create,
-        crate::rollout::list,
-        crate::rollout::show,
-        crate::rollout::devices,
-        crate::rollout::approve,
-        crate::rollout::pause,
-        crate::rollout::resume,
-        crate::rollout::abort,
-        crate::rollout::put_site,
-        crate::rollout::sites,
-        crate::rollout::put_labels,
-        crate::access::api::whoami,
-        crate::access::api::list_tokens,
-        crate::access::api::create_token,
-        crate::access::api::revoke_token,
-        crate::access::api::audit,
-        crate::access::api::list_customers,
-        crate::access::api::create_customer,
-        crate::access::session::login,
-        crate::access::session::logout,
-        crate::access::session::list_accounts,
-        crate::access::session::create_account,
-        crate::access::session::disable_account
-    ),
-    components(schemas(
-        fleetcare_wire::access::WhoAmI,
-        fleetcare_wire::access::CreateToken,
-        fleetcare_wire::access::CreatedToken,
-        fleetcare_wire::access::TokenInfo,
-        fleetcare_wire::access::TokenList,
-        fleetcare_wire::access::AuditEntry,
-        fleetcare_wire::access::AuditLog,
-        fleetcare_wire::access::CreateCustomer,
-        fleetcare_wire::access::CreatedCustomer,
-        fleetcare_wire::access::CustomerInfo,
-        fleetcare_wire::access::CustomerList,
-        fleetcare_wire::access::Login,
-        fleetcare_wire::access::LoggedIn,
-        fleetcare_wire::access::CreateAccount,
-        fleetcare_wire::access::AccountInfo,
-        fleetcare_wire::access::AccountList,
-        DeviceList,
-        DeviceSummary,
-        DeviceView,
-        LastReport,
-        History,
-        HistoryEvent,
-        Change,
-        UnitRef,
-        Unit,
-        Software,
-        Trigger,
-        Via,
-        RequestReportResponse,
-        SetReportInterval,
-        AllowReenroll,
-        Health,
-        ErrorBody,
-        fleetcare_wire::compat::CatalogInfo,
-        fleetcare_wire::compat::CatalogStats,
-        fleetcare_wire::compat::CatalogLoaded,
-        fleetcare_wire::compat::CompatReport,
-        fleetcare_wire::compat::Finding,
-        fleetcare_wire::compat::FindingUnit,
-        fleetcare_wire::compat::FindingSoftware,
-        fleetcare_wire::compat::Plan,
-        fleetcare_wire::compat::SoftwareStep,
-        fleetcare_wire::compat::HardwareStep,
-        fleetcare_wire::compat::Recommendation,
-        fleetcare_wire::compat::FleetCompat,
-        fleetcare_wire::compat::ModelCompat,
-        fleetcare_wire::compat::CompatPolicy,
-        fleetcare_wire::compat::Notification,
-        fleetcare_wire::compat::UnitService,
-        fleetcare_wire::compat::DisableUnit,
-        fleetcare_wire::compat::UnitServiceChanged,
-        fleetcare_wire::compat::Job,
-        fleetcare_wire::compat::JobList,
-        fleetcare_wire::compat::JobEvent,
-        fleetcare_wire::delivery::NewJobRequest,
-        fleetcare_wire::delivery::JobStepRequest,
-        fleetcare_wire::delivery::Release,
-        fleetcare_wire::delivery::ReleaseArtifact,
-        fleetcare_wire::delivery::ReleaseList,
-        fleetcare_wire::delivery::ArtifactStored,
-        fleetcare_wire::delivery::KeyListView,
-        fleetcare_wire::errors::ErrorList,
-        fleetcare_wire::errors::StoredErrorEvent,
-        fleetcare_wire::errors::PrinterAlert,
-        fleetcare_wire::errors::ErrorSchedule,
-        fleetcare_wire::errors::ErrorSchedules,
-        fleetcare_wire::errors::SetErrorSchedule,
-        fleetcare_wire::troubles::RulesLoaded,
-        fleetcare_wire::troubles::RulesView,
-        fleetcare_wire::troubles::RuleSummary,
-        fleetcare_wire::troubles::AbnormalRuleSummary,
-        fleetcare_wire::troubles::Trouble,
-        fleetcare_wire::troubles::TroubleList,
-        fleetcare_wire::troubles::Evidence,
-        fleetcare_wire::troubles::AbnormalUnit,
-        fleetcare_wire::troubles::DeviceSetting,
-        fleetcare_wire::troubles::DeviceSettings,
-        fleetcare_wire::troubles::ErrorRate,
-        fleetcare_wire::troubles::DeviceAbout,
-        fleetcare_wire::rollouts::ReleaseRef,
-        fleetcare_wire::rollouts::RolloutGates,
-        fleetcare_wire::rollouts::RolloutRequirements,
-        fleetcare_wire::rollouts::CreateRollout,
-        fleetcare_wire::rollouts::Wave,
-        fleetcare_wire::rollouts::Rollout,
-        fleetcare_wire::rollouts::RolloutList,
-        fleetcare_wire::rollouts::RolloutDevice,
-        fleetcare_wire::rollouts::RolloutDevices,
-        fleetcare_wire::rollouts::Site,
-        fleetcare_wire::rollouts::SiteList,
-        fleetcare_wire::rollouts::DeviceLabels
-    )),
-    modifiers(&BearerAuth),
-    security(("bearer" = []))
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
-    }
-}
-
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
-}
-
-pub(crate) fn device_key(op: &OperatorAuth, id: &str) -> Result<DeviceKey, ApiError> {
-    let device_id =
-        DeviceId::parse(id).map_err(|e| ApiError::BadRequest(format!("not a device id: {e}")))?;
-    Ok(DeviceKey {
-        tenant: op.0.tenant,
-        device_id,
-    })
-}
-
-/// The device's record, or "not found" naming the tenant's ids nearest to the one asked for.
-pub(crate) async fn known_device(
-    st: &AppState,
-    key: &DeviceKey,
-) -> Result<fleetcare_store::DeviceRecord, ApiError> {
-    match st.store.device(key).await? {
-        Some(d) => Ok(d),
-        None => Err(unknown_device(st, key).await),
-    }
-}
-
-/// "device X not found", with the nearest ids the tenant has ("did you mean …?").
-pub(crate) async fn unknown_device(st: &AppState, key: &DeviceKey) -> ApiError {
-    let asked = key.device_id.as_str();
-    let mut near: Vec<(usize, String)> = st
-        .store
-        .device_ids_like(key.tenant, asked)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|id| {
-            (
-                strsim::levenshtein(&id.to_lowercase(), &asked.to_lowercase()),
-                id,
-            )
-        })
-        .filter(|(d, _)| *d <= (asked.chars().count() / 3).max(2))
-        .collect();
-    near.sort();
-    let near: Vec<String> = near.into_iter().take(3).map(|(_, id)| id).collect();
-    if near.is_empty() {
-        ApiError::NotFound(format!("device {}", key.device_id))
-    } else {
-        ApiError::NotFound(format!(
-            "device {} (did you mean {}?)",
-            key.device_id,
-            near.join(", ")
-        ))
-    }
-}
 
 pub(crate) fn last_report(m: &ReportMeta) -> LastReport {
     LastReport {
@@ -473,7 +237,9 @@ pub async fn request_report(
                     Ok(n)
                         if n.tenant == key.tenant
                             && n.topic
-                                == crate::cluster::events::Topic::Device(key.device_id.as_str().into()) => {}
+                                == crate::cluster::events::Topic::Device(
+                                    key.device_id.as_str().into(),
+                                ) => {}
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,

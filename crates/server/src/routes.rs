@@ -1,0 +1,268 @@
+//! The whole HTTP surface of the center: every route, its body limit, timeout and
+//! authorization layer, in one table.
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Json, Router};
+use fleetcare_core::limits::{MAX_DEVICE_BODY, MAX_OPERATOR_BODY};
+use fleetcare_wire::operator::Health;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::extract::BodyLimit;
+
+use crate::*;
+
+/// Device requests (reports, error batches, enrollments, job status) processed at once.
+pub const DEVICE_REQUESTS_IN_FLIGHT: usize = 1024;
+
+/// The whole HTTP surface of the center.
+pub fn app(state: AppState) -> Router {
+    let timed = middleware::from_fn_with_state(state.clone(), request_timeout);
+    let device = Router::new()
+        .route("/device/v1/enroll", post(devices::protocol::enroll))
+        .route("/device/v1/reports", post(devices::protocol::report))
+        .route("/device/v1/self", get(devices::protocol::whoami))
+        .route(
+            "/device/v1/credential",
+            post(devices::protocol::rotate_credential),
+        )
+        .route("/device/v1/compat", get(compat::api::own_compat))
+        .route("/device/v1/about", get(diag::own_about))
+        .route("/device/v1/settings", get(diag::own_settings))
+        .route("/device/v1/jobs", get(delivery::device_jobs))
+        .route(
+            "/device/v1/notifications",
+            get(compat::api::own_notifications),
+        )
+        .route("/device/v1/errors", post(diag::logs::upload))
+        .route("/device/v1/jobs/{id}/status", post(delivery::job_status))
+        // Agents gzip their larger bodies; the limit below applies to what they inflate to.
+        .layer(
+            tower::ServiceBuilder::new()
+                // A storm of devices (a restart of the fleet's center) is taken a bounded number
+                // at a time; the others wait their turn with their bodies unread.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    DEVICE_REQUESTS_IN_FLIGHT,
+                ))
+                .layer(tower_http::decompression::RequestDecompressionLayer::new())
+                .layer(tower_http::map_request_body::MapRequestBodyLayer::new(
+                    axum::body::Body::new,
+                )),
+        )
+        .layer(timed.clone())
+        // Downloads take as long as the bytes take.
+        .route("/device/v1/artifacts/{sha256}", get(delivery::get_artifact))
+        // Long polls and push channels bound themselves.
+        .route("/device/v1/push", get(devices::protocol::push))
+        .route("/device/v1/poll", get(devices::protocol::poll))
+        .layer(DefaultBodyLimit::max(MAX_DEVICE_BODY))
+        .layer(Extension(BodyLimit(MAX_DEVICE_BODY)));
+    let operator = Router::new()
+        .route("/api/v1/devices", get(devices::api::list_devices))
+        .route("/api/v1/devices/{id}", get(devices::api::show_device))
+        .route(
+            "/api/v1/devices/{id}/history",
+            get(devices::api::device_history),
+        )
+        .route(
+            "/api/v1/devices/{id}/request-report",
+            post(devices::api::request_report),
+        )
+        .route(
+            "/api/v1/devices/{id}/report-interval",
+            put(devices::api::set_report_interval),
+        )
+        .route(
+            "/api/v1/devices/{id}/revoke",
+            post(devices::api::revoke_device),
+        )
+        .route(
+            "/api/v1/devices/{id}/rotate-credential",
+            post(devices::api::rotate_credential),
+        )
+        .route(
+            "/api/v1/devices/{id}/allow-reenroll",
+            post(devices::api::allow_reenroll),
+        )
+        .route(
+            "/api/v1/devices/{id}/compat",
+            get(compat::api::device_compat),
+        )
+        .route("/api/v1/devices/{id}/units", get(compat::units::list))
+        .route(
+            "/api/v1/devices/{id}/units/{slot}/disable",
+            post(compat::units::disable),
+        )
+        .route(
+            "/api/v1/devices/{id}/units/{slot}/enable",
+            post(compat::units::enable),
+        )
+        .route(
+            "/api/v1/catalog/revisions",
+            get(compat::api::catalog_revisions),
+        )
+        .route("/api/v1/compat/fleet", get(compat::api::fleet))
+        .route("/api/v1/troubles", get(diag::list_troubles))
+        .route("/api/v1/rollouts", get(rollout::list).post(rollout::create))
+        .route("/api/v1/rollouts/{id}", get(rollout::show))
+        .route("/api/v1/rollouts/{id}/devices", get(rollout::devices))
+        .route("/api/v1/rollouts/{id}/approve", post(rollout::approve))
+        .route("/api/v1/rollouts/{id}/pause", post(rollout::pause))
+        .route("/api/v1/rollouts/{id}/resume", post(rollout::resume))
+        .route("/api/v1/rollouts/{id}/abort", post(rollout::abort))
+        .route("/api/v1/sites", get(rollout::sites))
+        .route("/api/v1/sites/{name}", put(rollout::put_site))
+        .route("/api/v1/devices/{id}/labels", put(rollout::put_labels))
+        .route("/api/v1/troubles/{id}", get(diag::show_trouble))
+        .route("/api/v1/troubles/{id}/ack", post(diag::ack_trouble))
+        .route("/api/v1/troubles/{id}/resolve", post(diag::resolve_trouble))
+        .route("/api/v1/devices/{id}/about", get(diag::device_about))
+        .route(
+            "/api/v1/compat/policy",
+            get(compat::api::get_policy).put(compat::api::set_policy),
+        )
+        .route(
+            "/api/v1/jobs",
+            get(compat::api::list_jobs).post(delivery::create_job),
+        )
+        .route("/api/v1/releases", get(delivery::list_releases))
+        .route("/api/v1/devices/{id}/errors", get(diag::logs::list))
+        .route(
+            "/api/v1/error-schedules",
+            get(diag::logs::schedules)
+                .put(diag::logs::set_schedule)
+                .delete(diag::logs::remove_schedule),
+        )
+        .route(
+            "/api/v1/devices/{id}/request-errors",
+            post(diag::logs::request),
+        )
+        .route("/api/v1/keys", get(delivery::show_keys))
+        .route("/api/v1/jobs/{id}", get(compat::api::show_job))
+        .route("/api/v1/jobs/{id}/approve", post(compat::api::approve_job))
+        .route("/api/v1/jobs/{id}/cancel", post(compat::api::cancel_job))
+        .route("/api/v1/whoami", get(access::api::whoami))
+        .route(
+            "/api/v1/tokens",
+            get(access::api::list_tokens).post(access::api::create_token),
+        )
+        .route(
+            "/api/v1/tokens/{id}/revoke",
+            post(access::api::revoke_token),
+        )
+        .route("/api/v1/audit", get(access::api::audit))
+        .route("/api/v1/logout", post(access::session::logout))
+        .route(
+            "/api/v1/accounts",
+            get(access::session::list_accounts).post(access::session::create_account),
+        )
+        .route(
+            "/api/v1/accounts/{name}/disable",
+            post(access::session::disable_account),
+        )
+        .route(
+            "/api/v1/customers",
+            get(access::api::list_customers).post(access::api::create_customer),
+        )
+        .layer(timed.clone())
+        .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
+        .layer(Extension(BodyLimit(MAX_OPERATOR_BODY)));
+    // Catalogs and rules are larger than other operator bodies.
+    let catalog = Router::new()
+        .route(
+            "/api/v1/catalog",
+            get(compat::api::show_catalog).post(compat::api::load_catalog),
+        )
+        .route("/api/v1/rules", get(diag::show_rules).put(diag::load_rules))
+        .layer(timed.clone())
+        .layer(DefaultBodyLimit::max(compat::api::MAX_CATALOG_BODY))
+        .layer(Extension(BodyLimit(compat::api::MAX_CATALOG_BODY)));
+    // Signed envelopes have their own bound.
+    let signed = Router::new()
+        .route("/api/v1/keys", post(delivery::publish_keys))
+        .route("/api/v1/releases", post(delivery::publish_release))
+        .layer(timed.clone())
+        .layer(DefaultBodyLimit::max(delivery::MAX_ENVELOPE_BODY))
+        .layer(Extension(BodyLimit(delivery::MAX_ENVELOPE_BODY)));
+    // Artifact uploads are bounded by the size their release signed and by an idle timeout.
+    let upload = Router::new()
+        .route("/api/v1/artifacts/{sha256}", put(delivery::put_artifact))
+        .layer(DefaultBodyLimit::disable());
+    // Every operator route: authenticated, authorized by the one table, audited.
+    let operator_api = Router::new()
+        .merge(operator)
+        .merge(catalog)
+        .merge(signed)
+        .merge(upload)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::authz::authorize,
+        ));
+    // Logging in is how a session begins: outside the authorization layer, bounded like the
+    // rest, and limited by the failed-authentication budget of the client's address.
+    let login = Router::new()
+        .route("/api/v1/login", post(access::session::login))
+        .layer(timed.clone())
+        .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
+        .layer(Extension(BodyLimit(MAX_OPERATOR_BODY)));
+    Router::new()
+        .merge(device)
+        .merge(operator_api)
+        .merge(login)
+        .merge(ui::routes(state.clone()))
+        .route("/healthz", get(healthz))
+        // The API's description is public, like the API's documentation.
+        .route("/api/v1/openapi.json", get(openapi::openapi))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound("this endpoint".into()) })
+        .with_state(state)
+        .layer(TraceLayer::new_for_http())
+}
+
+/// A request that takes longer than the configured timeout, body included, is answered 408.
+pub(crate) async fn request_timeout(
+    State(st): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(st.settings.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            st.metrics.rejected("timeout");
+            ApiError::Timeout(st.settings.request_timeout).into_response()
+        }
+    }
+}
+
+async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
+    let stopping = *st.shutdown.borrow();
+    let status = if stopping {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        Json(Health {
+            status: if stopping { "shutting_down" } else { "ok" }.to_owned(),
+            store: st.store.backend().to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }),
+    )
+}
+
+async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    st.metrics.observe_group_commits(st.store.group_commits());
+    st.metrics.observe_process();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+}

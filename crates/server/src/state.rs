@@ -1,0 +1,121 @@
+//! What every handler shares ([`AppState`]), assembled in one place from the config.
+
+use crate::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetcare_core::clock::Clock;
+use fleetcare_store::Store;
+use tokio::sync::watch;
+
+use crate::access::credentials::CredentialCache;
+use crate::devices::hub::Hub;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+
+/// How long a cached device credential is trusted without asking the store; a revocation on
+/// another instance takes effect here within this time.
+pub const CREDENTIAL_TTL_MS: i64 = 10_000;
+/// Cached device credentials at most (about 150 bytes each).
+pub const CREDENTIAL_CACHE_ENTRIES: usize = 1_000_000;
+
+/// Settings the handlers read (from [`ServerConfig`]).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub push_idle_timeout: Duration,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub device_client_cert: config::ClientCert,
+    /// The center's own tenant (logins name no other by default).
+    pub tenant: String,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    /// This instance among the others on a shared store.
+    pub cluster: Arc<cluster::Cluster>,
+    pub compat: Arc<compat::Compat>,
+    pub diag: Arc<diag::Diag>,
+    pub rollouts: Arc<rollout::Rollouts>,
+    /// Change notices for the dashboard's live pages.
+    pub events: Arc<cluster::events::Events>,
+    /// The dashboard's short-lived summaries.
+    pub ui: Arc<ui::Cache>,
+    pub credentials: Arc<CredentialCache>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Arc<Settings>,
+    /// Artifact bytes, content-addressed.
+    pub artifacts: Arc<delivery::Artifacts>,
+    /// Each device's request budget (429 when spent).
+    pub device_limits: Arc<RateLimiter<fleetcare_store::DeviceKey>>,
+    /// Each client address's budget of failed authentications.
+    pub auth_failures: Arc<RateLimiter<std::net::IpAddr>>,
+    /// Whose forwarded headers are believed.
+    pub proxies: Arc<access::peer::TrustedProxies>,
+    /// Tenant ids by name, for client certificates (which name their tenant).
+    pub tenant_ids:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, fleetcare_store::TenantId>>>,
+    /// The link to the MQTT broker, where `mqtt_url` is set (once connected at start).
+    pub mqtt: Arc<std::sync::OnceLock<Arc<devices::mqtt::Mqtt>>>,
+    /// Becomes `true` when the center shuts down: push channels close, long polls answer.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// State over `store`, and the sender that starts a shutdown.
+    pub fn new(
+        store: Store,
+        config: &ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> (AppState, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let poll_grace_ms = i64::try_from(config.poll_grace.as_millis()).unwrap_or(i64::MAX);
+        let state = AppState {
+            cluster: Arc::new(cluster::Cluster::new(store.is_shared())),
+            store,
+            hub: Arc::new(Hub::new(clock.clone(), poll_grace_ms)),
+            compat: Arc::new(compat::Compat::new()),
+            diag: Arc::new(diag::Diag::new()),
+            rollouts: Arc::new(rollout::Rollouts::default()),
+            events: Arc::new(cluster::events::Events::default()),
+            ui: Arc::new(ui::Cache::default()),
+            credentials: Arc::new(CredentialCache::new(
+                CREDENTIAL_TTL_MS,
+                CREDENTIAL_CACHE_ENTRIES,
+            )),
+            metrics: Arc::new(Metrics::new()),
+            clock,
+            settings: Arc::new(Settings {
+                push_idle_timeout: config.push_idle_timeout,
+                request_timeout: config.request_timeout,
+                header_read_timeout: config.header_read_timeout,
+                device_client_cert: config.device_client_cert,
+                tenant: config.tenant.clone(),
+            }),
+            device_limits: Arc::new(RateLimiter::new(
+                config.device_rate_per_s,
+                config.device_burst,
+            )),
+            auth_failures: Arc::new(RateLimiter::per_minute(config.auth_failures_per_min)),
+            tenant_ids: Arc::default(),
+            // The config was checked when it was read.
+            proxies: Arc::new(
+                access::peer::TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default(),
+            ),
+            artifacts: Arc::new(delivery::Artifacts::new(
+                config
+                    .artifact_dir
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("artifacts")),
+                config.artifact_cache_bytes,
+            )),
+            mqtt: Arc::default(),
+            shutdown: rx,
+        };
+        (state, tx)
+    }
+}
