@@ -57,7 +57,7 @@ pub struct ServerConfig {
     pub auth_failures_per_min: u64,
     /// Devices may also connect through this MQTT broker (`mqtt_url` and the other `mqtt_*`
     /// keys); `None`: HTTP only.
-    pub mqtt: Option<crate::devices::mqtt::MqttSettings>,
+    pub mqtt: Option<MqttSettings>,
 }
 
 /// The center's certificate and key, and the CA that signs device certificates.
@@ -198,7 +198,7 @@ impl ServerConfig {
                 None
             }
             Some(url) => {
-                match crate::devices::mqtt::parse_url(&url) {
+                match fleetcare_wire::mqtt::parse_url(&url) {
                     Err(e) => r.problem(format!("`mqtt_url`: {e}")),
                     Ok((true, _, _)) if mqtt_ca_file.is_none() => {
                         r.problem("`mqtt_url`: mqtts:// needs `mqtt_ca_file`");
@@ -211,7 +211,7 @@ impl ServerConfig {
                 if mqtt_share_group.is_empty() || mqtt_share_group.contains(['/', '+', '#']) {
                     r.problem("`mqtt_share_group`: a name without / + #");
                 }
-                Some(crate::devices::mqtt::MqttSettings {
+                Some(MqttSettings {
                     url,
                     username: mqtt_username,
                     password_file: mqtt_password_file,
@@ -290,4 +290,18 @@ mod tests {
         .expect_err("invalid");
         assert_eq!(err.problems.len(), 4, "{err}");
     }
+}
+
+/// Where the broker is and how the center logs in (config keys `mqtt_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttSettings {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    pub username: Option<String>,
+    /// A file holding the password (never the password in the config itself).
+    pub password_file: Option<PathBuf>,
+    /// For `mqtts://`: the CA that signed the broker's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// The shared subscription's group: instances in one group split the messages.
+    pub share_group: String,
 }

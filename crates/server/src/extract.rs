@@ -299,7 +299,8 @@ impl FromRequestParts<AppState> for DeviceAuth {
     }
 }
 
-/// The operator [`crate::access::authz::authorize`] authenticated and authorized for this request.
+/// The operator that the authorization layer (`access::authz::authorize`) authenticated and
+/// authorized for this request.
 /// A handler outside that layer gets a 500, never an operator whose role nobody checked.
 #[derive(Debug, Clone)]
 pub struct OperatorAuth(pub Operator);

@@ -77,11 +77,11 @@ use utoipa::{Modify, OpenApi};
         crate::access::api::audit,
         crate::access::api::list_customers,
         crate::access::api::create_customer,
-        crate::access::session::login,
-        crate::access::session::logout,
-        crate::access::session::list_accounts,
-        crate::access::session::create_account,
-        crate::access::session::disable_account
+        crate::access::accounts::login,
+        crate::access::accounts::logout,
+        crate::access::accounts::list_accounts,
+        crate::access::accounts::create_account,
+        crate::access::accounts::disable_account
     ),
     components(schemas(
         fleetcare_wire::access::WhoAmI,

@@ -155,14 +155,14 @@ pub fn app(state: AppState) -> Router {
             post(access::api::revoke_token),
         )
         .route("/api/v1/audit", get(access::api::audit))
-        .route("/api/v1/logout", post(access::session::logout))
+        .route("/api/v1/logout", post(access::accounts::logout))
         .route(
             "/api/v1/accounts",
-            get(access::session::list_accounts).post(access::session::create_account),
+            get(access::accounts::list_accounts).post(access::accounts::create_account),
         )
         .route(
             "/api/v1/accounts/{name}/disable",
-            post(access::session::disable_account),
+            post(access::accounts::disable_account),
         )
         .route(
             "/api/v1/customers",
@@ -205,7 +205,7 @@ pub fn app(state: AppState) -> Router {
     // Logging in is how a session begins: outside the authorization layer, bounded like the
     // rest, and limited by the failed-authentication budget of the client's address.
     let login = Router::new()
-        .route("/api/v1/login", post(access::session::login))
+        .route("/api/v1/login", post(access::accounts::login))
         .layer(timed.clone())
         .layer(DefaultBodyLimit::max(MAX_OPERATOR_BODY))
         .layer(Extension(BodyLimit(MAX_OPERATOR_BODY)));

@@ -60,7 +60,7 @@ pub struct AppState {
     pub tenant_ids:
         Arc<std::sync::Mutex<std::collections::HashMap<String, fleetcare_store::TenantId>>>,
     /// The link to the MQTT broker, where `mqtt_url` is set (once connected at start).
-    pub mqtt: Arc<std::sync::OnceLock<Arc<devices::mqtt::Mqtt>>>,
+    pub mqtt: Arc<std::sync::OnceLock<Arc<devices::link::Mqtt>>>,
     /// Becomes `true` when the center shuts down: push channels close, long polls answer.
     pub shutdown: watch::Receiver<bool>,
 }

@@ -62,7 +62,7 @@ impl Notice {
 
 pub struct Events {
     tx: broadcast::Sender<Notice>,
-    /// To the other instances (set by [`crate::cluster::bus::start`] on a shared store).
+    /// To the other instances (set by the bus when it starts, on a shared store).
     outbound: std::sync::OnceLock<tokio::sync::mpsc::Sender<Notice>>,
     /// Permits for live streams.
     pub streams: Arc<Semaphore>,

@@ -175,7 +175,7 @@ pub async fn online(st: &AppState, key: &DeviceKey) -> Option<Via> {
     if let Some(v) = st.hub.online(key) {
         return Some(v);
     }
-    if crate::devices::mqtt::holds(st, key) {
+    if crate::devices::link::holds(st, key) {
         return Some(Via::Mqtt);
     }
     remote(st, key).await.map(|(_, v)| v)
@@ -200,15 +200,15 @@ pub async fn send(st: &AppState, key: &DeviceKey, command: Command) -> Option<Vi
     if let Some(v) = st.hub.send(key, command.clone()) {
         return Some(v);
     }
-    if crate::devices::mqtt::holds(st, key) {
-        return crate::devices::mqtt::send(st, key, &command)
+    if crate::devices::link::holds(st, key) {
+        return crate::devices::link::send(st, key, &command)
             .await
             .then_some(Via::Mqtt);
     }
     let (to, via) = remote(st, key).await?;
-    if to == crate::devices::mqtt::INSTANCE {
+    if to == crate::devices::link::INSTANCE {
         // The broker holds the device's connection: any instance linked to it publishes.
-        return crate::devices::mqtt::send(st, key, &command)
+        return crate::devices::link::send(st, key, &command)
             .await
             .then_some(Via::Mqtt);
     }
@@ -236,8 +236,8 @@ pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> 
     let mut rest: HashMap<TenantId, Vec<&DeviceKey>> = HashMap::new();
     for k in keys {
         if st.hub.send(k, command.clone()).is_some()
-            || (crate::devices::mqtt::holds(st, k)
-                && crate::devices::mqtt::send(st, k, command).await)
+            || (crate::devices::link::holds(st, k)
+                && crate::devices::link::send(st, k, command).await)
         {
             told += 1;
         } else if st.cluster.shared {
@@ -268,10 +268,10 @@ pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> 
                 Err(e) => tracing::warn!(error = %e, "reading where devices are connected failed"),
             }
         }
-        if let Some(ds) = by.remove(crate::devices::mqtt::INSTANCE) {
+        if let Some(ds) = by.remove(crate::devices::link::INSTANCE) {
             for d in ds {
                 if let Some(k) = key_of(t, &d)
-                    && crate::devices::mqtt::send(st, &k, command).await
+                    && crate::devices::link::send(st, &k, command).await
                 {
                     told += 1;
                 }
@@ -301,7 +301,7 @@ pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> 
 pub async fn revoke(st: &AppState, key: &DeviceKey) {
     st.credentials.forget(key);
     st.hub.revoke(key);
-    crate::devices::mqtt::revoked(st, key).await;
+    crate::devices::link::revoked(st, key).await;
     tell(
         st,
         Message::Revoked {
@@ -316,7 +316,7 @@ pub async fn revoke(st: &AppState, key: &DeviceKey) {
 /// of the tenant's presence at most [`SNAPSHOT_TTL`] old (one query per tenant, not one per
 /// device shown).
 pub async fn seen_online(st: &AppState, key: &DeviceKey) -> bool {
-    if st.hub.online(key).is_some() || crate::devices::mqtt::holds(st, key) {
+    if st.hub.online(key).is_some() || crate::devices::link::holds(st, key) {
         return true;
     }
     snapshot(st, key.tenant)
@@ -455,10 +455,10 @@ async fn beat(st: &AppState, addr: &str) {
         tracing::warn!(error = %e, "the heartbeat failed");
     }
     // Devices on the broker are present while any instance linked to it lives.
-    if crate::devices::mqtt::linked(st)
+    if crate::devices::link::linked(st)
         && let Err(e) = st
             .store
-            .heartbeat(crate::devices::mqtt::INSTANCE, "mqtt", now)
+            .heartbeat(crate::devices::link::INSTANCE, "mqtt", now)
             .await
     {
         tracing::warn!(error = %e, "the MQTT heartbeat failed");
@@ -567,7 +567,7 @@ async fn heard(st: &AppState, m: Message) {
             if let Some(key) = key_of(t, &d) {
                 st.credentials.forget(&key);
                 st.hub.revoke(&key);
-                crate::devices::mqtt::revoked(st, &key).await;
+                crate::devices::link::revoked(st, &key).await;
             }
         }
         Message::Catalog { t } => st.compat.reload_catalog(st, t).await,

@@ -3,5 +3,6 @@
 
 pub mod api;
 pub mod hub;
+pub mod link;
 pub mod mqtt;
 pub mod protocol;

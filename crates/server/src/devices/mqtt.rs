@@ -18,15 +18,13 @@
 //! any of them can publish a command on the device's `down/command`, since the broker, not
 //! an instance, holds the device's connection.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleetcare_core::DeviceId;
 use fleetcare_core::limits::MAX_DEVICE_BODY;
 use fleetcare_store::DeviceKey;
-use fleetcare_wire::device::{Command, StructureReport};
+use fleetcare_wire::device::StructureReport;
 use fleetcare_wire::errors::ErrorBatch;
 use fleetcare_wire::mqtt::{self as w, Ack, Status};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, Transport};
@@ -35,10 +33,10 @@ use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 use crate::AppState;
+use crate::config::MqttSettings;
+use crate::devices::link::{INSTANCE, Mqtt};
 use crate::error::ApiError;
 
-/// The pseudo-instance under which devices connected over MQTT are present.
-pub const INSTANCE: &str = "mqtt";
 /// Messages processed at once by one instance (more wait at the broker).
 pub const IN_FLIGHT: usize = 256;
 /// Longest message the center takes (the largest HTTP body plus its envelope).
@@ -46,35 +44,7 @@ pub const MAX_PACKET: usize = MAX_DEVICE_BODY + 4096;
 /// Wait before connecting again after the broker went away.
 const RECONNECT: Duration = Duration::from_secs(1);
 
-/// Where the broker is and how the center logs in (config keys `mqtt_*`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MqttSettings {
-    /// `mqtt://host:port` or `mqtts://host:port`.
-    pub url: String,
-    pub username: Option<String>,
-    /// A file holding the password (never the password in the config itself).
-    pub password_file: Option<PathBuf>,
-    /// For `mqtts://`: the CA that signed the broker's certificate.
-    pub ca_file: Option<PathBuf>,
-    /// The shared subscription's group: instances in one group split the messages.
-    pub share_group: String,
-}
-
-pub use fleetcare_wire::mqtt::parse_url;
-
-/// This instance's link to the broker.
-pub struct Mqtt {
-    client: AsyncClient,
-    /// Devices known here to be connected over MQTT (alone; on a shared store, the store's
-    /// presence is the truth and this only saves writing it again).
-    online: Mutex<HashSet<DeviceKey>>,
-}
-
-impl std::fmt::Debug for Mqtt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mqtt").finish_non_exhaustive()
-    }
-}
+use fleetcare_wire::mqtt::parse_url;
 
 /// Connect to the broker and start taking devices' messages. The session reconnects by
 /// itself; a broker that cannot be reached at start is an error only in the log (devices
@@ -332,20 +302,6 @@ async fn serve(
     }
 }
 
-impl Mqtt {
-    /// Publish `message` as JSON on `topic` (QoS 1, not retained).
-    async fn publish(
-        &self,
-        topic: String,
-        message: &impl serde::Serialize,
-    ) -> Result<(), rumqttc::ClientError> {
-        let payload = serde_json::to_vec(message).expect("wire types serialize");
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-    }
-}
-
 async fn answer(st: &AppState, link: &Mqtt, key: &DeviceKey, ack: &Ack) {
     if let Err(e) = link
         .publish(w::ack_topic(key.tenant, key.device_id.as_str()), ack)
@@ -391,51 +347,4 @@ async fn left(st: &AppState, link: &Mqtt, key: &DeviceKey) {
         tracing::warn!(device = %key.device_id, error = %e, "recording a device gone from MQTT failed");
     }
     st.events.device(key.tenant, key.device_id.as_str());
-}
-
-/// Whether this instance alone knows the device to be connected over MQTT (on a shared store
-/// the store's presence answers instead).
-pub fn holds(st: &AppState, key: &DeviceKey) -> bool {
-    !st.cluster.is_shared()
-        && st
-            .mqtt
-            .get()
-            .is_some_and(|l| l.online.lock().expect("mqtt").contains(key))
-}
-
-/// Publish a command on the device's command topic; `false` if this instance has no broker.
-pub async fn send(st: &AppState, key: &DeviceKey, command: &Command) -> bool {
-    let Some(link) = st.mqtt.get() else {
-        tracing::warn!(device = %key.device_id, "a device is connected over MQTT, but this instance has no mqtt_url");
-        return false;
-    };
-    match link
-        .publish(
-            w::command_topic(key.tenant, key.device_id.as_str()),
-            command,
-        )
-        .await
-    {
-        Ok(()) => {
-            st.metrics.commands_sent.inc();
-            true
-        }
-        Err(e) => {
-            tracing::warn!(device = %key.device_id, error = %e, "publishing a command failed");
-            false
-        }
-    }
-}
-
-/// The device's credential was revoked: it is no longer connected (its broker session is
-/// the broker's; every message it sends is refused from now on).
-pub async fn revoked(st: &AppState, key: &DeviceKey) {
-    if let Some(link) = st.mqtt.get() {
-        link.online.lock().expect("mqtt").remove(key);
-    }
-}
-
-/// Whether this instance is linked to a broker (it keeps [`INSTANCE`] alive).
-pub fn linked(st: &AppState) -> bool {
-    st.mqtt.get().is_some()
 }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
-use crate::access::{authz, session};
+use crate::access::{accounts, authz, session};
 use crate::cluster::events;
 use crate::error::ApiError;
 use crate::extract::{Client, OperatorAuth};
@@ -266,7 +266,7 @@ async fn login_form(
         name: f.name.trim().to_owned(),
         password: f.password,
     };
-    match session::begin(&st, &client, req, "/ui/login").await {
+    match accounts::begin(&st, &client, req, "/ui/login").await {
         Ok((cookie, _)) => {
             let mut resp = Redirect::to(&next).into_response();
             resp.headers_mut().insert(header::SET_COOKIE, cookie);
