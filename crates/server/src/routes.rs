@@ -33,13 +33,16 @@ pub fn app(state: AppState) -> Router {
         .route("/device/v1/compat", get(compat::api::own_compat))
         .route("/device/v1/about", get(diag::own_about))
         .route("/device/v1/settings", get(diag::own_settings))
-        .route("/device/v1/jobs", get(delivery::device_jobs))
+        .route("/device/v1/jobs", get(delivery::api::device_jobs))
         .route(
             "/device/v1/notifications",
             get(compat::api::own_notifications),
         )
         .route("/device/v1/errors", post(diag::logs::upload))
-        .route("/device/v1/jobs/{id}/status", post(delivery::job_status))
+        .route(
+            "/device/v1/jobs/{id}/status",
+            post(delivery::api::job_status),
+        )
         // Agents gzip their larger bodies; the limit below applies to what they inflate to.
         .layer(
             tower::ServiceBuilder::new()
@@ -55,7 +58,10 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(timed.clone())
         // Downloads take as long as the bytes take.
-        .route("/device/v1/artifacts/{sha256}", get(delivery::get_artifact))
+        .route(
+            "/device/v1/artifacts/{sha256}",
+            get(delivery::api::get_artifact),
+        )
         // Long polls and push channels bound themselves.
         .route("/device/v1/push", get(devices::protocol::push))
         .route("/device/v1/poll", get(devices::protocol::poll))
@@ -127,9 +133,9 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/api/v1/jobs",
-            get(compat::api::list_jobs).post(delivery::create_job),
+            get(delivery::api::list_jobs).post(delivery::api::create_job),
         )
-        .route("/api/v1/releases", get(delivery::list_releases))
+        .route("/api/v1/releases", get(delivery::api::list_releases))
         .route("/api/v1/devices/{id}/errors", get(diag::logs::list))
         .route(
             "/api/v1/error-schedules",
@@ -141,10 +147,13 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/devices/{id}/request-errors",
             post(diag::logs::request),
         )
-        .route("/api/v1/keys", get(delivery::show_keys))
-        .route("/api/v1/jobs/{id}", get(compat::api::show_job))
-        .route("/api/v1/jobs/{id}/approve", post(compat::api::approve_job))
-        .route("/api/v1/jobs/{id}/cancel", post(compat::api::cancel_job))
+        .route("/api/v1/keys", get(delivery::api::show_keys))
+        .route("/api/v1/jobs/{id}", get(delivery::api::show_job))
+        .route(
+            "/api/v1/jobs/{id}/approve",
+            post(delivery::api::approve_job),
+        )
+        .route("/api/v1/jobs/{id}/cancel", post(delivery::api::cancel_job))
         .route("/api/v1/whoami", get(access::api::whoami))
         .route(
             "/api/v1/tokens",
@@ -183,14 +192,17 @@ pub fn app(state: AppState) -> Router {
         .layer(Extension(BodyLimit(compat::api::MAX_CATALOG_BODY)));
     // Signed envelopes have their own bound.
     let signed = Router::new()
-        .route("/api/v1/keys", post(delivery::publish_keys))
-        .route("/api/v1/releases", post(delivery::publish_release))
+        .route("/api/v1/keys", post(delivery::api::publish_keys))
+        .route("/api/v1/releases", post(delivery::api::publish_release))
         .layer(timed.clone())
-        .layer(DefaultBodyLimit::max(delivery::MAX_ENVELOPE_BODY))
-        .layer(Extension(BodyLimit(delivery::MAX_ENVELOPE_BODY)));
+        .layer(DefaultBodyLimit::max(delivery::api::MAX_ENVELOPE_BODY))
+        .layer(Extension(BodyLimit(delivery::api::MAX_ENVELOPE_BODY)));
     // Artifact uploads are bounded by the size their release signed and by an idle timeout.
     let upload = Router::new()
-        .route("/api/v1/artifacts/{sha256}", put(delivery::put_artifact))
+        .route(
+            "/api/v1/artifacts/{sha256}",
+            put(delivery::api::put_artifact),
+        )
         .layer(DefaultBodyLimit::disable());
     // Every operator route: authenticated, authorized by the one table, audited.
     let operator_api = Router::new()

@@ -49,7 +49,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
     /// Artifact bytes, content-addressed.
-    pub artifacts: Arc<delivery::Artifacts>,
+    pub artifacts: Arc<delivery::artifacts::Artifacts>,
     /// Each device's request budget (429 when spent).
     pub device_limits: Arc<RateLimiter<fleetcare_store::DeviceKey>>,
     /// Each client address's budget of failed authentications.
@@ -106,7 +106,7 @@ impl AppState {
             proxies: Arc::new(
                 access::peer::TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default(),
             ),
-            artifacts: Arc::new(delivery::Artifacts::new(
+            artifacts: Arc::new(delivery::artifacts::Artifacts::new(
                 config
                     .artifact_dir
                     .clone()

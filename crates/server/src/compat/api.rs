@@ -1,5 +1,5 @@
-//! The operator API for compatibility (catalog, per-device report, fleet counts, policy) and
-//! jobs; and the device's own compatibility report.
+//! The operator API for compatibility (catalog, per-device report, fleet counts, policy) and the
+//! device's own compatibility report and notifications. Jobs are delivery's (`delivery::api`).
 
 use crate::extract::Query;
 use axum::Json;
@@ -7,9 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use fleetcare_compat::{DeviceFacts, FindingKind, PlanOutcome, Policy, State as CompatState};
 use fleetcare_core::clock::rfc3339;
-use fleetcare_store::{
-    DeviceKey, JobFilter, JobRecord, NotificationRecord, PolicyRecord, TenantId, Transition,
-};
+use fleetcare_store::{DeviceKey, NotificationRecord, PolicyRecord};
 use fleetcare_wire::ErrorBody;
 use fleetcare_wire::compat as w;
 use serde::Deserialize;
@@ -121,34 +119,6 @@ pub(crate) fn notification_view(n: NotificationRecord) -> w::Notification {
         created_at: rfc3339(n.created_at_ms),
         delivered_at: n.delivered_at_ms.map(rfc3339),
         switched_to: body.switched_to,
-    }
-}
-
-pub(crate) fn job_view(j: JobRecord) -> w::Job {
-    let progress: Option<serde_json::Value> = j
-        .progress_json
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok());
-    let bytes = |k: &str| progress.as_ref().and_then(|p| p[k].as_u64());
-    w::Job {
-        bytes_done: bytes("bytes_done"),
-        bytes_total: bytes("bytes_total"),
-        events: Vec::new(),
-        id: j.id,
-        device_id: j.device_id,
-        origin: j.origin,
-        state: j.state,
-        reason: j.reason,
-        detail: j.detail,
-        steps: serde_json::from_str(&j.steps_json).unwrap_or_default(),
-        catalog_revision: j.catalog_revision,
-        created_by: j.created_by,
-        created_at: rfc3339(j.created_at_ms),
-        updated_at: rfc3339(j.updated_at_ms),
-        expires_at: rfc3339(j.expires_at_ms),
-        approved_by: j.approved_by,
-        approved_at: j.approved_at_ms.map(rfc3339),
-        waiting: None,
     }
 }
 
@@ -388,152 +358,4 @@ pub async fn set_policy(
     st.store.set_policy(op.0.tenant, &rec).await?;
     tracing::info!(tenant = op.0.tenant, operator = %op.0.name, plan = %rec.plan, fix = %rec.fix, "compatibility policy set");
     Ok(Json(policy_view(rec)))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct JobsQuery {
-    /// Only this device's jobs.
-    pub device: Option<String>,
-    /// Only jobs in this state.
-    pub state: Option<String>,
-    /// Jobs older than this id (the previous page's `next_before`).
-    pub before: Option<u64>,
-    /// Jobs per page (default 100, at most 1000).
-    pub limit: Option<u32>,
-}
-
-/// Jobs, newest first.
-#[utoipa::path(get, path = "/api/v1/jobs", params(JobsQuery), responses((status = 200, body = w::JobList)))]
-pub async fn list_jobs(
-    State(st): State<AppState>,
-    op: OperatorAuth,
-    Query(q): Query<JobsQuery>,
-) -> Result<Json<w::JobList>, ApiError> {
-    if let Some(d) = &q.device {
-        // An unknown device says so (with the nearest ids), not an empty list.
-        crate::extract::known_device(&st, &device_key(&op, d)?).await?;
-    }
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let filter = JobFilter {
-        device_id: q.device,
-        state: q.state,
-        before_id: q.before,
-    };
-    let jobs = st.store.jobs(op.0.tenant, &filter, limit).await?;
-    let next_before = (jobs.len() == limit as usize)
-        .then(|| jobs.last().map(|j| j.id))
-        .flatten();
-    Ok(Json(w::JobList {
-        jobs: crate::delivery::job_views(&st, op.0.tenant, jobs).await?,
-        next_before,
-    }))
-}
-
-/// One job as the API shows it (saying why it waits, if it does).
-async fn job_with_wait(st: &AppState, tenant: TenantId, id: u64) -> Result<w::Job, ApiError> {
-    let j = job_of(st, tenant, id).await?;
-    crate::delivery::job_views(st, tenant, vec![j])
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::Internal("a job vanished".into()))
-}
-
-async fn job_of(st: &AppState, tenant: TenantId, id: u64) -> Result<JobRecord, ApiError> {
-    st.store
-        .job(tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job {id}")))
-}
-
-#[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = u64, Path, description = "job id")),
-    responses((status = 200, body = w::Job), (status = 404, body = ErrorBody)))]
-pub async fn show_job(
-    State(st): State<AppState>,
-    op: OperatorAuth,
-    Path(id): Path<u64>,
-) -> Result<Json<w::Job>, ApiError> {
-    let mut job = job_with_wait(&st, op.0.tenant, id).await?;
-    job.events = st
-        .store
-        .job_events(op.0.tenant, id)
-        .await?
-        .into_iter()
-        .map(|e| w::JobEvent {
-            at: rfc3339(e.at_ms),
-            state: e.state,
-            reason: e.reason,
-            detail: e.detail,
-        })
-        .collect();
-    Ok(Json(job))
-}
-
-/// Approve a job awaiting approval: it is queued, and the device hears of it.
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/approve", params(("id" = u64, Path, description = "job id")),
-    responses((status = 200, body = w::Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn approve_job(
-    State(st): State<AppState>,
-    op: OperatorAuth,
-    Path(id): Path<u64>,
-) -> Result<Json<w::Job>, ApiError> {
-    let job = job_of(&st, op.0.tenant, id).await?;
-    if !st
-        .store
-        .approve_job(op.0.tenant, id, &op.0.name, st.clock.now_ms())
-        .await?
-    {
-        return Err(ApiError::Conflict {
-            code: "not_awaiting_approval",
-            message: format!("job {id} is {}, not awaiting approval", job.state),
-        });
-    }
-    tracing::info!(job = id, operator = %op.0.name, "job approved");
-    if let Ok(device_id) = fleetcare_core::DeviceId::parse(&job.device_id) {
-        crate::cluster::send(
-            &st,
-            &DeviceKey {
-                tenant: op.0.tenant,
-                device_id,
-            },
-            fleetcare_wire::device::Command::JobsAvailable,
-        )
-        .await;
-    }
-    Ok(Json(job_with_wait(&st, op.0.tenant, id).await?))
-}
-
-/// Cancel a job that has not started (awaiting approval or queued).
-#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", params(("id" = u64, Path, description = "job id")),
-    responses((status = 200, body = w::Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn cancel_job(
-    State(st): State<AppState>,
-    op: OperatorAuth,
-    Path(id): Path<u64>,
-) -> Result<Json<w::Job>, ApiError> {
-    let job = job_of(&st, op.0.tenant, id).await?;
-    let detail = format!("cancelled by {}", op.0.name);
-    if !st
-        .store
-        .transition_job(
-            op.0.tenant,
-            id,
-            &Transition {
-                reason: Some("cancelled"),
-                detail: Some(&detail),
-                ..Transition::new(&["awaiting_approval", "queued"], "failed")
-            },
-            st.clock.now_ms(),
-        )
-        .await?
-    {
-        return Err(ApiError::Conflict {
-            code: "job_started",
-            message: format!(
-                "job {id} is {}; only a job that has not started can be cancelled",
-                job.state
-            ),
-        });
-    }
-    Ok(Json(job_with_wait(&st, op.0.tenant, id).await?))
 }

@@ -35,7 +35,8 @@ use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::compat::api::{compat_report, job_view};
+use crate::compat::api::compat_report;
+use crate::delivery::job_view;
 use crate::error::ApiError;
 use crate::extract::device_key;
 use crate::extract::{DeviceAuth, OperatorAuth};

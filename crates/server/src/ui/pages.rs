@@ -1020,10 +1020,10 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
         }),
     )
     .await?;
-    let Json(jobs) = compat_api::list_jobs(
+    let Json(jobs) = crate::delivery::api::list_jobs(
         s(),
         ui.auth(),
-        Query(compat_api::JobsQuery {
+        Query(crate::delivery::api::JobsQuery {
             device: Some(id.clone()),
             state: None,
             before: None,
@@ -1860,10 +1860,10 @@ pub async fn catalog(State(st): State<AppState>, ui: Ui) -> Response {
             Err(e) => return Err(e),
         };
         let Json(rules) = diag::show_rules(State(st.clone()), ui.auth()).await?;
-        let Json(published) = crate::delivery::list_releases(
+        let Json(published) = crate::delivery::api::list_releases(
             State(st.clone()),
             ui.auth(),
-            Query(crate::delivery::ReleaseQuery {
+            Query(crate::delivery::api::ReleaseQuery {
                 product: None,
                 limit: Some(1000),
             }),

@@ -1,0 +1,393 @@
+//! Content-addressed artifacts on disk: upload into place, a small cache of hot files, and
+//! downloads with HTTP Range.
+
+use crate::error::ApiError;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fleetcare_trust::is_sha256_hex;
+use futures_util::StreamExt as _;
+use sha2::{Digest, Sha256};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+/// An upload that sends nothing for this long is abandoned.
+pub const UPLOAD_IDLE: Duration = Duration::from_secs(30);
+
+/// Bytes read from an artifact file per chunk of a download.
+pub(crate) const CHUNK: usize = 256 * 1024;
+
+/// Where the center keeps artifact bytes: `<root>/sha256/<2 hex>/<64 hex>`, and `<root>/tmp`
+/// for uploads in progress. Artifacts being downloaded are kept in memory (up to a budget,
+/// least recently used out first): loaded once, checked against their hash, and served to
+/// every device from the same buffer.
+#[derive(Debug)]
+pub struct Artifacts {
+    root: PathBuf,
+    budget: u64,
+    hot: std::sync::Mutex<Hot>,
+}
+
+#[derive(Debug, Default)]
+struct Hot {
+    /// By hash: the bytes once loaded (one loader; the others wait for it), and when last used.
+    entries: std::collections::HashMap<String, (Arc<tokio::sync::OnceCell<Bytes>>, u64, u64)>,
+    used: u64,
+    tick: u64,
+}
+
+impl Artifacts {
+    pub fn new(root: PathBuf, budget: u64) -> Artifacts {
+        Artifacts {
+            root,
+            budget,
+            hot: std::sync::Mutex::new(Hot::default()),
+        }
+    }
+
+    /// The artifact's bytes from memory, loading and checking them if needed; `None` if it
+    /// is too large for the budget (serve it from the file).
+    pub async fn hot(&self, sha256: &str, size: u64) -> Result<Option<Bytes>, ApiError> {
+        if size > self.budget / 2 {
+            return Ok(None);
+        }
+        let cell = {
+            let mut h = self
+                .hot
+                .lock()
+                .expect("the artifact cache lock is never poisoned");
+            h.tick += 1;
+            let tick = h.tick;
+            let fresh = !h.entries.contains_key(sha256);
+            if fresh {
+                // Make room: least recently used first.
+                while h.used + size > self.budget {
+                    let Some(old) = h
+                        .entries
+                        .iter()
+                        .min_by_key(|(_, (_, t, _))| *t)
+                        .map(|(k, _)| k.clone())
+                    else {
+                        break;
+                    };
+                    if let Some((_, _, n)) = h.entries.remove(&old) {
+                        h.used = h.used.saturating_sub(n);
+                    }
+                }
+                h.used += size;
+            }
+            let e = h
+                .entries
+                .entry(sha256.to_owned())
+                .or_insert_with(|| (Arc::new(tokio::sync::OnceCell::new()), tick, size));
+            e.1 = tick;
+            e.0.clone()
+        };
+        let path = self.path(sha256);
+        let expected = sha256.to_owned();
+        let bytes = cell
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || {
+                    let data = std::fs::read(&path).map_err(|e| {
+                        ApiError::Internal(format!(
+                            "artifact {expected} is recorded but unreadable: {e}"
+                        ))
+                    })?;
+                    let got: String = Sha256::digest(&data)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
+                    if got != expected {
+                        return Err(ApiError::Internal(format!(
+                            "artifact {expected} is damaged on disk (its SHA-256 is now {got})"
+                        )));
+                    }
+                    Ok(Bytes::from(data))
+                })
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+            })
+            .await;
+        match bytes {
+            Ok(b) => Ok(Some(b.clone())),
+            Err(e) => {
+                let mut h = self
+                    .hot
+                    .lock()
+                    .expect("the artifact cache lock is never poisoned");
+                if h.entries.remove(sha256).is_some() {
+                    h.used = h.used.saturating_sub(size);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The path of an artifact; `sha256` must already be validated hex.
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        debug_assert!(is_sha256_hex(sha256));
+        self.root.join("sha256").join(&sha256[..2]).join(sha256)
+    }
+
+    /// Stream `body` into the store; refused (and nothing kept) unless it is exactly `size`
+    /// bytes hashing to `sha256`. `Ok(false)`: the artifact was already held.
+    pub async fn put(&self, sha256: &str, size: u64, body: Body) -> Result<bool, ApiError> {
+        let dest = self.path(sha256);
+        if tokio::fs::metadata(&dest)
+            .await
+            .is_ok_and(|m| m.len() == size)
+        {
+            return Ok(false);
+        }
+        let tmp_dir = self.root.join("tmp");
+        tokio::fs::create_dir_all(&tmp_dir)
+            .await
+            .map_err(|e| ApiError::Internal(format!("artifact directory: {e}")))?;
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let tmp = tmp_dir.join(format!(
+            "{sha256}.{}.part",
+            nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
+        let result = self.receive(&tmp, &dest, sha256, size, body).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result.map(|()| true)
+    }
+
+    async fn receive(
+        &self,
+        tmp: &FsPath,
+        dest: &FsPath,
+        sha256: &str,
+        size: u64,
+        body: Body,
+    ) -> Result<(), ApiError> {
+        let io = |e: std::io::Error| ApiError::Internal(format!("writing the artifact: {e}"));
+        let mut file = tokio::fs::File::create(tmp).await.map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut got: u64 = 0;
+        let mut stream = body.into_data_stream();
+        loop {
+            let next = tokio::time::timeout(UPLOAD_IDLE, stream.next())
+                .await
+                .map_err(|_| ApiError::Timeout(UPLOAD_IDLE))?;
+            let Some(chunk) = next else { break };
+            let chunk = chunk
+                .map_err(|e| ApiError::BadRequest(format!("the upload was interrupted: {e}")))?;
+            got += chunk.len() as u64;
+            if got > size {
+                return Err(ApiError::BadRequest(format!(
+                    "integrity: the upload is longer than the {size} bytes the release signed"
+                )));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        if got != size {
+            return Err(ApiError::BadRequest(format!(
+                "integrity: the upload is {got} bytes, the release signed {size}"
+            )));
+        }
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if digest != sha256 {
+            return Err(ApiError::BadRequest(format!(
+                "integrity: the upload's SHA-256 is {digest}, the release signed {sha256}"
+            )));
+        }
+        file.sync_all().await.map_err(io)?;
+        drop(file);
+        let parent = dest.parent().expect("an artifact path has a parent");
+        tokio::fs::create_dir_all(parent).await.map_err(io)?;
+        tokio::fs::rename(tmp, dest).await.map_err(io)?;
+        let parent = parent.to_owned();
+        tokio::task::spawn_blocking(move || fleetcare_fs::sync_dir(&parent))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(io)?;
+        Ok(())
+    }
+}
+
+pub(crate) fn valid_sha(sha256: &str) -> Result<(), ApiError> {
+    if is_sha256_hex(sha256) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{:?} is not a SHA-256 (64 lower-case hex digits)",
+            sha256.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// One byte range of a `Range` header; `None`: serve the whole file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RangeReq {
+    Whole,
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// Parse a `Range` header for a file of `size` bytes. Only single ranges are served as
+/// partial content; anything else is answered with the whole file.
+pub(crate) fn parse_range(value: &str, size: u64) -> RangeReq {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeReq::Whole;
+    };
+    if spec.contains(',') {
+        return RangeReq::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeReq::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        // The last N bytes.
+        match b.parse::<u64>() {
+            Ok(0) | Err(_) => return RangeReq::Unsatisfiable,
+            Ok(n) => (size.saturating_sub(n), size.saturating_sub(1)),
+        }
+    } else {
+        let Ok(start) = a.parse::<u64>() else {
+            return RangeReq::Whole;
+        };
+        let end = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            match b.parse::<u64>() {
+                Ok(e) if e >= start => e.min(size.saturating_sub(1)),
+                _ => return RangeReq::Whole,
+            }
+        };
+        (start, end)
+    };
+    if size == 0 || range.0 >= size {
+        RangeReq::Unsatisfiable
+    } else {
+        RangeReq::Part(range.0, range.1)
+    }
+}
+
+/// Serve a file whose content never changes under `tag` (from `hot` when it is in memory),
+/// honouring `Range`, `If-Range` and `If-None-Match`.
+pub(crate) async fn serve_file(
+    path: &FsPath,
+    hot: Option<Bytes>,
+    tag: &str,
+    size: u64,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let etag = format!("\"{tag}\"");
+    let header_is = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    if header_is(header::IF_NONE_MATCH).is_some_and(|v| v == etag || v == "*") {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let mut range = match header_is(header::RANGE) {
+        Some(r) => parse_range(&r, size),
+        None => RangeReq::Whole,
+    };
+    // A resumed download whose tag no longer matches must start over.
+    if header_is(header::IF_RANGE).is_some_and(|v| v != etag) {
+        range = RangeReq::Whole;
+    }
+    let (status, start, len) = match range {
+        RangeReq::Whole => (StatusCode::OK, 0, size),
+        RangeReq::Part(a, b) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+        RangeReq::Unsatisfiable => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+            )
+                .into_response());
+        }
+    };
+    let body = match hot {
+        Some(b) => Body::from(b.slice(start as usize..(start + len) as usize)),
+        None => file_body(path, tag, start, len).await?,
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex is a valid header"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if status == StatusCode::PARTIAL_CONTENT {
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
+                .expect("digits are a valid header"),
+        );
+    }
+    Ok(resp)
+}
+
+/// `len` bytes of a file from `start`, streamed.
+pub(crate) async fn file_body(
+    path: &FsPath,
+    tag: &str,
+    start: u64,
+    len: u64,
+) -> Result<Body, ApiError> {
+    let mut file = tokio::fs::File::open(path).await.map_err(|e| {
+        ApiError::Internal(format!("artifact {tag} is recorded but unreadable: {e}"))
+    })?;
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    let stream =
+        futures_util::stream::unfold((file.take(len), false), |(mut file, done)| async move {
+            if done {
+                return None;
+            }
+            let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+            match file.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok::<Bytes, std::io::Error>(buf.freeze()), (file, false))),
+                Err(e) => Some((Err(e), (file, true))),
+            }
+        });
+    Ok(Body::from_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        use RangeReq::*;
+        assert_eq!(parse_range("bytes=0-9", 100), Part(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), Part(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), Part(90, 99));
+        assert_eq!(parse_range("bytes=95-200", 100), Part(95, 99));
+        assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 100), Whole);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Whole);
+        assert_eq!(parse_range("items=0-1", 100), Whole);
+        assert_eq!(parse_range("bytes=x-1", 100), Whole);
+        assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
+    }
+}
