@@ -31,8 +31,8 @@ pub fn app(state: AppState) -> Router {
             post(devices::protocol::rotate_credential),
         )
         .route("/device/v1/compat", get(compat::api::own_compat))
-        .route("/device/v1/about", get(diag::own_about))
-        .route("/device/v1/settings", get(diag::own_settings))
+        .route("/device/v1/about", get(diag::api::own_about))
+        .route("/device/v1/settings", get(diag::api::own_settings))
         .route("/device/v1/jobs", get(delivery::api::device_jobs))
         .route(
             "/device/v1/notifications",
@@ -112,7 +112,7 @@ pub fn app(state: AppState) -> Router {
             get(compat::api::catalog_revisions),
         )
         .route("/api/v1/compat/fleet", get(compat::api::fleet))
-        .route("/api/v1/troubles", get(diag::list_troubles))
+        .route("/api/v1/troubles", get(diag::api::list_troubles))
         .route("/api/v1/rollouts", get(rollout::list).post(rollout::create))
         .route("/api/v1/rollouts/{id}", get(rollout::show))
         .route("/api/v1/rollouts/{id}/devices", get(rollout::devices))
@@ -123,10 +123,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/sites", get(rollout::sites))
         .route("/api/v1/sites/{name}", put(rollout::put_site))
         .route("/api/v1/devices/{id}/labels", put(rollout::put_labels))
-        .route("/api/v1/troubles/{id}", get(diag::show_trouble))
-        .route("/api/v1/troubles/{id}/ack", post(diag::ack_trouble))
-        .route("/api/v1/troubles/{id}/resolve", post(diag::resolve_trouble))
-        .route("/api/v1/devices/{id}/about", get(diag::device_about))
+        .route("/api/v1/troubles/{id}", get(diag::api::show_trouble))
+        .route("/api/v1/troubles/{id}/ack", post(diag::api::ack_trouble))
+        .route(
+            "/api/v1/troubles/{id}/resolve",
+            post(diag::api::resolve_trouble),
+        )
+        .route("/api/v1/devices/{id}/about", get(diag::api::device_about))
         .route(
             "/api/v1/compat/policy",
             get(compat::api::get_policy).put(compat::api::set_policy),
@@ -186,7 +189,10 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/catalog",
             get(compat::api::show_catalog).post(compat::api::load_catalog),
         )
-        .route("/api/v1/rules", get(diag::show_rules).put(diag::load_rules))
+        .route(
+            "/api/v1/rules",
+            get(diag::api::show_rules).put(diag::api::load_rules),
+        )
         .layer(timed.clone())
         .layer(DefaultBodyLimit::max(compat::api::MAX_CATALOG_BODY))
         .layer(Extension(BodyLimit(compat::api::MAX_CATALOG_BODY)));

@@ -467,7 +467,7 @@ pub async fn job_status(
             st.events.device(key.tenant, key.device_id.as_str());
             if fleetcare_store::TERMINAL_JOB_STATES.contains(&s.state.as_str()) {
                 st.rollouts.nudge();
-                crate::diag::job_finished(&st, &key, id, &s.state).await?;
+                crate::diag::fix::job_finished(&st, &key, id, &s.state).await?;
             }
         }
     } else if progress.is_some() {

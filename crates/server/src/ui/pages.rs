@@ -1009,10 +1009,10 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
         }),
     )
     .await?;
-    let Json(troubles) = diag::list_troubles(
+    let Json(troubles) = diag::api::list_troubles(
         s(),
         ui.auth(),
-        Query(diag::TroubleQuery {
+        Query(diag::api::TroubleQuery {
             state: Some("all".into()),
             device: Some(id.clone()),
             rule: None,
@@ -1281,10 +1281,10 @@ pub async fn troubles(
         } else {
             q.state
         };
-        let Json(list) = diag::list_troubles(
+        let Json(list) = diag::api::list_troubles(
             State(st.clone()),
             ui.auth(),
-            Query(diag::TroubleQuery {
+            Query(diag::api::TroubleQuery {
                 state: Some(state.clone()),
                 device: None,
                 rule: None,
@@ -1353,7 +1353,7 @@ struct TroublePage {
 
 pub async fn trouble(State(st): State<AppState>, ui: Ui, Path(id): Path<u64>) -> Response {
     let got = async {
-        let Json(t) = diag::show_trouble(State(st.clone()), ui.auth(), Path(id)).await?;
+        let Json(t) = diag::api::show_trouble(State(st.clone()), ui.auth(), Path(id)).await?;
         // The evidence events, as the center holds them.
         let Json(errs) = errors::list(
             State(st.clone()),
@@ -1859,7 +1859,7 @@ pub async fn catalog(State(st): State<AppState>, ui: Ui) -> Response {
             Err(ApiError::NotFound(_)) => None,
             Err(e) => return Err(e),
         };
-        let Json(rules) = diag::show_rules(State(st.clone()), ui.auth()).await?;
+        let Json(rules) = diag::api::show_rules(State(st.clone()), ui.auth()).await?;
         let Json(published) = crate::delivery::api::list_releases(
             State(st.clone()),
             ui.auth(),
