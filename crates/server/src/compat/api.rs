@@ -14,9 +14,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::compat::{
-    LoadError, NotificationBody, PLAN_BUDGET, assess, recommendations, software_steps, stats_wire,
-};
+use crate::compat::decide::{PLAN_BUDGET, assess, recommendations, software_steps};
+use crate::compat::{LoadError, NotificationBody, stats_wire};
 use crate::error::ApiError;
 use crate::extract::device_key;
 use crate::extract::{DeviceAuth, JsonBody, OperatorAuth};

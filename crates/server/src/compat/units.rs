@@ -17,7 +17,9 @@ use fleetcare_wire::compat as w;
 use fleetcare_wire::device::Command;
 
 use crate::AppState;
-use crate::compat::{Current, NotificationBody, push_notification};
+use crate::compat::NotificationBody;
+use crate::compat::decide::Current;
+use crate::compat::worker::push_notification;
 use crate::devices::hub::Via;
 use crate::error::ApiError;
 use crate::extract::device_key;

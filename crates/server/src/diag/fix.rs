@@ -189,7 +189,7 @@ pub(crate) async fn fix_loop(
                     j.id
                 ));
             }
-            let steps = crate::compat::software_steps(catalog, &facts, &[step]);
+            let steps = crate::compat::decide::software_steps(catalog, &facts, &[step]);
             let state = if policy.fix == "automatic" {
                 "queued"
             } else {

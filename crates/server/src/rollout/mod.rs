@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::compat::Entry;
+use crate::compat::decide::Entry;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, OperatorAuth};
 
@@ -975,7 +975,7 @@ impl Rollouts {
 
 /// The plan of one device for the rollout's target.
 fn plan_verdict(
-    cur: &crate::compat::Current,
+    cur: &crate::compat::decide::Current,
     entry: &Entry,
     policy: Policy,
     pins: &[(fleetcare_compat::vocab::Sym, Version)],
@@ -995,7 +995,8 @@ fn plan_verdict(
             {
                 Verdict::Ineligible("its plan would leave it incompatible".into())
             } else {
-                let wire = crate::compat::software_steps(&cur.catalog, &entry.facts, &steps);
+                let wire =
+                    crate::compat::decide::software_steps(&cur.catalog, &entry.facts, &steps);
                 Verdict::Dispatch(serde_json::to_string(&wire).expect("steps serialize"))
             }
         }
