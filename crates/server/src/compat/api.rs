@@ -15,7 +15,8 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::compat::decide::{PLAN_BUDGET, assess, recommendations, software_steps};
-use crate::compat::{LoadError, NotificationBody, stats_wire};
+use crate::compat::notice::NotificationBody;
+use crate::compat::{LoadError, stats_wire};
 use crate::error::ApiError;
 use crate::extract::device_key;
 use crate::extract::{DeviceAuth, JsonBody, OperatorAuth};

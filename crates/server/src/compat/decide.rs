@@ -343,7 +343,7 @@ pub(crate) fn decide(
         .and_then(|unit| {
             let slot = facts_text(&cur.catalog, facts, &facts.units[unit as usize].slot);
             let serial = structure.unit(&slot)?.serial.clone();
-            let switched_to = crate::compat::units::takes_over(structure, &slot);
+            let switched_to = takes_over(structure, &slot);
             Some((slot, serial, switched_to))
         });
     Decision {
@@ -414,4 +414,14 @@ pub fn rejudge_all(
             });
         }
     });
+}
+
+/// Another unit of the same kind, in service, that can take over the work of the unit in
+/// `slot` (a second paper feeder): its slot.
+pub fn takes_over(structure: &Structure, slot: &str) -> Option<String> {
+    let kind = &structure.unit(slot)?.kind;
+    structure
+        .units()
+        .find(|u| u.slot != slot && u.in_service && &u.kind == kind)
+        .map(|u| u.slot.clone())
 }

@@ -4,11 +4,13 @@
 //! ARCHITECTURE.md, "Compatibility".
 //!
 //! This file holds the catalogs and the fleet index and re-judges; `decide` the decisions free
-//! of IO (judgement, software steps, advice), `worker` the worker that acts on them, `units`
+//! of IO (judgement, software steps, advice), `worker` the worker that acts on them, `notice`
+//! notifications to devices, `units`
 //! units taken out of service, `api` the HTTP handlers.
 
 pub mod api;
 pub mod decide;
+pub mod notice;
 pub mod units;
 pub mod worker;
 
@@ -680,16 +682,6 @@ impl Compat {
             _ => false,
         }
     }
-}
-
-/// The stored body of a notification.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct NotificationBody {
-    pub summary: String,
-    #[serde(default)]
-    pub recommendations: Vec<w::Recommendation>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub switched_to: Option<String>,
 }
 
 pub fn stats_wire(s: fleetcare_compat::CatalogStats) -> w::CatalogStats {

@@ -17,9 +17,9 @@ use fleetcare_wire::compat as w;
 use fleetcare_wire::device::Command;
 
 use crate::AppState;
-use crate::compat::NotificationBody;
-use crate::compat::decide::Current;
-use crate::compat::worker::push_notification;
+use crate::compat::decide::{Current, takes_over};
+use crate::compat::notice::NotificationBody;
+use crate::compat::notice::push_notification;
 use crate::devices::hub::Via;
 use crate::error::ApiError;
 use crate::extract::device_key;
@@ -44,16 +44,6 @@ pub fn view(u: UnitService) -> w::UnitService {
         switched_to: u.switched_to,
         taken_at: rfc3339(u.taken_at_ms),
     }
-}
-
-/// Another unit of the same kind, in service, that can take over the work of the unit in
-/// `slot` (a second paper feeder): its slot.
-pub fn takes_over(structure: &Structure, slot: &str) -> Option<String> {
-    let kind = &structure.unit(slot)?.kind;
-    structure
-        .units()
-        .find(|u| u.slot != slot && u.in_service && &u.kind == kind)
-        .map(|u| u.slot.clone())
 }
 
 /// Take a unit out of service: record it, tell the device wherever it is connected, and

@@ -3,8 +3,9 @@
 //! only hardware can, units taken out of service.
 
 use crate::AppState;
+use crate::compat::Compat;
 use crate::compat::decide::{Advice, Current, decide};
-use crate::compat::{Compat, NotificationBody};
+use crate::compat::notice::{NotificationBody, push_notification};
 use fleetcare_compat::{Catalog, DeviceFacts, Policy};
 use fleetcare_store::{DeviceKey, NewJob, NewNotification, PolicyRecord, StoreError, TenantId};
 use fleetcare_wire::compat::{self as w};
@@ -12,35 +13,6 @@ use fleetcare_wire::device::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-/// Tell a device of a notification stored for it, wherever it is connected (an offline
-/// device fetches its open notifications when it connects).
-pub async fn push_notification(
-    st: &AppState,
-    key: &DeviceKey,
-    id: u64,
-    n: &NewNotification,
-    now: i64,
-) -> Result<(), StoreError> {
-    let body: NotificationBody = serde_json::from_str(&n.body_json).unwrap_or_default();
-    let notification = w::Notification {
-        id,
-        kind: n.kind.clone(),
-        title: n.title.clone(),
-        summary: body.summary,
-        recommendations: body.recommendations,
-        created_at: fleetcare_core::clock::rfc3339(now),
-        delivered_at: None,
-        switched_to: body.switched_to,
-    };
-    if crate::cluster::send(st, key, Command::Notify { notification })
-        .await
-        .is_some()
-    {
-        st.store.mark_delivered(key.tenant, &[id], now).await?;
-    }
-    Ok(())
-}
 
 impl Compat {
     /// At start: every tenant's current catalog, the fleet index from the store, then a

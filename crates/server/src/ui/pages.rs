@@ -412,10 +412,10 @@ async fn overview_page(st: &AppState, ui: &Ui) -> Result<Html<String>, ApiError>
             count: v,
         })
         .collect();
-    let Json(list) = rollout::list(
+    let Json(list) = rollout::api::list(
         State(st.clone()),
         ui.auth(),
-        Query(rollout::ListQuery { limit: Some(100) }),
+        Query(rollout::api::ListQuery { limit: Some(100) }),
     )
     .await?;
     let rollouts = list
@@ -655,7 +655,7 @@ async fn devices_page(
             version.map(|(p, v)| (p.map(str::to_owned), v.to_owned())),
         );
         tokio::task::spawn_blocking(move || {
-            rollout::search(
+            rollout::select::search(
                 &st2,
                 tenant,
                 &filter,
@@ -743,7 +743,7 @@ async fn devices_page(
             ),
         });
     }
-    let (sites, models) = rollout::sites_and_models(st, tenant);
+    let (sites, models) = rollout::select::sites_and_models(st, tenant);
     let severities = fleetcare_diag::rules::TroubleSeverity::NAMES;
     let mut troubles = vec![Choice {
         name: "any".into(),
@@ -1469,10 +1469,10 @@ struct RolloutsPage {
 
 pub async fn rollouts(State(st): State<AppState>, ui: Ui) -> Response {
     let got = async {
-        let Json(list) = rollout::list(
+        let Json(list) = rollout::api::list(
             State(st.clone()),
             ui.auth(),
-            Query(rollout::ListQuery { limit: Some(200) }),
+            Query(rollout::api::ListQuery { limit: Some(200) }),
         )
         .await?;
         render(&RolloutsPage {
@@ -1553,13 +1553,13 @@ const PARTS: [&str; 6] = [
 
 pub async fn rollout(State(st): State<AppState>, ui: Ui, Path(id): Path<u64>) -> Response {
     let got = async {
-        let Json(r) = rollout::show(State(st.clone()), ui.auth(), Path(id)).await?;
+        let Json(r) = rollout::api::show(State(st.clone()), ui.auth(), Path(id)).await?;
         const DEVICES: u32 = 100;
-        let Json(devices) = rollout::devices(
+        let Json(devices) = rollout::api::devices(
             State(st.clone()),
             ui.auth(),
             Path(id),
-            Query(rollout::DevicesQuery {
+            Query(rollout::api::DevicesQuery {
                 state: None,
                 after: None,
                 limit: Some(DEVICES),
