@@ -5,8 +5,7 @@
 //!
 //! This file holds the catalogs and the fleet index and re-judges; `decide` the decisions free
 //! of IO (judgement, software steps, advice), `worker` the worker that acts on them, `notice`
-//! notifications to devices, `units`
-//! units taken out of service, `api` the HTTP handlers.
+//! notifications to devices, `units` units taken out of service, `api` the HTTP handlers.
 
 pub mod api;
 pub mod decide;
