@@ -7,6 +7,31 @@ use std::time::Duration;
 
 use fleetcare_core::config::{ConfigError, ConfigReader};
 
+/// Where the broker is and who the device is there (config keys `mqtt_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttSettings {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// `<tenant>/<device id>`: the broker account, and the device's topics.
+    pub username: String,
+    pub password_file: Option<PathBuf>,
+    /// For `mqtts://`, the CA of the broker's certificate (else the center's `tls_ca_file`).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// When to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Triggers {
+    pub interval: Duration,
+    /// Rank in `SEVERITIES` at or above which an event goes at once (`None`: never).
+    pub immediate: Option<usize>,
+    pub batch_events: u64,
+    pub batch_bytes: u64,
+    pub batch_weight: u64,
+    /// How often the journal is looked at for the immediate and accumulation triggers.
+    pub check: Duration,
+}
+
 /// How the agent keeps its push channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -37,7 +62,7 @@ pub struct AgentConfig {
     pub report_interval: Duration,
     pub transport: Transport,
     /// The broker, for `transport = "mqtt"`.
-    pub mqtt: Option<crate::mqtt::MqttSettings>,
+    pub mqtt: Option<MqttSettings>,
     /// The agent pings its push channel this often; silence for twice as long means it is dead.
     pub keepalive: Duration,
     /// How long one long poll waits at the center.
@@ -65,7 +90,7 @@ pub struct AgentConfig {
     pub download_min_rate: u64,
     pub download_window: Duration,
     /// When the error log is sent.
-    pub errors: crate::errlog::Triggers,
+    pub errors: Triggers,
     /// Bounds of the error journal.
     pub journal: crate::journal::JournalLimits,
     /// The local API's Unix socket (`None`: no local API).
@@ -135,7 +160,7 @@ impl AgentConfig {
             commands: crate::update::command::Commands::default(),
             download_min_rate: 4096,
             download_window: Duration::from_secs(30),
-            errors: crate::errlog::Triggers {
+            errors: Triggers {
                 interval: Duration::from_secs(3600),
                 immediate: crate::journal::severity_rank("error"),
                 batch_events: 200,
@@ -306,13 +331,13 @@ impl AgentConfig {
             .map(|p| resolve(r, "mqtt_ca_file", p));
         c.mqtt = match (mqtt_url, mqtt_username) {
             (Some(url), Some(username)) => {
-                if let Err(e) = crate::mqtt::parse_url(&url) {
+                if let Err(e) = fleetcare_wire::mqtt::parse_url(&url) {
                     r.problem(format!("`mqtt_url`: {e}"));
                 }
-                if let Err(e) = crate::mqtt::parse_username(&username) {
+                if let Err(e) = parse_username(&username) {
                     r.problem(format!("`mqtt_username`: {e}"));
                 }
-                Some(crate::mqtt::MqttSettings {
+                Some(MqttSettings {
                     url,
                     username,
                     password_file: mqtt_password_file,
@@ -374,7 +399,7 @@ impl AgentConfig {
             "error",
             &["debug", "info", "warning", "error", "critical", "never"],
         );
-        c.errors = crate::errlog::Triggers {
+        c.errors = Triggers {
             interval: Duration::from_secs(r.bounded(
                 "errors_interval_s",
                 3600,
@@ -413,7 +438,7 @@ impl AgentConfig {
             ));
         }
         for p in &c.printers {
-            if let Err(e) = crate::proxy::PrinterAddr::parse(
+            if let Err(e) = crate::proxy::addr::PrinterAddr::parse(
                 p,
                 c.printer_snmp_community.as_deref(),
                 c.printer_snmp_port,
@@ -428,6 +453,18 @@ impl AgentConfig {
         }
         c
     }
+}
+
+/// `(tenant, device id)` of a username `<tenant>/<device id>`.
+pub fn parse_username(u: &str) -> Result<(i64, String), String> {
+    let (t, d) = u
+        .split_once('/')
+        .ok_or_else(|| format!("{u:?}: must be <tenant number>/<device id>"))?;
+    let tenant = t
+        .parse::<i64>()
+        .map_err(|_| format!("{u:?}: {t:?} is not a tenant number"))?;
+    fleetcare_core::DeviceId::parse(d).map_err(|e| format!("{u:?}: {e}"))?;
+    Ok((tenant, d.to_owned()))
 }
 
 #[cfg(test)]

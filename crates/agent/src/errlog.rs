@@ -10,7 +10,6 @@
 //! from.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use fleetcare_wire::errors::{ErrorBatch, ErrorTrigger};
 use tokio::sync::watch;
@@ -18,21 +17,9 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::client::CenterClient;
+use crate::config::Triggers;
 use crate::embed::Observer;
 use crate::journal::{Journal, JournalStats};
-
-/// When to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Triggers {
-    pub interval: Duration,
-    /// Rank in `SEVERITIES` at or above which an event goes at once (`None`: never).
-    pub immediate: Option<usize>,
-    pub batch_events: u64,
-    pub batch_bytes: u64,
-    pub batch_weight: u64,
-    /// How often the journal is looked at for the immediate and accumulation triggers.
-    pub check: Duration,
-}
 
 /// Events per upload.
 pub const BATCH: usize = 500;
@@ -220,6 +207,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn triggers() -> Triggers {
         Triggers {

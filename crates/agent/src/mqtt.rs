@@ -10,7 +10,6 @@
 //! device went away; on every connect the agent says it is online.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,38 +19,15 @@ use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions, QoS, Transport};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use crate::client::ClientError;
+use crate::client::error::ClientError;
+use crate::config::{MqttSettings, parse_username};
 
 /// Largest message taken from the broker (commands and answers are small).
 const MAX_INCOMING: usize = 64 * 1024;
 /// Largest message published (the center's limit for a body, plus the envelope).
 const MAX_OUTGOING: usize = 256 * 1024 + 4096;
 
-/// Where the broker is and who the device is there (config keys `mqtt_*`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MqttSettings {
-    /// `mqtt://host:port` or `mqtts://host:port`.
-    pub url: String,
-    /// `<tenant>/<device id>`: the broker account, and the device's topics.
-    pub username: String,
-    pub password_file: Option<PathBuf>,
-    /// For `mqtts://`, the CA of the broker's certificate (else the center's `tls_ca_file`).
-    pub ca_file: Option<PathBuf>,
-}
-
 pub use fleetcare_wire::mqtt::parse_url;
-
-/// `(tenant, device id)` of a username `<tenant>/<device id>`.
-pub fn parse_username(u: &str) -> Result<(i64, String), String> {
-    let (t, d) = u
-        .split_once('/')
-        .ok_or_else(|| format!("{u:?}: must be <tenant number>/<device id>"))?;
-    let tenant = t
-        .parse::<i64>()
-        .map_err(|_| format!("{u:?}: {t:?} is not a tenant number"))?;
-    fleetcare_core::DeviceId::parse(d).map_err(|e| format!("{u:?}: {e}"))?;
-    Ok((tenant, d.to_owned()))
-}
 
 /// The device's session with the broker.
 pub struct MqttLink {

@@ -568,7 +568,7 @@ async fn the_agent_reports_and_takes_commands_over_mqtt() {
     cfg.enrollment_key = Some(key);
     cfg.inventory = Some(inventory.clone());
     cfg.transport = fleetcare_agent::Transport::Mqtt;
-    cfg.mqtt = Some(fleetcare_agent::mqtt::MqttSettings {
+    cfg.mqtt = Some(fleetcare_agent::config::MqttSettings {
         url: format!("mqtt://127.0.0.1:{port}"),
         username,
         password_file: Some(pw),
