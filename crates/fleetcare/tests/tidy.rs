@@ -262,3 +262,151 @@ fn every_command_to_a_device_goes_through_the_cluster() {
         .collect();
     fail_if_any("commands sent through the local hub only", offenders);
 }
+
+/// The modules of a crate, by path (`devices::hub`), with their source.
+fn modules(krate: &str) -> Vec<(String, String)> {
+    let src = root().join("crates").join(krate).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(&src).expect("under src").with_extension("");
+            let mut name = rel.to_string_lossy().replace('/', "::");
+            if let Some(parent) = name.strip_suffix("::mod") {
+                name = parent.to_owned();
+            }
+            if name == "lib" || name == "main" {
+                name = "crate".to_owned();
+            }
+            (name, read(f))
+        })
+        .collect()
+}
+
+/// `crate::a::b::…` paths named in a source (in `use crate::…` and in `crate::…::` uses).
+fn crate_paths(text: &str) -> Vec<Vec<&str>> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices("crate::") {
+        let before = text[..i].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &text[i + "crate::".len()..];
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(rest.len());
+        out.push(rest[..end].split("::").filter(|s| !s.is_empty()).collect());
+    }
+    out
+}
+
+/// Sets of modules that import each other in a circle (strongly connected components of the
+/// import graph, without the edges between a module and its own parents or children).
+fn module_cycles(krate: &str) -> Vec<Vec<String>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mods = modules(krate);
+    let names: BTreeSet<&str> = mods.iter().map(|(n, _)| n.as_str()).collect();
+    let mut graph: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (m, text) in &mods {
+        let edges = graph.entry(m.as_str()).or_default();
+        for path in crate_paths(shipped(text)) {
+            for len in (1..=path.len()).rev() {
+                let target = path[..len].join("::");
+                if let Some(t) = names.get(target.as_str()) {
+                    let related = m.starts_with(&format!("{t}::"))
+                        || t.starts_with(&format!("{m}::"))
+                        || *t == m
+                        || *t == "crate"
+                        || m == "crate";
+                    if !related {
+                        edges.insert(t);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    // Reachability closure is enough at this size: two modules are in one cycle when each
+    // reaches the other.
+    let reach = |from: &str| {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from];
+        while let Some(m) = todo.pop() {
+            for &n in graph.get(m).into_iter().flatten() {
+                if seen.insert(n) {
+                    todo.push(n);
+                }
+            }
+        }
+        seen
+    };
+    let reaches: BTreeMap<&str, BTreeSet<&str>> = names.iter().map(|&n| (n, reach(n))).collect();
+    let mut cycles: Vec<Vec<String>> = Vec::new();
+    let mut placed = BTreeSet::new();
+    for &a in &names {
+        if placed.contains(a) || !reaches[a].contains(a) {
+            continue;
+        }
+        let members: Vec<String> = names
+            .iter()
+            .filter(|&&b| reaches[a].contains(b) && reaches[b].contains(a))
+            .map(|b| b.to_string())
+            .collect();
+        placed.extend(members.iter().cloned());
+        cycles.push(members);
+    }
+    cycles
+}
+
+#[test]
+fn modules_import_each_other_in_one_direction() {
+    // A cycle ties its modules into one: none can be read, tested or moved alone.
+    let mut bad = Vec::new();
+    for krate in ["server", "agent", "store", "fleetcare"] {
+        for c in module_cycles(krate) {
+            bad.push(format!("crates/{krate}: {}", c.join(" ↔ ")));
+        }
+    }
+    fail_if_any(
+        "module cycles (move the shared item down into a module both can import)",
+        bad,
+    );
+}
+
+#[test]
+fn the_deciding_crates_do_no_io() {
+    // Decisions (compatibility, diagnosis, rollout gates, trust, shapes) are pure functions of
+    // their inputs: they are tested without a runtime, a network or a database.
+    const IO: &[&str] = &[
+        "tokio", "sqlx", "rusqlite", "reqwest", "axum", "hyper", "rumqttc", "tracing",
+    ];
+    let mut bad = Vec::new();
+    for krate in ["compat", "core", "diag", "rollout", "trust", "wire"] {
+        let manifest: toml::Table = read(&root().join("crates").join(krate).join("Cargo.toml"))
+            .parse()
+            .expect("Cargo.toml");
+        let deps = manifest
+            .get("dependencies")
+            .and_then(|d| d.as_table())
+            .cloned()
+            .unwrap_or_default();
+        for dep in deps.keys().filter(|d| IO.contains(&d.as_str())) {
+            bad.push(format!("crates/{krate}/Cargo.toml: {dep}"));
+        }
+    }
+    fail_if_any("IO crates in a deciding crate", bad);
+}
+
+#[test]
+fn server_files_stay_small() {
+    // One concern per file: the center's files stay under about 800 lines (tests included).
+    let mut files = Vec::new();
+    rust_files(&root().join("crates/server/src"), &mut files);
+    let bad = files
+        .iter()
+        .filter(|f| read(f).lines().count() > 850)
+        .map(|f| format!("{}: split it by concern", rel(f)))
+        .collect();
+    fail_if_any("files over 850 lines in crates/server", bad);
+}
