@@ -379,7 +379,35 @@ impl Rollouts {
             return Ok(());
         };
         let now = st.clock.now_ms();
-        // Devices whose jobs ended, in one transaction.
+        self.settle_finished(st, r, &spec, now).await?;
+        if r.state != "running" {
+            return Ok(());
+        }
+        let waves_now = st.store.rollout_waves(r.tenant, r.id).await?;
+        if waves_now.is_empty() {
+            // Being created (its waves are written next): nothing to decide yet.
+            return Ok(());
+        }
+        let Some(max_wave) = self.gate(st, r, &spec, &waves_now, now).await? else {
+            return Ok(());
+        };
+        let running: u64 = waves_now.iter().map(|w| w.running).sum();
+        let slots = spec.gates.max_concurrent.saturating_sub(running);
+        if slots == 0 {
+            return Ok(());
+        }
+        self.dispatch(st, r, &spec, max_wave, slots, now).await
+    }
+
+    /// Devices whose jobs ended move to succeeded or failed, in one transaction; an aborted
+    /// rollout that reverts undoes each success.
+    async fn settle_finished(
+        &self,
+        st: &AppState,
+        r: &RolloutRecord,
+        spec: &Spec,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let finished = st
             .store
             .finished_rollout_jobs(r.tenant, r.id, MAX_LOOK)
@@ -415,14 +443,19 @@ impl Rollouts {
                 }
             }
         }
-        if r.state != "running" {
-            return Ok(());
-        }
-        let waves_now = st.store.rollout_waves(r.tenant, r.id).await?;
-        if waves_now.is_empty() {
-            // Being created (its waves are written next): nothing to decide yet.
-            return Ok(());
-        }
+        Ok(())
+    }
+
+    /// Ask the gates: pause, advance, wait for approval, finish or go on. `Some(highest wave
+    /// that may dispatch)` when the rollout goes on dispatching this round.
+    async fn gate(
+        &self,
+        st: &AppState,
+        r: &RolloutRecord,
+        spec: &Spec,
+        waves_now: &[WaveRecord],
+        now: i64,
+    ) -> Result<Option<u32>, StoreError> {
         let counts: Vec<WaveCounts> = waves_now.iter().map(counts).collect();
         let current = r.current_wave as usize;
         let mut max_wave = r.current_wave;
@@ -437,7 +470,7 @@ impl Rollouts {
                 st.store
                     .set_rollout_state(r.tenant, r.id, &["running"], "paused", Some(&reason), now)
                     .await?;
-                return Ok(());
+                return Ok(None);
             }
             Decision::Advance(n) => {
                 tracing::info!(rollout = r.id, wave = n + 1, "rollout: next wave");
@@ -471,7 +504,7 @@ impl Rollouts {
                         st.events
                             .notify(r.tenant, crate::cluster::events::Topic::Rollouts);
                     }
-                    return Ok(());
+                    return Ok(None);
                 }
                 let why = format!(
                     "every wave has started; {pending} device(s) wait for their turn, {running} \
@@ -485,11 +518,21 @@ impl Rollouts {
             }
             Decision::Continue => {}
         }
-        let running: u64 = waves_now.iter().map(|w| w.running).sum();
-        let mut slots = spec.gates.max_concurrent.saturating_sub(running);
-        if slots == 0 {
-            return Ok(());
-        }
+        Ok(Some(max_wave))
+    }
+
+    /// Pending devices of the started waves, up to `slots`: each is checked for its proper
+    /// state, then every plan is searched in one blocking task, then every move and every
+    /// dispatch is stored in one transaction each.
+    async fn dispatch(
+        &self,
+        st: &AppState,
+        r: &RolloutRecord,
+        spec: &Spec,
+        max_wave: u32,
+        mut slots: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let look = u32::try_from(slots.saturating_mul(2))
             .unwrap_or(MAX_LOOK)
             .min(MAX_LOOK);
@@ -515,7 +558,7 @@ impl Rollouts {
                 tenant: r.tenant,
                 device_id,
             };
-            match self.precheck(st, &key, &spec, now).await? {
+            match self.precheck(st, &key, spec, now).await? {
                 Ok(entry) => to_plan.push((c, key, entry)),
                 Err((state, reason)) => moves.push(RolloutMove {
                     device_id: c.device_id.clone(),
@@ -528,34 +571,8 @@ impl Rollouts {
         }
         let mut dispatch = Vec::new();
         if !to_plan.is_empty() {
-            let verdicts = match st.compat.current(r.tenant) {
-                None => to_plan
-                    .iter()
-                    .map(|_| Verdict::Ineligible("the tenant has no catalog to plan with".into()))
-                    .collect::<Vec<_>>(),
-                Some(cur) => {
-                    let pins: Vec<(fleetcare_compat::vocab::Sym, Version)> = match &spec.release {
-                        Some((product, version)) => st
-                            .compat
-                            .vocab
-                            .get(product)
-                            .map(|sym| vec![(sym, version.clone())])
-                            .unwrap_or_default(),
-                        None => Vec::new(),
-                    };
-                    let entries: Vec<Arc<Entry>> =
-                        to_plan.iter().map(|(_, _, e)| e.clone()).collect();
-                    let (cur2, release) = (cur.clone(), spec.release.is_some());
-                    tokio::task::spawn_blocking(move || {
-                        entries
-                            .iter()
-                            .map(|e| plan_verdict(&cur2, e, plan_policy, &pins, release))
-                            .collect()
-                    })
-                    .await
-                    .map_err(|e| StoreError::Db(format!("the plan search failed: {e}")))?
-                }
-            };
+            let entries: Vec<Arc<Entry>> = to_plan.iter().map(|(_, _, e)| e.clone()).collect();
+            let verdicts = plan_all(st, r.tenant, spec, entries, plan_policy).await?;
             for ((c, key, _), v) in to_plan.into_iter().zip(verdicts) {
                 match v {
                     Verdict::Dispatch(steps_json) if slots > 0 => {
@@ -664,4 +681,40 @@ impl Rollouts {
             install_blocked: cond.install_blocked,
         })
     }
+}
+
+/// Every entry's verdict for the rollout's target, the plan searches in one blocking task.
+async fn plan_all(
+    st: &AppState,
+    tenant: fleetcare_store::TenantId,
+    spec: &Spec,
+    entries: Vec<Arc<Entry>>,
+    plan_policy: Policy,
+) -> Result<Vec<Verdict>, StoreError> {
+    Ok(match st.compat.current(tenant) {
+        None => entries
+            .iter()
+            .map(|_| Verdict::Ineligible("the tenant has no catalog to plan with".into()))
+            .collect::<Vec<_>>(),
+        Some(cur) => {
+            let pins: Vec<(fleetcare_compat::vocab::Sym, Version)> = match &spec.release {
+                Some((product, version)) => st
+                    .compat
+                    .vocab
+                    .get(product)
+                    .map(|sym| vec![(sym, version.clone())])
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let (cur2, release) = (cur.clone(), spec.release.is_some());
+            tokio::task::spawn_blocking(move || {
+                entries
+                    .iter()
+                    .map(|e| plan_verdict(&cur2, e, plan_policy, &pins, release))
+                    .collect()
+            })
+            .await
+            .map_err(|e| StoreError::Db(format!("the plan search failed: {e}")))?
+        }
+    })
 }
