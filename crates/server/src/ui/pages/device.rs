@@ -253,12 +253,50 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
         .error_counts(ui.op.tenant, Some(&v.device_id), since, six_h)
         .await?;
     let bars = buckets(&counts, since, six_h, 28, day_label);
-    let (online, online_class) = online_text(v.online);
-    let compat_state = v
-        .compat_state
-        .clone()
-        .unwrap_or_else(|| "not judged".into());
     let path = url_escape(&v.device_id);
+    let p = DevicePage {
+        title: format!("Device {}", v.device_id),
+        nav: nav(ui, "/ui/devices"),
+        css: ASSET_CSS,
+        js: ASSET_JS,
+        event: events::device_event(&v.device_id),
+        actions: device_actions(ui, &path),
+        d: device_facts(&v, gap),
+        units: unit_rows(ui, &v, &out, &path),
+        findings: compat
+            .findings
+            .iter()
+            .map(|f| FindingRow {
+                kind: f.kind.clone(),
+                explanation: f.explanation.clone(),
+                rule: f.rule.clone(),
+                since: when(&f.opened_at),
+            })
+            .collect(),
+        plan: compat
+            .plan
+            .as_ref()
+            .map(|p| p.steps.iter().map(step).collect())
+            .unwrap_or_default(),
+        no_plan: compat.no_plan.clone().unwrap_or_default(),
+        no_plan_summary: compat.no_plan_summary.clone().unwrap_or_default(),
+        plan_blocked: compat
+            .plan
+            .as_ref()
+            .and_then(|p| p.blocked.clone())
+            .unwrap_or_default(),
+        advice: advice_rows(&compat),
+        error_chart: chart::bars("Error events per 6 hours, last 7 days", &bars),
+        errors: error_rows(&errs),
+        troubles: troubles.troubles.iter().map(trouble_row).collect(),
+        jobs: job_rows(&jobs),
+        history: history.events.iter().rev().map(history_row).collect(),
+    };
+    render(&p)
+}
+
+/// The buttons an operator may press on a device's page.
+fn device_actions(ui: &Ui, path: &str) -> Vec<Action> {
     let mut actions: Vec<Action> = [
         action(
             ui,
@@ -283,180 +321,173 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
     for a in &mut actions {
         a.class = "secondary";
     }
-    let p = DevicePage {
-        title: format!("Device {}", v.device_id),
-        nav: nav(ui, "/ui/devices"),
-        css: ASSET_CSS,
-        js: ASSET_JS,
-        event: events::device_event(&v.device_id),
-        actions,
-        d: DeviceFacts {
-            id: v.device_id.clone(),
-            model: v.model.clone(),
-            online,
-            online_class,
-            compat_class: compat_class(&compat_state),
-            compat: compat_state,
-            last_report: last_report(v.last_report.as_ref()),
-            structure_changed: when_opt(v.structure_changed_at.as_ref()),
-            enrolled: when(&v.enrolled_at),
-            interval: match v.report_interval_s {
-                Some(s) => format!(
-                    "every {} (set by the center)",
-                    fleetcare_diag::rules::duration_words(
-                        i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)
-                    )
+    actions
+}
+
+/// The device's facts as the page shows them.
+fn device_facts(v: &fleetcare_wire::operator::DeviceView, gap: Option<i64>) -> DeviceFacts {
+    let (online, online_class) = online_text(v.online);
+    let compat_state = v
+        .compat_state
+        .clone()
+        .unwrap_or_else(|| "not judged".into());
+    DeviceFacts {
+        id: v.device_id.clone(),
+        model: v.model.clone(),
+        online,
+        online_class,
+        compat_class: compat_class(&compat_state),
+        compat: compat_state,
+        last_report: last_report(v.last_report.as_ref()),
+        structure_changed: when_opt(v.structure_changed_at.as_ref()),
+        enrolled: when(&v.enrolled_at),
+        interval: match v.report_interval_s {
+            Some(s) => format!(
+                "every {} (set by the center)",
+                fleetcare_diag::rules::duration_words(
+                    i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)
+                )
+            ),
+            None => match gap {
+                Some(ms) => format!(
+                    "the agent's own: every {} (between its last two periodic reports)",
+                    fleetcare_diag::rules::duration_words(ms)
                 ),
-                None => match gap {
-                    Some(ms) => format!(
-                        "the agent's own: every {} (between its last two periodic reports)",
-                        fleetcare_diag::rules::duration_words(ms)
-                    ),
-                    None => "the agent's own (two periodic reports show it)".into(),
-                },
+                None => "the agent's own (two periodic reports show it)".into(),
             },
-            operating: v
-                .operating
-                .iter()
-                .map(|(k, x)| format!("{k} {x}"))
-                .collect::<Vec<_>>()
-                .join(", "),
         },
-        units: v
-            .units
+        operating: v
+            .operating
             .iter()
-            .map(|u| UnitRow {
-                slot: u.slot.clone(),
-                kind: u.kind.clone(),
-                model: u.model.clone(),
-                serial: u.serial.clone(),
-                hw_revision: u.hw_revision.clone(),
-                software: u
-                    .software
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{} {} ({}){}",
-                            s.product,
-                            s.version,
-                            s.maker,
-                            if s.active { "" } else { ", inactive copy" }
-                        )
-                    })
-                    .collect(),
-                in_service: u.in_service,
-                service_note: out
-                    .iter()
-                    .find(|o| o.slot == u.slot)
-                    .map(|o| {
-                        format!(
-                            "{} (by {}{})",
-                            o.reason,
-                            o.taken_by,
-                            o.switched_to
-                                .as_ref()
-                                .map_or(String::new(), |to| format!("; the {to} took over"))
-                        )
-                    })
-                    .unwrap_or_default(),
-                enable_url: (out.iter().any(|o| o.slot == u.slot)
-                    && ui.may("POST", "/api/v1/devices/{id}/units/{slot}/enable"))
-                .then(|| {
+            .map(|(k, x)| format!("{k} {x}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// One row per unit, with its software and service state, and the buttons that take it out of
+/// service or put it back.
+fn unit_rows(
+    ui: &Ui,
+    v: &fleetcare_wire::operator::DeviceView,
+    out: &[fleetcare_wire::compat::UnitService],
+    path: &str,
+) -> Vec<UnitRow> {
+    v.units
+        .iter()
+        .map(|u| UnitRow {
+            slot: u.slot.clone(),
+            kind: u.kind.clone(),
+            model: u.model.clone(),
+            serial: u.serial.clone(),
+            hw_revision: u.hw_revision.clone(),
+            software: u
+                .software
+                .iter()
+                .map(|s| {
                     format!(
-                        "/api/v1/devices/{path}/units/{}/enable",
-                        url_escape(&u.slot)
+                        "{} {} ({}){}",
+                        s.product,
+                        s.version,
+                        s.maker,
+                        if s.active { "" } else { ", inactive copy" }
                     )
-                }),
-                disable_url: (u.in_service
-                    && ui.may("POST", "/api/v1/devices/{id}/units/{slot}/disable"))
-                .then(|| {
+                })
+                .collect(),
+            in_service: u.in_service,
+            service_note: out
+                .iter()
+                .find(|o| o.slot == u.slot)
+                .map(|o| {
                     format!(
-                        "/api/v1/devices/{path}/units/{}/disable",
-                        url_escape(&u.slot)
+                        "{} (by {}{})",
+                        o.reason,
+                        o.taken_by,
+                        o.switched_to
+                            .as_ref()
+                            .map_or(String::new(), |to| format!("; the {to} took over"))
                     )
-                }),
-            })
-            .collect(),
-        findings: compat
-            .findings
-            .iter()
-            .map(|f| FindingRow {
-                kind: f.kind.clone(),
-                explanation: f.explanation.clone(),
-                rule: f.rule.clone(),
-                since: when(&f.opened_at),
-            })
-            .collect(),
-        plan: compat
-            .plan
-            .as_ref()
-            .map(|p| p.steps.iter().map(step).collect())
-            .unwrap_or_default(),
-        no_plan: compat.no_plan.clone().unwrap_or_default(),
-        no_plan_summary: compat.no_plan_summary.clone().unwrap_or_default(),
-        plan_blocked: compat
-            .plan
-            .as_ref()
-            .and_then(|p| p.blocked.clone())
-            .unwrap_or_default(),
-        advice: compat
-            .advice
-            .iter()
-            .map(|a| AdviceRow {
-                summary: a.summary.clone(),
-                steps: a
-                    .hardware
-                    .iter()
-                    .map(|h| match h.action.as_str() {
-                        "replace" => format!(
-                            "{}: replace {} rev {} by {} rev {}",
-                            h.slot,
-                            h.from_model,
-                            h.from_hw_revision,
-                            h.to_model.as_deref().unwrap_or("?"),
-                            h.to_hw_revision.as_deref().unwrap_or("any")
-                        ),
-                        other => {
-                            format!("{}: {} ({})", h.slot, other.replace('_', " "), h.from_model)
-                        }
-                    })
-                    .chain(a.software.iter().map(step))
-                    .collect(),
-            })
-            .collect(),
-        error_chart: chart::bars("Error events per 6 hours, last 7 days", &bars),
-        errors: errs
-            .events
-            .iter()
-            .map(|e| ErrorRow {
-                at: when(&e.at),
-                slot: e.slot.clone(),
-                code: e.code.clone(),
-                class: severity_class(&e.severity),
-                severity: e.severity.clone(),
-                detail: e.detail.clone().unwrap_or_default(),
-                trigger: e.trigger.clone(),
-            })
-            .collect(),
-        troubles: troubles.troubles.iter().map(trouble_row).collect(),
-        jobs: jobs
-            .jobs
-            .iter()
-            .map(|j| JobRow {
-                id: j.id,
-                origin: j.origin.clone(),
-                class: job_class(&j.state),
-                state: match (&j.reason, &j.waiting) {
-                    (Some(r), _) => format!("{} ({r})", j.state),
-                    (None, Some(w)) => format!("{} — {w}", j.state),
-                    (None, None) => j.state.clone(),
-                },
-                steps: j.steps.iter().map(step).collect(),
-                created: when(&j.created_at),
-                updated: when(&j.updated_at),
-            })
-            .collect(),
-        history: history.events.iter().rev().map(history_row).collect(),
-    };
-    render(&p)
+                })
+                .unwrap_or_default(),
+            enable_url: (out.iter().any(|o| o.slot == u.slot)
+                && ui.may("POST", "/api/v1/devices/{id}/units/{slot}/enable"))
+            .then(|| {
+                format!(
+                    "/api/v1/devices/{path}/units/{}/enable",
+                    url_escape(&u.slot)
+                )
+            }),
+            disable_url: (u.in_service
+                && ui.may("POST", "/api/v1/devices/{id}/units/{slot}/disable"))
+            .then(|| {
+                format!(
+                    "/api/v1/devices/{path}/units/{}/disable",
+                    url_escape(&u.slot)
+                )
+            }),
+        })
+        .collect()
+}
+
+/// Hardware advice, each a list of steps in words.
+fn advice_rows(compat: &fleetcare_wire::compat::CompatReport) -> Vec<AdviceRow> {
+    compat
+        .advice
+        .iter()
+        .map(|a| AdviceRow {
+            summary: a.summary.clone(),
+            steps: a
+                .hardware
+                .iter()
+                .map(|h| match h.action.as_str() {
+                    "replace" => format!(
+                        "{}: replace {} rev {} by {} rev {}",
+                        h.slot,
+                        h.from_model,
+                        h.from_hw_revision,
+                        h.to_model.as_deref().unwrap_or("?"),
+                        h.to_hw_revision.as_deref().unwrap_or("any")
+                    ),
+                    other => {
+                        format!("{}: {} ({})", h.slot, other.replace('_', " "), h.from_model)
+                    }
+                })
+                .chain(a.software.iter().map(step))
+                .collect(),
+        })
+        .collect()
+}
+
+fn error_rows(errs: &fleetcare_wire::errors::ErrorList) -> Vec<ErrorRow> {
+    errs.events
+        .iter()
+        .map(|e| ErrorRow {
+            at: when(&e.at),
+            slot: e.slot.clone(),
+            code: e.code.clone(),
+            class: severity_class(&e.severity),
+            severity: e.severity.clone(),
+            detail: e.detail.clone().unwrap_or_default(),
+            trigger: e.trigger.clone(),
+        })
+        .collect()
+}
+
+fn job_rows(jobs: &fleetcare_wire::compat::JobList) -> Vec<JobRow> {
+    jobs.jobs
+        .iter()
+        .map(|j| JobRow {
+            id: j.id,
+            origin: j.origin.clone(),
+            class: job_class(&j.state),
+            state: match (&j.reason, &j.waiting) {
+                (Some(r), _) => format!("{} ({r})", j.state),
+                (None, Some(w)) => format!("{} — {w}", j.state),
+                (None, None) => j.state.clone(),
+            },
+            steps: j.steps.iter().map(step).collect(),
+            created: when(&j.created_at),
+            updated: when(&j.updated_at),
+        })
+        .collect()
 }
