@@ -247,35 +247,11 @@ impl<S: StructureSource> Agent<S> {
         let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
 
         let root = load_root(&cfg)?;
-        let none: Installers = Arc::new(BTreeMap::new());
-        // The device's identity comes from its source: wait for a valid snapshot.
-        let snapshot = loop {
-            match read_valid(&self.source, &none, &[]).await {
-                Ok((s, _)) => break s,
-                Err(e) => {
-                    tracing::error!(error = %e, "the structure source is not usable yet");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff.next_delay()) => {}
-                        () = stopped(&mut shutdown) => return Ok(()),
-                    }
-                }
-            }
+        let Some((snapshot, usable)) =
+            identity(&self.source, &local, &cfg, &mut backoff, &mut shutdown).await?
+        else {
+            return Ok(());
         };
-        backoff.reset();
-        // A credential is for one device at one center.
-        let credential = local.credential().cloned();
-        if let Some(c) = &credential
-            && c.device_id != snapshot.device_id
-        {
-            return Err(AgentError::IdentityChanged {
-                enrolled: c.device_id.clone(),
-                named: snapshot.device_id.clone(),
-            });
-        }
-        let usable = credential.filter(|c| c.center_url == cfg.center_url);
-        if usable.is_none() && cfg.enrollment_key.is_none() {
-            return Err(AgentError::NoEnrollmentKey);
-        }
         let (token_tx, token_rx) = watch::channel(usable.as_ref().map(|c| c.device_token.clone()));
         let (events_tx, mut events) = mpsc::channel(64);
         let channel = tokio::spawn(Channel::new(&cfg, client.clone()).run(
@@ -289,21 +265,7 @@ impl<S: StructureSource> Agent<S> {
             None => installers(&cfg, &snapshot)?,
         };
         // The error journal: a new boot epoch for every start.
-        let journal = match embed.journal {
-            Some(j) => j,
-            None if embed.memory => Arc::new(
-                Journal::memory(cfg.journal).map_err(|e| AgentError::Journal(e.to_string()))?,
-            ),
-            None => {
-                let (dir, limits) = (cfg.data_dir.clone(), cfg.journal);
-                Arc::new(
-                    tokio::task::spawn_blocking(move || Journal::open(&dir, limits, true))
-                        .await
-                        .map_err(|e| AgentError::Journal(e.to_string()))?
-                        .map_err(|e| AgentError::Journal(e.to_string()))?,
-                )
-            }
-        };
+        let journal = open_journal(&cfg, embed.journal, embed.memory).await?;
         let (errors_request, errors_requested) = watch::channel(None);
         // "Send now" from the device (`fleetcare-agent report` / `send-errors`, local API).
         let (report_now, mut reports_asked) = mpsc::channel::<crate::local_api::ReportNow>(4);
@@ -313,25 +275,15 @@ impl<S: StructureSource> Agent<S> {
         } else {
             cfg.local_socket.as_ref()
         };
-        let local_api = match socket {
-            Some(path) => match crate::local_api::bind(path) {
-                Ok(l) => Some(tokio::spawn(crate::local_api::run(
-                    journal.clone(),
-                    crate::local_api::Control {
-                        report: report_now,
-                        errors: errors_now,
-                    },
-                    l,
-                    path.clone(),
-                    shutdown.clone(),
-                ))),
-                Err(e) => {
-                    tracing::error!(socket = %path.display(), error = %e, "the local API could not start; `fleetcare-agent log` still works");
-                    None
-                }
-            },
-            None => None,
-        };
+        let local_api = socket.map(|path| {
+            start_local_api(
+                path,
+                journal.clone(),
+                report_now,
+                errors_now,
+                shutdown.clone(),
+            )
+        });
         let errors_task = tokio::spawn(crate::errlog::run(
             journal.clone(),
             client.clone(),
@@ -345,18 +297,10 @@ impl<S: StructureSource> Agent<S> {
             observer.clone(),
             shutdown.clone(),
         ));
-        let install_blocked = embed.cannot_install.clone().or_else(|| {
-            if root.is_none() {
-                Some("no root of trust is provisioned (`trust_root` in the agent config)".into())
-            } else if installers.is_empty() {
-                Some(
-                    "no unit has an installer (`units_dir` or `command_slots` in the agent config)"
-                        .into(),
-                )
-            } else {
-                None
-            }
-        });
+        let install_blocked = embed
+            .cannot_install
+            .clone()
+            .or_else(|| cannot_install(root.is_some(), &installers));
         if let Some(why) = &install_blocked {
             tracing::info!(reason = %why, "this device cannot install software; the center is told");
         }
@@ -417,50 +361,8 @@ impl<S: StructureSource> Agent<S> {
             r.enroll_at = Some(Instant::now());
         }
         r.flush().await?;
-        let mut watch_tick = tokio::time::interval(r.cfg.watch_interval);
-        watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                ev = events.recv() => match ev {
-                    None => break,
-                    Some(ChannelEvent::Up(via)) => {
-                        tracing::info!(via = via.as_str(), "connected to the center");
-                        r.status.channel = via.as_str().into();
-                        r.observer.connected(via.as_str());
-                        r.report(Trigger::Connect).await?;
-                        // Jobs, settings, units out of service and notices may have changed
-                        // while this device was away.
-                        r.jobs_nudge.notify_one();
-                        r.fetch_settings().await?;
-                        r.fetch_notifications().await;
-                    }
-                    Some(ChannelEvent::Down(reason)) => {
-                        tracing::info!(%reason, "push channel down");
-                        r.observer.disconnected();
-                        r.status.channel = "offline".into();
-                        r.publish();
-                    }
-                    Some(ChannelEvent::Command(c)) => r.command(c).await?,
-                    Some(ChannelEvent::Unauthorized) => r.unauthorized(),
-                },
-                () = tokio::time::sleep_until(r.next_periodic) => {
-                    r.next_periodic = Instant::now() + effective_interval(&r.cfg, &r.local);
-                    r.report(Trigger::Periodic).await?;
-                }
-                _ = watch_tick.tick() => {
-                    r.check_for_change(false).await?;
-                    r.publish();
-                }
-                () = self.nudge.notified() => r.check_for_change(true).await?,
-                Some(reply) = reports_asked.recv() => {
-                    let result = r.report_now().await?;
-                    let _ = reply.send(result);
-                }
-                () = sleep_until_opt(r.retry_at) => r.flush().await?,
-                () = sleep_until_opt(r.enroll_at) => r.enroll().await?,
-                () = stopped(&mut shutdown) => break,
-            }
-        }
+        r.serve(&mut events, &mut reports_asked, &self.nudge, &mut shutdown)
+            .await?;
         r.status.channel = "offline".into();
         r.publish();
         let _ = channel.await;
@@ -468,10 +370,166 @@ impl<S: StructureSource> Agent<S> {
         update_task.abort();
         let _ = update_task.await;
         let _ = errors_task.await;
-        if let Some(t) = local_api {
+        if let Some(t) = local_api.flatten() {
             let _ = t.await;
         }
         Ok(())
+    }
+}
+
+impl<S: StructureSource> Runner<S> {
+    /// The agent's life once started: channel events, the periodic report, watching the
+    /// structure, requests from the device itself, retries and enrollment, until shutdown.
+    async fn serve(
+        &mut self,
+        events: &mut mpsc::Receiver<ChannelEvent>,
+        reports_asked: &mut mpsc::Receiver<crate::local_api::ReportNow>,
+        nudge: &Notify,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), AgentError> {
+        let mut watch_tick = tokio::time::interval(self.cfg.watch_interval);
+        watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    None => break,
+                    Some(ChannelEvent::Up(via)) => {
+                        tracing::info!(via = via.as_str(), "connected to the center");
+                        self.status.channel = via.as_str().into();
+                        self.observer.connected(via.as_str());
+                        self.report(Trigger::Connect).await?;
+                        // Jobs, settings, units out of service and notices may have changed
+                        // while this device was away.
+                        self.jobs_nudge.notify_one();
+                        self.fetch_settings().await?;
+                        self.fetch_notifications().await;
+                    }
+                    Some(ChannelEvent::Down(reason)) => {
+                        tracing::info!(%reason, "push channel down");
+                        self.observer.disconnected();
+                        self.status.channel = "offline".into();
+                        self.publish();
+                    }
+                    Some(ChannelEvent::Command(c)) => self.command(c).await?,
+                    Some(ChannelEvent::Unauthorized) => self.unauthorized(),
+                },
+                () = tokio::time::sleep_until(self.next_periodic) => {
+                    self.next_periodic = Instant::now() + effective_interval(&self.cfg, &self.local);
+                    self.report(Trigger::Periodic).await?;
+                }
+                _ = watch_tick.tick() => {
+                    self.check_for_change(false).await?;
+                    self.publish();
+                }
+                () = nudge.notified() => self.check_for_change(true).await?,
+                Some(reply) = reports_asked.recv() => {
+                    let result = self.report_now().await?;
+                    let _ = reply.send(result);
+                }
+                () = sleep_until_opt(self.retry_at) => self.flush().await?,
+                () = sleep_until_opt(self.enroll_at) => self.enroll().await?,
+                () = stopped(shutdown) => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The device's identity from its source (waiting until the source gives a valid snapshot)
+/// and the stored credential if it is for this device at this center. `None` at shutdown.
+async fn identity<S: StructureSource>(
+    source: &Arc<S>,
+    local: &Local,
+    cfg: &AgentConfig,
+    backoff: &mut Backoff,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<(Snapshot, Option<Credential>)>, AgentError> {
+    let none: Installers = Arc::new(BTreeMap::new());
+    // The device's identity comes from its source: wait for a valid snapshot.
+    let snapshot = loop {
+        match read_valid(source, &none, &[]).await {
+            Ok((s, _)) => break s,
+            Err(e) => {
+                tracing::error!(error = %e, "the structure source is not usable yet");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                    () = stopped(shutdown) => return Ok(None),
+                }
+            }
+        }
+    };
+    backoff.reset();
+    // A credential is for one device at one center.
+    let credential = local.credential().cloned();
+    if let Some(c) = &credential
+        && c.device_id != snapshot.device_id
+    {
+        return Err(AgentError::IdentityChanged {
+            enrolled: c.device_id.clone(),
+            named: snapshot.device_id.clone(),
+        });
+    }
+    let usable = credential.filter(|c| c.center_url == cfg.center_url);
+    if usable.is_none() && cfg.enrollment_key.is_none() {
+        return Err(AgentError::NoEnrollmentKey);
+    }
+    Ok(Some((snapshot, usable)))
+}
+
+/// The error journal: a new boot epoch for every start.
+async fn open_journal(
+    cfg: &AgentConfig,
+    embedded: Option<Arc<Journal>>,
+    memory: bool,
+) -> Result<Arc<Journal>, AgentError> {
+    Ok(match embedded {
+        Some(j) => j,
+        None if memory => {
+            Arc::new(Journal::memory(cfg.journal).map_err(|e| AgentError::Journal(e.to_string()))?)
+        }
+        None => {
+            let (dir, limits) = (cfg.data_dir.clone(), cfg.journal);
+            Arc::new(
+                tokio::task::spawn_blocking(move || Journal::open(&dir, limits, true))
+                    .await
+                    .map_err(|e| AgentError::Journal(e.to_string()))?
+                    .map_err(|e| AgentError::Journal(e.to_string()))?,
+            )
+        }
+    })
+}
+
+/// The local API on its socket; `None` (logged) if it cannot bind.
+fn start_local_api(
+    path: &std::path::Path,
+    journal: Arc<Journal>,
+    report: mpsc::Sender<crate::local_api::ReportNow>,
+    errors: mpsc::Sender<crate::errlog::SendNow>,
+    shutdown: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match crate::local_api::bind(path) {
+        Ok(l) => Some(tokio::spawn(crate::local_api::run(
+            journal,
+            crate::local_api::Control { report, errors },
+            l,
+            path.to_path_buf(),
+            shutdown,
+        ))),
+        Err(e) => {
+            tracing::error!(socket = %path.display(), error = %e, "the local API could not start; `fleetcare-agent log` still works");
+            None
+        }
+    }
+}
+
+/// Why this device cannot install software, if it cannot.
+fn cannot_install(has_root: bool, installers: &Installers) -> Option<String> {
+    if !has_root {
+        Some("no root of trust is provisioned (`trust_root` in the agent config)".into())
+    } else if installers.is_empty() {
+        Some("no unit has an installer (`units_dir` or `command_slots` in the agent config)".into())
+    } else {
+        None
     }
 }
 
