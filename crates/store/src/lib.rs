@@ -10,7 +10,10 @@
 //! * [`postgres`]: PostgreSQL through sqlx; each write is one transaction.
 //!
 //! Both speak the same SQL (written with `$N` placeholders) and are held to one conformance
-//! suite (`tests/conformance.rs`). Every row carries a tenant.
+//! suite (`tests/conformance.rs`). Every row carries a tenant. Store methods are written once,
+//! as statements run through the small executor in `exec` (`Store::run`, `Store::select`),
+//! with one decode function per record; only storing a report, closing and the integrity
+//! check are written per backend (see `dispatch!`).
 
 pub mod accounts;
 pub mod audit;
@@ -207,6 +210,12 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The few methods each backend writes for itself, because what they do is the backend's own:
+/// storing a report (the hot path — SQLite's writer thread runs it synchronously inside its
+/// group commit with cached statements, PostgreSQL locks the device row and groups reports
+/// in one transaction; the decisions both make are shared: [`is_newest`],
+/// [`needs_old_structure`], [`ingest_rows`]), closing, and the integrity check. Every other
+/// method is written once, over [`exec`].
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match $self {
@@ -243,9 +252,25 @@ impl Store {
         }
     }
 
+    /// Run one statement; whether it changed exactly one row.
+    async fn changed_one(&self, stmt: Stmt) -> Result<bool> {
+        let n = self.run(vec![stmt], Guard::None).await?;
+        Ok(n.first().copied() == Some(1))
+    }
+
     /// The tenant's id, creating it if it does not exist.
     pub async fn ensure_tenant(&self, name: &str, now_ms: i64) -> Result<TenantId> {
-        dispatch!(self.ensure_tenant(name, now_ms))
+        self.run(
+            vec![Stmt::new(
+                sql::INSERT_TENANT,
+                vec![name.into(), now_ms.into()],
+            )],
+            Guard::None,
+        )
+        .await?;
+        self.tenant_id(name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("tenant {name} vanished")))
     }
 
     /// Register an operator token by its hash; `false` (and nothing changed) if the hash is
@@ -258,7 +283,17 @@ impl Store {
         token_hash: &str,
         now_ms: i64,
     ) -> Result<bool> {
-        dispatch!(self.add_operator_token(tenant, name, role, token_hash, now_ms))
+        self.changed_one(Stmt::new(
+            sql::INSERT_OPERATOR_TOKEN,
+            vec![
+                token_hash.into(),
+                tenant.into(),
+                name.into(),
+                role.into(),
+                now_ms.into(),
+            ],
+        ))
+        .await
     }
 
     /// The operator a token hash belongs to, unless unknown or revoked.
@@ -268,7 +303,14 @@ impl Store {
         token_hash: &str,
         now_ms: i64,
     ) -> Result<Option<Operator>> {
-        dispatch!(self.operator_by_token(token_hash, now_ms))
+        let rows = self
+            .select(
+                Sql::Both(std::borrow::Cow::Borrowed(sql::OPERATOR_BY_TOKEN)),
+                vec![token_hash.into(), now_ms.into()],
+                &[Ty::Int, Ty::Text, Ty::Text],
+            )
+            .await?;
+        rows.first().map(|r| operator(r)).transpose()
     }
 
     /// Register an enrollment key by its hash; `false` (and nothing changed) if the hash is
@@ -279,12 +321,23 @@ impl Store {
         key_hash: &str,
         now_ms: i64,
     ) -> Result<bool> {
-        dispatch!(self.add_enrollment_key(tenant, key_hash, now_ms))
+        self.changed_one(Stmt::new(
+            sql::INSERT_ENROLLMENT_KEY,
+            vec![key_hash.into(), tenant.into(), now_ms.into()],
+        ))
+        .await
     }
 
     /// The tenant an enrollment key hash admits devices to, unless unknown or revoked.
     pub async fn enrollment_tenant(&self, key_hash: &str) -> Result<Option<TenantId>> {
-        dispatch!(self.enrollment_tenant(key_hash))
+        let rows = self
+            .select(
+                Sql::Both(std::borrow::Cow::Borrowed(sql::ENROLLMENT_TENANT)),
+                vec![key_hash.into()],
+                &[Ty::Int],
+            )
+            .await?;
+        rows.first().map(|r| r[0].int()).transpose()
     }
 
     /// Enroll a device. A device id not enrolled yet is always admitted. An enrolled one is
@@ -300,19 +353,49 @@ impl Store {
         current_credential_hash: Option<&str>,
         now_ms: i64,
     ) -> Result<Enrollment> {
-        dispatch!(self.enroll_device(key, model, credential_hash, current_credential_hash, now_ms))
+        let out = self
+            .run(
+                vec![Stmt::returning(
+                    sql::ENROLL,
+                    vec![
+                        key.tenant.into(),
+                        key.device_id.as_str().into(),
+                        model.into(),
+                        credential_hash.into(),
+                        now_ms.into(),
+                        current_credential_hash.unwrap_or_default().into(),
+                    ],
+                )],
+                Guard::None,
+            )
+            .await?;
+        // ENROLL returns the interval plus one, so that 0 (no row) means refused.
+        Ok(match out.first().copied().unwrap_or(0) {
+            0 => Enrollment::Refused,
+            1 => Enrollment::Enrolled {
+                report_interval_s: None,
+            },
+            n => Enrollment::Enrolled {
+                report_interval_s: Some(n - 1),
+            },
+        })
     }
 
     /// Revoke a device's credential: it stops working at once, and the device can enroll
     /// again only after [`Store::allow_reenroll`]. `false` if the device is unknown.
     pub async fn revoke_device(&self, key: &DeviceKey, now_ms: i64) -> Result<bool> {
-        dispatch!(self.revoke_device(key, now_ms))
+        self.changed_one(Stmt::new(sql::REVOKE, device_params(key, now_ms.into())))
+            .await
     }
 
     /// Allow one new enrollment of an enrolled device id until `until_ms` (a device that
     /// lost its credential, or a replaced controller). `false` if the device is unknown.
     pub async fn allow_reenroll(&self, key: &DeviceKey, until_ms: i64) -> Result<bool> {
-        dispatch!(self.allow_reenroll(key, until_ms))
+        self.changed_one(Stmt::new(
+            sql::ALLOW_REENROLL,
+            device_params(key, until_ms.into()),
+        ))
+        .await
     }
 
     /// The device a credential hash belongs to: its current credential, or the one before it
@@ -323,7 +406,18 @@ impl Store {
         credential_hash: &str,
         now_ms: i64,
     ) -> Result<Option<DeviceKey>> {
-        match dispatch!(self.device_by_credential(credential_hash))? {
+        let current = self
+            .select(
+                Sql::Both(std::borrow::Cow::Borrowed(sql::DEVICE_BY_CREDENTIAL)),
+                vec![credential_hash.into()],
+                &[Ty::Int, Ty::Text, Ty::Int],
+            )
+            .await?;
+        let current = current
+            .first()
+            .map(|r| Ok::<_, StoreError>((device_key(r)?, r[2].int()? != 0)))
+            .transpose()?;
+        match current {
             Some((key, false)) => Ok(Some(key)),
             Some((key, true)) => {
                 self.run(
@@ -350,15 +444,7 @@ impl Store {
                         &[Ty::Int, Ty::Text],
                     )
                     .await?;
-                rows.first()
-                    .map(|r| {
-                        Ok(DeviceKey {
-                            tenant: r[0].int()?,
-                            device_id: DeviceId::parse(&r[1].text()?)
-                                .map_err(|e| StoreError::Corrupt(format!("device id: {e}")))?,
-                        })
-                    })
-                    .transpose()
+                rows.first().map(|r| device_key(r)).transpose()
             }
         }
     }
@@ -405,7 +491,26 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DeviceRow>> {
-        dispatch!(self.list_devices(tenant, after, limit))
+        let rows = self
+            .select(
+                Sql::Both(std::borrow::Cow::Borrowed(sql::LIST_DEVICES)),
+                vec![
+                    tenant.into(),
+                    after.unwrap_or("").into(),
+                    i64::from(limit).into(),
+                ],
+                &[
+                    Ty::Text,
+                    Ty::Text,
+                    Ty::Int,
+                    Ty::Int,
+                    Ty::Text,
+                    Ty::Int,
+                    Ty::Int,
+                ],
+            )
+            .await?;
+        rows.iter().map(|r| device_row(r)).collect()
     }
 
     pub async fn device(&self, key: &DeviceKey) -> Result<Option<DeviceRecord>> {
@@ -424,22 +529,60 @@ impl Store {
 
     /// The newest `limit` structure changes of a device, oldest first.
     pub async fn history(&self, key: &DeviceKey, limit: u32) -> Result<Vec<HistoryRecord>> {
-        dispatch!(self.history(key, limit))
+        let rows = self
+            .select(
+                Sql::Both(std::borrow::Cow::Borrowed(sql::HISTORY)),
+                device_params(key, i64::from(limit).into()),
+                &[Ty::Int, Ty::Text, Ty::Int, Ty::Int, Ty::Text],
+            )
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                history_record(
+                    r[0].int()?,
+                    r[1].text()?,
+                    r[2].int()?,
+                    r[3].int()?,
+                    r[4].text()?,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
     }
 
     /// Set or clear the center's reporting interval; `false` if the device is unknown.
     pub async fn set_report_interval(&self, key: &DeviceKey, seconds: Option<u64>) -> Result<bool> {
-        dispatch!(self.set_report_interval(key, seconds))
+        self.changed_one(Stmt::new(
+            sql::SET_INTERVAL,
+            device_params(key, seconds.map(to_i64).into()),
+        ))
+        .await
     }
 
     /// Sequence numbers of the reports stored for the device's current credential, ascending.
     pub async fn stored_seqs(&self, key: &DeviceKey) -> Result<Vec<u64>> {
-        dispatch!(self.stored_seqs(key))
+        let rows = self
+            .select(
+                Sql::Both(std::borrow::Cow::Borrowed(sql::STORED_SEQS)),
+                vec![key.tenant.into(), key.device_id.as_str().into()],
+                &[Ty::Int],
+            )
+            .await?;
+        rows.iter().map(|r| r[0].int().map(to_u64)).collect()
     }
 
     /// Number of devices in a tenant.
     pub async fn count_devices(&self, tenant: TenantId) -> Result<u64> {
-        dispatch!(self.count_devices(tenant))
+        let rows = self
+            .select(
+                Sql::Both(std::borrow::Cow::Borrowed(sql::COUNT_DEVICES)),
+                vec![tenant.into()],
+                &[Ty::Int],
+            )
+            .await?;
+        rows.first().map_or(Ok(0), |r| r[0].int().map(to_u64))
     }
 
     /// Finish pending writes and leave the store tidy (SQLite: truncating checkpoint).
@@ -479,7 +622,8 @@ pub(crate) mod sql {
     pub const ENROLLMENT_TENANT: &str =
         "SELECT tenant_id FROM enrollment_keys WHERE key_hash = $1 AND revoked_at IS NULL";
     /// No row comes back when the device exists and neither its current credential nor an
-    /// operator's allowance admits the new enrollment.
+    /// operator's allowance admits the new enrollment; otherwise the stored interval plus one
+    /// (1: none), so that the statement's one integer tells the three cases apart.
     pub const ENROLL: &str = "INSERT INTO devices \
         (tenant_id, device_id, model, credential_hash, generation, enrolled_at) \
         VALUES ($1, $2, $3, $4, 1, $5) \
@@ -490,14 +634,14 @@ pub(crate) mod sql {
         previous_valid_until = NULL, credential_issued_at = excluded.enrolled_at \
         WHERE devices.reenroll_until >= $5 \
         OR (devices.revoked_at IS NULL AND devices.credential_hash = $6) \
-        RETURNING report_interval_s";
+        RETURNING COALESCE(report_interval_s + 1, 1)";
     pub const REVOKE: &str = "UPDATE devices SET revoked_at = $3 \
         WHERE tenant_id = $1 AND device_id = $2";
     pub const ALLOW_REENROLL: &str = "UPDATE devices SET reenroll_until = $3 \
         WHERE tenant_id = $1 AND device_id = $2";
     /// The third column: a rotation to this credential is still unconfirmed.
     pub const DEVICE_BY_CREDENTIAL: &str = "SELECT tenant_id, device_id, \
-        previous_credential_hash IS NOT NULL FROM devices \
+        CAST(CASE WHEN previous_credential_hash IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM devices \
         WHERE credential_hash = $1 AND revoked_at IS NULL";
     pub const DEVICE_BY_PREVIOUS_CREDENTIAL: &str = "SELECT tenant_id, device_id FROM devices \
         WHERE previous_credential_hash = $1 AND previous_valid_until >= $2 AND revoked_at IS NULL";
@@ -684,6 +828,43 @@ pub(crate) fn report_meta(
 
 pub(crate) fn device_id(s: String) -> Result<DeviceId> {
     DeviceId::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// `$1` tenant, `$2` device id, `$3` the value a statement sets.
+fn device_params(key: &DeviceKey, value: exec::Val) -> Vec<exec::Val> {
+    vec![key.tenant.into(), key.device_id.as_str().into(), value]
+}
+
+/// Decode `tenant_id, device_id` at the start of a row.
+fn device_key(r: &[exec::Val]) -> Result<DeviceKey> {
+    Ok(DeviceKey {
+        tenant: r[0].int()?,
+        device_id: device_id(r[1].text()?)?,
+    })
+}
+
+/// Decode a row of [`sql::OPERATOR_BY_TOKEN`].
+fn operator(r: &[exec::Val]) -> Result<Operator> {
+    Ok(Operator {
+        tenant: r[0].int()?,
+        name: r[1].text()?,
+        role: r[2].text()?,
+    })
+}
+
+/// Decode a row of [`sql::LIST_DEVICES`].
+fn device_row(r: &[exec::Val]) -> Result<DeviceRow> {
+    Ok(DeviceRow {
+        device_id: r[0].text()?,
+        model: r[1].text()?,
+        units: u32::try_from(r[2].int()?).unwrap_or(u32::MAX),
+        last_report: report_meta(
+            r[3].int()?,
+            r[4].opt_text()?,
+            r[5].opt_int()?,
+            r[6].opt_int()?,
+        )?,
+    })
 }
 
 /// Decode a row of [`sql::DEVICE`].

@@ -12,9 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::exec::{Group, Guard, Sql, Stmt, Ty, Val};
 use crate::{
-    DeviceKey, DeviceRow, Enrollment, HistoryRecord, IngestRows, IngestState, Ingested, NewReport,
-    Operator, Result, StoreError, TenantId, device_id, history_record, ingest_rows, is_newest,
-    judgement_update, migrate, needs_old_structure, report_meta, sql, to_i64, to_u64,
+    IngestRows, IngestState, Ingested, NewReport, Result, StoreError, ingest_rows, is_newest,
+    judgement_update, migrate, needs_old_structure, sql, to_i64, to_u64,
 };
 
 /// File name of the database inside the data dir.
@@ -207,255 +206,10 @@ impl SqliteStore {
         .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
     }
 
-    pub async fn ensure_tenant(&self, name: &str, now_ms: i64) -> Result<TenantId> {
-        let name = name.to_owned();
-        self.write(move |c| {
-            c.prepare_cached(&q(sql::INSERT_TENANT))?
-                .execute(params![name, now_ms])?;
-            Ok(c.prepare_cached(&q(sql::TENANT_BY_NAME))?
-                .query_row([&name], |r| r.get(0))?)
-        })
-        .await
-    }
-
-    pub async fn add_operator_token(
-        &self,
-        tenant: TenantId,
-        name: &str,
-        role: &str,
-        token_hash: &str,
-        now_ms: i64,
-    ) -> Result<bool> {
-        let (name, role, hash) = (name.to_owned(), role.to_owned(), token_hash.to_owned());
-        self.write(move |c| {
-            let n = c
-                .prepare_cached(&q(sql::INSERT_OPERATOR_TOKEN))?
-                .execute(params![hash, tenant, name, role, now_ms])?;
-            Ok(n == 1)
-        })
-        .await
-    }
-
-    pub async fn operator_by_token(
-        &self,
-        token_hash: &str,
-        now_ms: i64,
-    ) -> Result<Option<Operator>> {
-        let hash = token_hash.to_owned();
-        self.read(move |c| {
-            Ok(c.prepare_cached(&q(sql::OPERATOR_BY_TOKEN))?
-                .query_row(params![hash, now_ms], |r| {
-                    Ok(Operator {
-                        tenant: r.get(0)?,
-                        name: r.get(1)?,
-                        role: r.get(2)?,
-                    })
-                })
-                .optional()?)
-        })
-        .await
-    }
-
-    pub async fn add_enrollment_key(
-        &self,
-        tenant: TenantId,
-        key_hash: &str,
-        now_ms: i64,
-    ) -> Result<bool> {
-        let hash = key_hash.to_owned();
-        self.write(move |c| {
-            let n = c
-                .prepare_cached(&q(sql::INSERT_ENROLLMENT_KEY))?
-                .execute(params![hash, tenant, now_ms])?;
-            Ok(n == 1)
-        })
-        .await
-    }
-
-    pub async fn enrollment_tenant(&self, key_hash: &str) -> Result<Option<TenantId>> {
-        let hash = key_hash.to_owned();
-        self.read(move |c| {
-            Ok(c.prepare_cached(&q(sql::ENROLLMENT_TENANT))?
-                .query_row([&hash], |r| r.get(0))
-                .optional()?)
-        })
-        .await
-    }
-
-    pub async fn enroll_device(
-        &self,
-        key: &DeviceKey,
-        model: &str,
-        credential_hash: &str,
-        current_credential_hash: Option<&str>,
-        now_ms: i64,
-    ) -> Result<Enrollment> {
-        let (key, model, hash) = (key.clone(), model.to_owned(), credential_hash.to_owned());
-        let current = current_credential_hash.unwrap_or_default().to_owned();
-        self.write(move |c| {
-            let row: Option<Option<i64>> = c
-                .prepare_cached(&q(sql::ENROLL))?
-                .query_row(
-                    params![
-                        key.tenant,
-                        key.device_id.as_str(),
-                        model,
-                        hash,
-                        now_ms,
-                        current
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(match row {
-                Some(interval) => Enrollment::Enrolled {
-                    report_interval_s: interval.map(to_u64),
-                },
-                None => Enrollment::Refused,
-            })
-        })
-        .await
-    }
-
-    pub async fn revoke_device(&self, key: &DeviceKey, now_ms: i64) -> Result<bool> {
-        self.update_device(sql::REVOKE, key, now_ms).await
-    }
-
-    pub async fn allow_reenroll(&self, key: &DeviceKey, until_ms: i64) -> Result<bool> {
-        self.update_device(sql::ALLOW_REENROLL, key, until_ms).await
-    }
-
-    /// Run an `UPDATE devices … WHERE tenant_id = $1 AND device_id = $2` with `$3 = value`.
-    async fn update_device(&self, sql: &'static str, key: &DeviceKey, value: i64) -> Result<bool> {
-        let key = key.clone();
-        self.write(move |c| {
-            let n = c.prepare_cached(&q(sql))?.execute(params![
-                key.tenant,
-                key.device_id.as_str(),
-                value
-            ])?;
-            Ok(n == 1)
-        })
-        .await
-    }
-
-    pub async fn device_by_credential(
-        &self,
-        credential_hash: &str,
-    ) -> Result<Option<(DeviceKey, bool)>> {
-        let hash = credential_hash.to_owned();
-        let row: Option<(i64, String, bool)> = self
-            .read(move |c| {
-                Ok(c.prepare_cached(&q(sql::DEVICE_BY_CREDENTIAL))?
-                    .query_row([&hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()?)
-            })
-            .await?;
-        row.map(|(tenant, id, pending)| {
-            Ok((
-                DeviceKey {
-                    tenant,
-                    device_id: device_id(id)?,
-                },
-                pending,
-            ))
-        })
-        .transpose()
-    }
-
     pub async fn ingest_report(&self, report: NewReport) -> Result<Ingested> {
         // The fingerprint is pure CPU: compute it here, not on the writer thread.
         let fingerprint = report.structure.fingerprint();
         self.write(move |c| ingest(c, &report, fingerprint)).await
-    }
-
-    pub async fn list_devices(
-        &self,
-        tenant: TenantId,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<DeviceRow>> {
-        let after = after.unwrap_or("").to_owned();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&q(sql::LIST_DEVICES))?;
-            let rows = stmt.query_map(params![tenant, after, i64::from(limit)], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                    r.get::<_, Option<i64>>(6)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (device_id, model, units, seq, trig, rec, obs) = row?;
-                out.push(DeviceRow {
-                    device_id,
-                    model,
-                    units: u32::try_from(units).unwrap_or(u32::MAX),
-                    last_report: report_meta(seq, trig, rec, obs)?,
-                });
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    pub async fn history(&self, key: &DeviceKey, limit: u32) -> Result<Vec<HistoryRecord>> {
-        let key = key.clone();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&q(sql::HISTORY))?;
-            let rows = stmt.query_map(
-                params![key.tenant, key.device_id.as_str(), i64::from(limit)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (a, b, c, d, e) = row?;
-                out.push(history_record(a, b, c, d, e)?);
-            }
-            out.reverse();
-            Ok(out)
-        })
-        .await
-    }
-
-    pub async fn set_report_interval(&self, key: &DeviceKey, seconds: Option<u64>) -> Result<bool> {
-        let key = key.clone();
-        self.write(move |c| {
-            let n = c.prepare_cached(&q(sql::SET_INTERVAL))?.execute(params![
-                key.tenant,
-                key.device_id.as_str(),
-                seconds.map(to_i64)
-            ])?;
-            Ok(n == 1)
-        })
-        .await
-    }
-
-    pub async fn stored_seqs(&self, key: &DeviceKey) -> Result<Vec<u64>> {
-        let key = key.clone();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&q(sql::STORED_SEQS))?;
-            let rows = stmt.query_map(params![key.tenant, key.device_id.as_str()], |r| {
-                r.get::<_, i64>(0)
-            })?;
-            rows.map(|r| Ok(to_u64(r?))).collect()
-        })
-        .await
-    }
-
-    pub async fn count_devices(&self, tenant: TenantId) -> Result<u64> {
-        self.read(move |c| {
-            Ok(to_u64(
-                c.prepare_cached(&q(sql::COUNT_DEVICES))?
-                    .query_row([tenant], |r| r.get(0))?,
-            ))
-        })
-        .await
     }
 
     pub async fn close(&self) -> Result<()> {
@@ -890,9 +644,10 @@ mod tests {
     async fn the_write_ahead_log_stays_bounded_under_load() {
         let dir = tempfile::tempdir().expect("tempdir");
         let limit = 256 * 1024;
-        let store = SqliteStore::open_with_wal_limit(dir.path(), limit)
+        let raw = SqliteStore::open_with_wal_limit(dir.path(), limit)
             .await
             .expect("open");
+        let store = crate::Store::Sqlite(raw.clone());
         let tenant = store.ensure_tenant("t", 0).await.expect("tenant");
         let stop = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::new();
@@ -912,7 +667,7 @@ mod tests {
                 .add_operator_token(tenant, &name, "viewer", &format!("h{i}"), 0)
                 .await
                 .expect("write");
-            largest = largest.max(std::fs::metadata(wal_path(store.path())).map_or(0, |m| m.len()));
+            largest = largest.max(std::fs::metadata(wal_path(raw.path())).map_or(0, |m| m.len()));
         }
         stop.store(true, Ordering::Relaxed);
         for r in readers {
