@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::access::credentials::CredentialCache;
 use crate::devices::hub::Hub;
+use crate::devices::report::AfterReport;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 
@@ -63,6 +64,8 @@ pub struct AppState {
     pub mqtt: Arc<std::sync::OnceLock<Arc<devices::link::Mqtt>>>,
     /// Becomes `true` when the center shuts down: push channels close, long polls answer.
     pub shutdown: watch::Receiver<bool>,
+    /// Who reacts to a stored report, in order (see `devices::report`).
+    pub after_report: Arc<[Arc<dyn AfterReport>]>,
 }
 
 impl AppState {
@@ -74,14 +77,28 @@ impl AppState {
     ) -> (AppState, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
         let poll_grace_ms = i64::try_from(config.poll_grace.as_millis()).unwrap_or(i64::MAX);
+        let hub = Arc::new(Hub::new(clock.clone(), poll_grace_ms));
+        let diag = Arc::new(diag::Diag::new());
+        let rollouts = Arc::new(rollout::Rollouts::default());
+        let events = Arc::new(cluster::events::Events::default());
+        // After a report is durable, in this order: the rollout engine looks at a changed
+        // device again; the other instances' fleet indexes follow; operating info is judged;
+        // the hub wakes whoever waits for the report; the dashboard's live pages are told.
+        let after_report: Arc<[Arc<dyn AfterReport>]> = Arc::new([
+            rollouts.clone() as Arc<dyn AfterReport>,
+            Arc::new(cluster::FollowStructure),
+            diag.clone(),
+            hub.clone(),
+            events.clone(),
+        ]);
         let state = AppState {
             cluster: Arc::new(cluster::Cluster::new(store.is_shared())),
             store,
-            hub: Arc::new(Hub::new(clock.clone(), poll_grace_ms)),
+            hub,
             compat: Arc::new(compat::Compat::new()),
-            diag: Arc::new(diag::Diag::new()),
-            rollouts: Arc::new(rollout::Rollouts::default()),
-            events: Arc::new(cluster::events::Events::default()),
+            diag,
+            rollouts,
+            events,
             ui: Arc::new(ui::Cache::default()),
             credentials: Arc::new(CredentialCache::new(
                 CREDENTIAL_TTL_MS,
@@ -115,6 +132,7 @@ impl AppState {
             )),
             mqtt: Arc::default(),
             shutdown: rx,
+            after_report,
         };
         (state, tx)
     }

@@ -123,6 +123,20 @@ impl Events {
     }
 }
 
+impl crate::devices::report::AfterReport for Events {
+    /// The device's live page shows the new report.
+    fn stored<'a>(
+        &'a self,
+        _: &'a crate::AppState,
+        r: &'a crate::devices::report::Stored<'a>,
+    ) -> crate::devices::report::Work<'a> {
+        if !r.duplicate {
+            self.device(r.key.tenant, r.key.device_id.as_str());
+        }
+        crate::devices::report::done()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -588,6 +588,29 @@ async fn heard(st: &AppState, m: Message) {
     }
 }
 
+/// The other instances' fleet indexes follow a device's structure (a first report may record
+/// no change, so a connect is told too).
+pub struct FollowStructure;
+
+impl crate::devices::report::AfterReport for FollowStructure {
+    fn stored<'a>(
+        &'a self,
+        st: &'a AppState,
+        r: &'a crate::devices::report::Stored<'a>,
+    ) -> crate::devices::report::Work<'a> {
+        if !(r.current && (r.changes > 0 || r.trigger == fleetcare_wire::Trigger::Connect)) {
+            return crate::devices::report::done();
+        }
+        Box::pin(tell(
+            st,
+            Message::Structure {
+                t: r.key.tenant,
+                d: r.key.device_id.to_string(),
+            },
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,6 +227,28 @@ impl Hub {
     }
 }
 
+impl crate::devices::report::AfterReport for Hub {
+    /// Whoever waits for the device's next report (a requested report) hears of it.
+    fn stored<'a>(
+        &'a self,
+        _: &'a crate::AppState,
+        r: &'a crate::devices::report::Stored<'a>,
+    ) -> crate::devices::report::Work<'a> {
+        if !r.duplicate {
+            self.reported(
+                r.key,
+                ReportMeta {
+                    seq: r.seq,
+                    trigger: r.trigger,
+                    received_at_ms: r.received_at_ms,
+                    observed_at_ms: r.observed_at_ms,
+                },
+            );
+        }
+        crate::devices::report::done()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

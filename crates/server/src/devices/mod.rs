@@ -6,3 +6,4 @@ pub mod hub;
 pub mod link;
 pub mod mqtt;
 pub mod protocol;
+pub mod report;

@@ -10,7 +10,7 @@ use axum::response::Response;
 use fleetcare_core::limits::{MAX_NAME_LEN, MAX_POLL_WAIT_S};
 use fleetcare_core::secret::{self, SecretKind};
 use fleetcare_core::structure;
-use fleetcare_store::{DeviceKey, Enrollment, NewReport, ReportMeta};
+use fleetcare_store::{DeviceKey, Enrollment, NewReport};
 use fleetcare_wire::Trigger;
 use fleetcare_wire::device::{
     CredentialResponse, EnrollRequest, EnrollResponse, PollResponse, ReportAck, StructureReport,
@@ -19,6 +19,7 @@ use fleetcare_wire::operator::DeviceView;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::devices::report::Stored;
 use crate::error::ApiError;
 use crate::extract::{self, Client, DeviceAuth, JsonBody};
 use crate::metrics::TriggerLabel;
@@ -179,24 +180,19 @@ pub async fn take_report(
         ingested.findings_changed || ingested.changes > 0,
         r.trigger == Trigger::Connect,
     );
-    if ingested.current && ingested.changes > 0 {
-        st.rollouts.device_changed(&key);
-    }
-    // The other instances' fleet indexes follow (a first report may record no change).
-    if ingested.current && (ingested.changes > 0 || r.trigger == Trigger::Connect) {
-        crate::cluster::tell(
-            st,
-            crate::cluster::Message::Structure {
-                t: key.tenant,
-                d: key.device_id.to_string(),
-            },
-        )
-        .await;
-    }
-    if let Some(operating) = operating.filter(|_| ingested.current && !ingested.duplicate)
-        && let Err(e) = st.diag.judge_operating(st, &key, &operating).await
-    {
-        tracing::warn!(device = %key.device_id, error = %e, "judging operating info failed");
+    let stored = Stored {
+        key: &key,
+        seq: r.seq,
+        trigger: r.trigger,
+        received_at_ms,
+        observed_at_ms: r.observed_at_ms,
+        current: ingested.current,
+        duplicate: ingested.duplicate,
+        changes: ingested.changes,
+        operating: operating.as_ref(),
+    };
+    for s in st.after_report.iter() {
+        s.stored(st, &stored).await;
     }
     if ingested.duplicate {
         st.metrics.report_duplicates.inc();
@@ -210,22 +206,10 @@ pub async fn take_report(
         st.metrics
             .structure_changes
             .inc_by(u64::from(ingested.changes));
-        st.hub.reported(
-            &key,
-            ReportMeta {
-                seq: r.seq,
-                trigger: r.trigger,
-                received_at_ms,
-                observed_at_ms: r.observed_at_ms,
-            },
-        );
     }
     st.metrics
         .ingest_seconds
         .observe(started.elapsed().as_secs_f64());
-    if !ingested.duplicate {
-        st.events.device(key.tenant, key.device_id.as_str());
-    }
     Ok(ReportAck {
         seq: r.seq,
         duplicate: ingested.duplicate,

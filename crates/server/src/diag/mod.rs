@@ -633,3 +633,21 @@ fn add(
 }
 
 // ---- the API -------------------------------------------------------------------------------
+
+impl crate::devices::report::AfterReport for Diag {
+    /// The newest report's operating info is judged for abnormal units.
+    fn stored<'a>(
+        &'a self,
+        st: &'a AppState,
+        r: &'a crate::devices::report::Stored<'a>,
+    ) -> crate::devices::report::Work<'a> {
+        let Some(operating) = r.operating.filter(|_| r.current && !r.duplicate) else {
+            return crate::devices::report::done();
+        };
+        Box::pin(async move {
+            if let Err(e) = self.judge_operating(st, r.key, operating).await {
+                tracing::warn!(device = %r.key.device_id, error = %e, "judging operating info failed");
+            }
+        })
+    }
+}

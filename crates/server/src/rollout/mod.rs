@@ -329,3 +329,17 @@ fn site_rt(timezone: &str, windows: &[String]) -> Result<SiteRt, Vec<String>> {
 // ---- views ---------------------------------------------------------------------------------
 
 // ---- the API -------------------------------------------------------------------------------
+
+impl crate::devices::report::AfterReport for Rollouts {
+    /// A device whose structure changed is looked at again (its plan may differ now).
+    fn stored<'a>(
+        &'a self,
+        _: &'a AppState,
+        r: &'a crate::devices::report::Stored<'a>,
+    ) -> crate::devices::report::Work<'a> {
+        if r.current && r.changes > 0 {
+            self.device_changed(r.key);
+        }
+        crate::devices::report::done()
+    }
+}
