@@ -18,7 +18,7 @@ use fleetcare_agent::client::CenterClient;
 use fleetcare_agent::source::Snapshot;
 use fleetcare_agent::update::command::{CommandDriver, Commands};
 use fleetcare_agent::update::download::Limits;
-use fleetcare_agent::update::flow::{Journal, Phase, Updater};
+use fleetcare_agent::update::flow::{JobJournal, Phase, Updater};
 use fleetcare_agent::update::{AbDriver, Change, StageItem, StagedFile, UnitInstaller};
 use fleetcare_trust::{
     Artifact, ArtifactName, Envelope, KEYS_TYPE, KeyList, KeyPair, RELEASE_TYPE, ReleaseManifest,
@@ -308,7 +308,7 @@ async fn run(
     offer: &DeviceJob,
     key_list: Option<&serde_json::Value>,
     hw: &str,
-) -> Journal {
+) -> JobJournal {
     let j = u.accept(offer, key_list, &snapshot(hw), SystemTime::now());
     u.begin(&j).expect("journal written");
     let j = u.drive(j, "token", false).await;
@@ -321,7 +321,7 @@ async fn run(
     j
 }
 
-fn outcome(j: &Journal) -> (String, Option<String>) {
+fn outcome(j: &JobJournal) -> (String, Option<String>) {
     let o = j.outcome.clone().expect("an outcome");
     (o.state, o.reason)
 }
@@ -437,7 +437,7 @@ async fn refused(
     kl: Option<&serde_json::Value>,
     hw: &str,
     reason: &str,
-) -> Journal {
+) -> JobJournal {
     let j = run(u, offer, kl, hw).await;
     assert_eq!(outcome(&j).1.as_deref(), Some(reason), "{j:?}");
     assert_eq!(outcome(&j).0, "failed");

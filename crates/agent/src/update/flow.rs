@@ -66,7 +66,7 @@ impl Outcome {
 
 /// The journal of the job in progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Journal {
+pub struct JobJournal {
     pub job: u64,
     pub steps: Vec<SoftwareStep>,
     /// The verified release of each install step, by `slot/product`.
@@ -78,7 +78,7 @@ pub struct Journal {
     pub revert_reason: Option<Outcome>,
 }
 
-impl Journal {
+impl JobJournal {
     /// Slots the job touches, in order (activation order).
     pub fn slots(&self) -> Vec<String> {
         let mut s: Vec<String> = self.steps.iter().map(|s| s.slot.clone()).collect();
@@ -170,7 +170,7 @@ impl Updater {
         self.dir.join("keys.json")
     }
 
-    pub fn journal(&self) -> Result<Option<Journal>, InstallError> {
+    pub fn journal(&self) -> Result<Option<JobJournal>, InstallError> {
         let path = self.journal_path();
         match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
@@ -181,7 +181,7 @@ impl Updater {
         }
     }
 
-    fn commit(&self, j: &Journal) -> Result<(), InstallError> {
+    fn commit(&self, j: &JobJournal) -> Result<(), InstallError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| io_err("creating", &self.dir, &e))?;
         let path = self.journal_path();
         let text = serde_json::to_vec_pretty(j).expect("a journal serializes");
@@ -220,8 +220,8 @@ impl Updater {
         key_list: Option<&serde_json::Value>,
         snapshot: &Snapshot,
         now: SystemTime,
-    ) -> Journal {
-        let mut j = Journal {
+    ) -> JobJournal {
+        let mut j = JobJournal {
             job: offer.id,
             steps: offer.steps.clone(),
             releases: BTreeMap::new(),
@@ -243,7 +243,7 @@ impl Updater {
         key_list: Option<&serde_json::Value>,
         snapshot: &Snapshot,
         now: SystemTime,
-        j: &mut Journal,
+        j: &mut JobJournal,
     ) -> Result<(), InstallError> {
         let mut trust = self.trust()?;
         if let Some(kl) = key_list {
@@ -379,7 +379,7 @@ impl Updater {
 
     /// Run the journal to its end (phase `over`), committing each step. `first_boot`: this is
     /// the first time since the agent started, so a trial in progress uses up a boot.
-    pub async fn drive(&self, mut j: Journal, token: &str, first_boot: bool) -> Journal {
+    pub async fn drive(&self, mut j: JobJournal, token: &str, first_boot: bool) -> JobJournal {
         if first_boot && matches!(j.phase, Phase::Activating | Phase::Activated) {
             for slot in j.slots() {
                 let Some(inst) = self.installers.get(&slot).cloned() else {
@@ -499,7 +499,7 @@ impl Updater {
         }
     }
 
-    fn commit_or_log(&self, j: &Journal) {
+    fn commit_or_log(&self, j: &JobJournal) {
         if let Err(e) = self.commit(j) {
             tracing::error!(job = j.job, error = %e, "writing the job journal");
         }
@@ -507,7 +507,7 @@ impl Updater {
 
     async fn each(
         &self,
-        j: &Journal,
+        j: &JobJournal,
         f: impl Fn(&dyn UnitInstaller, u64) -> Result<(), InstallError> + Send + Sync + Clone + 'static,
     ) -> Result<(), InstallError> {
         for slot in j.slots() {
@@ -526,7 +526,7 @@ impl Updater {
             .ok_or_else(|| InstallError::new("install", format!("no installer for unit {slot}")))
     }
 
-    async fn download(&self, j: &mut Journal, token: &str) -> Result<(), InstallError> {
+    async fn download(&self, j: &mut JobJournal, token: &str) -> Result<(), InstallError> {
         let total: u64 = j
             .releases
             .values()
@@ -568,7 +568,7 @@ impl Updater {
         Ok(())
     }
 
-    async fn stage(&self, j: &Journal, token: &str) -> Result<(), InstallError> {
+    async fn stage(&self, j: &JobJournal, token: &str) -> Result<(), InstallError> {
         self.status(token, j.job, "verifying", None).await;
         let mut by_slot: BTreeMap<String, Vec<Change>> = BTreeMap::new();
         for s in &j.steps {
@@ -610,19 +610,19 @@ impl Updater {
         Ok(())
     }
 
-    async fn activate(&self, j: &Journal, token: &str) -> Result<(), InstallError> {
+    async fn activate(&self, j: &JobJournal, token: &str) -> Result<(), InstallError> {
         self.status(token, j.job, "activating", None).await;
         self.each(j, |i, job| i.activate(job)).await
     }
 
-    async fn health(&self, j: &Journal, token: &str) -> Result<(), InstallError> {
+    async fn health(&self, j: &JobJournal, token: &str) -> Result<(), InstallError> {
         self.status(token, j.job, "health_check", None).await;
         self.each(j, |i, job| i.health(job)).await
     }
 
     /// Report the outcome of a finished journal; once the center has it (or has forgotten the
     /// job), remove the journal and the staged downloads. `Err` if it should be tried again.
-    pub async fn report(&self, j: &Journal, token: &str) -> Result<(), String> {
+    pub async fn report(&self, j: &JobJournal, token: &str) -> Result<(), String> {
         let o = j.outcome.clone().unwrap_or(Outcome {
             state: "failed".into(),
             reason: Some("install".into()),
@@ -650,7 +650,7 @@ impl Updater {
     }
 
     /// Record a refused offer durably before reporting it.
-    pub fn begin(&self, j: &Journal) -> Result<(), InstallError> {
+    pub fn begin(&self, j: &JobJournal) -> Result<(), InstallError> {
         self.commit(j)?;
         point("flow.accepted");
         Ok(())
