@@ -705,6 +705,49 @@ pub(crate) struct IngestState {
     pub judged_revision: Option<i64>,
 }
 
+/// A row as each backend's driver reads it, so that a record both backends read has one
+/// decode function ([`IngestState::decode`]).
+pub(crate) trait Columns {
+    fn int(&self, i: usize) -> Result<i64>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>>;
+}
+
+impl IngestState {
+    /// Decode the columns of [`sql::INGEST_STATE`], starting at column `at` of a row.
+    pub(crate) fn decode(r: &impl Columns, at: usize) -> Result<IngestState> {
+        Ok(IngestState {
+            generation: r.int(at)?,
+            last_seq: r.int(at + 1)?,
+            structure_hash: r.opt_text(at + 2)?,
+            report_interval_s: r.opt_int(at + 3)?,
+            findings_hash: r.opt_text(at + 4)?,
+            judged_revision: r.opt_int(at + 5)?,
+        })
+    }
+}
+
+impl Ingested {
+    /// A report stored before (a retry): nothing changed now.
+    pub(crate) fn duplicate(report_interval_s: Option<u64>) -> Ingested {
+        Ingested {
+            duplicate: true,
+            changes: 0,
+            report_interval_s,
+            current: false,
+            findings_changed: false,
+        }
+    }
+
+    /// A report stored now but older than the device's newest: it changes no state.
+    pub(crate) fn stale(report_interval_s: Option<u64>) -> Ingested {
+        Ingested {
+            duplicate: false,
+            ..Ingested::duplicate(report_interval_s)
+        }
+    }
+}
+
 /// The statements that store a report's judgement, if it differs from what is stored.
 pub(crate) fn judgement_update(
     report: &NewReport,

@@ -216,14 +216,7 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
     {
         states.insert(
             (row.try_get(0)?, row.try_get(1)?),
-            IngestState {
-                generation: row.try_get(2)?,
-                last_seq: row.try_get(3)?,
-                structure_hash: row.try_get(4)?,
-                report_interval_s: row.try_get(5)?,
-                findings_hash: row.try_get(6)?,
-                judged_revision: row.try_get(7)?,
-            },
+            IngestState::decode(&row, 2)?,
         );
     }
     // Each report's rows, decided from its device's state.
@@ -307,13 +300,7 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
         let r = p.r;
         let interval = p.state.report_interval_s.map(to_u64);
         if !inserted.contains(&(r.key.tenant, r.key.device_id.to_string())) {
-            results.push(Some(Ingested {
-                duplicate: true,
-                changes: 0,
-                report_interval_s: interval,
-                current: false,
-                findings_changed: false,
-            }));
+            results.push(Some(Ingested::duplicate(interval)));
             continue;
         }
         let mut findings_changed = false;
@@ -449,6 +436,18 @@ async fn store_structure_change(
     Ok(())
 }
 
+impl crate::Columns for sqlx::postgres::PgRow {
+    fn int(&self, i: usize) -> Result<i64> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        Ok(self.try_get(i)?)
+    }
+}
+
 /// One report in its own transaction.
 async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
     let fingerprint = r.structure.fingerprint();
@@ -459,16 +458,7 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
-        .map(|row| -> Result<IngestState> {
-            Ok(IngestState {
-                generation: row.try_get(0)?,
-                last_seq: row.try_get(1)?,
-                structure_hash: row.try_get(2)?,
-                report_interval_s: row.try_get(3)?,
-                findings_hash: row.try_get(4)?,
-                judged_revision: row.try_get(5)?,
-            })
-        })
+        .map(|row| IngestState::decode(&row, 0))
         .transpose()?
         .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
     let interval = state.report_interval_s.map(to_u64);
@@ -507,13 +497,7 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
         .await?
         .rows_affected();
     if inserted == 0 {
-        return Ok(Ingested {
-            duplicate: true,
-            changes: 0,
-            report_interval_s: interval,
-            current: false,
-            findings_changed: false,
-        });
+        return Ok(Ingested::duplicate(interval));
     }
     let current = rows.is_some();
     let mut findings_changed = false;

@@ -369,21 +369,25 @@ fn migrate_sqlite(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+impl crate::Columns for rusqlite::Row<'_> {
+    fn int(&self, i: usize) -> Result<i64> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        Ok(self.get(i)?)
+    }
+}
+
 fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested> {
     let (tenant, id) = (r.key.tenant, r.key.device_id.as_str());
     let state = c
         .prepare_cached(&q(sql::INGEST_STATE))?
-        .query_row(params![tenant, id], |row| {
-            Ok(IngestState {
-                generation: row.get(0)?,
-                last_seq: row.get(1)?,
-                structure_hash: row.get(2)?,
-                report_interval_s: row.get(3)?,
-                findings_hash: row.get(4)?,
-                judged_revision: row.get(5)?,
-            })
-        })
+        .query_row(params![tenant, id], |row| Ok(IngestState::decode(row, 0)))
         .optional()?
+        .transpose()?
         .ok_or_else(|| StoreError::NotFound(format!("device {id}")))?;
     let interval = state.report_interval_s.map(to_u64);
     let seq = to_i64(r.seq);
@@ -417,22 +421,10 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
         i64::from(changes)
     ])?;
     if inserted == 0 {
-        return Ok(Ingested {
-            duplicate: true,
-            changes: 0,
-            report_interval_s: interval,
-            current: false,
-            findings_changed: false,
-        });
+        return Ok(Ingested::duplicate(interval));
     }
     let Some(rows) = rows else {
-        return Ok(Ingested {
-            duplicate: false,
-            changes: 0,
-            report_interval_s: interval,
-            current: false,
-            findings_changed: false,
-        });
+        return Ok(Ingested::stale(interval));
     };
     if let Some((structure_json, events)) = &rows.structure_change {
         let mut ins = c.prepare_cached(&q(sql::INSERT_EVENT))?;
