@@ -180,6 +180,19 @@ pub async fn take_report(
         ingested.findings_changed || ingested.changes > 0,
         r.trigger == Trigger::Connect,
     );
+    if ingested.duplicate {
+        st.metrics.report_duplicates.inc();
+    } else {
+        st.metrics
+            .reports
+            .get_or_create(&TriggerLabel {
+                trigger: r.trigger.as_str(),
+            })
+            .inc();
+        st.metrics
+            .structure_changes
+            .inc_by(u64::from(ingested.changes));
+    }
     let stored = Stored {
         key: &key,
         seq: r.seq,
@@ -193,19 +206,6 @@ pub async fn take_report(
     };
     for s in st.after_report.iter() {
         s.stored(st, &stored).await;
-    }
-    if ingested.duplicate {
-        st.metrics.report_duplicates.inc();
-    } else {
-        st.metrics
-            .reports
-            .get_or_create(&TriggerLabel {
-                trigger: r.trigger.as_str(),
-            })
-            .inc();
-        st.metrics
-            .structure_changes
-            .inc_by(u64::from(ingested.changes));
     }
     st.metrics
         .ingest_seconds
