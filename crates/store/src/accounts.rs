@@ -2,14 +2,8 @@
 //! an operator token with an expiry, marked as a session: the authorization layer looks both
 //! up the same way, and revoking, expiring or disabling ends it from the next request.
 
-use std::borrow::Cow;
-
-use crate::exec::{Guard, Sql, Stmt, Ty};
+use crate::exec::{Guard, Stmt, Ty, sql};
 use crate::{Result, Store, TenantId};
-
-fn sql(s: &'static str) -> Sql {
-    Sql::Both(Cow::Borrowed(s))
-}
 
 /// An account as listed (never its password hash).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,12 +1,8 @@
 //! The audit log (append-only: the schema refuses updates and deletes) and the operators'
 //! API tokens (stored as hashes; listed by an id that is a prefix of the hash).
 
-use crate::exec::{Guard, Sql, Stmt, Ty};
+use crate::exec::{Guard, Sql, Stmt, Ty, sql};
 use crate::{Result, Store, TenantId, to_i64, to_u64};
-
-fn sql(s: &'static str) -> Sql {
-    Sql::Both(std::borrow::Cow::Borrowed(s))
-}
 
 /// Characters of a token's hash that name it in listings and revocations.
 pub const TOKEN_ID_LEN: usize = 16;
@@ -157,7 +153,7 @@ impl Store {
     pub async fn tenant_id(&self, name: &str) -> Result<Option<TenantId>> {
         let rows = self
             .select(
-                Sql::Both(std::borrow::Cow::Borrowed(crate::sql::TENANT_BY_NAME)),
+                sql(crate::sql::TENANT_BY_NAME),
                 vec![name.into()],
                 &[Ty::Int],
             )

@@ -3,15 +3,10 @@
 //! which instance runs each background engine (leases). Times are the instances' own clocks
 //! (kept by NTP); every check allows a grace several beats long.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::exec::{Guard, Sql, Stmt, Ty};
+use crate::exec::{Guard, Stmt, Ty, sql};
 use crate::{DeviceKey, Result, Store, TenantId};
-
-fn sql(s: &'static str) -> Sql {
-    Sql::Both(Cow::Borrowed(s))
-}
 
 /// A device's presence: the instance it is connected to, and how (`push` or `poll`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! jobs. Written once over the statement executor (`exec.rs`), so both backends run the same
 //! code and SQL.
 
-use crate::exec::{Guard, Sql, Stmt, Ty, Val};
+use crate::exec::{Guard, Stmt, Ty, Val, sql};
 use crate::{DeviceKey, Result, Store, StoreError, TenantId, device_id, to_i64, to_u64};
 
 /// One revision of a tenant's catalog.
@@ -395,10 +395,6 @@ pub struct JobFilter {
     pub state: Option<String>,
     /// Only jobs with an id lower than this (paging newest first).
     pub before_id: Option<u64>,
-}
-
-fn sql(s: &'static str) -> Sql {
-    Sql::Both(std::borrow::Cow::Borrowed(s))
 }
 
 impl Store {

@@ -2,12 +2,8 @@
 //! center holds. The documents are stored as the signed envelopes they arrived as; the center
 //! never re-serializes what was signed.
 
-use crate::exec::{Guard, Sql, Stmt, Ty};
+use crate::exec::{Guard, Stmt, Ty, sql};
 use crate::{Result, Store, StoreError, TenantId, to_i64, to_u64};
-
-fn sql(s: &'static str) -> Sql {
-    Sql::Both(std::borrow::Cow::Borrowed(s))
-}
 
 /// A published release.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,12 +1,8 @@
 //! Devices' error logs in the store: each event once, per-epoch watermarks of what is held
 //! contiguously, and the operator's view.
 
-use crate::exec::{Guard, Sql, Stmt, Ty};
+use crate::exec::{Guard, Stmt, Ty, sql};
 use crate::{DeviceKey, Result, Store, TenantId, to_i64, to_u64};
-
-fn sql(s: &'static str) -> Sql {
-    Sql::Both(std::borrow::Cow::Borrowed(s))
-}
 
 /// An event to store (or a tombstone for one the device dropped).
 #[derive(Debug, Clone, PartialEq)]

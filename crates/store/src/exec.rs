@@ -131,6 +131,11 @@ impl Sql {
     }
 }
 
+/// SQL text the same for both backends.
+pub(crate) fn sql(s: &'static str) -> Sql {
+    Sql::Both(Cow::Borrowed(s))
+}
+
 /// One statement with its parameters.
 #[derive(Debug, Clone)]
 pub(crate) struct Stmt {
@@ -184,6 +189,12 @@ impl Store {
     pub(crate) async fn run(&self, stmts: Vec<Stmt>, guard: Guard) -> Result<Vec<u64>> {
         let mut out = self.run_groups(vec![(stmts, guard)]).await?;
         Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Run one statement; whether it changed exactly one row.
+    pub(crate) async fn changed_one(&self, stmt: Stmt) -> Result<bool> {
+        let n = self.run(vec![stmt], Guard::None).await?;
+        Ok(n.first().copied() == Some(1))
     }
 
     /// Run groups of statements in one transaction; each group's guard applies to it alone.

@@ -1,14 +1,8 @@
 //! Fleet aggregates the dashboard shows: error counts over time, devices with an open finding
 //! of a kind or a live trouble, live troubles by severity. Each is one query over an index.
 
-use std::borrow::Cow;
-
-use crate::exec::{Sql, Ty};
+use crate::exec::{Ty, sql};
 use crate::{DeviceKey, Result, Store, TenantId, to_u64};
-
-fn sql(s: &'static str) -> Sql {
-    Sql::Both(Cow::Borrowed(s))
-}
 
 /// Most buckets one error-count query returns.
 pub const MAX_BUCKETS: i64 = 1000;

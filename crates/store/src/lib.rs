@@ -36,7 +36,7 @@ pub mod units;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::exec::{Guard, Sql, Stmt, Ty};
+use crate::exec::{Guard, Stmt, Ty};
 pub use accounts::{AccountRecord, StoredAccount};
 pub use audit::{AuditRecord, NewAudit, TOKEN_ID_LEN, TokenRecord};
 pub use compat::{
@@ -252,12 +252,6 @@ impl Store {
         }
     }
 
-    /// Run one statement; whether it changed exactly one row.
-    async fn changed_one(&self, stmt: Stmt) -> Result<bool> {
-        let n = self.run(vec![stmt], Guard::None).await?;
-        Ok(n.first().copied() == Some(1))
-    }
-
     /// The tenant's id, creating it if it does not exist.
     pub async fn ensure_tenant(&self, name: &str, now_ms: i64) -> Result<TenantId> {
         self.run(
@@ -305,7 +299,7 @@ impl Store {
     ) -> Result<Option<Operator>> {
         let rows = self
             .select(
-                Sql::Both(std::borrow::Cow::Borrowed(sql::OPERATOR_BY_TOKEN)),
+                exec::sql(sql::OPERATOR_BY_TOKEN),
                 vec![token_hash.into(), now_ms.into()],
                 &[Ty::Int, Ty::Text, Ty::Text],
             )
@@ -332,7 +326,7 @@ impl Store {
     pub async fn enrollment_tenant(&self, key_hash: &str) -> Result<Option<TenantId>> {
         let rows = self
             .select(
-                Sql::Both(std::borrow::Cow::Borrowed(sql::ENROLLMENT_TENANT)),
+                exec::sql(sql::ENROLLMENT_TENANT),
                 vec![key_hash.into()],
                 &[Ty::Int],
             )
@@ -408,7 +402,7 @@ impl Store {
     ) -> Result<Option<DeviceKey>> {
         let current = self
             .select(
-                Sql::Both(std::borrow::Cow::Borrowed(sql::DEVICE_BY_CREDENTIAL)),
+                exec::sql(sql::DEVICE_BY_CREDENTIAL),
                 vec![credential_hash.into()],
                 &[Ty::Int, Ty::Text, Ty::Int],
             )
@@ -437,9 +431,7 @@ impl Store {
             None => {
                 let rows = self
                     .select(
-                        Sql::Both(std::borrow::Cow::Borrowed(
-                            sql::DEVICE_BY_PREVIOUS_CREDENTIAL,
-                        )),
+                        exec::sql(sql::DEVICE_BY_PREVIOUS_CREDENTIAL),
                         vec![credential_hash.into(), now_ms.into()],
                         &[Ty::Int, Ty::Text],
                     )
@@ -460,23 +452,18 @@ impl Store {
         now_ms: i64,
         grace_until_ms: i64,
     ) -> Result<bool> {
-        let n = self
-            .run(
-                vec![Stmt::new(
-                    sql::ROTATE,
-                    vec![
-                        key.tenant.into(),
-                        key.device_id.as_str().into(),
-                        presented_hash.into(),
-                        new_hash.into(),
-                        now_ms.into(),
-                        grace_until_ms.into(),
-                    ],
-                )],
-                Guard::None,
-            )
-            .await?;
-        Ok(n.first().copied() == Some(1))
+        self.changed_one(Stmt::new(
+            sql::ROTATE,
+            vec![
+                key.tenant.into(),
+                key.device_id.as_str().into(),
+                presented_hash.into(),
+                new_hash.into(),
+                now_ms.into(),
+                grace_until_ms.into(),
+            ],
+        ))
+        .await
     }
 
     /// Store a report durably, with the history events it shows. Idempotent by sequence number.
@@ -493,7 +480,7 @@ impl Store {
     ) -> Result<Vec<DeviceRow>> {
         let rows = self
             .select(
-                Sql::Both(std::borrow::Cow::Borrowed(sql::LIST_DEVICES)),
+                exec::sql(sql::LIST_DEVICES),
                 vec![
                     tenant.into(),
                     after.unwrap_or("").into(),
@@ -517,7 +504,7 @@ impl Store {
         use exec::Ty::{Int, Text};
         let rows = self
             .select(
-                exec::Sql::Both(std::borrow::Cow::Borrowed(sql::DEVICE)),
+                exec::sql(sql::DEVICE),
                 vec![key.tenant.into(), key.device_id.as_str().into()],
                 &[
                     Text, Text, Int, Int, Text, Int, Int, Text, Int, Text, Int, Text, Text,
@@ -531,7 +518,7 @@ impl Store {
     pub async fn history(&self, key: &DeviceKey, limit: u32) -> Result<Vec<HistoryRecord>> {
         let rows = self
             .select(
-                Sql::Both(std::borrow::Cow::Borrowed(sql::HISTORY)),
+                exec::sql(sql::HISTORY),
                 device_params(key, i64::from(limit).into()),
                 &[Ty::Int, Ty::Text, Ty::Int, Ty::Int, Ty::Text],
             )
@@ -565,7 +552,7 @@ impl Store {
     pub async fn stored_seqs(&self, key: &DeviceKey) -> Result<Vec<u64>> {
         let rows = self
             .select(
-                Sql::Both(std::borrow::Cow::Borrowed(sql::STORED_SEQS)),
+                exec::sql(sql::STORED_SEQS),
                 vec![key.tenant.into(), key.device_id.as_str().into()],
                 &[Ty::Int],
             )
@@ -577,7 +564,7 @@ impl Store {
     pub async fn count_devices(&self, tenant: TenantId) -> Result<u64> {
         let rows = self
             .select(
-                Sql::Both(std::borrow::Cow::Borrowed(sql::COUNT_DEVICES)),
+                exec::sql(sql::COUNT_DEVICES),
                 vec![tenant.into()],
                 &[Ty::Int],
             )

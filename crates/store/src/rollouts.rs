@@ -2,12 +2,8 @@
 //! selected device's state. Every change of a device's state changes its wave's counters in
 //! the same transaction, so progress is read from the counters, never by scanning jobs.
 
-use crate::exec::{Guard, Sql, Stmt, Ty, Val};
+use crate::exec::{Guard, Sql, Stmt, Ty, Val, sql};
 use crate::{DeviceKey, Result, Store, TenantId, to_i64, to_u64};
-
-fn sql(s: &'static str) -> Sql {
-    Sql::Both(std::borrow::Cow::Borrowed(s))
-}
 
 /// States of a device in a rollout (each has a counter column of the same name, but
 /// `cancelled`, counted as skipped).

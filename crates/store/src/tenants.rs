@@ -2,9 +2,7 @@
 //! parent is the provider; its stored name is `<provider>/<customer>`, so one provider's
 //! customer names never collide with (or reveal) another's. Customers have no customers.
 
-use std::borrow::Cow;
-
-use crate::exec::{Guard, Sql, Stmt, Ty};
+use crate::exec::{Guard, Stmt, Ty, sql};
 use crate::{Result, Store, StoreError, TenantId};
 
 /// Characters of a customer's short name.
@@ -18,10 +16,6 @@ pub struct CustomerRecord {
     pub name: String,
     pub created_at_ms: i64,
     pub devices: u64,
-}
-
-fn sql(s: &'static str) -> Sql {
-    Sql::Both(Cow::Borrowed(s))
 }
 
 impl Store {

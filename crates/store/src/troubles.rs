@@ -1,12 +1,8 @@
 //! Diagnosis in the store: rule revisions, troubles (at most one live per device and rule;
 //! open → acknowledged → resolved), abnormal units and device settings.
 
-use crate::exec::{Guard, Sql, Stmt, Ty, Val};
+use crate::exec::{Guard, Stmt, Ty, Val, sql};
 use crate::{DeviceKey, Result, Store, StoreError, TenantId, to_i64, to_u64};
-
-fn sql(s: &'static str) -> Sql {
-    Sql::Both(std::borrow::Cow::Borrowed(s))
-}
 
 /// A tenant's rules as loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,9 +1,7 @@
 //! Units the center took out of service: one row per slot while it lasts (table
 //! `unit_service`).
 
-use std::borrow::Cow;
-
-use crate::exec::{Guard, Sql, Stmt, Ty};
+use crate::exec::{Guard, Stmt, Ty, sql};
 use crate::{DeviceKey, Result, Store};
 
 /// A unit taken out of service.
@@ -102,10 +100,10 @@ impl Store {
     pub async fn units_out(&self, key: &DeviceKey) -> Result<Vec<UnitService>> {
         let rows = self
             .select(
-                Sql::Both(Cow::Borrowed(
+                sql(
                     "SELECT slot, serial, origin, taken_by, reason, switched_to, taken_at \
                      FROM unit_service WHERE tenant_id = $1 AND device_id = $2 ORDER BY slot",
-                )),
+                ),
                 vec![key.tenant.into(), key.device_id.as_str().into()],
                 COLUMNS,
             )
