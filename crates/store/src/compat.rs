@@ -68,6 +68,23 @@ pub struct PolicyRecord {
     pub job_ttl_s: u64,
 }
 
+impl PolicyRecord {
+    /// The state a job the center creates by itself starts in: queued when fixes are
+    /// automatic, else awaiting an operator's approval.
+    pub fn fix_job_state(&self) -> &'static str {
+        if self.fix == "automatic" {
+            "queued"
+        } else {
+            "awaiting_approval"
+        }
+    }
+
+    /// How long a job lives, in milliseconds.
+    pub fn job_ttl_ms(&self) -> i64 {
+        i64::try_from(self.job_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}
+
 impl Default for PolicyRecord {
     fn default() -> Self {
         PolicyRecord {

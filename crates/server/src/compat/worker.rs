@@ -196,12 +196,8 @@ impl Compat {
                 .cancel_pending_jobs(key, "compat", "replaced by a newer compatibility plan", now)
                 .await?;
         }
-        let state = if policy.fix == "automatic" {
-            "queued"
-        } else {
-            "awaiting_approval"
-        };
-        let ttl_ms = i64::try_from(policy.job_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let state = policy.fix_job_state();
+        let ttl_ms = policy.job_ttl_ms();
         let id = st
             .store
             .create_job(

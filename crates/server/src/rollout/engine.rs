@@ -545,7 +545,7 @@ impl Rollouts {
         }
         let policy = st.store.policy(r.tenant).await?;
         let plan_policy = Policy::parse(&policy.plan).unwrap_or_default();
-        let ttl = i64::try_from(policy.job_ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let ttl = policy.job_ttl_ms();
         // The proper state of each, then every plan in one blocking task, then every move and
         // every dispatch in one transaction each.
         let mut moves = Vec::new();
