@@ -330,7 +330,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let started = tokio::time::Instant::now();
     loop {
         let n = center.state.store.count_devices(tenant).await?;
-        let online = center.state.hub.push_connected();
+        let online = center.state.devices.hub.push_connected();
         if (n as usize >= opts.devices && online >= opts.devices)
             || started.elapsed() > Duration::from_secs(30)
         {
@@ -388,7 +388,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     outln!("  data dir: {}", dir.display());
     outln!(
         "  devices:  {count} enrolled, {} connected",
-        center.state.hub.push_connected()
+        center.state.devices.hub.push_connected()
     );
     outln!("  API:      {url}/api/v1/openapi.json");
     outln!();

@@ -256,9 +256,13 @@ fn every_command_to_a_device_goes_through_the_cluster() {
     rust_files(&root().join("crates/server/src"), &mut files);
     let offenders = files
         .iter()
-        .filter(|p| !p.ends_with("cluster/mod.rs") && !p.ends_with("devices/hub.rs"))
+        .filter(|p| {
+            !p.ends_with("cluster/mod.rs")
+                && !p.ends_with("cluster/listen.rs")
+                && !p.ends_with("devices/hub.rs")
+        })
         .filter(|p| read(p).contains("hub.send("))
-        .map(|p| format!("{}: send commands with crate::cluster::send", rel(p)))
+        .map(|p| format!("{}: send commands with ctx.devices.send", rel(p)))
         .collect();
     fail_if_any("commands sent through the local hub only", offenders);
 }
@@ -396,6 +400,44 @@ fn the_deciding_crates_do_no_io() {
         }
     }
     fail_if_any("IO crates in a deciding crate", bad);
+}
+
+#[test]
+fn only_handlers_see_the_app_state() {
+    // Engines take the narrow handles of `ctx::Ctx` and their collaborators at construction;
+    // the whole `AppState` is for request handlers (HTTP, MQTT, the cluster listener) and for
+    // the files that assemble and serve it.
+    let wiring = [
+        "lib.rs",
+        "state.rs",
+        "routes.rs",
+        "center.rs",
+        "cluster/listen.rs",
+        "devices/mqtt.rs",
+    ];
+    let src = root().join("crates/server/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let bad = files
+        .iter()
+        .filter(|f| {
+            !wiring
+                .iter()
+                .any(|w| f.strip_prefix(&src).is_ok_and(|r| r == Path::new(w)))
+        })
+        .filter(|f| {
+            let code: String = read(f)
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            code.contains("AppState")
+                && !code.contains("State<AppState>")
+                && !code.contains("FromRequestParts<AppState>")
+        })
+        .map(|f| format!("{}: take a &Ctx, not the AppState", rel(f)))
+        .collect();
+    fail_if_any("engines that see the whole AppState", bad);
 }
 
 #[test]

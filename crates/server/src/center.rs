@@ -134,13 +134,13 @@ impl Center {
                 .await
                 .map_err(ServeError::Mqtt)?;
         }
-        let cluster = cluster::start(&state, addr.to_string()).await;
+        let cluster = cluster::listen::start(&state, addr.to_string()).await;
         let sweeper = tokio::spawn(sweep(state.clone()));
-        tokio::spawn(state.compat.clone().start(state.clone()));
-        tokio::spawn(state.compat.clone().run_worker(state.clone()));
-        tokio::spawn(state.diag.clone().start(state.clone()));
-        tokio::spawn(state.diag.clone().run_worker(state.clone()));
-        tokio::spawn(state.rollouts.clone().run(state.clone()));
+        tokio::spawn(state.compat.clone().start(state.ctx.clone()));
+        tokio::spawn(state.compat.clone().run_worker(state.ctx.clone()));
+        tokio::spawn(state.diag.clone().start(state.ctx.clone()));
+        tokio::spawn(state.diag.clone().run_worker(state.ctx.clone()));
+        tokio::spawn(state.rollouts.clone().run(state.ctx.clone()));
         cluster::bus::start(&state).await;
         tracing::info!(%addr, store = state.store.backend(), tls = tls_on, "center listening");
         Ok(Center {
@@ -314,9 +314,9 @@ async fn sweep(st: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        let gone = st.hub.sweep();
-        cluster::left(&st, &gone).await;
-        if st.cluster.leads() {
+        let gone = st.devices.hub.sweep();
+        st.devices.left(&gone).await;
+        if st.devices.cluster.leads() {
             delivery::expire_jobs(&st).await;
             diag::logs::run_schedules(&st).await;
             st.diag.resolve_quiet(&st).await;

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::AppState;
 use crate::access::peer::{CertDevice, Peer};
 use crate::config::ClientCert;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
 
 /// A JSON body: over the route's limit → 413; not JSON or not the expected shape → 400
@@ -211,12 +212,12 @@ pub async fn device_of_credential(
 ) -> Result<Option<DeviceKey>, ApiError> {
     let hash = secret::hash(token);
     let now = state.clock.now_ms();
-    if let Some(key) = state.credentials.get(&hash, now) {
+    if let Some(key) = state.devices.credentials.get(&hash, now) {
         return Ok(Some(key));
     }
     let key = state.store.device_by_credential(&hash, now).await?;
     if let Some(key) = &key {
-        state.credentials.insert(hash, key.clone(), now);
+        state.devices.credentials.insert(hash, key.clone(), now);
     }
     Ok(key)
 }
@@ -334,7 +335,7 @@ pub(crate) fn device_key(op: &OperatorAuth, id: &str) -> Result<DeviceKey, ApiEr
 
 /// The device's record, or "not found" naming the tenant's ids nearest to the one asked for.
 pub(crate) async fn known_device(
-    st: &AppState,
+    st: &Ctx,
     key: &DeviceKey,
 ) -> Result<fleetcare_store::DeviceRecord, ApiError> {
     match st.store.device(key).await? {
@@ -344,7 +345,7 @@ pub(crate) async fn known_device(
 }
 
 /// "device X not found", with the nearest ids the tenant has ("did you mean …?").
-pub(crate) async fn unknown_device(st: &AppState, key: &DeviceKey) -> ApiError {
+pub(crate) async fn unknown_device(st: &Ctx, key: &DeviceKey) -> ApiError {
     let asked = key.device_id.as_str();
     let mut near: Vec<(usize, String)> = st
         .store

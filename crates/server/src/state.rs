@@ -9,6 +9,7 @@ use fleetcare_store::Store;
 use tokio::sync::watch;
 
 use crate::access::credentials::CredentialCache;
+use crate::ctx::Ctx;
 use crate::devices::hub::Hub;
 use crate::devices::report::AfterReport;
 use crate::metrics::Metrics;
@@ -31,23 +32,17 @@ pub struct Settings {
     pub tenant: String,
 }
 
-/// What every handler shares.
+/// What every handler shares: the engines' [`Ctx`] (reached through `Deref`: `st.store`,
+/// `st.devices`…) and what serving requests needs besides.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub hub: Arc<Hub>,
-    /// This instance among the others on a shared store.
-    pub cluster: Arc<cluster::Cluster>,
+    /// The narrow handles, as every engine gets them.
+    pub ctx: Ctx,
     pub compat: Arc<compat::Compat>,
     pub diag: Arc<diag::Diag>,
     pub rollouts: Arc<rollout::Rollouts>,
-    /// Change notices for the dashboard's live pages.
-    pub events: Arc<cluster::events::Events>,
     /// The dashboard's short-lived summaries.
     pub ui: Arc<ui::Cache>,
-    pub credentials: Arc<CredentialCache>,
-    pub metrics: Arc<Metrics>,
-    pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
     /// Artifact bytes, content-addressed.
     pub artifacts: Arc<delivery::artifacts::Artifacts>,
@@ -60,12 +55,15 @@ pub struct AppState {
     /// Tenant ids by name, for client certificates (which name their tenant).
     pub tenant_ids:
         Arc<std::sync::Mutex<std::collections::HashMap<String, fleetcare_store::TenantId>>>,
-    /// The link to the MQTT broker, where `mqtt_url` is set (once connected at start).
-    pub mqtt: Arc<std::sync::OnceLock<Arc<devices::link::Mqtt>>>,
-    /// Becomes `true` when the center shuts down: push channels close, long polls answer.
-    pub shutdown: watch::Receiver<bool>,
     /// Who reacts to a stored report, in order (see `devices::report`).
     pub after_report: Arc<[Arc<dyn AfterReport>]>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
 }
 
 impl AppState {
@@ -77,35 +75,49 @@ impl AppState {
     ) -> (AppState, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
         let poll_grace_ms = i64::try_from(config.poll_grace.as_millis()).unwrap_or(i64::MAX);
-        let hub = Arc::new(Hub::new(clock.clone(), poll_grace_ms));
-        let diag = Arc::new(diag::Diag::new());
-        let rollouts = Arc::new(rollout::Rollouts::default());
-        let events = Arc::new(cluster::events::Events::default());
+        let metrics = Arc::new(Metrics::new());
+        let devices = cluster::Devices {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            hub: Arc::new(Hub::new(clock.clone(), poll_grace_ms)),
+            cluster: Arc::new(cluster::Cluster::new(store.is_shared())),
+            mqtt: Arc::default(),
+            credentials: Arc::new(CredentialCache::new(
+                CREDENTIAL_TTL_MS,
+                CREDENTIAL_CACHE_ENTRIES,
+            )),
+        };
+        let ctx = Ctx {
+            store,
+            clock,
+            metrics,
+            devices: devices.clone(),
+            events: Arc::new(cluster::events::Events::default()),
+            shutdown: rx,
+        };
+        let compat = Arc::new(compat::Compat::new());
+        let diag = Arc::new(diag::Diag::new(compat.clone()));
+        let rollouts = Arc::new(rollout::Rollouts::new(compat.clone()));
         // After a report is durable, in this order: the rollout engine looks at a changed
         // device again; the other instances' fleet indexes follow; operating info is judged;
         // the hub wakes whoever waits for the report; the dashboard's live pages are told.
         let after_report: Arc<[Arc<dyn AfterReport>]> = Arc::new([
             rollouts.clone() as Arc<dyn AfterReport>,
-            Arc::new(cluster::FollowStructure),
-            diag.clone(),
-            hub.clone(),
-            events.clone(),
+            Arc::new(cluster::FollowStructure(devices.clone())),
+            Arc::new(diag::JudgeOperating {
+                ctx: ctx.clone(),
+                diag: diag.clone(),
+            }),
+            devices.hub.clone(),
+            ctx.events.clone(),
         ]);
         let state = AppState {
-            cluster: Arc::new(cluster::Cluster::new(store.is_shared())),
-            store,
-            hub,
-            compat: Arc::new(compat::Compat::new()),
+            ctx,
+            compat,
             diag,
             rollouts,
-            events,
             ui: Arc::new(ui::Cache::default()),
-            credentials: Arc::new(CredentialCache::new(
-                CREDENTIAL_TTL_MS,
-                CREDENTIAL_CACHE_ENTRIES,
-            )),
-            metrics: Arc::new(Metrics::new()),
-            clock,
             settings: Arc::new(Settings {
                 push_idle_timeout: config.push_idle_timeout,
                 request_timeout: config.request_timeout,
@@ -130,8 +142,6 @@ impl AppState {
                     .unwrap_or_else(|| config.data_dir.join("artifacts")),
                 config.artifact_cache_bytes,
             )),
-            mqtt: Arc::default(),
-            shutdown: rx,
             after_report,
         };
         (state, tx)

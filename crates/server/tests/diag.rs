@@ -723,9 +723,9 @@ async fn a_restart_keeps_partly_filled_windows_and_open_troubles() {
         &ServerConfig::default(),
         Arc::new(f.clock.clone()),
     );
-    tokio::spawn(state.compat.clone().start(state.clone()));
-    tokio::spawn(state.diag.clone().run_worker(state.clone()));
-    state.diag.clone().start(state.clone()).await;
+    tokio::spawn(state.compat.clone().start(state.ctx.clone()));
+    tokio::spawn(state.diag.clone().run_worker(state.ctx.clone()));
+    state.diag.clone().start(state.ctx.clone()).await;
     let router = app(state.clone());
     let f2 = Fixture {
         app: router,

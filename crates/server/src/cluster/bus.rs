@@ -11,8 +11,8 @@ use fleetcare_store::notices::MAX_NOTICE_BYTES;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::AppState;
 use crate::cluster::events::{Notice, Topic};
+use crate::ctx::Ctx;
 
 /// The channel every instance listens on.
 pub const CHANNEL: &str = "fleetcare_notices";
@@ -69,7 +69,7 @@ fn payloads(from: u64, notices: &BTreeSet<(i64, String)>) -> Vec<String> {
 }
 
 /// On a shared store: send this instance's notices to the others, and hear theirs.
-pub async fn start(st: &AppState) {
+pub async fn start(st: &Ctx) {
     if !st.store.is_shared() {
         return;
     }
@@ -101,7 +101,7 @@ pub async fn start(st: &AppState) {
     });
     let inb = st.clone();
     tokio::spawn(async move {
-        crate::cluster::each_message(&inb, CHANNEL, |text| {
+        crate::cluster::each_message(&inb.store, inb.shutdown.clone(), CHANNEL, |text| {
             let Ok(p) = serde_json::from_str::<Payload>(&text) else {
                 tracing::warn!("a change notice that does not read");
                 return std::future::ready(());

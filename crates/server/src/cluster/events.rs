@@ -127,7 +127,6 @@ impl crate::devices::report::AfterReport for Events {
     /// The device's live page shows the new report.
     fn stored<'a>(
         &'a self,
-        _: &'a crate::AppState,
         r: &'a crate::devices::report::Stored<'a>,
     ) -> crate::devices::report::Work<'a> {
         if !r.duplicate {

@@ -24,18 +24,25 @@
 
 pub mod bus;
 pub mod events;
+pub mod listen;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use fleetcare_store::{DeviceKey, TenantId};
 use fleetcare_wire::device::Command;
 use serde::{Deserialize, Serialize};
 
-use crate::AppState;
-use crate::devices::hub::Via;
+use fleetcare_core::clock::Clock;
+use fleetcare_store::Store;
+use tokio::sync::watch;
+
+use crate::access::credentials::CredentialCache;
+use crate::devices::hub::{Hub, Via};
+use crate::devices::link::Mqtt;
+use crate::metrics::Metrics;
 
 /// The channel instances talk on.
 pub const CHANNEL: &str = "fleetcare_cluster";
@@ -50,7 +57,7 @@ pub const ENGINES: &str = "engines";
 /// How long a snapshot of where a tenant's devices are connected is used for views.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(2);
 
-fn ms(d: Duration) -> i64 {
+pub(crate) fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -93,10 +100,10 @@ pub enum Message {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Envelope {
-    from: String,
+pub(crate) struct Envelope {
+    pub(crate) from: String,
     #[serde(flatten)]
-    m: Message,
+    pub(crate) m: Message,
 }
 
 /// Where a tenant's devices are connected on other instances, and when that was read.
@@ -149,196 +156,250 @@ impl Cluster {
     }
 }
 
-fn alive_since(st: &AppState) -> i64 {
-    st.clock.now_ms() - ms(ALIVE)
-}
-
-/// Tell every other instance (nothing on SQLite). Lost messages are logged: what they carry
-/// is either a command (at most once, like any) or a cache change the others also pick up at
-/// their next start.
-pub async fn tell(st: &AppState, m: Message) {
-    if !st.cluster.shared {
-        return;
-    }
-    let text = serde_json::to_string(&Envelope {
-        from: st.cluster.me.clone(),
-        m,
-    })
-    .expect("messages serialize");
-    if let Err(e) = st.store.publish(CHANNEL, &text).await {
-        tracing::warn!(error = %e, "telling the other instances failed");
-    }
-}
-
-/// How the device is connected, to this instance or another (commands use this: fresh).
-pub async fn online(st: &AppState, key: &DeviceKey) -> Option<Via> {
-    if let Some(v) = st.hub.online(key) {
-        return Some(v);
-    }
-    if crate::devices::link::holds(st, key) {
-        return Some(Via::Mqtt);
-    }
-    remote(st, key).await.map(|(_, v)| v)
-}
-
-async fn remote(st: &AppState, key: &DeviceKey) -> Option<(String, Via)> {
-    if !st.cluster.shared {
-        return None;
-    }
-    match st.store.presence(key, alive_since(st)).await {
-        Ok(Some(p)) if p.instance != st.cluster.me => Some((p.instance, via_of(&p.via))),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "reading where a device is connected failed");
-            None
-        }
-    }
-}
-
-/// Send a command to a connected device, wherever it is connected. `None` if it is offline.
-pub async fn send(st: &AppState, key: &DeviceKey, command: Command) -> Option<Via> {
-    if let Some(v) = st.hub.send(key, command.clone()) {
-        return Some(v);
-    }
-    if crate::devices::link::holds(st, key) {
-        return crate::devices::link::send(st, key, &command)
-            .await
-            .then_some(Via::Mqtt);
-    }
-    let (to, via) = remote(st, key).await?;
-    if to == crate::devices::link::INSTANCE {
-        // The broker holds the device's connection: any instance linked to it publishes.
-        return crate::devices::link::send(st, key, &command)
-            .await
-            .then_some(Via::Mqtt);
-    }
-    tell(
-        st,
-        Message::Command {
-            to,
-            t: key.tenant,
-            d: key.device_id.to_string(),
-            c: command,
-        },
-    )
-    .await;
-    Some(via)
-}
-
 /// Device ids per [`Message::Commands`] (well below what `NOTIFY` takes, for the longest ids).
 const IDS_PER_MESSAGE: usize = 80;
 /// Up to this many devices are looked up one by one; more, by their tenant's presence.
 const LOOKUPS: usize = 32;
 
-/// Send one command to several devices wherever each is connected; how many were connected.
-pub async fn send_many(st: &AppState, keys: &[DeviceKey], command: &Command) -> usize {
-    let mut told = 0;
-    let mut rest: HashMap<TenantId, Vec<&DeviceKey>> = HashMap::new();
-    for k in keys {
-        if st.hub.send(k, command.clone()).is_some()
-            || (crate::devices::link::holds(st, k)
-                && crate::devices::link::send(st, k, command).await)
-        {
-            told += 1;
-        } else if st.cluster.shared {
-            rest.entry(k.tenant).or_default().push(k);
+/// The sender to devices and to the other instances: a command reaches a device wherever it
+/// is connected (this instance's hub, the broker, another instance), a [`Message`] reaches
+/// every other instance, and leases say who runs what. Engines hold it in their `Ctx`.
+#[derive(Clone)]
+pub struct Devices {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    /// Devices connected to this instance.
+    pub hub: Arc<Hub>,
+    /// This instance among the others.
+    pub cluster: Arc<Cluster>,
+    /// The link to the MQTT broker, where `mqtt_url` is set (once connected at start).
+    pub mqtt: Arc<OnceLock<Arc<Mqtt>>>,
+    /// Device credentials trusted for a while (a revocation forgets one).
+    pub credentials: Arc<CredentialCache>,
+}
+
+impl std::fmt::Debug for Devices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devices")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Devices {
+    /// Whether this instance alone knows the device to be connected over MQTT (on a shared
+    /// store the store's presence answers instead).
+    fn mqtt_holds(&self, key: &DeviceKey) -> bool {
+        !self.cluster.is_shared() && self.mqtt.get().is_some_and(|l| l.holds(key))
+    }
+
+    /// Publish a command on the device's command topic; `false` if this instance has no
+    /// broker.
+    async fn mqtt_send(&self, key: &DeviceKey, command: &Command) -> bool {
+        let Some(link) = self.mqtt.get() else {
+            tracing::warn!(device = %key.device_id, "a device is connected over MQTT, but this instance has no mqtt_url");
+            return false;
+        };
+        let sent = link.send(key, command).await;
+        if sent {
+            self.metrics.commands_sent.inc();
+        }
+        sent
+    }
+
+    pub(crate) fn mqtt_revoked(&self, key: &DeviceKey) {
+        if let Some(link) = self.mqtt.get() {
+            link.revoked(key);
         }
     }
-    for (t, ks) in rest {
-        let mut by: HashMap<String, Vec<String>> = HashMap::new();
-        if ks.len() <= LOOKUPS {
-            for k in ks {
-                if let Some((to, _)) = remote(st, k).await {
-                    by.entry(to).or_default().push(k.device_id.to_string());
-                }
+
+    /// Whether this instance is linked to a broker (it keeps [`INSTANCE`] alive).
+    pub fn linked(&self) -> bool {
+        self.mqtt.get().is_some()
+    }
+
+    fn alive_since(&self) -> i64 {
+        self.clock.now_ms() - ms(ALIVE)
+    }
+
+    /// Tell every other instance (nothing on SQLite). Lost messages are logged: what they carry
+    /// is either a command (at most once, like any) or a cache change the others also pick up at
+    /// their next start.
+    pub async fn tell(&self, m: Message) {
+        if !self.cluster.shared {
+            return;
+        }
+        let text = serde_json::to_string(&Envelope {
+            from: self.cluster.me.clone(),
+            m,
+        })
+        .expect("messages serialize");
+        if let Err(e) = self.store.publish(CHANNEL, &text).await {
+            tracing::warn!(error = %e, "telling the other instances failed");
+        }
+    }
+
+    /// How the device is connected, to this instance or another (commands use this: fresh).
+    pub async fn online(&self, key: &DeviceKey) -> Option<Via> {
+        if let Some(v) = self.hub.online(key) {
+            return Some(v);
+        }
+        if self.mqtt_holds(key) {
+            return Some(Via::Mqtt);
+        }
+        self.remote(key).await.map(|(_, v)| v)
+    }
+
+    async fn remote(&self, key: &DeviceKey) -> Option<(String, Via)> {
+        if !self.cluster.shared {
+            return None;
+        }
+        match self.store.presence(key, self.alive_since()).await {
+            Ok(Some(p)) if p.instance != self.cluster.me => Some((p.instance, via_of(&p.via))),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading where a device is connected failed");
+                None
             }
-        } else {
-            match st.store.presence_of_tenant(t, alive_since(st)).await {
-                Ok(all) => {
-                    for k in ks {
-                        if let Some(p) = all.get(k.device_id.as_str())
-                            && p.instance != st.cluster.me
-                        {
-                            by.entry(p.instance.clone())
-                                .or_default()
-                                .push(k.device_id.to_string());
-                        }
+        }
+    }
+
+    /// Send a command to a connected device, wherever it is connected. `None` if it is offline.
+    pub async fn send(&self, key: &DeviceKey, command: Command) -> Option<Via> {
+        if let Some(v) = self.hub.send(key, command.clone()) {
+            return Some(v);
+        }
+        if self.mqtt_holds(key) {
+            return self.mqtt_send(key, &command).await.then_some(Via::Mqtt);
+        }
+        let (to, via) = self.remote(key).await?;
+        if to == crate::devices::link::INSTANCE {
+            // The broker holds the device's connection: any instance linked to it publishes.
+            return self.mqtt_send(key, &command).await.then_some(Via::Mqtt);
+        }
+        self.tell(Message::Command {
+            to,
+            t: key.tenant,
+            d: key.device_id.to_string(),
+            c: command,
+        })
+        .await;
+        Some(via)
+    }
+
+    /// Send one command to several devices wherever each is connected; how many were connected.
+    pub async fn send_many(&self, keys: &[DeviceKey], command: &Command) -> usize {
+        let mut told = 0;
+        let mut rest: HashMap<TenantId, Vec<&DeviceKey>> = HashMap::new();
+        for k in keys {
+            if self.hub.send(k, command.clone()).is_some()
+                || (self.mqtt_holds(k) && self.mqtt_send(k, command).await)
+            {
+                told += 1;
+            } else if self.cluster.shared {
+                rest.entry(k.tenant).or_default().push(k);
+            }
+        }
+        for (t, ks) in rest {
+            let mut by: HashMap<String, Vec<String>> = HashMap::new();
+            if ks.len() <= LOOKUPS {
+                for k in ks {
+                    if let Some((to, _)) = self.remote(k).await {
+                        by.entry(to).or_default().push(k.device_id.to_string());
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "reading where devices are connected failed"),
-            }
-        }
-        if let Some(ds) = by.remove(crate::devices::link::INSTANCE) {
-            for d in ds {
-                if let Some(k) = key_of(t, &d)
-                    && crate::devices::link::send(st, &k, command).await
-                {
-                    told += 1;
+            } else {
+                match self.store.presence_of_tenant(t, self.alive_since()).await {
+                    Ok(all) => {
+                        for k in ks {
+                            if let Some(p) = all.get(k.device_id.as_str())
+                                && p.instance != self.cluster.me
+                            {
+                                by.entry(p.instance.clone())
+                                    .or_default()
+                                    .push(k.device_id.to_string());
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading where devices are connected failed")
+                    }
                 }
             }
-        }
-        for (to, ds) in by {
-            told += ds.len();
-            for chunk in ds.chunks(IDS_PER_MESSAGE) {
-                tell(
-                    st,
-                    Message::Commands {
+            if let Some(ds) = by.remove(crate::devices::link::INSTANCE) {
+                for d in ds {
+                    if let Some(k) = key_of(t, &d)
+                        && self.mqtt_send(&k, command).await
+                    {
+                        told += 1;
+                    }
+                }
+            }
+            for (to, ds) in by {
+                told += ds.len();
+                for chunk in ds.chunks(IDS_PER_MESSAGE) {
+                    self.tell(Message::Commands {
                         to: to.clone(),
                         t,
                         ds: chunk.to_vec(),
                         c: command.clone(),
-                    },
-                )
-                .await;
+                    })
+                    .await;
+                }
             }
         }
+        told
     }
-    told
-}
 
-/// The device's credential was revoked: close its channels here and everywhere, and forget
-/// its cached credential on every instance.
-pub async fn revoke(st: &AppState, key: &DeviceKey) {
-    st.credentials.forget(key);
-    st.hub.revoke(key);
-    crate::devices::link::revoked(st, key).await;
-    tell(
-        st,
-        Message::Revoked {
+    /// The device's credential was revoked: close its channels here and everywhere, and forget
+    /// its cached credential on every instance.
+    pub async fn revoke(&self, key: &DeviceKey) {
+        self.credentials.forget(key);
+        self.hub.revoke(key);
+        self.mqtt_revoked(key);
+        self.tell(Message::Revoked {
             t: key.tenant,
             d: key.device_id.to_string(),
-        },
-    )
-    .await;
-}
+        })
+        .await;
+    }
 
-/// Whether a device is connected anywhere, for views: this instance's hub, else a snapshot
-/// of the tenant's presence at most [`SNAPSHOT_TTL`] old (one query per tenant, not one per
-/// device shown).
-pub async fn seen_online(st: &AppState, key: &DeviceKey) -> bool {
-    if st.hub.online(key).is_some() || crate::devices::link::holds(st, key) {
-        return true;
+    /// Whether a device is connected anywhere, for views: this instance's hub, else a snapshot
+    /// of the tenant's presence at most [`SNAPSHOT_TTL`] old (one query per tenant, not one per
+    /// device shown).
+    pub async fn seen_online(&self, key: &DeviceKey) -> bool {
+        if self.hub.online(key).is_some() || self.mqtt_holds(key) {
+            return true;
+        }
+        self.snapshot(key.tenant)
+            .await
+            .contains_key(key.device_id.as_str())
     }
-    snapshot(st, key.tenant)
-        .await
-        .contains_key(key.device_id.as_str())
-}
 
-/// Where the tenant's devices are connected on other instances, at most [`SNAPSHOT_TTL`] old.
-pub async fn snapshot(st: &AppState, tenant: TenantId) -> Arc<HashMap<String, Via>> {
-    if !st.cluster.shared {
-        return Arc::default();
-    }
-    if let Some((at, s)) = st.cluster.snapshots.lock().expect("snapshots").get(&tenant)
-        && at.elapsed() < SNAPSHOT_TTL
-    {
-        return s.clone();
-    }
-    let fresh: HashMap<String, Via> =
-        match st.store.presence_of_tenant(tenant, alive_since(st)).await {
+    /// Where the tenant's devices are connected on other instances, at most [`SNAPSHOT_TTL`] old.
+    pub async fn snapshot(&self, tenant: TenantId) -> Arc<HashMap<String, Via>> {
+        if !self.cluster.shared {
+            return Arc::default();
+        }
+        if let Some((at, s)) = self
+            .cluster
+            .snapshots
+            .lock()
+            .expect("snapshots")
+            .get(&tenant)
+            && at.elapsed() < SNAPSHOT_TTL
+        {
+            return s.clone();
+        }
+        let fresh: HashMap<String, Via> = match self
+            .store
+            .presence_of_tenant(tenant, self.alive_since())
+            .await
+        {
             Ok(all) => all
                 .into_iter()
-                .filter(|(_, p)| p.instance != st.cluster.me)
+                .filter(|(_, p)| p.instance != self.cluster.me)
                 .map(|(d, p)| (d, via_of(&p.via)))
                 .collect(),
             Err(e) => {
@@ -346,171 +407,92 @@ pub async fn snapshot(st: &AppState, tenant: TenantId) -> Arc<HashMap<String, Vi
                 HashMap::new()
             }
         };
-    let fresh = Arc::new(fresh);
-    st.cluster
-        .snapshots
-        .lock()
-        .expect("snapshots")
-        .insert(tenant, (Instant::now(), fresh.clone()));
-    fresh
-}
+        let fresh = Arc::new(fresh);
+        self.cluster
+            .snapshots
+            .lock()
+            .expect("snapshots")
+            .insert(tenant, (Instant::now(), fresh.clone()));
+        fresh
+    }
 
-/// A device connected to this instance (it was not connected here before).
-pub async fn arrived(st: &AppState, key: &DeviceKey, via: Via) {
-    if !st.cluster.shared {
-        return;
-    }
-    if let Err(e) = st
-        .store
-        .set_presence(key, &st.cluster.me, via.as_str(), st.clock.now_ms())
-        .await
-    {
-        tracing::warn!(device = %key.device_id, error = %e, "recording where a device is connected failed");
-    }
-}
-
-/// Devices no longer connected to this instance.
-pub async fn left(st: &AppState, keys: &[DeviceKey]) {
-    if !st.cluster.shared || keys.is_empty() {
-        return;
-    }
-    if let Err(e) = st.store.clear_presence(keys, &st.cluster.me).await {
-        tracing::warn!(error = %e, "recording that devices left failed");
-    }
-}
-
-/// Run `work` if this instance holds (or can take) the lease `name`, renewing it while the
-/// work goes on; `None` if another instance holds it.
-pub async fn with_lease<F, T>(st: &AppState, name: &str, work: F) -> Option<T>
-where
-    F: std::future::Future<Output = T>,
-{
-    let now = st.clock.now_ms();
-    let me = st.cluster.me.clone();
-    match st.store.lease(name, &me, now, now + ms(LEASE)).await {
-        Ok(true) => {}
-        Ok(false) => return None,
-        Err(e) => {
-            tracing::warn!(lease = name, error = %e, "taking a lease failed");
-            return None;
+    /// A device connected to this instance (it was not connected here before).
+    pub async fn arrived(&self, key: &DeviceKey, via: Via) {
+        if !self.cluster.shared {
+            return;
         }
-    }
-    let renew = {
-        let (st, name, me) = (st.clone(), name.to_owned(), me.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(BEAT).await;
-                let now = st.clock.now_ms();
-                if !matches!(
-                    st.store.lease(&name, &me, now, now + ms(LEASE)).await,
-                    Ok(true)
-                ) {
-                    tracing::warn!(lease = %name, "a lease was lost while its work went on");
-                }
-            }
-        })
-    };
-    let out = work.await;
-    renew.abort();
-    if let Err(e) = st.store.release_lease(name, &me).await {
-        tracing::warn!(lease = name, error = %e, "giving a lease up failed");
-    }
-    Some(out)
-}
-
-/// On a shared store: beat, hold or watch the engines' lease, forget dead instances, and hear
-/// the others. Returns at once on SQLite.
-/// Join the cluster (on a shared store): beat, and listen to the others. The task that
-/// beats ends, having left the cluster, once the center shuts down.
-pub async fn start(st: &AppState, addr: String) -> Option<tokio::task::JoinHandle<()>> {
-    if !st.cluster.shared {
-        return None;
-    }
-    // The first beat before anything is served, so the others see this instance at once.
-    beat(st, &addr).await;
-    let b = st.clone();
-    let beating = tokio::spawn(async move {
-        let mut shutdown = b.shutdown.clone();
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(BEAT) => beat(&b, &addr).await,
-                () = crate::stopped(&mut shutdown) => {
-                    b.cluster.leader.store(false, Ordering::SeqCst);
-                    if let Err(e) = b.store.leave(&b.cluster.me).await {
-                        tracing::warn!(error = %e, "leaving the cluster failed");
-                    }
-                    return;
-                }
-            }
-        }
-    });
-    let l = st.clone();
-    tokio::spawn(async move { listen(l).await });
-    Some(beating)
-}
-
-async fn beat(st: &AppState, addr: &str) {
-    let now = st.clock.now_ms();
-    if let Err(e) = st.store.heartbeat(&st.cluster.me, addr, now).await {
-        tracing::warn!(error = %e, "the heartbeat failed");
-    }
-    // Devices on the broker are present while any instance linked to it lives.
-    if crate::devices::link::linked(st)
-        && let Err(e) = st
+        if let Err(e) = self
             .store
-            .heartbeat(crate::devices::link::INSTANCE, "mqtt", now)
+            .set_presence(key, &self.cluster.me, via.as_str(), self.clock.now_ms())
             .await
-    {
-        tracing::warn!(error = %e, "the MQTT heartbeat failed");
-    }
-    let leads = st
-        .store
-        .lease(ENGINES, &st.cluster.me, now, now + ms(LEASE))
-        .await
-        .unwrap_or(false);
-    let was = st.cluster.leader.swap(leads, Ordering::SeqCst);
-    if leads != was {
-        tracing::info!(instance = %st.cluster.me, leads, "the background engines' lease changed hands");
-        st.metrics.leader.set(i64::from(leads));
-    }
-    if leads {
-        match st.store.forget_dead_instances(now - ms(ALIVE)).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                instances = n,
-                "dead instances forgotten (their devices connect elsewhere)"
-            ),
-            Err(e) => tracing::warn!(error = %e, "forgetting dead instances failed"),
+        {
+            tracing::warn!(device = %key.device_id, error = %e, "recording where a device is connected failed");
         }
     }
-}
 
-async fn listen(st: AppState) {
-    each_message(&st, CHANNEL, |text| {
-        let st = st.clone();
-        async move {
-            match serde_json::from_str::<Envelope>(&text) {
-                Ok(e) if e.from == st.cluster.me => {}
-                Ok(e) => heard(&st, e.m).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "a message from another instance that does not read")
-                }
+    /// Devices no longer connected to this instance.
+    pub async fn left(&self, keys: &[DeviceKey]) {
+        if !self.cluster.shared || keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.clear_presence(keys, &self.cluster.me).await {
+            tracing::warn!(error = %e, "recording that devices left failed");
+        }
+    }
+
+    /// Run `work` if this instance holds (or can take) the lease `name`, renewing it while the
+    /// work goes on; `None` if another instance holds it.
+    pub async fn with_lease<F, T>(&self, name: &str, work: F) -> Option<T>
+    where
+        F: std::future::Future<Output = T>,
+    {
+        let now = self.clock.now_ms();
+        let me = self.cluster.me.clone();
+        match self.store.lease(name, &me, now, now + ms(LEASE)).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::warn!(lease = name, error = %e, "taking a lease failed");
+                return None;
             }
         }
-    })
-    .await;
+        let renew = {
+            let (st, name, me) = (self.clone(), name.to_owned(), me.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(BEAT).await;
+                    let now = st.clock.now_ms();
+                    if !matches!(
+                        st.store.lease(&name, &me, now, now + ms(LEASE)).await,
+                        Ok(true)
+                    ) {
+                        tracing::warn!(lease = %name, "a lease was lost while its work went on");
+                    }
+                }
+            })
+        };
+        let out = work.await;
+        renew.abort();
+        if let Err(e) = self.store.release_lease(name, &me).await {
+            tracing::warn!(lease = name, error = %e, "giving a lease up failed");
+        }
+        Some(out)
+    }
 }
 
 /// Hear every payload sent on `channel` until shutdown, listening again (after a second)
 /// whenever the connection is lost; returns at once on SQLite.
-pub(crate) async fn each_message<F, Fut>(st: &AppState, channel: &str, mut on: F)
-where
+pub(crate) async fn each_message<F, Fut>(
+    store: &Store,
+    mut shutdown: watch::Receiver<bool>,
+    channel: &str,
+    mut on: F,
+) where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let mut shutdown = st.shutdown.clone();
     loop {
-        let mut sub = match st.store.subscribe(channel).await {
+        let mut sub = match store.subscribe(channel).await {
             Ok(Some(s)) => s,
             Ok(None) => return,
             // The store closes after a shutdown: nothing to listen to any more.
@@ -534,7 +516,7 @@ where
     }
 }
 
-fn key_of(t: TenantId, d: &str) -> Option<DeviceKey> {
+pub(crate) fn key_of(t: TenantId, d: &str) -> Option<DeviceKey> {
     fleetcare_core::DeviceId::parse(d)
         .ok()
         .map(|device_id| DeviceKey {
@@ -543,71 +525,22 @@ fn key_of(t: TenantId, d: &str) -> Option<DeviceKey> {
         })
 }
 
-/// Act on what another instance said.
-async fn heard(st: &AppState, m: Message) {
-    match m {
-        Message::Command { to, t, d, c } => {
-            if to == st.cluster.me
-                && let Some(key) = key_of(t, &d)
-                && st.hub.send(&key, c).is_none()
-            {
-                tracing::debug!(device = %d, "a command for a device no longer connected here");
-            }
-        }
-        Message::Commands { to, t, ds, c } => {
-            if to == st.cluster.me {
-                for d in ds {
-                    if let Some(key) = key_of(t, &d) {
-                        st.hub.send(&key, c.clone());
-                    }
-                }
-            }
-        }
-        Message::Revoked { t, d } => {
-            if let Some(key) = key_of(t, &d) {
-                st.credentials.forget(&key);
-                st.hub.revoke(&key);
-                crate::devices::link::revoked(st, &key).await;
-            }
-        }
-        Message::Catalog { t } => st.compat.reload_catalog(st, t).await,
-        Message::Rules { t } => st.diag.reload_rules(st, t).await,
-        Message::Structure { t, d } => {
-            if let Some(key) = key_of(t, &d) {
-                st.compat.refresh(st, &key).await;
-                st.rollouts.device_changed(&key);
-            }
-        }
-        Message::Labels { t, d } => {
-            if let Some(key) = key_of(t, &d) {
-                st.rollouts.reload_label(st, &key).await;
-            }
-        }
-        Message::Sites { t } => st.rollouts.reload_sites(st, t).await,
-        Message::TroubleClosed { t, d, rule } => st.diag.closed_elsewhere(t, &d, &rule),
-    }
-}
-
 /// The other instances' fleet indexes follow a device's structure (a first report may record
 /// no change, so a connect is told too).
-pub struct FollowStructure;
+pub struct FollowStructure(pub Devices);
 
 impl crate::devices::report::AfterReport for FollowStructure {
     fn stored<'a>(
         &'a self,
-        st: &'a AppState,
         r: &'a crate::devices::report::Stored<'a>,
     ) -> crate::devices::report::Work<'a> {
         if !(r.current && (r.changes > 0 || r.trigger == fleetcare_wire::Trigger::Connect)) {
             return crate::devices::report::done();
         }
-        Box::pin(tell(
-            st,
-            Message::Structure {
-                t: r.key.tenant,
-                d: r.key.device_id.to_string(),
-            },
-        ))
+        Box::pin(self.0.tell(Message::Structure {
+            t: r.key.tenant,
+            d: r.key.device_id.to_string(),
+        }))
     }
 }
 

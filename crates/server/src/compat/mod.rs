@@ -27,7 +27,7 @@ use fleetcare_store::{DeviceKey, Judgement, Rejudged, Store, StoreError, TenantI
 use fleetcare_wire::compat::{self as w};
 use tokio::sync::mpsc;
 
-use crate::AppState;
+use crate::ctx::Ctx;
 
 /// Devices whose judgements are written in one transaction during a re-judgement.
 const WRITE_BATCH: usize = 500;
@@ -224,7 +224,7 @@ impl Compat {
     /// the background.
     pub async fn load_catalog(
         self: &Arc<Self>,
-        st: &AppState,
+        st: &Ctx,
         tenant: TenantId,
         source: &str,
         by: &str,
@@ -238,7 +238,9 @@ impl Compat {
             .add_catalog_revision(tenant, by, &digest, &stats_json, source, st.clock.now_ms())
             .await?;
         let generation = self.install(tenant, Current { revision, catalog });
-        crate::cluster::tell(st, crate::cluster::Message::Catalog { t: tenant }).await;
+        st.devices
+            .tell(crate::cluster::Message::Catalog { t: tenant })
+            .await;
         let devices = st.store.count_devices(tenant).await?;
         let (me, st2) = (self.clone(), st.clone());
         tokio::spawn(async move { me.rejudge(&st2, tenant, generation).await });
@@ -255,12 +257,14 @@ impl Compat {
     /// `rejudge:<tenant>`); when it completes, the revision is recorded, and the instance that
     /// runs the background engines takes up any current revision not recorded as judged (one
     /// an instance's death or a newer catalog cut short).
-    pub async fn rejudge(self: &Arc<Self>, st: &AppState, tenant: TenantId, generation: u64) {
+    pub async fn rejudge(self: &Arc<Self>, st: &Ctx, tenant: TenantId, generation: u64) {
         if !self.busy.lock().expect("busy").insert(tenant) {
             return;
         }
         let lease = format!("rejudge:{tenant}");
-        let done = crate::cluster::with_lease(st, &lease, self.rejudge_now(st, tenant, generation))
+        let done = st
+            .devices
+            .with_lease(&lease, self.rejudge_now(st, tenant, generation))
             .await
             .flatten();
         self.busy.lock().expect("busy").remove(&tenant);
@@ -275,7 +279,7 @@ impl Compat {
     }
 
     /// Take up the re-judgements of current catalogs not recorded as finished.
-    pub async fn rejudge_unfinished(self: Arc<Self>, st: &AppState) {
+    pub async fn rejudge_unfinished(self: Arc<Self>, st: &Ctx) {
         if !self.ready.load(Ordering::SeqCst) {
             return;
         }
@@ -305,7 +309,7 @@ impl Compat {
 
     /// Another instance loaded a catalog: make the tenant's current revision ours too (the
     /// instance that loaded it re-judges the fleet).
-    pub async fn reload_catalog(&self, st: &AppState, tenant: TenantId) {
+    pub async fn reload_catalog(&self, st: &Ctx, tenant: TenantId) {
         let list = match st.store.current_catalogs().await {
             Ok(l) => l,
             Err(e) => {
@@ -344,7 +348,7 @@ impl Compat {
     }
 
     /// Another instance stored a new structure of a device: index it as the store has it.
-    pub async fn refresh(&self, st: &AppState, key: &DeviceKey) {
+    pub async fn refresh(&self, st: &Ctx, key: &DeviceKey) {
         match st.store.structure_of(key).await {
             Ok(Some(r)) => {
                 if let Some((id, entry)) = self.entry_of(r) {
@@ -441,7 +445,7 @@ impl Compat {
     /// Re-judge now; the revision judged if it ran to the end.
     async fn rejudge_now(
         self: &Arc<Self>,
-        st: &AppState,
+        st: &Ctx,
         tenant: TenantId,
         generation: u64,
     ) -> Option<u64> {

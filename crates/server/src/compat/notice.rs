@@ -1,6 +1,6 @@
 //! Notifications to devices: the stored body of a notice and telling the device of it.
 
-use crate::AppState;
+use crate::ctx::Ctx;
 use fleetcare_store::{DeviceKey, NewNotification, StoreError};
 use fleetcare_wire::compat::{self as w};
 use fleetcare_wire::device::Command;
@@ -8,7 +8,7 @@ use fleetcare_wire::device::Command;
 /// Tell a device of a notification stored for it, wherever it is connected (an offline
 /// device fetches its open notifications when it connects).
 pub async fn push_notification(
-    st: &AppState,
+    st: &Ctx,
     key: &DeviceKey,
     id: u64,
     n: &NewNotification,
@@ -25,7 +25,9 @@ pub async fn push_notification(
         delivered_at: None,
         switched_to: body.switched_to,
     };
-    if crate::cluster::send(st, key, Command::Notify { notification })
+    if st
+        .devices
+        .send(key, Command::Notify { notification })
         .await
         .is_some()
     {

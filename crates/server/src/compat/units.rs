@@ -1,7 +1,7 @@
 //! Units out of service (claim 16): taken out by the compatibility policy (an optional unit
 //! that does not work in its device) or by an operator, put back by an operator or when a
 //! compatible unit is in the slot again. The store's `unit_service` rows are the record; the
-//! device is told at once wherever it is connected (`cluster::send`), and learns the whole
+//! device is told at once wherever it is connected (`Devices::send`), and learns the whole
 //! list again whenever it connects (`GET /device/v1/settings`), so an offline device, one on
 //! another instance or one on MQTT ends up exactly as the record says.
 
@@ -20,6 +20,7 @@ use crate::AppState;
 use crate::compat::decide::{Current, takes_over};
 use crate::compat::notice::NotificationBody;
 use crate::compat::notice::push_notification;
+use crate::ctx::Ctx;
 use crate::devices::hub::Via;
 use crate::error::ApiError;
 use crate::extract::device_key;
@@ -50,7 +51,7 @@ pub fn view(u: UnitService) -> w::UnitService {
 /// leave a notice (with `summary` and the recommended configurations, if any). How the
 /// connected device was told now, if it was; `Ok(None)` also when nothing changed.
 pub async fn take_out(
-    st: &AppState,
+    st: &Ctx,
     key: &DeviceKey,
     u: UnitService,
     summary: &str,
@@ -93,7 +94,7 @@ pub async fn take_out(
 /// Put the unit in `slot` back in service: forget its record, close its notice, tell the
 /// device. The record and how the device was told, if the unit was out of service.
 pub async fn put_back(
-    st: &AppState,
+    st: &Ctx,
     key: &DeviceKey,
     slot: &str,
     why: &str,
@@ -119,19 +120,19 @@ pub async fn put_back(
     Ok(Some((u, told)))
 }
 
-async fn tell(st: &AppState, key: &DeviceKey, u: &UnitService, in_service: bool) -> Option<Via> {
-    crate::cluster::send(
-        st,
-        key,
-        Command::SetUnitService {
-            slot: u.slot.clone(),
-            serial: u.serial.clone(),
-            in_service,
-            reason: u.reason.clone(),
-            switched_to: u.switched_to.clone().filter(|_| !in_service),
-        },
-    )
-    .await
+async fn tell(st: &Ctx, key: &DeviceKey, u: &UnitService, in_service: bool) -> Option<Via> {
+    st.devices
+        .send(
+            key,
+            Command::SetUnitService {
+                slot: u.slot.clone(),
+                serial: u.serial.clone(),
+                in_service,
+                reason: u.reason.clone(),
+                switched_to: u.switched_to.clone().filter(|_| !in_service),
+            },
+        )
+        .await
 }
 
 /// After a report or a catalog change: a unit out of service whose slot now holds another
@@ -139,7 +140,8 @@ async fn tell(st: &AppState, key: &DeviceKey, u: &UnitService, in_service: bool)
 /// would work in the device now goes back in service. An operator's stays until an operator
 /// puts it back.
 pub async fn reconcile(
-    st: &AppState,
+    st: &Ctx,
+    compat: &crate::compat::Compat,
     key: &DeviceKey,
     cur: &Current,
     structure: &Structure,
@@ -148,7 +150,7 @@ pub async fn reconcile(
     if out.is_empty() {
         return Ok(());
     }
-    let facts = DeviceFacts::new(&st.compat.vocab, structure.model(), structure.units());
+    let facts = DeviceFacts::new(&compat.vocab, structure.model(), structure.units());
     for u in out {
         let why = match structure.unit(&u.slot) {
             None => "the unit was removed".to_owned(),
@@ -206,7 +208,7 @@ pub async fn list(
 }
 
 async fn changed(
-    st: &AppState,
+    st: &Ctx,
     key: &DeviceKey,
     slot: &str,
     serial: String,

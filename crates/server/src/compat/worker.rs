@@ -2,10 +2,10 @@
 //! findings — a version-change job where software can fix it, an advice notification where
 //! only hardware can, units taken out of service.
 
-use crate::AppState;
 use crate::compat::Compat;
 use crate::compat::decide::{Advice, Current, decide};
 use crate::compat::notice::{NotificationBody, push_notification};
+use crate::ctx::Ctx;
 use fleetcare_compat::{Catalog, DeviceFacts, Policy};
 use fleetcare_store::{DeviceKey, NewJob, NewNotification, PolicyRecord, StoreError, TenantId};
 use fleetcare_wire::compat::{self as w};
@@ -17,7 +17,7 @@ use std::time::Instant;
 impl Compat {
     /// At start: every tenant's current catalog, the fleet index from the store, then a
     /// re-judgement of every tenant (only changed findings are written).
-    pub async fn start(self: Arc<Self>, st: AppState) {
+    pub async fn start(self: Arc<Self>, st: Ctx) {
         match st.store.current_catalogs().await {
             Ok(list) => {
                 for (tenant, rev) in list {
@@ -76,7 +76,7 @@ impl Compat {
     }
 
     /// The worker: act on each device queued (see the module documentation).
-    pub async fn run_worker(self: Arc<Self>, st: AppState) {
+    pub async fn run_worker(self: Arc<Self>, st: Ctx) {
         let Some(mut rx) = self.receiver.lock().expect("receiver").take() else {
             return;
         };
@@ -88,7 +88,7 @@ impl Compat {
         }
     }
 
-    async fn act(&self, st: &AppState, key: &DeviceKey) -> Result<(), StoreError> {
+    async fn act(&self, st: &Ctx, key: &DeviceKey) -> Result<(), StoreError> {
         let Some(cur) = self.current(key.tenant) else {
             return Ok(());
         };
@@ -99,7 +99,7 @@ impl Compat {
             return Ok(());
         };
         // Units out of service whose slot holds a unit that works now go back first.
-        crate::compat::units::reconcile(st, key, &cur, &structure).await?;
+        crate::compat::units::reconcile(st, self, key, &cur, &structure).await?;
         let policy = st.store.policy(key.tenant).await?;
         // Reads first: write only what changes.
         let open_jobs = st.store.open_jobs(key).await?;
@@ -164,7 +164,7 @@ impl Compat {
 
     async fn ensure_job(
         &self,
-        st: &AppState,
+        st: &Ctx,
         key: &DeviceKey,
         cur: &Current,
         steps: Vec<w::SoftwareStep>,
@@ -186,7 +186,7 @@ impl Compat {
             .find(|j| j.origin == "compat" && j.steps_json == steps_json)
         {
             if same.state == "queued" {
-                crate::cluster::send(st, key, Command::JobsAvailable).await;
+                st.devices.send(key, Command::JobsAvailable).await;
             }
             return Ok(());
         }
@@ -216,14 +216,14 @@ impl Compat {
         st.metrics.jobs_created.inc();
         tracing::info!(device = %key.device_id, job = id, state, "version-change job created");
         if state == "queued" {
-            crate::cluster::send(st, key, Command::JobsAvailable).await;
+            st.devices.send(key, Command::JobsAvailable).await;
         }
         Ok(())
     }
 
     async fn advise(
         &self,
-        st: &AppState,
+        st: &Ctx,
         key: &DeviceKey,
         cur: &Current,
         a: Advice,

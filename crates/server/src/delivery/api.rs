@@ -320,7 +320,7 @@ pub async fn create_job(
         .await?;
     st.metrics.jobs_created.inc();
     tracing::info!(device = %key.device_id, job = id, operator = %op.0.name, "job created");
-    crate::cluster::send(&st, &key, Command::JobsAvailable).await;
+    st.devices.send(&key, Command::JobsAvailable).await;
     let job = st
         .store
         .job(key.tenant, id)
@@ -467,7 +467,7 @@ pub async fn job_status(
             st.events.device(key.tenant, key.device_id.as_str());
             if fleetcare_store::TERMINAL_JOB_STATES.contains(&s.state.as_str()) {
                 st.rollouts.nudge();
-                crate::diag::fix::job_finished(&st, &key, id, &s.state).await?;
+                st.diag.job_finished(&st, &key, id, &s.state).await?;
             }
         }
     } else if progress.is_some() {
@@ -620,15 +620,15 @@ pub async fn approve_job(
     }
     tracing::info!(job = id, operator = %op.0.name, "job approved");
     if let Ok(device_id) = fleetcare_core::DeviceId::parse(&job.device_id) {
-        crate::cluster::send(
-            &st,
-            &DeviceKey {
-                tenant: op.0.tenant,
-                device_id,
-            },
-            fleetcare_wire::device::Command::JobsAvailable,
-        )
-        .await;
+        st.devices
+            .send(
+                &DeviceKey {
+                    tenant: op.0.tenant,
+                    device_id,
+                },
+                fleetcare_wire::device::Command::JobsAvailable,
+            )
+            .await;
     }
     Ok(Json(job_with_wait(&st, op.0.tenant, id).await?))
 }

@@ -20,13 +20,13 @@ use fleetcare_wire::compat::SoftwareStep;
 use fleetcare_wire::delivery as w;
 use fleetcare_wire::device::Command;
 
-use crate::AppState;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
 
 /// Resolve an operator's or a plan's steps against the device's structure and the published
 /// releases: every problem at once.
 pub(crate) async fn check_steps(
-    st: &AppState,
+    st: &Ctx,
     key: &DeviceKey,
     req: &[w::JobStepRequest],
 ) -> Result<Vec<SoftwareStep>, ApiError> {
@@ -135,7 +135,7 @@ impl Availability {
     /// Why `product version` cannot be delivered now; `None`: it can.
     pub async fn release(
         &mut self,
-        st: &AppState,
+        st: &Ctx,
         tenant: TenantId,
         product: &str,
         version: &str,
@@ -171,7 +171,7 @@ impl Availability {
     /// Why a job with these steps cannot be offered to its device now; `None`: it can.
     pub async fn steps(
         &mut self,
-        st: &AppState,
+        st: &Ctx,
         tenant: TenantId,
         steps: &[SoftwareStep],
     ) -> Result<Option<String>, StoreError> {
@@ -191,7 +191,7 @@ pub(crate) const WAITING_JOBS: u32 = 10_000;
 /// A release became deliverable (published, or its last file arrived): tell the devices
 /// whose queued jobs waited for a release that `concerns` picks and can be offered now.
 pub(crate) async fn tell_waiting(
-    st: &AppState,
+    st: &Ctx,
     tenant: TenantId,
     concerns: impl Fn(&ReleaseRecord) -> bool,
 ) -> Result<(), StoreError> {
@@ -247,7 +247,7 @@ pub(crate) async fn tell_waiting(
         }
     }
     if !told.is_empty() {
-        let n = crate::cluster::send_many(st, &told, &Command::JobsAvailable).await;
+        let n = st.devices.send_many(&told, &Command::JobsAvailable).await;
         tracing::info!(
             tenant,
             jobs = told.len(),
@@ -260,7 +260,7 @@ pub(crate) async fn tell_waiting(
 
 /// Jobs as the operator API shows them, each queued one saying why it waits, if it does.
 pub async fn job_views(
-    st: &AppState,
+    st: &Ctx,
     tenant: TenantId,
     jobs: Vec<fleetcare_store::JobRecord>,
 ) -> Result<Vec<fleetcare_wire::compat::Job>, StoreError> {
@@ -278,7 +278,7 @@ pub async fn job_views(
 }
 
 /// Mark jobs that were never taken and whose time ran out as failed (`expired`).
-pub async fn expire_jobs(st: &AppState) {
+pub async fn expire_jobs(st: &Ctx) {
     match st.store.expire_jobs(st.clock.now_ms()).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(jobs = n, "jobs expired"),

@@ -50,7 +50,7 @@ pub(crate) fn last_report(m: &ReportMeta) -> LastReport {
 pub(crate) async fn device_view(st: &AppState, key: &DeviceKey) -> Result<DeviceView, ApiError> {
     let rec = known_device(st, key).await?;
     Ok(DeviceView {
-        online: crate::cluster::online(st, key).await.is_some(),
+        online: st.devices.online(key).await.is_some(),
         enrolled_at: rfc3339(rec.enrolled_at_ms),
         last_report: rec.last_report.as_ref().map(last_report),
         structure_changed_at: rec.structure_changed_at_ms.map(rfc3339),
@@ -96,7 +96,8 @@ pub async fn list_devices(
         .into_iter()
         .map(|r| {
             let online = DeviceId::parse(&r.device_id).is_ok_and(|device_id| {
-                st.hub
+                st.devices
+                    .hub
                     .online(&DeviceKey {
                         tenant: op.0.tenant,
                         device_id,
@@ -204,7 +205,7 @@ pub async fn request_report(
     };
     let wait = Duration::from_secs(q.wait_s.unwrap_or(0).min(MAX_REQUEST_WAIT_S));
     let mut report = None;
-    if let Some((mailbox, via)) = st.hub.connected(&key) {
+    if let Some((mailbox, via)) = st.devices.hub.connected(&key) {
         // Connected here: the mailbox hears the answer.
         let mut reports = mailbox.subscribe_reports();
         Hub::queue(&mailbox, Command::RequestReport);
@@ -227,7 +228,9 @@ pub async fn request_report(
     // is heard of through the change notices of the instance that takes it.
     let asked_at = st.clock.now_ms();
     let mut notices = st.events.subscribe();
-    let via = crate::cluster::send(&st, &key, Command::RequestReport)
+    let via = st
+        .devices
+        .send(&key, Command::RequestReport)
         .await
         .ok_or_else(offline)?;
     if !wait.is_zero() {
@@ -282,14 +285,14 @@ pub async fn set_report_interval(
     if !st.store.set_report_interval(&key, body.seconds).await? {
         return Err(unknown_device(&st, &key).await);
     }
-    crate::cluster::send(
-        &st,
-        &key,
-        Command::SetReportInterval {
-            seconds: body.seconds,
-        },
-    )
-    .await;
+    st.devices
+        .send(
+            &key,
+            Command::SetReportInterval {
+                seconds: body.seconds,
+            },
+        )
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -307,7 +310,7 @@ pub async fn revoke_device(
     if !st.store.revoke_device(&key, st.clock.now_ms()).await? {
         return Err(unknown_device(&st, &key).await);
     }
-    crate::cluster::revoke(&st, &key).await;
+    st.devices.revoke(&key).await;
     tracing::info!(device = %key.device_id, operator = %op.0.name, "device credential revoked");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -328,7 +331,9 @@ pub async fn rotate_credential(
     if st.store.device(&key).await?.is_none() {
         return Err(unknown_device(&st, &key).await);
     }
-    if crate::cluster::send(&st, &key, Command::RotateCredential)
+    if st
+        .devices
+        .send(&key, Command::RotateCredential)
         .await
         .is_none()
     {

@@ -231,7 +231,6 @@ impl crate::devices::report::AfterReport for Hub {
     /// Whoever waits for the device's next report (a requested report) hears of it.
     fn stored<'a>(
         &'a self,
-        _: &'a crate::AppState,
         r: &'a crate::devices::report::Stored<'a>,
     ) -> crate::devices::report::Work<'a> {
         if !r.duplicate {

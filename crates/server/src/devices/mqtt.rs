@@ -51,7 +51,11 @@ use fleetcare_wire::mqtt::parse_url;
 /// retry, and HTTP keeps working).
 pub async fn start(st: &AppState, s: &MqttSettings) -> Result<(), String> {
     let (tls, host, port) = parse_url(&s.url)?;
-    let mut o = MqttOptions::new(format!("fleetcare-center-{}", st.cluster.me), host, port);
+    let mut o = MqttOptions::new(
+        format!("fleetcare-center-{}", st.devices.cluster.me),
+        host,
+        port,
+    );
     o.set_keep_alive(Duration::from_secs(30))
         .set_clean_session(true)
         .set_manual_acks(true)
@@ -82,7 +86,7 @@ pub async fn start(st: &AppState, s: &MqttSettings) -> Result<(), String> {
         client,
         online: Mutex::default(),
     });
-    if st.mqtt.set(link.clone()).is_err() {
+    if st.devices.mqtt.set(link.clone()).is_err() {
         return Err("the MQTT link was started twice".into());
     }
     let filter = format!("$share/{}/{}/+/+/up/+", s.share_group, w::ROOT);
@@ -320,7 +324,7 @@ async fn arrived(st: &AppState, link: &Mqtt, key: &DeviceKey, announced: bool) {
     if !(new || announced) {
         return;
     }
-    if st.cluster.is_shared()
+    if st.devices.cluster.is_shared()
         && let Err(e) = st
             .store
             .set_presence(
@@ -338,7 +342,7 @@ async fn arrived(st: &AppState, link: &Mqtt, key: &DeviceKey, announced: bool) {
 
 async fn left(st: &AppState, link: &Mqtt, key: &DeviceKey) {
     link.online.lock().expect("mqtt").remove(key);
-    if st.cluster.is_shared()
+    if st.devices.cluster.is_shared()
         && let Err(e) = st
             .store
             .clear_presence(std::slice::from_ref(key), INSTANCE)

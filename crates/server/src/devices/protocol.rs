@@ -84,7 +84,7 @@ pub async fn enroll(
         .await?
     {
         Enrollment::Enrolled { report_interval_s } => {
-            st.credentials.forget(&key);
+            st.devices.credentials.forget(&key);
             st.metrics.enrollments.inc();
             tracing::info!(device = %key.device_id, tenant, "device enrolled");
             Ok(Json(EnrollResponse {
@@ -205,7 +205,7 @@ pub async fn take_report(
         operating: operating.as_ref(),
     };
     for s in st.after_report.iter() {
-        s.stored(st, &stored).await;
+        s.stored(&stored).await;
     }
     st.metrics
         .ingest_seconds
@@ -233,8 +233,10 @@ pub async fn push(
 /// One push channel: send queued commands as they come; close when the device goes quiet
 /// for longer than the idle timeout, closes, or the center shuts down.
 async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
-    let guard = st.hub.attach_push(&key);
-    crate::cluster::arrived(&st, &key, crate::devices::hub::Via::Push).await;
+    let guard = st.devices.hub.attach_push(&key);
+    st.devices
+        .arrived(&key, crate::devices::hub::Via::Push)
+        .await;
     st.events.device(key.tenant, key.device_id.as_str());
     st.metrics.push_connections.inc();
     tracing::debug!(device = %key.device_id, "push channel open");
@@ -277,8 +279,8 @@ async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
     };
     st.metrics.push_connections.dec();
     drop(guard);
-    if st.hub.online(&key).is_none() {
-        crate::cluster::left(&st, std::slice::from_ref(&key)).await;
+    if st.devices.hub.online(&key).is_none() {
+        st.devices.left(std::slice::from_ref(&key)).await;
     }
     st.events.device(key.tenant, key.device_id.as_str());
     tracing::debug!(device = %key.device_id, reason, "push channel closed");
@@ -297,10 +299,12 @@ pub async fn poll(
     Query(q): Query<PollQuery>,
 ) -> Result<Json<PollResponse>, ApiError> {
     let wait = Duration::from_secs(q.wait_s.unwrap_or(25).min(MAX_POLL_WAIT_S));
-    let arriving = st.hub.online(&key).is_none();
-    let mailbox = st.hub.poll(&key);
+    let arriving = st.devices.hub.online(&key).is_none();
+    let mailbox = st.devices.hub.poll(&key);
     if arriving {
-        crate::cluster::arrived(&st, &key, crate::devices::hub::Via::Poll).await;
+        st.devices
+            .arrived(&key, crate::devices::hub::Via::Poll)
+            .await;
     }
     let mut commands = mailbox.drain();
     if commands.is_empty() && !wait.is_zero() {
@@ -317,7 +321,7 @@ pub async fn poll(
             "unknown or revoked device credential".into(),
         ));
     }
-    st.hub.poll_done(&mailbox);
+    st.devices.hub.poll_done(&mailbox);
     st.metrics.polls.inc();
     st.metrics.commands_sent.inc_by(commands.len() as u64);
     Ok(Json(PollResponse { commands }))
@@ -351,7 +355,7 @@ pub async fn rotate_credential(
     {
         return Err(extract::refuse(&st, "unknown or revoked device credential"));
     }
-    st.credentials.forget(&key);
+    st.devices.credentials.forget(&key);
     tracing::info!(device = %key.device_id, tenant = key.tenant, "device credential rotated");
     Ok(Json(CredentialResponse {
         device_token: token,

@@ -3,6 +3,7 @@
 //! rollout engine, the other instances' fleet indexes, the judgement of operating info, the
 //! hub's last-report watch, the dashboard's live pages — is a subscriber registered in
 //! `AppState::new`, called in that order after the report is durable and before its ack.
+//! A subscriber holds what it needs itself (it was given it when it was made).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,8 +11,6 @@ use std::pin::Pin;
 
 use fleetcare_store::DeviceKey;
 use fleetcare_wire::Trigger;
-
-use crate::AppState;
 
 /// A report the store has just made durable, as its subscribers see it.
 #[derive(Debug)]
@@ -42,5 +41,5 @@ pub fn done<'a>() -> Work<'a> {
 /// Something that reacts to every stored report. It decides for itself which reports concern
 /// it; it cannot fail the report (the report is durable already): it logs what goes wrong.
 pub trait AfterReport: Send + Sync {
-    fn stored<'a>(&'a self, st: &'a AppState, r: &'a Stored<'a>) -> Work<'a>;
+    fn stored<'a>(&'a self, r: &'a Stored<'a>) -> Work<'a>;
 }

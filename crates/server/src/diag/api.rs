@@ -251,15 +251,13 @@ pub async fn resolve_trouble(
         });
     }
     st.diag.forget(op.0.tenant, &t.device_id, &t.rule_id);
-    crate::cluster::tell(
-        &st,
-        crate::cluster::Message::TroubleClosed {
+    st.devices
+        .tell(crate::cluster::Message::TroubleClosed {
             t: op.0.tenant,
             d: t.device_id.clone(),
             rule: t.rule_id.clone(),
-        },
-    )
-    .await;
+        })
+        .await;
     tracing::info!(trouble = id, operator = %op.0.name, "trouble resolved");
     st.events
         .notify(op.0.tenant, crate::cluster::events::Topic::Troubles);

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::extract::device_key;
 use crate::extract::{DeviceAuth, JsonBody, OperatorAuth};
@@ -242,8 +243,10 @@ pub async fn request(
     if st.store.device(&key).await?.is_none() {
         return Err(crate::extract::unknown_device(&st, &key).await);
     }
-    let Some(via) =
-        crate::cluster::send(&st, &key, Command::RequestErrors { scheduled: false }).await
+    let Some(via) = st
+        .devices
+        .send(&key, Command::RequestErrors { scheduled: false })
+        .await
     else {
         return Err(ApiError::Conflict {
             code: "offline",
@@ -349,7 +352,7 @@ pub async fn remove_schedule(
 /// Ask the connected devices of every due schedule for their error logs (trigger
 /// `scheduled`), wherever they are connected; a device offline at the time is asked at the
 /// next interval.
-pub async fn run_schedules(st: &AppState) {
+pub async fn run_schedules(st: &Ctx) {
     let due = match st.store.take_due_error_schedules(st.clock.now_ms()).await {
         Ok(d) => d,
         Err(e) => {
@@ -377,8 +380,10 @@ pub async fn run_schedules(st: &AppState) {
                 device_id,
             })
             .collect();
-        let asked =
-            crate::cluster::send_many(st, &keys, &Command::RequestErrors { scheduled: true }).await;
+        let asked = st
+            .devices
+            .send_many(&keys, &Command::RequestErrors { scheduled: true })
+            .await;
         tracing::debug!(scope = %s.scope, target = %s.target, asked, "scheduled error-log requests");
     }
 }

@@ -25,7 +25,7 @@ use fleetcare_store::{DeviceKey, NewTrouble, StoreError, TenantId, TroubleRecurr
 use fleetcare_wire::troubles as w;
 use tokio::sync::mpsc;
 
-use crate::AppState;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
 
 /// Firings waiting for the worker; ingest waits when the worker is this far behind.
@@ -54,17 +54,13 @@ pub struct Diag {
     receiver: Mutex<Option<mpsc::Receiver<Work>>>,
     /// The engines have been rebuilt from the store.
     pub ready: AtomicBool,
+    /// The catalogs fixes are checked against, and the devices' structure.
+    pub(crate) compat: Arc<crate::compat::Compat>,
 }
 
 impl std::fmt::Debug for Diag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Diag").finish_non_exhaustive()
-    }
-}
-
-impl Default for Diag {
-    fn default() -> Self {
-        Diag::new()
     }
 }
 
@@ -78,9 +74,13 @@ pub(crate) fn fix_words(f: &Fix) -> String {
 /// What rules name that the tenant's catalog does not define (a fix's product or release, an
 /// expected life's unit model), each with the nearest defined name. Nothing to check without
 /// a catalog.
-fn catalog_references(st: &AppState, tenant: TenantId, rules: &RuleSet) -> Vec<String> {
+fn catalog_references(
+    compat: &crate::compat::Compat,
+    tenant: TenantId,
+    rules: &RuleSet,
+) -> Vec<String> {
     use fleetcare_compat::catalog::did_you_mean;
-    let Some(cur) = st.compat.current(tenant) else {
+    let Some(cur) = compat.current(tenant) else {
         return Vec::new();
     };
     let c = &cur.catalog;
@@ -92,8 +92,7 @@ fn catalog_references(st: &AppState, tenant: TenantId, rules: &RuleSet) -> Vec<S
             continue;
         };
         let at = format!("rule[{i}] ({})", r.id);
-        let known = st
-            .compat
+        let known = compat
             .vocab
             .get(product)
             .and_then(|p| c.products().find(|x| x.name == p).map(|x| (p, x)));
@@ -103,8 +102,7 @@ fn catalog_references(st: &AppState, tenant: TenantId, rules: &RuleSet) -> Vec<S
                 did_you_mean(product, products.iter().map(|p| &**p))
             )),
             Some((p, prod)) => {
-                let has = st
-                    .compat
+                let has = compat
                     .vocab
                     .get(version)
                     .is_some_and(|v| c.find_release(p, v).is_some());
@@ -137,9 +135,10 @@ fn catalog_references(st: &AppState, tenant: TenantId, rules: &RuleSet) -> Vec<S
 }
 
 impl Diag {
-    pub fn new() -> Diag {
+    pub fn new(compat: Arc<crate::compat::Compat>) -> Diag {
         let (queue, rx) = mpsc::channel(QUEUE);
         Diag {
+            compat,
             engines: RwLock::new(HashMap::new()),
             queue,
             receiver: Mutex::new(Some(rx)),
@@ -175,7 +174,7 @@ impl Diag {
     /// Load a tenant's rules: a new revision, a fresh engine that knows the live troubles.
     pub async fn load(
         &self,
-        st: &AppState,
+        st: &Ctx,
         tenant: TenantId,
         source: &str,
         by: &str,
@@ -184,7 +183,7 @@ impl Diag {
             message: format!("the rules were refused: {} problem(s)", e.problems.len()),
             problems: e.problems,
         })?;
-        let problems = catalog_references(st, tenant, &rules);
+        let problems = catalog_references(&self.compat, tenant, &rules);
         if !problems.is_empty() {
             return Err(ApiError::Invalid {
                 message: format!("the rules were refused: {} problem(s)", problems.len()),
@@ -204,14 +203,16 @@ impl Diag {
             .load_rules(tenant, source, by, st.clock.now_ms())
             .await?;
         self.install_with_live(st, tenant, revision, rules).await?;
-        crate::cluster::tell(st, crate::cluster::Message::Rules { t: tenant }).await;
+        st.devices
+            .tell(crate::cluster::Message::Rules { t: tenant })
+            .await;
         Ok((revision, w::RulesLoaded { revision, ..loaded }))
     }
 
     /// A fresh engine for the rules, knowing the tenant's live troubles.
     async fn install_with_live(
         &self,
-        st: &AppState,
+        st: &Ctx,
         tenant: TenantId,
         revision: u64,
         rules: RuleSet,
@@ -229,7 +230,7 @@ impl Diag {
 
     /// Another instance loaded rules for the tenant: load them here too. (The engine starts
     /// empty: windows fill from the events this instance takes from now on.)
-    pub async fn reload_rules(&self, st: &AppState, tenant: TenantId) {
+    pub async fn reload_rules(&self, st: &Ctx, tenant: TenantId) {
         let sets = match st.store.current_rules().await {
             Ok(s) => s,
             Err(e) => {
@@ -268,9 +269,9 @@ impl Diag {
     /// At start: every tenant's rules, the live troubles, then a replay of the events received
     /// within the rules' longest window (after the fleet index is loaded, which gives the
     /// devices' units).
-    pub async fn start(self: Arc<Self>, st: AppState) {
+    pub async fn start(self: Arc<Self>, st: Ctx) {
         let mut waited = 0;
-        while !st.compat.ready.load(Ordering::SeqCst) && waited < 36_000 {
+        while !self.compat.ready.load(Ordering::SeqCst) && waited < 36_000 {
             // pacing: the fleet index loads once at start; nothing to await but its flag.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             waited += 1;
@@ -310,7 +311,7 @@ impl Diag {
         self.ready.store(true, Ordering::SeqCst);
     }
 
-    async fn replay(&self, st: &AppState, since_ms: i64) -> u64 {
+    async fn replay(&self, st: &Ctx, since_ms: i64) -> u64 {
         let mut after = None;
         let mut n = 0u64;
         loop {
@@ -344,7 +345,7 @@ impl Diag {
                     continue;
                 };
                 let key = DeviceKey { tenant, device_id };
-                let ctx = st.compat.device_ctx(&key).unwrap_or_default();
+                let ctx = self.compat.device_ctx(&key).unwrap_or_default();
                 let counters: BTreeMap<String, f64> = ev
                     .counters_json
                     .as_deref()
@@ -384,7 +385,7 @@ impl Diag {
     /// Evaluate a stored batch's new events (`new[i]`: event `i` was stored now).
     pub async fn after_ingest(
         &self,
-        st: &AppState,
+        st: &Ctx,
         key: &DeviceKey,
         boot_epoch: u64,
         events: &[fleetcare_wire::errors::ErrorEvent],
@@ -394,7 +395,7 @@ impl Diag {
             return;
         };
         let received_ms = st.clock.now_ms();
-        let ctx = st.compat.device_ctx(key).unwrap_or_default();
+        let ctx = self.compat.device_ctx(key).unwrap_or_default();
         let evs: Vec<Event<'_>> = events
             .iter()
             .zip(new)
@@ -439,7 +440,7 @@ impl Diag {
     /// waiting piece of work at once (up to [`WORKER_BATCH`]): openings are stored one by one
     /// (they are rare), recurrences of all of them in one write, so the worker keeps up with
     /// ingest however many batches recur and a new trouble never waits behind a long queue.
-    pub async fn run_worker(self: Arc<Self>, st: AppState) {
+    pub async fn run_worker(self: Arc<Self>, st: Ctx) {
         let Some(mut rx) = self.receiver.lock().expect("receiver").take() else {
             return;
         };
@@ -451,7 +452,7 @@ impl Diag {
         }
     }
 
-    async fn store_firings(&self, st: &AppState, batch: Vec<Work>) -> Result<(), StoreError> {
+    async fn store_firings(&self, st: &Ctx, batch: Vec<Work>) -> Result<(), StoreError> {
         let now = st.clock.now_ms();
         let mut recur: BTreeMap<(TenantId, String, String), TroubleRecurrence> = BTreeMap::new();
         for work in batch {
@@ -526,7 +527,7 @@ impl Diag {
                         if let Some(fix) = &rule.fix {
                             let mut job = None;
                             let outcome =
-                                match fix::fix_loop(st, &key, id, &rule.id, fix, &mut job).await {
+                                match self.fix_loop(st, &key, id, &rule.id, fix, &mut job).await {
                                     Ok(o) => o,
                                     Err(e) => format!("the fix failed: {e}"),
                                 };
@@ -559,22 +560,20 @@ impl Diag {
     }
 
     /// Resolve the troubles whose quiet period is over (called by the sweep).
-    pub async fn resolve_quiet(&self, st: &AppState) {
+    pub async fn resolve_quiet(&self, st: &Ctx) {
         match st.store.resolve_quiet_troubles(st.clock.now_ms()).await {
             Ok(done) => {
                 for (tenant, t) in done {
                     tracing::info!(device = %t.device_id, trouble = t.id, rule = %t.rule_id,
                         "trouble resolved after its quiet period");
                     self.forget(tenant, &t.device_id, &t.rule_id);
-                    crate::cluster::tell(
-                        st,
-                        crate::cluster::Message::TroubleClosed {
+                    st.devices
+                        .tell(crate::cluster::Message::TroubleClosed {
                             t: tenant,
                             d: t.device_id.clone(),
                             rule: t.rule_id.clone(),
-                        },
-                    )
-                    .await;
+                        })
+                        .await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "resolving quiet troubles failed"),
@@ -584,7 +583,7 @@ impl Diag {
     /// Judge a report's operating info: mark and clear the device's abnormal units.
     pub async fn judge_operating(
         &self,
-        st: &AppState,
+        st: &Ctx,
         key: &DeviceKey,
         operating: &BTreeMap<String, f64>,
     ) -> Result<(), StoreError> {
@@ -594,7 +593,7 @@ impl Diag {
         if rules.abnormal.is_empty() {
             return Ok(());
         }
-        let ctx = st.compat.device_ctx(key).unwrap_or_default();
+        let ctx = self.compat.device_ctx(key).unwrap_or_default();
         let marks: Vec<(String, String, String)> = abnormal_units(&rules, &ctx, operating)
             .into_iter()
             .map(|m| (m.slot, m.rule, m.reason))
@@ -634,18 +633,23 @@ fn add(
 
 // ---- the API -------------------------------------------------------------------------------
 
-impl crate::devices::report::AfterReport for Diag {
-    /// The newest report's operating info is judged for abnormal units.
+/// The report subscriber of diagnosis: the newest report's operating info is judged for
+/// abnormal units.
+pub struct JudgeOperating {
+    pub ctx: Ctx,
+    pub diag: Arc<Diag>,
+}
+
+impl crate::devices::report::AfterReport for JudgeOperating {
     fn stored<'a>(
         &'a self,
-        st: &'a AppState,
         r: &'a crate::devices::report::Stored<'a>,
     ) -> crate::devices::report::Work<'a> {
         let Some(operating) = r.operating.filter(|_| r.current && !r.duplicate) else {
             return crate::devices::report::done();
         };
         Box::pin(async move {
-            if let Err(e) = self.judge_operating(st, r.key, operating).await {
+            if let Err(e) = self.diag.judge_operating(&self.ctx, r.key, operating).await {
                 tracing::warn!(device = %r.key.device_id, error = %e, "judging operating info failed");
             }
         })

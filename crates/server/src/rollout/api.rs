@@ -157,8 +157,8 @@ pub async fn create(
     // Selection, waves and first states: the fleet index and the labels, in memory, off the
     // async workers and on every core.
     let (rows, th) = {
-        let (st, spec) = (st.clone(), spec.clone());
-        tokio::task::spawn_blocking(move || select(&st, tenant, &spec, seed))
+        let (rollouts, spec) = (st.rollouts.clone(), spec.clone());
+        tokio::task::spawn_blocking(move || select(&rollouts, tenant, &spec, seed))
             .await
             .map_err(|e| ApiError::Internal(format!("selecting the devices: {e}")))?
     };
@@ -504,7 +504,9 @@ pub async fn put_site(
         .await?;
     st.rollouts.set_site(op.0.tenant, &name, rt);
     st.rollouts.nudge();
-    crate::cluster::tell(&st, crate::cluster::Message::Sites { t: op.0.tenant }).await;
+    st.devices
+        .tell(crate::cluster::Message::Sites { t: op.0.tenant })
+        .await;
     Ok(Json(w::Site { name, ..site }))
 }
 
@@ -575,13 +577,11 @@ pub async fn put_labels(
         },
     );
     st.rollouts.device_changed(&key);
-    crate::cluster::tell(
-        &st,
-        crate::cluster::Message::Labels {
+    st.devices
+        .tell(crate::cluster::Message::Labels {
             t: op.0.tenant,
             d: id.clone(),
-        },
-    )
-    .await;
+        })
+        .await;
     Ok(Json(l))
 }

@@ -18,8 +18,8 @@ use fleetcare_store::{
 };
 use fleetcare_wire::device::Command;
 
-use crate::AppState;
 use crate::compat::decide::Entry;
+use crate::ctx::Ctx;
 use crate::rollout::select::{DeviceSubject, first_state, running_version};
 use crate::rollout::{Label, Rollouts, Spec, Thresholds, site_rt};
 
@@ -82,7 +82,7 @@ pub(crate) fn plan_verdict(
 
 /// After an abort with `on_abort = revert`: the device switches back to what it had.
 pub(crate) async fn revert(
-    st: &AppState,
+    st: &Ctx,
     r: &RolloutRecord,
     device: &str,
     job: u64,
@@ -127,7 +127,7 @@ pub(crate) async fn revert(
             now,
         )
         .await?;
-    crate::cluster::send(st, &key, Command::JobsAvailable).await;
+    st.devices.send(&key, Command::JobsAvailable).await;
     tracing::info!(
         rollout = r.id,
         device,
@@ -179,7 +179,7 @@ pub(crate) fn counts(w: &WaveRecord) -> WaveCounts {
 
 impl Rollouts {
     /// Load labels and sites, then work until shutdown.
-    pub async fn run(self: Arc<Self>, st: AppState) {
+    pub async fn run(self: Arc<Self>, st: Ctx) {
         match st.store.all_labels().await {
             Ok(all) => {
                 for (t, l) in all {
@@ -205,7 +205,7 @@ impl Rollouts {
         let mut shutdown = st.shutdown.clone();
         loop {
             // Rollouts move on the one instance that holds the engines' lease.
-            if !st.cluster.leads() {
+            if !st.devices.cluster.leads() {
                 // Changed devices are the leader's to look at (it hears of them too).
                 self.changed.lock().expect("changed").clear();
             } else if let Err(e) = self.work(&st).await {
@@ -220,7 +220,7 @@ impl Rollouts {
     }
 
     /// One round over every active rollout.
-    pub async fn work(&self, st: &AppState) -> Result<(), StoreError> {
+    pub async fn work(&self, st: &Ctx) -> Result<(), StoreError> {
         let changed = std::mem::take(&mut *self.changed.lock().expect("changed"));
         self.abandon_unfinished(st).await?;
         let active = st.store.active_rollouts().await?;
@@ -239,7 +239,7 @@ impl Rollouts {
     /// Rollouts cut off while being created (a creation takes seconds even for a million
     /// devices; one older than this was cut off by a stopped center and would otherwise show
     /// `creating` for ever) are aborted. A write, so once a minute, not on every round.
-    async fn abandon_unfinished(&self, st: &AppState) -> Result<(), StoreError> {
+    async fn abandon_unfinished(&self, st: &Ctx) -> Result<(), StoreError> {
         const UNFINISHED_MS: i64 = 15 * 60 * 1000;
         const EVERY_MS: i64 = 60 * 1000;
         let now = st.clock.now_ms();
@@ -262,7 +262,7 @@ impl Rollouts {
 
     /// A rollout change notice for each tenant whose active rollouts moved since the last
     /// round (the live pages watch; one read of the wave counters per active rollout).
-    async fn tell_pages(&self, st: &AppState, active: &[RolloutRecord]) -> Result<(), StoreError> {
+    async fn tell_pages(&self, st: &Ctx, active: &[RolloutRecord]) -> Result<(), StoreError> {
         use std::hash::{Hash, Hasher};
         let mut now = HashMap::new();
         let mut moved = std::collections::BTreeSet::new();
@@ -300,7 +300,7 @@ impl Rollouts {
     /// it, or are looked at again if what they run changed.
     async fn newcomers(
         &self,
-        st: &AppState,
+        st: &Ctx,
         r: &RolloutRecord,
         keys: &[DeviceKey],
     ) -> Result<(), StoreError> {
@@ -314,21 +314,21 @@ impl Rollouts {
         let now = st.clock.now_ms();
         for key in keys.iter().filter(|k| k.tenant == r.tenant) {
             let id = key.device_id.as_str();
-            let Some(entry) = st.compat.snapshot_one(key) else {
+            let Some(entry) = self.compat.snapshot_one(key) else {
                 continue;
             };
             let label = self.label(r.tenant, id);
             let subject = DeviceSubject {
                 id,
                 entry: &entry,
-                vocab: &st.compat.vocab,
+                vocab: &self.compat.vocab,
                 label: label.as_ref(),
-                model: entry.facts.text(&st.compat.vocab, &entry.facts.model),
+                model: entry.facts.text(&self.compat.vocab, &entry.facts.model),
             };
             if !spec.filter.matches(&subject) {
                 continue;
             }
-            let (state, reason) = first_state(st, r.tenant, &spec, &entry);
+            let (state, reason) = first_state(self, r.tenant, &spec, &entry);
             match st.store.rollout_device(r.tenant, r.id, id).await? {
                 None => {
                     let wave = waves::wave_of(&th.up_to, waves::place(th.seed, id)) as u32;
@@ -370,7 +370,7 @@ impl Rollouts {
         Ok(())
     }
 
-    async fn tick(&self, st: &AppState, r: &RolloutRecord) -> Result<(), StoreError> {
+    async fn tick(&self, st: &Ctx, r: &RolloutRecord) -> Result<(), StoreError> {
         let Some(spec) = self.spec(r) else {
             tracing::error!(
                 rollout = r.id,
@@ -403,7 +403,7 @@ impl Rollouts {
     /// rollout that reverts undoes each success.
     async fn settle_finished(
         &self,
-        st: &AppState,
+        st: &Ctx,
         r: &RolloutRecord,
         spec: &Spec,
         now: i64,
@@ -450,7 +450,7 @@ impl Rollouts {
     /// that may dispatch)` when the rollout goes on dispatching this round.
     async fn gate(
         &self,
-        st: &AppState,
+        st: &Ctx,
         r: &RolloutRecord,
         spec: &Spec,
         waves_now: &[WaveRecord],
@@ -526,7 +526,7 @@ impl Rollouts {
     /// dispatch is stored in one transaction each.
     async fn dispatch(
         &self,
-        st: &AppState,
+        st: &Ctx,
         r: &RolloutRecord,
         spec: &Spec,
         max_wave: u32,
@@ -572,7 +572,7 @@ impl Rollouts {
         let mut dispatch = Vec::new();
         if !to_plan.is_empty() {
             let entries: Vec<Arc<Entry>> = to_plan.iter().map(|(_, _, e)| e.clone()).collect();
-            let verdicts = plan_all(st, r.tenant, spec, entries, plan_policy).await?;
+            let verdicts = plan_all(&self.compat, r.tenant, spec, entries, plan_policy).await?;
             for ((c, key, _), v) in to_plan.into_iter().zip(verdicts) {
                 match v {
                     Verdict::Dispatch(steps_json) if slots > 0 => {
@@ -585,7 +585,7 @@ impl Rollouts {
                                 origin: "rollout".into(),
                                 state: "queued".into(),
                                 steps_json,
-                                catalog_revision: st.compat.current(r.tenant).map(|c| c.revision),
+                                catalog_revision: self.compat.current(r.tenant).map(|c| c.revision),
                                 created_by: format!("rollout {} ({})", r.id, r.name),
                                 expires_at_ms: now.saturating_add(ttl),
                             },
@@ -620,7 +620,7 @@ impl Rollouts {
                 told.push(key.clone());
             }
         }
-        crate::cluster::send_many(st, &told, &Command::JobsAvailable).await;
+        st.devices.send_many(&told, &Command::JobsAvailable).await;
         Ok(())
     }
 
@@ -628,19 +628,19 @@ impl Rollouts {
     /// `Ok` with the device's entry if it should be planned, else where it goes and why.
     async fn precheck(
         &self,
-        st: &AppState,
+        st: &Ctx,
         key: &DeviceKey,
         spec: &Spec,
         now: i64,
     ) -> Result<Result<Arc<Entry>, (&'static str, String)>, StoreError> {
-        let Some(entry) = st.compat.snapshot_one(key) else {
+        let Some(entry) = self.compat.snapshot_one(key) else {
             return Ok(Err((
                 "ineligible",
                 "the center holds no structure of it".into(),
             )));
         };
         if let Some((product, version)) = &spec.release {
-            match running_version(st, &entry, product) {
+            match running_version(self, &entry, product) {
                 None => return Ok(Err(("skipped", format!("runs no {product}")))),
                 Some(v) if Version::parse(&v).is_ok_and(|v| v == *version) => {
                     return Ok(Err((
@@ -661,14 +661,14 @@ impl Rollouts {
     /// What a rollout judges a device's proper state by, now.
     pub async fn device_state(
         &self,
-        st: &AppState,
+        st: &Ctx,
         key: &DeviceKey,
         now: i64,
     ) -> Result<DeviceState, StoreError> {
         let cond = st.store.device_condition(key).await?;
         let label = self.label(key.tenant, key.device_id.as_str());
         Ok(DeviceState {
-            connected: crate::cluster::seen_online(st, key).await,
+            connected: st.devices.seen_online(key).await,
             last_seen_ms: cond.last_report_at_ms,
             worst_trouble: cond.worst_trouble,
             abnormal_units: cond.abnormal_slots,
@@ -685,21 +685,20 @@ impl Rollouts {
 
 /// Every entry's verdict for the rollout's target, the plan searches in one blocking task.
 async fn plan_all(
-    st: &AppState,
+    compat: &crate::compat::Compat,
     tenant: fleetcare_store::TenantId,
     spec: &Spec,
     entries: Vec<Arc<Entry>>,
     plan_policy: Policy,
 ) -> Result<Vec<Verdict>, StoreError> {
-    Ok(match st.compat.current(tenant) {
+    Ok(match compat.current(tenant) {
         None => entries
             .iter()
             .map(|_| Verdict::Ineligible("the tenant has no catalog to plan with".into()))
             .collect::<Vec<_>>(),
         Some(cur) => {
             let pins: Vec<(fleetcare_compat::vocab::Sym, Version)> = match &spec.release {
-                Some((product, version)) => st
-                    .compat
+                Some((product, version)) => compat
                     .vocab
                     .get(product)
                     .map(|sym| vec![(sym, version.clone())])

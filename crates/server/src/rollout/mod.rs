@@ -30,7 +30,7 @@ use fleetcare_wire::rollouts as w;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::AppState;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
 
 /// A rollout's spec, checked and compiled.
@@ -166,6 +166,8 @@ pub struct Rollouts {
     pub ready: AtomicBool,
     /// When rollouts whose creation did not finish were last looked for.
     swept_at_ms: AtomicI64,
+    /// The fleet index and the catalogs the plans are judged against.
+    pub(crate) compat: Arc<crate::compat::Compat>,
 }
 
 impl std::fmt::Debug for Rollouts {
@@ -186,9 +188,11 @@ impl Rollouts {
     }
 }
 
-impl Default for Rollouts {
-    fn default() -> Self {
+impl Rollouts {
+    /// The engine, reading the fleet and the catalogs from `compat`.
+    pub fn new(compat: Arc<crate::compat::Compat>) -> Self {
         Rollouts {
+            compat,
             labels: RwLock::new(HashMap::new()),
             sites: RwLock::new(HashMap::new()),
             specs: Mutex::new(HashMap::new()),
@@ -269,7 +273,7 @@ impl Rollouts {
 
     /// Another instance set a device's labels: read them back, and let running rollouts see
     /// whether the device now belongs to them.
-    pub async fn reload_label(&self, st: &AppState, key: &DeviceKey) {
+    pub async fn reload_label(&self, st: &Ctx, key: &DeviceKey) {
         match st.store.label_of(key).await {
             Ok(Some(l)) => {
                 let tags = serde_json::from_str(&l.tags_json).unwrap_or_default();
@@ -284,7 +288,7 @@ impl Rollouts {
     }
 
     /// Another instance changed one of the tenant's sites: read them back.
-    pub async fn reload_sites(&self, st: &AppState, tenant: TenantId) {
+    pub async fn reload_sites(&self, st: &Ctx, tenant: TenantId) {
         match st.store.sites(tenant).await {
             Ok(all) => {
                 for s in all {
@@ -334,7 +338,6 @@ impl crate::devices::report::AfterReport for Rollouts {
     /// A device whose structure changed is looked at again (its plan may differ now).
     fn stored<'a>(
         &'a self,
-        _: &'a AppState,
         r: &'a crate::devices::report::Stored<'a>,
     ) -> crate::devices::report::Work<'a> {
         if r.current && r.changes > 0 {

@@ -8,8 +8,8 @@ use fleetcare_rollout::waves::{self};
 use fleetcare_rollout::{Filter, Subject};
 use fleetcare_store::{NewRolloutDevice, TenantId};
 
-use crate::AppState;
 use crate::compat::decide::Entry;
+use crate::rollout::Rollouts;
 use crate::rollout::{Label, Spec, Thresholds};
 
 /// The facts of a device, as the filter looks at them.
@@ -76,14 +76,14 @@ pub(crate) struct Found {
 /// The dashboard's device search over the fleet index: the rollout filter language, and a
 /// software version (`VERSION`, or `PRODUCT VERSION`) some active software runs. By id.
 pub(crate) fn search(
-    st: &AppState,
+    r: &Rollouts,
     tenant: TenantId,
     filter: &Filter,
     version: Option<(Option<&str>, &str)>,
 ) -> Vec<Found> {
-    let fleet = st.compat.snapshot(tenant);
-    let labels = st.rollouts.labels_of(tenant);
-    let vocab = &st.compat.vocab;
+    let fleet = r.compat.snapshot(tenant);
+    let labels = r.labels_of(tenant);
+    let vocab = &r.compat.vocab;
     let mut found: Vec<Found> = on_every_core(&fleet, |(id, e)| {
         let facts = &e.facts;
         let label = labels.get(&**id);
@@ -116,17 +116,16 @@ pub(crate) fn search(
 }
 
 /// Sites with devices, and device models, in the fleet index (the search form's choices).
-pub(crate) fn sites_and_models(st: &AppState, tenant: TenantId) -> (Vec<String>, Vec<String>) {
-    let sites: std::collections::BTreeSet<String> = st
-        .rollouts
+pub(crate) fn sites_and_models(r: &Rollouts, tenant: TenantId) -> (Vec<String>, Vec<String>) {
+    let sites: std::collections::BTreeSet<String> = r
         .labels
         .read()
         .expect("labels")
         .get(&tenant)
         .map(|m| m.values().filter_map(|l| l.site.clone()).collect())
         .unwrap_or_default();
-    let vocab = &st.compat.vocab;
-    let models: std::collections::BTreeSet<String> = st
+    let vocab = &r.compat.vocab;
+    let models: std::collections::BTreeSet<String> = r
         .compat
         .snapshot(tenant)
         .iter()
@@ -136,9 +135,9 @@ pub(crate) fn sites_and_models(st: &AppState, tenant: TenantId) -> (Vec<String>,
 }
 
 /// The active version of `product` on the device, if it runs it.
-pub(crate) fn running_version(st: &AppState, entry: &Entry, product: &str) -> Option<String> {
+pub(crate) fn running_version(r: &Rollouts, entry: &Entry, product: &str) -> Option<String> {
     let facts = &entry.facts;
-    let vocab = &st.compat.vocab;
+    let vocab = &r.compat.vocab;
     facts
         .live_software()
         .find(|(_, s)| s.active && &*facts.text(vocab, &s.product) == product)
@@ -168,14 +167,14 @@ pub(crate) fn on_every_core<T: Sync, R: Send>(
 /// The devices a new rollout selects, each with its wave and first state, in key order (so
 /// that storing them appends to the index), and the waves' thresholds.
 pub(crate) fn select(
-    st: &AppState,
+    r: &Rollouts,
     tenant: TenantId,
     spec: &Spec,
     seed: u64,
 ) -> (Vec<NewRolloutDevice>, Thresholds) {
-    let fleet = st.compat.snapshot(tenant);
-    let labels = st.rollouts.labels_of(tenant);
-    let vocab = &st.compat.vocab;
+    let fleet = r.compat.snapshot(tenant);
+    let labels = r.labels_of(tenant);
+    let vocab = &r.compat.vocab;
     let mut selected: Vec<(Arc<str>, f64, Arc<Entry>)> = on_every_core(&fleet, |(id, e)| {
         spec.filter
             .matches(&DeviceSubject {
@@ -196,7 +195,7 @@ pub(crate) fn select(
     drop(places);
     selected.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let rows = on_every_core(&selected, |(d, p, e)| {
-        let (state, reason) = first_state(st, tenant, spec, e);
+        let (state, reason) = first_state(r, tenant, spec, e);
         Some(NewRolloutDevice {
             device_id: d.to_string(),
             wave: waves::wave_of(&th.up_to, *p) as u32,
@@ -209,13 +208,13 @@ pub(crate) fn select(
 
 /// Where a selected device starts: pending, or already done.
 pub(crate) fn first_state(
-    st: &AppState,
+    r: &Rollouts,
     tenant: TenantId,
     spec: &Spec,
     entry: &Entry,
 ) -> (String, Option<String>) {
     match &spec.release {
-        Some((product, version)) => match running_version(st, entry, product) {
+        Some((product, version)) => match running_version(r, entry, product) {
             None => ("skipped".into(), Some(format!("runs no {product}"))),
             Some(v) if Version::parse(&v).is_ok_and(|v| v == *version) => (
                 "succeeded".into(),
@@ -223,7 +222,7 @@ pub(crate) fn first_state(
             ),
             Some(_) => ("pending".into(), None),
         },
-        None => match st.compat.current(tenant) {
+        None => match r.compat.current(tenant) {
             Some(cur) if cur.catalog.software_compatible(&entry.facts) => (
                 "skipped".into(),
                 Some("compatible already: nothing to change".into()),

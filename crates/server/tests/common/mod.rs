@@ -71,8 +71,8 @@ async fn fixture_on(
         Arc::new(clock.clone()),
     );
     // What Center::start runs beside the router: the compatibility and diagnosis workers.
-    tokio::spawn(state.compat.clone().run_worker(state.clone()));
-    tokio::spawn(state.diag.clone().run_worker(state.clone()));
+    tokio::spawn(state.compat.clone().run_worker(state.ctx.clone()));
+    tokio::spawn(state.diag.clone().run_worker(state.ctx.clone()));
     Fixture {
         app: app(state.clone()),
         state,

@@ -25,8 +25,12 @@ pub(super) fn is_online(
     id: &str,
 ) -> bool {
     elsewhere.contains_key(id)
-        || DeviceId::parse(id)
-            .is_ok_and(|device_id| st.hub.online(&DeviceKey { tenant, device_id }).is_some())
+        || DeviceId::parse(id).is_ok_and(|device_id| {
+            st.devices
+                .hub
+                .online(&DeviceKey { tenant, device_id })
+                .is_some()
+        })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,14 +157,14 @@ async fn devices_page(
     let mut found = if problem.is_some() {
         Vec::new()
     } else {
-        let st2 = st.clone();
+        let rollouts = st.rollouts.clone();
         let (filter, version) = (
             filter,
             version.map(|(p, v)| (p.map(str::to_owned), v.to_owned())),
         );
         tokio::task::spawn_blocking(move || {
             rollout::select::search(
-                &st2,
+                &rollouts,
                 tenant,
                 &filter,
                 version.as_ref().map(|(p, v)| (p.as_deref(), v.as_str())),
@@ -194,7 +198,7 @@ async fn devices_page(
             .collect();
         found.retain(|f| with.contains(&*f.id));
     }
-    let elsewhere = crate::cluster::snapshot(st, tenant).await;
+    let elsewhere = st.devices.snapshot(tenant).await;
     match q.online.as_str() {
         "yes" => found.retain(|f| is_online(st, &elsewhere, tenant, &f.id)),
         "no" => found.retain(|f| !is_online(st, &elsewhere, tenant, &f.id)),
@@ -247,7 +251,7 @@ async fn devices_page(
             ),
         });
     }
-    let (sites, models) = rollout::select::sites_and_models(st, tenant);
+    let (sites, models) = rollout::select::sites_and_models(&st.rollouts, tenant);
     let severities = fleetcare_diag::rules::TroubleSeverity::NAMES;
     let mut troubles = vec![Choice {
         name: "any".into(),

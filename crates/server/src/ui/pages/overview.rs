@@ -40,7 +40,7 @@ pub async fn overview(State(st): State<AppState>, ui: Ui) -> Response {
 async fn overview_page(st: &AppState, ui: &Ui) -> Result<Html<String>, ApiError> {
     let tenant = ui.op.tenant;
     let devices = st.store.count_devices(tenant).await?;
-    let elsewhere = crate::cluster::snapshot(st, tenant).await;
+    let elsewhere = st.devices.snapshot(tenant).await;
     let online = st
         .compat
         .snapshot(tenant)
