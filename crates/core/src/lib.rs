@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod config;
 pub mod limits;
+pub mod meters;
 pub mod secret;
 pub mod structure;
 

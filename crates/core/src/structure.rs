@@ -264,7 +264,12 @@ impl Structure {
     }
 }
 
-/// Validate operating info: at most [`MAX_OPERATING_ENTRIES`] names, each a valid name, values finite.
+/// The largest magnitude an operating value may have: 2^53, beyond which a counter is no
+/// longer exact as a JSON number (and as an `f64`).
+pub const MAX_OPERATING_VALUE: f64 = 9_007_199_254_740_992.0;
+
+/// Validate operating info: at most [`MAX_OPERATING_ENTRIES`] names, each a valid name, values
+/// finite and at most [`MAX_OPERATING_VALUE`] in magnitude.
 pub fn check_operating(operating: &BTreeMap<String, f64>) -> Result<(), ValidationError> {
     let mut problems = Vec::new();
     if operating.len() > MAX_OPERATING_ENTRIES {
@@ -277,6 +282,10 @@ pub fn check_operating(operating: &BTreeMap<String, f64>) -> Result<(), Validati
             check_name(k, || "operating key".into(), false, &mut problems);
             if !v.is_finite() {
                 problems.push(format!("operating.{k}: must be a finite number"));
+            } else if v.abs() > MAX_OPERATING_VALUE {
+                problems.push(format!(
+                    "operating.{k}: {v} is beyond 2^53, where counters stop being exact"
+                ));
             }
         }
     }

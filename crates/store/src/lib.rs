@@ -25,6 +25,7 @@ mod exec;
 pub mod fleet;
 mod migrate;
 pub mod notices;
+pub mod operating;
 pub mod postgres;
 pub mod rollouts;
 pub mod sqlite;
@@ -642,7 +643,8 @@ pub(crate) mod sql {
         WHERE tenant_id = $1 AND device_id = $2 AND revoked_at IS NULL \
         AND (credential_hash = $3 OR (previous_credential_hash = $3 AND previous_valid_until >= $5))";
     pub const INGEST_STATE: &str = "SELECT d.generation, d.last_seq, d.structure_hash, \
-        d.report_interval_s, c.findings_hash, c.judged_revision FROM devices d \
+        d.report_interval_s, c.findings_hash, c.judged_revision, d.operating, \
+        d.last_observed_at FROM devices d \
         LEFT JOIN device_compat c ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
         WHERE d.tenant_id = $1 AND d.device_id = $2";
     pub const OLD_STRUCTURE: &str =
@@ -654,6 +656,13 @@ pub(crate) mod sql {
     pub const INSERT_EVENT: &str = "INSERT INTO structure_events (tenant_id, device_id, seq, \
         trigger, observed_at, received_at, kind, slot, change) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    /// A report's row of operating history, and the device-day it opens (on a keyframe).
+    pub const INSERT_OPERATING_POINT: &str = "INSERT INTO operating_points (tenant_id, \
+        device_id, at_ms, seq, keyframe, vals) VALUES ($1, $2, $3, $4, $5, $6) \
+        ON CONFLICT (tenant_id, device_id, at_ms, seq) DO NOTHING";
+    pub const INSERT_OPERATING_DAY: &str = "INSERT INTO operating_days (rolled, day, \
+        tenant_id, device_id) VALUES (0, $1, $2, $3) \
+        ON CONFLICT (rolled, day, tenant_id, device_id) DO NOTHING";
     pub const UPDATE_AFTER_REPORT: &str = "UPDATE devices SET last_seq = $3, last_trigger = $4, \
         last_report_at = $5, last_observed_at = $6, model = $7, operating = $8, \
         install_blocked = $9 WHERE tenant_id = $1 AND device_id = $2";
@@ -690,6 +699,9 @@ pub(crate) struct IngestState {
     pub report_interval_s: Option<i64>,
     pub findings_hash: Option<String>,
     pub judged_revision: Option<i64>,
+    /// The newest report's operating info (JSON) and when it was observed.
+    pub operating: Option<String>,
+    pub last_observed_at: Option<i64>,
 }
 
 /// A row as each backend's driver reads it, so that a record both backends read has one
@@ -710,6 +722,8 @@ impl IngestState {
             report_interval_s: r.opt_int(at + 3)?,
             findings_hash: r.opt_text(at + 4)?,
             judged_revision: r.opt_int(at + 5)?,
+            operating: r.opt_text(at + 6)?,
+            last_observed_at: r.opt_int(at + 7)?,
         })
     }
 }
@@ -759,6 +773,45 @@ pub(crate) struct IngestRows {
     /// `Some` when the structure changed: the new stored form and the history events.
     pub structure_change: Option<(String, Vec<EventRow>)>,
     pub operating_json: String,
+    /// What the report adds to the operating history, if anything.
+    pub history: Option<HistoryRow>,
+}
+
+/// One row of the operating history: `(at, keyframe, values as JSON)`; a keyframe also opens
+/// its device-day in the pruner's work list.
+pub(crate) struct HistoryRow {
+    pub at_ms: i64,
+    pub keyframe: bool,
+    pub vals: String,
+}
+
+impl HistoryRow {
+    pub fn day(&self) -> i64 {
+        fleetcare_core::meters::day_of(self.at_ms)
+    }
+}
+
+/// What a report adds to its device's operating history, from the stored newest values.
+fn history_row(report: &NewReport, state: &IngestState) -> Result<Option<HistoryRow>> {
+    use fleetcare_core::meters;
+    let at = report.observed_at_ms;
+    let prev: Option<BTreeMap<String, f64>> = match (&state.operating, state.last_observed_at) {
+        (Some(json), Some(prev_at)) if meters::day_of(prev_at) == meters::day_of(at) => Some(
+            serde_json::from_str(json)
+                .map_err(|e| StoreError::Corrupt(format!("stored operating info: {e}")))?,
+        ),
+        _ => None,
+    };
+    let prev_at = state.last_observed_at.unwrap_or(i64::MIN);
+    Ok(
+        meters::point(prev.as_ref().map(|p| (p, prev_at)), at, &report.operating).map(|p| {
+            HistoryRow {
+                at_ms: p.at_ms,
+                keyframe: p.keyframe,
+                vals: serde_json::to_string(&p.vals).expect("numbers serialize"),
+            }
+        }),
+    )
 }
 
 impl IngestRows {
@@ -811,6 +864,7 @@ pub(crate) fn ingest_rows(
         fingerprint,
         structure_change,
         operating_json: serde_json::to_string(&report.operating).expect("numbers serialize"),
+        history: history_row(report, state)?,
     })
 }
 

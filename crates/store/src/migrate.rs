@@ -15,6 +15,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (11, include_str!("migrations/sqlite_0011.sql")),
     (12, include_str!("migrations/sqlite_0012.sql")),
     (13, include_str!("migrations/sqlite_0013.sql")),
+    (14, include_str!("migrations/sqlite_0014.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -31,6 +32,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (11, include_str!("migrations/postgres_0011.sql")),
     (12, include_str!("migrations/postgres_0012.sql")),
     (13, include_str!("migrations/postgres_0013.sql")),
+    (14, include_str!("migrations/postgres_0014.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

@@ -180,7 +180,8 @@ async fn ingest_writer(
 
 /// Device states of a group, locked in key order.
 const GROUP_STATES: &str = "SELECT d.tenant_id, d.device_id, d.generation, d.last_seq, \
-    d.structure_hash, d.report_interval_s, c.findings_hash, c.judged_revision FROM devices d \
+    d.structure_hash, d.report_interval_s, c.findings_hash, c.judged_revision, d.operating, \
+    d.last_observed_at FROM devices d \
     LEFT JOIN device_compat c ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
     WHERE (d.tenant_id, d.device_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) \
     ORDER BY d.tenant_id, d.device_id FOR UPDATE OF d";
@@ -378,6 +379,11 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
             )
             .execute(&mut *tx)
             .await?;
+        store_history(
+            &mut tx,
+            after.iter().map(|(p, rows)| (p.r, rows.history.as_ref())),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(results
@@ -387,6 +393,63 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
             res.ok_or_else(|| StoreError::NotFound(format!("device {}", r.key.device_id)))
         })
         .collect())
+}
+
+const INSERT_OPERATING_POINTS: &str = "INSERT INTO operating_points (tenant_id, device_id, \
+    at_ms, seq, keyframe, vals) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
+    $4::bigint[], $5::bigint[], $6::text[]) ON CONFLICT (tenant_id, device_id, at_ms, seq) \
+    DO NOTHING";
+const INSERT_OPERATING_DAYS: &str = "INSERT INTO operating_days (rolled, day, tenant_id, \
+    device_id) SELECT 0, * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) \
+    ON CONFLICT (rolled, day, tenant_id, device_id) DO NOTHING";
+
+/// The operating history rows of reports (one statement for the points, one for the days
+/// keyframes open; none when nothing changed).
+async fn store_history<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    reports: impl Iterator<Item = (&'a NewReport, Option<&'a crate::HistoryRow>)>,
+) -> Result<()> {
+    let rows: Vec<(&NewReport, &crate::HistoryRow)> =
+        reports.filter_map(|(r, h)| h.map(|h| (r, h))).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(INSERT_OPERATING_POINTS)
+        .bind(rows.iter().map(|(r, _)| r.key.tenant).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(r, _)| r.key.device_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|(_, h)| h.at_ms).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(r, _)| to_i64(r.seq)).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|(_, h)| i64::from(h.keyframe))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|(_, h)| h.vals.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut **tx)
+        .await?;
+    let days: Vec<&(&NewReport, &crate::HistoryRow)> =
+        rows.iter().filter(|(_, h)| h.keyframe).collect();
+    if !days.is_empty() {
+        sqlx::query(INSERT_OPERATING_DAYS)
+            .bind(days.iter().map(|(_, h)| h.day()).collect::<Vec<_>>())
+            .bind(days.iter().map(|(r, _)| r.key.tenant).collect::<Vec<_>>())
+            .bind(
+                days.iter()
+                    .map(|(r, _)| r.key.device_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The history events, compatibility row and stored structure of a report that changed it.
@@ -515,6 +578,7 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
             .bind(&r.install_blocked)
             .execute(&mut *tx)
             .await?;
+        store_history(&mut tx, std::iter::once((&r, rows.history.as_ref()))).await?;
         if let Some((stmts, guard)) = judgement_update(&r, &state) {
             run_stmts(&mut tx, &stmts, guard).await?;
             findings_changed = true;

@@ -465,6 +465,14 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
             rows.operating_json,
             r.install_blocked
         ])?;
+    if let Some(h) = &rows.history {
+        c.prepare_cached(&q(sql::INSERT_OPERATING_POINT))?
+            .execute(params![tenant, id, h.at_ms, seq, h.keyframe, h.vals])?;
+        if h.keyframe {
+            c.prepare_cached(&q(sql::INSERT_OPERATING_DAY))?
+                .execute(params![h.day(), tenant, id])?;
+        }
+    }
     let findings_changed = match judgement_update(r, &state) {
         Some((stmts, guard)) => {
             run_stmts(c, &stmts, guard)?;

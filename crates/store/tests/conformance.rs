@@ -74,6 +74,7 @@ conformance!(
     fleet_aggregates,
     instances_presence_and_leases,
     units_out_of_service_settled_states_and_install_blocked,
+    operating_history_keeps_changes_and_rolls_old_days_up,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -2695,4 +2696,146 @@ async fn units_out_of_service_settled_states_and_install_blocked(store: Store) {
         open.iter().map(|n| n.key.as_str()).collect::<Vec<_>>(),
         ["out:tray"]
     );
+}
+
+/// A report at `at` (ms) with the given operating values.
+fn op_report(key: &DeviceKey, seq: u64, at: i64, op: &[(&str, f64)]) -> NewReport {
+    NewReport {
+        observed_at_ms: at,
+        received_at_ms: at + 5,
+        operating: op.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        ..report(
+            key,
+            seq,
+            Trigger::Periodic,
+            vec![unit("engine", "E", "1.0")],
+        )
+    }
+}
+
+async fn operating_history_keeps_changes_and_rolls_old_days_up(store: Store) {
+    use fleetcare_core::meters::{self, DAY_MS, HOUR_MS};
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "OPS-1").await;
+    let d0 = meters::day_of(NOW);
+    let at = move |day: i64, hour: i64| (d0 + day) * DAY_MS + hour * HOUR_MS;
+    let reports = [
+        (1, at(0, 1), vec![("pages", 100.0), ("toner.k", 90.0)]),
+        (2, at(0, 2), vec![("pages", 100.0), ("toner.k", 90.0)]), // nothing changed
+        (3, at(0, 3), vec![("pages", 150.0), ("toner.k", 88.0)]),
+        (4, at(1, 1), vec![("pages", 150.0), ("toner.k", 88.0)]), // a new day: keyframe
+        (
+            5,
+            at(1, 5),
+            vec![("pages", 400.0), ("toner.k", 60.0), ("temp", 180.0)],
+        ),
+        (6, at(2, 1), vec![("pages", 410.0), ("toner.k", 59.5)]),
+    ];
+    for (seq, when, op) in &reports {
+        store
+            .ingest_report(op_report(&key, *seq, *when, op))
+            .await
+            .expect("ingest");
+    }
+    // A retry and a late, older report add nothing.
+    let again = &reports[2];
+    let dup = store
+        .ingest_report(op_report(&key, again.0, again.1, &again.2))
+        .await
+        .expect("retry");
+    assert!(dup.duplicate);
+    let h = store
+        .operating_history(&key, at(0, 0), at(3, 0))
+        .await
+        .expect("history");
+    assert_eq!(
+        h.points.len(),
+        5,
+        "one point per report that changed something"
+    );
+    assert_eq!(
+        h.points.iter().filter(|p| p.keyframe).count(),
+        3,
+        "one keyframe per day"
+    );
+    assert_eq!(h.points[1].vals.len(), 2, "only the changed values");
+    let states = meters::replay(&h.points);
+    assert_eq!(states[3].1["temp"], 180.0);
+    assert_eq!(
+        states[4].1.get("temp"),
+        None,
+        "a vanished value is gone from the series"
+    );
+    assert_eq!(states[4].1["pages"], 410.0);
+    // Devices reporting together (grouped on a backend that groups) each keep their own.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let key = enrolled(&store, t, &format!("OPS-G{i}")).await;
+        let store = store.clone();
+        tasks.spawn(async move {
+            for seq in 1..=3u64 {
+                let pages = 10.0 * f64::from(u32::try_from(seq).expect("small"));
+                store
+                    .ingest_report(op_report(
+                        &key,
+                        seq,
+                        at(0, 1) + 1000 * seq as i64,
+                        &[("pages", pages)],
+                    ))
+                    .await
+                    .expect("ingest");
+            }
+            key
+        });
+    }
+    while let Some(key) = tasks.join_next().await {
+        let key = key.expect("task");
+        let h = store
+            .operating_history(&key, at(0, 0), at(1, 0))
+            .await
+            .expect("history");
+        let last = meters::replay(&h.points).pop().expect("values");
+        assert_eq!((h.points.len(), last.1["pages"]), (3, 30.0));
+    }
+    // Days before day 2 are rolled up: their raw points go, a daily rollup stays.
+    let pruned = store
+        .prune_operating(d0 + 2, d0 - 800, 1000)
+        .await
+        .expect("prune");
+    assert_eq!(
+        pruned.rolled,
+        2 + 8,
+        "two days of OPS-1, one of each other device"
+    );
+    assert_eq!(pruned.dropped, 0);
+    let h = store
+        .operating_history(&key, at(0, 0), at(3, 0))
+        .await
+        .expect("history");
+    assert_eq!(h.points.len(), 1, "only day 2's raw point is left");
+    assert_eq!(h.daily.len(), 2);
+    assert_eq!(
+        h.daily[0].1["pages"].to_array(),
+        [100.0, 150.0, 100.0, 150.0]
+    );
+    assert_eq!(h.daily[1].1["toner.k"].to_array(), [88.0, 60.0, 60.0, 88.0]);
+    assert_eq!(
+        store
+            .prune_operating(d0 + 2, d0 - 800, 1000)
+            .await
+            .expect("prune"),
+        fleetcare_store::operating::Pruned::default(),
+        "nothing is done twice"
+    );
+    // Rollups past the keep limit go.
+    let pruned = store
+        .prune_operating(d0 + 2, d0 + 1, 1000)
+        .await
+        .expect("prune");
+    assert_eq!(pruned.dropped, 1 + 8);
+    let h = store
+        .operating_history(&key, at(0, 0), at(3, 0))
+        .await
+        .expect("history");
+    assert_eq!((h.points.len(), h.daily.len()), (1, 1));
 }

@@ -1,0 +1,293 @@
+//! Operating history, pure: what a report adds to a device's series (only what changed, or
+//! everything on the day's keyframe), how stored rows replay into values over time, and how
+//! those values are rolled up by hour or day. The store keeps the rows; the center replays
+//! them the same way everywhere (API, CLI, pages, rollups).
+
+use std::collections::BTreeMap;
+
+/// Milliseconds in a (UTC) day.
+pub const DAY_MS: i64 = 86_400_000;
+/// Milliseconds in an hour.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// The UTC day (days since the Unix epoch) a time falls on.
+pub fn day_of(at_ms: i64) -> i64 {
+    at_ms.div_euclid(DAY_MS)
+}
+
+/// One stored row of a device's series: at `at_ms`, the values that changed (`None`: the
+/// name vanished), or every value when it is a keyframe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub at_ms: i64,
+    pub keyframe: bool,
+    pub vals: BTreeMap<String, Option<f64>>,
+}
+
+/// What a report at `at_ms` with values `now` adds to the series whose last values were
+/// `prev` (observed at `prev_at_ms`): a keyframe with every value when it is the first report
+/// of its UTC day (or the first ever), else only the changed values; `None` when nothing
+/// changed (or there is nothing to keep).
+pub fn point(
+    prev: Option<(&BTreeMap<String, f64>, i64)>,
+    at_ms: i64,
+    now: &BTreeMap<String, f64>,
+) -> Option<Point> {
+    match prev {
+        Some((prev, prev_at)) if !prev.is_empty() && day_of(prev_at) == day_of(at_ms) => {
+            let mut vals: BTreeMap<String, Option<f64>> = now
+                .iter()
+                .filter(|(k, v)| prev.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), Some(*v)))
+                .collect();
+            vals.extend(
+                prev.keys()
+                    .filter(|k| !now.contains_key(*k))
+                    .map(|k| (k.clone(), None)),
+            );
+            (!vals.is_empty()).then_some(Point {
+                at_ms,
+                keyframe: false,
+                vals,
+            })
+        }
+        _ => (!now.is_empty()).then(|| Point {
+            at_ms,
+            keyframe: true,
+            vals: now.iter().map(|(k, v)| (k.clone(), Some(*v))).collect(),
+        }),
+    }
+}
+
+/// Replay rows (in time order) into the values in force after each: a keyframe starts
+/// afresh, a delta changes what it names. Rows before the first keyframe are skipped (their
+/// unchanged values are unknown).
+pub fn replay(points: &[Point]) -> Vec<(i64, BTreeMap<String, f64>)> {
+    let mut out = Vec::with_capacity(points.len());
+    let mut cur: Option<BTreeMap<String, f64>> = None;
+    for p in points {
+        if p.keyframe {
+            cur = Some(BTreeMap::new());
+        }
+        let Some(c) = cur.as_mut() else { continue };
+        for (k, v) in &p.vals {
+            match v {
+                Some(v) => {
+                    c.insert(k.clone(), *v);
+                }
+                None => {
+                    c.remove(k);
+                }
+            }
+        }
+        out.push((p.at_ms, c.clone()));
+    }
+    out
+}
+
+/// First, last, lowest and highest value of a name over a span.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    pub first: f64,
+    pub last: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Span {
+    fn new(v: f64) -> Span {
+        Span {
+            first: v,
+            last: v,
+            min: v,
+            max: v,
+        }
+    }
+
+    fn add(&mut self, v: f64) {
+        self.last = v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+
+    /// Join a later span to this one.
+    fn join(&mut self, later: &Span) {
+        self.last = later.last;
+        self.min = self.min.min(later.min);
+        self.max = self.max.max(later.max);
+    }
+
+    /// As stored: `[first, last, min, max]`.
+    pub fn to_array(self) -> [f64; 4] {
+        [self.first, self.last, self.min, self.max]
+    }
+
+    pub fn from_array(a: [f64; 4]) -> Span {
+        Span {
+            first: a[0],
+            last: a[1],
+            min: a[2],
+            max: a[3],
+        }
+    }
+}
+
+/// Per name, the span of values over a run of snapshots (a device-day's rollup).
+pub fn roll_up<'a>(
+    snapshots: impl IntoIterator<Item = &'a BTreeMap<String, f64>>,
+) -> BTreeMap<String, Span> {
+    let mut out: BTreeMap<String, Span> = BTreeMap::new();
+    for s in snapshots {
+        for (k, v) in s {
+            match out.get_mut(k) {
+                Some(span) => span.add(*v),
+                None => {
+                    out.insert(k.clone(), Span::new(*v));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Two rollups of the same span joined (`earlier`'s firsts, `later`'s lasts).
+pub fn join_rollups(
+    earlier: BTreeMap<String, Span>,
+    later: BTreeMap<String, Span>,
+) -> BTreeMap<String, Span> {
+    let mut out = earlier;
+    for (k, s) in later {
+        match out.get_mut(&k) {
+            Some(e) => e.join(&s),
+            None => {
+                out.insert(k, s);
+            }
+        }
+    }
+    out
+}
+
+/// One bucket of a series: the span of `name` in `[start_ms, start_ms + every)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    pub start_ms: i64,
+    pub name: String,
+    pub span: Span,
+}
+
+/// Snapshots (in time order) and daily rollups (by day) as buckets of `every_ms` (an hour or
+/// a day) from `since_ms` to before `until_ms`, for the names `keep` accepts; by name, then
+/// time. A daily rollup fills a day bucket (an hourly series shows a rolled-up day as one
+/// bucket at its start: its hours are no longer known).
+pub fn buckets(
+    snapshots: &[(i64, BTreeMap<String, f64>)],
+    daily: &[(i64, BTreeMap<String, Span>)],
+    every_ms: i64,
+    since_ms: i64,
+    until_ms: i64,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<Bucket> {
+    let mut by: BTreeMap<(String, i64), Span> = BTreeMap::new();
+    let mut put = |name: &str, start: i64, span: Span| {
+        by.entry((name.to_owned(), start))
+            .and_modify(|s| s.join(&span))
+            .or_insert(span);
+    };
+    for (day, spans) in daily {
+        let start = day * DAY_MS;
+        if start + DAY_MS <= since_ms || start >= until_ms {
+            continue;
+        }
+        for (k, s) in spans.iter().filter(|(k, _)| keep(k)) {
+            put(k, start.max(since_ms - since_ms.rem_euclid(every_ms)), *s);
+        }
+    }
+    for (at, vals) in snapshots
+        .iter()
+        .filter(|(at, _)| *at >= since_ms && *at < until_ms)
+    {
+        let start = at - at.rem_euclid(every_ms);
+        for (k, v) in vals.iter().filter(|(k, _)| keep(k)) {
+            put(k, start, Span::new(*v));
+        }
+    }
+    by.into_iter()
+        .map(|((name, start_ms), span)| Bucket {
+            start_ms,
+            name,
+            span,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    }
+
+    #[test]
+    fn a_day_starts_with_a_keyframe_and_then_only_changes_are_kept() {
+        let t0 = 10 * DAY_MS + 5 * HOUR_MS;
+        let a = m(&[("pages", 100.0), ("toner.k", 80.0), ("temp", 180.0)]);
+        let first = point(None, t0, &a).expect("a first report is kept");
+        assert!(first.keyframe);
+        assert_eq!(first.vals.len(), 3);
+        let b = m(&[("pages", 120.0), ("toner.k", 80.0)]);
+        let second = point(Some((&a, t0)), t0 + HOUR_MS, &b).expect("changes are kept");
+        assert!(!second.keyframe);
+        assert_eq!(
+            second.vals,
+            [("pages".to_owned(), Some(120.0)), ("temp".to_owned(), None)]
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(point(Some((&b, t0)), t0 + 2 * HOUR_MS, &b), None);
+        let next_day = point(Some((&b, t0)), t0 + DAY_MS, &b).expect("a new day");
+        assert!(next_day.keyframe);
+        let states = replay(&[first, second, next_day]);
+        assert_eq!(states[0].1, a);
+        assert_eq!(states[1].1, b);
+        assert_eq!(states[2].1, b);
+    }
+
+    #[test]
+    fn replay_skips_what_comes_before_a_keyframe() {
+        let delta = Point {
+            at_ms: 1,
+            keyframe: false,
+            vals: [("x".to_owned(), Some(1.0))].into_iter().collect(),
+        };
+        assert!(replay(&[delta]).is_empty());
+    }
+
+    #[test]
+    fn buckets_span_each_hour_and_days_join_rollups() {
+        let base = 3 * DAY_MS;
+        let snaps = vec![
+            (base + 10, m(&[("pages", 10.0)])),
+            (base + 20, m(&[("pages", 14.0)])),
+            (base + HOUR_MS + 5, m(&[("pages", 15.0), ("other", 1.0)])),
+        ];
+        let hourly = buckets(&snaps, &[], HOUR_MS, base, base + DAY_MS, |k| k == "pages");
+        assert_eq!(hourly.len(), 2);
+        assert_eq!(hourly[0].span.to_array(), [10.0, 14.0, 10.0, 14.0]);
+        assert_eq!(hourly[1].start_ms, base + HOUR_MS);
+        let older = vec![(
+            2,
+            [("pages".to_owned(), Span::from_array([1.0, 9.0, 1.0, 9.0]))]
+                .into_iter()
+                .collect(),
+        )];
+        let daily = buckets(&snaps, &older, DAY_MS, 2 * DAY_MS, base + DAY_MS, |_| true);
+        let pages: Vec<_> = daily.iter().filter(|b| b.name == "pages").collect();
+        assert_eq!(pages.len(), 2);
+        assert_eq!(pages[0].span.to_array(), [1.0, 9.0, 1.0, 9.0]);
+        assert_eq!(pages[1].span.to_array(), [10.0, 15.0, 10.0, 15.0]);
+        let rolled = roll_up(snaps.iter().map(|(_, s)| s));
+        assert_eq!(rolled["pages"].to_array(), [10.0, 15.0, 10.0, 15.0]);
+        assert_eq!(rolled["other"].to_array(), [1.0, 1.0, 1.0, 1.0]);
+    }
+}
