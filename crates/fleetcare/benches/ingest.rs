@@ -77,9 +77,27 @@ fn report(id: &str, seq: u64) -> StructureReport {
         trigger: Trigger::Periodic,
         observed_at_ms: 1_790_000_000_000,
         units,
-        operating: BTreeMap::from([("pages_total".to_owned(), seq as f64)]),
+        operating: operating(seq),
         install_blocked: None,
     }
+}
+
+/// The report's operating info: `pages_total` alone, or with `BENCH_OPERATING=28` twenty
+/// counters (half of them moving with every report) and eight supply levels (moving every
+/// 50th report), as a colour MFP reports them.
+fn operating(seq: u64) -> BTreeMap<String, f64> {
+    if env_or("BENCH_OPERATING", 1) < 28 {
+        return BTreeMap::from([("pages_total".to_owned(), seq as f64)]);
+    }
+    let mut m = BTreeMap::new();
+    for i in 0..20u64 {
+        let v = if i < 10 { seq * (i + 1) } else { 1000 * i };
+        m.insert(format!("counter.{i}"), v as f64);
+    }
+    for i in 0..8u64 {
+        m.insert(format!("supply.{i}.level_pct"), (100 - (seq / 50 + i) % 100) as f64);
+    }
+    m
 }
 
 /// utime + stime of a process, in seconds.

@@ -6,6 +6,7 @@ mod compat_cmd;
 mod delivery_cmd;
 mod demo;
 mod diag_cmd;
+mod life_cmd;
 mod rollout_cmd;
 mod sim_cmd;
 mod table;
@@ -163,6 +164,24 @@ enum Cmd {
         code: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// A device's meters (counters and gauges from its reports) over time, by hour or day.
+    Meters {
+        id: String,
+        /// Only this meter (repeatable); all when absent.
+        #[arg(long = "counter")]
+        counters: Vec<String>,
+        /// From this time (RFC 3339); default: 30 buckets before --until.
+        #[arg(long)]
+        since: Option<String>,
+        /// Up to this time (RFC 3339); default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// hour or day (UTC).
+        #[arg(long, default_value = "day")]
+        every: String,
         #[command(flatten)]
         remote: Remote,
     },
@@ -403,6 +422,14 @@ fn main() -> ExitCode {
                 limit,
                 remote,
             } => errors(id, since, code, limit, &remote).await,
+            Cmd::Meters {
+                id,
+                counters,
+                since,
+                until,
+                every,
+                remote,
+            } => life_cmd::meters(id, counters, since, until, every, &remote).await,
             Cmd::Release { command, remote } => delivery_cmd::release(command, &remote).await,
             Cmd::Rules { command, remote } => diag_cmd::rules(command, &remote).await,
             Cmd::Troubles { command, remote } => diag_cmd::troubles(command, &remote).await,

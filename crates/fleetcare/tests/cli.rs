@@ -660,3 +660,66 @@ async fn made_tenant(url: &str, token: &str) -> Value {
     let me: Value = serde_json::from_str(&out).expect("json");
     me["tenant_id"].clone()
 }
+
+/// Meters from the command line: the counters a device reports, kept and shown by day.
+#[tokio::test]
+async fn meters_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("center");
+    let served = serve(&data, &[]).await;
+    let url = served.url.clone();
+    let token = read_secret(&data.join("admin-token"));
+    let inv = dir.path().join("inventory.toml");
+    let with_pages = |pages: u32| {
+        format!(
+            "{}\n[operating]\npages_total = {pages}\n\"toner.black\" = 80\n",
+            inventory("CLI-M", "F-1")
+        )
+    };
+    std::fs::write(&inv, with_pages(1000)).expect("write");
+    let mut cfg = AgentConfig::new(&url, dir.path().join("agent"));
+    cfg.enrollment_key = Some(read_secret(&data.join("enrollment-key")));
+    cfg.backoff_max = Duration::from_millis(500);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown));
+    eventually("the first reading", PATIENCE, || async {
+        let (ok, out, _) = cli(&url, &token, &["meters", "CLI-M"]).await;
+        (ok && out.contains("pages_total")).then_some(())
+    })
+    .await;
+    std::fs::write(&inv, with_pages(1250)).expect("write");
+    let (ok, out, err) = cli(&url, &token, &["devices", "request-report", "CLI-M"]).await;
+    assert!(ok, "{out}{err}");
+    let shown = eventually("the second reading", PATIENCE, || async {
+        let (ok, out, _) = cli(
+            &url,
+            &token,
+            &["meters", "CLI-M", "--counter", "pages_total"],
+        )
+        .await;
+        (ok && out.contains("1250")).then_some(out)
+    })
+    .await;
+    assert!(shown.starts_with("METER"), "{shown}");
+    assert!(
+        shown.contains("1000") && !shown.contains("toner.black"),
+        "{shown}"
+    );
+    let (ok, out, _) = cli(
+        &url,
+        &token,
+        &["meters", "CLI-M", "--json", "--every", "hour"],
+    )
+    .await;
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert!(
+        ok && v["every"] == "hour" && v["meters"].as_array().is_some_and(|m| m.len() == 2),
+        "{out}"
+    );
+    let (ok, _, err) = cli(&url, &token, &["meters", "CLI-M", "--every", "week"]).await;
+    assert!(!ok && err.contains("hour or day"), "{err}");
+    let (ok, _, err) = cli(&url, &token, &["meters", "CLI-M", "--since", "last week"]).await;
+    assert!(!ok && err.contains("RFC 3339"), "{err}");
+    let _ = stop.send(true);
+    agent.await.expect("task").expect("agent ends");
+}

@@ -312,6 +312,7 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// take up fleet re-judgements that an instance's death cut short.
 async fn sweep(st: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut rounds: u64 = 0;
     loop {
         tick.tick().await;
         let gone = st.devices.hub.sweep();
@@ -321,6 +322,15 @@ async fn sweep(st: AppState) {
             diag::logs::run_schedules(&st).await;
             st.diag.resolve_quiet(&st).await;
             st.compat.clone().rejudge_unfinished(&st).await;
+            if rounds.is_multiple_of(12) {
+                crate::life::prune(
+                    &st,
+                    st.settings.operating_raw_days,
+                    st.settings.operating_keep_days,
+                )
+                .await;
+            }
         }
+        rounds = rounds.wrapping_add(1);
     }
 }

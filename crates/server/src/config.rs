@@ -58,6 +58,10 @@ pub struct ServerConfig {
     /// Devices may also connect through this MQTT broker (`mqtt_url` and the other `mqtt_*`
     /// keys); `None`: HTTP only.
     pub mqtt: Option<MqttSettings>,
+    /// Days the raw points of operating history are kept before they are rolled up by day.
+    pub operating_raw_days: u64,
+    /// Days the daily rollups of operating history are kept (at least `operating_raw_days`).
+    pub operating_keep_days: u64,
 }
 
 /// The center's certificate and key, and the CA that signs device certificates.
@@ -102,6 +106,8 @@ impl Default for ServerConfig {
             device_burst: 120,
             auth_failures_per_min: 30,
             mqtt: None,
+            operating_raw_days: 35,
+            operating_keep_days: 800,
         }
     }
 }
@@ -220,6 +226,7 @@ impl ServerConfig {
                 })
             }
         };
+        let operating_raw_days = r.bounded("operating_raw_days", 35, 1, 3650);
         ServerConfig {
             mqtt,
             tls,
@@ -244,6 +251,10 @@ impl ServerConfig {
                 120,
             )),
             artifact_cache_bytes: r.bounded("artifact_cache_mb", 512, 0, 1 << 20) << 20,
+            operating_raw_days,
+            operating_keep_days: r
+                .bounded("operating_keep_days", 800, 1, 36_500)
+                .max(operating_raw_days),
         }
     }
 

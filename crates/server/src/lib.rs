@@ -17,6 +17,7 @@ pub mod devices;
 pub mod diag;
 pub mod error;
 pub mod extract;
+pub mod life;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;

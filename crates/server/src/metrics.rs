@@ -43,6 +43,11 @@ pub struct Metrics {
     /// Error-log events stored, and ones received again (retries) and not stored twice.
     pub error_events: Counter,
     pub error_event_duplicates: Counter,
+    /// Operating history pruned: device-days rolled up, raw points deleted, daily rollups
+    /// deleted past their keep limit.
+    pub operating_days_rolled: Counter,
+    pub operating_points_pruned: Counter,
+    pub operating_days_dropped: Counter,
     pub notifications: Counter,
     pub catalog_loads: Counter,
     /// Troubles opened, and the time from receiving the triggering batch to the trouble stored.
@@ -162,6 +167,24 @@ impl Metrics {
             "Error-log events received again (retries) and not stored twice",
             error_event_duplicates.clone(),
         );
+        let operating_days_rolled = Counter::default();
+        registry.register(
+            "fleetcare_operating_days_rolled",
+            "Device-days of operating history rolled up to one row (raw points deleted)",
+            operating_days_rolled.clone(),
+        );
+        let operating_points_pruned = Counter::default();
+        registry.register(
+            "fleetcare_operating_points_pruned",
+            "Raw points of operating history deleted after their day was rolled up",
+            operating_points_pruned.clone(),
+        );
+        let operating_days_dropped = Counter::default();
+        registry.register(
+            "fleetcare_operating_days_dropped",
+            "Daily rollups of operating history deleted past operating_keep_days",
+            operating_days_dropped.clone(),
+        );
         let troubles_opened = Counter::default();
         registry.register(
             "fleetcare_troubles_opened",
@@ -220,6 +243,9 @@ impl Metrics {
             jobs_created,
             error_events,
             error_event_duplicates,
+            operating_days_rolled,
+            operating_points_pruned,
+            operating_days_dropped,
             notifications,
             catalog_loads,
             troubles_opened,

@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         crate::devices::api::list_devices,
         crate::devices::api::show_device,
         crate::devices::api::device_history,
+        crate::life::api::meters,
         crate::devices::api::request_report,
         crate::devices::api::set_report_interval,
         crate::devices::api::revoke_device,
@@ -84,6 +85,9 @@ use utoipa::{Modify, OpenApi};
         crate::access::accounts::disable_account
     ),
     components(schemas(
+        fleetcare_wire::life::MeterSeries,
+        fleetcare_wire::life::Meter,
+        fleetcare_wire::life::MeterPoint,
         fleetcare_wire::access::WhoAmI,
         fleetcare_wire::access::CreateToken,
         fleetcare_wire::access::CreatedToken,

@@ -74,6 +74,7 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/devices/{id}/history",
             get(devices::api::device_history),
         )
+        .route("/api/v1/devices/{id}/meters", get(life::api::meters))
         .route(
             "/api/v1/devices/{id}/request-report",
             post(devices::api::request_report),

@@ -30,6 +30,9 @@ pub struct Settings {
     pub device_client_cert: config::ClientCert,
     /// The center's own tenant (logins name no other by default).
     pub tenant: String,
+    /// Operating history: days of raw points, days of daily rollups.
+    pub operating_raw_days: u64,
+    pub operating_keep_days: u64,
 }
 
 /// What every handler shares: the engines' [`Ctx`] (reached through `Deref`: `st.store`,
@@ -124,6 +127,8 @@ impl AppState {
                 header_read_timeout: config.header_read_timeout,
                 device_client_cert: config.device_client_cert,
                 tenant: config.tenant.clone(),
+                operating_raw_days: config.operating_raw_days,
+                operating_keep_days: config.operating_keep_days,
             }),
             device_limits: Arc::new(RateLimiter::new(
                 config.device_rate_per_s,

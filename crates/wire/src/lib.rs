@@ -11,6 +11,7 @@ pub mod compat;
 pub mod delivery;
 pub mod device;
 pub mod errors;
+pub mod life;
 pub mod mqtt;
 pub mod operator;
 pub mod rollouts;

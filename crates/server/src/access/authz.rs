@@ -117,6 +117,7 @@ pub const TABLE: &[Rule] = &[
         "device.history",
         READ,
     ),
+    r("GET", "/api/v1/devices/{id}/meters", "device.meters", READ),
     r(
         "POST",
         "/api/v1/devices/{id}/request-report",

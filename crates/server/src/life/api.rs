@@ -1,0 +1,112 @@
+//! The operator API of operating life: a device's meters over time.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use fleetcare_core::clock::rfc3339;
+use fleetcare_core::meters::{DAY_MS, HOUR_MS};
+use fleetcare_wire::life::{Meter, MeterPoint, MeterSeries};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{OperatorAuth, device_key, known_device};
+
+/// Buckets one answer holds at most (per meter): a bucket an hour for 62 days.
+pub const MAX_BUCKETS: i64 = 62 * 24;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct MeterQuery {
+    /// Only these meters (comma-separated names); all when absent.
+    pub meter: Option<String>,
+    /// From this time (RFC 3339); default: 30 buckets before `until`.
+    pub since: Option<String>,
+    /// Up to this time (RFC 3339, exclusive); default: now.
+    pub until: Option<String>,
+    /// `hour` or `day` (UTC); default `day`.
+    pub every: Option<String>,
+}
+
+fn time_ms(what: &str, s: &str) -> Result<i64, ApiError> {
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| ApiError::BadRequest(format!("{what} {s:?}: {e} (RFC 3339)")))?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map_err(|_| ApiError::BadRequest(format!("{what} {s:?}: before 1970")))
+}
+
+/// A device's meters (counters and gauges from its reports) over time, as buckets of an hour
+/// or a day: each with the first, last, lowest and highest reading.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/meters",
+    params(("id" = String, Path, description = "device id"), MeterQuery),
+    responses((status = 200, body = MeterSeries), (status = 400, body = fleetcare_wire::ErrorBody),
+        (status = 404, body = fleetcare_wire::ErrorBody)))]
+pub async fn meters(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+    Path(id): Path<String>,
+    Query(q): Query<MeterQuery>,
+) -> Result<Json<MeterSeries>, ApiError> {
+    let key = device_key(&op, &id)?;
+    let (every, every_ms) = match q.every.as_deref().unwrap_or("day") {
+        "hour" => ("hour", HOUR_MS),
+        "day" => ("day", DAY_MS),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "every {other:?}: hour or day"
+            )));
+        }
+    };
+    let until = match &q.until {
+        Some(s) => time_ms("until", s)?,
+        None => st.clock.now_ms(),
+    };
+    let since = match &q.since {
+        Some(s) => time_ms("since", s)?,
+        None => until - 30 * every_ms,
+    };
+    if since >= until {
+        return Err(ApiError::BadRequest(format!(
+            "since {} is not before until {}",
+            rfc3339(since),
+            rfc3339(until)
+        )));
+    }
+    if (until - since) / every_ms > MAX_BUCKETS {
+        return Err(ApiError::BadRequest(format!(
+            "{} buckets of an {every} asked for; at most {MAX_BUCKETS} in one answer (a \
+             narrower span, or every=day)",
+            (until - since) / every_ms
+        )));
+    }
+    known_device(&st, &key).await?;
+    let names: Option<Vec<&str>> = q.meter.as_deref().map(|m| m.split(',').collect());
+    let (buckets, truncated) = super::series(&st, &key, since, until, every_ms, |n| {
+        names.as_ref().is_none_or(|ns| ns.contains(&n))
+    })
+    .await?;
+    let mut by: BTreeMap<String, Vec<MeterPoint>> = BTreeMap::new();
+    for b in buckets {
+        by.entry(b.name).or_default().push(MeterPoint {
+            at: rfc3339(b.start_ms),
+            first: b.span.first,
+            last: b.span.last,
+            min: b.span.min,
+            max: b.span.max,
+        });
+    }
+    Ok(Json(MeterSeries {
+        device_id: key.device_id.to_string(),
+        every: every.to_owned(),
+        since: rfc3339(since),
+        until: rfc3339(until),
+        meters: by
+            .into_iter()
+            .map(|(name, points)| Meter { name, points })
+            .collect(),
+        truncated,
+    }))
+}

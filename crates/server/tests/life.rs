@@ -1,0 +1,173 @@
+//! Operating life through the center: reports' counters and gauges kept as history, read back
+//! as meters by hour and day, pruned into daily rollups; on both stores.
+
+use axum::http::StatusCode;
+use fleetcare_core::meters::{DAY_MS, HOUR_MS};
+use serde_json::{Value, json};
+
+mod common;
+
+use common::{Fixture, call, enroll, fixtures, json_body};
+
+fn report(id: &str, seq: u64, at: i64, op: Value) -> Value {
+    json!({
+        "device_id": id, "model": "acme-mfp-9000", "seq": seq, "trigger": "periodic",
+        "observed_at_ms": at,
+        "units": [{"slot": "engine", "kind": "engine", "model": "eng-1", "serial": "E1"}],
+        "operating": op
+    })
+}
+
+async fn post(f: &Fixture, token: &str, body: Value) -> (StatusCode, Value) {
+    call(
+        &f.app,
+        "POST",
+        "/device/v1/reports",
+        Some(token),
+        json_body(&body),
+    )
+    .await
+}
+
+fn meter<'a>(series: &'a Value, name: &str) -> &'a Vec<Value> {
+    series["meters"]
+        .as_array()
+        .expect("meters")
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no meter {name} in {series}"))["points"]
+        .as_array()
+        .expect("points")
+}
+
+fn span(p: &Value) -> [f64; 4] {
+    ["first", "last", "min", "max"].map(|k| p[k].as_f64().expect("number"))
+}
+
+#[tokio::test]
+async fn meters_are_kept_read_back_by_hour_and_day_and_rolled_up() {
+    for (store, f) in fixtures("meters_are_kept").await {
+        let token = enroll(&f, "LIFE-1").await;
+        let day0 = common::NOW.div_euclid(DAY_MS) * DAY_MS - 3 * DAY_MS;
+        let reads = [
+            (day0 + HOUR_MS, 100.0, 90.0),
+            (day0 + HOUR_MS + 600_000, 120.0, 89.0),
+            (day0 + 2 * HOUR_MS, 150.0, 88.0),
+            (day0 + DAY_MS + HOUR_MS, 300.0, 80.0),
+            (day0 + 2 * DAY_MS + HOUR_MS, 500.0, 71.5),
+        ];
+        for (i, (at, pages, toner)) in reads.iter().enumerate() {
+            let (status, ack) = post(
+                &f,
+                &token,
+                report(
+                    "LIFE-1",
+                    i as u64 + 1,
+                    *at,
+                    json!({"pages_total": pages, "toner.black": toner}),
+                ),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{store}: {ack}");
+        }
+        // A counter beyond 2^53 is refused, and nothing of the report is kept.
+        let (status, body) = post(
+            &f,
+            &token,
+            report(
+                "LIFE-1",
+                9,
+                day0 + 2 * DAY_MS + 2 * HOUR_MS,
+                json!({"pages_total": 1e16}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{store}: {body}");
+        assert!(body.to_string().contains("2^53"), "{store}: {body}");
+
+        let since = fleetcare_core::clock::rfc3339(day0);
+        let until = fleetcare_core::clock::rfc3339(day0 + 3 * DAY_MS);
+        let uri = |every: &str| {
+            format!("/api/v1/devices/LIFE-1/meters?since={since}&until={until}&every={every}")
+        };
+        let (status, hourly) = call(&f.app, "GET", &uri("hour"), Some(&f.admin), None).await;
+        assert_eq!(status, StatusCode::OK, "{store}: {hourly}");
+        let pages = meter(&hourly, "pages_total");
+        assert_eq!(
+            pages.len(),
+            4,
+            "{store}: one bucket per hour with reads: {hourly}"
+        );
+        assert_eq!(span(&pages[0]), [100.0, 120.0, 100.0, 120.0], "{store}");
+        let (_, daily) = call(&f.app, "GET", &uri("day"), Some(&f.admin), None).await;
+        let toner = meter(&daily, "toner.black");
+        assert_eq!(toner.len(), 3, "{store}: {daily}");
+        assert_eq!(span(&toner[0]), [90.0, 88.0, 88.0, 90.0], "{store}");
+        let (_, only) = call(
+            &f.app,
+            "GET",
+            &format!("{}&meter=toner.black", uri("day")),
+            Some(&f.admin),
+            None,
+        )
+        .await;
+        assert_eq!(
+            only["meters"].as_array().map(Vec::len),
+            Some(1),
+            "{store}: {only}"
+        );
+
+        // Two days on, the first days' raw points are rolled up; the day series is the same.
+        fleetcare_server::life::prune(&f.state, 1, 800).await;
+        let (_, after) = call(&f.app, "GET", &uri("day"), Some(&f.admin), None).await;
+        assert_eq!(
+            after["meters"], daily["meters"],
+            "{store}: rollups read as the raw days did"
+        );
+        let (_, hourly_after) = call(&f.app, "GET", &uri("hour"), Some(&f.admin), None).await;
+        assert!(
+            meter(&hourly_after, "pages_total").len() < pages.len(),
+            "{store}: rolled-up days have no hours any more: {hourly_after}"
+        );
+        let (_, metrics) = call(&f.app, "GET", "/metrics", None, None).await;
+        let text = metrics.as_str().unwrap_or_default().to_owned();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("fleetcare_operating_days_rolled_total ")
+                    && !l.ends_with(" 0")),
+            "{store}: {text}"
+        );
+
+        // Bad queries are refused with what is wrong.
+        for (q, says) in [
+            ("every=week", "hour or day"),
+            (
+                &format!("since={until}&until={since}") as &str,
+                "not before",
+            ),
+            ("every=hour&since=2020-01-01T00:00:00Z", "at most"),
+            ("since=yesterday", "RFC 3339"),
+        ] {
+            let (status, body) = call(
+                &f.app,
+                "GET",
+                &format!("/api/v1/devices/LIFE-1/meters?{q}"),
+                Some(&f.admin),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{store} {q}: {body}");
+            assert!(body.to_string().contains(says), "{store} {q}: {body}");
+        }
+        let (status, _) = call(
+            &f.app,
+            "GET",
+            "/api/v1/devices/NOPE/meters",
+            Some(&f.admin),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{store}");
+        f.finish().await;
+    }
+}
