@@ -95,7 +95,10 @@ fn operating(seq: u64) -> BTreeMap<String, f64> {
         m.insert(format!("counter.{i}"), v as f64);
     }
     for i in 0..8u64 {
-        m.insert(format!("supply.{i}.level_pct"), (100 - (seq / 50 + i) % 100) as f64);
+        m.insert(
+            format!("supply.{i}.level_pct"),
+            (100 - (seq / 50 + i) % 100) as f64,
+        );
     }
     m
 }

@@ -176,7 +176,7 @@ enum Cmd {
         /// From this time (RFC 3339); default: 30 buckets before --until.
         #[arg(long)]
         since: Option<String>,
-        /// Up to this time (RFC 3339); default: now.
+        /// Up to this time (RFC 3339); default: the end of the current hour or day.
         #[arg(long)]
         until: Option<String>,
         /// hour or day (UTC).

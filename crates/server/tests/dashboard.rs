@@ -111,7 +111,8 @@ fn report(id: &str, model: &str, version: &str) -> Value {
             {"slot": "controller", "kind": "controller", "model": "ctl-x2", "serial": format!("C-{id}"), "hw_revision": "B",
              "software": [{"product": "ctl-firmware", "maker": "acme", "version": version}]},
             {"slot": "fuser", "kind": "fuser", "model": "fus-7", "serial": format!("F-{id}")}
-        ]
+        ],
+        "operating": {"pages_total": 4321}
     })
 }
 
@@ -284,6 +285,13 @@ async fn a_viewer_sees_no_action_and_no_audit_log() {
         "units and software"
     );
     assert!(a.body.contains("Audit log"));
+    assert!(
+        a.body.contains(r#"<table id="meters">"#)
+            && a.body
+                .contains("pages_total per day, last 30 days: from 4321 to 4321"),
+        "the meters with their chart: {}",
+        a.body
+    );
     let v = page(&f, "GET", "/ui/devices/DEV-1", Some(&viewer), None).await;
     assert_eq!(v.status, StatusCode::OK);
     assert!(v.body.contains("C-DEV-1"));

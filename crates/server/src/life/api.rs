@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use fleetcare_core::clock::rfc3339;
 use fleetcare_core::meters::{DAY_MS, HOUR_MS};
 use fleetcare_wire::life::{Meter, MeterPoint, MeterSeries};
@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{OperatorAuth, device_key, known_device};
+use crate::extract::{OperatorAuth, Query, device_key, known_device};
 
 /// Buckets one answer holds at most (per meter): a bucket an hour for 62 days.
 pub const MAX_BUCKETS: i64 = 62 * 24;
@@ -24,7 +24,7 @@ pub struct MeterQuery {
     pub meter: Option<String>,
     /// From this time (RFC 3339); default: 30 buckets before `until`.
     pub since: Option<String>,
-    /// Up to this time (RFC 3339, exclusive); default: now.
+    /// Up to this time (RFC 3339, exclusive); default: the end of the current hour or day.
     pub until: Option<String>,
     /// `hour` or `day` (UTC); default `day`.
     pub every: Option<String>,
@@ -60,9 +60,10 @@ pub async fn meters(
             )));
         }
     };
+    // By default the span ends with the bucket now is in.
     let until = match &q.until {
         Some(s) => time_ms("until", s)?,
-        None => st.clock.now_ms(),
+        None => (st.clock.now_ms().div_euclid(every_ms) + 1) * every_ms,
     };
     let since = match &q.since {
         Some(s) => time_ms("since", s)?,

@@ -157,6 +157,77 @@ pub fn stacked(title: &str, parts: &[&str], rows: &[StackRow]) -> String {
     s
 }
 
+/// A line chart of one series (a meter's readings over time, `(label, value)` oldest first),
+/// scaled between its lowest and highest value; `title` names it for assistive technology. A
+/// sentence instead when there is nothing to draw.
+pub fn line(title: &str, points: &[(String, f64)]) -> String {
+    if points.is_empty() {
+        return format!(
+            r#"<p class="muted chart-empty">{}: no readings.</p>"#,
+            esc(title)
+        );
+    }
+    let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let (plot_w, plot_h) = (f64::from(W - LEFT - 8), f64::from(H - BOTTOM - TOP));
+    let n = points.len().max(2) - 1;
+    let xy = |i: usize, v: f64| {
+        (
+            f64::from(LEFT) + plot_w * i as f64 / n as f64,
+            f64::from(TOP) + plot_h * (1.0 - (v - lo) / span),
+        )
+    };
+    let last = points.last().map_or(0.0, |p| p.1);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="chart-title-{id}"><title id="chart-title-{id}">{t}: from {lo} to {hi}, {last} at the end</title>"#,
+        id = slug(title),
+        t = esc(title),
+    );
+    let _ = write!(
+        s,
+        r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{y}" class="axis"/><line x1="{LEFT}" y1="{y}" x2="{x}" y2="{y}" class="axis"/><text x="{tx}" y="{ty}" class="tick" text-anchor="end">{hi}</text><text x="{tx}" y="{y}" class="tick" text-anchor="end">{lo}</text>"#,
+        y = TOP + (H - BOTTOM - TOP),
+        x = W - 8,
+        tx = LEFT - 4,
+        ty = TOP + 10,
+    );
+    let path: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (x, y) = xy(i, p.1);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    let _ = write!(
+        s,
+        r#"<polyline points="{}" class="series" fill="none"/>"#,
+        path.join(" ")
+    );
+    for (i, p) in points.iter().enumerate() {
+        let (x, y) = xy(i, p.1);
+        let _ = write!(
+            s,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="2" class="dot"><title>{}: {}</title></circle>"#,
+            esc(&p.0),
+            p.1
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{LEFT}" y="{ly}" class="tick">{}</text><text x="{rx}" y="{ly}" class="tick" text-anchor="end">{}</text>"#,
+        esc(&points[0].0),
+        esc(&points[points.len() - 1].0),
+        ly = H - 6,
+        rx = W - 8,
+    );
+    s.push_str("</svg>");
+    s
+}
+
 fn slug(s: &str) -> String {
     s.chars()
         .map(|c| {
@@ -172,6 +243,29 @@ fn slug(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_spans_lowest_to_highest_and_escapes_labels() {
+        let svg = line(
+            "pages <total>",
+            &[
+                ("d&1".into(), 10.0),
+                ("d2".into(), 30.0),
+                ("d3".into(), 20.0),
+            ],
+        );
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert!(svg.contains("pages &lt;total&gt;: from 10 to 30, 20 at the end"));
+        assert!(svg.contains("<title>d&amp;1: 10</title>") && !svg.contains("d&1"));
+        // The lowest reading sits on the axis, the highest at the top.
+        let bottom = f64::from(H - BOTTOM);
+        assert!(svg.contains(&format!(r#"cy="{bottom:.1}""#)), "{svg}");
+        assert!(
+            svg.contains(&format!(r#"cy="{:.1}""#, f64::from(TOP))),
+            "{svg}"
+        );
+        assert!(line("x", &[]).contains("no readings"));
+    }
 
     #[test]
     fn bars_scale_to_the_largest_and_escape_labels() {

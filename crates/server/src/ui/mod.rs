@@ -377,7 +377,7 @@ async fn asset(Path(name): Path<String>) -> Response {
 
 /// Our own script and style, by a name that changes when they do.
 pub const ASSET_JS: &str = "app-11.js";
-pub const ASSET_CSS: &str = "app-11.css";
+pub const ASSET_CSS: &str = "app-12.css";
 
 /// A stream's state: the notices gathered since the last send, and what to send now.
 struct Live {

@@ -77,6 +77,50 @@ pub struct JobRow {
     updated: String,
 }
 
+/// One meter over the last 30 days: its chart and its numbers.
+pub struct MeterRow {
+    name: String,
+    chart: String,
+    latest: String,
+    low: String,
+    high: String,
+}
+
+/// Meters shown on a device's page at most (by name); `fleetcare meters` shows them all.
+const METERS_SHOWN: usize = 12;
+
+fn meter_rows(series: &fleetcare_wire::life::MeterSeries) -> Vec<MeterRow> {
+    series
+        .meters
+        .iter()
+        .take(METERS_SHOWN)
+        .map(|m| {
+            let points: Vec<(String, f64)> = m
+                .points
+                .iter()
+                .map(|p| (p.at.get(..10).unwrap_or(&p.at).to_owned(), p.last))
+                .collect();
+            let low = m.points.iter().map(|p| p.min).fold(f64::INFINITY, f64::min);
+            let high = m
+                .points
+                .iter()
+                .map(|p| p.max)
+                .fold(f64::NEG_INFINITY, f64::max);
+            MeterRow {
+                name: m.name.clone(),
+                chart: chart::line(&format!("{} per day, last 30 days", m.name), &points),
+                latest: m
+                    .points
+                    .last()
+                    .map(|p| p.last.to_string())
+                    .unwrap_or_default(),
+                low: low.to_string(),
+                high: high.to_string(),
+            }
+        })
+        .collect()
+}
+
 pub struct HistoryRow {
     at: String,
     seq: u64,
@@ -105,6 +149,7 @@ struct DevicePage {
     plan_blocked: String,
     advice: Vec<AdviceRow>,
     error_chart: String,
+    meters: Vec<MeterRow>,
     errors: Vec<ErrorRow>,
     troubles: Vec<TroubleRow>,
     jobs: Vec<JobRow>,
@@ -245,6 +290,18 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
     )
     .await?;
     let Json(out) = crate::compat::units::list(s(), ui.auth(), Path(id.clone())).await?;
+    let Json(meters) = crate::life::api::meters(
+        s(),
+        ui.auth(),
+        Path(id.clone()),
+        Query(crate::life::api::MeterQuery {
+            meter: None,
+            since: None,
+            until: None,
+            every: Some("day".into()),
+        }),
+    )
+    .await?;
     let now = st.clock.now_ms();
     let six_h = 6 * HOUR_MS;
     let since = (now / six_h - 27) * six_h;
@@ -287,6 +344,7 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
             .unwrap_or_default(),
         advice: advice_rows(&compat),
         error_chart: chart::bars("Error events per 6 hours, last 7 days", &bars),
+        meters: meter_rows(&meters),
         errors: error_rows(&errs),
         troubles: troubles.troubles.iter().map(trouble_row).collect(),
         jobs: job_rows(&jobs),
