@@ -591,6 +591,7 @@ async fn read_valid<S: StructureSource>(
         std::mem::take(&mut snap.units),
         &snap.operating,
     )
+    .and_then(|(id, s)| Ok((id, s.with_supplies(&snap.supplies)?)))
     .map_err(|e| format!("the structure is not valid: {e}"))?;
     let fingerprint = structure.fingerprint();
     snap.units = structure.into_units();
@@ -920,6 +921,7 @@ impl<S: StructureSource> Runner<S> {
             observed_at_ms: now_ms(),
             units: snap.units,
             operating: snap.operating,
+            supplies: snap.supplies,
             install_blocked: self.install_blocked.clone(),
         };
         self.local.outbox.push(report, fingerprint.clone())?;

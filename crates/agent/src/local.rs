@@ -577,6 +577,7 @@ mod tests {
                 in_service: true,
             }],
             operating: BTreeMap::new(),
+            supplies: Vec::new(),
             install_blocked: None,
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use fleetcare_wire::{Software, Unit};
+use fleetcare_wire::{Software, Supply, Unit};
 use serde::Deserialize;
 
 /// What a source says a device is, now.
@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub units: Vec<Unit>,
     /// Operating info: counters and gauges by name.
     pub operating: BTreeMap<String, f64>,
+    /// Supplies (toner, drums, …) with their levels.
+    pub supplies: Vec<Supply>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +160,7 @@ impl StructureSource for DriverSource {
             model: self.model.clone(),
             units,
             operating: (self.operating)(),
+            supplies: Vec::new(),
         })
     }
 }
@@ -172,6 +175,10 @@ struct InventoryDoc {
     unit: Vec<UnitSection>,
     #[serde(default)]
     operating: BTreeMap<String, toml::Value>,
+    /// `[[supply]]`: the supply fields of the wire (`slot`, `kind`, `color`, `level_pct`,
+    /// `level`, `max`, `part_number`, `serial`, `state`).
+    #[serde(default)]
+    supply: Vec<Supply>,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +265,7 @@ pub fn parse_inventory(path: &Path, text: &str) -> Result<Snapshot, SourceError>
             })
             .collect(),
         operating,
+        supplies: doc.supply,
     })
 }
 
@@ -301,6 +309,32 @@ pub fn render_inventory(s: &Snapshot) -> String {
             );
             if !sw.active {
                 out.push_str("  active = false\n");
+            }
+        }
+    }
+    for sup in &s.supplies {
+        let _ = writeln!(
+            out,
+            "\n[[supply]]\nslot = {}\nkind = {}\nstate = {}",
+            q(&sup.slot),
+            q(sup.kind.as_str()),
+            q(sup.state.as_str())
+        );
+        for (k, v) in [
+            ("color", &sup.color),
+            ("part_number", &sup.part_number),
+            ("serial", &sup.serial),
+        ] {
+            if let Some(v) = v {
+                let _ = writeln!(out, "{k} = {}", q(v));
+            }
+        }
+        if let Some(p) = sup.level_pct {
+            let _ = writeln!(out, "level_pct = {}", toml::Value::Float(p));
+        }
+        for (k, v) in [("level", sup.level), ("max", sup.max)] {
+            if let Some(v) = v {
+                let _ = writeln!(out, "{k} = {v}");
             }
         }
     }
@@ -469,9 +503,23 @@ serial = "E1"
   maker = "acme"
   version = "1.0"
   active = false
+[[supply]]
+slot = "toner.black"
+kind = "toner"
+color = "black"
+level_pct = 35.5
+part_number = "TN-328K"
+serial = "K-0001"
+state = "ok"
+[[supply]]
+slot = "staples"
+kind = "staples"
 "#,
         )
         .expect("valid");
+        assert_eq!(snap.supplies.len(), 2);
+        assert_eq!(snap.supplies[0].level_pct, Some(35.5));
+        assert_eq!(snap.supplies[1].state, fleetcare_wire::SupplyState::Unknown);
         assert_eq!(snap.device_id, "D-1");
         assert!(!snap.units[0].software[0].active);
         let again = parse_inventory(p, &render_inventory(&snap)).expect("rendered text parses");

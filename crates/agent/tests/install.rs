@@ -255,6 +255,7 @@ fn snapshot(hw: &str) -> Snapshot {
             in_service: true,
         }],
         operating: BTreeMap::new(),
+        supplies: Vec::new(),
     }
 }
 

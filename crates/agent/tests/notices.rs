@@ -299,8 +299,15 @@ async fn advice_and_a_unit_out_of_service_made_while_offline_arrive_once_on_conn
     )
     .await;
     assert_eq!(unit["serial"], "T1-OFF-1");
+    // The state is judged with the report; the advice is closed by the compatibility worker
+    // right after: both are awaited.
+    let closed = |c: &serde_json::Value| {
+        c["notifications"]
+            .as_array()
+            .is_some_and(|ns| ns.iter().all(|n| n["kind"] != "compat_advice"))
+    };
     let c = eventually("OFF-1 compatible without tray-1", PATIENCE, || async {
-        Some(api.compat("OFF-1").await).filter(|c| c["state"] == "compatible")
+        Some(api.compat("OFF-1").await).filter(|c| c["state"] == "compatible" && closed(c))
     })
     .await;
     assert!(

@@ -14,6 +14,8 @@ pub const MAX_SOFTWARE_PER_UNIT: usize = 32;
 pub const MAX_NAME_LEN: usize = 64;
 /// Entries in the operating info of one report.
 pub const MAX_OPERATING_ENTRIES: usize = 256;
+/// Supplies in one report (toner, drums, waste boxes, staples, …).
+pub const MAX_SUPPLIES: usize = 64;
 /// Seconds a device may ask to wait in one long poll.
 pub const MAX_POLL_WAIT_S: u64 = 60;
 /// Bounds of a reporting interval set by the center, in seconds.

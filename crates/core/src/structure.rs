@@ -9,11 +9,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use fleetcare_wire::operator::{Change, UnitRef};
-use fleetcare_wire::{Software, Unit};
+use fleetcare_wire::operator::{Change, SupplyRef, UnitRef};
+use fleetcare_wire::{Software, Supply, Unit};
 use sha2::{Digest, Sha256};
 
-use crate::limits::{MAX_NAME_LEN, MAX_OPERATING_ENTRIES, MAX_SOFTWARE_PER_UNIT, MAX_UNITS};
+use crate::limits::{
+    MAX_NAME_LEN, MAX_OPERATING_ENTRIES, MAX_SOFTWARE_PER_UNIT, MAX_SUPPLIES, MAX_UNITS,
+};
 
 /// Every problem found in one input, reported together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,6 +105,9 @@ fn check_name(
 pub struct Structure {
     model: String,
     units: BTreeMap<String, Unit>,
+    /// The supplies by slot, as what they are (a cartridge's serial and part number), not
+    /// how full: a level is operating info.
+    supplies: BTreeMap<String, SupplyRef>,
 }
 
 impl Structure {
@@ -218,6 +223,7 @@ impl Structure {
             Ok(Structure {
                 model: model.to_owned(),
                 units: by_slot,
+                supplies: BTreeMap::new(),
             })
         } else {
             Err(ValidationError { problems })
@@ -226,6 +232,21 @@ impl Structure {
 
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// The structure with these supplies (validated: see [`check_supplies`]).
+    pub fn with_supplies(mut self, supplies: &[Supply]) -> Result<Structure, ValidationError> {
+        check_supplies(supplies)?;
+        self.supplies = supplies
+            .iter()
+            .map(|s| (s.slot.clone(), supply_ref(s)))
+            .collect();
+        Ok(self)
+    }
+
+    /// The supplies by slot, as what they are.
+    pub fn supplies(&self) -> &BTreeMap<String, SupplyRef> {
+        &self.supplies
     }
 
     /// The units, by slot (their software sorted), taken out of the structure.
@@ -260,6 +281,15 @@ impl Structure {
         h.update(self.model.as_bytes());
         h.update([0]);
         h.update(self.to_json().as_bytes());
+        // Supplies count only where there are any (a structure without stays what it was).
+        if !self.supplies.is_empty() {
+            h.update([0]);
+            h.update(
+                serde_json::to_string(&self.supplies)
+                    .expect("supplies serialize")
+                    .as_bytes(),
+            );
+        }
         crate::secret::hex(&h.finalize()[..16])
     }
 }
@@ -305,6 +335,68 @@ pub fn validate_identity(device_id: &str, model: &str) -> Result<DeviceId, Valid
         Ok(DeviceId(device_id.to_owned()))
     } else {
         Err(ValidationError { problems })
+    }
+}
+
+/// Validate supplies: at most [`MAX_SUPPLIES`], each slot once and a valid name (as are a
+/// color, part number and serial), `level_pct` from 0 to 100, `max` above 0 and `level` from 0
+/// to `max`. Every problem is reported.
+pub fn check_supplies(supplies: &[Supply]) -> Result<(), ValidationError> {
+    let mut problems = Vec::new();
+    if supplies.len() > MAX_SUPPLIES {
+        problems.push(format!(
+            "supplies: {} entries, at most {MAX_SUPPLIES} allowed",
+            supplies.len()
+        ));
+        return Err(ValidationError { problems });
+    }
+    let mut slots = std::collections::BTreeSet::new();
+    for (i, s) in supplies.iter().enumerate() {
+        let at = |f: &str| format!("supplies[{i}].{f}");
+        check_name(&s.slot, || at("slot"), false, &mut problems);
+        if !slots.insert(&s.slot) {
+            problems.push(format!("{}: {:?} appears twice", at("slot"), s.slot));
+        }
+        for (f, v) in [
+            ("color", &s.color),
+            ("part_number", &s.part_number),
+            ("serial", &s.serial),
+        ] {
+            if let Some(v) = v {
+                check_name(v, || at(f), false, &mut problems);
+            }
+        }
+        if let Some(p) = s.level_pct
+            && !(p.is_finite() && (0.0..=100.0).contains(&p))
+        {
+            problems.push(format!("{}: {p} is not from 0 to 100", at("level_pct")));
+        }
+        if s.max.is_some_and(|m| m <= 0) {
+            problems.push(format!("{}: must be above 0", at("max")));
+        }
+        if let Some(l) = s.level
+            && (l < 0 || s.max.is_some_and(|m| m > 0 && l > m))
+        {
+            problems.push(format!(
+                "{}: {l} is not from 0 to max ({})",
+                at("level"),
+                s.max.map_or("none".into(), |m| m.to_string())
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationError { problems })
+    }
+}
+
+fn supply_ref(s: &Supply) -> SupplyRef {
+    SupplyRef {
+        kind: s.kind,
+        color: s.color.clone(),
+        part_number: s.part_number.clone(),
+        serial: s.serial.clone(),
     }
 }
 
@@ -381,6 +473,29 @@ pub fn diff(old: Option<&Structure>, new: &Structure) -> Vec<Change> {
             (None, None) => {}
         }
     }
+    let empty = BTreeMap::new();
+    let old_supplies = old.map_or(&empty, |s| &s.supplies);
+    let slots: std::collections::BTreeSet<&String> =
+        old_supplies.keys().chain(new.supplies.keys()).collect();
+    for slot in slots {
+        let slot = slot.clone();
+        match (old_supplies.get(&slot), new.supplies.get(&slot)) {
+            (None, Some(n)) => out.push(Change::SupplyAdded {
+                slot,
+                supply: n.clone(),
+            }),
+            (Some(o), None) => out.push(Change::SupplyRemoved {
+                slot,
+                supply: o.clone(),
+            }),
+            (Some(o), Some(n)) if o != n => out.push(Change::SupplyReplaced {
+                slot,
+                old: o.clone(),
+                new: n.clone(),
+            }),
+            _ => {}
+        }
+    }
     out
 }
 
@@ -432,7 +547,31 @@ pub fn describe(change: &Change) -> String {
         )
     };
     let sw = software_label;
+    let supply = |s: &SupplyRef| {
+        let mut t = s.kind.as_str().to_owned();
+        if let Some(c) = &s.color {
+            t.push_str(&format!(" {c}"));
+        }
+        if let Some(p) = &s.part_number {
+            t.push_str(&format!(" part {p}"));
+        }
+        if let Some(n) = &s.serial {
+            t.push_str(&format!(" #{n}"));
+        }
+        t
+    };
     match change {
+        Change::SupplyAdded { slot, supply: s } => format!("{slot}: supply added: {}", supply(s)),
+        Change::SupplyRemoved { slot, supply: s } => {
+            format!("{slot}: supply removed: {}", supply(s))
+        }
+        Change::SupplyReplaced { slot, old, new } => {
+            format!(
+                "{slot}: supply replaced: {} -> {}",
+                supply(old),
+                supply(new)
+            )
+        }
         Change::UnitAdded { slot, unit: u } => format!("{slot}: unit added: {}", unit(u)),
         Change::UnitRemoved { slot, unit: u } => format!("{slot}: unit removed: {}", unit(u)),
         Change::UnitReplaced { slot, old, new } => {

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use fleetcare_core::structure::{self, Structure};
-use fleetcare_wire::Unit;
+use fleetcare_wire::{Supply, Unit};
 
 #[derive(serde::Deserialize)]
 struct Units {
     #[serde(default)]
     unit: Vec<Unit>,
+    #[serde(default)]
+    supply: Vec<Supply>,
 }
 
 fn check(suite: &str, run: impl Fn(&BTreeMap<String, String>) -> String) {
@@ -25,7 +27,9 @@ fn check(suite: &str, run: impl Fn(&BTreeMap<String, String>) -> String) {
 
 fn structure(toml_text: &str) -> Result<Structure, String> {
     let units: Units = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-    Structure::new("acme-mfp-9000", units.unit).map_err(|e| e.problems.join("\n"))
+    Structure::new("acme-mfp-9000", units.unit)
+        .and_then(|s| s.with_supplies(&units.supply))
+        .map_err(|e| e.problems.join("\n"))
 }
 
 #[test]
@@ -84,4 +88,28 @@ serial = "E1"
     let back = Structure::from_json(s.model(), &s.to_json()).expect("round trip");
     assert_eq!(back, s);
     assert_eq!(back.fingerprint(), s.fingerprint());
+}
+
+#[test]
+fn a_supply_level_is_not_structure_but_a_new_cartridge_is() {
+    let with = |level: f64, serial: &str| {
+        let text = format!(
+            "[[unit]]\nslot = \"engine\"\nkind = \"engine\"\nmodel = \"eng-1\"\nserial = \"E1\"\n\
+             [[supply]]\nslot = \"toner.black\"\nkind = \"toner\"\nlevel_pct = {level}\nserial = \"{serial}\"\n"
+        );
+        structure(&text).expect("valid")
+    };
+    let bare = structure(
+        "[[unit]]\nslot = \"engine\"\nkind = \"engine\"\nmodel = \"eng-1\"\nserial = \"E1\"\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        with(40.0, "K1").fingerprint(),
+        with(39.0, "K1").fingerprint()
+    );
+    assert_ne!(
+        with(40.0, "K1").fingerprint(),
+        with(40.0, "K2").fingerprint()
+    );
+    assert_ne!(bare.fingerprint(), with(40.0, "K1").fingerprint());
 }

@@ -627,6 +627,7 @@ async fn b10() {
         observed_at_ms: 1_790_000_000_000,
         units: snap.units,
         operating: snap.operating,
+        supplies: snap.supplies,
         install_blocked: None,
     };
     let json = serde_json::to_vec(&report).expect("json");

@@ -78,6 +78,7 @@ fn report(id: &str, seq: u64) -> StructureReport {
         observed_at_ms: 1_790_000_000_000,
         units,
         operating: operating(seq),
+        supplies: Vec::new(),
         install_blocked: None,
     }
 }

@@ -762,6 +762,34 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                     .collect();
                 out!("{}", table::render(&["OPERATING", "VALUE"], &rows));
             }
+            if !d.supplies.is_empty() {
+                outln!();
+                let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                let rows: Vec<Vec<String>> = d
+                    .supplies
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.slot.clone(),
+                            s.kind.as_str().to_owned(),
+                            opt(&s.color),
+                            s.level_pct.map_or("?".into(), |p| format!("{p} %")),
+                            s.state.as_str().to_owned(),
+                            opt(&s.part_number),
+                            opt(&s.serial),
+                        ]
+                    })
+                    .collect();
+                out!(
+                    "{}",
+                    table::render(
+                        &[
+                            "SUPPLY", "KIND", "COLOR", "LEVEL", "STATE", "PART", "SERIAL"
+                        ],
+                        &rows
+                    )
+                );
+            }
             Ok(())
         }
         DevicesCmd::History { id, limit } => {

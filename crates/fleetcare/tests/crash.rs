@@ -71,6 +71,7 @@ fn report(id: &str, seq: u64) -> StructureReport {
             },
         ],
         operating: BTreeMap::from([("pages_total".to_owned(), seq as f64 * 10.0)]),
+        supplies: Vec::new(),
         install_blocked: None,
     }
 }

@@ -112,7 +112,9 @@ fn report(id: &str, model: &str, version: &str) -> Value {
              "software": [{"product": "ctl-firmware", "maker": "acme", "version": version}]},
             {"slot": "fuser", "kind": "fuser", "model": "fus-7", "serial": format!("F-{id}")}
         ],
-        "operating": {"pages_total": 4321}
+        "operating": {"pages_total": 4321},
+        "supplies": [{"slot": "toner.black", "kind": "toner", "level_pct": 12.5, "state": "low",
+                      "part_number": "TN-45K", "serial": format!("K-{id}")}]
     })
 }
 
@@ -290,6 +292,13 @@ async fn a_viewer_sees_no_action_and_no_audit_log() {
             && a.body
                 .contains("pages_total per day, last 30 days: from 4321 to 4321"),
         "the meters with their chart: {}",
+        a.body
+    );
+    assert!(
+        a.body.contains(r#"<table id="supplies">"#)
+            && a.body.contains("TN-45K")
+            && a.body.contains(r#"<span class="badge warn">low</span>"#),
+        "the supplies: {}",
         a.body
     );
     let v = page(&f, "GET", "/ui/devices/DEV-1", Some(&viewer), None).await;

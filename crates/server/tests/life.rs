@@ -171,3 +171,73 @@ async fn meters_are_kept_read_back_by_hour_and_day_and_rolled_up() {
         f.finish().await;
     }
 }
+
+#[tokio::test]
+async fn supplies_are_shown_swapped_in_history_and_refused_when_wrong() {
+    for (store, f) in fixtures("supplies_are_shown").await {
+        let token = enroll(&f, "SUP-1").await;
+        let with = |seq: u64, serial: &str, level: Value| {
+            let mut r = report("SUP-1", seq, common::NOW, json!({"pages_total": 10 * seq}));
+            r["supplies"] = json!([
+                {"slot": "toner.black", "kind": "toner", "color": "black", "level_pct": level,
+                 "part_number": "TN-328K", "serial": serial, "state": "ok"},
+                {"slot": "drum", "kind": "drum", "level": 60, "max": 100, "state": "ok", "level_pct": 60}
+            ]);
+            r
+        };
+        let (status, ack) = post(&f, &token, with(1, "K-1", json!(40))).await;
+        assert_eq!(status, StatusCode::OK, "{store}: {ack}");
+        let (status, ack) = post(&f, &token, with(2, "K-2", json!(100))).await;
+        assert_eq!(
+            (status, ack["changes"].as_u64()),
+            (StatusCode::OK, Some(1)),
+            "{store}: {ack}"
+        );
+        let (_, d) = call(&f.app, "GET", "/api/v1/devices/SUP-1", Some(&f.admin), None).await;
+        assert_eq!(d["supplies"][0]["serial"], "K-2", "{store}: {d}");
+        assert_eq!(d["supplies"][1]["level"], 60, "{store}: {d}");
+        let (_, h) = call(
+            &f.app,
+            "GET",
+            "/api/v1/devices/SUP-1/history",
+            Some(&f.admin),
+            None,
+        )
+        .await;
+        let swaps: Vec<&Value> = h["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| {
+                e["change"]["kind"] == "supply_replaced" && e["change"]["slot"] == "toner.black"
+            })
+            .collect();
+        assert_eq!(swaps.len(), 1, "{store}: {h}");
+        // Wrong levels are refused, each said, and nothing is kept.
+        for (bad, says) in [
+            (json!(120), "is not from 0 to 100"),
+            (json!(-1), "is not from 0 to 100"),
+        ] {
+            let (status, body) = post(&f, &token, with(3, "K-3", bad)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{store}: {body}");
+            assert!(body.to_string().contains(says), "{store}: {body}");
+        }
+        let mut zero = with(3, "K-3", json!(50));
+        zero["supplies"][1]["max"] = json!(0);
+        let (status, body) = post(&f, &token, zero).await;
+        assert!(
+            status == StatusCode::BAD_REQUEST && body.to_string().contains("max: must be above 0"),
+            "{store}: {body}"
+        );
+        let (_, d) = call(&f.app, "GET", "/api/v1/devices/SUP-1", Some(&f.admin), None).await;
+        assert_eq!(
+            (
+                d["supplies"][0]["serial"].as_str(),
+                d["last_report"]["seq"].as_u64()
+            ),
+            (Some("K-2"), Some(2)),
+            "{store}: {d}"
+        );
+        f.finish().await;
+    }
+}

@@ -90,6 +90,8 @@ pub struct NewReport {
     pub received_at_ms: i64,
     pub structure: Structure,
     pub operating: BTreeMap<String, f64>,
+    /// Supplies with their levels (their identities are in `structure` too).
+    pub supplies: Vec<fleetcare_wire::Supply>,
     /// The structure's judgement against the tenant's catalog, if it has one: stored with the
     /// report when the report becomes the device's current structure and the findings differ
     /// from those stored.
@@ -149,6 +151,8 @@ pub struct DeviceRecord {
     pub structure: Option<Structure>,
     pub structure_changed_at_ms: Option<i64>,
     pub operating: BTreeMap<String, f64>,
+    /// Supplies with their levels, as the newest report said.
+    pub supplies: Vec<fleetcare_wire::Supply>,
     pub report_interval_s: Option<u64>,
     /// `compatible`, `software`, `hardware`, `unknown`; `None` until judged.
     pub compat_state: Option<String>,
@@ -508,7 +512,7 @@ impl Store {
                 exec::sql(sql::DEVICE),
                 vec![key.tenant.into(), key.device_id.as_str().into()],
                 &[
-                    Text, Text, Int, Int, Text, Int, Int, Text, Int, Text, Int, Text, Text,
+                    Text, Text, Int, Int, Text, Int, Int, Text, Int, Text, Int, Text, Text, Text,
                 ],
             )
             .await?;
@@ -644,11 +648,11 @@ pub(crate) mod sql {
         AND (credential_hash = $3 OR (previous_credential_hash = $3 AND previous_valid_until >= $5))";
     pub const INGEST_STATE: &str = "SELECT d.generation, d.last_seq, d.structure_hash, \
         d.report_interval_s, c.findings_hash, c.judged_revision, d.operating, \
-        d.last_observed_at FROM devices d \
+        d.last_observed_at, d.supplies FROM devices d \
         LEFT JOIN device_compat c ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
         WHERE d.tenant_id = $1 AND d.device_id = $2";
-    pub const OLD_STRUCTURE: &str =
-        "SELECT model, structure FROM devices WHERE tenant_id = $1 AND device_id = $2";
+    pub const OLD_STRUCTURE: &str = "SELECT model, structure, supplies FROM devices \
+        WHERE tenant_id = $1 AND device_id = $2";
     pub const INSERT_REPORT: &str = "INSERT INTO reports (tenant_id, device_id, generation, seq, \
         trigger, observed_at, received_at, structure_hash, changes) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -665,7 +669,7 @@ pub(crate) mod sql {
         ON CONFLICT (rolled, day, tenant_id, device_id) DO NOTHING";
     pub const UPDATE_AFTER_REPORT: &str = "UPDATE devices SET last_seq = $3, last_trigger = $4, \
         last_report_at = $5, last_observed_at = $6, model = $7, operating = $8, \
-        install_blocked = $9 WHERE tenant_id = $1 AND device_id = $2";
+        install_blocked = $9, supplies = $10 WHERE tenant_id = $1 AND device_id = $2";
     /// The compatibility row follows the structure's fingerprint (same transaction).
     pub const COMPAT_STRUCTURE: &str = "INSERT INTO device_compat (tenant_id, device_id, \
         structure_hash) VALUES ($1, $2, $3) ON CONFLICT (tenant_id, device_id) DO UPDATE SET \
@@ -677,8 +681,8 @@ pub(crate) mod sql {
         WHERE tenant_id = $1 AND device_id > $2 ORDER BY device_id LIMIT $3";
     pub const DEVICE: &str = "SELECT d.device_id, d.model, d.enrolled_at, d.last_seq, \
         d.last_trigger, d.last_report_at, d.last_observed_at, d.structure, d.structure_changed_at, \
-        d.operating, d.report_interval_s, c.compat_state, d.install_blocked FROM devices d \
-        LEFT JOIN device_compat c \
+        d.operating, d.report_interval_s, c.compat_state, d.install_blocked, d.supplies \
+        FROM devices d LEFT JOIN device_compat c \
         ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
         WHERE d.tenant_id = $1 AND d.device_id = $2";
     pub const HISTORY: &str = "SELECT seq, trigger, observed_at, received_at, change \
@@ -702,6 +706,7 @@ pub(crate) struct IngestState {
     /// The newest report's operating info (JSON) and when it was observed.
     pub operating: Option<String>,
     pub last_observed_at: Option<i64>,
+    pub supplies: Option<String>,
 }
 
 /// A row as each backend's driver reads it, so that a record both backends read has one
@@ -724,6 +729,7 @@ impl IngestState {
             judged_revision: r.opt_int(at + 5)?,
             operating: r.opt_text(at + 6)?,
             last_observed_at: r.opt_int(at + 7)?,
+            supplies: r.opt_text(at + 8)?,
         })
     }
 }
@@ -773,6 +779,8 @@ pub(crate) struct IngestRows {
     /// `Some` when the structure changed: the new stored form and the history events.
     pub structure_change: Option<(String, Vec<EventRow>)>,
     pub operating_json: String,
+    /// The supplies with their levels (`None`: the report has none).
+    pub supplies_json: Option<String>,
     /// What the report adds to the operating history, if anything.
     pub history: Option<HistoryRow>,
 }
@@ -791,25 +799,50 @@ impl HistoryRow {
     }
 }
 
+/// Stored supplies (JSON), or none.
+pub(crate) fn supplies_of(json: Option<&str>) -> Result<Vec<fleetcare_wire::Supply>> {
+    json.map_or(Ok(Vec::new()), |j| {
+        serde_json::from_str(j).map_err(|e| StoreError::Corrupt(format!("stored supplies: {e}")))
+    })
+}
+
+/// The values a report adds to the operating history: its operating info and each supply's
+/// level as `supply.<slot>.level_pct`.
+fn history_values(
+    operating: &BTreeMap<String, f64>,
+    supplies: &[fleetcare_wire::Supply],
+) -> BTreeMap<String, f64> {
+    let mut out = operating.clone();
+    for s in supplies {
+        if let Some(p) = s.level_pct {
+            out.insert(format!("supply.{}.level_pct", s.slot), p);
+        }
+    }
+    out
+}
+
 /// What a report adds to its device's operating history, from the stored newest values.
 fn history_row(report: &NewReport, state: &IngestState) -> Result<Option<HistoryRow>> {
     use fleetcare_core::meters;
     let at = report.observed_at_ms;
     let prev: Option<BTreeMap<String, f64>> = match (&state.operating, state.last_observed_at) {
-        (Some(json), Some(prev_at)) if meters::day_of(prev_at) == meters::day_of(at) => Some(
-            serde_json::from_str(json)
-                .map_err(|e| StoreError::Corrupt(format!("stored operating info: {e}")))?,
-        ),
+        (Some(json), Some(prev_at)) if meters::day_of(prev_at) == meters::day_of(at) => {
+            let op: BTreeMap<String, f64> = serde_json::from_str(json)
+                .map_err(|e| StoreError::Corrupt(format!("stored operating info: {e}")))?;
+            Some(history_values(
+                &op,
+                &supplies_of(state.supplies.as_deref())?,
+            ))
+        }
         _ => None,
     };
     let prev_at = state.last_observed_at.unwrap_or(i64::MIN);
+    let now = history_values(&report.operating, &report.supplies);
     Ok(
-        meters::point(prev.as_ref().map(|p| (p, prev_at)), at, &report.operating).map(|p| {
-            HistoryRow {
-                at_ms: p.at_ms,
-                keyframe: p.keyframe,
-                vals: serde_json::to_string(&p.vals).expect("numbers serialize"),
-            }
+        meters::point(prev.as_ref().map(|p| (p, prev_at)), at, &now).map(|p| HistoryRow {
+            at_ms: p.at_ms,
+            keyframe: p.keyframe,
+            vals: serde_json::to_string(&p.vals).expect("numbers serialize"),
         }),
     )
 }
@@ -833,15 +866,19 @@ pub(crate) fn needs_old_structure(state: &IngestState, fingerprint: &str) -> boo
 pub(crate) fn ingest_rows(
     report: &NewReport,
     state: &IngestState,
-    old: Option<(String, Option<String>)>,
+    old: Option<(String, Option<String>, Option<String>)>,
     fingerprint: String,
 ) -> Result<IngestRows> {
     let structure_change = if needs_old_structure(state, &fingerprint) {
         let old = match old {
-            Some((model, Some(json))) => Some(
-                Structure::from_json(&model, &json)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            ),
+            Some((model, Some(json), supplies)) => {
+                let supplies = supplies_of(supplies.as_deref())?;
+                Some(
+                    Structure::from_json(&model, &json)
+                        .and_then(|s| s.with_supplies(&supplies))
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                )
+            }
             _ => None,
         };
         let changes = fleetcare_core::structure::diff(old.as_ref(), &report.structure);
@@ -864,6 +901,8 @@ pub(crate) fn ingest_rows(
         fingerprint,
         structure_change,
         operating_json: serde_json::to_string(&report.operating).expect("numbers serialize"),
+        supplies_json: (!report.supplies.is_empty())
+            .then(|| serde_json::to_string(&report.supplies).expect("supplies serialize")),
         history: history_row(report, state)?,
     })
 }
@@ -878,6 +917,9 @@ fn change_kind_slot(c: &Change) -> (&'static str, &str) {
         Change::SoftwareAdded { slot, .. } => ("software_added", slot),
         Change::SoftwareRemoved { slot, .. } => ("software_removed", slot),
         Change::SoftwareChanged { slot, .. } => ("software_changed", slot),
+        Change::SupplyAdded { slot, .. } => ("supply_added", slot),
+        Change::SupplyRemoved { slot, .. } => ("supply_removed", slot),
+        Change::SupplyReplaced { slot, .. } => ("supply_replaced", slot),
     }
 }
 
@@ -954,9 +996,14 @@ fn device_row(r: &[exec::Val]) -> Result<DeviceRow> {
 /// Decode a row of [`sql::DEVICE`].
 fn device_record(r: &[exec::Val]) -> Result<DeviceRecord> {
     let model = r[1].text()?;
+    let supplies = supplies_of(r[13].opt_text()?.as_deref())?;
     let structure = r[7]
         .opt_text()?
-        .map(|j| Structure::from_json(&model, &j).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .map(|j| {
+            Structure::from_json(&model, &j)
+                .and_then(|s| s.with_supplies(&supplies))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
         .transpose()?;
     let operating = match r[9].opt_text()? {
         Some(j) => serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -974,6 +1021,7 @@ fn device_record(r: &[exec::Val]) -> Result<DeviceRecord> {
         structure,
         structure_changed_at_ms: r[8].opt_int()?,
         operating,
+        supplies,
         report_interval_s: r[10].opt_int()?.map(to_u64),
         compat_state: r[11].opt_text()?,
         install_blocked: r[12].opt_text()?,

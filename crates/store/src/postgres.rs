@@ -181,7 +181,7 @@ async fn ingest_writer(
 /// Device states of a group, locked in key order.
 const GROUP_STATES: &str = "SELECT d.tenant_id, d.device_id, d.generation, d.last_seq, \
     d.structure_hash, d.report_interval_s, c.findings_hash, c.judged_revision, d.operating, \
-    d.last_observed_at FROM devices d \
+    d.last_observed_at, d.supplies FROM devices d \
     LEFT JOIN device_compat c ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
     WHERE (d.tenant_id, d.device_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) \
     ORDER BY d.tenant_id, d.device_id FOR UPDATE OF d";
@@ -192,9 +192,10 @@ const GROUP_INSERT_REPORTS: &str = "INSERT INTO reports (tenant_id, device_id, g
     ON CONFLICT (tenant_id, device_id, generation, seq) DO NOTHING RETURNING tenant_id, device_id";
 const GROUP_UPDATE_AFTER: &str = "UPDATE devices d SET last_seq = u.seq, last_trigger = u.trig, \
     last_report_at = u.recv, last_observed_at = u.obs, model = u.model, operating = u.op, \
-    install_blocked = u.blocked \
+    install_blocked = u.blocked, supplies = u.supplies \
     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], \
-    $7::text[], $8::text[], $9::text[]) AS u(t, id, seq, trig, recv, obs, model, op, blocked) \
+    $7::text[], $8::text[], $9::text[], $10::text[]) \
+    AS u(t, id, seq, trig, recv, obs, model, op, blocked, supplies) \
     WHERE d.tenant_id = u.t AND d.device_id = u.id";
 
 /// Store a group of reports of distinct devices in one transaction; each report's outcome
@@ -244,6 +245,7 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
                 Some((
                     row.try_get::<String, _>(0)?,
                     row.try_get::<Option<String>, _>(1)?,
+                    row.try_get::<Option<String>, _>(2)?,
                 ))
             } else {
                 None
@@ -375,6 +377,12 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
                 after
                     .iter()
                     .map(|(p, _)| p.r.install_blocked.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                after
+                    .iter()
+                    .map(|(_, rows)| rows.supplies_json.as_deref())
                     .collect::<Vec<_>>(),
             )
             .execute(&mut *tx)
@@ -537,6 +545,7 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
             Some((
                 row.try_get::<String, _>(0)?,
                 row.try_get::<Option<String>, _>(1)?,
+                row.try_get::<Option<String>, _>(2)?,
             ))
         } else {
             None
@@ -576,6 +585,7 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
             .bind(r.structure.model())
             .bind(&rows.operating_json)
             .bind(&r.install_blocked)
+            .bind(&rows.supplies_json)
             .execute(&mut *tx)
             .await?;
         store_history(&mut tx, std::iter::once((&r, rows.history.as_ref()))).await?;

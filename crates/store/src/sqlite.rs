@@ -395,12 +395,16 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
     let newest = is_newest(&state, seq);
     let rows = if newest {
         let old = if needs_old_structure(&state, &fingerprint) {
-            Some(
-                c.prepare_cached(&q(sql::OLD_STRUCTURE))?
-                    .query_row(params![tenant, id], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
-                    })?,
-            )
+            Some(c.prepare_cached(&q(sql::OLD_STRUCTURE))?.query_row(
+                params![tenant, id],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )?)
         } else {
             None
         };
@@ -463,7 +467,8 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
             r.observed_at_ms,
             r.structure.model(),
             rows.operating_json,
-            r.install_blocked
+            r.install_blocked,
+            rows.supplies_json
         ])?;
     if let Some(h) = &rows.history {
         c.prepare_cached(&q(sql::INSERT_OPERATING_POINT))?

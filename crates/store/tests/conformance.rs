@@ -75,6 +75,7 @@ conformance!(
     instances_presence_and_leases,
     units_out_of_service_settled_states_and_install_blocked,
     operating_history_keeps_changes_and_rolls_old_days_up,
+    supplies_are_structure_and_their_levels_history,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -105,6 +106,7 @@ fn report(key: &DeviceKey, seq: u64, trigger: Trigger, units: Vec<Unit>) -> NewR
         received_at_ms: NOW + i64::try_from(seq).expect("small") * 1000 + 5,
         structure: Structure::new("acme-mfp-9000", units).expect("valid"),
         operating: BTreeMap::from([("pages_total".to_owned(), 1234.0)]),
+        supplies: Vec::new(),
         judgement: None,
         install_blocked: None,
     }
@@ -2838,4 +2840,75 @@ async fn operating_history_keeps_changes_and_rolls_old_days_up(store: Store) {
         .await
         .expect("history");
     assert_eq!((h.points.len(), h.daily.len()), (1, 1));
+}
+
+fn toner(serial: &str, level: f64) -> fleetcare_wire::Supply {
+    fleetcare_wire::Supply {
+        slot: "toner.black".into(),
+        kind: fleetcare_wire::SupplyKind::Toner,
+        color: Some("black".into()),
+        level_pct: Some(level),
+        level: None,
+        max: None,
+        part_number: Some("TN-1".into()),
+        serial: Some(serial.into()),
+        state: fleetcare_wire::SupplyState::Ok,
+    }
+}
+
+async fn supplies_are_structure_and_their_levels_history(store: Store) {
+    use fleetcare_core::meters::{self, HOUR_MS};
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "SUP-1").await;
+    let with = |seq: u64, serial: &str, level: f64| {
+        let supplies = vec![toner(serial, level)];
+        let mut r = op_report(
+            &key,
+            seq,
+            NOW + seq as i64 * HOUR_MS / 10,
+            &[("pages", 1.0)],
+        );
+        r.structure = r.structure.with_supplies(&supplies).expect("valid");
+        r.supplies = supplies;
+        r
+    };
+    let first = store
+        .ingest_report(with(1, "K-1", 40.0))
+        .await
+        .expect("ingest");
+    let lower = store
+        .ingest_report(with(2, "K-1", 35.0))
+        .await
+        .expect("ingest");
+    assert_eq!(lower.changes, 0, "a level is not a structure change");
+    let swap = store
+        .ingest_report(with(3, "K-2", 100.0))
+        .await
+        .expect("ingest");
+    assert_eq!((first.changes > 0, swap.changes), (true, 1));
+    let d = store.device(&key).await.expect("read").expect("device");
+    assert_eq!(d.supplies, vec![toner("K-2", 100.0)]);
+    assert_eq!(
+        d.structure.expect("structure").supplies()["toner.black"]
+            .serial
+            .as_deref(),
+        Some("K-2")
+    );
+    let history = store.history(&key, 10).await.expect("history");
+    assert!(
+        history.iter().any(|h| matches!(&h.change,
+            Change::SupplyReplaced { slot, old, new }
+                if slot == "toner.black" && old.serial.as_deref() == Some("K-1")
+                    && new.serial.as_deref() == Some("K-2"))),
+        "{history:?}"
+    );
+    let h = store
+        .operating_history(&key, NOW - meters::DAY_MS, NOW + meters::DAY_MS)
+        .await
+        .expect("history");
+    let levels: Vec<f64> = meters::replay(&h.points)
+        .iter()
+        .filter_map(|(_, v)| v.get("supply.toner.black.level_pct").copied())
+        .collect();
+    assert_eq!(levels, vec![40.0, 35.0, 100.0]);
 }

@@ -70,6 +70,10 @@ pub struct StructureReport {
     /// Operating info: counters and gauges by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub operating: BTreeMap<String, f64>,
+    /// Supplies (toner, drums, …) with their levels; a supply's serial is part of the
+    /// structure (a new one is a replacement), its level part of the operating history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supplies: Vec<crate::Supply>,
     /// Why this device cannot install software (a printer behind a LAN proxy, an agent without
     /// a root of trust), in words; absent when it can. The center then makes no install job
     /// for it, and its plan and rollouts say why.

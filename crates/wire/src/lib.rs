@@ -122,6 +122,84 @@ pub struct Unit {
     pub in_service: bool,
 }
 
+/// What a supply is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SupplyKind {
+    Toner,
+    Ink,
+    Drum,
+    Developer,
+    Fuser,
+    Transfer,
+    Waste,
+    Staples,
+    Other,
+}
+
+impl SupplyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupplyKind::Toner => "toner",
+            SupplyKind::Ink => "ink",
+            SupplyKind::Drum => "drum",
+            SupplyKind::Developer => "developer",
+            SupplyKind::Fuser => "fuser",
+            SupplyKind::Transfer => "transfer",
+            SupplyKind::Waste => "waste",
+            SupplyKind::Staples => "staples",
+            SupplyKind::Other => "other",
+        }
+    }
+}
+
+/// How much of a supply is left, as the device says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SupplyState {
+    Ok,
+    Low,
+    Empty,
+    #[default]
+    Unknown,
+}
+
+impl SupplyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupplyState::Ok => "ok",
+            SupplyState::Low => "low",
+            SupplyState::Empty => "empty",
+            SupplyState::Unknown => "unknown",
+        }
+    }
+}
+
+/// A supply of a device (toner, drum, waste box, …) and its level as last read. One with a
+/// serial number is a replaceable part: a new serial in its slot is a replacement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Supply {
+    /// Position in the device (`toner.black`, `drum.1`); unique within the device.
+    pub slot: String,
+    pub kind: SupplyKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
+    /// 0 to 100; `null` when the device cannot tell.
+    #[serde(default)]
+    pub level_pct: Option<f64>,
+    /// The level in the supply's own unit (of `max`), where the device tells it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub state: SupplyState,
+}
+
 /// Error body of every rejected request, device or operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {

@@ -32,6 +32,9 @@ pub struct DeviceView {
     pub units: Vec<Unit>,
     #[serde(default)]
     pub operating: BTreeMap<String, f64>,
+    /// Supplies with their levels, as the newest report says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supplies: Vec<crate::Supply>,
     /// Reporting interval set by the center, if any.
     pub report_interval_s: Option<u64>,
     /// `compatible`, `software`, `hardware`, `unknown`; absent until judged against a catalog.
@@ -115,6 +118,32 @@ pub enum Change {
         old_version: String,
         new_version: String,
     },
+    SupplyAdded {
+        slot: String,
+        supply: SupplyRef,
+    },
+    SupplyRemoved {
+        slot: String,
+        supply: SupplyRef,
+    },
+    /// Same slot, another cartridge (new serial or part number).
+    SupplyReplaced {
+        slot: String,
+        old: SupplyRef,
+        new: SupplyRef,
+    },
+}
+
+/// A supply as the structure history names it (what it is, not how full).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SupplyRef {
+    pub kind: crate::SupplyKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

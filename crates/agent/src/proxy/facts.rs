@@ -353,6 +353,7 @@ pub fn snapshot(f: &PrinterFacts, naming: &Naming) -> Result<Snapshot, String> {
         model,
         units,
         operating,
+        supplies: Vec::new(),
     })
 }
 

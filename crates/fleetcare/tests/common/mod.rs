@@ -165,6 +165,7 @@ pub fn small_report(id: &str, seq: u64) -> fleetcare_wire::device::StructureRepo
             in_service: true,
         }],
         operating: std::collections::BTreeMap::new(),
+        supplies: Vec::new(),
         install_blocked: None,
     }
 }

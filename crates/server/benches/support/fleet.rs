@@ -46,6 +46,7 @@ pub async fn build(st: &AppState, tenant: i64, n: u64, make: Make) {
                         received_at_ms: 0,
                         structure,
                         operating: BTreeMap::new(),
+                        supplies: Vec::new(),
                         judgement: judged.as_ref().map(|(_, j)| j.clone()),
                         install_blocked: None,
                     })

@@ -59,6 +59,7 @@ pub(crate) async fn device_view(st: &AppState, key: &DeviceKey) -> Result<Device
             .map(|s| s.units().cloned().collect())
             .unwrap_or_default(),
         operating: rec.operating,
+        supplies: rec.supplies,
         report_interval_s: rec.report_interval_s,
         compat_state: rec.compat_state,
         install_blocked: rec.install_blocked,

@@ -138,6 +138,7 @@ pub async fn take_report(
         return Err(ApiError::BadRequest("seq: starts at 1".into()));
     }
     let (_, structure) = structure::validate_report(&r.device_id, &r.model, r.units, &r.operating)
+        .and_then(|(id, s)| Ok((id, s.with_supplies(&r.supplies)?)))
         .map_err(|e| {
             st.metrics.rejected("invalid_report");
             ApiError::BadRequest(e.to_string())
@@ -163,6 +164,7 @@ pub async fn take_report(
             received_at_ms,
             structure,
             operating: r.operating,
+            supplies: r.supplies,
             judgement: judged.as_ref().map(|(_, j)| j.clone()),
             install_blocked: r
                 .install_blocked

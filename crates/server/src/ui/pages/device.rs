@@ -77,6 +77,40 @@ pub struct JobRow {
     updated: String,
 }
 
+/// One supply as the newest report says.
+pub struct SupplyRow {
+    slot: String,
+    kind: &'static str,
+    color: String,
+    level: String,
+    state: &'static str,
+    class: &'static str,
+    part_number: String,
+    serial: String,
+}
+
+fn supply_rows(v: &fleetcare_wire::operator::DeviceView) -> Vec<SupplyRow> {
+    use fleetcare_wire::SupplyState;
+    v.supplies
+        .iter()
+        .map(|s| SupplyRow {
+            slot: s.slot.clone(),
+            kind: s.kind.as_str(),
+            color: s.color.clone().unwrap_or_default(),
+            level: s.level_pct.map_or("unknown".into(), |p| format!("{p} %")),
+            state: s.state.as_str(),
+            class: match s.state {
+                SupplyState::Ok => "ok",
+                SupplyState::Low => "warn",
+                SupplyState::Empty => "bad",
+                SupplyState::Unknown => "",
+            },
+            part_number: s.part_number.clone().unwrap_or_default(),
+            serial: s.serial.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
 /// One meter over the last 30 days: its chart and its numbers.
 pub struct MeterRow {
     name: String,
@@ -149,6 +183,7 @@ struct DevicePage {
     plan_blocked: String,
     advice: Vec<AdviceRow>,
     error_chart: String,
+    supplies: Vec<SupplyRow>,
     meters: Vec<MeterRow>,
     errors: Vec<ErrorRow>,
     troubles: Vec<TroubleRow>,
@@ -166,7 +201,29 @@ fn unit_text(u: &UnitRef) -> String {
 }
 
 fn history_row(e: &fleetcare_wire::operator::HistoryEvent) -> HistoryRow {
+    let supply = |s: &fleetcare_wire::operator::SupplyRef| {
+        let mut t = s.kind.as_str().to_owned();
+        for (label, v) in [
+            ("", &s.color),
+            ("part ", &s.part_number),
+            ("serial ", &s.serial),
+        ] {
+            if let Some(v) = v {
+                t.push_str(&format!(", {label}{v}"));
+            }
+        }
+        t
+    };
     let (what, old, new) = match &e.change {
+        Change::SupplyAdded { slot, supply: s } => {
+            (format!("{slot}: supply added"), String::new(), supply(s))
+        }
+        Change::SupplyRemoved { slot, supply: s } => {
+            (format!("{slot}: supply removed"), supply(s), "none".into())
+        }
+        Change::SupplyReplaced { slot, old, new } => {
+            (format!("{slot}: supply replaced"), supply(old), supply(new))
+        }
         Change::UnitAdded { slot, unit } => (
             format!("{slot}: unit added"),
             String::new(),
@@ -345,6 +402,7 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
         advice: advice_rows(&compat),
         error_chart: chart::bars("Error events per 6 hours, last 7 days", &bars),
         meters: meter_rows(&meters),
+        supplies: supply_rows(&v),
         errors: error_rows(&errs),
         troubles: troubles.troubles.iter().map(trouble_row).collect(),
         jobs: job_rows(&jobs),
