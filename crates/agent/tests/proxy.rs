@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use fleetcare_server::{Center, ServerConfig};
 use fleetcare_testkit::eventually;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -399,6 +399,55 @@ async fn an_snmp_printer_shows_its_host_resources_and_its_alert_table() {
         ]
     );
     assert_eq!(d["operating"]["pages_total"], 51_234.0, "{d}");
+    // The supplies from prtMarkerSuppliesTable: levels, colours, part and serial numbers.
+    let supplies: Vec<(String, Value, String, Value, Value)> = d["supplies"]
+        .as_array()
+        .expect("supplies")
+        .iter()
+        .map(|s| {
+            (
+                s["slot"].as_str().unwrap_or_default().to_owned(),
+                s["level_pct"].clone(),
+                s["state"].as_str().unwrap_or_default().to_owned(),
+                s["part_number"].clone(),
+                s["serial"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        supplies,
+        [
+            (
+                "toner.black".into(),
+                json!(25.0),
+                "ok".into(),
+                json!("006R01509"),
+                json!("2BCB0A0A4A000A2F")
+            ),
+            (
+                "toner.cyan".into(),
+                json!(6.0),
+                "low".into(),
+                json!("006R01510"),
+                json!("2BCB0A0A4A000B11")
+            ),
+            (
+                "drum.black".into(),
+                Value::Null,
+                "ok".into(),
+                Value::Null,
+                Value::Null
+            ),
+            (
+                "waste.4".into(),
+                json!(95.0),
+                "low".into(),
+                Value::Null,
+                Value::Null
+            ),
+        ],
+        "{d}"
+    );
     let jam = eventually("the alert reaches the center", PATIENCE, || async {
         let e = get(&center, "/api/v1/devices/SNMP-PR-42/errors").await;
         e["events"]
@@ -433,4 +482,29 @@ async fn an_snmp_printer_shows_its_host_resources_and_its_alert_table() {
     })
     .await;
     assert_eq!(ev.len(), 2, "the jam is not sent again: {ev:?}");
+
+    // A new cyan cartridge: a replacement in the structure history.
+    let text = std::fs::read_to_string(&mib)
+        .expect("read")
+        .replace("2BCB0A0A4A000B11", "2BCB0A0A4A000C42")
+        .replace(
+            ".1.3.6.1.2.1.43.11.1.1.9.1.2 integer 1200",
+            ".1.3.6.1.2.1.43.11.1.1.9.1.2 integer 20000",
+        );
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, &mib).expect("rename");
+    let swap = eventually("the cartridge swap in the history", PATIENCE, || async {
+        let h = get(&center, "/api/v1/devices/SNMP-PR-42/history").await;
+        h["events"]
+            .as_array()?
+            .iter()
+            .find(|e| e["change"]["kind"] == "supply_replaced")
+            .cloned()
+    })
+    .await;
+    assert_eq!(swap["change"]["slot"], "toner.cyan", "{swap}");
+    assert_eq!(
+        swap["change"]["new"]["serial"], "2BCB0A0A4A000C42",
+        "{swap}"
+    );
 }

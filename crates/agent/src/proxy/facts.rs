@@ -59,6 +59,8 @@ pub struct PrinterFacts {
     pub alerts: Vec<Alert>,
     /// `printer-supply` values, with `printer-supply-description` where given.
     pub supplies: Vec<(String, Option<String>)>,
+    /// `prtMarkerSuppliesTable` rows (SNMP), preferred to `supplies` where both were read.
+    pub supply_rows: Vec<super::supplies::SupplyRow>,
     /// Counters by operating-info name (`pages_total`, …).
     pub counters: BTreeMap<String, f64>,
 }
@@ -353,7 +355,15 @@ pub fn snapshot(f: &PrinterFacts, naming: &Naming) -> Result<Snapshot, String> {
         model,
         units,
         operating,
-        supplies: Vec::new(),
+        supplies: super::supplies::supplies(&if f.supply_rows.is_empty() {
+            f.supplies
+                .iter()
+                .enumerate()
+                .map(|(i, (v, d))| super::supplies::ipp_row(i, v, d.as_deref()))
+                .collect()
+        } else {
+            f.supply_rows.clone()
+        }),
     })
 }
 

@@ -256,6 +256,7 @@ pub fn parse_answer(uri: &str, body: &[u8]) -> Result<PrinterFacts, IppError> {
         state_reasons: list("printer-state-reasons"),
         alerts,
         supplies,
+        supply_rows: Vec::new(),
         counters,
     })
 }

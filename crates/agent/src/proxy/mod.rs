@@ -8,6 +8,7 @@ pub mod addr;
 pub mod facts;
 pub mod ipp;
 pub mod snmp;
+pub mod supplies;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -74,6 +75,7 @@ pub async fn poll(
                     Ok(s) => {
                         f.serial = f.serial.or(s.serial);
                         f.hr_devices = s.hr_devices;
+                        f.supply_rows = s.supply_rows;
                         f.alerts.extend(s.alerts);
                         for (k, v) in s.counters {
                             f.counters.entry(k).or_insert(v);

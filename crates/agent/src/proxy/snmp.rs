@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use snmp2::{Oid, SyncSession, Value};
 
 use super::facts::{Alert, HrDevice, PrinterFacts};
+use super::supplies::{MIB_TYPES, SupplyRow};
 use fleetcare_wire::errors::PrinterAlert;
 
 /// Variables read from one table at most.
@@ -21,6 +22,8 @@ const HR_DEVICE_ENTRY: &[u64] = &[1, 3, 6, 1, 2, 1, 25, 3, 2, 1];
 const PRT_GENERAL_SERIAL: &[u64] = &[1, 3, 6, 1, 2, 1, 43, 5, 1, 1, 17];
 const PRT_MARKER_LIFE_COUNT: &[u64] = &[1, 3, 6, 1, 2, 1, 43, 10, 2, 1, 4];
 const PRT_ALERT_ENTRY: &[u64] = &[1, 3, 6, 1, 2, 1, 43, 18, 1, 1];
+const PRT_MARKER_SUPPLIES_ENTRY: &[u64] = &[1, 3, 6, 1, 2, 1, 43, 11, 1, 1];
+const PRT_MARKER_COLORANT_VALUE: &[u64] = &[1, 3, 6, 1, 2, 1, 43, 12, 1, 1, 4];
 
 #[derive(Debug, thiserror::Error)]
 #[error("SNMP {target}: {detail}")]
@@ -224,6 +227,53 @@ const CODE: &[(i64, &str)] = &[
     (1507, "interpreterResourceUnavailable"),
 ];
 
+/// `prtMarkerSuppliesTable` rows (rest = `[column, hrDeviceIndex, index]`), with the colour of
+/// each from `prtMarkerColorantValue` (rest = `[hrDeviceIndex, colorantIndex]`).
+pub fn supply_rows(table: &[(Vec<u64>, Val)], colorants: &[(Vec<u64>, Val)]) -> Vec<SupplyRow> {
+    let mut rows: BTreeMap<(u64, u64), SupplyRow> = BTreeMap::new();
+    let mut colorant_of: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    for (rest, v) in table {
+        let [col, dev, idx] = rest.as_slice() else {
+            continue;
+        };
+        let r = rows.entry((*dev, *idx)).or_insert_with(|| SupplyRow {
+            index: i64::try_from(*idx).unwrap_or(i64::MAX),
+            ..SupplyRow::default()
+        });
+        match col {
+            3 => {
+                if let Some(c) = int(v).and_then(|c| u64::try_from(c).ok()) {
+                    colorant_of.insert((*dev, *idx), c);
+                }
+            }
+            4 => r.class = int(v),
+            5 => r.kind = int(v).map(|t| name(MIB_TYPES, t)).unwrap_or_default(),
+            6 => r.description = text(v).filter(|d| !d.trim().is_empty()),
+            // 7: the unit; 19 is percent (`PrtMarkerSuppliesSupplyUnitTC`).
+            7 => r.percent = int(v) == Some(19),
+            8 => r.max = int(v),
+            9 => r.level = int(v),
+            _ => {}
+        }
+    }
+    let colors: BTreeMap<(u64, u64), String> = colorants
+        .iter()
+        .filter_map(|(rest, v)| match rest.as_slice() {
+            [dev, idx] => Some(((*dev, *idx), text(v)?)),
+            _ => None,
+        })
+        .collect();
+    rows.into_iter()
+        .map(|((dev, idx), mut r)| {
+            r.colorant = colorant_of
+                .get(&(dev, idx))
+                .and_then(|c| colors.get(&(dev, *c)))
+                .cloned();
+            r
+        })
+        .collect()
+}
+
 /// What the tables say, as facts (merged into the IPP facts by the caller, or alone for a
 /// printer that speaks only SNMP).
 pub fn facts_from(
@@ -328,10 +378,15 @@ pub fn query(target: &str, community: &str, timeout: Duration) -> Result<Printer
     let hr = walk(&mut s, target, HR_DEVICE_ENTRY, deadline)?;
     let alerts = walk(&mut s, target, PRT_ALERT_ENTRY, deadline)?;
     let life = walk(&mut s, target, PRT_MARKER_LIFE_COUNT, deadline)?;
+    let supplies = walk(&mut s, target, PRT_MARKER_SUPPLIES_ENTRY, deadline)?;
+    let colorants = walk(&mut s, target, PRT_MARKER_COLORANT_VALUE, deadline)?;
     if serial.is_empty() && hr.is_empty() && descr.is_empty() {
         return Err(err("the agent answers, but not with the Printer MIB".into()));
     }
-    Ok(facts_from(&serial, &descr, &hr, &alerts, &life))
+    Ok(PrinterFacts {
+        supply_rows: supply_rows(&supplies, &colorants),
+        ..facts_from(&serial, &descr, &hr, &alerts, &life)
+    })
 }
 
 #[cfg(test)]
