@@ -176,7 +176,7 @@ impl Metrics {
         let operating_points_pruned = Counter::default();
         registry.register(
             "fleetcare_operating_points_pruned",
-            "Raw points of operating history deleted after their day was rolled up",
+            "Raw points of operating history cleared after their day was rolled up",
             operating_points_pruned.clone(),
         );
         let operating_days_dropped = Counter::default();

@@ -654,16 +654,13 @@ pub(crate) mod sql {
     pub const OLD_STRUCTURE: &str = "SELECT model, structure, supplies FROM devices \
         WHERE tenant_id = $1 AND device_id = $2";
     pub const INSERT_REPORT: &str = "INSERT INTO reports (tenant_id, device_id, generation, seq, \
-        trigger, observed_at, received_at, structure_hash, changes) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+        trigger, observed_at, received_at, structure_hash, changes, op_keyframe, op_vals) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
         ON CONFLICT (tenant_id, device_id, generation, seq) DO NOTHING";
     pub const INSERT_EVENT: &str = "INSERT INTO structure_events (tenant_id, device_id, seq, \
         trigger, observed_at, received_at, kind, slot, change) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-    /// A report's row of operating history, and the device-day it opens (on a keyframe).
-    pub const INSERT_OPERATING_POINT: &str = "INSERT INTO operating_points (tenant_id, \
-        device_id, at_ms, seq, keyframe, vals) VALUES ($1, $2, $3, $4, $5, $6) \
-        ON CONFLICT (tenant_id, device_id, at_ms, seq) DO NOTHING";
+    /// The device-day a keyframe of operating history opens (the pruner's work list).
     pub const INSERT_OPERATING_DAY: &str = "INSERT INTO operating_days (rolled, day, \
         tenant_id, device_id) VALUES (0, $1, $2, $3) \
         ON CONFLICT (rolled, day, tenant_id, device_id) DO NOTHING";
@@ -785,8 +782,8 @@ pub(crate) struct IngestRows {
     pub history: Option<HistoryRow>,
 }
 
-/// One row of the operating history: `(at, keyframe, values as JSON)`; a keyframe also opens
-/// its device-day in the pruner's work list.
+/// What a report adds to the operating history (stored in its own `reports` row): `(at,
+/// keyframe, values as JSON)`; a keyframe also opens its device-day in the pruner's work list.
 pub(crate) struct HistoryRow {
     pub at_ms: i64,
     pub keyframe: bool,
@@ -796,6 +793,15 @@ pub(crate) struct HistoryRow {
 impl HistoryRow {
     pub fn day(&self) -> i64 {
         fleetcare_core::meters::day_of(self.at_ms)
+    }
+}
+
+impl IngestRows {
+    /// The report row's `op_keyframe` and `op_vals`.
+    pub fn history_columns(&self) -> (Option<i64>, Option<&str>) {
+        self.history
+            .as_ref()
+            .map_or((None, None), |h| (Some(i64::from(h.keyframe)), Some(h.vals.as_str())))
     }
 }
 

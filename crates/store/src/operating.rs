@@ -1,7 +1,7 @@
-//! Operating history: each device's counters and gauges over time (tables
-//! `operating_points`, `operating_days`, `operating_daily`; see ARCHITECTURE.md, "Operating
-//! life"). Ingest writes the points (in the report's transaction, `sqlite.rs`/`postgres.rs`);
-//! this module reads them back and rolls old days up.
+//! Operating history: each device's counters and gauges over time (columns `op_keyframe` and
+//! `op_vals` of `reports`, tables `operating_days` and `operating_daily`; see ARCHITECTURE.md,
+//! "Operating life"). Ingest writes the points with the report's own row (`sqlite.rs`,
+//! `postgres.rs`); this module reads them back and rolls old days up.
 
 use std::collections::BTreeMap;
 
@@ -62,9 +62,11 @@ fn spans_json(spans: &BTreeMap<String, Span>) -> String {
     serde_json::to_string(&raw).expect("numbers serialize")
 }
 
-const POINTS: &str = "SELECT at_ms, keyframe, vals FROM operating_points \
-    WHERE tenant_id = $1 AND device_id = $2 AND at_ms >= $3 AND at_ms < $4 \
-    ORDER BY at_ms, seq LIMIT $5";
+/// A device's points in a span: its reports' history columns (by the reports' key, the
+/// device's own rows only).
+const POINTS: &str = "SELECT observed_at, op_keyframe, op_vals FROM reports \
+    WHERE tenant_id = $1 AND device_id = $2 AND observed_at >= $3 AND observed_at < $4 \
+    AND op_vals IS NOT NULL ORDER BY observed_at, generation, seq LIMIT $5";
 
 impl Store {
     /// The device's operating history in `[since_ms, until_ms)`: raw points from the start of
@@ -231,8 +233,9 @@ impl Store {
                     key.clone(),
                 ),
                 Stmt::new(
-                    "DELETE FROM operating_points WHERE tenant_id = $1 AND device_id = $2 \
-                     AND at_ms >= $3 AND at_ms < $4",
+                    "UPDATE reports SET op_keyframe = NULL, op_vals = NULL WHERE \
+                     tenant_id = $1 AND device_id = $2 AND observed_at >= $3 AND \
+                     observed_at < $4 AND op_vals IS NOT NULL",
                     vec![tenant.into(), device.into(), from.into(), to.into()],
                 ),
                 Stmt::new(

@@ -186,9 +186,9 @@ const GROUP_STATES: &str = "SELECT d.tenant_id, d.device_id, d.generation, d.las
     WHERE (d.tenant_id, d.device_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) \
     ORDER BY d.tenant_id, d.device_id FOR UPDATE OF d";
 const GROUP_INSERT_REPORTS: &str = "INSERT INTO reports (tenant_id, device_id, generation, seq, \
-    trigger, observed_at, received_at, structure_hash, changes) \
+    trigger, observed_at, received_at, structure_hash, changes, op_keyframe, op_vals) \
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], \
-    $6::bigint[], $7::bigint[], $8::text[], $9::bigint[]) \
+    $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[], $11::text[]) \
     ON CONFLICT (tenant_id, device_id, generation, seq) DO NOTHING RETURNING tenant_id, device_id";
 const GROUP_UPDATE_AFTER: &str = "UPDATE devices d SET last_seq = u.seq, last_trigger = u.trig, \
     last_report_at = u.recv, last_observed_at = u.obs, model = u.model, operating = u.op, \
@@ -286,6 +286,16 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
         .bind(
             live.iter()
                 .map(|p| i64::from(p.rows.as_ref().map_or(0, IngestRows::changes)))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            live.iter()
+                .map(|p| p.rows.as_ref().and_then(|r| r.history_columns().0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            live.iter()
+                .map(|p| p.rows.as_ref().and_then(|r| r.history_columns().1))
                 .collect::<Vec<_>>(),
         )
         .fetch_all(&mut *tx)
@@ -403,60 +413,32 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
         .collect())
 }
 
-const INSERT_OPERATING_POINTS: &str = "INSERT INTO operating_points (tenant_id, device_id, \
-    at_ms, seq, keyframe, vals) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
-    $4::bigint[], $5::bigint[], $6::text[]) ON CONFLICT (tenant_id, device_id, at_ms, seq) \
-    DO NOTHING";
 const INSERT_OPERATING_DAYS: &str = "INSERT INTO operating_days (rolled, day, tenant_id, \
     device_id) SELECT 0, * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) \
     ON CONFLICT (rolled, day, tenant_id, device_id) DO NOTHING";
 
-/// The operating history rows of reports (one statement for the points, one for the days
-/// keyframes open; none when nothing changed).
+/// The device-days the reports' keyframes open in the pruner's work list (their operating
+/// history itself is in their `reports` rows).
 async fn store_history<'a>(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     reports: impl Iterator<Item = (&'a NewReport, Option<&'a crate::HistoryRow>)>,
 ) -> Result<()> {
-    let rows: Vec<(&NewReport, &crate::HistoryRow)> =
-        reports.filter_map(|(r, h)| h.map(|h| (r, h))).collect();
-    if rows.is_empty() {
+    let days: Vec<(&NewReport, &crate::HistoryRow)> = reports
+        .filter_map(|(r, h)| h.filter(|h| h.keyframe).map(|h| (r, h)))
+        .collect();
+    if days.is_empty() {
         return Ok(());
     }
-    sqlx::query(INSERT_OPERATING_POINTS)
-        .bind(rows.iter().map(|(r, _)| r.key.tenant).collect::<Vec<_>>())
+    sqlx::query(INSERT_OPERATING_DAYS)
+        .bind(days.iter().map(|(_, h)| h.day()).collect::<Vec<_>>())
+        .bind(days.iter().map(|(r, _)| r.key.tenant).collect::<Vec<_>>())
         .bind(
-            rows.iter()
+            days.iter()
                 .map(|(r, _)| r.key.device_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|(_, h)| h.at_ms).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(r, _)| to_i64(r.seq)).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|(_, h)| i64::from(h.keyframe))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|(_, h)| h.vals.as_str())
                 .collect::<Vec<_>>(),
         )
         .execute(&mut **tx)
         .await?;
-    let days: Vec<&(&NewReport, &crate::HistoryRow)> =
-        rows.iter().filter(|(_, h)| h.keyframe).collect();
-    if !days.is_empty() {
-        sqlx::query(INSERT_OPERATING_DAYS)
-            .bind(days.iter().map(|(_, h)| h.day()).collect::<Vec<_>>())
-            .bind(days.iter().map(|(r, _)| r.key.tenant).collect::<Vec<_>>())
-            .bind(
-                days.iter()
-                    .map(|(r, _)| r.key.device_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut **tx)
-            .await?;
-    }
     Ok(())
 }
 
@@ -565,6 +547,8 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
         .bind(r.received_at_ms)
         .bind(&fingerprint)
         .bind(i64::from(changes))
+        .bind(rows.as_ref().and_then(|r| r.history_columns().0))
+        .bind(rows.as_ref().and_then(|r| r.history_columns().1))
         .execute(&mut *tx)
         .await?
         .rows_affected();

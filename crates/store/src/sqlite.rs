@@ -413,6 +413,9 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
         None
     };
     let changes = rows.as_ref().map_or(0, IngestRows::changes);
+    let (op_keyframe, op_vals) = rows
+        .as_ref()
+        .map_or((None, None), IngestRows::history_columns);
     let inserted = c.prepare_cached(&q(sql::INSERT_REPORT))?.execute(params![
         tenant,
         id,
@@ -422,7 +425,9 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
         r.observed_at_ms,
         r.received_at_ms,
         fingerprint,
-        i64::from(changes)
+        i64::from(changes),
+        op_keyframe,
+        op_vals
     ])?;
     if inserted == 0 {
         return Ok(Ingested::duplicate(interval));
@@ -470,13 +475,9 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
             r.install_blocked,
             rows.supplies_json
         ])?;
-    if let Some(h) = &rows.history {
-        c.prepare_cached(&q(sql::INSERT_OPERATING_POINT))?
-            .execute(params![tenant, id, h.at_ms, seq, h.keyframe, h.vals])?;
-        if h.keyframe {
-            c.prepare_cached(&q(sql::INSERT_OPERATING_DAY))?
-                .execute(params![h.day(), tenant, id])?;
-        }
+    if let Some(h) = rows.history.as_ref().filter(|h| h.keyframe) {
+        c.prepare_cached(&q(sql::INSERT_OPERATING_DAY))?
+            .execute(params![h.day(), tenant, id])?;
     }
     let findings_changed = match judgement_update(r, &state) {
         Some((stmts, guard)) => {
