@@ -408,6 +408,8 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
             "rollout_ineligible": about.as_ref().and_then(|a| a.rollout_ineligible.as_ref()),
             "recent_jobs": about.as_ref().map(|a| &a.recent_jobs),
             "error_rate": about.as_ref().map(|a| &a.error_rate),
+            "supplies": about.as_ref().map(|a| &a.supplies),
+            "meters": about.as_ref().map(|a| &a.meters),
             "settings": settings,
             "notifications": view.notifications,
             "out_of_service": view.state.out_of_service,
@@ -481,6 +483,30 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
                     u.serial,
                     sw.join(", ")
                 );
+            }
+            for sup in &v.supplies {
+                outln!(
+                    "  {:<16} {:<16} {:<14} {:<8} {}{}",
+                    sup.slot,
+                    sup.kind.as_str(),
+                    sup.level_pct.map_or("?".to_owned(), |p| format!("{p} %")),
+                    sup.state.as_str(),
+                    sup.part_number
+                        .as_deref()
+                        .map_or(String::new(), |p| format!("part {p} ")),
+                    sup.serial
+                        .as_deref()
+                        .map_or(String::new(), |n| format!("#{n}"))
+                );
+            }
+            if !v.operating.is_empty() {
+                let meters: Vec<String> = v
+                    .operating
+                    .iter()
+                    .take(12)
+                    .map(|(k, x)| format!("{k} {x}"))
+                    .collect();
+                outln!("meters       {}", meters.join(", "));
             }
         }
         Some(Err(e)) => outln!("center says  (unreachable: {e})"),

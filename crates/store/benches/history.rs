@@ -57,7 +57,11 @@ fn supplies(n: u64) -> Vec<Supply> {
     (0..8u64)
         .map(|i| Supply {
             slot: format!("supply.{i}"),
-            kind: if i < 4 { SupplyKind::Toner } else { SupplyKind::Drum },
+            kind: if i < 4 {
+                SupplyKind::Toner
+            } else {
+                SupplyKind::Drum
+            },
             color: None,
             level_pct: Some(100.0 - ((n / (3 + i)) % 100) as f64),
             level: None,

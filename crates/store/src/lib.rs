@@ -799,9 +799,9 @@ impl HistoryRow {
 impl IngestRows {
     /// The report row's `op_keyframe` and `op_vals`.
     pub fn history_columns(&self) -> (Option<i64>, Option<&str>) {
-        self.history
-            .as_ref()
-            .map_or((None, None), |h| (Some(i64::from(h.keyframe)), Some(h.vals.as_str())))
+        self.history.as_ref().map_or((None, None), |h| {
+            (Some(i64::from(h.keyframe)), Some(h.vals.as_str()))
+        })
     }
 }
 

@@ -354,9 +354,12 @@ pub async fn about(st: &AppState, key: &DeviceKey) -> Result<w::DeviceAbout, Api
         &fleetcare_rollout::eligibility::Requirements::default(),
         &proper,
     );
+    let rec = crate::extract::known_device(st, key).await?;
     Ok(w::DeviceAbout {
         device_id: key.device_id.to_string(),
         model: compat.model.clone(),
+        supplies: rec.supplies,
+        meters: rec.operating,
         rollout_eligible: eligible.is_ok(),
         rollout_ineligible: eligible.err(),
         compat,
