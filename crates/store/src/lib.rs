@@ -827,10 +827,26 @@ fn history_values(
     out
 }
 
-/// What a report adds to its device's operating history, from the stored newest values.
-fn history_row(report: &NewReport, state: &IngestState) -> Result<Option<HistoryRow>> {
+/// What a report adds to its device's operating history, from the stored newest values
+/// (`operating_json` and `supplies_json`: the report's own, as they will be stored).
+fn history_row(
+    report: &NewReport,
+    state: &IngestState,
+    operating_json: &str,
+    supplies_json: Option<&str>,
+) -> Result<Option<HistoryRow>> {
     use fleetcare_core::meters;
     let at = report.observed_at_ms;
+    let same_day = state
+        .last_observed_at
+        .is_some_and(|prev| meters::day_of(prev) == meters::day_of(at));
+    // An idle device reports what it reported before: nothing to parse, nothing to keep.
+    if same_day
+        && state.operating.as_deref() == Some(operating_json)
+        && state.supplies.as_deref() == supplies_json
+    {
+        return Ok(None);
+    }
     let prev: Option<BTreeMap<String, f64>> = match (&state.operating, state.last_observed_at) {
         (Some(json), Some(prev_at)) if meters::day_of(prev_at) == meters::day_of(at) => {
             let op: BTreeMap<String, f64> = serde_json::from_str(json)
@@ -903,13 +919,16 @@ pub(crate) fn ingest_rows(
     } else {
         None
     };
+    let operating_json = serde_json::to_string(&report.operating).expect("numbers serialize");
+    let supplies_json = (!report.supplies.is_empty())
+        .then(|| serde_json::to_string(&report.supplies).expect("supplies serialize"));
+    let history = history_row(report, state, &operating_json, supplies_json.as_deref())?;
     Ok(IngestRows {
         fingerprint,
         structure_change,
-        operating_json: serde_json::to_string(&report.operating).expect("numbers serialize"),
-        supplies_json: (!report.supplies.is_empty())
-            .then(|| serde_json::to_string(&report.supplies).expect("supplies serialize")),
-        history: history_row(report, state)?,
+        operating_json,
+        supplies_json,
+        history,
     })
 }
 
