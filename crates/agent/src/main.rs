@@ -457,6 +457,15 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
             outln!("dropped      {} report(s) (outbox full)", s.reports_dropped);
         }
     }
+    let days_left: std::collections::BTreeMap<String, f64> = about
+        .as_ref()
+        .map(|a| {
+            a.supplies
+                .iter()
+                .filter_map(|s| s.days_left.map(|d| (s.supply.slot.clone(), d)))
+                .collect()
+        })
+        .unwrap_or_default();
     match center {
         Some(Ok(v)) => {
             outln!(
@@ -486,7 +495,7 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
             }
             for sup in &v.supplies {
                 outln!(
-                    "  {:<16} {:<16} {:<14} {:<8} {}{}",
+                    "  {:<16} {:<16} {:<14} {:<8} {}{}{}",
                     sup.slot,
                     sup.kind.as_str(),
                     sup.level_pct.map_or("?".to_owned(), |p| format!("{p} %")),
@@ -496,7 +505,10 @@ async fn status(config: PathBuf, as_json: bool) -> anyhow::Result<()> {
                         .map_or(String::new(), |p| format!("part {p} ")),
                     sup.serial
                         .as_deref()
-                        .map_or(String::new(), |n| format!("#{n}"))
+                        .map_or(String::new(), |n| format!("#{n} ")),
+                    days_left
+                        .get(&sup.slot)
+                        .map_or(String::new(), |d| format!("(about {d} days left)"))
                 );
             }
             if !v.operating.is_empty() {

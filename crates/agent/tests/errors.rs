@@ -649,8 +649,8 @@ fix = { setting = "fuser.temp_offset_c", value = "-5" }
     );
     assert_eq!(s["error_rate"]["model_devices"], 1, "{s}");
     // What the center holds of the device's operating life comes back too.
-    assert_eq!(s["supplies"][0]["part_number"], "TN-45K", "{s}");
-    assert_eq!(s["supplies"][0]["state"], "low", "{s}");
+    assert_eq!(s["supplies"][0]["supply"]["part_number"], "TN-45K", "{s}");
+    assert_eq!(s["supplies"][0]["supply"]["state"], "low", "{s}");
     assert_eq!(s["meters"]["pages_total"], 4000.0, "{s}");
     let _ = stop.send(true);
     task.await.expect("agent");

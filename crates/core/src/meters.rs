@@ -220,6 +220,76 @@ pub fn buckets(
         .collect()
 }
 
+/// How fast a level moves and when it reaches its end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Forecast {
+    /// Points per day towards the end (consumed, or filled for a receptacle).
+    pub per_day: f64,
+    /// Days from the newest reading until the level reaches its end (0 % consumed, 100 %
+    /// filled).
+    pub days_left: f64,
+    /// Readings the fit used (those since the last refill).
+    pub readings: usize,
+}
+
+/// Readings a forecast fits at most (evenly picked from the current cartridge's).
+const FORECAST_READINGS: usize = 200;
+/// A level rising by more than this many points is a new cartridge (for a receptacle:
+/// falling, an emptied one): the fit starts after it.
+const REFILL_POINTS: f64 = 5.0;
+
+/// Forecast a level (percent, oldest reading first) from the readings since the last refill:
+/// the Theil–Sen slope (the median of the slopes between every two readings, which a few
+/// odd readings do not move), towards 0 % (`filled`: towards 100 %). `None` with fewer than
+/// three readings over less than six hours, or when the level does not move towards its end.
+pub fn forecast(readings: &[(i64, f64)], filled: bool) -> Option<Forecast> {
+    let dir = if filled { -1.0 } else { 1.0 };
+    // The current cartridge: after the last jump the wrong way.
+    let start = readings
+        .windows(2)
+        .rposition(|w| (w[1].1 - w[0].1) * dir > REFILL_POINTS)
+        .map_or(0, |i| i + 1);
+    let cur = &readings[start..];
+    let (first, last) = (cur.first()?, cur.last()?);
+    if cur.len() < 3 || last.0 - first.0 < 6 * HOUR_MS {
+        return None;
+    }
+    let step = cur.len().div_ceil(FORECAST_READINGS);
+    let picked: Vec<(f64, f64)> = cur
+        .iter()
+        .step_by(step.max(1))
+        .map(|(t, v)| (*t as f64 / DAY_MS as f64, *v))
+        .collect();
+    let mut slopes = Vec::with_capacity(picked.len() * picked.len() / 2);
+    for (i, a) in picked.iter().enumerate() {
+        for b in &picked[i + 1..] {
+            if b.0 > a.0 {
+                slopes.push((b.1 - a.1) / (b.0 - a.0));
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return None;
+    }
+    slopes.sort_by(f64::total_cmp);
+    let mid = slopes.len() / 2;
+    let slope = if slopes.len() % 2 == 0 {
+        (slopes[mid - 1] + slopes[mid]) / 2.0
+    } else {
+        slopes[mid]
+    };
+    let per_day = -slope * dir;
+    if per_day < 0.01 {
+        return None;
+    }
+    let left = if filled { 100.0 - last.1 } else { last.1 };
+    Some(Forecast {
+        per_day,
+        days_left: (left.max(0.0) / per_day),
+        readings: cur.len(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +321,37 @@ mod tests {
         assert_eq!(states[0].1, a);
         assert_eq!(states[1].1, b);
         assert_eq!(states[2].1, b);
+    }
+
+    #[test]
+    fn a_forecast_fits_the_current_cartridge_and_ignores_odd_readings() {
+        // Two points a day for ten days: 2 points a day consumed, one reading way off.
+        let mut r: Vec<(i64, f64)> = (0..20)
+            .map(|i| (i * DAY_MS / 2, 60.0 - f64::from(i as i32)))
+            .collect();
+        r[7].1 = 5.0;
+        let f = forecast(&r, false).expect("a forecast");
+        assert!((f.per_day - 2.0).abs() < 0.05, "{f:?}");
+        assert!((f.days_left - 41.0 / 2.0).abs() < 0.5, "{f:?}");
+        // A new cartridge: only what follows it counts.
+        let mut swapped = r.clone();
+        swapped.extend((0..6).map(|i| (10 * DAY_MS + i * DAY_MS, 100.0 - 4.0 * i as f64)));
+        let f = forecast(&swapped, false).expect("a forecast");
+        assert_eq!(f.readings, 6);
+        assert!((f.per_day - 4.0).abs() < 0.05, "{f:?}");
+        // A waste box fills up.
+        let w: Vec<(i64, f64)> = (0..5)
+            .map(|i| (i * DAY_MS, 50.0 + 5.0 * i as f64))
+            .collect();
+        assert!((forecast(&w, true).expect("fills").days_left - 6.0).abs() < 0.01);
+        // Too few readings, too short a span, or nothing used: no forecast.
+        assert_eq!(forecast(&r[..2], false), None);
+        assert_eq!(
+            forecast(&[(0, 50.0), (HOUR_MS, 49.0), (2 * HOUR_MS, 48.0)], false),
+            None
+        );
+        let flat: Vec<(i64, f64)> = (0..5).map(|i| (i * DAY_MS, 70.0)).collect();
+        assert_eq!(forecast(&flat, false), None);
     }
 
     #[test]

@@ -764,11 +764,15 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
             }
             if !d.supplies.is_empty() {
                 outln!();
+                let list: fleetcare_wire::life::SupplyList = api
+                    .get(&format!("/api/v1/devices/{}/supplies", segment(&id)?))
+                    .await?;
                 let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-                let rows: Vec<Vec<String>> = d
+                let rows: Vec<Vec<String>> = list
                     .supplies
                     .iter()
-                    .map(|s| {
+                    .map(|st| {
+                        let s = &st.supply;
                         vec![
                             s.slot.clone(),
                             s.kind.as_str().to_owned(),
@@ -777,6 +781,7 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                             s.state.as_str().to_owned(),
                             opt(&s.part_number),
                             opt(&s.serial),
+                            st.days_left.map_or("-".into(), |d| d.to_string()),
                         ]
                     })
                     .collect();
@@ -784,7 +789,14 @@ async fn devices(cmd: DevicesCmd, remote: &Remote) -> anyhow::Result<()> {
                     "{}",
                     table::render(
                         &[
-                            "SUPPLY", "KIND", "COLOR", "LEVEL", "STATE", "PART", "SERIAL"
+                            "SUPPLY",
+                            "KIND",
+                            "COLOR",
+                            "LEVEL",
+                            "STATE",
+                            "PART",
+                            "SERIAL",
+                            "DAYS LEFT"
                         ],
                         &rows
                     )

@@ -75,6 +75,7 @@ pub fn app(state: AppState) -> Router {
             get(devices::api::device_history),
         )
         .route("/api/v1/devices/{id}/meters", get(life::api::meters))
+        .route("/api/v1/devices/{id}/supplies", get(life::api::supplies))
         .route(
             "/api/v1/devices/{id}/request-report",
             post(devices::api::request_report),

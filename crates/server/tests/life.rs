@@ -241,3 +241,44 @@ async fn supplies_are_shown_swapped_in_history_and_refused_when_wrong() {
         f.finish().await;
     }
 }
+
+#[tokio::test]
+async fn a_supply_forecast_comes_from_its_consumption() {
+    for (store, f) in fixtures("a_supply_forecast").await {
+        let token = enroll(&f, "FC-1").await;
+        // A black toner used 3 points a day for six days (two readings a day), one odd read.
+        for i in 0..12u64 {
+            let at = common::NOW - 6 * DAY_MS + i as i64 * DAY_MS / 2;
+            let level = if i == 5 { 20.0 } else { 60.0 - 1.5 * i as f64 };
+            let mut r = report("FC-1", i + 1, at, json!({"pages_total": 100 * i}));
+            r["supplies"] = json!([
+                {"slot": "toner.black", "kind": "toner", "level_pct": level, "part_number": "TN-45K", "state": "ok"},
+                {"slot": "staples", "kind": "staples", "state": "unknown"}
+            ]);
+            let (status, ack) = post(&f, &token, r).await;
+            assert_eq!(status, StatusCode::OK, "{store}: {ack}");
+        }
+        let (status, s) = call(
+            &f.app,
+            "GET",
+            "/api/v1/devices/FC-1/supplies",
+            Some(&f.admin),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{store}: {s}");
+        let toner = &s["supplies"][0];
+        assert_eq!(toner["supply"]["slot"], "toner.black", "{store}: {s}");
+        let per_day = toner["per_day"].as_f64().expect("per day");
+        let days_left = toner["days_left"].as_f64().expect("days left");
+        assert!((per_day - 3.0).abs() < 0.1, "{store}: {s}");
+        // 43.5 % left at 3 a day.
+        assert!((days_left - 14.5).abs() < 0.5, "{store}: {s}");
+        assert!(toner["empty_at"].is_string(), "{store}: {s}");
+        assert!(
+            s["supplies"][1].get("days_left").is_none(),
+            "{store}: no levels, no forecast: {s}"
+        );
+        f.finish().await;
+    }
+}

@@ -4,6 +4,7 @@
 //! | method | path | body | answer |
 //! |---|---|---|---|
 //! | GET | `/api/v1/devices/{id}/meters?meter=&since=&until=&every=` | | [`MeterSeries`] |
+//! | GET | `/api/v1/devices/{id}/supplies` | | [`SupplyList`] |
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -28,6 +29,30 @@ pub struct MeterSeries {
 pub struct Meter {
     pub name: String,
     pub points: Vec<MeterPoint>,
+}
+
+/// A device's supplies as its newest report says, each with the center's forecast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SupplyList {
+    pub device_id: String,
+    pub supplies: Vec<SupplyStatus>,
+}
+
+/// A supply and when it runs out (a receptacle: when it is full), from its consumption since
+/// it was put in (a robust fit over the readings of the last 30 days).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SupplyStatus {
+    pub supply: crate::Supply,
+    /// Points of level used (a receptacle: filled) per day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<f64>,
+    /// Days from its newest reading until it is empty (a receptacle: full); absent when the
+    /// readings do not tell (too few, or the level does not move).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<f64>,
+    /// When that is (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_at: Option<String>,
 }
 
 /// The readings of one bucket: the first and last, the lowest and highest.

@@ -187,9 +187,10 @@ pub struct DeviceAbout {
     /// The newest jobs, over or not.
     pub recent_jobs: Vec<Job>,
     pub error_rate: ErrorRate,
-    /// Supplies as the center holds them (the newest report's), with their levels.
+    /// Supplies as the center holds them (the newest report's), with their levels and when
+    /// each runs out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub supplies: Vec<crate::Supply>,
+    pub supplies: Vec<crate::life::SupplyStatus>,
     /// The meters (counters and gauges) the center holds, from the newest report.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub meters: std::collections::BTreeMap<String, f64>,

@@ -119,6 +119,12 @@ pub const TABLE: &[Rule] = &[
     ),
     r("GET", "/api/v1/devices/{id}/meters", "device.meters", READ),
     r(
+        "GET",
+        "/api/v1/devices/{id}/supplies",
+        "device.supplies",
+        READ,
+    ),
+    r(
         "POST",
         "/api/v1/devices/{id}/request-report",
         "device.request_report",

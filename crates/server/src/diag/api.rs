@@ -358,7 +358,7 @@ pub async fn about(st: &AppState, key: &DeviceKey) -> Result<w::DeviceAbout, Api
     Ok(w::DeviceAbout {
         device_id: key.device_id.to_string(),
         model: compat.model.clone(),
-        supplies: rec.supplies,
+        supplies: crate::life::supply_status(st, key, rec.supplies).await?,
         meters: rec.operating,
         rollout_eligible: eligible.is_ok(),
         rollout_ineligible: eligible.err(),

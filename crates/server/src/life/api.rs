@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use fleetcare_core::clock::rfc3339;
 use fleetcare_core::meters::{DAY_MS, HOUR_MS};
-use fleetcare_wire::life::{Meter, MeterPoint, MeterSeries};
+use fleetcare_wire::life::{Meter, MeterPoint, MeterSeries, SupplyList};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -28,6 +28,24 @@ pub struct MeterQuery {
     pub until: Option<String>,
     /// `hour` or `day` (UTC); default `day`.
     pub every: Option<String>,
+}
+
+/// A device's supplies as its newest report says, each with when it runs out (a robust fit
+/// over the last 30 days of its levels, since it was put in).
+#[utoipa::path(get, path = "/api/v1/devices/{id}/supplies",
+    params(("id" = String, Path, description = "device id")),
+    responses((status = 200, body = SupplyList), (status = 404, body = fleetcare_wire::ErrorBody)))]
+pub async fn supplies(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+    Path(id): Path<String>,
+) -> Result<Json<SupplyList>, ApiError> {
+    let key = device_key(&op, &id)?;
+    let rec = known_device(&st, &key).await?;
+    Ok(Json(SupplyList {
+        device_id: key.device_id.to_string(),
+        supplies: super::supply_status(&st, &key, rec.supplies).await?,
+    }))
 }
 
 fn time_ms(what: &str, s: &str) -> Result<i64, ApiError> {

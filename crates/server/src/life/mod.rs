@@ -33,6 +33,54 @@ pub async fn series(
     ))
 }
 
+/// Days of readings a supply forecast looks at.
+pub const FORECAST_DAYS: i64 = 30;
+
+/// Each of the device's supplies (as its newest report says) with when it runs out, fitted
+/// over the last [`FORECAST_DAYS`] of its levels.
+pub async fn supply_status(
+    st: &Ctx,
+    key: &DeviceKey,
+    supplies: Vec<fleetcare_wire::Supply>,
+) -> Result<Vec<fleetcare_wire::life::SupplyStatus>, StoreError> {
+    if supplies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = st.clock.now_ms();
+    let h = st
+        .store
+        .operating_history(
+            key,
+            now - FORECAST_DAYS * meters::DAY_MS,
+            now + meters::DAY_MS,
+        )
+        .await?;
+    let states = meters::replay(&h.points);
+    Ok(supplies
+        .into_iter()
+        .map(|supply| {
+            let name = format!("supply.{}.level_pct", supply.slot);
+            let readings: Vec<(i64, f64)> = states
+                .iter()
+                .filter_map(|(at, v)| v.get(&name).map(|l| (*at, *l)))
+                .collect();
+            let filled = supply.kind == fleetcare_wire::SupplyKind::Waste;
+            let f = meters::forecast(&readings, filled);
+            let last_at = readings.last().map_or(now, |r| r.0);
+            fleetcare_wire::life::SupplyStatus {
+                per_day: f.map(|f| (f.per_day * 100.0).round() / 100.0),
+                days_left: f.map(|f| (f.days_left * 10.0).round() / 10.0),
+                empty_at: f.map(|f| {
+                    fleetcare_core::clock::rfc3339(
+                        last_at + (f.days_left * meters::DAY_MS as f64) as i64,
+                    )
+                }),
+                supply,
+            }
+        })
+        .collect())
+}
+
 /// Roll up days of raw points older than `raw_days` and drop rollups older than `keep_days`,
 /// a bounded number of device-days at a time; counted in `/metrics`.
 pub async fn prune(st: &Ctx, raw_days: u64, keep_days: u64) {

@@ -87,13 +87,19 @@ pub struct SupplyRow {
     class: &'static str,
     part_number: String,
     serial: String,
+    /// When it runs out, from its consumption (empty when the readings do not tell).
+    days_left: String,
 }
 
-fn supply_rows(v: &fleetcare_wire::operator::DeviceView) -> Vec<SupplyRow> {
+fn supply_rows(list: &[fleetcare_wire::life::SupplyStatus]) -> Vec<SupplyRow> {
     use fleetcare_wire::SupplyState;
-    v.supplies
-        .iter()
-        .map(|s| SupplyRow {
+    list.iter()
+        .map(|st| (&st.supply, st))
+        .map(|(s, st)| SupplyRow {
+            days_left: match (st.days_left, &st.empty_at) {
+                (Some(d), Some(at)) => format!("{d} (about {})", at.get(..10).unwrap_or(at)),
+                _ => String::new(),
+            },
             slot: s.slot.clone(),
             kind: s.kind.as_str(),
             color: s.color.clone().unwrap_or_default(),
@@ -347,6 +353,8 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
     )
     .await?;
     let Json(out) = crate::compat::units::list(s(), ui.auth(), Path(id.clone())).await?;
+    let Json(supplies) = crate::life::api::supplies(s(), ui.auth(), Path(id.clone())).await?;
+    let supplies = supplies.supplies;
     let Json(meters) = crate::life::api::meters(
         s(),
         ui.auth(),
@@ -402,7 +410,7 @@ async fn device_page(st: &AppState, ui: &Ui, id: String) -> Result<Html<String>,
         advice: advice_rows(&compat),
         error_chart: chart::bars("Error events per 6 hours, last 7 days", &bars),
         meters: meter_rows(&meters),
-        supplies: supply_rows(&v),
+        supplies: supply_rows(&supplies),
         errors: error_rows(&errs),
         troubles: troubles.troubles.iter().map(trouble_row).collect(),
         jobs: job_rows(&jobs),
