@@ -98,6 +98,9 @@ pub struct AgentConfig {
     /// LAN-proxy mode: the printers this agent stands in for (`ipp://…`, `http://…`,
     /// `snmp://community@host:port`); each becomes its own device.
     pub printers: Vec<String>,
+    /// The device id and model a printer is named by where the config names it (a printer
+    /// that tells no serial number and no UUID), by its `printers` entry.
+    pub printer_names: std::collections::BTreeMap<String, PrinterName>,
     /// How often each printer is read.
     pub printer_poll: Duration,
     /// Longest one read of a printer may take.
@@ -107,6 +110,60 @@ pub struct AgentConfig {
     pub printer_snmp_port: u16,
     /// Firmware component name → unit kind, where the guess from the name is wrong.
     pub printer_unit_kinds: std::collections::BTreeMap<String, String>,
+}
+
+/// How the config names a printer behind the proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrinterName {
+    pub device_id: Option<String>,
+    pub model: Option<String>,
+}
+
+/// `printers`: each a URL, or a table `{ url = "…", device_id = "…", model = "…" }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Printers(Vec<(String, PrinterName)>);
+
+impl fleetcare_core::config::Setting for Printers {
+    const EXPECTED: &'static str =
+        "a list of printer URLs or tables { url = \"…\", device_id = \"…\", model = \"…\" }";
+    fn from_toml(v: &toml::Value) -> Option<Self> {
+        let mut out = Vec::new();
+        for p in v.as_array()? {
+            match p {
+                toml::Value::String(url) => out.push((url.clone(), PrinterName::default())),
+                toml::Value::Table(t) => {
+                    if t.keys()
+                        .any(|k| !matches!(k.as_str(), "url" | "device_id" | "model"))
+                    {
+                        return None;
+                    }
+                    let text = |k: &str| match t.get(k) {
+                        None => Some(None),
+                        Some(toml::Value::String(s)) => Some(Some(s.clone())),
+                        Some(_) => None,
+                    };
+                    out.push((
+                        t.get("url")?.as_str()?.to_owned(),
+                        PrinterName {
+                            device_id: text("device_id")?,
+                            model: text("model")?,
+                        },
+                    ));
+                }
+                _ => return None,
+            }
+        }
+        Some(Printers(out))
+    }
+    fn from_env(s: &str) -> Option<Self> {
+        Some(Printers(
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| (p.to_owned(), PrinterName::default()))
+                .collect(),
+        ))
+    }
 }
 
 /// Files of the agent's TLS (PEM).
@@ -171,6 +228,7 @@ impl AgentConfig {
             journal: crate::journal::JournalLimits::default(),
             local_socket: None,
             printers: Vec::new(),
+            printer_names: std::collections::BTreeMap::new(),
             printer_poll: Duration::from_secs(60),
             printer_timeout: Duration::from_secs(10),
             printer_snmp_community: None,
@@ -424,7 +482,28 @@ impl AgentConfig {
             max_events: r.bounded("journal_max_events", 100_000, 10, 100_000_000),
             max_bytes: r.bounded("journal_max_mb", 64, 1, 1 << 20) << 20,
         };
-        c.printers = r.value("printers", Vec::new());
+        let printers = r.value("printers", Printers::default()).0;
+        for (url, name) in &printers {
+            if let Some(id) = &name.device_id
+                && let Err(e) = fleetcare_core::DeviceId::parse(id)
+            {
+                r.problem(format!("`printers`: {url:?}: device_id: {e}"));
+            }
+            if let Some(m) = &name.model
+                && (m.trim().is_empty() || m.chars().count() > fleetcare_core::limits::MAX_NAME_LEN)
+            {
+                r.problem(format!(
+                    "`printers`: {url:?}: model must be 1 to {} characters",
+                    fleetcare_core::limits::MAX_NAME_LEN
+                ));
+            }
+        }
+        c.printer_names = printers
+            .iter()
+            .filter(|(_, n)| *n != PrinterName::default())
+            .cloned()
+            .collect();
+        c.printers = printers.into_iter().map(|(url, _)| url).collect();
         c.printer_poll = Duration::from_secs(r.bounded("printer_poll_s", 60, 1, 86_400));
         c.printer_timeout = Duration::from_secs(r.bounded("printer_timeout_s", 10, 1, 300));
         c.printer_snmp_community = r.optional("printer_snmp_community");
@@ -506,6 +585,43 @@ mod tests {
         )
         .expect_err("invalid");
         assert_eq!(err.problems.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn printers_are_urls_or_tables_that_name_them() {
+        let env = |_: &str| None;
+        let parse = |printers: &str| {
+            AgentConfig::parse(
+                Some((
+                    "a.toml",
+                    &format!(
+                        "center_url = \"http://c:1\"\nenrollment_key = \"k\"\nprinters = {printers}\n"
+                    ),
+                )),
+                Path::new("/"),
+                &env,
+            )
+        };
+        let c = parse(
+            r#"["ipp://p1/ipp/print", { url = "snmp://public@p2", device_id = "FRONT-DESK-1", model = "acme-laser-5" }]"#,
+        )
+        .expect("valid");
+        assert_eq!(c.printers, ["ipp://p1/ipp/print", "snmp://public@p2"]);
+        assert_eq!(
+            c.printer_names["snmp://public@p2"],
+            PrinterName {
+                device_id: Some("FRONT-DESK-1".into()),
+                model: Some("acme-laser-5".into()),
+            }
+        );
+        assert!(!c.printer_names.contains_key("ipp://p1/ipp/print"));
+        for bad in [
+            r#"[{ url = "snmp://p", device_id = "no spaces please" }]"#,
+            r#"[{ url = "snmp://p", serial = "x" }]"#,
+            r#"[{ device_id = "X" }]"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub struct Seen {
 pub struct Naming {
     /// Firmware component name → unit kind (else guessed from the name).
     pub kinds: BTreeMap<String, String>,
+    /// The device id the config gives the printer (else its serial number or UUID).
+    pub device_id: Option<String>,
+    /// The model the config gives the printer (else from what it tells).
+    pub model: Option<String>,
 }
 
 /// A name cut to the wire's rules: no control characters, trimmed, at most 64 characters.
@@ -196,11 +200,12 @@ pub fn snapshot(f: &PrinterFacts, naming: &Naming) -> Result<Snapshot, String> {
         .uuid
         .as_deref()
         .map(|u| u.trim_start_matches("urn:uuid:").to_owned());
-    let device = serial
-        .as_deref()
-        .and_then(device_id)
+    let device = naming
+        .device_id
+        .clone()
+        .or_else(|| serial.as_deref().and_then(device_id))
         .or_else(|| uuid.as_deref().and_then(device_id))
-        .ok_or("the printer tells no serial number (printer-device-id SN:, prtGeneralSerialNumber) and no printer-uuid")?;
+        .ok_or("the printer tells no serial number (printer-device-id SN:, prtGeneralSerialNumber) and no printer-uuid: name it in the config (printers = [{ url = \"…\", device_id = \"…\", model = \"…\" }])")?;
     let maker = d1284
         .get("MFG")
         .or_else(|| d1284.get("MANUFACTURER"))
@@ -214,9 +219,10 @@ pub fn snapshot(f: &PrinterFacts, naming: &Naming) -> Result<Snapshot, String> {
         .map(|m| slug(&m))
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| "unknown".into());
-    let model = f
-        .make_and_model
+    let model = naming
+        .model
         .clone()
+        .or_else(|| f.make_and_model.clone())
         .or_else(|| {
             let mdl = d1284.get("MDL").or_else(|| d1284.get("MODEL"))?;
             Some(format!("{maker} {mdl}"))
@@ -593,7 +599,19 @@ mod tests {
             "6f1c3a52-0000-4000-8000-000000000777"
         );
         f.uuid = None;
-        assert!(snapshot(&f, &Naming::default()).is_err());
+        let err = snapshot(&f, &Naming::default()).expect_err("nameless");
+        assert!(err.contains("name it in the config"), "{err}");
+        // The config names it.
+        let named = Naming {
+            device_id: Some("FRONT-DESK-1".into()),
+            model: Some("acme-laser-5".into()),
+            ..Naming::default()
+        };
+        let s = snapshot(&f, &named).expect("named");
+        assert_eq!(
+            (s.device_id.as_str(), s.model.as_str()),
+            ("FRONT-DESK-1", "acme-laser-5")
+        );
     }
 
     #[test]

@@ -124,6 +124,22 @@ async fn poller(
         .expect("an HTTP client with a plain configuration builds");
     let seen_path = dir.join("seen.json");
     let mut seen = load_seen(&seen_path);
+    // What went wrong at the last poll: a problem is logged when it starts or changes, not at
+    // every poll.
+    let mut trouble: Option<String> = None;
+    let mut report = |now: Option<String>| {
+        match (&trouble, &now) {
+            (Some(was), Some(is)) if was == is => {}
+            (_, Some(is)) => {
+                tracing::warn!(printer = %addr.label(), problem = %is, "the printer cannot be read or named (said again only when this changes)");
+            }
+            (Some(_), None) => {
+                tracing::info!(printer = %addr.label(), "the printer is read and named again");
+            }
+            (None, None) => {}
+        }
+        trouble = now;
+    };
     loop {
         match poll(&http, &addr, timeout).await {
             Ok(f) => match facts::snapshot(&f, &naming) {
@@ -167,12 +183,11 @@ async fn poller(
                     }
                     *last.lock().expect("printer snapshot") = Ok(snap);
                     handle.structure_changed();
+                    report(None);
                 }
-                Err(e) => {
-                    tracing::warn!(printer = %addr.label(), error = %e, "the printer's answer names no device");
-                }
+                Err(e) => report(Some(format!("its answer names no device: {e}"))),
             },
-            Err(e) => tracing::warn!(printer = %addr.label(), error = %e, "polling the printer"),
+            Err(e) => report(Some(format!("polling it: {e}"))),
         }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
@@ -226,6 +241,11 @@ pub async fn run(cfg: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<()
             cfg.printer_timeout,
             Naming {
                 kinds: cfg.printer_unit_kinds.clone(),
+                device_id: cfg
+                    .printer_names
+                    .get(entry)
+                    .and_then(|n| n.device_id.clone()),
+                model: cfg.printer_names.get(entry).and_then(|n| n.model.clone()),
             },
             last,
             journal,
