@@ -66,7 +66,7 @@ impl Lab {
             format!(
                 "[device]\nid = \"{id}\"\nmodel = \"acme-mfp-9000\"\n[[unit]]\nslot = \"fuser\"\nkind = \"fuser\"\nmodel = \"fus-7\"\nserial = \"F-{id}\"\n\
                  [operating]\npages_total = 4000\n\
-                 [[supply]]\nslot = \"toner.black\"\nkind = \"toner\"\nlevel_pct = 8\nstate = \"low\"\npart_number = \"TN-45K\"\n"
+                 [[supply]]\nslot = \"toner.black\"\nkind = \"toner\"\nlevel_pct = 64\nstate = \"ok\"\npart_number = \"TN-45K\"\n"
             ),
         )
         .expect("inventory");
@@ -650,7 +650,7 @@ fix = { setting = "fuser.temp_offset_c", value = "-5" }
     assert_eq!(s["error_rate"]["model_devices"], 1, "{s}");
     // What the center holds of the device's operating life comes back too.
     assert_eq!(s["supplies"][0]["supply"]["part_number"], "TN-45K", "{s}");
-    assert_eq!(s["supplies"][0]["supply"]["state"], "low", "{s}");
+    assert_eq!(s["supplies"][0]["supply"]["state"], "ok", "{s}");
     assert_eq!(s["meters"]["pages_total"], 4000.0, "{s}");
     let _ = stop.send(true);
     task.await.expect("agent");

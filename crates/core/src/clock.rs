@@ -44,6 +44,21 @@ impl Clock for ManualClock {
 
 /// RFC 3339 with milliseconds, UTC. Times before the epoch print as the epoch.
 pub fn rfc3339(ms: i64) -> String {
-    let ms = u64::try_from(ms).unwrap_or(0);
+    // RFC 3339 ends with the year 9999: a later time (a sentinel such as `i64::MAX`) is shown
+    // as its last millisecond rather than failing.
+    const LAST: u64 = 253_402_300_799_999;
+    let ms = u64::try_from(ms).unwrap_or(0).min(LAST);
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_out_of_rfc3339s_range_are_clamped_not_a_panic() {
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_790_000_000_000), "2026-09-21T14:13:20.000Z");
+    }
 }

@@ -104,7 +104,8 @@ impl AppState {
         let rollouts = Arc::new(rollout::Rollouts::new(compat.clone()));
         // After a report is durable, in this order: the rollout engine looks at a changed
         // device again; the other instances' fleet indexes follow; operating info is judged;
-        // the hub wakes whoever waits for the report; the dashboard's live pages are told.
+        // supplies running out open troubles (and new ones resolve them); the hub wakes whoever
+        // waits for the report; the dashboard's live pages are told.
         let after_report: Arc<[Arc<dyn AfterReport>]> = Arc::new([
             rollouts.clone() as Arc<dyn AfterReport>,
             Arc::new(cluster::FollowStructure(devices.clone())),
@@ -112,6 +113,7 @@ impl AppState {
                 ctx: ctx.clone(),
                 diag: diag.clone(),
             }),
+            Arc::new(life::SupplyWatch { ctx: ctx.clone() }),
             devices.hub.clone(),
             ctx.events.clone(),
         ]);

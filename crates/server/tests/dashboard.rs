@@ -113,7 +113,7 @@ fn report(id: &str, model: &str, version: &str) -> Value {
             {"slot": "fuser", "kind": "fuser", "model": "fus-7", "serial": format!("F-{id}")}
         ],
         "operating": {"pages_total": 4321},
-        "supplies": [{"slot": "toner.black", "kind": "toner", "level_pct": 12.5, "state": "low",
+        "supplies": [{"slot": "toner.black", "kind": "toner", "level_pct": 12.5, "state": "ok",
                       "part_number": "TN-45K", "serial": format!("K-{id}")}]
     })
 }
@@ -297,7 +297,7 @@ async fn a_viewer_sees_no_action_and_no_audit_log() {
     assert!(
         a.body.contains(r#"<table id="supplies">"#)
             && a.body.contains("TN-45K")
-            && a.body.contains(r#"<span class="badge warn">low</span>"#),
+            && a.body.contains(r#"<span class="badge ok">ok</span>"#),
         "the supplies: {}",
         a.body
     );

@@ -282,3 +282,78 @@ async fn a_supply_forecast_comes_from_its_consumption() {
         f.finish().await;
     }
 }
+
+#[tokio::test]
+async fn a_supply_running_out_is_a_trouble_until_a_new_cartridge_is_in() {
+    for (store, f) in fixtures("a_supply_running_out").await {
+        let token = enroll(&f, "RUN-1").await;
+        let send = |seq: u64, serial: &str, level: f64, state: &str| {
+            let mut r = report(
+                "RUN-1",
+                seq,
+                common::NOW + seq as i64,
+                json!({"pages_total": seq}),
+            );
+            r["supplies"] = json!([{"slot": "toner.cyan", "kind": "toner", "color": "cyan",
+                "level_pct": level, "state": state, "part_number": "TN-45C", "serial": serial}]);
+            r
+        };
+        let troubles = || async {
+            let (_, t) = call(
+                &f.app,
+                "GET",
+                "/api/v1/troubles?device=RUN-1&state=all",
+                Some(&f.admin),
+                None,
+            )
+            .await;
+            t["troubles"].as_array().cloned().unwrap_or_default()
+        };
+        let live = |all: &[Value]| -> Vec<(String, String)> {
+            all.iter()
+                .filter(|t| t["state"] != "resolved")
+                .map(|t| {
+                    (
+                        t["rule_id"].as_str().unwrap_or_default().to_owned(),
+                        t["severity"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        for (seq, serial, level, state) in [(1, "C-1", 40.0, "ok"), (2, "C-1", 39.0, "ok")] {
+            let (status, ack) = post(&f, &token, send(seq, serial, level, state)).await;
+            assert_eq!(status, StatusCode::OK, "{store}: {ack}");
+        }
+        assert!(troubles().await.is_empty(), "{store}");
+        post(&f, &token, send(3, "C-1", 8.0, "low")).await;
+        post(&f, &token, send(4, "C-1", 7.0, "low")).await;
+        let t = troubles().await;
+        assert_eq!(
+            live(&t),
+            [("supply-low:toner.cyan".to_owned(), "minor".to_owned())],
+            "{store}: {t:?}"
+        );
+        assert!(
+            t[0]["action"]
+                .as_str()
+                .is_some_and(|a| a.contains("Order part TN-45C")),
+            "{store}: {t:?}"
+        );
+        post(&f, &token, send(5, "C-1", 0.0, "empty")).await;
+        let t = troubles().await;
+        assert_eq!(
+            live(&t),
+            [("supply-empty:toner.cyan".to_owned(), "major".to_owned())],
+            "{store}: {t:?}"
+        );
+        // A major trouble keeps the device out of rollouts.
+        let (_, about) = call(&f.app, "GET", "/device/v1/about", Some(&token), None).await;
+        assert_eq!(about["rollout_eligible"], false, "{store}: {about}");
+        // A new cartridge resolves it.
+        post(&f, &token, send(6, "C-2", 100.0, "ok")).await;
+        let t = troubles().await;
+        assert!(live(&t).is_empty(), "{store}: {t:?}");
+        assert_eq!(t.len(), 2, "{store}: {t:?}");
+        f.finish().await;
+    }
+}

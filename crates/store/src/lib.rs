@@ -110,7 +110,7 @@ pub enum Enrollment {
 }
 
 /// What storing a report did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ingested {
     /// Stored before (a retry); nothing changed now.
     pub duplicate: bool,
@@ -122,6 +122,24 @@ pub struct Ingested {
     pub current: bool,
     /// The stored findings changed with this report.
     pub findings_changed: bool,
+    /// Supplies whose state changed with this report, or that are new cartridges.
+    pub supply_changes: Vec<SupplyChange>,
+}
+
+/// A supply whose state changed with a report (or a new cartridge in its slot), with what a
+/// person needs to act on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupplyChange {
+    pub slot: String,
+    pub kind: fleetcare_wire::SupplyKind,
+    pub color: Option<String>,
+    pub part_number: Option<String>,
+    pub level_pct: Option<f64>,
+    /// Its state before (`None`: the slot is new).
+    pub was: Option<fleetcare_wire::SupplyState>,
+    pub now: fleetcare_wire::SupplyState,
+    /// Another serial or part number than before: a new cartridge.
+    pub replaced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -740,6 +758,7 @@ impl Ingested {
             report_interval_s,
             current: false,
             findings_changed: false,
+            supply_changes: Vec::new(),
         }
     }
 
@@ -780,6 +799,8 @@ pub(crate) struct IngestRows {
     pub supplies_json: Option<String>,
     /// What the report adds to the operating history, if anything.
     pub history: Option<HistoryRow>,
+    /// Supplies whose state changed, or new cartridges.
+    pub supply_changes: Vec<SupplyChange>,
 }
 
 /// What a report adds to the operating history (stored in its own `reports` row): `(at,
@@ -803,6 +824,30 @@ impl IngestRows {
             (Some(i64::from(h.keyframe)), Some(h.vals.as_str()))
         })
     }
+}
+
+/// The supplies whose state changed from `old` to `new`, or that are new cartridges.
+fn supply_changes(
+    old: &[fleetcare_wire::Supply],
+    new: &[fleetcare_wire::Supply],
+) -> Vec<SupplyChange> {
+    new.iter()
+        .filter_map(|n| {
+            let o = old.iter().find(|o| o.slot == n.slot);
+            let replaced =
+                o.is_some_and(|o| (&o.serial, &o.part_number) != (&n.serial, &n.part_number));
+            (o.map(|o| o.state) != Some(n.state) || replaced).then(|| SupplyChange {
+                slot: n.slot.clone(),
+                kind: n.kind,
+                color: n.color.clone(),
+                part_number: n.part_number.clone(),
+                level_pct: n.level_pct,
+                was: o.map(|o| o.state),
+                now: n.state,
+                replaced,
+            })
+        })
+        .collect()
 }
 
 /// Stored supplies (JSON), or none.
@@ -923,12 +968,18 @@ pub(crate) fn ingest_rows(
     let supplies_json = (!report.supplies.is_empty())
         .then(|| serde_json::to_string(&report.supplies).expect("supplies serialize"));
     let history = history_row(report, state, &operating_json, supplies_json.as_deref())?;
+    let supply_changes = if supplies_json.as_deref() == state.supplies.as_deref() {
+        Vec::new()
+    } else {
+        supply_changes(&supplies_of(state.supplies.as_deref())?, &report.supplies)
+    };
     Ok(IngestRows {
         fingerprint,
         structure_change,
         operating_json,
         supplies_json,
         history,
+        supply_changes,
     })
 }
 

@@ -331,6 +331,11 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
             report_interval_s: interval,
             current: p.rows.is_some(),
             findings_changed,
+            supply_changes: p
+                .rows
+                .as_ref()
+                .map(|r| r.supply_changes.clone())
+                .unwrap_or_default(),
         }));
     }
     if !after.is_empty() {
@@ -556,6 +561,10 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
         return Ok(Ingested::duplicate(interval));
     }
     let current = rows.is_some();
+    let supply_changes = rows
+        .as_ref()
+        .map(|r| r.supply_changes.clone())
+        .unwrap_or_default();
     let mut findings_changed = false;
     if let Some(rows) = rows {
         store_structure_change(&mut tx, &r, &rows).await?;
@@ -585,6 +594,7 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
         report_interval_s: interval,
         current,
         findings_changed,
+        supply_changes,
     })
 }
 

@@ -492,6 +492,7 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
         report_interval_s: interval,
         current: true,
         findings_changed,
+        supply_changes: rows.supply_changes,
     })
 }
 

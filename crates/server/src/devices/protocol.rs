@@ -205,6 +205,7 @@ pub async fn take_report(
         duplicate: ingested.duplicate,
         changes: ingested.changes,
         operating: operating.as_ref(),
+        supply_changes: &ingested.supply_changes,
     };
     for s in st.after_report.iter() {
         s.stored(&stored).await;

@@ -1,7 +1,8 @@
 //! What follows a stored report. Storing, judging and acknowledging a report is the device
 //! protocol's (`protocol::take_report`); everything else that reacts to a report — the
-//! rollout engine, the other instances' fleet indexes, the judgement of operating info, the
-//! hub's last-report watch, the dashboard's live pages — is a subscriber registered in
+//! rollout engine, the other instances' fleet indexes, the judgement of operating info,
+//! supplies running out, the hub's last-report watch, the dashboard's live pages — is a
+//! subscriber registered in
 //! `AppState::new`, called in that order after the report is durable and before its ack.
 //! A subscriber holds what it needs itself (it was given it when it was made).
 
@@ -28,6 +29,8 @@ pub struct Stored<'a> {
     pub changes: u32,
     /// The report's operating info, if it had any.
     pub operating: Option<&'a BTreeMap<String, f64>>,
+    /// Supplies whose state changed with the report, or new cartridges.
+    pub supply_changes: &'a [fleetcare_store::SupplyChange],
 }
 
 /// What a subscriber's work on one report ends in (most finish at once: [`done`]).

@@ -33,6 +33,129 @@ pub async fn series(
     ))
 }
 
+/// The report subscriber of operating life: a supply that runs low or empty opens a trouble
+/// (`supply-low:<slot>`, minor; `supply-empty:<slot>`, major, which the rollout gates see)
+/// whose action names the part to order; a new cartridge, or a level back to ok, resolves
+/// them. Only reports that change a supply's state do any work.
+pub struct SupplyWatch {
+    pub ctx: Ctx,
+}
+
+impl crate::devices::report::AfterReport for SupplyWatch {
+    fn stored<'a>(
+        &'a self,
+        r: &'a crate::devices::report::Stored<'a>,
+    ) -> crate::devices::report::Work<'a> {
+        if !r.current || r.duplicate || r.supply_changes.is_empty() {
+            return crate::devices::report::done();
+        }
+        Box::pin(async move {
+            for c in r.supply_changes {
+                if let Err(e) = supply_trouble(&self.ctx, r.key, c).await {
+                    tracing::warn!(device = %r.key.device_id, slot = %c.slot, error = %e, "a supply's trouble could not be kept");
+                }
+            }
+        })
+    }
+}
+
+/// Open or resolve the troubles of one supply whose state changed.
+async fn supply_trouble(
+    st: &Ctx,
+    key: &DeviceKey,
+    c: &fleetcare_store::SupplyChange,
+) -> Result<(), StoreError> {
+    use fleetcare_wire::SupplyState::{Empty, Low};
+    let now = st.clock.now_ms();
+    let (low, empty) = (
+        format!("supply-low:{}", c.slot),
+        format!("supply-empty:{}", c.slot),
+    );
+    // What no longer holds is resolved: both when the supply is fine again (or new), the
+    // low one when it is empty now.
+    let gone: Vec<&String> = match c.now {
+        Empty => vec![&low],
+        Low if !c.replaced => vec![&empty],
+        _ => vec![&low, &empty],
+    };
+    let why = if c.replaced {
+        "center (a new cartridge was put in)"
+    } else {
+        "center (the supply's level is back)"
+    };
+    let mut changed = false;
+    for rule in gone {
+        let live = st
+            .store
+            .troubles(
+                key.tenant,
+                &fleetcare_store::TroubleFilter {
+                    state: Some("live".into()),
+                    device_id: Some(key.device_id.to_string()),
+                    rule_id: Some(rule.clone()),
+                },
+                10,
+            )
+            .await?;
+        for t in live {
+            changed |= st.store.resolve_trouble(key.tenant, t.id, why, now).await?;
+        }
+    }
+    let (rule, severity, state) = match c.now {
+        Low => (&low, "minor", "running low"),
+        Empty => (&empty, "major", "empty"),
+        _ => {
+            if changed {
+                st.events.device(key.tenant, key.device_id.as_str());
+                st.events
+                    .notify(key.tenant, crate::cluster::events::Topic::Troubles);
+            }
+            return Ok(());
+        }
+    };
+    let what = match &c.color {
+        Some(color) => format!("{} {color}", c.kind.as_str()),
+        None => c.kind.as_str().to_owned(),
+    };
+    let level = c.level_pct.map_or(String::new(), |p| format!(" ({p} %)"));
+    let action = match &c.part_number {
+        Some(part) => format!(
+            "Order part {part} and replace the {what} in slot {}.",
+            c.slot
+        ),
+        None => format!("Replace the {what} in slot {}.", c.slot),
+    };
+    let opened = st
+        .store
+        .open_trouble(
+            key,
+            &fleetcare_store::NewTrouble {
+                rule_id: rule.clone(),
+                severity: severity.into(),
+                title: format!("The {what} is {state}{level}"),
+                action,
+                note: None,
+                evidence_json: "[]".into(),
+                occurrences: 1,
+                last_event_at_ms: now,
+                // Resolved by the device's reports, never by a quiet period.
+                quiet_until_ms: i64::MAX,
+                fix_json: None,
+            },
+            now,
+        )
+        .await?;
+    if opened.is_some() || changed {
+        st.events.device(key.tenant, key.device_id.as_str());
+        st.events
+            .notify(key.tenant, crate::cluster::events::Topic::Troubles);
+    }
+    if let Some(id) = opened {
+        tracing::info!(device = %key.device_id, slot = %c.slot, trouble = id, "a supply trouble opened");
+    }
+    Ok(())
+}
+
 /// Days of readings a supply forecast looks at.
 pub const FORECAST_DAYS: i64 = 30;
 
