@@ -134,16 +134,7 @@ impl Store {
         batch: i64,
     ) -> Result<Pruned> {
         let mut out = Pruned::default();
-        let due = self
-            .select(
-                sql(
-                    "SELECT day, tenant_id, device_id FROM operating_days WHERE rolled = 0 \
-                     AND day < $1 ORDER BY day LIMIT $2",
-                ),
-                vec![raw_before_day.into(), batch.into()],
-                &[Ty::Int, Ty::Int, Ty::Text],
-            )
-            .await?;
+        let due = self.work_list(false, raw_before_day, batch).await?;
         let mut groups: Vec<Group> = Vec::with_capacity(due.len());
         for r in &due {
             let (day, tenant, device) = (r[0].int()?, r[1].int()?, r[2].text()?);
@@ -154,16 +145,7 @@ impl Store {
             out.rolled = done.len() as u64;
             out.points = done.iter().map(|g| g.get(1).copied().unwrap_or(0)).sum();
         }
-        let old = self
-            .select(
-                sql(
-                    "SELECT day, tenant_id, device_id FROM operating_days WHERE rolled = 1 \
-                     AND day < $1 ORDER BY day LIMIT $2",
-                ),
-                vec![keep_from_day.into(), batch.into()],
-                &[Ty::Int, Ty::Int, Ty::Text],
-            )
-            .await?;
+        let old = self.work_list(true, keep_from_day, batch).await?;
         let mut drops: Vec<Group> = Vec::with_capacity(old.len());
         for r in &old {
             let p = vec![r[1].clone(), r[2].clone(), r[0].clone()];
@@ -187,6 +169,20 @@ impl Store {
             out.dropped = self.run_groups(drops).await?.len() as u64;
         }
         Ok(out)
+    }
+
+    /// The oldest device-days of the work list before `before_day`, at most `batch`: those
+    /// with raw points, or (`rolled`) those with a rollup only. `(day, tenant, device)` rows.
+    async fn work_list(&self, rolled: bool, before_day: i64, batch: i64) -> Result<Vec<Vec<Val>>> {
+        self.select(
+            sql(
+                "SELECT day, tenant_id, device_id FROM operating_days WHERE rolled = $1 \
+                 AND day < $2 ORDER BY day LIMIT $3",
+            ),
+            vec![rolled.into(), before_day.into(), batch.into()],
+            &[Ty::Int, Ty::Int, Ty::Text],
+        )
+        .await
     }
 
     /// The statements that roll one device-day up: the rollup (joined to one made before, if

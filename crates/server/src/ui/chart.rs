@@ -36,6 +36,27 @@ const TOP: u32 = 10;
 /// Width of a tick label's character, in the chart's units (11 px text), with room to spare.
 const TICK_CHAR_W: u32 = 7;
 
+/// The start of a chart: the SVG element, its title (`title: summary`, for assistive
+/// technology), the axes, and the values at the top and the bottom of the scale.
+fn frame(title: &str, summary: &str, top: &str, bottom: &str) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="chart-title-{id}"><title id="chart-title-{id}">{t}: {summary}</title>"#,
+        id = slug(title),
+        t = esc(title),
+    );
+    let _ = write!(
+        s,
+        r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{y}" class="axis"/><line x1="{LEFT}" y1="{y}" x2="{x}" y2="{y}" class="axis"/><text x="{tx}" y="{ty}" class="tick" text-anchor="end">{top}</text><text x="{tx}" y="{y}" class="tick" text-anchor="end">{bottom}</text>"#,
+        y = H - BOTTOM,
+        x = W - 8,
+        tx = LEFT - 4,
+        ty = TOP + 10,
+    );
+    s
+}
+
 /// A bar chart, `title` naming it for assistive technology; a sentence instead when there is
 /// nothing to draw (every value 0).
 pub fn bars(title: &str, bars: &[Bar]) -> String {
@@ -49,21 +70,11 @@ pub fn bars(title: &str, bars: &[Bar]) -> String {
     let step = plot_w / n;
     let bar_w = step.saturating_sub(2).max(1);
     let total: u64 = bars.iter().map(|b| b.value).sum();
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="chart-title-{id}"><title id="chart-title-{id}">{t}: {total} in all, at most {max} in one interval</title>"#,
-        id = slug(title),
-        t = esc(title),
-    );
-    // Axis and the top value.
-    let _ = write!(
-        s,
-        r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{y}" class="axis"/><line x1="{LEFT}" y1="{y}" x2="{x}" y2="{y}" class="axis"/><text x="{tx}" y="{ty}" class="tick" text-anchor="end">{max}</text><text x="{tx}" y="{y}" class="tick" text-anchor="end">0</text>"#,
-        y = TOP + plot_h,
-        x = LEFT + plot_w,
-        tx = LEFT - 4,
-        ty = TOP + 10,
+    let mut s = frame(
+        title,
+        &format!("{total} in all, at most {max} in one interval"),
+        &max.to_string(),
+        "0",
     );
     // Every k-th bar is labelled, k such that labels never overlap.
     let widest = bars
@@ -179,20 +190,11 @@ pub fn line(title: &str, points: &[(String, f64)]) -> String {
         )
     };
     let last = points.last().map_or(0.0, |p| p.1);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="chart-title-{id}"><title id="chart-title-{id}">{t}: from {lo} to {hi}, {last} at the end</title>"#,
-        id = slug(title),
-        t = esc(title),
-    );
-    let _ = write!(
-        s,
-        r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{y}" class="axis"/><line x1="{LEFT}" y1="{y}" x2="{x}" y2="{y}" class="axis"/><text x="{tx}" y="{ty}" class="tick" text-anchor="end">{hi}</text><text x="{tx}" y="{y}" class="tick" text-anchor="end">{lo}</text>"#,
-        y = TOP + (H - BOTTOM - TOP),
-        x = W - 8,
-        tx = LEFT - 4,
-        ty = TOP + 10,
+    let mut s = frame(
+        title,
+        &format!("from {lo} to {hi}, {last} at the end"),
+        &hi.to_string(),
+        &lo.to_string(),
     );
     let path: Vec<String> = points
         .iter()
