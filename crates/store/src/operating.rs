@@ -79,25 +79,16 @@ impl Store {
         until_ms: i64,
     ) -> Result<OperatingHistory> {
         let from = meters::day_of(since_ms) * DAY_MS;
-        let rows = self
-            .select(
-                sql(POINTS),
-                vec![
-                    key.tenant.into(),
-                    key.device_id.as_str().into(),
-                    from.into(),
-                    until_ms.into(),
-                    (MAX_POINTS_PER_READ + 1).into(),
-                ],
-                &[Ty::Int, Ty::Int, Ty::Text],
+        let mut points = self
+            .points(
+                key.tenant,
+                key.device_id.as_str(),
+                (from, until_ms),
+                MAX_POINTS_PER_READ + 1,
             )
             .await?;
-        let truncated = rows.len() as i64 > MAX_POINTS_PER_READ;
-        let points = rows
-            .iter()
-            .take(MAX_POINTS_PER_READ as usize)
-            .map(|r| point_of(r))
-            .collect::<Result<Vec<_>>>()?;
+        let truncated = points.len() as i64 > MAX_POINTS_PER_READ;
+        points.truncate(MAX_POINTS_PER_READ as usize);
         let daily = self
             .select(
                 sql(
@@ -171,6 +162,31 @@ impl Store {
         Ok(out)
     }
 
+    /// A device's points in `[from, to)`, in time order, at most `limit`.
+    async fn points(
+        &self,
+        tenant: i64,
+        device: &str,
+        (from, to): (i64, i64),
+        limit: i64,
+    ) -> Result<Vec<Point>> {
+        self.select(
+            sql(POINTS),
+            vec![
+                tenant.into(),
+                device.into(),
+                from.into(),
+                to.into(),
+                limit.into(),
+            ],
+            &[Ty::Int, Ty::Int, Ty::Text],
+        )
+        .await?
+        .iter()
+        .map(|r| point_of(r))
+        .collect()
+    }
+
     /// The oldest device-days of the work list before `before_day`, at most `batch`: those
     /// with raw points, or (`rolled`) those with a rollup only. `(day, tenant, device)` rows.
     async fn work_list(&self, rolled: bool, before_day: i64, batch: i64) -> Result<Vec<Vec<Val>>> {
@@ -189,22 +205,7 @@ impl Store {
     /// late points for the day arrived after it), the raw points deleted, the work row moved.
     async fn roll_up_day(&self, day: i64, tenant: i64, device: &str) -> Result<Group> {
         let (from, to) = (day * DAY_MS, (day + 1) * DAY_MS);
-        let points = self
-            .select(
-                sql(POINTS),
-                vec![
-                    tenant.into(),
-                    device.into(),
-                    from.into(),
-                    to.into(),
-                    i64::MAX.into(),
-                ],
-                &[Ty::Int, Ty::Int, Ty::Text],
-            )
-            .await?
-            .iter()
-            .map(|r| point_of(r))
-            .collect::<Result<Vec<_>>>()?;
+        let points = self.points(tenant, device, (from, to), i64::MAX).await?;
         let states = meters::replay(&points);
         let mut spans = meters::roll_up(states.iter().map(|(_, s)| s));
         let before = self
