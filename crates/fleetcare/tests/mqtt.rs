@@ -592,10 +592,12 @@ async fn the_agent_reports_and_takes_commands_over_mqtt() {
     })
     .await;
     assert_eq!(v["units"].as_array().map(Vec::len), Some(10), "{v}");
-    assert!(
-        metric(&http, &url, "fleetcare_mqtt_answers_total").await >= 2.0,
-        "answered over MQTT"
-    );
+    // The answer is published just after the report is stored (and visible): awaited.
+    eventually("answered over MQTT", PATIENCE, || {
+        let (http, u) = (http.clone(), url.clone());
+        async move { (metric(&http, &u, "fleetcare_mqtt_answers_total").await >= 2.0).then_some(()) }
+    })
+    .await;
 
     // A command over the broker: the agent answers with a report (and the center says how
     // it reached the device).
