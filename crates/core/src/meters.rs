@@ -290,6 +290,153 @@ pub fn forecast(readings: &[(i64, f64)], filled: bool) -> Option<Forecast> {
     })
 }
 
+/// The billing meters by convention: which operating counter each is.
+pub const BILLING_METERS: &[(&str, &str)] = &[
+    ("pages_total", "total"),
+    ("pages_black", "black"),
+    ("pages_color", "color"),
+    ("pages_print", "print"),
+    ("pages_copy", "copy"),
+    ("scans_total", "scan"),
+    ("pages_duplex", "duplex"),
+];
+
+/// Operating counters named `meter_<name>` are billing meters `<name>` too (what a printer
+/// profile names: `meter_a3_color`, …).
+pub const METER_PREFIX: &str = "meter_";
+
+/// The billing meter an operating counter is, if it is one.
+pub fn billing_meter(key: &str) -> Option<&str> {
+    BILLING_METERS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, m)| *m)
+        .or_else(|| key.strip_prefix(METER_PREFIX).filter(|m| !m.is_empty()))
+}
+
+/// Days since the Unix epoch of a (proleptic Gregorian) date.
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The (year, month) a UTC time falls in.
+pub fn civil_month(at_ms: i64) -> (i64, u32) {
+    let z = day_of(at_ms) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m as u32)
+}
+
+/// Midnight UTC of the 1st of a month.
+pub fn month_start_ms(year: i64, month: u32) -> i64 {
+    days_from_civil(year, month, 1) * DAY_MS
+}
+
+/// How far from midnight UTC of a month's 1st its edge may lie in some time zone (UTC−12 to
+/// UTC+14): readings this close are kept for meter reads.
+pub const BILLING_WINDOW_MS: i64 = 14 * HOUR_MS;
+
+/// Whether the readings at `prev_at` (the device's previous one) and `at_ms` are the
+/// neighbours of a month's edge in some time zone: the span between them touches the window
+/// around a month's start. Both are then kept for meter reads.
+pub fn near_billing_edge(prev_at: Option<i64>, at_ms: i64) -> bool {
+    let (y, m) = civil_month(at_ms.saturating_add(BILLING_WINDOW_MS));
+    let newest_edge = month_start_ms(y, m);
+    newest_edge + BILLING_WINDOW_MS >= prev_at.unwrap_or(at_ms).min(at_ms)
+}
+
+/// A reading this close to a period's edge (before or after) is the edge's value.
+pub const EDGE_TOLERANCE_MS: i64 = 15 * 60_000;
+
+/// How a meter's value at a period's edge was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeHow {
+    /// A reading within [`EDGE_TOLERANCE_MS`] of the edge.
+    Read,
+    /// Interpolated in time between the readings on either side.
+    Interpolated,
+    /// The nearest reading on the one side there is (or after a reset between the two).
+    Nearest,
+}
+
+impl EdgeHow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgeHow::Read => "read",
+            EdgeHow::Interpolated => "interpolated",
+            EdgeHow::Nearest => "nearest",
+        }
+    }
+}
+
+/// A meter's value at a period's edge: when it was read (the edge itself when interpolated).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EdgeValue {
+    pub at_ms: i64,
+    pub value: f64,
+    pub how: EdgeHow,
+}
+
+/// A meter's value at `edge_ms` from the newest reading at or before it and the first after
+/// it; `reset_between`: the counter went backwards between the two (then only the reading
+/// after counts). `None` with no reading at all.
+pub fn edge_value(
+    edge_ms: i64,
+    before: Option<(i64, f64)>,
+    after: Option<(i64, f64)>,
+    reset_between: bool,
+) -> Option<EdgeValue> {
+    let read = |(at_ms, value): (i64, f64), how| EdgeValue { at_ms, value, how };
+    let near_b = before.filter(|b| edge_ms - b.0 <= EDGE_TOLERANCE_MS);
+    let near_a = after.filter(|a| a.0 - edge_ms <= EDGE_TOLERANCE_MS);
+    match (near_b, near_a) {
+        (Some(b), Some(a)) if reset_between || a.0 - edge_ms < edge_ms - b.0 => {
+            return Some(read(a, EdgeHow::Read));
+        }
+        (Some(b), _) if !reset_between || near_a.is_none() => return Some(read(b, EdgeHow::Read)),
+        (_, Some(a)) => return Some(read(a, EdgeHow::Read)),
+        _ => {}
+    }
+    match (before, after) {
+        (Some(b), Some(a)) if !reset_between && a.1 >= b.1 && a.0 > b.0 => {
+            let f = (edge_ms - b.0) as f64 / (a.0 - b.0) as f64;
+            Some(EdgeValue {
+                at_ms: edge_ms,
+                value: (b.1 + (a.1 - b.1) * f).round(),
+                how: EdgeHow::Interpolated,
+            })
+        }
+        (_, Some(a)) => Some(read(a, EdgeHow::Nearest)),
+        (Some(b), None) => Some(read(b, EdgeHow::Nearest)),
+        (None, None) => None,
+    }
+}
+
+/// The usage between two edge values of a counter, given the resets between them (`before`,
+/// `after` each, in time order): the sum of the runs between resets, none negative. `true`
+/// when the counter went backwards somewhere (the usage is then what the known runs add up
+/// to: pages between the last reading before a reset and the reset are not known).
+pub fn usage(start: f64, end: f64, resets: &[(f64, f64)]) -> (f64, bool) {
+    let mut from = start;
+    let mut total = 0.0;
+    for (before, after) in resets {
+        total += (before - from).max(0.0);
+        from = *after;
+    }
+    let last = end - from;
+    (total + last.max(0.0), !resets.is_empty() || last < 0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +499,68 @@ mod tests {
         );
         let flat: Vec<(i64, f64)> = (0..5).map(|i| (i * DAY_MS, 70.0)).collect();
         assert_eq!(forecast(&flat, false), None);
+    }
+
+    #[test]
+    fn billing_meters_are_named_by_convention_or_by_a_profile() {
+        assert_eq!(billing_meter("pages_total"), Some("total"));
+        assert_eq!(billing_meter("scans_total"), Some("scan"));
+        assert_eq!(billing_meter("meter_a3_color"), Some("a3_color"));
+        assert_eq!(billing_meter("meter_"), None);
+        assert_eq!(billing_meter("fuser_temp_c"), None);
+    }
+
+    #[test]
+    fn an_edge_is_read_interpolated_or_the_nearest_reading() {
+        let e = 100 * DAY_MS;
+        let near = EDGE_TOLERANCE_MS / 3;
+        // A reading just after the edge is the edge's value.
+        let v = edge_value(e, Some((e - DAY_MS, 10.0)), Some((e + near, 30.0)), false);
+        assert_eq!(v.map(|v| (v.value, v.how)), Some((30.0, EdgeHow::Read)));
+        // Readings a day on each side: the edge lies halfway.
+        let v = edge_value(e, Some((e - DAY_MS, 10.0)), Some((e + DAY_MS, 30.0)), false)
+            .expect("a value");
+        assert_eq!((v.at_ms, v.value, v.how), (e, 20.0, EdgeHow::Interpolated));
+        // A reset between them: the reading after it, never a value in between.
+        let v = edge_value(e, Some((e - DAY_MS, 900.0)), Some((e + DAY_MS, 30.0)), true);
+        assert_eq!(v.map(|v| (v.value, v.how)), Some((30.0, EdgeHow::Nearest)));
+        // A new device: its first reading.
+        let v = edge_value(e, None, Some((e + 3 * DAY_MS, 5.0)), false);
+        assert_eq!(v.map(|v| (v.value, v.how)), Some((5.0, EdgeHow::Nearest)));
+        assert_eq!(edge_value(e, None, None, false), None);
+    }
+
+    #[test]
+    fn months_and_the_windows_around_their_edges() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(month_start_ms(2026, 11), 1_793_491_200_000);
+        assert_eq!(civil_month(month_start_ms(2026, 11)), (2026, 11));
+        assert_eq!(civil_month(month_start_ms(2026, 11) - 1), (2026, 10));
+        assert_eq!(civil_month(month_start_ms(2024, 3) - 1), (2024, 2));
+        let edge = month_start_ms(2026, 12);
+        // Within 14 hours of a 1st: kept, in any time zone's favour.
+        assert!(near_billing_edge(None, edge - 13 * HOUR_MS));
+        assert!(near_billing_edge(None, edge + 13 * HOUR_MS));
+        assert!(!near_billing_edge(None, edge + 15 * HOUR_MS));
+        assert!(!near_billing_edge(
+            Some(edge - 20 * DAY_MS),
+            edge - 16 * HOUR_MS
+        ));
+        // Neighbours on either side of the window, far apart: kept.
+        assert!(near_billing_edge(
+            Some(edge - 2 * DAY_MS),
+            edge + 2 * DAY_MS
+        ));
+        assert!(!near_billing_edge(Some(edge + DAY_MS), edge + 2 * DAY_MS));
+    }
+
+    #[test]
+    fn usage_is_never_negative_and_a_reset_is_flagged() {
+        assert_eq!(usage(100.0, 250.0, &[]), (150.0, false));
+        // A controller replaced at 400 pages; the new one starts at 10 and ends at 60.
+        assert_eq!(usage(100.0, 60.0, &[(400.0, 10.0)]), (350.0, true));
+        // Gone backwards with no reset seen: flagged, no negative usage.
+        assert_eq!(usage(100.0, 60.0, &[]), (0.0, true));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The `meters` command: a device's counters and gauges over time.
+//! The `meters` command: a device's counters and gauges over time, and a month's meter reads
+//! for billing.
 
 use fleetcare_agent::{out, outln};
-use fleetcare_wire::life::MeterSeries;
+use fleetcare_wire::life::{DeviceMeterRead, MeterReadSchedule, MeterReads, MeterSeries};
 
 use crate::client::segment;
 use crate::table;
@@ -90,4 +91,223 @@ fn number(v: f64) -> String {
     } else {
         format!("{v}")
     }
+}
+
+#[derive(clap::Subcommand)]
+pub enum MetersCmd {
+    /// A month's meter reads for billing: every device's billing meters at the month's start
+    /// and end (00:00 on the 1st in its site's time zone), the usage between, and whether a
+    /// value was estimated.
+    Read {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        /// Only devices of this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// table, csv or json (--json is json too).
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Show the meter-read schedule, or turn it on or off: whether the center asks each
+    /// site's connected devices for a report when a month starts.
+    Schedule {
+        /// on or off; absent: show it.
+        state: Option<String>,
+    },
+}
+
+/// Run a `meters` subcommand.
+pub async fn meters_cmd(c: MetersCmd, remote: &Remote) -> anyhow::Result<()> {
+    match c {
+        MetersCmd::Read {
+            period,
+            model,
+            format,
+        } => read(&period, model.as_deref(), &format, remote).await,
+        MetersCmd::Schedule { state } => {
+            let api = remote.api()?;
+            let s: MeterReadSchedule = match state.as_deref() {
+                None => api.get("/api/v1/meter-read-schedule").await?,
+                Some(on @ ("on" | "off")) => {
+                    api.put(
+                        "/api/v1/meter-read-schedule",
+                        &MeterReadSchedule {
+                            enabled: on == "on",
+                        },
+                    )
+                    .await?
+                }
+                Some(other) => anyhow::bail!("{other:?}: on or off"),
+            };
+            if remote.json {
+                return print_json(&s);
+            }
+            outln!(
+                "meter-read schedule: {}",
+                if s.enabled {
+                    "on (each site's connected devices are asked for a report at 00:00 on the 1st, site time)"
+                } else {
+                    "off"
+                }
+            );
+            Ok(())
+        }
+    }
+}
+
+/// One CSV field, quoted when it must be (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The CSV header of a meter read, and a device's rows (one per meter; one with empty meter
+/// columns for a device without a reading).
+pub const READ_CSV_HEADER: &str = "device_id,model,site,meter,start_at,start_value,start_how,\
+    end_at,end_value,end_how,usage,estimated,reset";
+
+pub fn read_csv_rows(d: &DeviceMeterRead) -> Vec<String> {
+    let lead = [
+        csv_field(&d.device_id),
+        csv_field(&d.model),
+        csv_field(d.site.as_deref().unwrap_or("")),
+    ]
+    .join(",");
+    if d.meters.is_empty() {
+        return vec![format!("{lead},,,,,,,,,,,")];
+    }
+    d.meters
+        .iter()
+        .map(|m| {
+            format!(
+                "{lead},{},{},{},{},{},{},{},{},{},{}",
+                csv_field(&m.meter),
+                m.start.at,
+                number(m.start.value),
+                m.start.how,
+                m.end.at,
+                number(m.end.value),
+                m.end.how,
+                number(m.usage),
+                m.start.estimated || m.end.estimated,
+                m.reset
+            )
+        })
+        .collect()
+}
+
+/// Every page of a month's reads, printed as they come.
+async fn read(
+    period: &str,
+    model: Option<&str>,
+    format: &str,
+    remote: &Remote,
+) -> anyhow::Result<()> {
+    let format = if remote.json { "json" } else { format };
+    anyhow::ensure!(
+        matches!(format, "table" | "csv" | "json"),
+        "--format {format:?}: table, csv or json"
+    );
+    anyhow::ensure!(
+        period.len() == 7 && period.chars().all(|c| c.is_ascii_digit() || c == '-'),
+        "--period {period:?}: a month such as 2026-11"
+    );
+    let api = remote.api()?;
+    let mut after = String::new();
+    let mut all: Vec<DeviceMeterRead> = Vec::new();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    if format == "csv" {
+        outln!("{READ_CSV_HEADER}");
+    }
+    // Bounded: each page moves `after` forward; a page without `next` is the last.
+    loop {
+        let mut path = format!("/api/v1/meter-reads?period={period}&limit=1000");
+        if let Some(m) = model {
+            path.push_str(&format!("&model={}", segment(m)?));
+        }
+        if !after.is_empty() {
+            path.push_str(&format!("&after={}", segment(&after)?));
+        }
+        let page: MeterReads = api.get(&path).await?;
+        for d in &page.devices {
+            match format {
+                "csv" => {
+                    for r in read_csv_rows(d) {
+                        outln!("{r}");
+                    }
+                }
+                "table" => rows.extend(table_rows(d)),
+                _ => {}
+            }
+        }
+        if format == "json" {
+            all.extend(page.devices);
+        }
+        match page.next {
+            Some(n) if n > after => after = n,
+            _ => break,
+        }
+    }
+    match format {
+        "json" => print_json(&MeterReads {
+            period: period.to_owned(),
+            devices: all,
+            next: None,
+        }),
+        "table" => {
+            if rows.is_empty() {
+                outln!("no devices");
+            } else {
+                out!(
+                    "{}",
+                    table::render(
+                        &["DEVICE", "MODEL", "METER", "START", "END", "USAGE", "NOTE"],
+                        &rows
+                    )
+                );
+                outln!("(* estimated: no reading within 15 minutes of the edge)");
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn table_rows(d: &DeviceMeterRead) -> Vec<Vec<String>> {
+    if d.meters.is_empty() {
+        return vec![vec![
+            d.device_id.clone(),
+            d.model.clone(),
+            "-".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            "no reading".into(),
+        ]];
+    }
+    let edge = |e: &fleetcare_wire::life::EdgeRead| {
+        format!("{}{}", number(e.value), if e.estimated { "*" } else { "" })
+    };
+    d.meters
+        .iter()
+        .map(|m| {
+            vec![
+                d.device_id.clone(),
+                d.model.clone(),
+                m.meter.clone(),
+                edge(&m.start),
+                edge(&m.end),
+                number(m.usage),
+                if m.reset {
+                    "counter went backwards".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect()
 }

@@ -167,9 +167,16 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
-    /// A device's meters (counters and gauges from its reports) over time, by hour or day.
+    /// A device's meters (counters and gauges from its reports) over time, by hour or day;
+    /// `meters read` for a month's billing meter reads, `meters schedule` for the requests at
+    /// each month's edge.
+    #[command(args_conflicts_with_subcommands = true)]
     Meters {
-        id: String,
+        #[command(subcommand)]
+        command: Option<life_cmd::MetersCmd>,
+        /// The device.
+        #[arg(required = true)]
+        id: Option<String>,
         /// Only this meter (repeatable); all when absent.
         #[arg(long = "counter")]
         counters: Vec<String>,
@@ -423,13 +430,22 @@ fn main() -> ExitCode {
                 remote,
             } => errors(id, since, code, limit, &remote).await,
             Cmd::Meters {
+                command: Some(c),
+                remote,
+                ..
+            } => life_cmd::meters_cmd(c, &remote).await,
+            Cmd::Meters {
+                command: None,
                 id,
                 counters,
                 since,
                 until,
                 every,
                 remote,
-            } => life_cmd::meters(id, counters, since, until, every, &remote).await,
+            } => {
+                let id = id.unwrap_or_default();
+                life_cmd::meters(id, counters, since, until, every, &remote).await
+            }
             Cmd::Release { command, remote } => delivery_cmd::release(command, &remote).await,
             Cmd::Rules { command, remote } => diag_cmd::rules(command, &remote).await,
             Cmd::Troubles { command, remote } => diag_cmd::troubles(command, &remote).await,

@@ -313,6 +313,7 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 async fn sweep(st: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     let mut rounds: u64 = 0;
+    let mut meter_reads_asked = std::collections::HashSet::new();
     loop {
         tick.tick().await;
         let gone = st.devices.hub.sweep();
@@ -322,6 +323,7 @@ async fn sweep(st: AppState) {
             diag::logs::run_schedules(&st).await;
             st.diag.resolve_quiet(&st).await;
             st.compat.clone().rejudge_unfinished(&st).await;
+            crate::life::reads::run_schedule(&st, &mut meter_reads_asked).await;
             if rounds.is_multiple_of(12) {
                 crate::life::prune(
                     &st,

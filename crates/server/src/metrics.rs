@@ -48,6 +48,8 @@ pub struct Metrics {
     pub operating_days_rolled: Counter,
     pub operating_points_pruned: Counter,
     pub operating_days_dropped: Counter,
+    /// Devices asked for a report by the meter-read schedule at a month's edge.
+    pub meter_read_requests: Counter,
     pub notifications: Counter,
     pub catalog_loads: Counter,
     /// Troubles opened, and the time from receiving the triggering batch to the trouble stored.
@@ -185,6 +187,12 @@ impl Metrics {
             "Daily rollups of operating history deleted past operating_keep_days",
             operating_days_dropped.clone(),
         );
+        let meter_read_requests = Counter::default();
+        registry.register(
+            "fleetcare_meter_read_requests",
+            "Devices asked for a report by the meter-read schedule at a month's edge",
+            meter_read_requests.clone(),
+        );
         let troubles_opened = Counter::default();
         registry.register(
             "fleetcare_troubles_opened",
@@ -246,6 +254,7 @@ impl Metrics {
             operating_days_rolled,
             operating_points_pruned,
             operating_days_dropped,
+            meter_read_requests,
             notifications,
             catalog_loads,
             troubles_opened,

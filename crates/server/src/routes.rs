@@ -75,6 +75,11 @@ pub fn app(state: AppState) -> Router {
             get(devices::api::device_history),
         )
         .route("/api/v1/devices/{id}/meters", get(life::api::meters))
+        .route("/api/v1/meter-reads", get(life::api::meter_reads))
+        .route(
+            "/api/v1/meter-read-schedule",
+            get(life::api::schedule).put(life::api::set_schedule),
+        )
         .route("/api/v1/devices/{id}/supplies", get(life::api::supplies))
         .route(
             "/api/v1/devices/{id}/request-report",

@@ -357,3 +357,194 @@ async fn a_supply_running_out_is_a_trouble_until_a_new_cartridge_is_in() {
         f.finish().await;
     }
 }
+
+fn utc(s: &str) -> i64 {
+    s.parse::<jiff::Timestamp>()
+        .expect("an instant")
+        .as_millisecond()
+}
+
+#[tokio::test]
+async fn a_month_is_read_for_billing_with_estimated_edges_and_a_controller_swap() {
+    for (store, f) in fixtures("a_month_is_read").await {
+        // MR-1 has no site (UTC edges); MR-2 is in Berlin; MR-3 never reported.
+        let one = enroll(&f, "MR-1").await;
+        let two = enroll(&f, "MR-2").await;
+        enroll(&f, "MR-3").await;
+        let (s, v) = call(
+            &f.app,
+            "PUT",
+            "/api/v1/sites/berlin",
+            Some(&f.admin),
+            json_body(&json!({"timezone": "Europe/Berlin", "windows": []})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{store}: {v}");
+        let (s, v) = call(
+            &f.app,
+            "PUT",
+            "/api/v1/devices/MR-2/labels",
+            Some(&f.admin),
+            json_body(&json!({"site": "berlin", "tags": []})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{store}: {v}");
+        let one_reads = [
+            ("2026-07-31T12:00:00Z", 1000.0, 100.0),
+            // Five minutes after the edge: the start is read, not estimated.
+            ("2026-08-01T00:05:00Z", 1010.0, 101.0),
+            ("2026-08-15T09:00:00Z", 1500.0, 150.0),
+            // The controller was replaced: the total starts again.
+            ("2026-08-20T09:00:00Z", 30.0, 160.0),
+            ("2026-08-31T12:00:00Z", 80.0, 170.0),
+            ("2026-09-01T12:00:00Z", 100.0, 180.0),
+        ];
+        for (i, (at, total, color)) in one_reads.iter().enumerate() {
+            let (status, ack) = post(
+                &f,
+                &one,
+                report(
+                    "MR-1",
+                    i as u64 + 1,
+                    utc(at),
+                    json!({"pages_total": total, "pages_color": color, "fuser_temp_c": 180}),
+                ),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{store}: {ack}");
+        }
+        // Berlin's August starts at 22:00 UTC on 31 July (summer time).
+        for (i, (at, total)) in [
+            ("2026-07-31T21:55:00Z", 500.0),
+            ("2026-08-31T10:00:00Z", 900.0),
+            ("2026-09-01T10:00:00Z", 948.0),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (status, ack) = post(
+                &f,
+                &two,
+                report("MR-2", i as u64 + 1, utc(at), json!({"pages_total": total})),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{store}: {ack}");
+        }
+        let (s, page) = call(
+            &f.app,
+            "GET",
+            "/api/v1/meter-reads?period=2026-08&limit=2",
+            Some(&f.admin),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{store}: {page}");
+        assert_eq!(page["next"], "MR-2", "{store}: {page}");
+        let (_, rest) = call(
+            &f.app,
+            "GET",
+            "/api/v1/meter-reads?period=2026-08&after=MR-2",
+            Some(&f.admin),
+            None,
+        )
+        .await;
+        assert!(rest.get("next").is_none(), "{store}: {rest}");
+        let d1 = &page["devices"][0];
+        assert_eq!(d1["since"], "2026-08-01T00:00:00.000Z", "{store}: {d1}");
+        let meters = d1["meters"].as_array().expect("meters");
+        assert_eq!(meters.len(), 2, "{store}: only billing meters: {d1}");
+        let total = &meters[0];
+        assert_eq!(total["meter"], "total", "{store}: {d1}");
+        assert_eq!(total["start"]["value"], 1010.0, "{store}: {total}");
+        assert_eq!(total["start"]["how"], "read", "{store}: {total}");
+        assert_eq!(total["start"]["estimated"], false, "{store}: {total}");
+        // Halfway between 80 (12:00 on the 31st) and 100 (12:00 on the 1st).
+        assert_eq!(total["end"]["value"], 90.0, "{store}: {total}");
+        assert_eq!(total["end"]["how"], "interpolated", "{store}: {total}");
+        assert_eq!(total["end"]["estimated"], true, "{store}: {total}");
+        // 1010 → 1500 on the old controller, 30 → 90 on the new one.
+        assert_eq!(total["usage"], 550.0, "{store}: {total}");
+        assert_eq!(total["reset"], true, "{store}: {total}");
+        let color = &meters[1];
+        assert_eq!(color["meter"], "color", "{store}: {d1}");
+        assert_eq!(color["usage"], 74.0, "{store}: {color}");
+        assert!(color.get("reset").is_none(), "{store}: {color}");
+
+        let d2 = &page["devices"][1];
+        assert_eq!(d2["site"], "berlin", "{store}: {d2}");
+        assert_eq!(d2["since"], "2026-07-31T22:00:00.000Z", "{store}: {d2}");
+        let t2 = &d2["meters"][0];
+        assert_eq!(t2["start"]["value"], 500.0, "{store}: {t2}");
+        assert_eq!(t2["start"]["how"], "read", "{store}: {t2}");
+        // Berlin's September starts at 22:00 UTC: 12 of the 24 hours from 900 to 948.
+        assert_eq!(t2["end"]["value"], 924.0, "{store}: {t2}");
+        assert_eq!(t2["usage"], 424.0, "{store}: {t2}");
+
+        let d3 = &rest["devices"][0];
+        assert_eq!(d3["device_id"], "MR-3", "{store}: {rest}");
+        assert_eq!(d3["meters"], json!([]), "{store}: {rest}");
+
+        for bad in ["2026-13", "last-month", "2026-08&limit=0"] {
+            let (s, v) = call(
+                &f.app,
+                "GET",
+                &format!("/api/v1/meter-reads?period={bad}"),
+                Some(&f.admin),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{store}: {bad}: {v}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_meter_read_schedule_asks_connected_devices_at_the_month_edge_once() {
+    for (store, f) in fixtures("the_meter_read_schedule").await {
+        let token = enroll(&f, "MRS-1").await;
+        let poll = || async {
+            let (s, v) = call(
+                &f.app,
+                "GET",
+                "/device/v1/poll?wait_s=0",
+                Some(&token),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{store}: {v}");
+            v.to_string()
+        };
+        poll().await;
+        let mut asked = std::collections::HashSet::new();
+        // Mid-month: nothing is asked.
+        fleetcare_server::life::reads::run_schedule(&f.state, &mut asked).await;
+        assert!(!poll().await.contains("request_report"), "{store}");
+        let now = fleetcare_core::clock::Clock::now_ms(&f.clock);
+        let edge = utc("2026-10-01T00:02:00Z");
+        f.clock.advance(std::time::Duration::from_millis(
+            u64::try_from(edge - now).expect("the edge is ahead"),
+        ));
+        poll().await;
+        fleetcare_server::life::reads::run_schedule(&f.state, &mut asked).await;
+        assert!(poll().await.contains("request_report"), "{store}");
+        // Once per edge.
+        fleetcare_server::life::reads::run_schedule(&f.state, &mut asked).await;
+        assert!(!poll().await.contains("request_report"), "{store}");
+        // Off: not asked, even at a new edge (as a center restarted would see it).
+        let (s, v) = call(
+            &f.app,
+            "PUT",
+            "/api/v1/meter-read-schedule",
+            Some(&f.admin),
+            json_body(&json!({"enabled": false})),
+        )
+        .await;
+        assert_eq!(
+            (s, &v),
+            (StatusCode::OK, &json!({"enabled": false})),
+            "{store}"
+        );
+        fleetcare_server::life::reads::run_schedule(&f.state, &mut Default::default()).await;
+        assert!(!poll().await.contains("request_report"), "{store}");
+    }
+}

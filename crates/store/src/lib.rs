@@ -17,6 +17,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod billing;
 pub mod cluster;
 pub mod compat;
 pub mod delivery;
@@ -682,6 +683,11 @@ pub(crate) mod sql {
     pub const INSERT_OPERATING_DAY: &str = "INSERT INTO operating_days (rolled, day, \
         tenant_id, device_id) VALUES (0, $1, $2, $3) \
         ON CONFLICT (rolled, day, tenant_id, device_id) DO NOTHING";
+    pub const INSERT_EDGE_READ: &str = "INSERT INTO meter_edge_reads (tenant_id, device_id, \
+        at, vals) VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, device_id, at) DO NOTHING";
+    pub const INSERT_METER_RESET: &str = "INSERT INTO meter_resets (tenant_id, device_id, at, \
+        name, before, after) VALUES ($1, $2, $3, $4, $5, $6) \
+        ON CONFLICT (tenant_id, device_id, at, name) DO NOTHING";
     pub const UPDATE_AFTER_REPORT: &str = "UPDATE devices SET last_seq = $3, last_trigger = $4, \
         last_report_at = $5, last_observed_at = $6, model = $7, operating = $8, \
         install_blocked = $9, supplies = $10 WHERE tenant_id = $1 AND device_id = $2";
@@ -801,6 +807,18 @@ pub(crate) struct IngestRows {
     pub history: Option<HistoryRow>,
     /// Supplies whose state changed, or new cartridges.
     pub supply_changes: Vec<SupplyChange>,
+    /// What the report adds for meter reads.
+    pub meters: MeterRows,
+}
+
+/// What a report adds for meter reads (tables `meter_edge_reads`, `meter_resets`).
+#[derive(Default)]
+pub(crate) struct MeterRows {
+    /// `(observed at, billing meters as JSON)`: this report and its predecessor, when they
+    /// are the neighbours of a month's edge.
+    pub edge_reads: Vec<(i64, String)>,
+    /// `(operating name, before, after)` of each billing meter that went backwards.
+    pub resets: Vec<(String, i64, i64)>,
 }
 
 /// What a report adds to the operating history (stored in its own `reports` row): `(at,
@@ -873,10 +891,12 @@ fn history_values(
 }
 
 /// What a report adds to its device's operating history, from the stored newest values
-/// (`operating_json` and `supplies_json`: the report's own, as they will be stored).
+/// (`operating_json` and `supplies_json`: the report's own, as they will be stored; `prev`:
+/// the stored operating info, parsed, when it differs from the report's).
 fn history_row(
     report: &NewReport,
     state: &IngestState,
+    prev: Option<&BTreeMap<String, f64>>,
     operating_json: &str,
     supplies_json: Option<&str>,
 ) -> Result<Option<HistoryRow>> {
@@ -892,16 +912,18 @@ fn history_row(
     {
         return Ok(None);
     }
-    let prev: Option<BTreeMap<String, f64>> = match (&state.operating, state.last_observed_at) {
-        (Some(json), Some(prev_at)) if meters::day_of(prev_at) == meters::day_of(at) => {
-            let op: BTreeMap<String, f64> = serde_json::from_str(json)
-                .map_err(|e| StoreError::Corrupt(format!("stored operating info: {e}")))?;
-            Some(history_values(
-                &op,
-                &supplies_of(state.supplies.as_deref())?,
-            ))
-        }
-        _ => None,
+    let prev: Option<BTreeMap<String, f64>> = if same_day {
+        let parsed;
+        let op = match prev {
+            Some(p) => p,
+            None => {
+                parsed = stored_operating(state)?.unwrap_or_default();
+                &parsed
+            }
+        };
+        Some(history_values(op, &supplies_of(state.supplies.as_deref())?))
+    } else {
+        None
     };
     let prev_at = state.last_observed_at.unwrap_or(i64::MIN);
     let now = history_values(&report.operating, &report.supplies);
@@ -912,6 +934,60 @@ fn history_row(
             vals: serde_json::to_string(&p.vals).expect("numbers serialize"),
         }),
     )
+}
+
+/// The device's stored operating info (its newest report's), parsed.
+fn stored_operating(state: &IngestState) -> Result<Option<BTreeMap<String, f64>>> {
+    state
+        .operating
+        .as_deref()
+        .map(|json| {
+            serde_json::from_str(json)
+                .map_err(|e| StoreError::Corrupt(format!("stored operating info: {e}")))
+        })
+        .transpose()
+}
+
+/// A report's billing meters (by their operating names), as JSON for `meter_edge_reads`.
+fn billing_json(operating: &BTreeMap<String, f64>) -> Option<String> {
+    let b: BTreeMap<&str, f64> = operating
+        .iter()
+        .filter(|(k, _)| fleetcare_core::meters::billing_meter(k).is_some())
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    (!b.is_empty()).then(|| serde_json::to_string(&b).expect("numbers serialize"))
+}
+
+/// What a report adds for meter reads: its billing meters (and its predecessor's) when the
+/// two are the neighbours of a month's edge, and the billing meters that went backwards.
+fn meter_rows(
+    report: &NewReport,
+    state: &IngestState,
+    prev: Option<&BTreeMap<String, f64>>,
+) -> MeterRows {
+    use fleetcare_core::meters;
+    let at = report.observed_at_ms;
+    let resets = prev
+        .map(|prev| {
+            report
+                .operating
+                .iter()
+                .filter(|(k, _)| meters::billing_meter(k).is_some())
+                .filter_map(|(k, v)| {
+                    let before = *prev.get(k)?;
+                    (*v < before).then(|| (k.clone(), before.round() as i64, v.round() as i64))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut edge_reads = Vec::new();
+    if meters::near_billing_edge(state.last_observed_at, at) {
+        if let (Some(prev_at), Some(prev)) = (state.last_observed_at, prev) {
+            edge_reads.extend(billing_json(prev).map(|j| (prev_at, j)));
+        }
+        edge_reads.extend(billing_json(&report.operating).map(|j| (at, j)));
+    }
+    MeterRows { edge_reads, resets }
 }
 
 impl IngestRows {
@@ -967,7 +1043,23 @@ pub(crate) fn ingest_rows(
     let operating_json = serde_json::to_string(&report.operating).expect("numbers serialize");
     let supplies_json = (!report.supplies.is_empty())
         .then(|| serde_json::to_string(&report.supplies).expect("supplies serialize"));
-    let history = history_row(report, state, &operating_json, supplies_json.as_deref())?;
+    // The stored operating info, parsed once, when something may be compared with it.
+    let changed = state.operating.as_deref() != Some(operating_json.as_str());
+    let prev = if changed
+        || fleetcare_core::meters::near_billing_edge(state.last_observed_at, report.observed_at_ms)
+    {
+        stored_operating(state)?
+    } else {
+        None
+    };
+    let history = history_row(
+        report,
+        state,
+        prev.as_ref(),
+        &operating_json,
+        supplies_json.as_deref(),
+    )?;
+    let meters = meter_rows(report, state, prev.as_ref());
     let supply_changes = if supplies_json.as_deref() == state.supplies.as_deref() {
         Vec::new()
     } else {
@@ -980,6 +1072,7 @@ pub(crate) fn ingest_rows(
         supplies_json,
         history,
         supply_changes,
+        meters,
     })
 }
 

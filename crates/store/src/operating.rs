@@ -140,6 +140,13 @@ impl Store {
         let mut drops: Vec<Group> = Vec::with_capacity(old.len());
         for r in &old {
             let p = vec![r[1].clone(), r[2].clone(), r[0].clone()];
+            let day = r[0].int()?;
+            let span = vec![
+                r[1].clone(),
+                r[2].clone(),
+                Val::Int(day * DAY_MS),
+                Val::Int((day + 1) * DAY_MS),
+            ];
             drops.push((
                 vec![
                     Stmt::new(
@@ -151,6 +158,17 @@ impl Store {
                         "DELETE FROM operating_daily WHERE tenant_id = $1 AND device_id = $2 \
                          AND day = $3",
                         p,
+                    ),
+                    // What meter reads kept of the day goes with it.
+                    Stmt::new(
+                        "DELETE FROM meter_edge_reads WHERE tenant_id = $1 AND device_id = $2 \
+                         AND at >= $3 AND at < $4",
+                        span.clone(),
+                    ),
+                    Stmt::new(
+                        "DELETE FROM meter_resets WHERE tenant_id = $1 AND device_id = $2 \
+                         AND at >= $3 AND at < $4",
+                        span,
                     ),
                 ],
                 Guard::First,

@@ -407,6 +407,9 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
             after.iter().map(|(p, rows)| (p.r, rows.history.as_ref())),
         )
         .await?;
+        for (p, rows) in &after {
+            store_meter_rows(&mut tx, p.r, &rows.meters).await?;
+        }
     }
     tx.commit().await?;
     Ok(results
@@ -444,6 +447,36 @@ async fn store_history<'a>(
         )
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// A report's rows for meter reads (rare: near a month's edge, or a meter gone backwards).
+async fn store_meter_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    r: &NewReport,
+    m: &crate::MeterRows,
+) -> Result<()> {
+    let (tenant, id) = (r.key.tenant, r.key.device_id.as_str());
+    for (at, vals) in &m.edge_reads {
+        sqlx::query(sql::INSERT_EDGE_READ)
+            .bind(tenant)
+            .bind(id)
+            .bind(at)
+            .bind(vals)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for (name, before, after) in &m.resets {
+        sqlx::query(sql::INSERT_METER_RESET)
+            .bind(tenant)
+            .bind(id)
+            .bind(r.observed_at_ms)
+            .bind(name)
+            .bind(before)
+            .bind(after)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -582,6 +615,7 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
             .execute(&mut *tx)
             .await?;
         store_history(&mut tx, std::iter::once((&r, rows.history.as_ref()))).await?;
+        store_meter_rows(&mut tx, &r, &rows.meters).await?;
         if let Some((stmts, guard)) = judgement_update(&r, &state) {
             run_stmts(&mut tx, &stmts, guard).await?;
             findings_changed = true;

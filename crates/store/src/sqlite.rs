@@ -479,6 +479,14 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
         c.prepare_cached(&q(sql::INSERT_OPERATING_DAY))?
             .execute(params![h.day(), tenant, id])?;
     }
+    for (at, vals) in &rows.meters.edge_reads {
+        c.prepare_cached(&q(sql::INSERT_EDGE_READ))?
+            .execute(params![tenant, id, at, vals])?;
+    }
+    for (name, before, after) in &rows.meters.resets {
+        c.prepare_cached(&q(sql::INSERT_METER_RESET))?
+            .execute(params![tenant, id, r.observed_at_ms, name, before, after])?;
+    }
     let findings_changed = match judgement_update(r, &state) {
         Some((stmts, guard)) => {
             run_stmts(c, &stmts, guard)?;

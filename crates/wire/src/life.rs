@@ -5,6 +5,9 @@
 //! |---|---|---|---|
 //! | GET | `/api/v1/devices/{id}/meters?meter=&since=&until=&every=` | | [`MeterSeries`] |
 //! | GET | `/api/v1/devices/{id}/supplies` | | [`SupplyList`] |
+//! | GET | `/api/v1/meter-reads?period=&model=&after=&limit=` | | [`MeterReads`] |
+//! | GET | `/api/v1/meter-read-schedule` | | [`MeterReadSchedule`] |
+//! | PUT | `/api/v1/meter-read-schedule` | [`MeterReadSchedule`] | [`MeterReadSchedule`] |
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -64,4 +67,65 @@ pub struct MeterPoint {
     pub last: f64,
     pub min: f64,
     pub max: f64,
+}
+
+/// A page of a period's meter reads: every device (by id) with its billing meters at the
+/// period's two edges (the 1st at 00:00 in the device's site's time zone, UTC without one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MeterReads {
+    /// `YYYY-MM`.
+    pub period: String,
+    pub devices: Vec<DeviceMeterRead>,
+    /// The `after` that fetches the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// One device's meter read. `meters` is empty when it has no reading with a billing meter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceMeterRead {
+    pub device_id: String,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// The period's start and end for this device (RFC 3339).
+    pub since: String,
+    pub until: String,
+    pub meters: Vec<MeterRead>,
+}
+
+/// A billing meter (total, black, color, print, copy, scan, duplex, or one a profile names)
+/// at the period's start and end, and its usage in between.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MeterRead {
+    pub meter: String,
+    pub start: EdgeRead,
+    pub end: EdgeRead,
+    /// Pages (or scans) in the period: never negative.
+    pub usage: f64,
+    /// The counter went backwards in the period (a controller replaced): the usage is the
+    /// sum of the runs before and after.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
+}
+
+/// A meter's value at an edge of the period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EdgeRead {
+    pub value: f64,
+    /// When it was read (RFC 3339); the edge itself when interpolated.
+    pub at: String,
+    /// `read` (a reading within 15 minutes of the edge), `interpolated` (between the
+    /// readings either side) or `nearest` (the one reading there is on one side).
+    pub how: String,
+    /// Not a reading at the edge (`how` is not `read`).
+    pub estimated: bool,
+}
+
+/// Whether the center asks each site's connected devices for a report when a month starts in
+/// the site's time zone, so meter reads are exact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MeterReadSchedule {
+    pub enabled: bool,
 }

@@ -118,6 +118,19 @@ pub const TABLE: &[Rule] = &[
         READ,
     ),
     r("GET", "/api/v1/devices/{id}/meters", "device.meters", READ),
+    r("GET", "/api/v1/meter-reads", "meter_read.list", READ),
+    r(
+        "GET",
+        "/api/v1/meter-read-schedule",
+        "meter_read.schedule",
+        READ,
+    ),
+    r(
+        "PUT",
+        "/api/v1/meter-read-schedule",
+        "meter_read.set_schedule",
+        ADMIN,
+    ),
     r(
         "GET",
         "/api/v1/devices/{id}/supplies",

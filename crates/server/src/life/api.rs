@@ -1,4 +1,5 @@
-//! The operator API of operating life: a device's meters over time.
+//! The operator API of operating life: a device's meters over time, its supplies, and a
+//! month's meter reads for billing.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use fleetcare_core::clock::rfc3339;
 use fleetcare_core::meters::{DAY_MS, HOUR_MS};
-use fleetcare_wire::life::{Meter, MeterPoint, MeterSeries, SupplyList};
+use fleetcare_wire::life::{
+    Meter, MeterPoint, MeterReadSchedule, MeterReads, MeterSeries, SupplyList,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -128,4 +131,82 @@ pub async fn meters(
             .collect(),
         truncated,
     }))
+}
+
+/// Devices one page of meter reads holds by default, and at most.
+pub const READS_PAGE: i64 = 500;
+pub const MAX_READS_PAGE: i64 = 2000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReadsQuery {
+    /// The month, `YYYY-MM`.
+    pub period: String,
+    /// Only devices of this model.
+    pub model: Option<String>,
+    /// Devices after this id (the previous page's `next`).
+    pub after: Option<String>,
+    /// Devices in this page (default 500, at most 2000).
+    pub limit: Option<i64>,
+}
+
+/// A month's meter reads for billing: every device's billing meters at the month's start and
+/// end in its site's time zone, the usage between, and whether each value was read at the
+/// edge or estimated. Pages of devices by id.
+#[utoipa::path(get, path = "/api/v1/meter-reads", params(ReadsQuery),
+    responses((status = 200, body = MeterReads), (status = 400, body = fleetcare_wire::ErrorBody)))]
+pub async fn meter_reads(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+    Query(q): Query<ReadsQuery>,
+) -> Result<Json<MeterReads>, ApiError> {
+    let period = super::reads::parse_period(&q.period).map_err(ApiError::BadRequest)?;
+    let limit = q.limit.unwrap_or(READS_PAGE);
+    if !(1..=MAX_READS_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit {limit}: 1 to {MAX_READS_PAGE}"
+        )));
+    }
+    let (devices, next) = super::reads::read_page(
+        &st,
+        op.0.tenant,
+        period,
+        q.model.as_deref(),
+        q.after.as_deref().unwrap_or(""),
+        limit,
+    )
+    .await?;
+    Ok(Json(MeterReads {
+        period: q.period,
+        devices,
+        next,
+    }))
+}
+
+/// Whether the center asks devices for a report when a month starts (in each site's time
+/// zone), so that meter reads are exact.
+#[utoipa::path(get, path = "/api/v1/meter-read-schedule",
+    responses((status = 200, body = MeterReadSchedule)))]
+pub async fn schedule(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+) -> Result<Json<MeterReadSchedule>, ApiError> {
+    Ok(Json(MeterReadSchedule {
+        enabled: st.store.meter_read_schedule(op.0.tenant).await?,
+    }))
+}
+
+/// Turn the meter-read schedule on or off.
+#[utoipa::path(put, path = "/api/v1/meter-read-schedule", request_body = MeterReadSchedule,
+    responses((status = 200, body = MeterReadSchedule), (status = 400, body = fleetcare_wire::ErrorBody)))]
+pub async fn set_schedule(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+    crate::extract::JsonBody(s): crate::extract::JsonBody<MeterReadSchedule>,
+) -> Result<Json<MeterReadSchedule>, ApiError> {
+    st.store
+        .set_meter_read_schedule(op.0.tenant, s.enabled)
+        .await?;
+    tracing::info!(tenant = op.0.tenant, enabled = s.enabled, operator = %op.0.name, "meter-read schedule set");
+    Ok(Json(s))
 }

@@ -4,6 +4,7 @@
 //! "Operating life".
 
 pub mod api;
+pub mod reads;
 
 use fleetcare_core::meters::{self, Bucket};
 use fleetcare_store::{DeviceKey, StoreError};
