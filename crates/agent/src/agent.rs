@@ -446,11 +446,17 @@ async fn identity<S: StructureSource>(
 ) -> Result<Option<(Snapshot, Option<Credential>)>, AgentError> {
     let none: Installers = Arc::new(BTreeMap::new());
     // The device's identity comes from its source: wait for a valid snapshot.
+    // Said once per distinct problem, not at every retry.
+    let mut said: Option<String> = None;
     let snapshot = loop {
         match read_valid(source, &none, &[]).await {
             Ok((s, _)) => break s,
             Err(e) => {
-                tracing::error!(error = %e, "the structure source is not usable yet");
+                let text = e.to_string();
+                if said.as_deref() != Some(text.as_str()) {
+                    tracing::error!(error = %e, "the structure source is not usable yet");
+                    said = Some(text);
+                }
                 tokio::select! {
                     () = tokio::time::sleep(backoff.next_delay()) => {}
                     () = stopped(shutdown) => return Ok(None),

@@ -110,6 +110,9 @@ pub struct AgentConfig {
     pub printer_snmp_port: u16,
     /// Firmware component name → unit kind, where the guess from the name is wrong.
     pub printer_unit_kinds: std::collections::BTreeMap<String, String>,
+    /// Printer profiles (`printer_profiles = "DIR"`: every `*.toml` in it), loaded and
+    /// checked with the config.
+    pub printer_profiles: Vec<crate::proxy::profile::Profile>,
 }
 
 /// How the config names a printer behind the proxy.
@@ -234,6 +237,7 @@ impl AgentConfig {
             printer_snmp_community: None,
             printer_snmp_port: 161,
             printer_unit_kinds: std::collections::BTreeMap::new(),
+            printer_profiles: Vec::new(),
         }
     }
 
@@ -510,6 +514,15 @@ impl AgentConfig {
         c.printer_snmp_port =
             u16::try_from(r.bounded("printer_snmp_port", 161, 1, 65_535)).unwrap_or(161);
         c.printer_unit_kinds = r.value("printer_unit_kinds", std::collections::BTreeMap::new());
+        if let Some(dir) = r
+            .optional::<PathBuf>("printer_profiles")
+            .map(|p| resolve(r, "printer_profiles", p))
+        {
+            match crate::proxy::profile::load_dir(&dir) {
+                Ok(p) => c.printer_profiles = p,
+                Err(e) => r.problem(format!("`printer_profiles`: {e}")),
+            }
+        }
         if c.printers.len() > 1000 {
             r.problem(format!(
                 "`printers`: {} printers; one agent stands in for at most 1000",

@@ -163,7 +163,17 @@ async fn center(dir: &Path) -> Center {
 
 /// The real agent binary in proxy mode for these printers.
 fn proxy(center: &Center, dir: &Path, printers: &[String], extra: &str) -> Proc {
-    let list: Vec<String> = printers.iter().map(|p| format!("{p:?}")).collect();
+    // A URL, or a table (`{ url = …, device_id = … }`) as it stands.
+    let list: Vec<String> = printers
+        .iter()
+        .map(|p| {
+            if p.starts_with('{') {
+                p.clone()
+            } else {
+                format!("{p:?}")
+            }
+        })
+        .collect();
     let config = dir.join("agent.toml");
     std::fs::write(
         &config,
@@ -507,4 +517,210 @@ async fn an_snmp_printer_shows_its_host_resources_and_its_alert_table() {
         swap["change"]["new"]["serial"], "2BCB0A0A4A000C42",
         "{swap}"
     );
+}
+
+/// `snmpsimd` replaying the recordings in `data`, on `port` (as `nobody` when run as root:
+/// it refuses to run privileged; the data and cache are made readable to it).
+fn snmpsim(bin: &Path, data: &Path, cache: &Path, port: u16) -> Proc {
+    use std::os::unix::fs::PermissionsExt;
+    for d in [data, cache] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    for f in std::fs::read_dir(data).expect("data").flatten() {
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let mut c = Command::new(bin);
+    c.arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--cache-dir={}", cache.display()))
+        .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"))
+        .arg("--logging-method=null")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if root {
+        c.args(["--process-user=nobody", "--process-group=nogroup"]);
+    }
+    Proc(c.spawn().expect("snmpsimd starts"))
+}
+
+#[tokio::test]
+async fn replayed_walks_of_real_printers_show_supplies_meters_and_firmware_from_profiles() {
+    let Some(bin) = needed("snmpsimd", "snmpsim") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    let center = center(dir.path()).await;
+    let (walks, cache) = (dir.path().join("walks"), dir.path().join("cache"));
+    std::fs::create_dir_all(&walks).expect("walks");
+    std::fs::create_dir_all(&cache).expect("cache");
+    for f in ["colour-mfp.snmprec", "mono-mfp.snmprec"] {
+        std::fs::copy(data("snmpsim").join(f), walks.join(f)).expect("copy");
+    }
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("addr").port()
+    };
+    let sim = snmpsim(&bin, &walks, &cache, port);
+    let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/profiles");
+    let _agent = proxy(
+        &center,
+        dir.path(),
+        &[
+            format!("snmp://colour-mfp@127.0.0.1:{port}"),
+            format!(
+                "{{ url = \"snmp://mono-mfp@127.0.0.1:{port}\", device_id = \"KM-NOSERIAL-1\", \
+                 model = \"bizhub-367\" }}"
+            ),
+        ],
+        &format!("printer_profiles = {:?}\n", profiles.display().to_string()),
+    );
+    let d = eventually("the colour MFP is a device", PATIENCE, || async {
+        let d = get(&center, "/api/v1/devices/XRX3356123456").await;
+        d["supplies"]
+            .as_array()
+            .is_some_and(|s| s.len() == 12)
+            .then_some(d)
+    })
+    .await;
+    // The firmware components listed only in sysDescr are units with their software, of the
+    // kinds the Xerox profile names; the network port is not a unit.
+    let units: Vec<(String, String, String)> = d["units"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .map(|u| {
+            (
+                u["slot"].as_str().unwrap_or_default().to_owned(),
+                u["kind"].as_str().unwrap_or_default().to_owned(),
+                u["software"][0]["version"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        ("system-software", "controller", "073.040.075.34540"),
+        ("ess", "controller", "073.045.34540.LL"),
+        ("iot", "engine", "92.25.0"),
+        ("iit", "scanner", "22.13.1"),
+        ("adf", "document-feeder", "20.0.0"),
+        ("finisher", "finisher", "21.2.0"),
+    ] {
+        assert!(
+            units
+                .iter()
+                .any(|u| (u.0.as_str(), u.1.as_str(), u.2.as_str()) == want),
+            "{want:?} in {units:?}"
+        );
+    }
+    assert!(
+        !units.iter().any(|u| u.1 == "network"),
+        "a network port is noise: {units:?}"
+    );
+    assert!(
+        units
+            .iter()
+            .any(|u| u.1 == "engine" && u.0.starts_with("hr-")),
+        "{units:?}"
+    );
+    // The vendor meters, named as billing meters.
+    assert_eq!(d["operating"]["pages_total"], 187_654.0, "{d}");
+    assert_eq!(d["operating"]["pages_color"], 61_234.0, "{d}");
+    assert_eq!(d["operating"]["pages_black"], 126_420.0, "{d}");
+    // Supplies with their levels, part and serial numbers.
+    let supplies = d["supplies"].as_array().expect("supplies");
+    let cyan = supplies
+        .iter()
+        .find(|s| s["slot"] == "toner.cyan")
+        .expect("cyan toner");
+    assert_eq!(cyan["level_pct"], 6.0, "{cyan}");
+    assert_eq!(cyan["state"], "low", "{cyan}");
+    assert_eq!(cyan["part_number"], "006R01510", "{cyan}");
+    assert_eq!(cyan["serial"], "2BCB0A0A4A000B11", "{cyan}");
+    let kinds: std::collections::BTreeSet<&str> =
+        supplies.iter().filter_map(|s| s["kind"].as_str()).collect();
+    for k in ["toner", "drum", "fuser", "transfer", "waste", "staples"] {
+        assert!(kinds.contains(k), "{k} in {kinds:?}");
+    }
+    // The cyan toner running low is a trouble with the part to order.
+    let trouble = eventually("the low toner is a trouble", PATIENCE, || async {
+        let t = get(&center, "/api/v1/troubles?device=XRX3356123456").await;
+        t["troubles"]
+            .as_array()?
+            .iter()
+            .find(|t| t["rule_id"] == "supply-low:toner.cyan")
+            .cloned()
+    })
+    .await;
+    assert!(
+        trouble.to_string().contains("006R01510"),
+        "the part to order: {trouble}"
+    );
+
+    // The printer with no serial number is the device its config entry names, with the
+    // Konica Minolta profile's meters; memory and the network port are not units.
+    let km = eventually(
+        "the unnamed printer is the named device",
+        PATIENCE,
+        || async {
+            let d = get(&center, "/api/v1/devices/KM-NOSERIAL-1").await;
+            d["operating"]["pages_duplex"].is_number().then_some(d)
+        },
+    )
+    .await;
+    assert_eq!(km["model"], "bizhub-367", "{km}");
+    assert_eq!(km["operating"]["pages_total"], 42_100.0, "{km}");
+    assert_eq!(km["operating"]["pages_duplex"], 9_800.0, "{km}");
+    let kinds: Vec<&str> = km["units"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .filter_map(|u| u["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["engine", "finisher"], "{km}");
+
+    // A new cyan cartridge in the printer (the walk replayed again with it): a replacement in
+    // the structure history, and the trouble resolved.
+    drop(sim);
+    let walk = walks.join("colour-mfp.snmprec");
+    let text = std::fs::read_to_string(&walk)
+        .expect("read")
+        .replace("2BCB0A0A4A000B11", "2BCB0A0A4A000E55")
+        .replace(
+            "1.3.6.1.2.1.43.11.1.1.9.1.2|2|900",
+            "1.3.6.1.2.1.43.11.1.1.9.1.2|2|15000",
+        );
+    std::fs::write(&walk, text).expect("write");
+    let _sim = snmpsim(&bin, &walks, &cache, port);
+    let swap = eventually("the cartridge swap in the history", PATIENCE, || async {
+        let h = get(&center, "/api/v1/devices/XRX3356123456/history").await;
+        h["events"]
+            .as_array()?
+            .iter()
+            .find(|e| e["change"]["kind"] == "supply_replaced")
+            .cloned()
+    })
+    .await;
+    assert_eq!(
+        swap["change"]["new"]["serial"], "2BCB0A0A4A000E55",
+        "{swap}"
+    );
+    eventually("the trouble is resolved", PATIENCE, || async {
+        let t = get(&center, "/api/v1/troubles?device=XRX3356123456&state=all").await;
+        t["troubles"]
+            .as_array()?
+            .iter()
+            .find(|t| t["rule_id"] == "supply-low:toner.cyan" && t["state"] == "resolved")
+            .cloned()
+    })
+    .await;
 }

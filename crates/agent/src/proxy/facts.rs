@@ -31,6 +31,8 @@ pub struct HrDevice {
     pub kind: i64,
     pub descr: String,
     pub status: Option<i64>,
+    /// The unit kind a printer profile gives the row (else from its type).
+    pub unit_kind: Option<String>,
 }
 
 /// A row of `prtAlertTable` (Printer MIB), or a `printer-alert` value.
@@ -52,6 +54,8 @@ pub struct PrinterFacts {
     pub serial: Option<String>,
     pub make_and_model: Option<String>,
     pub firmware: Vec<Firmware>,
+    /// Firmware component name → unit kind, as a printer profile says.
+    pub firmware_kinds: BTreeMap<String, String>,
     pub hr_devices: Vec<HrDevice>,
     /// `printer-state` (3 idle, 4 processing, 5 stopped).
     pub state: Option<i64>,
@@ -256,6 +260,7 @@ pub fn snapshot(f: &PrinterFacts, naming: &Naming) -> Result<Snapshot, String> {
         let kind = naming
             .kinds
             .get(&fw.name)
+            .or_else(|| f.firmware_kinds.get(&fw.name))
             .map(|k| clean(k))
             .filter(|k| !k.is_empty())
             .unwrap_or_else(|| guess_kind(&fw.name).to_owned());
@@ -298,7 +303,12 @@ pub fn snapshot(f: &PrinterFacts, naming: &Naming) -> Result<Snapshot, String> {
         let descr = clean(&h.descr);
         units.push(Unit {
             serial: unit_serial(&device, &slot),
-            kind: hr_kind(h.kind).into(),
+            kind: h
+                .unit_kind
+                .as_deref()
+                .map(clean)
+                .filter(|k| !k.is_empty())
+                .unwrap_or_else(|| hr_kind(h.kind).into()),
             model: if descr.is_empty() {
                 "unknown".into()
             } else {

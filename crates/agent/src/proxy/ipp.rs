@@ -251,6 +251,7 @@ pub fn parse_answer(uri: &str, body: &[u8]) -> Result<PrinterFacts, IppError> {
         serial: None,
         make_and_model: one("printer-make-and-model"),
         firmware,
+        firmware_kinds: std::collections::BTreeMap::new(),
         hr_devices: Vec::new(),
         state: attrs.get("printer-state").and_then(|v| integer(v)),
         state_reasons: list("printer-state-reasons"),

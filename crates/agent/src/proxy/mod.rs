@@ -7,6 +7,7 @@
 pub mod addr;
 pub mod facts;
 pub mod ipp;
+pub mod profile;
 pub mod snmp;
 pub mod supplies;
 
@@ -60,6 +61,7 @@ pub async fn poll(
     http: &reqwest::Client,
     addr: &PrinterAddr,
     timeout: Duration,
+    profiles: &Arc<Vec<profile::Profile>>,
 ) -> Result<PrinterFacts, String> {
     match addr {
         PrinterAddr::Ipp { uri, snmp } => {
@@ -67,14 +69,20 @@ pub async fn poll(
                 .await
                 .map_err(|e| e.to_string())?;
             if let Some((target, community)) = snmp.clone() {
-                let got =
-                    tokio::task::spawn_blocking(move || snmp::query(&target, &community, timeout))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                let (profiles, name) = (profiles.clone(), f.make_and_model.clone());
+                let got = tokio::task::spawn_blocking(move || {
+                    snmp::query(&target, &community, timeout, &profiles, name.as_deref())
+                })
+                .await
+                .map_err(|e| e.to_string())?;
                 match got {
                     Ok(s) => {
                         f.serial = f.serial.or(s.serial);
                         f.hr_devices = s.hr_devices;
+                        if f.firmware.is_empty() {
+                            f.firmware = s.firmware;
+                            f.firmware_kinds = s.firmware_kinds;
+                        }
                         f.supply_rows = s.supply_rows;
                         f.alerts.extend(s.alerts);
                         for (k, v) in s.counters {
@@ -88,8 +96,8 @@ pub async fn poll(
             Ok(f)
         }
         PrinterAddr::Snmp { target, community } => {
-            let (t, c) = (target.clone(), community.clone());
-            tokio::task::spawn_blocking(move || snmp::query(&t, &c, timeout))
+            let (t, c, profiles) = (target.clone(), community.clone(), profiles.clone());
+            tokio::task::spawn_blocking(move || snmp::query(&t, &c, timeout, &profiles, None))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())
@@ -112,6 +120,7 @@ async fn poller(
     interval: Duration,
     timeout: Duration,
     naming: Naming,
+    profiles: Arc<Vec<profile::Profile>>,
     last: Arc<Mutex<Result<Snapshot, String>>>,
     journal: Arc<Journal>,
     handle: AgentHandle,
@@ -141,7 +150,7 @@ async fn poller(
         trouble = now;
     };
     loop {
-        match poll(&http, &addr, timeout).await {
+        match poll(&http, &addr, timeout, &profiles).await {
             Ok(f) => match facts::snapshot(&f, &naming) {
                 Ok(snap) => {
                     let (events, now) = facts::events(&f, &snap, &seen);
@@ -199,6 +208,7 @@ async fn poller(
 /// Run one agent per printer of the config until shutdown.
 pub async fn run(cfg: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
     let mut tasks = Vec::new();
+    let profiles = Arc::new(cfg.printer_profiles.clone());
     for entry in &cfg.printers {
         let addr = PrinterAddr::parse(
             entry,
@@ -247,6 +257,7 @@ pub async fn run(cfg: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<()
                     .and_then(|n| n.device_id.clone()),
                 model: cfg.printer_names.get(entry).and_then(|n| n.model.clone()),
             },
+            profiles.clone(),
             last,
             journal,
             handle,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use snmp2::{Oid, SyncSession, Value};
 
 use super::facts::{Alert, HrDevice, PrinterFacts};
+use super::profile::Profile;
 use super::supplies::{MIB_TYPES, SupplyRow};
 use fleetcare_wire::errors::PrinterAlert;
 
@@ -18,6 +19,7 @@ const MAX_VARBINDS: usize = 4096;
 const REPETITIONS: u32 = 24;
 
 const SYS_DESCR: &[u64] = &[1, 3, 6, 1, 2, 1, 1, 1];
+const SYS_OBJECT_ID: &[u64] = &[1, 3, 6, 1, 2, 1, 1, 2];
 const HR_DEVICE_ENTRY: &[u64] = &[1, 3, 6, 1, 2, 1, 25, 3, 2, 1];
 const PRT_GENERAL_SERIAL: &[u64] = &[1, 3, 6, 1, 2, 1, 43, 5, 1, 1, 17];
 const PRT_MARKER_LIFE_COUNT: &[u64] = &[1, 3, 6, 1, 2, 1, 43, 10, 2, 1, 4];
@@ -364,7 +366,16 @@ pub fn facts_from(
 }
 
 /// Read the printer at `target` (`host:port`) with `community`, within `timeout`.
-pub fn query(target: &str, community: &str, timeout: Duration) -> Result<PrinterFacts, SnmpError> {
+/// Read the printer; `profiles`: the first that matches (by `sysObjectID`, or by what the
+/// printer calls itself, or `make_and_model` from IPP) adds its vendor meters, firmware
+/// components and host-resources rules.
+pub fn query(
+    target: &str,
+    community: &str,
+    timeout: Duration,
+    profiles: &[Profile],
+    make_and_model: Option<&str>,
+) -> Result<PrinterFacts, SnmpError> {
     let err = |detail: String| SnmpError {
         target: target.to_owned(),
         detail,
@@ -383,10 +394,61 @@ pub fn query(target: &str, community: &str, timeout: Duration) -> Result<Printer
     if serial.is_empty() && hr.is_empty() && descr.is_empty() {
         return Err(err("the agent answers, but not with the Printer MIB".into()));
     }
-    Ok(PrinterFacts {
+    let mut facts = PrinterFacts {
         supply_rows: supply_rows(&supplies, &colorants),
         ..facts_from(&serial, &descr, &hr, &alerts, &life)
-    })
+    };
+    let object_id = walk(&mut s, target, SYS_OBJECT_ID, deadline)?
+        .into_iter()
+        .find_map(|(_, v)| match v {
+            Val::Oid(o) => Some(o),
+            _ => None,
+        });
+    let sys_descr = descr.first().and_then(|(_, v)| text(v));
+    let name = make_and_model
+        .or(facts.make_and_model.as_deref())
+        .map(str::to_owned);
+    if let Some(p) = profiles
+        .iter()
+        .find(|p| p.applies(object_id.as_deref(), name.as_deref()))
+    {
+        let meters = get_many(&mut s, target, &p.meter_oids(), deadline)?;
+        p.apply(&mut facts, sys_descr.as_deref(), &meters);
+    }
+    Ok(facts)
+}
+
+/// GET the given OIDs (16 to a request): the integer values there are.
+fn get_many(
+    s: &mut SyncSession,
+    target: &str,
+    oids: &[(Vec<u64>, String)],
+    deadline: Instant,
+) -> Result<BTreeMap<Vec<u64>, i64>, SnmpError> {
+    let err = |detail: String| SnmpError {
+        target: target.to_owned(),
+        detail,
+    };
+    let mut out = BTreeMap::new();
+    for chunk in oids.chunks(16) {
+        if Instant::now() > deadline {
+            return Err(err("no complete answer in time".into()));
+        }
+        let owned: Vec<Oid<'static>> = chunk
+            .iter()
+            .map(|(o, _)| Oid::from(o).map_err(|e| err(format!("{e:?}"))))
+            .collect::<Result<_, _>>()?;
+        let refs: Vec<&Oid<'_>> = owned.iter().collect();
+        let pdu = s
+            .get_many(&refs)
+            .map_err(|e| err(format!("{e} (reading the profile's meters)")))?;
+        for (name, v) in pdu.varbinds {
+            if let Val::Int(i) = val(&v) {
+                out.insert(name.iter().map(|i| i.collect()).unwrap_or_default(), i);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
