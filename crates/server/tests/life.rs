@@ -548,3 +548,48 @@ async fn the_meter_read_schedule_asks_connected_devices_at_the_month_edge_once()
         assert!(!poll().await.contains("request_report"), "{store}");
     }
 }
+
+#[tokio::test]
+async fn a_supply_trouble_says_how_many_days_are_left() {
+    for (store, f) in fixtures("a_supply_trouble_says_days").await {
+        let token = enroll(&f, "DAYS-1").await;
+        // Four points a day for ten days: 50 % down to 10 %, low at the end.
+        for i in 0..=10u64 {
+            let level = 50.0 - 4.0 * i as f64;
+            let mut r = report(
+                "DAYS-1",
+                i + 1,
+                common::NOW - (10 - i as i64) * DAY_MS,
+                json!({"pages_total": 1000 * i}),
+            );
+            r["supplies"] = json!([{"slot": "toner.black", "kind": "toner", "color": "black",
+                "level_pct": level, "state": if level <= 10.0 { "low" } else { "ok" },
+                "part_number": "TN-45K"}]);
+            let (status, ack) = post(&f, &token, r).await;
+            assert_eq!(status, StatusCode::OK, "{store}: {ack}");
+        }
+        let t = fleetcare_testkit::eventually(
+            "the low toner is a trouble",
+            std::time::Duration::from_secs(10),
+            || async {
+                let (_, t) = call(
+                    &f.app,
+                    "GET",
+                    "/api/v1/troubles?device=DAYS-1",
+                    Some(&f.admin),
+                    None,
+                )
+                .await;
+                t["troubles"].as_array()?.first().cloned()
+            },
+        )
+        .await;
+        assert!(
+            t["title"]
+                .as_str()
+                .is_some_and(|s| s.contains("about 2.5 days left")),
+            "{store}: {t}"
+        );
+        assert!(t.to_string().contains("TN-45K"), "{store}: {t}");
+    }
+}

@@ -119,6 +119,16 @@ async fn supply_trouble(
         None => c.kind.as_str().to_owned(),
     };
     let level = c.level_pct.map_or(String::new(), |p| format!(" ({p} %)"));
+    // Days left, where the consumption since the cartridge went in tells.
+    let left = if c.now == Low {
+        let states = recent_levels(st, key).await?;
+        match forecast_of(&states, &c.slot, c.kind) {
+            Some((f, _)) => format!(", about {:.1} days left", f.days_left),
+            None => ", days left not known yet".to_owned(),
+        }
+    } else {
+        String::new()
+    };
     let action = match &c.part_number {
         Some(part) => format!(
             "Order part {part} and replace the {what} in slot {}.",
@@ -133,7 +143,7 @@ async fn supply_trouble(
             &fleetcare_store::NewTrouble {
                 rule_id: rule.clone(),
                 severity: severity.into(),
-                title: format!("The {what} is {state}{level}"),
+                title: format!("The {what} is {state}{level}{left}"),
                 action,
                 note: None,
                 evidence_json: "[]".into(),
@@ -171,26 +181,13 @@ pub async fn supply_status(
         return Ok(Vec::new());
     }
     let now = st.clock.now_ms();
-    let h = st
-        .store
-        .operating_history(
-            key,
-            now - FORECAST_DAYS * meters::DAY_MS,
-            now + meters::DAY_MS,
-        )
-        .await?;
-    let states = meters::replay(&h.points);
+    let states = recent_levels(st, key).await?;
     Ok(supplies
         .into_iter()
         .map(|supply| {
-            let name = format!("supply.{}.level_pct", supply.slot);
-            let readings: Vec<(i64, f64)> = states
-                .iter()
-                .filter_map(|(at, v)| v.get(&name).map(|l| (*at, *l)))
-                .collect();
-            let filled = supply.kind == fleetcare_wire::SupplyKind::Waste;
-            let f = meters::forecast(&readings, filled);
-            let last_at = readings.last().map_or(now, |r| r.0);
+            let f = forecast_of(&states, &supply.slot, supply.kind);
+            let last_at = f.map_or(now, |(_, at)| at);
+            let f = f.map(|(f, _)| f);
             fleetcare_wire::life::SupplyStatus {
                 per_day: f.map(|f| (f.per_day * 100.0).round() / 100.0),
                 days_left: f.map(|f| (f.days_left * 10.0).round() / 10.0),
@@ -203,6 +200,38 @@ pub async fn supply_status(
             }
         })
         .collect())
+}
+
+/// The device's operating history over the last [`FORECAST_DAYS`], replayed.
+async fn recent_levels(
+    st: &Ctx,
+    key: &DeviceKey,
+) -> Result<Vec<(i64, std::collections::BTreeMap<String, f64>)>, StoreError> {
+    let now = st.clock.now_ms();
+    let h = st
+        .store
+        .operating_history(
+            key,
+            now - FORECAST_DAYS * meters::DAY_MS,
+            now + meters::DAY_MS,
+        )
+        .await?;
+    Ok(meters::replay(&h.points))
+}
+
+/// A supply's forecast from replayed history, with the time of its newest reading.
+fn forecast_of(
+    states: &[(i64, std::collections::BTreeMap<String, f64>)],
+    slot: &str,
+    kind: fleetcare_wire::SupplyKind,
+) -> Option<(meters::Forecast, i64)> {
+    let name = format!("supply.{slot}.level_pct");
+    let readings: Vec<(i64, f64)> = states
+        .iter()
+        .filter_map(|(at, v)| v.get(&name).map(|l| (*at, *l)))
+        .collect();
+    let f = meters::forecast(&readings, kind == fleetcare_wire::SupplyKind::Waste)?;
+    Some((f, readings.last()?.0))
 }
 
 /// Roll up days of raw points older than `raw_days` and drop rollups older than `keep_days`,
