@@ -156,50 +156,6 @@ pub async fn meters_cmd(c: MetersCmd, remote: &Remote) -> anyhow::Result<()> {
     }
 }
 
-/// One CSV field, quoted when it must be (RFC 4180).
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
-/// The CSV header of a meter read, and a device's rows (one per meter; one with empty meter
-/// columns for a device without a reading).
-pub const READ_CSV_HEADER: &str = "device_id,model,site,meter,start_at,start_value,start_how,\
-    end_at,end_value,end_how,usage,estimated,reset";
-
-pub fn read_csv_rows(d: &DeviceMeterRead) -> Vec<String> {
-    let lead = [
-        csv_field(&d.device_id),
-        csv_field(&d.model),
-        csv_field(d.site.as_deref().unwrap_or("")),
-    ]
-    .join(",");
-    if d.meters.is_empty() {
-        return vec![format!("{lead},,,,,,,,,,,")];
-    }
-    d.meters
-        .iter()
-        .map(|m| {
-            format!(
-                "{lead},{},{},{},{},{},{},{},{},{},{}",
-                csv_field(&m.meter),
-                m.start.at,
-                number(m.start.value),
-                m.start.how,
-                m.end.at,
-                number(m.end.value),
-                m.end.how,
-                number(m.usage),
-                m.start.estimated || m.end.estimated,
-                m.reset
-            )
-        })
-        .collect()
-}
-
 /// Every page of a month's reads, printed as they come.
 async fn read(
     period: &str,
@@ -221,7 +177,7 @@ async fn read(
     let mut all: Vec<DeviceMeterRead> = Vec::new();
     let mut rows: Vec<Vec<String>> = Vec::new();
     if format == "csv" {
-        outln!("{READ_CSV_HEADER}");
+        outln!("{}", fleetcare_wire::life::READ_CSV_HEADER);
     }
     // Bounded: each page moves `after` forward; a page without `next` is the last.
     loop {
@@ -236,7 +192,7 @@ async fn read(
         for d in &page.devices {
             match format {
                 "csv" => {
-                    for r in read_csv_rows(d) {
+                    for r in fleetcare_wire::life::read_csv_rows(d) {
                         outln!("{r}");
                     }
                 }

@@ -76,6 +76,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/devices/{id}/meters", get(life::api::meters))
         .route("/api/v1/meter-reads", get(life::api::meter_reads))
+        .route("/api/v1/supplies/running-out", get(life::api::running_out))
         .route(
             "/api/v1/meter-read-schedule",
             get(life::api::schedule).put(life::api::set_schedule),

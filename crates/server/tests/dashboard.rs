@@ -622,3 +622,61 @@ async fn device_body(f: &Fixture, cookie: &str) -> String {
     assert_eq!(p.status, StatusCode::OK);
     p.body
 }
+
+#[tokio::test]
+async fn the_running_out_page_lists_low_supplies_and_exports_a_months_meter_reads() {
+    let f = fixture().await;
+    account(&f, "ada", "admin").await;
+    let admin = log_in(&f, "ada").await;
+    let token = enroll(&f, "OUT-1").await;
+    let mut r = report("OUT-1", "acme-mfp-9000", "5.2.1");
+    r["supplies"][0]["level_pct"] = json!(4.0);
+    r["supplies"][0]["state"] = json!("low");
+    let (s, ack) = call(
+        &f.app,
+        "POST",
+        "/device/v1/reports",
+        Some(&token),
+        json_body(&r),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{ack}");
+    let body = fleetcare_testkit::eventually(
+        "the low toner is listed",
+        std::time::Duration::from_secs(10),
+        || async {
+            let p = page(&f, "GET", "/ui/supplies", Some(&admin), None).await;
+            (p.status == StatusCode::OK && p.body.contains("OUT-1")).then_some(p.body)
+        },
+    )
+    .await;
+    assert!(body.contains("TN-45K") && body.contains("4 %"), "{body}");
+    assert!(body.contains("/ui/meter-reads.csv"), "{body}");
+    // The month the report fell in, as CSV: one row for its total.
+    let (y, m) = fleetcare_core::meters::civil_month(common::NOW);
+    let csv = page(
+        &f,
+        "GET",
+        &format!("/ui/meter-reads.csv?period={y:04}-{m:02}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(csv.status, StatusCode::OK, "{}", csv.body);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines[0], fleetcare_wire::life::READ_CSV_HEADER);
+    assert!(
+        lines[1].starts_with("OUT-1,acme-mfp-9000,,total,") && lines[1].contains(",4321,"),
+        "{}",
+        csv.body
+    );
+    let bad = page(
+        &f,
+        "GET",
+        "/ui/meter-reads.csv?period=13",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+}

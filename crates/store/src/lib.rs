@@ -959,7 +959,8 @@ fn billing_json(operating: &BTreeMap<String, f64>) -> Option<String> {
 }
 
 /// What a report adds for meter reads: its billing meters (and its predecessor's) when the
-/// two are the neighbours of a month's edge, and the billing meters that went backwards.
+/// two are the neighbours of a month's edge or it is the device's first, and the billing
+/// meters that went backwards.
 fn meter_rows(
     report: &NewReport,
     state: &IngestState,
@@ -981,7 +982,9 @@ fn meter_rows(
         })
         .unwrap_or_default();
     let mut edge_reads = Vec::new();
-    if meters::near_billing_edge(state.last_observed_at, at) {
+    // A device's first reading is kept too: it is the first edge value of a device that
+    // joined mid-period.
+    if state.last_observed_at.is_none() || meters::near_billing_edge(state.last_observed_at, at) {
         if let (Some(prev_at), Some(prev)) = (state.last_observed_at, prev) {
             edge_reads.extend(billing_json(prev).map(|j| (prev_at, j)));
         }

@@ -323,6 +323,29 @@ impl Store {
         rows.iter().map(|r| trouble(r)).collect()
     }
 
+    /// The live troubles of supplies running out (`supply-low:…`, `supply-empty:…`), newest
+    /// first, at most `limit`.
+    pub async fn live_supply_troubles(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+    ) -> Result<Vec<TroubleRecord>> {
+        const SUPPLY: &str = "SELECT id, device_id, rule_id, severity, title, action, state, note, \
+            evidence, occurrences, opened_at, last_event_at, quiet_until, acknowledged_by, \
+            acknowledged_at, resolved_by, resolved_at, fix, fix_outcome, fix_job_id, fixed_at FROM troubles \
+            WHERE tenant_id = $1 AND state <> 'resolved' AND rule_id LIKE 'supply-%' \
+            ORDER BY id DESC LIMIT $2";
+        debug_assert!(SUPPLY.starts_with(TROUBLE_SELECT));
+        let rows = self
+            .select(
+                sql(SUPPLY),
+                vec![tenant.into(), i64::from(limit).into()],
+                TROUBLE_COLUMNS,
+            )
+            .await?;
+        rows.iter().map(|r| trouble(r)).collect()
+    }
+
     /// Acknowledge an open trouble; whether it was open.
     pub async fn acknowledge_trouble(
         &self,

@@ -5,6 +5,7 @@
 //! |---|---|---|---|
 //! | GET | `/api/v1/devices/{id}/meters?meter=&since=&until=&every=` | | [`MeterSeries`] |
 //! | GET | `/api/v1/devices/{id}/supplies` | | [`SupplyList`] |
+//! | GET | `/api/v1/supplies/running-out` | | [`RunningOut`] |
 //! | GET | `/api/v1/meter-reads?period=&model=&after=&limit=` | | [`MeterReads`] |
 //! | GET | `/api/v1/meter-read-schedule` | | [`MeterReadSchedule`] |
 //! | PUT | `/api/v1/meter-read-schedule` | [`MeterReadSchedule`] | [`MeterReadSchedule`] |
@@ -128,4 +129,117 @@ pub struct EdgeRead {
 #[serde(deny_unknown_fields)]
 pub struct MeterReadSchedule {
     pub enabled: bool,
+}
+
+/// The fleet's supplies running out (those with a live low or empty trouble), soonest empty
+/// first (without a forecast: by level).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunningOut {
+    pub supplies: Vec<FleetSupply>,
+}
+
+/// A supply of a device, with its forecast and the trouble it raised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FleetSupply {
+    pub device_id: String,
+    pub model: String,
+    pub trouble_id: u64,
+    pub status: SupplyStatus,
+}
+
+/// One CSV field, quoted when it must be (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The CSV header of a meter read, and a device's rows (one per meter; one with empty meter
+/// columns for a device without a reading).
+pub const READ_CSV_HEADER: &str = "device_id,model,site,meter,start_at,start_value,start_how,\
+    end_at,end_value,end_how,usage,estimated,reset";
+
+pub fn read_csv_rows(d: &DeviceMeterRead) -> Vec<String> {
+    let lead = [
+        csv_field(&d.device_id),
+        csv_field(&d.model),
+        csv_field(d.site.as_deref().unwrap_or("")),
+    ]
+    .join(",");
+    if d.meters.is_empty() {
+        return vec![format!("{lead},,,,,,,,,,")];
+    }
+    d.meters
+        .iter()
+        .map(|m| {
+            format!(
+                "{lead},{},{},{},{},{},{},{},{},{},{}",
+                csv_field(&m.meter),
+                m.start.at,
+                csv_number(m.start.value),
+                m.start.how,
+                m.end.at,
+                csv_number(m.end.value),
+                m.end.how,
+                csv_number(m.usage),
+                m.start.estimated || m.end.estimated,
+                m.reset
+            )
+        })
+        .collect()
+}
+
+/// A number as a person writes it: integers without a fraction.
+fn csv_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_meter_read_as_csv_quotes_what_it_must() {
+        let edge = |v: f64, how: &str| EdgeRead {
+            value: v,
+            at: "2026-11-01T00:00:00.000Z".into(),
+            how: how.into(),
+            estimated: how != "read",
+        };
+        let d = DeviceMeterRead {
+            device_id: "D-1".into(),
+            model: "acme, \"9000\"".into(),
+            site: None,
+            since: String::new(),
+            until: String::new(),
+            meters: vec![MeterRead {
+                meter: "total".into(),
+                start: edge(100.0, "read"),
+                end: edge(250.5, "interpolated"),
+                usage: 150.5,
+                reset: false,
+            }],
+        };
+        assert_eq!(
+            read_csv_rows(&d),
+            [
+                "D-1,\"acme, \"\"9000\"\"\",,total,2026-11-01T00:00:00.000Z,100,read,2026-11-01T00:00:00.000Z,250.5,interpolated,150.5,true,false"
+            ]
+        );
+        let empty = DeviceMeterRead {
+            meters: vec![],
+            model: "acme-9000".into(),
+            ..d
+        };
+        assert_eq!(
+            read_csv_rows(&empty)[0].matches(',').count(),
+            READ_CSV_HEADER.matches(',').count()
+        );
+    }
 }

@@ -121,6 +121,12 @@ pub const TABLE: &[Rule] = &[
     r("GET", "/api/v1/meter-reads", "meter_read.list", READ),
     r(
         "GET",
+        "/api/v1/supplies/running-out",
+        "supply.running_out",
+        READ,
+    ),
+    r(
+        "GET",
         "/api/v1/meter-read-schedule",
         "meter_read.schedule",
         READ,

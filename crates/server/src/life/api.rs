@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use fleetcare_core::clock::rfc3339;
 use fleetcare_core::meters::{DAY_MS, HOUR_MS};
 use fleetcare_wire::life::{
-    Meter, MeterPoint, MeterReadSchedule, MeterReads, MeterSeries, SupplyList,
+    Meter, MeterPoint, MeterReadSchedule, MeterReads, MeterSeries, RunningOut, SupplyList,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -209,4 +209,17 @@ pub async fn set_schedule(
         .await?;
     tracing::info!(tenant = op.0.tenant, enabled = s.enabled, operator = %op.0.name, "meter-read schedule set");
     Ok(Json(s))
+}
+
+/// The fleet's supplies running out (a live low or empty trouble), each with when it is
+/// empty, soonest first.
+#[utoipa::path(get, path = "/api/v1/supplies/running-out",
+    responses((status = 200, body = RunningOut)))]
+pub async fn running_out(
+    State(st): State<AppState>,
+    op: OperatorAuth,
+) -> Result<Json<RunningOut>, ApiError> {
+    Ok(Json(RunningOut {
+        supplies: super::running_out(&st, op.0.tenant).await?,
+    }))
 }

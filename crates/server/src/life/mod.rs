@@ -234,6 +234,58 @@ fn forecast_of(
     Some((f, readings.last()?.0))
 }
 
+/// Supplies shown on one "running out" answer at most.
+pub const RUNNING_OUT_LIMIT: u32 = 500;
+
+/// The fleet's supplies running out: those with a live `supply-low`/`supply-empty` trouble
+/// (found by the troubles' index, never by reading every device), each with its forecast;
+/// soonest empty first, then by level.
+pub async fn running_out(
+    st: &Ctx,
+    tenant: fleetcare_store::TenantId,
+) -> Result<Vec<fleetcare_wire::life::FleetSupply>, StoreError> {
+    let troubles = st
+        .store
+        .live_supply_troubles(tenant, RUNNING_OUT_LIMIT)
+        .await?;
+    let mut out = Vec::with_capacity(troubles.len());
+    for t in troubles {
+        let Some(slot) = t.rule_id.split_once(':').map(|(_, s)| s.to_owned()) else {
+            continue;
+        };
+        let Ok(device_id) = fleetcare_core::DeviceId::parse(&t.device_id) else {
+            continue;
+        };
+        let key = DeviceKey { tenant, device_id };
+        let Some(rec) = st.store.device(&key).await? else {
+            continue;
+        };
+        let supplies: Vec<fleetcare_wire::Supply> = rec
+            .supplies
+            .into_iter()
+            .filter(|s| s.slot == slot)
+            .collect();
+        for status in supply_status(st, &key, supplies).await? {
+            out.push(fleetcare_wire::life::FleetSupply {
+                device_id: rec.device_id.clone(),
+                model: rec.model.clone(),
+                trouble_id: t.id,
+                status,
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        let days = |s: &fleetcare_wire::life::FleetSupply| s.status.days_left.unwrap_or(f64::MAX);
+        let level =
+            |s: &fleetcare_wire::life::FleetSupply| s.status.supply.level_pct.unwrap_or(0.0);
+        days(a)
+            .total_cmp(&days(b))
+            .then(level(a).total_cmp(&level(b)))
+            .then(a.device_id.cmp(&b.device_id))
+    });
+    Ok(out)
+}
+
 /// Roll up days of raw points older than `raw_days` and drop rollups older than `keep_days`,
 /// a bounded number of device-days at a time; counted in `/metrics`.
 pub async fn prune(st: &Ctx, raw_days: u64, keep_days: u64) {

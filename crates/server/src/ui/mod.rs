@@ -71,6 +71,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/catalog", get(pages::catalog))
         .route("/ui/troubles", get(pages::troubles))
         .route("/ui/troubles/{id}", get(pages::trouble))
+        .route("/ui/supplies", get(pages::supplies))
+        .route("/ui/meter-reads.csv", get(pages::meter_reads_csv))
         .route("/ui/rollouts", get(pages::rollouts))
         .route("/ui/rollouts/{id}", get(pages::rollout))
         .route("/ui/audit", get(pages::audit))

@@ -20,6 +20,7 @@ mod devices;
 mod login;
 mod overview;
 mod rollouts;
+mod supplies;
 mod troubles;
 
 pub use audit::audit;
@@ -29,6 +30,7 @@ pub use devices::devices;
 pub use login::login;
 pub use overview::{Summary, overview};
 pub use rollouts::{rollout, rollouts};
+pub use supplies::{meter_reads_csv, supplies};
 pub use troubles::{trouble, troubles};
 
 /// Rows a device search shows (the count says how many matched).
@@ -57,6 +59,7 @@ fn nav(ui: &Ui, current: &str) -> Nav {
         ("/ui/", "Overview"),
         ("/ui/devices", "Devices"),
         ("/ui/troubles", "Troubles"),
+        ("/ui/supplies", "Running out"),
         ("/ui/rollouts", "Rollouts"),
         ("/ui/catalog", "Catalog"),
     ];
