@@ -20,6 +20,68 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// cartridge goes in below 5 %).
 const PAGES_PER_CARTRIDGE: f64 = 12_000.0;
 
+/// Pages a supply lasts (a toner of a colour: colour pages only; a waste box fills with all).
+fn pages_per_supply(s: &fleetcare_wire::Supply) -> f64 {
+    use fleetcare_wire::SupplyKind as K;
+    match s.kind {
+        K::Toner | K::Ink => PAGES_PER_CARTRIDGE,
+        K::Drum | K::Developer => 5.0 * PAGES_PER_CARTRIDGE,
+        K::Waste => 8.0 * PAGES_PER_CARTRIDGE,
+        K::Fuser | K::Transfer => 20.0 * PAGES_PER_CARTRIDGE,
+        _ => 2.0 * PAGES_PER_CARTRIDGE,
+    }
+}
+
+/// Supplies used by `pages` printed (30 % of them colour): levels go down (a waste box up),
+/// the state follows (low at 10 %, empty at 0), and an empty one is replaced, on a later
+/// tick (someone has to come by), by a new cartridge with a new serial.
+fn consume(supplies: &mut [fleetcare_wire::Supply], pages: f64, rng: &mut crate::rng::Rng) {
+    use fleetcare_wire::{SupplyKind as K, SupplyState as S};
+    for s in supplies.iter_mut() {
+        let Some(level) = s.level_pct else { continue };
+        let colour = s.color.as_deref().is_some_and(|c| c != "black");
+        let used = if colour && matches!(s.kind, K::Toner | K::Ink) {
+            pages * 0.3
+        } else {
+            pages
+        };
+        let waste = s.kind == K::Waste;
+        let spent = if waste { 100.0 - level } else { level };
+        if spent <= 0.0 && rng.chance(0.2) {
+            // A new cartridge (an emptied waste box).
+            s.level_pct = Some(if waste { 0.0 } else { 100.0 });
+            s.serial = s.serial.as_ref().map(|old| next_serial(old));
+            s.state = S::Ok;
+            continue;
+        }
+        let delta = used * 100.0 / pages_per_supply(s);
+        let next = if waste { level + delta } else { level - delta }.clamp(0.0, 100.0);
+        let next = (next * 10.0).round() / 10.0;
+        s.level_pct = Some(next);
+        let left = if waste { 100.0 - next } else { next };
+        s.state = if left <= 0.0 {
+            S::Empty
+        } else if left <= 10.0 {
+            S::Low
+        } else {
+            S::Ok
+        };
+        if let (Some(max), true) = (s.max, s.level.is_some()) {
+            s.level = Some((next / 100.0 * max as f64).round() as i64);
+        }
+    }
+}
+
+/// The serial of the next cartridge: the trailing number one up (`K-20931` → `K-20932`).
+fn next_serial(old: &str) -> String {
+    let digits = old.len() - old.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (head, tail) = old.split_at(old.len() - digits);
+    match tail.parse::<u64>() {
+        Ok(n) => format!("{head}{:0width$}", n + 1, width = digits),
+        Err(_) => format!("{old}-2"),
+    }
+}
+
 /// Advance one device by `sim_s` simulated seconds: what it printed, what went wrong.
 /// Returns (events logged, swapped a unit).
 pub(crate) fn advance(d: &SimDevice, p: &Profile, sim_s: f64) -> (u64, bool) {
@@ -42,6 +104,7 @@ pub(crate) fn advance(d: &SimDevice, p: &Profile, sim_s: f64) -> (u64, bool) {
                 }
                 *t = (*t * 10.0).round() / 10.0;
             }
+            consume(&mut w.snapshot.supplies, pages, &mut w.rng);
             for u in w.snapshot.units.iter().filter(|u| u.kind == "fuser") {
                 *op.entry(format!("{}.life_pages", u.slot)).or_insert(0.0) += pages;
             }
@@ -147,5 +210,44 @@ pub(crate) async fn run(
             }
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetcare_wire::{Supply, SupplyKind, SupplyState};
+
+    #[test]
+    fn toner_runs_low_then_empty_and_a_new_cartridge_goes_in() {
+        let mut s = vec![Supply {
+            slot: "toner.cyan".into(),
+            kind: SupplyKind::Toner,
+            color: Some("cyan".into()),
+            level_pct: Some(12.0),
+            level: None,
+            max: None,
+            part_number: Some("TN-45C".into()),
+            serial: Some("C-00099".into()),
+            state: SupplyState::Ok,
+        }];
+        let mut rng = crate::rng::Rng::new(7);
+        // 1,000 pages, 300 in colour: 2.5 points of a 12,000-page cartridge.
+        consume(&mut s, 1000.0, &mut rng);
+        assert_eq!((s[0].level_pct, s[0].state), (Some(9.5), SupplyState::Low));
+        consume(&mut s, 40_000.0, &mut rng);
+        assert_eq!(
+            (s[0].level_pct, s[0].state),
+            (Some(0.0), SupplyState::Empty)
+        );
+        // Replaced within a bounded number of ticks, with the next serial.
+        let mut ticks = 0;
+        while s[0].state == SupplyState::Empty && ticks < 200 {
+            consume(&mut s, 10.0, &mut rng);
+            ticks += 1;
+        }
+        assert_eq!(s[0].level_pct, Some(100.0), "after {ticks} ticks");
+        assert_eq!(s[0].serial.as_deref(), Some("C-00100"));
+        assert_eq!(next_serial("X"), "X-2");
     }
 }
