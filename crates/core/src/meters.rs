@@ -220,6 +220,40 @@ pub fn buckets(
         .collect()
 }
 
+/// The Theil–Sen slope of points `(x, y)`: the median of the slopes between every two (a few
+/// odd points do not move it). `None` without two points at different `x`.
+pub fn theil_sen(points: &[(f64, f64)]) -> Option<f64> {
+    let mut slopes = Vec::with_capacity(points.len() * points.len() / 2);
+    for (i, a) in points.iter().enumerate() {
+        for b in &points[i + 1..] {
+            if b.0 > a.0 {
+                slopes.push((b.1 - a.1) / (b.0 - a.0));
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return None;
+    }
+    slopes.sort_by(f64::total_cmp);
+    let mid = slopes.len() / 2;
+    Some(if slopes.len() % 2 == 0 {
+        (slopes[mid - 1] + slopes[mid]) / 2.0
+    } else {
+        slopes[mid]
+    })
+}
+
+/// A name's slope per day over readings (time in ms), evenly thinned to at most 200 points.
+pub fn slope_per_day(readings: &[(i64, f64)]) -> Option<f64> {
+    let step = readings.len().div_ceil(FORECAST_READINGS).max(1);
+    let picked: Vec<(f64, f64)> = readings
+        .iter()
+        .step_by(step)
+        .map(|(t, v)| (*t as f64 / DAY_MS as f64, *v))
+        .collect();
+    theil_sen(&picked)
+}
+
 /// How fast a level moves and when it reaches its end.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Forecast {
@@ -260,24 +294,7 @@ pub fn forecast(readings: &[(i64, f64)], filled: bool) -> Option<Forecast> {
         .step_by(step.max(1))
         .map(|(t, v)| (*t as f64 / DAY_MS as f64, *v))
         .collect();
-    let mut slopes = Vec::with_capacity(picked.len() * picked.len() / 2);
-    for (i, a) in picked.iter().enumerate() {
-        for b in &picked[i + 1..] {
-            if b.0 > a.0 {
-                slopes.push((b.1 - a.1) / (b.0 - a.0));
-            }
-        }
-    }
-    if slopes.is_empty() {
-        return None;
-    }
-    slopes.sort_by(f64::total_cmp);
-    let mid = slopes.len() / 2;
-    let slope = if slopes.len() % 2 == 0 {
-        (slopes[mid - 1] + slopes[mid]) / 2.0
-    } else {
-        slopes[mid]
-    };
+    let slope = theil_sen(&picked)?;
     let per_day = -slope * dir;
     if per_day < 0.01 {
         return None;

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::engine::DeviceCtx;
-use crate::rules::{AbnormalRule, RuleSet};
+use crate::rules::{AbnormalRule, Measure, RuleSet};
+use fleetcare_core::meters;
 
 /// A unit out of range by a rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +43,7 @@ pub fn abnormal_units(
     operating: &BTreeMap<String, f64>,
 ) -> Vec<AbnormalMark> {
     let mut out = Vec::new();
-    for rule in &rules.abnormal {
+    for rule in rules.abnormal.iter().filter(|r| !r.measure.from_history()) {
         for unit in ctx.units.iter().filter(|u| u.kind == rule.unit_kind) {
             if !rule.expected_life.is_empty() && !rule.expected_life.contains_key(&unit.model) {
                 continue; // no expected life known for this unit model
@@ -60,6 +61,102 @@ pub fn abnormal_units(
                         _ => continue,
                     }
                 }
+            };
+            if let Some(reason) = check(rule, &unit.model, value, &name) {
+                out.push(AbnormalMark {
+                    rule: rule.id.clone(),
+                    slot: unit.slot.clone(),
+                    value,
+                    reason: format!("{}: {reason}", rule.title),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A device's readings over time (its history replayed, daily rollups as their first and
+/// last readings), oldest first.
+pub type Readings = [(i64, BTreeMap<String, f64>)];
+
+/// The device's abnormal units by the rules that judge its history (rate in a window, trend,
+/// growth since a unit went in), as of `now_ms`. `installed_at(slot)`: when the unit now in
+/// the slot appeared (`None`: before the history begins, which then counts from its start).
+pub fn history_marks(
+    rules: &RuleSet,
+    ctx: &DeviceCtx,
+    readings: &Readings,
+    now_ms: i64,
+    installed_at: &dyn Fn(&str) -> Option<i64>,
+) -> Vec<AbnormalMark> {
+    let series = |name: &str, from: i64| -> Vec<(i64, f64)> {
+        readings
+            .iter()
+            .filter(|(at, _)| *at >= from && *at <= now_ms)
+            .filter_map(|(at, v)| Some((*at, *v.get(name)?)))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for rule in rules.abnormal.iter().filter(|r| r.measure.from_history()) {
+        for unit in ctx.units.iter().filter(|u| u.kind == rule.unit_kind) {
+            if !rule.expected_life.is_empty() && !rule.expected_life.contains_key(&unit.model) {
+                continue;
+            }
+            let counter = rule.counter.replace("{slot}", &unit.slot);
+            let judged = match rule.measure {
+                Measure::Value => None::<(f64, String)>,
+                Measure::Rate { window_ms } => {
+                    let per = rule
+                        .per
+                        .as_deref()
+                        .unwrap_or("")
+                        .replace("{slot}", &unit.slot);
+                    let both: Vec<(f64, f64)> = readings
+                        .iter()
+                        .filter(|(at, _)| *at >= now_ms - window_ms && *at <= now_ms)
+                        .filter_map(|(_, v)| Some((*v.get(&counter)?, *v.get(&per)?)))
+                        .collect();
+                    match (both.first(), both.last()) {
+                        (Some(a), Some(b)) if b.1 > a.1 && b.0 >= a.0 => Some((
+                            (b.0 - a.0) / (b.1 - a.1),
+                            format!(
+                                "{counter} per {per} over the last {}",
+                                crate::rules::duration_words(window_ms)
+                            ),
+                        )),
+                        _ => None,
+                    }
+                }
+                Measure::Trend { window_ms } => {
+                    let pts = series(&counter, now_ms - window_ms);
+                    let span = pts.last().zip(pts.first()).map_or(0, |(l, f)| l.0 - f.0);
+                    (pts.len() >= 3 && span >= window_ms / 4)
+                        .then(|| meters::slope_per_day(&pts))
+                        .flatten()
+                        .map(|slope| {
+                            (
+                                (slope * 100.0).round() / 100.0,
+                                format!(
+                                    "{counter} trend per day over the last {}",
+                                    crate::rules::duration_words(window_ms)
+                                ),
+                            )
+                        })
+                }
+                Measure::SinceInstall => {
+                    let since = installed_at(&unit.slot).unwrap_or(i64::MIN);
+                    let pts = series(&counter, since);
+                    match (pts.first(), pts.last()) {
+                        (Some(a), Some(b)) if b.1 >= a.1 => Some((
+                            b.1 - a.1,
+                            format!("{counter} since this {} went in", unit.kind),
+                        )),
+                        _ => None,
+                    }
+                }
+            };
+            let Some((value, name)) = judged else {
+                continue;
             };
             if let Some(reason) = check(rule, &unit.model, value, &name) {
                 out.push(AbnormalMark {

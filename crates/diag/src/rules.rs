@@ -120,6 +120,10 @@ struct AbnormalDoc {
     below: Option<f64>,
     #[serde(default)]
     expected_life: BTreeMap<String, f64>,
+    /// `value` (default), `rate`, `trend` or `since_install`.
+    measure: Option<String>,
+    /// The span of history a `rate` or `trend` looks at ("7d").
+    window: Option<String>,
 }
 
 // ---- compiled -----------------------------------------------------------------------------
@@ -304,6 +308,31 @@ pub struct AbnormalRule {
     pub below: Option<f64>,
     /// Abnormal beyond the unit model's expected life (by unit model).
     pub expected_life: BTreeMap<String, f64>,
+    /// What is judged: the newest value, or something of the device's history.
+    pub measure: Measure,
+}
+
+/// What an abnormal-unit rule judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// The newest report's value (or `counter / per`), at every report.
+    Value,
+    /// How much `counter` grew per growth of `per` over the last `window_ms` (jams per page
+    /// over the last 7 days), from the history.
+    Rate { window_ms: i64 },
+    /// The slope per day of `counter` over the last `window_ms` (a robust fit: a fuser's
+    /// temperature climbing), from the history.
+    Trend { window_ms: i64 },
+    /// How much `counter` grew since the unit's current serial appeared (pages since this
+    /// fuser went in), from the history: the device need not count it.
+    SinceInstall,
+}
+
+impl Measure {
+    /// Judged from the history, once a day per device (not from each report's values).
+    pub fn from_history(self) -> bool {
+        self != Measure::Value
+    }
 }
 
 /// A compiled, validated rules file.
@@ -604,7 +633,50 @@ impl RuleSet {
                     "{at}: below {lo} is more than above {hi}: nothing would be normal"
                 ));
             }
+            let win = window(&format!("{at}.window"), &a.window, &mut p);
+            let measure = match (a.measure.as_deref().unwrap_or("value"), win) {
+                ("value", None) => Measure::Value,
+                ("value", Some(_)) => {
+                    p.push(format!(
+                        "{at}: a window needs measure = \"rate\" or \"trend\""
+                    ));
+                    Measure::Value
+                }
+                ("rate", w) => {
+                    if a.per.is_none() || w.is_none() {
+                        p.push(format!("{at}: measure = \"rate\" needs per and window"));
+                    }
+                    Measure::Rate {
+                        window_ms: w.unwrap_or(0),
+                    }
+                }
+                ("trend", w) => {
+                    if w.is_none() || a.per.is_some() || !a.expected_life.is_empty() {
+                        p.push(format!(
+                            "{at}: measure = \"trend\" needs a window and above or below (per day), no per"
+                        ));
+                    }
+                    Measure::Trend {
+                        window_ms: w.unwrap_or(0),
+                    }
+                }
+                ("since_install", w) => {
+                    if w.is_some() || a.per.is_some() {
+                        p.push(format!(
+                            "{at}: measure = \"since_install\" takes no window and no per"
+                        ));
+                    }
+                    Measure::SinceInstall
+                }
+                (other, _) => {
+                    p.push(format!(
+                        "{at}.measure: {other:?}: value, rate, trend or since_install"
+                    ));
+                    Measure::Value
+                }
+            };
             abnormal.push(AbnormalRule {
+                measure,
                 id: a.id.clone(),
                 title: a.title.clone(),
                 unit_kind: a.unit_kind.clone(),

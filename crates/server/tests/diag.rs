@@ -796,3 +796,142 @@ fix = { release = "ctl-firmware", version = "5.3" }
     let (_, shown) = call(&f.app, "GET", "/api/v1/rules", Some(&f.admin), None).await;
     assert!(shown["revision"].is_null(), "nothing was loaded: {shown}");
 }
+
+#[tokio::test]
+async fn units_are_judged_from_their_history_rate_trend_and_life_since_they_went_in() {
+    let f = fixture().await;
+    let rules = r#"
+[[abnormal]]
+id = "jam-rate-7d"
+title = "Jams per page over the last week"
+unit_kind = "engine"
+counter = "jams_total"
+per = "pages_total"
+measure = "rate"
+window = "7d"
+above = 0.002
+
+[[abnormal]]
+id = "fuser-heating"
+title = "Fuser temperature climbing"
+unit_kind = "fuser"
+counter = "fuser_temp_c"
+measure = "trend"
+window = "7d"
+above = 2
+
+[[abnormal]]
+id = "fuser-hot"
+title = "Fuser too hot now"
+unit_kind = "fuser"
+counter = "fuser_temp_c"
+above = 199
+
+[[abnormal]]
+id = "fuser-life"
+title = "Fuser past its life since it went in"
+unit_kind = "fuser"
+counter = "pages_total"
+measure = "since_install"
+expected_life = { "fus-7" = 5000 }
+"#;
+    let (status, v) = load_rules(&f, rules).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = load_rules(
+        &f,
+        &rules.replace("window = \"7d\"\nabove = 2", "above = 2"),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a trend needs a window: {v}"
+    );
+    let token = enroll_as(&f, "H-1", "acme-mfp-9000").await;
+    // A report a day for a week (each the first of its day): 1,000 pages and 5 jams a day,
+    // the fuser 3 degrees hotter each day.
+    for d in 0..7u64 {
+        let body = json!({"device_id": "H-1", "model": "acme-mfp-9000", "seq": d + 1,
+            "trigger": "periodic", "observed_at_ms": common::NOW - (6 - d as i64) * 86_400_000,
+            "units": mfp9000("5.2.1", "2.8.1"),
+            "operating": {"pages_total": 10_000 + 1000 * d, "jams_total": 5 * d,
+                          "fuser_temp_c": 180 + 3 * d}});
+        let (status, ack) = call(
+            &f.app,
+            "POST",
+            "/device/v1/reports",
+            Some(&token),
+            json_body(&body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{ack}");
+    }
+    let marks = |about: &Value| -> Vec<(String, String)> {
+        about["abnormal_units"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| {
+                        (
+                            m["rule_id"].as_str().unwrap_or_default().to_owned(),
+                            m["slot"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let about = fleetcare_testkit::eventually(
+        "the history judged",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (_, about) = call(&f.app, "GET", "/device/v1/about", Some(&token), None).await;
+            (marks(&about).len() == 3).then_some(about)
+        },
+    )
+    .await;
+    let mut got = marks(&about);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("fuser-heating".to_owned(), "fuser".to_owned()),
+            ("fuser-life".to_owned(), "fuser".to_owned()),
+            ("jam-rate-7d".to_owned(), "engine".to_owned()),
+        ],
+        "{about}"
+    );
+    assert!(
+        about.to_string().contains("since this fuser went in"),
+        "{about}"
+    );
+    assert_eq!(about["rollout_eligible"], false, "{about}");
+    // A later report of the same day (judged at every report, not from history) leaves the
+    // marks of history alone.
+    let body = json!({"device_id": "H-1", "model": "acme-mfp-9000", "seq": 9,
+        "trigger": "periodic", "observed_at_ms": common::NOW + 60_000,
+        "units": mfp9000("5.2.1", "2.8.1"),
+        "operating": {"pages_total": 16_100, "jams_total": 30, "fuser_temp_c": 200}});
+    let (status, ack) = call(
+        &f.app,
+        "POST",
+        "/device/v1/reports",
+        Some(&token),
+        json_body(&body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let about = fleetcare_testkit::eventually(
+        "the report judged",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (_, about) = call(&f.app, "GET", "/device/v1/about", Some(&token), None).await;
+            marks(&about)
+                .iter()
+                .any(|m| m.0 == "fuser-hot")
+                .then_some(about)
+        },
+    )
+    .await;
+    assert_eq!(marks(&about).len(), 4, "the history's marks stay: {about}");
+}

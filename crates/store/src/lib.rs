@@ -125,6 +125,9 @@ pub struct Ingested {
     pub findings_changed: bool,
     /// Supplies whose state changed with this report, or that are new cartridges.
     pub supply_changes: Vec<SupplyChange>,
+    /// The report opened its device's UTC day in the operating history (its first of the
+    /// day): what judges history once a day does it then.
+    pub keyframe: bool,
 }
 
 /// A supply whose state changed with a report (or a new cartridge in its slot), with what a
@@ -765,6 +768,7 @@ impl Ingested {
             current: false,
             findings_changed: false,
             supply_changes: Vec::new(),
+            keyframe: false,
         }
     }
 

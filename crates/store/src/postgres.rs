@@ -336,6 +336,11 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
                 .as_ref()
                 .map(|r| r.supply_changes.clone())
                 .unwrap_or_default(),
+            keyframe: p
+                .rows
+                .as_ref()
+                .and_then(|r| r.history.as_ref())
+                .is_some_and(|h| h.keyframe),
         }));
     }
     if !after.is_empty() {
@@ -594,6 +599,10 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
         return Ok(Ingested::duplicate(interval));
     }
     let current = rows.is_some();
+    let keyframe = rows
+        .as_ref()
+        .and_then(|r| r.history.as_ref())
+        .is_some_and(|h| h.keyframe);
     let supply_changes = rows
         .as_ref()
         .map(|r| r.supply_changes.clone())
@@ -629,6 +638,7 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
         current,
         findings_changed,
         supply_changes,
+        keyframe,
     })
 }
 

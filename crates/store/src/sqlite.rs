@@ -500,6 +500,7 @@ fn ingest(c: &Connection, r: &NewReport, fingerprint: String) -> Result<Ingested
         report_interval_s: interval,
         current: true,
         findings_changed,
+        keyframe: rows.history.as_ref().is_some_and(|h| h.keyframe),
         supply_changes: rows.supply_changes,
     })
 }

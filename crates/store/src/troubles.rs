@@ -323,6 +323,27 @@ impl Store {
         rows.iter().map(|r| trouble(r)).collect()
     }
 
+    /// When the unit now in each slot appeared (its newest `unit_added` or `unit_replaced`
+    /// event, by the device's clock); a slot without one has had its unit since the device's
+    /// first report.
+    pub async fn units_installed_at(
+        &self,
+        key: &DeviceKey,
+    ) -> Result<std::collections::BTreeMap<String, i64>> {
+        self.select(
+            sql(
+                "SELECT slot, MAX(observed_at) FROM structure_events WHERE tenant_id = $1 \
+                 AND device_id = $2 AND kind IN ('unit_added', 'unit_replaced') GROUP BY slot",
+            ),
+            vec![key.tenant.into(), key.device_id.as_str().into()],
+            &[Ty::Text, Ty::Int],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r[0].text()?, r[1].int()?)))
+        .collect()
+    }
+
     /// The live troubles of supplies running out (`supply-low:…`, `supply-empty:…`), newest
     /// first, at most `limit`.
     pub async fn live_supply_troubles(
@@ -575,9 +596,23 @@ impl Store {
         marks: &[(String, String, String)],
         now_ms: i64,
     ) -> Result<bool> {
+        self.set_abnormal_units_of(key, marks, &|_| true, now_ms)
+            .await
+    }
+
+    /// As [`Store::set_abnormal_units`], for the rules `covers` accepts only: marks of other
+    /// rules stay (those judged at every report and those judged from history once a day
+    /// are set apart).
+    pub async fn set_abnormal_units_of(
+        &self,
+        key: &DeviceKey,
+        marks: &[(String, String, String)],
+        covers: &(dyn Fn(&str) -> bool + Sync),
+        now_ms: i64,
+    ) -> Result<bool> {
         let current = self.abnormal_units(key).await?;
         let mut stmts = Vec::new();
-        for c in &current {
+        for c in current.iter().filter(|c| covers(&c.rule_id)) {
             if !marks
                 .iter()
                 .any(|(s, r, _)| *s == c.slot && *r == c.rule_id)

@@ -206,6 +206,7 @@ pub async fn take_report(
         changes: ingested.changes,
         operating: operating.as_ref(),
         supply_changes: &ingested.supply_changes,
+        keyframe: ingested.keyframe,
     };
     for s in st.after_report.iter() {
         s.stored(&stored).await;

@@ -31,6 +31,9 @@ pub struct Stored<'a> {
     pub operating: Option<&'a BTreeMap<String, f64>>,
     /// Supplies whose state changed with the report, or new cartridges.
     pub supply_changes: &'a [fleetcare_store::SupplyChange],
+    /// The device's first report of its UTC day (by observed time): daily judgements of its
+    /// history run then.
+    pub keyframe: bool,
 }
 
 /// What a subscriber's work on one report ends in (most finish at once: [`done`]).

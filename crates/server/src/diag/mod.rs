@@ -598,9 +598,22 @@ impl Diag {
             .into_iter()
             .map(|m| (m.slot, m.rule, m.reason))
             .collect();
+        // The marks of the rules judged at every report (and of rules no longer loaded); those
+        // judged from history are left to [`Diag::judge_history`].
+        let history: Vec<&str> = rules
+            .abnormal
+            .iter()
+            .filter(|r| r.measure.from_history())
+            .map(|r| r.id.as_str())
+            .collect();
         if st
             .store
-            .set_abnormal_units(key, &marks, st.clock.now_ms())
+            .set_abnormal_units_of(
+                key,
+                &marks,
+                &|rule| !history.contains(&rule),
+                st.clock.now_ms(),
+            )
             .await?
         {
             tracing::info!(device = %key.device_id, abnormal = marks.len(), "abnormal units judged");
@@ -608,6 +621,66 @@ impl Diag {
         Ok(())
     }
 }
+
+impl Diag {
+    /// Judge the device's history by the abnormal-unit rules that look at it (a rate in a
+    /// window, a trend, growth since a unit went in): once a day per device, on its first
+    /// report of the day. Reads only as far back as the rules need.
+    pub async fn judge_history(&self, st: &Ctx, key: &DeviceKey) -> Result<(), StoreError> {
+        use fleetcare_diag::rules::Measure;
+        let Some((_, rules)) = self.rules(key.tenant) else {
+            return Ok(());
+        };
+        let ctx = self.compat.device_ctx(key).unwrap_or_default();
+        let judged: Vec<&fleetcare_diag::rules::AbnormalRule> = rules
+            .abnormal
+            .iter()
+            .filter(|r| r.measure.from_history())
+            .filter(|r| ctx.units.iter().any(|u| u.kind == r.unit_kind))
+            .collect();
+        if judged.is_empty() {
+            return Ok(());
+        }
+        let now = st.clock.now_ms();
+        let installed = if judged.iter().any(|r| r.measure == Measure::SinceInstall) {
+            st.store.units_installed_at(key).await?
+        } else {
+            BTreeMap::new()
+        };
+        let mut since = now;
+        for r in &judged {
+            since = since.min(match r.measure {
+                Measure::Rate { window_ms } | Measure::Trend { window_ms } => now - window_ms,
+                _ => installed
+                    .values()
+                    .copied()
+                    .min()
+                    .unwrap_or(now - HISTORY_DAYS * fleetcare_core::meters::DAY_MS),
+            });
+        }
+        let since = since.max(now - HISTORY_DAYS * fleetcare_core::meters::DAY_MS);
+        let readings = crate::life::readings(st, key, since).await?;
+        let marks: Vec<(String, String, String)> =
+            fleetcare_diag::abnormal::history_marks(&rules, &ctx, &readings, now, &|slot| {
+                installed.get(slot).copied()
+            })
+            .into_iter()
+            .map(|m| (m.slot, m.rule, m.reason))
+            .collect();
+        let ids: Vec<&str> = judged.iter().map(|r| r.id.as_str()).collect();
+        if st
+            .store
+            .set_abnormal_units_of(key, &marks, &|rule| ids.contains(&rule), now)
+            .await?
+        {
+            tracing::info!(device = %key.device_id, abnormal = marks.len(), "abnormal units judged from history");
+        }
+        Ok(())
+    }
+}
+
+/// How far back a judgement of history reads at most (days).
+const HISTORY_DAYS: i64 = 800;
 
 fn add(
     recur: &mut BTreeMap<(TenantId, String, String), TroubleRecurrence>,
@@ -651,6 +724,11 @@ impl crate::devices::report::AfterReport for JudgeOperating {
         Box::pin(async move {
             if let Err(e) = self.diag.judge_operating(&self.ctx, r.key, operating).await {
                 tracing::warn!(device = %r.key.device_id, error = %e, "judging operating info failed");
+            }
+            if r.keyframe
+                && let Err(e) = self.diag.judge_history(&self.ctx, r.key).await
+            {
+                tracing::warn!(device = %r.key.device_id, error = %e, "judging operating history failed");
             }
         })
     }

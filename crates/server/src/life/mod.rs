@@ -234,6 +234,30 @@ fn forecast_of(
     Some((f, readings.last()?.0))
 }
 
+/// A device's readings from `since_ms` to now: raw points replayed, and each rolled-up day as
+/// two readings (its first value at its start, its last at its end); oldest first.
+pub async fn readings(
+    st: &Ctx,
+    key: &DeviceKey,
+    since_ms: i64,
+) -> Result<Vec<(i64, std::collections::BTreeMap<String, f64>)>, StoreError> {
+    let now = st.clock.now_ms();
+    let h = st
+        .store
+        .operating_history(key, since_ms, now + meters::DAY_MS)
+        .await?;
+    let mut out = Vec::with_capacity(h.points.len() + 2 * h.daily.len());
+    for (day, spans) in &h.daily {
+        let pick =
+            |f: fn(&meters::Span) -> f64| spans.iter().map(|(k, s)| (k.clone(), f(s))).collect();
+        out.push((day * meters::DAY_MS, pick(|s| s.first)));
+        out.push(((day + 1) * meters::DAY_MS - 1, pick(|s| s.last)));
+    }
+    out.extend(meters::replay(&h.points));
+    out.sort_by_key(|(at, _)| *at);
+    Ok(out)
+}
+
 /// Supplies shown on one "running out" answer at most.
 pub const RUNNING_OUT_LIMIT: u32 = 500;
 
