@@ -170,3 +170,58 @@ pub fn history_marks(
     }
     out
 }
+
+/// A part (a unit judged by a `since_install` rule with an expected life) and how much of its
+/// life it has used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartLife {
+    pub rule: String,
+    pub slot: String,
+    pub kind: String,
+    pub model: String,
+    /// Growth of the rule's counter since the unit went in (pages).
+    pub used: f64,
+    pub life: f64,
+}
+
+/// Every part with an expected life by the `since_install` rules, with what it has used
+/// since it went in (from the readings, as [`history_marks`] counts it).
+pub fn part_lives(
+    rules: &RuleSet,
+    ctx: &DeviceCtx,
+    readings: &Readings,
+    now_ms: i64,
+    installed_at: &dyn Fn(&str) -> Option<i64>,
+) -> Vec<PartLife> {
+    let mut out = Vec::new();
+    for rule in rules
+        .abnormal
+        .iter()
+        .filter(|r| r.measure == Measure::SinceInstall)
+    {
+        for unit in ctx.units.iter().filter(|u| u.kind == rule.unit_kind) {
+            let Some(&life) = rule.expected_life.get(&unit.model) else {
+                continue;
+            };
+            let counter = rule.counter.replace("{slot}", &unit.slot);
+            let since = installed_at(&unit.slot).unwrap_or(i64::MIN);
+            let mut pts = readings
+                .iter()
+                .filter(|(at, _)| *at >= since && *at <= now_ms)
+                .filter_map(|(_, v)| v.get(&counter).copied());
+            let Some(first) = pts.next() else { continue };
+            let last = pts.last().unwrap_or(first);
+            if last >= first {
+                out.push(PartLife {
+                    rule: rule.id.clone(),
+                    slot: unit.slot.clone(),
+                    kind: unit.kind.clone(),
+                    model: unit.model.clone(),
+                    used: last - first,
+                    life,
+                });
+            }
+        }
+    }
+    out
+}

@@ -98,6 +98,7 @@ use utoipa::{Modify, OpenApi};
         fleetcare_wire::life::MeterReads,
         fleetcare_wire::life::RunningOut,
         fleetcare_wire::life::FleetSupply,
+        fleetcare_wire::life::FleetPart,
         fleetcare_wire::life::DeviceMeterRead,
         fleetcare_wire::life::MeterRead,
         fleetcare_wire::life::EdgeRead,

@@ -906,6 +906,25 @@ expected_life = { "fus-7" = 5000 }
         "{about}"
     );
     assert_eq!(about["rollout_eligible"], false, "{about}");
+    // The fuser past its expected life is a trouble with the part to order.
+    let part = troubles(&f, "device=H-1")
+        .await
+        .into_iter()
+        .find(|t| t["rule_id"] == "part-end-of-life:fuser")
+        .expect("a part trouble");
+    assert_eq!(part["severity"], "major", "{part}");
+    assert!(
+        part["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("past its expected life") && t.contains("of 5000 pages")),
+        "{part}"
+    );
+    assert!(
+        part["action"]
+            .as_str()
+            .is_some_and(|a| a.contains("Order a fus-7")),
+        "{part}"
+    );
     // A later report of the same day (judged at every report, not from history) leaves the
     // marks of history alone.
     let body = json!({"device_id": "H-1", "model": "acme-mfp-9000", "seq": 9,

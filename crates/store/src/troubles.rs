@@ -344,8 +344,8 @@ impl Store {
         .collect()
     }
 
-    /// The live troubles of supplies running out (`supply-low:…`, `supply-empty:…`), newest
-    /// first, at most `limit`.
+    /// The live troubles of supplies running out (`supply-low:…`, `supply-empty:…`) and of
+    /// parts near their end of life (`part-end-of-life:…`), newest first, at most `limit`.
     pub async fn live_supply_troubles(
         &self,
         tenant: TenantId,
@@ -354,7 +354,8 @@ impl Store {
         const SUPPLY: &str = "SELECT id, device_id, rule_id, severity, title, action, state, note, \
             evidence, occurrences, opened_at, last_event_at, quiet_until, acknowledged_by, \
             acknowledged_at, resolved_by, resolved_at, fix, fix_outcome, fix_job_id, fixed_at FROM troubles \
-            WHERE tenant_id = $1 AND state <> 'resolved' AND rule_id LIKE 'supply-%' \
+            WHERE tenant_id = $1 AND state <> 'resolved' \
+            AND (rule_id LIKE 'supply-%' OR rule_id LIKE 'part-end-of-life:%') \
             ORDER BY id DESC LIMIT $2";
         debug_assert!(SUPPLY.starts_with(TROUBLE_SELECT));
         let rows = self

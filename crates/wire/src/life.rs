@@ -136,6 +136,23 @@ pub struct MeterReadSchedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RunningOut {
     pub supplies: Vec<FleetSupply>,
+    /// Parts near or past their expected life (a live `part-end-of-life` trouble), past it
+    /// first.
+    #[serde(default)]
+    pub parts: Vec<FleetPart>,
+}
+
+/// A part near its end of life, as its trouble says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FleetPart {
+    pub device_id: String,
+    pub slot: String,
+    pub trouble_id: u64,
+    pub severity: String,
+    /// What and how much of its life is used ("… 285000 of 300000 pages since it went in").
+    pub title: String,
+    /// What to order and do.
+    pub action: String,
 }
 
 /// A supply of a device, with its forecast and the trouble it raised.

@@ -667,6 +667,10 @@ impl Diag {
             .into_iter()
             .map(|m| (m.slot, m.rule, m.reason))
             .collect();
+        let lives = fleetcare_diag::abnormal::part_lives(&rules, &ctx, &readings, now, &|slot| {
+            installed.get(slot).copied()
+        });
+        crate::life::part_troubles(st, key, &lives).await?;
         let ids: Vec<&str> = judged.iter().map(|r| r.id.as_str()).collect();
         if st
             .store

@@ -212,14 +212,12 @@ pub async fn set_schedule(
 }
 
 /// The fleet's supplies running out (a live low or empty trouble), each with when it is
-/// empty, soonest first.
+/// empty, soonest first; and its parts near or past their expected life.
 #[utoipa::path(get, path = "/api/v1/supplies/running-out",
     responses((status = 200, body = RunningOut)))]
 pub async fn running_out(
     State(st): State<AppState>,
     op: OperatorAuth,
 ) -> Result<Json<RunningOut>, ApiError> {
-    Ok(Json(RunningOut {
-        supplies: super::running_out(&st, op.0.tenant).await?,
-    }))
+    Ok(Json(super::running_out(&st, op.0.tenant).await?))
 }

@@ -258,6 +258,89 @@ pub async fn readings(
     Ok(out)
 }
 
+/// A part is near the end of its life at this share of its expected life.
+pub const PART_NEAR_END: f64 = 0.9;
+
+/// Open a `part-end-of-life:<slot>` trouble for each part past [`PART_NEAR_END`] of its
+/// expected life (minor while near, major past it: the rollout gates see it), with the part to
+/// order and the pages left; resolve it once the part in the slot is new.
+pub async fn part_troubles(
+    st: &Ctx,
+    key: &DeviceKey,
+    lives: &[fleetcare_diag::abnormal::PartLife],
+) -> Result<(), StoreError> {
+    let now = st.clock.now_ms();
+    let mut changed = false;
+    for p in lives {
+        let rule = format!("part-end-of-life:{}", p.slot);
+        let live = st
+            .store
+            .troubles(
+                key.tenant,
+                &fleetcare_store::TroubleFilter {
+                    state: Some("live".into()),
+                    device_id: Some(key.device_id.to_string()),
+                    rule_id: Some(rule.clone()),
+                },
+                10,
+            )
+            .await?;
+        if p.used < PART_NEAR_END * p.life {
+            for t in live {
+                changed |= st
+                    .store
+                    .resolve_trouble(key.tenant, t.id, "center (a new part is in)", now)
+                    .await?;
+            }
+            continue;
+        }
+        if !live.is_empty() {
+            continue;
+        }
+        let (severity, state) = if p.used >= p.life {
+            ("major", "past its expected life".to_owned())
+        } else {
+            (
+                "minor",
+                format!("near its end of life, {:.0} pages left", p.life - p.used),
+            )
+        };
+        let opened = st
+            .store
+            .open_trouble(
+                key,
+                &fleetcare_store::NewTrouble {
+                    rule_id: rule,
+                    severity: severity.into(),
+                    title: format!(
+                        "The {} ({}) in slot {} is {state}: {:.0} of {:.0} pages since it went in",
+                        p.kind, p.model, p.slot, p.used, p.life
+                    ),
+                    action: format!(
+                        "Order a {} and replace the {} in slot {}.",
+                        p.model, p.kind, p.slot
+                    ),
+                    note: None,
+                    evidence_json: "[]".into(),
+                    occurrences: 1,
+                    last_event_at_ms: now,
+                    // Resolved by the history (a new part), never by a quiet period.
+                    quiet_until_ms: i64::MAX,
+                    fix_json: None,
+                },
+                now,
+            )
+            .await?;
+        changed |= opened.is_some();
+    }
+    if changed {
+        st.events.device(key.tenant, key.device_id.as_str());
+        st.events
+            .notify(key.tenant, crate::cluster::events::Topic::Troubles);
+    }
+    Ok(())
+}
+
 /// Supplies shown on one "running out" answer at most.
 pub const RUNNING_OUT_LIMIT: u32 = 500;
 
@@ -267,16 +350,32 @@ pub const RUNNING_OUT_LIMIT: u32 = 500;
 pub async fn running_out(
     st: &Ctx,
     tenant: fleetcare_store::TenantId,
-) -> Result<Vec<fleetcare_wire::life::FleetSupply>, StoreError> {
+) -> Result<fleetcare_wire::life::RunningOut, StoreError> {
     let troubles = st
         .store
         .live_supply_troubles(tenant, RUNNING_OUT_LIMIT)
         .await?;
     let mut out = Vec::with_capacity(troubles.len());
+    let mut parts = Vec::new();
     for t in troubles {
-        let Some(slot) = t.rule_id.split_once(':').map(|(_, s)| s.to_owned()) else {
+        let Some((kind, slot)) = t
+            .rule_id
+            .split_once(':')
+            .map(|(k, s)| (k.to_owned(), s.to_owned()))
+        else {
             continue;
         };
+        if kind == "part-end-of-life" {
+            parts.push(fleetcare_wire::life::FleetPart {
+                device_id: t.device_id.clone(),
+                slot,
+                trouble_id: t.id,
+                severity: t.severity.clone(),
+                title: t.title.clone(),
+                action: t.action.clone(),
+            });
+            continue;
+        }
         let Ok(device_id) = fleetcare_core::DeviceId::parse(&t.device_id) else {
             continue;
         };
@@ -307,7 +406,18 @@ pub async fn running_out(
             .then(level(a).total_cmp(&level(b)))
             .then(a.device_id.cmp(&b.device_id))
     });
-    Ok(out)
+    // Past their life first, then by device.
+    parts.sort_by(|a, b| {
+        (b.severity == "major", &a.device_id, &a.slot).cmp(&(
+            a.severity == "major",
+            &b.device_id,
+            &b.slot,
+        ))
+    });
+    Ok(fleetcare_wire::life::RunningOut {
+        supplies: out,
+        parts,
+    })
 }
 
 /// Roll up days of raw points older than `raw_days` and drop rollups older than `keep_days`,

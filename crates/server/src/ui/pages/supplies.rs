@@ -1,5 +1,6 @@
 //! The "running out" page: the fleet's supplies with a live low or empty trouble, soonest
-//! empty first, with the part to order; and the month's meter reads as CSV.
+//! empty first, with the part to order; parts near or past their expected life; and the
+//! month's meter reads as CSV.
 
 use super::{ASSET_CSS, ASSET_JS, Ui};
 use crate::AppState;
@@ -25,6 +26,16 @@ pub struct SupplyRow {
     trouble: u64,
 }
 
+pub struct PartRow {
+    device: String,
+    slot: String,
+    title: String,
+    action: String,
+    severity: String,
+    class: &'static str,
+    trouble: u64,
+}
+
 #[derive(Template)]
 #[template(path = "supplies.html")]
 struct SuppliesPage {
@@ -33,6 +44,7 @@ struct SuppliesPage {
     css: &'static str,
     js: &'static str,
     rows: Vec<SupplyRow>,
+    parts: Vec<PartRow>,
     /// The last whole month (`YYYY-MM`), the export's default.
     last_month: String,
     may_export: bool,
@@ -74,6 +86,19 @@ pub async fn supplies(State(st): State<AppState>, ui: Ui) -> Response {
                         empty_at: s.status.empty_at.as_deref().map_or(String::new(), when),
                         trouble: s.trouble_id,
                     }
+                })
+                .collect(),
+            parts: out
+                .parts
+                .iter()
+                .map(|p| PartRow {
+                    device: p.device_id.clone(),
+                    slot: p.slot.clone(),
+                    title: p.title.clone(),
+                    action: p.action.clone(),
+                    severity: p.severity.clone(),
+                    class: if p.severity == "major" { "bad" } else { "warn" },
+                    trouble: p.trouble_id,
                 })
                 .collect(),
             last_month: format!("{y:04}-{m:02}"),
