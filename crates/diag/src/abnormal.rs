@@ -210,7 +210,7 @@ pub fn part_lives(
                 .filter(|(at, _)| *at >= since && *at <= now_ms)
                 .filter_map(|(_, v)| v.get(&counter).copied());
             let Some(first) = pts.next() else { continue };
-            let last = pts.last().unwrap_or(first);
+            let last = pts.next_back().unwrap_or(first);
             if last >= first {
                 out.push(PartLife {
                     rule: rule.id.clone(),
