@@ -452,6 +452,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     outln!("  {fc} release list");
     outln!("  {fc} keys show");
     outln!();
+    let (y, m) = fleetcare_core::meters::civil_month(fleetcare_core::clock::Clock::now_ms(
+        &fleetcare_core::clock::SystemClock,
+    ));
+    outln!("Operating life (meters, supplies, billing reads):");
+    outln!("  {fc} meters {first_id}             # counters and gauges over time, by day");
+    outln!("  {fc} devices show {first_id}       # supplies with their days left");
+    outln!("  {fc} meters read --period {y:04}-{m:02} --format csv   # this month's meter reads");
+    outln!("  {url}/ui/supplies            # supplies running out, parts near their end of life");
+    outln!("  (`fleetcare sim` runs a fleet whose toners run low and are replaced over time)");
+    outln!();
     outln!("Swap a unit: change a serial in");
     outln!("  {}", first_inventory.display());
     outln!("and `devices history` shows the replacement within a second or two.");
