@@ -282,7 +282,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     // dir and A/B banks on disk. The rest are the simulator's virtual devices, running the same
     // agent with their state in memory.
     let (stop, shutdown) = watch::channel(false);
-    let first = fleetcare_sim::fleet::sample_device(0).map_err(|e| anyhow::anyhow!(e))?;
+    let mut first = fleetcare_sim::fleet::sample_device(0).map_err(|e| anyhow::anyhow!(e))?;
+    // Its cyan toner is nearly out: a supply trouble with the part to order, from the start.
+    if let Some(cyan) = first.supplies.iter_mut().find(|s| s.slot == "toner.cyan") {
+        cyan.level_pct = Some(6.0);
+        cyan.state = fleetcare_wire::SupplyState::Low;
+    }
     let base = dir.join("devices").join(&first.device_id);
     std::fs::create_dir_all(&base)?;
     let inventory = base.join("inventory.toml");
@@ -459,6 +464,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     outln!("  {fc} meters {first_id}             # counters and gauges over time, by day");
     outln!("  {fc} devices show {first_id}       # supplies with their days left");
     outln!("  {fc} meters read --period {y:04}-{m:02} --format csv   # this month's meter reads");
+    outln!("  {fc} troubles list --device {first_id}   # its cyan toner is low: the part to order");
     outln!("  {url}/ui/supplies            # supplies running out, parts near their end of life");
     outln!("  (`fleetcare sim` runs a fleet whose toners run low and are replaced over time)");
     outln!();

@@ -194,10 +194,42 @@ async fn the_demo_shows_a_fleet_of_fifty_devices_with_their_units() {
         .await;
         let t: Value = serde_json::from_str(&out).expect("json");
         assert!(
-            ok && t["troubles"][0]["rule_id"] == "ctl-521-watchdog",
+            ok && t["troubles"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["rule_id"] == "ctl-521-watchdog")),
             "{t}"
         );
     }
+    // The real agent's cyan toner is low: a trouble with the part to order, listed as running
+    // out; and this month's meter read has its total.
+    let (ok, out, _) = cli(
+        &url,
+        &token,
+        &["troubles", "list", "--device", "ACM9K-000001", "--json"],
+    )
+    .await;
+    assert!(
+        ok && out.contains("supply-low:toner.cyan") && out.contains("TN-45C"),
+        "{out}"
+    );
+    let month = {
+        let (y, m) = fleetcare_core::meters::civil_month(fleetcare_core::clock::Clock::now_ms(
+            &fleetcare_core::clock::SystemClock,
+        ));
+        format!("{y:04}-{m:02}")
+    };
+    let (ok, csv, err) = cli(
+        &url,
+        &token,
+        &["meters", "read", "--period", &month, "--format", "csv"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("ACM9K-000001,") && l.contains(",total,")),
+        "{csv}"
+    );
     // The faulting devices' own troubles, one of them fixed by a setting.
     let t = eventually("the fuser troubles", PATIENCE, || async {
         let (ok, out, _) = cli(&url, &token, &["troubles", "list", "--json"]).await;
