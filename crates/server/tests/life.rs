@@ -591,5 +591,35 @@ async fn a_supply_trouble_says_how_many_days_are_left() {
             "{store}: {t}"
         );
         assert!(t.to_string().contains("TN-45K"), "{store}: {t}");
+        let pages_since = || async {
+            let (_, s) = call(
+                &f.app,
+                "GET",
+                "/api/v1/devices/DAYS-1/supplies",
+                Some(&f.admin),
+                None,
+            )
+            .await;
+            s["supplies"][0]["pages_since_installed"].clone()
+        };
+        assert_eq!(
+            pages_since().await,
+            json!(10_000.0),
+            "{store}: since its first report"
+        );
+        // A new cartridge: its pages count from when its serial appeared.
+        for (seq, pages, serial) in [(12, 10_500, "K-2"), (13, 11_200, "K-2")] {
+            let mut r = report(
+                "DAYS-1",
+                seq,
+                common::NOW + (seq as i64 - 11) * HOUR_MS,
+                json!({"pages_total": pages}),
+            );
+            r["supplies"] = json!([{"slot": "toner.black", "kind": "toner", "color": "black",
+                "level_pct": 100.0, "state": "ok", "part_number": "TN-45K", "serial": serial}]);
+            let (status, ack) = post(&f, &token, r).await;
+            assert_eq!(status, StatusCode::OK, "{store}: {ack}");
+        }
+        assert_eq!(pages_since().await, json!(700.0), "{store}");
     }
 }

@@ -330,12 +330,36 @@ impl Store {
         &self,
         key: &DeviceKey,
     ) -> Result<std::collections::BTreeMap<String, i64>> {
+        self.installed_at(key, "unit_added", "unit_replaced").await
+    }
+
+    /// When the cartridge now in each supply slot went in (its newest `supply_added` or
+    /// `supply_replaced` event, by the device's clock).
+    pub async fn supplies_installed_at(
+        &self,
+        key: &DeviceKey,
+    ) -> Result<std::collections::BTreeMap<String, i64>> {
+        self.installed_at(key, "supply_added", "supply_replaced")
+            .await
+    }
+
+    async fn installed_at(
+        &self,
+        key: &DeviceKey,
+        added: &str,
+        replaced: &str,
+    ) -> Result<std::collections::BTreeMap<String, i64>> {
         self.select(
             sql(
                 "SELECT slot, MAX(observed_at) FROM structure_events WHERE tenant_id = $1 \
-                 AND device_id = $2 AND kind IN ('unit_added', 'unit_replaced') GROUP BY slot",
+                 AND device_id = $2 AND kind IN ($3, $4) GROUP BY slot",
             ),
-            vec![key.tenant.into(), key.device_id.as_str().into()],
+            vec![
+                key.tenant.into(),
+                key.device_id.as_str().into(),
+                added.into(),
+                replaced.into(),
+            ],
             &[Ty::Text, Ty::Int],
         )
         .await?

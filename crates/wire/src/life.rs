@@ -57,6 +57,12 @@ pub struct SupplyStatus {
     /// When that is (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub empty_at: Option<String>,
+    /// When this cartridge went in (its serial first seen; RFC 3339), and the pages the
+    /// device printed since (`pages_total` then and now), as the center's history tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages_since_installed: Option<f64>,
 }
 
 /// The readings of one bucket: the first and last, the lowest and highest.

@@ -171,7 +171,8 @@ async fn supply_trouble(
 pub const FORECAST_DAYS: i64 = 30;
 
 /// Each of the device's supplies (as its newest report says) with when it runs out, fitted
-/// over the last [`FORECAST_DAYS`] of its levels.
+/// over the last [`FORECAST_DAYS`] of its levels, and the pages printed since the cartridge
+/// went in (its serial first seen).
 pub async fn supply_status(
     st: &Ctx,
     key: &DeviceKey,
@@ -182,24 +183,65 @@ pub async fn supply_status(
     }
     let now = st.clock.now_ms();
     let states = recent_levels(st, key).await?;
-    Ok(supplies
+    let installed = st.store.supplies_installed_at(key).await?;
+    let pages_now = states
+        .iter()
+        .rev()
+        .find_map(|(_, v)| v.get("pages_total").copied());
+    let mut out = Vec::with_capacity(supplies.len());
+    for supply in supplies {
+        let at = installed.get(&supply.slot).copied();
+        let pages_then = match (at, pages_now) {
+            (Some(at), Some(_)) => pages_at(st, key, at).await?,
+            _ => None,
+        };
+        let mut s = status(&states, supply, now);
+        s.installed_at = at.map(fleetcare_core::clock::rfc3339);
+        s.pages_since_installed = pages_now
+            .zip(pages_then)
+            .map(|(now, then)| (now - then).max(0.0));
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// The device's `pages_total` at its first reading at or after `at_ms` (that day's raw
+/// points, or its rollup's first value once rolled up).
+async fn pages_at(st: &Ctx, key: &DeviceKey, at_ms: i64) -> Result<Option<f64>, StoreError> {
+    let h = st
+        .store
+        .operating_history(key, at_ms, at_ms + meters::DAY_MS)
+        .await?;
+    let raw = meters::replay(&h.points)
         .into_iter()
-        .map(|supply| {
-            let f = forecast_of(&states, &supply.slot, supply.kind);
-            let last_at = f.map_or(now, |(_, at)| at);
-            let f = f.map(|(f, _)| f);
-            fleetcare_wire::life::SupplyStatus {
-                per_day: f.map(|f| (f.per_day * 100.0).round() / 100.0),
-                days_left: f.map(|f| (f.days_left * 10.0).round() / 10.0),
-                empty_at: f.map(|f| {
-                    fleetcare_core::clock::rfc3339(
-                        last_at + (f.days_left * meters::DAY_MS as f64) as i64,
-                    )
-                }),
-                supply,
-            }
-        })
-        .collect())
+        .find(|(t, v)| *t >= at_ms && v.contains_key("pages_total"))
+        .and_then(|(_, v)| v.get("pages_total").copied());
+    Ok(raw.or_else(|| {
+        h.daily
+            .first()
+            .and_then(|(_, spans)| spans.get("pages_total").map(|s| s.first))
+    }))
+}
+
+/// A supply's status from the replayed history: its forecast.
+fn status(
+    states: &[(i64, std::collections::BTreeMap<String, f64>)],
+    supply: fleetcare_wire::Supply,
+    now: i64,
+) -> fleetcare_wire::life::SupplyStatus {
+    let f = forecast_of(states, &supply.slot, supply.kind);
+    let last_at = f.map_or(now, |(_, at)| at);
+    let f = f.map(|(f, _)| f);
+    fleetcare_wire::life::SupplyStatus {
+        per_day: f.map(|f| (f.per_day * 100.0).round() / 100.0),
+        days_left: f.map(|f| (f.days_left * 10.0).round() / 10.0),
+        empty_at: f.map(|f| {
+            fleetcare_core::clock::rfc3339(last_at + (f.days_left * meters::DAY_MS as f64) as i64)
+        }),
+        installed_at: None,
+        pages_since_installed: None,
+        supply,
+    }
 }
 
 /// The device's operating history over the last [`FORECAST_DAYS`], replayed.

@@ -89,6 +89,8 @@ pub struct SupplyRow {
     serial: String,
     /// When it runs out, from its consumption (empty when the readings do not tell).
     days_left: String,
+    /// Pages printed since this cartridge went in.
+    pages: String,
 }
 
 fn supply_rows(list: &[fleetcare_wire::life::SupplyStatus]) -> Vec<SupplyRow> {
@@ -113,6 +115,9 @@ fn supply_rows(list: &[fleetcare_wire::life::SupplyStatus]) -> Vec<SupplyRow> {
             },
             part_number: s.part_number.clone().unwrap_or_default(),
             serial: s.serial.clone().unwrap_or_default(),
+            pages: st
+                .pages_since_installed
+                .map_or(String::new(), |p| format!("{p:.0}")),
         })
         .collect()
 }
