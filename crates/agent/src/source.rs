@@ -89,6 +89,12 @@ pub trait UnitDriver: Send + Sync + 'static {
     fn take_over(&self, _from: &str) -> Result<(), String> {
         Ok(())
     }
+
+    /// The supplies this unit holds (the engine's toners and drums, the finisher's staples),
+    /// with their levels, part and serial numbers. The default: none.
+    fn supplies(&self) -> Result<Vec<Supply>, String> {
+        Ok(Vec::new())
+    }
 }
 
 /// A device described by its identity and one driver per unit.
@@ -155,12 +161,19 @@ impl StructureSource for DriverSource {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut supplies = Vec::new();
+        for d in &self.drivers {
+            supplies.extend(d.supplies().map_err(|message| SourceError::Driver {
+                slot: d.slot().to_owned(),
+                message,
+            })?);
+        }
         Ok(Snapshot {
             device_id: self.device_id.clone(),
             model: self.model.clone(),
             units,
             operating: (self.operating)(),
-            supplies: Vec::new(),
+            supplies,
         })
     }
 }
@@ -555,6 +568,24 @@ kind = "staples"
                 in_service: true,
             })
         }
+
+        fn supplies(&self) -> Result<Vec<Supply>, String> {
+            Ok(if self.0 == "engine" {
+                vec![Supply {
+                    slot: "toner.black".into(),
+                    kind: fleetcare_wire::SupplyKind::Toner,
+                    color: Some("black".into()),
+                    level_pct: Some(40.0),
+                    level: None,
+                    max: None,
+                    part_number: Some("TN-1".into()),
+                    serial: Some("K-1".into()),
+                    state: fleetcare_wire::SupplyState::Ok,
+                }]
+            } else {
+                vec![]
+            })
+        }
     }
 
     #[test]
@@ -568,6 +599,8 @@ kind = "staples"
         let snap = s.read().expect("read");
         assert_eq!(snap.units.len(), 2);
         assert_eq!(snap.operating["pages_total"], 3.0);
+        assert_eq!(snap.supplies.len(), 1, "the engine's toner");
+        assert_eq!(snap.supplies[0].serial.as_deref(), Some("K-1"));
         let s = DriverSource::new("D", "m", vec![Box::new(Fixed("broken"))]);
         let err = s.read().expect_err("driver failed");
         assert!(err.to_string().contains("\"broken\": no answer"), "{err}");
