@@ -502,9 +502,27 @@ async fn a_month_is_read_for_billing_with_estimated_edges_and_a_controller_swap(
 async fn the_meter_read_schedule_asks_connected_devices_at_the_month_edge_once() {
     for (store, f) in fixtures("the_meter_read_schedule").await {
         let token = enroll(&f, "MRS-1").await;
-        let poll = || async {
+        // MRS-2 is in Berlin, where October starts two hours before it does in UTC.
+        let berlin = enroll(&f, "MRS-2").await;
+        for (method, uri, body) in [
+            (
+                "PUT",
+                "/api/v1/sites/berlin",
+                json!({"timezone": "Europe/Berlin", "windows": []}),
+            ),
+            (
+                "PUT",
+                "/api/v1/devices/MRS-2/labels",
+                json!({"site": "berlin", "tags": []}),
+            ),
+        ] {
+            let (s, v) = call(&f.app, method, uri, Some(&f.admin), json_body(&body)).await;
+            assert_eq!(s, StatusCode::OK, "{store}: {v}");
+        }
+        let fx = &f;
+        let poll_as = |token: String| async move {
             let (s, v) = call(
-                &f.app,
+                &fx.app,
                 "GET",
                 "/device/v1/poll?wait_s=0",
                 Some(&token),
@@ -514,19 +532,34 @@ async fn the_meter_read_schedule_asks_connected_devices_at_the_month_edge_once()
             assert_eq!(s, StatusCode::OK, "{store}: {v}");
             v.to_string()
         };
+        let poll = || poll_as(token.clone());
+        let poll_berlin = || poll_as(berlin.clone());
         poll().await;
+        poll_berlin().await;
         let mut asked = std::collections::HashSet::new();
         // Mid-month: nothing is asked.
         fleetcare_server::life::reads::run_schedule(&f.state, &mut asked).await;
         assert!(!poll().await.contains("request_report"), "{store}");
-        let now = fleetcare_core::clock::Clock::now_ms(&f.clock);
-        let edge = utc("2026-10-01T00:02:00Z");
-        f.clock.advance(std::time::Duration::from_millis(
-            u64::try_from(edge - now).expect("the edge is ahead"),
-        ));
+        let go = |to: &str| {
+            let now = fleetcare_core::clock::Clock::now_ms(&f.clock);
+            f.clock.advance(std::time::Duration::from_millis(
+                u64::try_from(utc(to) - now).expect("the edge is ahead"),
+            ));
+        };
+        // Berlin's edge: only the Berlin device is asked.
+        go("2026-09-30T22:03:00Z");
         poll().await;
+        poll_berlin().await;
+        fleetcare_server::life::reads::run_schedule(&f.state, &mut asked).await;
+        assert!(poll_berlin().await.contains("request_report"), "{store}");
+        assert!(!poll().await.contains("request_report"), "{store}");
+        // UTC's edge: the device without a site.
+        go("2026-10-01T00:02:00Z");
+        poll().await;
+        poll_berlin().await;
         fleetcare_server::life::reads::run_schedule(&f.state, &mut asked).await;
         assert!(poll().await.contains("request_report"), "{store}");
+        assert!(!poll_berlin().await.contains("request_report"), "{store}");
         // Once per edge.
         fleetcare_server::life::reads::run_schedule(&f.state, &mut asked).await;
         assert!(!poll().await.contains("request_report"), "{store}");

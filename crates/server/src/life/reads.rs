@@ -231,16 +231,41 @@ pub async fn run_schedule(st: &Ctx, asked: &mut HashSet<(TenantId, Option<String
         asked.clear();
         return;
     }
+    let (y, m) = {
+        let (y, m) = meters::civil_month(now + meters::BILLING_WINDOW_MS);
+        (i16::try_from(y).unwrap_or(9998), m as i8)
+    };
+    let due_now = |edge: i64| (edge..edge + ASK_WITHIN_MS).contains(&now);
+    // The devices are listed only when some edge is due: UTC's, or a site's (the sites are
+    // few; the devices many).
+    // (`UTC_DONE`, None, edge) in `asked`: the UTC edge was handled for every tenant.
+    const UTC_DONE: TenantId = -1;
+    let utc_edge = month_start(y, m, &TimeZone::UTC);
+    let mut due_groups: Vec<(TenantId, Option<String>, i64)> = Vec::new();
+    if due_now(utc_edge) && !asked.contains(&(UTC_DONE, None, utc_edge)) {
+        due_groups.push((UTC_DONE, None, utc_edge));
+    }
+    match st.store.all_sites().await {
+        Ok(sites) => {
+            for (tenant, site) in sites {
+                let tz = fleetcare_rollout::window::zone(&site.timezone).unwrap_or(TimeZone::UTC);
+                let group = (tenant, Some(site.name), month_start(y, m, &tz));
+                if due_now(group.2) && !asked.contains(&group) {
+                    due_groups.push(group);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the sites for the meter-read schedule"),
+    }
+    if due_groups.is_empty() {
+        return;
+    }
     let targets = match st.store.meter_read_targets().await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "reading the meter-read schedules");
             return;
         }
-    };
-    let (y, m) = {
-        let (y, m) = meters::civil_month(now + meters::BILLING_WINDOW_MS);
-        (i16::try_from(y).unwrap_or(9998), m as i8)
     };
     let mut zones: HashMap<TenantId, HashMap<String, TimeZone>> = HashMap::new();
     let mut due: HashMap<(TenantId, Option<String>, i64), Vec<DeviceKey>> = HashMap::new();
@@ -255,7 +280,7 @@ pub async fn run_schedule(st: &Ctx, asked: &mut HashSet<(TenantId, Option<String
             .unwrap_or(TimeZone::UTC);
         let edge = month_start(y, m, &tz);
         let group = (tenant, site, edge);
-        if !(edge..edge + ASK_WITHIN_MS).contains(&now) || asked.contains(&group) {
+        if !due_now(edge) || asked.contains(&group) {
             continue;
         }
         if let Ok(device_id) = fleetcare_core::DeviceId::parse(&device) {
@@ -270,6 +295,8 @@ pub async fn run_schedule(st: &Ctx, asked: &mut HashSet<(TenantId, Option<String
         st.metrics.meter_read_requests.inc_by(n as u64);
         asked.insert(group);
     }
+    // Handled, devices or not: the fleet is listed again only at the next edge.
+    asked.extend(due_groups);
 }
 
 #[cfg(test)]
