@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::DeviceCtx;
+use crate::engine::{DeviceCtx, UnitCtx};
 use crate::rules::{AbnormalRule, Measure, RuleSet};
 use fleetcare_core::meters;
 
@@ -36,6 +36,16 @@ fn check(rule: &AbnormalRule, model: &str, value: f64, name: &str) -> Option<Str
     None
 }
 
+/// The mark a rule gives a unit for a value, if it is out of range.
+fn mark(rule: &AbnormalRule, unit: &UnitCtx, value: f64, name: &str) -> Option<AbnormalMark> {
+    check(rule, &unit.model, value, name).map(|reason| AbnormalMark {
+        rule: rule.id.clone(),
+        slot: unit.slot.clone(),
+        value,
+        reason: format!("{}: {reason}", rule.title),
+    })
+}
+
 /// The device's abnormal units by the rules, in rule then slot order.
 pub fn abnormal_units(
     rules: &RuleSet,
@@ -62,14 +72,7 @@ pub fn abnormal_units(
                     }
                 }
             };
-            if let Some(reason) = check(rule, &unit.model, value, &name) {
-                out.push(AbnormalMark {
-                    rule: rule.id.clone(),
-                    slot: unit.slot.clone(),
-                    value,
-                    reason: format!("{}: {reason}", rule.title),
-                });
-            }
+            out.extend(mark(rule, unit, value, &name));
         }
     }
     out
@@ -158,14 +161,7 @@ pub fn history_marks(
             let Some((value, name)) = judged else {
                 continue;
             };
-            if let Some(reason) = check(rule, &unit.model, value, &name) {
-                out.push(AbnormalMark {
-                    rule: rule.id.clone(),
-                    slot: unit.slot.clone(),
-                    value,
-                    reason: format!("{}: {reason}", rule.title),
-                });
-            }
+            out.extend(mark(rule, unit, value, &name));
         }
     }
     out

@@ -60,6 +60,25 @@ impl crate::devices::report::AfterReport for SupplyWatch {
     }
 }
 
+/// The device's live troubles of one rule (at most a few: one is open at a time).
+async fn live_troubles(
+    st: &Ctx,
+    key: &DeviceKey,
+    rule: &str,
+) -> Result<Vec<fleetcare_store::TroubleRecord>, StoreError> {
+    st.store
+        .troubles(
+            key.tenant,
+            &fleetcare_store::TroubleFilter {
+                state: Some("live".into()),
+                device_id: Some(key.device_id.to_string()),
+                rule_id: Some(rule.to_owned()),
+            },
+            10,
+        )
+        .await
+}
+
 /// Open or resolve the troubles of one supply whose state changed.
 async fn supply_trouble(
     st: &Ctx,
@@ -86,19 +105,7 @@ async fn supply_trouble(
     };
     let mut changed = false;
     for rule in gone {
-        let live = st
-            .store
-            .troubles(
-                key.tenant,
-                &fleetcare_store::TroubleFilter {
-                    state: Some("live".into()),
-                    device_id: Some(key.device_id.to_string()),
-                    rule_id: Some(rule.clone()),
-                },
-                10,
-            )
-            .await?;
-        for t in live {
+        for t in live_troubles(st, key, rule).await? {
             changed |= st.store.resolve_trouble(key.tenant, t.id, why, now).await?;
         }
     }
@@ -315,18 +322,7 @@ pub async fn part_troubles(
     let mut changed = false;
     for p in lives {
         let rule = format!("part-end-of-life:{}", p.slot);
-        let live = st
-            .store
-            .troubles(
-                key.tenant,
-                &fleetcare_store::TroubleFilter {
-                    state: Some("live".into()),
-                    device_id: Some(key.device_id.to_string()),
-                    rule_id: Some(rule.clone()),
-                },
-                10,
-            )
-            .await?;
+        let live = live_troubles(st, key, &rule).await?;
         if p.used < PART_NEAR_END * p.life {
             for t in live {
                 changed |= st
