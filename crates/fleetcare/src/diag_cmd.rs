@@ -126,7 +126,10 @@ fn print_trouble(t: &Trouble) {
     }
     match (&t.resolved_by, &t.resolved_at) {
         (Some(by), Some(at)) => outln!("  resolved    by {by} at {at}"),
-        _ => outln!("  resolves    at {} unless it recurs", t.resolves_at),
+        _ => match &t.resolves_at {
+            Some(at) => outln!("  resolves    at {at} unless it recurs"),
+            None => outln!("  resolves    when the device's reports show it is over"),
+        },
     }
     if let Some(f) = &t.fix {
         outln!("  known fix   {f}");
@@ -145,6 +148,8 @@ fn print_trouble(t: &Trouble) {
         outln!(
             "  fixed       at {at}; watching for a recurrence until {}",
             t.resolves_at
+                .as_deref()
+                .unwrap_or("the device's reports show it is over")
         );
     }
 }

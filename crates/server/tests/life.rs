@@ -624,6 +624,10 @@ async fn a_supply_trouble_says_how_many_days_are_left() {
             "{store}: {t}"
         );
         assert!(t.to_string().contains("TN-45K"), "{store}: {t}");
+        assert!(
+            t.get("resolves_at").is_none(),
+            "{store}: only the device's reports resolve it: {t}"
+        );
         let pages_since = || async {
             let (_, s) = call(
                 &f.app,

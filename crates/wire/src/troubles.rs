@@ -86,8 +86,11 @@ pub struct Trouble {
     pub occurrences: u64,
     pub opened_at: String,
     pub last_event_at: String,
-    /// When it resolves itself unless another matching event arrives.
-    pub resolves_at: String,
+    /// When it resolves itself unless another matching event arrives; absent for a trouble
+    /// that only the device's reports resolve (a supply running out, a part near its end of
+    /// life).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolves_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

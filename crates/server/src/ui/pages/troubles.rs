@@ -218,7 +218,10 @@ pub async fn trouble(State(st): State<AppState>, ui: Ui, Path(id): Path<u64>) ->
                 occurrences: t.occurrences,
                 opened: when(&t.opened_at),
                 last: when(&t.last_event_at),
-                resolves: when(&t.resolves_at),
+                resolves: t.resolves_at.as_deref().map_or_else(
+                    || "when the device's reports show it is over".to_owned(),
+                    when,
+                ),
                 acknowledged: t
                     .acknowledged_by
                     .as_ref()
