@@ -58,12 +58,17 @@ fn mfp9000(ctl: &str, eng: &str) -> Vec<Value> {
 async fn report(f: &Fixture, token: &str, id: &str, seq: u64, units: Vec<Value>, operating: Value) {
     let body = json!({"device_id": id, "model": "acme-mfp-9000", "seq": seq, "trigger": "change",
                       "observed_at_ms": common::NOW, "units": units, "operating": operating});
+    post_report(f, token, &body).await;
+}
+
+/// Post a structure report; it must be accepted.
+async fn post_report(f: &Fixture, token: &str, body: &Value) {
     let (status, ack) = call(
         &f.app,
         "POST",
         "/device/v1/reports",
         Some(token),
-        json_body(&body),
+        json_body(body),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{ack}");
@@ -856,15 +861,7 @@ expected_life = { "fus-7" = 5000 }
             "units": mfp9000("5.2.1", "2.8.1"),
             "operating": {"pages_total": 10_000 + 1000 * d, "jams_total": 5 * d,
                           "fuser_temp_c": 180 + 3 * d}});
-        let (status, ack) = call(
-            &f.app,
-            "POST",
-            "/device/v1/reports",
-            Some(&token),
-            json_body(&body),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{ack}");
+        post_report(&f, &token, &body).await;
     }
     let marks = |about: &Value| -> Vec<(String, String)> {
         about["abnormal_units"]
@@ -931,15 +928,7 @@ expected_life = { "fus-7" = 5000 }
         "trigger": "periodic", "observed_at_ms": common::NOW + 60_000,
         "units": mfp9000("5.2.1", "2.8.1"),
         "operating": {"pages_total": 16_100, "jams_total": 30, "fuser_temp_c": 200}});
-    let (status, ack) = call(
-        &f.app,
-        "POST",
-        "/device/v1/reports",
-        Some(&token),
-        json_body(&body),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{ack}");
+    post_report(&f, &token, &body).await;
     let about = fleetcare_testkit::eventually(
         "the report judged",
         std::time::Duration::from_secs(10),

@@ -963,12 +963,13 @@ fn billing_json(operating: &BTreeMap<String, f64>) -> Option<String> {
 }
 
 /// What a report adds for meter reads: its billing meters (and its predecessor's) when the
-/// two are the neighbours of a month's edge or it is the device's first, and the billing
-/// meters that went backwards.
+/// two are the neighbours of a month's edge (`near_edge`) or it is the device's first, and
+/// the billing meters that went backwards.
 fn meter_rows(
     report: &NewReport,
     state: &IngestState,
     prev: Option<&BTreeMap<String, f64>>,
+    near_edge: bool,
 ) -> MeterRows {
     use fleetcare_core::meters;
     let at = report.observed_at_ms;
@@ -988,7 +989,7 @@ fn meter_rows(
     let mut edge_reads = Vec::new();
     // A device's first reading is kept too: it is the first edge value of a device that
     // joined mid-period.
-    if state.last_observed_at.is_none() || meters::near_billing_edge(state.last_observed_at, at) {
+    if state.last_observed_at.is_none() || near_edge {
         if let (Some(prev_at), Some(prev)) = (state.last_observed_at, prev) {
             edge_reads.extend(billing_json(prev).map(|j| (prev_at, j)));
         }
@@ -1052,9 +1053,9 @@ pub(crate) fn ingest_rows(
         .then(|| serde_json::to_string(&report.supplies).expect("supplies serialize"));
     // The stored operating info, parsed once, when something may be compared with it.
     let changed = state.operating.as_deref() != Some(operating_json.as_str());
-    let prev = if changed
-        || fleetcare_core::meters::near_billing_edge(state.last_observed_at, report.observed_at_ms)
-    {
+    let near_edge =
+        fleetcare_core::meters::near_billing_edge(state.last_observed_at, report.observed_at_ms);
+    let prev = if changed || near_edge {
         stored_operating(state)?
     } else {
         None
@@ -1066,7 +1067,7 @@ pub(crate) fn ingest_rows(
         &operating_json,
         supplies_json.as_deref(),
     )?;
-    let meters = meter_rows(report, state, prev.as_ref());
+    let meters = meter_rows(report, state, prev.as_ref(), near_edge);
     let supply_changes = if supplies_json.as_deref() == state.supplies.as_deref() {
         Vec::new()
     } else {

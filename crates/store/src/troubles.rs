@@ -14,6 +14,10 @@ pub struct RuleSetRecord {
     pub loaded_by: String,
 }
 
+/// The `quiet_until_ms` of a trouble that no quiet period resolves (only the device's reports
+/// or its history do: a supply running out, a part near its end of life).
+pub const NO_QUIET_PERIOD: i64 = i64::MAX;
+
 /// A trouble to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTrouble {

@@ -62,7 +62,8 @@ pub fn trouble_view(t: TroubleRecord, fix_job: Option<w::JobRef>) -> w::Trouble 
         occurrences: t.occurrences,
         opened_at: rfc3339(t.opened_at_ms),
         last_event_at: rfc3339(t.last_event_at_ms),
-        resolves_at: (t.quiet_until_ms != i64::MAX).then(|| rfc3339(t.quiet_until_ms)),
+        resolves_at: (t.quiet_until_ms != fleetcare_store::troubles::NO_QUIET_PERIOD)
+            .then(|| rfc3339(t.quiet_until_ms)),
         acknowledged_by: t.acknowledged_by,
         acknowledged_at: t.acknowledged_at_ms.map(rfc3339),
         resolved_by: t.resolved_by,

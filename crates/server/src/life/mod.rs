@@ -60,6 +60,44 @@ impl crate::devices::report::AfterReport for SupplyWatch {
     }
 }
 
+/// Open a trouble that the device's reports (or its history) resolve, never a quiet period:
+/// a supply running out, a part near its end of life. Its id, if it was not open already.
+async fn open_kept(
+    st: &Ctx,
+    key: &DeviceKey,
+    rule: &str,
+    severity: &str,
+    title: String,
+    action: String,
+) -> Result<Option<u64>, StoreError> {
+    let now = st.clock.now_ms();
+    st.store
+        .open_trouble(
+            key,
+            &fleetcare_store::NewTrouble {
+                rule_id: rule.to_owned(),
+                severity: severity.into(),
+                title,
+                action,
+                note: None,
+                evidence_json: "[]".into(),
+                occurrences: 1,
+                last_event_at_ms: now,
+                quiet_until_ms: fleetcare_store::troubles::NO_QUIET_PERIOD,
+                fix_json: None,
+            },
+            now,
+        )
+        .await
+}
+
+/// Tell the live pages that the device's troubles changed.
+fn tell(st: &Ctx, key: &DeviceKey) {
+    st.events.device(key.tenant, key.device_id.as_str());
+    st.events
+        .notify(key.tenant, crate::cluster::events::Topic::Troubles);
+}
+
 /// The device's live troubles of one rule (at most a few: one is open at a time).
 async fn live_troubles(
     st: &Ctx,
@@ -114,9 +152,7 @@ async fn supply_trouble(
         Empty => (&empty, "major", "empty"),
         _ => {
             if changed {
-                st.events.device(key.tenant, key.device_id.as_str());
-                st.events
-                    .notify(key.tenant, crate::cluster::events::Topic::Troubles);
+                tell(st, key);
             }
             return Ok(());
         }
@@ -143,30 +179,17 @@ async fn supply_trouble(
         ),
         None => format!("Replace the {what} in slot {}.", c.slot),
     };
-    let opened = st
-        .store
-        .open_trouble(
-            key,
-            &fleetcare_store::NewTrouble {
-                rule_id: rule.clone(),
-                severity: severity.into(),
-                title: format!("The {what} is {state}{level}{left}"),
-                action,
-                note: None,
-                evidence_json: "[]".into(),
-                occurrences: 1,
-                last_event_at_ms: now,
-                // Resolved by the device's reports, never by a quiet period.
-                quiet_until_ms: i64::MAX,
-                fix_json: None,
-            },
-            now,
-        )
-        .await?;
+    let opened = open_kept(
+        st,
+        key,
+        rule,
+        severity,
+        format!("The {what} is {state}{level}{left}"),
+        action,
+    )
+    .await?;
     if opened.is_some() || changed {
-        st.events.device(key.tenant, key.device_id.as_str());
-        st.events
-            .notify(key.tenant, crate::cluster::events::Topic::Troubles);
+        tell(st, key);
     }
     if let Some(id) = opened {
         tracing::info!(device = %key.device_id, slot = %c.slot, trouble = id, "a supply trouble opened");
@@ -343,38 +366,25 @@ pub async fn part_troubles(
                 format!("near its end of life, {:.0} pages left", p.life - p.used),
             )
         };
-        let opened = st
-            .store
-            .open_trouble(
-                key,
-                &fleetcare_store::NewTrouble {
-                    rule_id: rule,
-                    severity: severity.into(),
-                    title: format!(
-                        "The {} ({}) in slot {} is {state}: {:.0} of {:.0} pages since it went in",
-                        p.kind, p.model, p.slot, p.used, p.life
-                    ),
-                    action: format!(
-                        "Order a {} and replace the {} in slot {}.",
-                        p.model, p.kind, p.slot
-                    ),
-                    note: None,
-                    evidence_json: "[]".into(),
-                    occurrences: 1,
-                    last_event_at_ms: now,
-                    // Resolved by the history (a new part), never by a quiet period.
-                    quiet_until_ms: i64::MAX,
-                    fix_json: None,
-                },
-                now,
-            )
-            .await?;
+        let opened = open_kept(
+            st,
+            key,
+            &rule,
+            severity,
+            format!(
+                "The {} ({}) in slot {} is {state}: {:.0} of {:.0} pages since it went in",
+                p.kind, p.model, p.slot, p.used, p.life
+            ),
+            format!(
+                "Order a {} and replace the {} in slot {}.",
+                p.model, p.kind, p.slot
+            ),
+        )
+        .await?;
         changed |= opened.is_some();
     }
     if changed {
-        st.events.device(key.tenant, key.device_id.as_str());
-        st.events
-            .notify(key.tenant, crate::cluster::events::Topic::Troubles);
+        tell(st, key);
     }
     Ok(())
 }
