@@ -21,3 +21,6 @@ pub const MAX_POLL_WAIT_S: u64 = 60;
 /// Bounds of a reporting interval set by the center, in seconds.
 pub const MIN_REPORT_INTERVAL_S: u64 = 10;
 pub const MAX_REPORT_INTERVAL_S: u64 = 7 * 24 * 3600;
+/// The agent's report interval when the center set none (an hour); a device silent for three
+/// of them is offline unless its tenant says otherwise.
+pub const DEFAULT_REPORT_INTERVAL_S: u64 = 3600;

@@ -12,6 +12,8 @@ pub enum SecretKind {
     Device,
     Operator,
     Enrollment,
+    /// A webhook subscription's signing secret (kept as is: the center signs with it).
+    Webhook,
 }
 
 impl SecretKind {
@@ -20,6 +22,7 @@ impl SecretKind {
             SecretKind::Device => "fcd_",
             SecretKind::Operator => "fco_",
             SecretKind::Enrollment => "fce_",
+            SecretKind::Webhook => "fcw_",
         }
     }
 }

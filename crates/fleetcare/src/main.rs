@@ -7,6 +7,7 @@ mod delivery_cmd;
 mod demo;
 mod diag_cmd;
 mod life_cmd;
+mod notify_cmd;
 mod rollout_cmd;
 mod sim_cmd;
 mod table;
@@ -189,6 +190,14 @@ enum Cmd {
         /// hour or day (UTC).
         #[arg(long, default_value = "day")]
         every: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Notifications: webhooks and e-mail for troubles, advice, supplies, rollouts, jobs and
+    /// devices gone offline; their delivery log.
+    Notify {
+        #[command(subcommand)]
+        command: notify_cmd::NotifyCmd,
         #[command(flatten)]
         remote: Remote,
     },
@@ -422,6 +431,7 @@ fn main() -> ExitCode {
             Cmd::Jobs { command, remote } => compat_cmd::jobs(command, &remote).await,
             Cmd::Keys { command, remote } => delivery_cmd::keys(command, &remote).await,
             Cmd::ErrorSchedule { command, remote } => error_schedule(command, &remote).await,
+            Cmd::Notify { command, remote } => notify_cmd::notify(command, &remote).await,
             Cmd::Errors {
                 id,
                 since,

@@ -120,6 +120,10 @@ impl Center {
         let addr = listener.local_addr().map_err(ServeError::Serve)?;
         let tls_on = tls.is_some();
         let (state, shutdown) = AppState::new(store, config, clock);
+        state
+            .notify
+            .configure_mail(config)
+            .map_err(|e| ServeError::Bootstrap(format!("the SMTP relay: {e}")))?;
         let router = app(state.clone());
         let mut stop = state.shutdown.clone();
         let header_timeout = state.settings.header_read_timeout;
@@ -141,6 +145,11 @@ impl Center {
         tokio::spawn(state.diag.clone().start(state.ctx.clone()));
         tokio::spawn(state.diag.clone().run_worker(state.ctx.clone()));
         tokio::spawn(state.rollouts.clone().run(state.ctx.clone()));
+        tokio::spawn(notify::run(
+            state.ctx.clone(),
+            state.notify.clone(),
+            state.rollouts.clone(),
+        ));
         cluster::bus::start(&state).await;
         tracing::info!(%addr, store = state.store.backend(), tls = tls_on, "center listening");
         Ok(Center {
@@ -324,6 +333,7 @@ async fn sweep(st: AppState) {
             st.diag.resolve_quiet(&st).await;
             st.compat.clone().rejudge_unfinished(&st).await;
             crate::life::reads::run_schedule(&st, &mut meter_reads_asked).await;
+            notify::sweep(&st.ctx, &st.notify, rounds.is_multiple_of(720)).await;
             if rounds.is_multiple_of(12) {
                 crate::life::prune(
                     &st,

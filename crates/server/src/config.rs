@@ -62,7 +62,62 @@ pub struct ServerConfig {
     pub operating_raw_days: u64,
     /// Days the daily rollups of operating history are kept (at least `operating_raw_days`).
     pub operating_keep_days: u64,
+    /// The center's address as people reach it (links in notifications), such as
+    /// `https://fleet.example.com`.
+    pub public_url: Option<String>,
+    /// Notifications: webhooks, e-mail relay, retries.
+    pub notify: NotifyConfig,
 }
+
+/// How notifications leave the center (config keys `notify_*` and `smtp_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// Networks a webhook may point at although they are link-local or a cloud metadata
+    /// address (refused otherwise).
+    pub allow_networks: Vec<String>,
+    /// CA certificates webhooks over https and the SMTP relay's TLS are checked against.
+    pub ca_file: PathBuf,
+    /// How long a failing delivery is retried before it is given up (at least 24 hours).
+    pub retry_for: Duration,
+    /// The longest a receiver may take to answer.
+    pub timeout: Duration,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Days delivered notifications stay in the delivery log.
+    pub keep_days: u64,
+    pub smtp: Option<SmtpSettings>,
+}
+
+/// The SMTP relay mail goes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub tls: String,
+    pub user: Option<String>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// The sender, such as `Fleetcare <fleetcare@example.com>`.
+    pub from: String,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            allow_networks: Vec::new(),
+            ca_file: PathBuf::from(DEFAULT_CA_FILE),
+            retry_for: Duration::from_secs(24 * 3600),
+            timeout: Duration::from_secs(10),
+            concurrency: 32,
+            keep_days: 30,
+            smtp: None,
+        }
+    }
+}
+
+/// The system's bundle of public CA certificates (Debian).
+pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The center's certificate and key, and the CA that signs device certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +163,8 @@ impl Default for ServerConfig {
             mqtt: None,
             operating_raw_days: 35,
             operating_keep_days: 800,
+            public_url: None,
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -227,7 +284,16 @@ impl ServerConfig {
             }
         };
         let operating_raw_days = r.bounded("operating_raw_days", 35, 1, 3650);
+        let public_url: Option<String> = r.optional("public_url");
+        if let Some(u) = &public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            r.problem("`public_url`: must start with http:// or https://");
+        }
+        let notify = read_notify(r);
         ServerConfig {
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            notify,
             mqtt,
             tls,
             device_client_cert,
@@ -264,6 +330,61 @@ impl ServerConfig {
         let mut r = ConfigReader::new(None, ENV_PREFIX, &none);
         ServerConfig::read(&mut r);
         r.keys().map(str::to_owned).collect()
+    }
+}
+
+fn read_notify(r: &mut ConfigReader<'_>) -> NotifyConfig {
+    let d = NotifyConfig::default();
+    let allow_networks: Vec<String> = r.value("notify_allow_networks", Vec::new());
+    for n in &allow_networks {
+        if n.parse::<ipnet::IpNet>().is_err() {
+            r.problem(format!(
+                "`notify_allow_networks`: {n:?} is not a network such as 169.254.0.0/16"
+            ));
+        }
+    }
+    let host: Option<String> = r.optional("smtp_host");
+    let tls = r.choice("smtp_tls", "starttls", &["none", "starttls", "tls"]);
+    let port: u64 = r.bounded("smtp_port", if tls == "tls" { 465 } else { 587 }, 1, 65_535);
+    let user: Option<String> = r.optional("smtp_user");
+    let password_file: Option<PathBuf> = r.optional("smtp_password_file");
+    let from: Option<String> = r.optional("smtp_from");
+    let smtp = match host {
+        None => {
+            if user.is_some() || password_file.is_some() || from.is_some() {
+                r.problem("`smtp_user`, `smtp_password_file` and `smtp_from` need `smtp_host`");
+            }
+            None
+        }
+        Some(host) => {
+            let from = from.unwrap_or_else(|| {
+                r.problem("`smtp_host`: needs `smtp_from` (the sender's address)");
+                String::new()
+            });
+            if !from.is_empty() && from.parse::<lettre::message::Mailbox>().is_err() {
+                r.problem(format!("`smtp_from`: {from:?} is not an e-mail address"));
+            }
+            if password_file.is_some() != user.is_some() {
+                r.problem("`smtp_user` and `smtp_password_file` go together");
+            }
+            Some(SmtpSettings {
+                host,
+                port: u16::try_from(port).unwrap_or(587),
+                tls,
+                user,
+                password_file,
+                from,
+            })
+        }
+    };
+    NotifyConfig {
+        allow_networks,
+        ca_file: r.value("notify_ca_file", d.ca_file),
+        retry_for: Duration::from_secs(3600 * r.bounded("notify_retry_hours", 24, 24, 24 * 30)),
+        timeout: Duration::from_secs(r.bounded("notify_timeout_s", 10, 1, 60)),
+        concurrency: usize::try_from(r.bounded("notify_concurrency", 32, 1, 1024)).unwrap_or(32),
+        keep_days: r.bounded("notify_keep_days", 30, 1, 3650),
+        smtp,
     }
 }
 

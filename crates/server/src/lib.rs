@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod life;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod ratelimit;
 pub mod rollout;

@@ -51,6 +51,12 @@ pub struct Metrics {
     /// Devices asked for a report by the meter-read schedule at a month's edge.
     pub meter_read_requests: Counter,
     pub notifications: Counter,
+    /// Notification events taken from the outbox; deliveries that reached their receiver,
+    /// attempts that failed (to be retried), deliveries given up.
+    pub notify_events: Counter,
+    pub notify_delivered: Counter,
+    pub notify_failed_attempts: Counter,
+    pub notify_gave_up: Counter,
     pub catalog_loads: Counter,
     /// Troubles opened, and the time from receiving the triggering batch to the trouble stored.
     pub troubles_opened: Counter,
@@ -193,6 +199,30 @@ impl Metrics {
             "Devices asked for a report by the meter-read schedule at a month's edge",
             meter_read_requests.clone(),
         );
+        let notify_events = Counter::default();
+        registry.register(
+            "fleetcare_notify_events",
+            "Notification events taken from the outbox and fanned out to subscriptions",
+            notify_events.clone(),
+        );
+        let notify_delivered = Counter::default();
+        registry.register(
+            "fleetcare_notify_delivered",
+            "Notifications (webhook calls, mailed events) that reached their receiver",
+            notify_delivered.clone(),
+        );
+        let notify_failed_attempts = Counter::default();
+        registry.register(
+            "fleetcare_notify_failed_attempts",
+            "Notification attempts that failed and will be retried",
+            notify_failed_attempts.clone(),
+        );
+        let notify_gave_up = Counter::default();
+        registry.register(
+            "fleetcare_notify_gave_up",
+            "Notifications given up after retrying for notify_retry_hours",
+            notify_gave_up.clone(),
+        );
         let troubles_opened = Counter::default();
         registry.register(
             "fleetcare_troubles_opened",
@@ -256,6 +286,10 @@ impl Metrics {
             operating_days_dropped,
             meter_read_requests,
             notifications,
+            notify_events,
+            notify_delivered,
+            notify_failed_attempts,
+            notify_gave_up,
             catalog_loads,
             troubles_opened,
             trouble_open_seconds,

@@ -83,6 +83,28 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/devices/{id}/supplies", get(life::api::supplies))
         .route(
+            "/api/v1/notify",
+            get(notify::api::list).post(notify::api::add),
+        )
+        .route(
+            "/api/v1/notify/{name}",
+            get(notify::api::show).delete(notify::api::remove),
+        )
+        .route("/api/v1/notify/{name}/test", post(notify::api::test))
+        .route("/api/v1/notify/{name}/enable", post(notify::api::enable))
+        .route(
+            "/api/v1/notify/{name}/deliveries",
+            get(notify::api::deliveries),
+        )
+        .route(
+            "/api/v1/notify/{name}/deliveries/{id}/redeliver",
+            post(notify::api::redeliver),
+        )
+        .route(
+            "/api/v1/notify-settings",
+            get(notify::api::settings).put(notify::api::set_settings),
+        )
+        .route(
             "/api/v1/devices/{id}/request-report",
             post(devices::api::request_report),
         )

@@ -60,6 +60,8 @@ pub struct AppState {
         Arc<std::sync::Mutex<std::collections::HashMap<String, fleetcare_store::TenantId>>>,
     /// Who reacts to a stored report, in order (see `devices::report`).
     pub after_report: Arc<[Arc<dyn AfterReport>]>,
+    /// Notifications: webhooks and e-mail from the outbox.
+    pub notify: Arc<notify::Notifier>,
 }
 
 impl std::ops::Deref for AppState {
@@ -150,6 +152,7 @@ impl AppState {
                 config.artifact_cache_bytes,
             )),
             after_report,
+            notify: Arc::new(notify::Notifier::new(config)),
         };
         (state, tx)
     }

@@ -871,6 +871,25 @@ impl Store {
         rows.iter().map(|r| notification_record(r)).collect()
     }
 
+    /// One notification by id.
+    pub async fn notification(
+        &self,
+        tenant: TenantId,
+        id: u64,
+    ) -> Result<Option<NotificationRecord>> {
+        const ONE: &str = "SELECT id, device_id, notice_key, kind, title, body, catalog_revision, \
+            created_at, delivered_at, closed_at FROM notifications WHERE tenant_id = $1 AND id = $2";
+        debug_assert!(ONE.starts_with(NOTIFICATION_SELECT));
+        let rows = self
+            .select(
+                sql(ONE),
+                vec![tenant.into(), to_i64(id).into()],
+                NOTIFICATION_COLUMNS,
+            )
+            .await?;
+        rows.first().map(|r| notification_record(r)).transpose()
+    }
+
     /// Note that notifications reached the device.
     pub async fn mark_delivered(&self, tenant: TenantId, ids: &[u64], now_ms: i64) -> Result<()> {
         if ids.is_empty() {

@@ -26,6 +26,7 @@ mod exec;
 pub mod fleet;
 mod migrate;
 pub mod notices;
+pub mod notify;
 pub mod operating;
 pub mod postgres;
 pub mod rollouts;

@@ -10,6 +10,8 @@
 //!   is itself the contract under test (say, "within 2 seconds") is not stretched: pass it
 //!   to [`within`].
 
+pub mod receivers;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;

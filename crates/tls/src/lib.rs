@@ -27,6 +27,11 @@ pub enum TlsError {
     Config(String),
 }
 
+/// The CA certificates in a PEM file (DER each), for clients that take them one by one.
+pub fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    certs(path)
+}
+
 /// The one crypto provider in the tree.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

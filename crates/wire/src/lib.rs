@@ -13,6 +13,7 @@ pub mod device;
 pub mod errors;
 pub mod life;
 pub mod mqtt;
+pub mod notify;
 pub mod operator;
 pub mod rollouts;
 pub mod troubles;

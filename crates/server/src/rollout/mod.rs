@@ -178,6 +178,15 @@ impl std::fmt::Debug for Rollouts {
 
 impl Rollouts {
     /// A tenant's device labels, as of now.
+    fn label_of(&self, key: &fleetcare_store::DeviceKey) -> Option<Label> {
+        self.labels
+            .read()
+            .expect("labels")
+            .get(&key.tenant)
+            .and_then(|m| m.get(key.device_id.as_str()))
+            .cloned()
+    }
+
     fn labels_of(&self, tenant: TenantId) -> HashMap<Arc<str>, Label> {
         self.labels
             .read()

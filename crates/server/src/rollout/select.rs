@@ -231,3 +231,36 @@ pub(crate) fn first_state(
         },
     }
 }
+
+impl Rollouts {
+    /// Does one device match a filter (a notification subscription's)? A device the fleet
+    /// index does not hold matches none.
+    pub(crate) fn device_matches(&self, key: &fleetcare_store::DeviceKey, filter: &Filter) -> bool {
+        let Some(entry) = self.compat.snapshot_one(key) else {
+            return false;
+        };
+        let label = self.label_of(key);
+        let vocab = &self.compat.vocab;
+        let subject = DeviceSubject {
+            id: key.device_id.as_str(),
+            entry: &entry,
+            vocab,
+            label: label.as_ref(),
+            model: entry.facts.text(vocab, &entry.facts.model),
+        };
+        filter.matches(&subject)
+    }
+
+    /// A device's model and site as the fleet index and labels hold them.
+    pub(crate) fn device_facts(
+        &self,
+        key: &fleetcare_store::DeviceKey,
+    ) -> Option<(String, Option<String>)> {
+        let entry = self.compat.snapshot_one(key)?;
+        let model = entry
+            .facts
+            .text(&self.compat.vocab, &entry.facts.model)
+            .to_string();
+        Some((model, self.label_of(key).and_then(|l| l.site)))
+    }
+}

@@ -31,9 +31,27 @@ pub struct Fixture {
 }
 
 pub async fn fixture() -> Fixture {
+    fixture_config(ServerConfig::default()).await
+}
+
+/// The embedded-store fixture with a config of the test's own.
+pub async fn fixture_config(config: ServerConfig) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open_sqlite(dir.path()).await.expect("store");
-    fixture_on(store, dir, None).await
+    fixture_on(store, dir, None, &config).await
+}
+
+/// Both stores with a config of the test's own.
+pub async fn fixtures_config(test: &str, config: &ServerConfig) -> Vec<(&'static str, Fixture)> {
+    let mut out = vec![("sqlite", fixture_config(config.clone()).await)];
+    if let Some(url) = fleetcare_store::testing::postgres_url(test) {
+        let (store, db) = fleetcare_store::testing::fresh_postgres(&url)
+            .await
+            .expect("a fresh PostgreSQL database");
+        let dir = tempfile::tempdir().expect("tempdir");
+        out.push(("postgres", fixture_on(store, dir, Some(db), config).await));
+    }
+    out
 }
 
 /// The same center on a fresh PostgreSQL database, or `None` (said loudly) when
@@ -44,7 +62,7 @@ pub async fn fixture_postgres(test: &str) -> Option<Fixture> {
         .await
         .expect("a fresh PostgreSQL database");
     let dir = tempfile::tempdir().expect("tempdir");
-    Some(fixture_on(store, dir, Some(db)).await)
+    Some(fixture_on(store, dir, Some(db), &ServerConfig::default()).await)
 }
 
 /// Both stores a test runs on: the embedded one, and PostgreSQL when the tests have one.
@@ -60,16 +78,13 @@ async fn fixture_on(
     store: Store,
     dir: tempfile::TempDir,
     pg: Option<fleetcare_store::testing::TempPostgres>,
+    config: &ServerConfig,
 ) -> Fixture {
     let clock = ManualClock::new(NOW);
     let boot = bootstrap::run(&store, dir.path(), "default", NOW)
         .await
         .expect("bootstrap");
-    let (state, stop) = AppState::new(
-        store.clone(),
-        &ServerConfig::default(),
-        Arc::new(clock.clone()),
-    );
+    let (state, stop) = AppState::new(store.clone(), config, Arc::new(clock.clone()));
     // What Center::start runs beside the router: the compatibility and diagnosis workers.
     tokio::spawn(state.compat.clone().run_worker(state.ctx.clone()));
     tokio::spawn(state.diag.clone().run_worker(state.ctx.clone()));
