@@ -692,9 +692,12 @@ pub(crate) mod sql {
     pub const INSERT_METER_RESET: &str = "INSERT INTO meter_resets (tenant_id, device_id, at, \
         name, before, after) VALUES ($1, $2, $3, $4, $5, $6) \
         ON CONFLICT (tenant_id, device_id, at, name) DO NOTHING";
+    /// `silent_at`: see migration 0017 (3600: `DEFAULT_REPORT_INTERVAL_S`).
     pub const UPDATE_AFTER_REPORT: &str = "UPDATE devices SET last_seq = $3, last_trigger = $4, \
         last_report_at = $5, last_observed_at = $6, model = $7, operating = $8, \
-        install_blocked = $9, supplies = $10 WHERE tenant_id = $1 AND device_id = $2";
+        install_blocked = $9, supplies = $10, silent_at = $5 + 1000 * COALESCE((SELECT \
+        n.offline_after_s FROM notify_settings n WHERE n.tenant_id = $1), \
+        3 * COALESCE(report_interval_s, 3600)) WHERE tenant_id = $1 AND device_id = $2";
     /// The compatibility row follows the structure's fingerprint (same transaction).
     pub const COMPAT_STRUCTURE: &str = "INSERT INTO device_compat (tenant_id, device_id, \
         structure_hash) VALUES ($1, $2, $3) ON CONFLICT (tenant_id, device_id) DO UPDATE SET \

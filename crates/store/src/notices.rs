@@ -53,6 +53,15 @@ impl Store {
         }
     }
 
+    /// On SQLite, what wakes after each commit that added notification events (on
+    /// PostgreSQL the outbox triggers `NOTIFY` instead).
+    pub fn outbox_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        match self {
+            Store::Sqlite(s) => Some(s.outbox_signal()),
+            Store::Postgres(_) => None,
+        }
+    }
+
     /// Listen on `channel`; `None` on SQLite.
     pub async fn subscribe(&self, channel: &str) -> Result<Option<Subscription>> {
         match self {

@@ -711,38 +711,39 @@ impl Store {
         Ok(rows.first().map(|r| opt_u64(&r[0])).transpose()?.flatten())
     }
 
+    /// Set it, and move each of the tenant's devices' `silent_at` to match (one statement
+    /// over the tenant's devices: an administrator's rare change).
     pub async fn set_offline_after(&self, tenant: TenantId, secs: Option<u64>) -> Result<()> {
         self.run(
-            vec![Stmt::new(
-                "INSERT INTO notify_settings (tenant_id, offline_after_s) VALUES ($1, $2) \
-                 ON CONFLICT (tenant_id) DO UPDATE SET offline_after_s = excluded.offline_after_s",
-                vec![tenant.into(), secs.map(to_i64).into()],
-            )],
+            vec![
+                Stmt::new(
+                    "INSERT INTO notify_settings (tenant_id, offline_after_s) VALUES ($1, $2) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET offline_after_s = excluded.offline_after_s",
+                    vec![tenant.into(), secs.map(to_i64).into()],
+                ),
+                Stmt::new(
+                    "UPDATE devices SET silent_at = last_report_at + 1000 * \
+                     COALESCE($2, 3 * COALESCE(report_interval_s, 3600)) \
+                     WHERE tenant_id = $1 AND last_report_at IS NOT NULL",
+                    vec![tenant.into(), secs.map(to_i64).into()],
+                ),
+            ],
             Guard::None,
         )
         .await?;
         Ok(())
     }
 
-    /// Mark devices silent too long offline (at most 1000 per call), each with a
-    /// `device.online`… `device.offline` event in the same transaction (when its tenant has
-    /// subscriptions); the ones this call marked.
-    pub async fn mark_offline(
-        &self,
-        now_ms: i64,
-        default_interval_s: u64,
-    ) -> Result<Vec<(TenantId, String)>> {
+    /// Mark devices silent too long offline (at most 1000 per call: those whose `silent_at`
+    /// passed, soonest first, by its index), each with a `device.offline` event in the same
+    /// transaction (when its tenant has subscriptions); the ones this call marked.
+    pub async fn mark_offline(&self, now_ms: i64) -> Result<Vec<(TenantId, String)>> {
         let rows = self
             .select(
-                sql(
-                    "SELECT d.tenant_id, d.device_id, d.last_report_at FROM devices d \
-                     LEFT JOIN notify_settings n ON n.tenant_id = d.tenant_id \
-                     WHERE d.offline_since IS NULL AND d.revoked_at IS NULL \
-                     AND d.last_report_at IS NOT NULL AND d.last_report_at < $1 - 1000 * \
-                     COALESCE(n.offline_after_s, 3 * COALESCE(d.report_interval_s, $2)) \
-                     LIMIT 1000",
-                ),
-                vec![now_ms.into(), to_i64(default_interval_s).into()],
+                sql("SELECT tenant_id, device_id, last_report_at FROM devices \
+                     WHERE offline_since IS NULL AND silent_at < $1 AND revoked_at IS NULL \
+                     AND last_report_at IS NOT NULL ORDER BY silent_at LIMIT 1000"),
+                vec![now_ms.into()],
                 &[Ty::Int, Ty::Text, Ty::Int],
             )
             .await?;

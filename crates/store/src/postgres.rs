@@ -192,10 +192,12 @@ const GROUP_INSERT_REPORTS: &str = "INSERT INTO reports (tenant_id, device_id, g
     ON CONFLICT (tenant_id, device_id, generation, seq) DO NOTHING RETURNING tenant_id, device_id";
 const GROUP_UPDATE_AFTER: &str = "UPDATE devices d SET last_seq = u.seq, last_trigger = u.trig, \
     last_report_at = u.recv, last_observed_at = u.obs, model = u.model, operating = u.op, \
-    install_blocked = u.blocked, supplies = u.supplies \
+    install_blocked = u.blocked, supplies = u.supplies, silent_at = u.recv + 1000 * \
+    COALESCE(n.offline_after_s, 3 * COALESCE(d.report_interval_s, 3600)) \
     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], \
     $7::text[], $8::text[], $9::text[], $10::text[]) \
     AS u(t, id, seq, trig, recv, obs, model, op, blocked, supplies) \
+    LEFT JOIN notify_settings n ON n.tenant_id = u.t \
     WHERE d.tenant_id = u.t AND d.device_id = u.id";
 
 /// Store a group of reports of distinct devices in one transaction; each report's outcome

@@ -59,6 +59,8 @@ struct Inner {
     read_permits: tokio::sync::Semaphore,
     /// Commits since the last checkpoint; the checkpointer skips idle seconds.
     commits: Arc<AtomicU64>,
+    /// Woken after a commit that added to the notification outbox.
+    outbox: Arc<tokio::sync::Notify>,
     stop: Arc<AtomicBool>,
 }
 
@@ -114,11 +116,12 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let outbox = Arc::new(tokio::sync::Notify::new());
         {
-            let (commits, wal) = (commits.clone(), wal_path(&path));
+            let (commits, wal, outbox) = (commits.clone(), wal_path(&path), outbox.clone());
             std::thread::Builder::new()
                 .name("sqlite-writer".into())
-                .spawn(move || writer_loop(conn, rx, commits, &wal, wal_limit))
+                .spawn(move || writer_loop(conn, rx, commits, &outbox, &wal, wal_limit))
                 .map_err(|e| open_err(&path, e))?;
         }
         {
@@ -133,6 +136,7 @@ impl SqliteStore {
             writer: tx,
             readers: Mutex::new(Vec::new()),
             read_permits: tokio::sync::Semaphore::new(READERS),
+            outbox,
             commits,
             stop,
         })))
@@ -295,6 +299,11 @@ impl SqliteStore {
     /// Group commits so far (each one fsync).
     pub fn group_commits(&self) -> u64 {
         self.0.commits.load(Ordering::Relaxed)
+    }
+
+    /// Woken after each commit that added notification events.
+    pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.0.outbox.clone()
     }
 
     /// Path of the database file.
@@ -521,6 +530,7 @@ fn writer_loop(
     conn: Connection,
     mut rx: mpsc::Receiver<Msg>,
     commits: Arc<AtomicU64>,
+    outbox: &tokio::sync::Notify,
     wal: &Path,
     wal_limit: u64,
 ) {
@@ -528,6 +538,7 @@ fn writer_loop(
     let mut finishes: Vec<Finish> = Vec::with_capacity(MAX_GROUP);
     let mut close: Option<oneshot::Sender<Result<()>>> = None;
     let mut last_commit = Instant::now() - COMMIT_DELAY * 10;
+    let mut last_outbox = 0i64;
     while close.is_none() {
         match rx.blocking_recv() {
             Some(Msg::Write(job)) => group.push(job),
@@ -577,6 +588,16 @@ fn writer_loop(
             Ok(()) => {
                 last_commit = Instant::now();
                 commits.fetch_add(1, Ordering::Relaxed);
+                // The outbox grew (a trigger or the offline sweep added an event): wake the
+                // notification worker now rather than at its next poll.
+                if let Ok(seq) = conn
+                    .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'notify_events'")
+                    .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)))
+                    && seq > last_outbox
+                {
+                    last_outbox = seq;
+                    outbox.notify_one();
+                }
                 None
             }
             Err(e) => {

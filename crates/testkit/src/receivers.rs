@@ -25,6 +25,8 @@ pub struct Received {
     pub signature_ok: bool,
     /// The receiver acknowledged it (answered 2xx).
     pub acked: bool,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 /// How the receiver answers.
@@ -113,6 +115,7 @@ async fn hook(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: 
             body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
             signature_ok: verify(&i.secret, &h("fleetcare-signature"), &body),
             acked: refused.is_none() && matches!(mode, Mode::Ok | Mode::Slow(_)),
+            at: Instant::now(),
         };
         i.received.push(r);
         (refused, mode)

@@ -158,6 +158,18 @@ pub async fn run(ctx: Ctx, notify: Arc<Notifier>, rollouts: Arc<Rollouts>) {
             }
         });
     }
+    if let Some(signal) = st.store.outbox_signal() {
+        let n = st.notify.clone();
+        let mut stop = st.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = signal.notified() => n.wake(),
+                    () = crate::center::stopped(&mut stop) => return,
+                }
+            }
+        });
+    }
     let mut stop = st.shutdown.clone();
     loop {
         tokio::select! {
@@ -193,14 +205,7 @@ pub async fn run(ctx: Ctx, notify: Arc<Notifier>, rollouts: Arc<Rollouts>) {
 /// On the engines' lease holder, every few seconds: silent devices go offline (each with
 /// its event); once in a while the delivery log is pruned.
 pub async fn sweep(st: &Ctx, notify: &Notifier, prune: bool) {
-    match st
-        .store
-        .mark_offline(
-            st.clock.now_ms(),
-            fleetcare_core::limits::DEFAULT_REPORT_INTERVAL_S,
-        )
-        .await
-    {
+    match st.store.mark_offline(st.clock.now_ms()).await {
         Ok(marked) if !marked.is_empty() => {
             tracing::info!(
                 devices = marked.len(),

@@ -76,6 +76,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/ui/rollouts", get(pages::rollouts))
         .route("/ui/rollouts/{id}", get(pages::rollout))
         .route("/ui/audit", get(pages::audit))
+        .route("/ui/notify", get(pages::notify))
         .route("/ui/login", get(login_page).post(login_form))
         .route("/ui/logout", post(logout))
         .route("/ui/scope", post(scope))

@@ -54,6 +54,11 @@ CREATE TABLE notify_settings (
     offline_after_s BIGINT
 );
 ALTER TABLE devices ADD COLUMN offline_since BIGINT;
+-- When the device counts as silent unless it reports again: its last report plus
+-- `offline_after_s` of its tenant, or 3 × its report interval (3600 s, the agent's default,
+-- when the center set none). Set by every report; the sweep reads this index alone.
+ALTER TABLE devices ADD COLUMN silent_at BIGINT;
+CREATE INDEX devices_silent ON devices (silent_at) WHERE offline_since IS NULL;
 
 -- Every trigger below appends to the outbox in the causing transaction and wakes the
 -- instances' workers at commit (NOTIFY is transactional).

@@ -60,6 +60,11 @@ CREATE TABLE notify_settings (
 );
 -- When the center raised `device.offline` for a silent device (cleared by its next report).
 ALTER TABLE devices ADD COLUMN offline_since BIGINT;
+-- When the device counts as silent unless it reports again: its last report plus
+-- `offline_after_s` of its tenant, or 3 × its report interval (3600 s, the agent's default,
+-- when the center set none). Set by every report; the sweep reads this index alone.
+ALTER TABLE devices ADD COLUMN silent_at BIGINT;
+CREATE INDEX devices_silent ON devices (silent_at) WHERE offline_since IS NULL;
 
 CREATE TRIGGER notify_trouble_opened AFTER INSERT ON troubles
 WHEN EXISTS (SELECT 1 FROM notify_subscriptions s WHERE s.tenant_id = NEW.tenant_id)

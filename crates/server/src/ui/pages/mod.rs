@@ -18,6 +18,7 @@ mod catalog;
 mod device;
 mod devices;
 mod login;
+mod notify;
 mod overview;
 mod rollouts;
 mod supplies;
@@ -28,6 +29,7 @@ pub use catalog::catalog;
 pub use device::device;
 pub use devices::devices;
 pub use login::login;
+pub use notify::notify;
 pub use overview::{Summary, overview};
 pub use rollouts::{rollout, rollouts};
 pub use supplies::{meter_reads_csv, supplies};
@@ -63,6 +65,7 @@ fn nav(ui: &Ui, current: &str) -> Nav {
         ("/ui/rollouts", "Rollouts"),
         ("/ui/catalog", "Catalog"),
     ];
+    items.push(("/ui/notify", "Notifications"));
     if ui.may("GET", "/api/v1/audit") {
         items.push(("/ui/audit", "Audit log"));
     }
