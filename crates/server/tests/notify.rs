@@ -540,3 +540,64 @@ async fn bad_subscriptions_are_refused_and_hostile_receivers_bounded() {
     assert_eq!(s, StatusCode::FORBIDDEN);
     f.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noisy_events_make_one_digest_per_window() {
+    let maildir = tempfile::tempdir().expect("tempdir");
+    let Some(mailbox) = Mailbox::start(maildir.path().join("mail")).await else {
+        return;
+    };
+    let cfg = config(Some(mailbox.port));
+    let f = fixture_config(cfg.clone()).await;
+    start_notify(&f, &cfg).await;
+    let (s, v) = add(
+        &f,
+        json!({"name": "desk", "email": ["desk@example.test"], "digest_minutes": 10}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let test = || {
+        call(
+            &f.app,
+            "POST",
+            "/api/v1/notify/desk/test",
+            Some(&f.admin),
+            None,
+        )
+    };
+    test().await;
+    eventually("the first mail", PATIENCE, || {
+        let n = mailbox.mails().len();
+        async move { (n == 1).then_some(()) }
+    })
+    .await;
+    test().await;
+    test().await;
+    // Within the window the two wait for its end.
+    let waiting = eventually("two deliveries wait for the window", PATIENCE, || async {
+        let ds = deliveries(&f, "desk").await;
+        let waiting: Vec<Value> = ds
+            .into_iter()
+            .filter(|d| d["state"] == "pending" && d["next_attempt_at"].is_string())
+            .collect();
+        (waiting.len() == 2).then_some(waiting)
+    })
+    .await;
+    assert!(waiting.iter().all(|d| d["attempts"] == 0), "{waiting:?}");
+    assert_eq!(
+        mailbox.mails().len(),
+        1,
+        "nothing more mailed within the window"
+    );
+    f.clock.advance(Duration::from_secs(600));
+    let digest = eventually("the digest", PATIENCE, || {
+        let mails = mailbox.mails();
+        async move { (mails.len() == 2).then(|| mails[1].clone()) }
+    })
+    .await;
+    assert!(
+        digest.contains("Subject: [Fleetcare] 2 notifications: 2 test"),
+        "{digest}"
+    );
+    f.finish().await;
+}

@@ -50,6 +50,8 @@ macro_rules! conformance {
 }
 
 conformance!(
+    the_outbox_follows_every_change_that_notifies,
+    deliveries_are_claimed_once_and_recorded_by_the_claimer,
     customers_of_a_provider,
     accounts_and_sessions,
     credential_rotation,
@@ -2911,4 +2913,357 @@ async fn supplies_are_structure_and_their_levels_history(store: Store) {
         .filter_map(|(_, v)| v.get("supply.toner.black.level_pct").copied())
         .collect();
     assert_eq!(levels, vec![40.0, 35.0, 100.0]);
+}
+
+fn trouble(rule: &str) -> NewTrouble {
+    NewTrouble {
+        rule_id: rule.into(),
+        severity: "major".into(),
+        title: format!("{rule} title"),
+        action: "do it".into(),
+        note: None,
+        evidence_json: "[]".into(),
+        occurrences: 1,
+        last_event_at_ms: NOW,
+        quiet_until_ms: NOW + 1000,
+        fix_json: None,
+    }
+}
+
+fn subscription(name: &str) -> fleetcare_store::notify::NewSubscription {
+    fleetcare_store::notify::NewSubscription {
+        name: name.into(),
+        channel: "webhook".into(),
+        target: "http://127.0.0.1:9/hook".into(),
+        events: "trouble.opened".into(),
+        filter: String::new(),
+        min_severity: "info".into(),
+        digest_minutes: 0,
+        secret: "s".into(),
+    }
+}
+
+/// Each change that notifies writes its event in its own transaction (store triggers), only
+/// for tenants with a subscription; a cancelled job and a repeated pause write none.
+async fn the_outbox_follows_every_change_that_notifies(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "OB-1").await;
+    // No subscription yet: nothing is written.
+    store
+        .open_trouble(&key, &trouble("quiet"), NOW)
+        .await
+        .expect("open");
+    assert_eq!(store.waiting_events(100).await.expect("events"), vec![]);
+    assert!(
+        store
+            .add_subscription(t, &subscription("s"), "admin", NOW)
+            .await
+            .expect("add")
+    );
+    assert!(
+        !store
+            .add_subscription(t, &subscription("s"), "admin", NOW)
+            .await
+            .expect("again")
+    );
+    let opened = store
+        .open_trouble(&key, &trouble("fuser-overheat"), NOW)
+        .await
+        .expect("open")
+        .expect("id");
+    store
+        .open_trouble(&key, &trouble("supply-low:toner-k"), NOW)
+        .await
+        .expect("open");
+    store
+        .open_trouble(&key, &trouble("part-end-of-life:fuser"), NOW)
+        .await
+        .expect("open");
+    assert!(
+        store
+            .resolve_trouble(t, opened, "op", NOW + 1)
+            .await
+            .expect("resolve")
+    );
+    assert!(
+        !store
+            .resolve_trouble(t, opened, "op", NOW + 2)
+            .await
+            .expect("again")
+    );
+    store
+        .notify(
+            &key,
+            &NewNotification {
+                key: "k".into(),
+                kind: "compat_advice".into(),
+                title: "advice".into(),
+                body_json: "{}".into(),
+                catalog_revision: None,
+                replaces: true,
+            },
+            NOW + 3,
+        )
+        .await
+        .expect("notify");
+    let rollout = store
+        .create_rollout(
+            t,
+            &NewRollout {
+                name: "r".into(),
+                spec_json: "{}".into(),
+                thresholds_json: "{}".into(),
+                waves: 1,
+                state: "running".into(),
+                created_by: "alice".into(),
+            },
+            NOW,
+        )
+        .await
+        .expect("rollout");
+    assert!(
+        store
+            .set_rollout_state(
+                t,
+                rollout,
+                &["running"],
+                "paused",
+                Some("2 of 3 failed"),
+                NOW + 4
+            )
+            .await
+            .expect("pause")
+    );
+    assert!(
+        !store
+            .set_rollout_state(t, rollout, &["running"], "paused", None, NOW + 5)
+            .await
+            .expect("again")
+    );
+    let job = NewJob {
+        origin: "operator".into(),
+        state: "queued".into(),
+        steps_json: "[]".into(),
+        catalog_revision: None,
+        created_by: "op".into(),
+        expires_at_ms: NOW + 100_000,
+    };
+    let failed = store.create_job(&key, &job, NOW).await.expect("job");
+    let mut tr = Transition::new(&["queued"], "failed");
+    tr.reason = Some("hash_mismatch");
+    assert!(
+        store
+            .transition_job(t, failed, &tr, NOW + 6)
+            .await
+            .expect("fail")
+    );
+    let cancelled = store.create_job(&key, &job, NOW).await.expect("job");
+    let mut tr = Transition::new(&["queued"], "failed");
+    tr.reason = Some("cancelled");
+    assert!(
+        store
+            .transition_job(t, cancelled, &tr, NOW + 7)
+            .await
+            .expect("cancel")
+    );
+    let got: Vec<(String, Option<String>)> = store
+        .waiting_events(100)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| (e.kind, e.detail))
+        .collect();
+    let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "trouble.opened",
+            "supply.low",
+            "part.end_of_life",
+            "trouble.resolved",
+            "advice.created",
+            "rollout.paused",
+            "job.failed"
+        ]
+    );
+    assert_eq!(got[5].1.as_deref(), Some("2 of 3 failed"));
+    assert_eq!(got[6].1.as_deref(), Some("hash_mismatch"));
+
+    // Silent past its deadline: offline once, with its event; a report brings it back.
+    store.set_offline_after(t, Some(60)).await.expect("setting");
+    let mut r = report(&key, 1, Trigger::Connect, vec![]);
+    r.received_at_ms = NOW;
+    store.ingest_report(r).await.expect("report");
+    assert_eq!(
+        store.mark_offline(NOW + 59_000).await.expect("sweep"),
+        vec![]
+    );
+    let marked = store.mark_offline(NOW + 61_000).await.expect("sweep");
+    assert_eq!(marked, vec![(t, "OB-1".to_owned())]);
+    assert_eq!(
+        store.mark_offline(NOW + 62_000).await.expect("sweep"),
+        vec![],
+        "once"
+    );
+    let mut r = report(&key, 2, Trigger::Periodic, vec![]);
+    r.received_at_ms = NOW + 70_000;
+    store.ingest_report(r).await.expect("report");
+    let kinds: Vec<String> = store
+        .waiting_events(100)
+        .await
+        .expect("events")
+        .into_iter()
+        .skip(7)
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["device.offline", "device.online"]);
+    assert_eq!(
+        store.mark_offline(NOW + 100_000).await.expect("sweep"),
+        vec![],
+        "it reported"
+    );
+}
+
+/// A due delivery is claimed by one caller only; only that claim records the outcome; a
+/// subscription that never succeeded is disabled when a delivery gives up.
+async fn deliveries_are_claimed_once_and_recorded_by_the_claimer(store: Store) {
+    use fleetcare_store::notify::{Outcome, SendResult};
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    assert!(
+        store
+            .add_subscription(t, &subscription("s"), "admin", NOW)
+            .await
+            .expect("add")
+    );
+    let sub = store
+        .subscription(t, "s")
+        .await
+        .expect("sub")
+        .expect("found");
+    let ev = store
+        .add_outbox_event(&fleetcare_store::notify::OutboxEvent {
+            id: 0,
+            tenant: t,
+            kind: "test".into(),
+            device_id: None,
+            subject_id: None,
+            severity: None,
+            at_ms: NOW,
+            detail: Some("s".into()),
+        })
+        .await
+        .expect("event");
+    let fan = vec![(ev, t, "{}".to_owned(), vec![sub.id])];
+    store.fan_out(&fan, NOW).await.expect("fan out");
+    store
+        .fan_out(&fan, NOW)
+        .await
+        .expect("twice changes nothing");
+    assert_eq!(store.waiting_events(10).await.expect("events"), vec![]);
+    let due = store.due_deliveries(NOW, 10).await.expect("due");
+    assert_eq!(due.len(), 1, "one delivery, however often fanned out");
+    let mine = store
+        .claim_deliveries(due.clone(), NOW + 35_000)
+        .await
+        .expect("claim");
+    let theirs = store
+        .claim_deliveries(due, NOW + 35_000)
+        .await
+        .expect("claim");
+    assert_eq!((mine.len(), theirs.len()), (1, 0), "claimed once");
+    assert_eq!(
+        store.due_deliveries(NOW + 1000, 10).await.expect("due"),
+        vec![],
+        "leased"
+    );
+    let d = &mine[0];
+    let result = |attempts: u64, outcome: Outcome| SendResult {
+        delivery_id: d.id,
+        subscription_id: sub.id,
+        attempts,
+        created_at_ms: d.created_at_ms,
+        outcome,
+        status: Some(500),
+        error: Some("answered 500".into()),
+        mailed: false,
+    };
+    // A stale claim records nothing.
+    store
+        .record_sends(&[result(0, Outcome::Delivered)], NOW + 1, &|_| {
+            String::new()
+        })
+        .await
+        .expect("record");
+    let log = store.deliveries(t, sub.id, None, 10).await.expect("log");
+    assert_eq!(log[0].state, "pending");
+    store
+        .record_sends(
+            &[result(
+                1,
+                Outcome::Retry {
+                    next_at_ms: NOW + 2000,
+                },
+            )],
+            NOW + 1,
+            &|_| String::new(),
+        )
+        .await
+        .expect("record");
+    let again = store
+        .claim_deliveries(
+            store.due_deliveries(NOW + 2000, 10).await.expect("due"),
+            NOW + 40_000,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    let disabled = store
+        .record_sends(&[result(2, Outcome::GaveUp)], NOW + 3, &|_| {
+            "kept failing".into()
+        })
+        .await
+        .expect("record");
+    assert_eq!(disabled, vec![sub.id]);
+    let sub = store
+        .subscription(t, "s")
+        .await
+        .expect("sub")
+        .expect("found");
+    assert_eq!(
+        (sub.state.as_str(), sub.state_reason.as_deref()),
+        ("disabled", Some("kept failing"))
+    );
+    assert_eq!(
+        store.deliveries(t, sub.id, None, 10).await.expect("log")[0].state,
+        "failed"
+    );
+    assert!(
+        store
+            .redeliver(t, sub.id, d.id, NOW + 4)
+            .await
+            .expect("redeliver")
+    );
+    assert_eq!(
+        store.due_deliveries(NOW + 5, 10).await.expect("due"),
+        vec![],
+        "parked while disabled"
+    );
+    assert!(
+        store
+            .set_subscription_state(t, sub.id, true, None, NOW + 6)
+            .await
+            .expect("enable")
+    );
+    assert_eq!(
+        store.due_deliveries(NOW + 6, 10).await.expect("due").len(),
+        1,
+        "due once enabled"
+    );
+    assert!(store.remove_subscription(t, "s").await.expect("remove"));
+    assert_eq!(
+        store.due_deliveries(NOW + 6, 10).await.expect("due"),
+        vec![],
+        "removed with it"
+    );
 }
