@@ -664,6 +664,7 @@ async fn the_dashboard_in_a_real_browser() {
         ("/ui/troubles?state=all", "09-troubles"),
         ("/ui/catalog", "10-catalog"),
         ("/ui/audit", "11-audit"),
+        ("/ui/notify", "12-notify"),
     ] {
         c.goto(&format!("{url}{path}")).await.expect("goto");
         check_page(&c, name).await;

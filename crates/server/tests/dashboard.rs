@@ -223,6 +223,7 @@ async fn pages_need_a_session_and_the_login_form_gives_one() {
         "/ui/troubles",
         "/ui/rollouts",
         "/ui/audit",
+        "/ui/notify",
     ] {
         let p = page(&f, "GET", uri, Some(&cookie), None).await;
         assert_eq!(p.status, StatusCode::OK, "{uri}: {}", p.body);
