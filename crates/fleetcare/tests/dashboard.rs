@@ -663,8 +663,8 @@ async fn the_dashboard_in_a_real_browser() {
         ("/ui/rollouts", "08-rollouts"),
         ("/ui/troubles?state=all", "09-troubles"),
         ("/ui/catalog", "10-catalog"),
-        ("/ui/audit", "11-audit"),
-        ("/ui/notify", "12-notify"),
+        ("/ui/notify", "11-notify"),
+        ("/ui/audit", "12-audit"),
     ] {
         c.goto(&format!("{url}{path}")).await.expect("goto");
         check_page(&c, name).await;

@@ -360,9 +360,11 @@ async fn a_silent_device_goes_offline_once_and_comes_back_online() {
     for (store, f) in fixtures_config("notify_offline", &cfg).await {
         start_notify(&f, &cfg).await;
         let hook = WebhookReceiver::start().await;
+        // By name: each send goes through the client's guarded resolver.
+        let by_name = hook.url.replace("127.0.0.1", "localhost");
         let (s, v) = add(
             &f,
-            json!({"name": "noc", "webhook": hook.url,
+            json!({"name": "noc", "webhook": by_name,
             "events": ["device.offline", "device.online"]}),
         )
         .await;
@@ -600,4 +602,126 @@ async fn noisy_events_make_one_digest_per_window() {
         "{digest}"
     );
     f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advice_a_paused_rollout_and_a_failed_job_arrive_with_their_objects() {
+    use fleetcare_store::{NewJob, NewNotification, NewRollout, Transition};
+    let cfg = config(None);
+    for (store, f) in fixtures_config("notify_objects", &cfg).await {
+        start_notify(&f, &cfg).await;
+        let hook = WebhookReceiver::start().await;
+        let (s, v) = add(
+            &f,
+            json!({"name": "ops", "webhook": hook.url,
+                   "events": ["advice.created", "rollout.paused", "job.failed"]}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{store}: {v}");
+        let token = enroll_as(&f, "OBJ-1", "acme-mfp-9000").await;
+        report(&f, &token, "OBJ-1", 1).await;
+        let key = fleetcare_store::DeviceKey {
+            tenant: f.tenant,
+            device_id: fleetcare_core::DeviceId::parse("OBJ-1").expect("id"),
+        };
+        let body = json!({"summary": "the fuser needs revision B",
+            "recommendations": [{"rank": 1, "hardware": [], "software": [], "summary": "fit fus-7 rev B"}]});
+        f.store
+            .notify(
+                &key,
+                &NewNotification {
+                    key: "k".into(),
+                    kind: "compat_advice".into(),
+                    title: "Hardware advice".into(),
+                    body_json: body.to_string(),
+                    catalog_revision: None,
+                    replaces: true,
+                },
+                common::NOW,
+            )
+            .await
+            .expect("advice");
+        let rollout = f
+            .store
+            .create_rollout(
+                f.tenant,
+                &NewRollout {
+                    name: "fw-5.3".into(),
+                    spec_json: "{}".into(),
+                    thresholds_json: "{}".into(),
+                    waves: 1,
+                    state: "running".into(),
+                    created_by: "alice".into(),
+                },
+                common::NOW,
+            )
+            .await
+            .expect("rollout");
+        f.store
+            .set_rollout_state(
+                f.tenant,
+                rollout,
+                &["running"],
+                "paused",
+                Some("3 of 10 failed"),
+                common::NOW,
+            )
+            .await
+            .expect("pause");
+        let job = f
+            .store
+            .create_job(
+                &key,
+                &NewJob {
+                    origin: "operator".into(),
+                    state: "queued".into(),
+                    steps_json: "[]".into(),
+                    catalog_revision: None,
+                    created_by: "op".into(),
+                    expires_at_ms: common::NOW + 100_000,
+                },
+                common::NOW,
+            )
+            .await
+            .expect("job");
+        let mut tr = Transition::new(&["queued"], "failed");
+        tr.reason = Some("hash_mismatch");
+        f.store
+            .transition_job(f.tenant, job, &tr, common::NOW)
+            .await
+            .expect("fail");
+        let got = eventually("three events", PATIENCE, || {
+            let hook = hook.clone();
+            async move {
+                let r = hook.received();
+                (r.len() == 3).then_some(r)
+            }
+        })
+        .await;
+        let by = |t: &str| {
+            got.iter()
+                .find(|r| r.event_type == t)
+                .map(|r| r.body.clone())
+                .expect(t)
+        };
+        let advice = by("advice.created");
+        assert_eq!(
+            advice["data"]["advice"]["recommendations"][0]["summary"], "fit fus-7 rev B",
+            "{store}: {advice}"
+        );
+        assert_eq!(advice["device"]["device_id"], "OBJ-1");
+        let paused = by("rollout.paused");
+        assert_eq!(
+            paused["summary"], "Rollout fw-5.3 paused: 3 of 10 failed",
+            "{store}: {paused}"
+        );
+        assert!(paused.get("device").is_none(), "{store}: about no device");
+        let failed = by("job.failed");
+        assert_eq!(failed["data"]["job"]["id"], job, "{store}: {failed}");
+        assert_eq!(
+            failed["data"]["job"]["reason"], "hash_mismatch",
+            "{store}: {failed}"
+        );
+        f.finish().await;
+    }
 }
