@@ -529,8 +529,33 @@ async fn bad_subscriptions_are_refused_and_hostile_receivers_bounded() {
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let viewer = v["token"].as_str().expect("token").to_owned();
-    let (s, _) = call(&f.app, "GET", "/api/v1/notify", Some(&viewer), None).await;
+    let (_, mine) = add(
+        &f,
+        json!({"name": "chat", "webhook": format!("{}?token=sekrit", hook.url)}),
+    )
+    .await;
+    assert!(
+        mine["subscription"]["target"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("sekrit"),
+        "the admin sees it: {mine}"
+    );
+    let (s, v) = call(&f.app, "GET", "/api/v1/notify", Some(&viewer), None).await;
     assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["subscriptions"].as_array().map(Vec::len), Some(1), "{v}");
+    let (_, v2) = call(&f.app, "GET", "/api/v1/notify/chat", Some(&viewer), None).await;
+    assert!(
+        !v2.to_string().contains("sekrit") && !v.to_string().contains("sekrit"),
+        "a viewer sees the origin only: {v} {v2}"
+    );
+    assert!(
+        v2["target"][0]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("http://127.0.0.1:"),
+        "{v2}"
+    );
     let (s, _) = call(
         &f.app,
         "POST",

@@ -73,7 +73,8 @@ pub struct Subscription {
     pub name: String,
     /// `webhook` or `email`.
     pub channel: String,
-    /// The URL, or the addresses.
+    /// The URL, or the addresses. Only admins see a webhook's whole URL; other roles see its
+    /// origin (chat and ticket systems carry their own secret in the path or query).
     pub target: Vec<String>,
     pub events: Vec<String>,
     pub filter: String,

@@ -23,12 +23,23 @@ pub const MAX_NAME: usize = 64;
 /// Longest digest window, in minutes (a day).
 pub const MAX_DIGEST_MINUTES: u64 = 1440;
 
-fn view(s: SubscriptionRecord, pending: u64) -> w::Subscription {
+/// A webhook URL as a non-admin sees it: its origin only (chat and ticket systems put their
+/// own secret in the path or query).
+fn origin_only(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!("{}/…", u.origin().ascii_serialization()),
+        Err(_) => "…".into(),
+    }
+}
+
+fn view(s: SubscriptionRecord, pending: u64, admin: bool) -> w::Subscription {
     w::Subscription {
         target: if s.channel == "email" {
             s.target.split(',').map(str::to_owned).collect()
-        } else {
+        } else if admin {
             vec![s.target]
+        } else {
+            vec![origin_only(&s.target)]
         },
         name: s.name,
         channel: s.channel,
@@ -203,7 +214,7 @@ pub async fn add(
     }
     let rec = find(&st, tenant, &new.name).await?;
     Ok(Json(w::Created {
-        subscription: view(rec, 0),
+        subscription: view(rec, 0, true),
         secret: (!new.secret.is_empty()).then_some(new.secret),
     }))
 }
@@ -214,6 +225,7 @@ pub async fn list(
     op: OperatorAuth,
 ) -> Result<Json<w::SubscriptionList>, ApiError> {
     let tenant = op.0.tenant;
+    let admin = op.0.role == "admin";
     let pending: std::collections::HashMap<u64, u64> = st
         .store
         .pending_deliveries(tenant)
@@ -227,7 +239,7 @@ pub async fn list(
         .into_iter()
         .map(|s| {
             let n = pending.get(&s.id).copied().unwrap_or(0);
-            view(s, n)
+            view(s, n, admin)
         })
         .collect();
     Ok(Json(w::SubscriptionList { subscriptions }))
@@ -242,7 +254,7 @@ pub async fn show(
 ) -> Result<Json<w::Subscription>, ApiError> {
     let s = find(&st, op.0.tenant, &name).await?;
     let n = pending_of(&st, op.0.tenant, s.id).await?;
-    Ok(Json(view(s, n)))
+    Ok(Json(view(s, n, op.0.role == "admin")))
 }
 
 /// Remove a subscription; its pending deliveries are not sent.
@@ -303,7 +315,7 @@ pub async fn enable(
     st.notify.wake();
     let s = find(&st, op.0.tenant, &name).await?;
     let n = pending_of(&st, op.0.tenant, s.id).await?;
-    Ok(Json(view(s, n)))
+    Ok(Json(view(s, n, true)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
