@@ -211,9 +211,13 @@ async fn a_fuser_trouble_reaches_a_signed_webhook_and_a_mailbox() {
             all.iter().all(|r| r.event_id == got.event_id),
             "{store}: one event id throughout"
         );
-        let ds = deliveries(&f, "dispatch").await;
+        // The receiver answered; the center records it a moment later.
+        let ds = eventually("the delivery recorded", PATIENCE, || async {
+            let ds = deliveries(&f, "dispatch").await;
+            (ds.first().is_some_and(|d| d["state"] == "delivered")).then_some(ds)
+        })
+        .await;
         assert_eq!(ds.len(), 1, "{store}: {ds:?}");
-        assert_eq!(ds[0]["state"], "delivered");
         assert_eq!(ds[0]["attempts"], 3);
         assert_eq!(ds[0]["last_status"], 200);
         // Redelivery by id: the same event again.
@@ -280,12 +284,18 @@ async fn a_receiver_failing_for_a_day_gets_its_subscription_disabled() {
         )
         .await;
         assert_eq!(s, StatusCode::OK, "{store}: {v}");
-        eventually("a failed attempt", PATIENCE, || {
-            let hook = hook.clone();
-            async move { (!hook.received().is_empty()).then_some(()) }
+        // The receiver refused; the center records the failure a moment later.
+        let ds = eventually("a failed attempt recorded", PATIENCE, || async {
+            let ds = deliveries(&f, "flaky").await;
+            ds.first()
+                .is_some_and(|d| d["last_error"].is_string())
+                .then_some(ds)
         })
         .await;
-        let ds = deliveries(&f, "flaky").await;
+        assert!(
+            !hook.received().is_empty(),
+            "{store}: the receiver was called"
+        );
         assert_eq!(ds[0]["state"], "pending", "{store}: {ds:?}");
         assert!(
             ds[0]["last_error"].as_str().unwrap_or("").contains("500"),
@@ -310,16 +320,24 @@ async fn a_receiver_failing_for_a_day_gets_its_subscription_disabled() {
             "failed",
             "{store}"
         );
-        let (_, audit) = call(
-            &f.app,
-            "GET",
-            "/api/v1/audit?limit=20",
-            Some(&f.admin),
-            None,
-        )
+        // Audited just after the state changed.
+        let audit = eventually("the audit line", PATIENCE, || async {
+            let (_, audit) = call(
+                &f.app,
+                "GET",
+                "/api/v1/audit?limit=20",
+                Some(&f.admin),
+                None,
+            )
+            .await;
+            audit
+                .to_string()
+                .contains("notify.disabled")
+                .then_some(audit)
+        })
         .await;
         assert!(
-            audit.to_string().contains("notify.disabled"),
+            audit.to_string().contains("no delivery succeeded"),
             "{store}: {audit}"
         );
         // Enabled again, with the receiver fixed: a redelivery goes through.

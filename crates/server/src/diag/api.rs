@@ -19,7 +19,8 @@ use fleetcare_wire::troubles as w;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-fn severity_rank(s: &str) -> usize {
+/// A trouble severity's rank, lowest first (unknown: the lowest).
+pub(crate) fn severity_rank(s: &str) -> usize {
     w::TROUBLE_SEVERITIES
         .iter()
         .position(|x| *x == s)

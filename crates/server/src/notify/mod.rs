@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 
 use crate::config::ServerConfig;
 use crate::ctx::Ctx;
+use crate::diag::api::severity_rank;
 use crate::rollout::Rollouts;
 
 /// Events fanned out per round.
@@ -44,10 +45,6 @@ pub const OUTBOX_CHANNEL: &str = "fleetcare_outbox";
 
 /// Severities, lowest first.
 pub const SEVERITIES: &[&str] = fleetcare_wire::troubles::TROUBLE_SEVERITIES;
-
-pub fn severity_rank(s: &str) -> usize {
-    SEVERITIES.iter().position(|x| *x == s).unwrap_or(0)
-}
 
 /// The notification worker's shared parts.
 pub struct Notifier {
@@ -102,10 +99,6 @@ impl Notifier {
             let _ = self.mailer.set(m);
         }
         Ok(())
-    }
-
-    pub fn has_mail(&self) -> bool {
-        self.mailer.get().is_some()
     }
 
     /// Wake the worker (an event may be waiting).
