@@ -11,6 +11,7 @@ use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsPar
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::SmtpSettings;
+use crate::ui::chart::esc;
 
 /// Most addresses one subscription mails.
 pub const MAX_ADDRESSES: usize = 20;
@@ -227,21 +228,6 @@ fn lines(e: &Event) -> Vec<(&'static str, String)> {
         format!("{} ({}) at {}", e.id, e.kind, e.created_at),
     ));
     out
-}
-
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '&' => o.push_str("&amp;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 /// Subject, plain text and HTML of a mail about `events` (one, or a digest).

@@ -92,10 +92,9 @@ impl Guard {
             return Err(format!("{url:?} names no host"));
         };
         let port = u.port_or_known_default().unwrap_or(80);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::time::timeout(
+        let addrs: Vec<SocketAddr> = match literal_ip(&u) {
+            Some(ip) => vec![SocketAddr::new(ip, port)],
+            None => tokio::time::timeout(
                 Duration::from_secs(5),
                 tokio::net::lookup_host((host, port)),
             )
@@ -115,6 +114,16 @@ impl Guard {
         }
         Ok(u)
     }
+}
+
+/// The address a URL names literally (`http://10.0.0.1/`, `http://[fe80::1]/`), if it does:
+/// such a host is not resolved, so the guard checks it itself.
+fn literal_ip(u: &reqwest::Url) -> Option<IpAddr> {
+    u.host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// Resolves names for the webhook client, leaving out addresses the guard refuses.
@@ -163,8 +172,7 @@ pub fn signature(secret: &str, unix_s: i64, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     let tag = mac.finalize().into_bytes();
-    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={unix_s},v1={hex}")
+    format!("t={unix_s},v1={}", fleetcare_core::secret::hex(&tag))
 }
 
 /// What one send came to.
@@ -196,9 +204,7 @@ pub async fn send(
         Err(e) => return failed(format!("not a URL: {e}")),
     };
     // An address in the URL itself is not resolved: check it here.
-    if let Some(ip) = u
-        .host_str()
-        .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok())
+    if let Some(ip) = literal_ip(&u)
         && let Some(why) = guard.refuses(ip)
     {
         return failed(format!("{ip} is {why}"));
