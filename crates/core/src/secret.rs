@@ -14,6 +14,8 @@ pub enum SecretKind {
     Enrollment,
     /// A webhook subscription's signing secret (kept as is: the center signs with it).
     Webhook,
+    /// A tenant's DDI gateway token (its holder acts as any controllerId of the tenant).
+    Gateway,
 }
 
 impl SecretKind {
@@ -23,6 +25,7 @@ impl SecretKind {
             SecretKind::Operator => "fco_",
             SecretKind::Enrollment => "fce_",
             SecretKind::Webhook => "fcw_",
+            SecretKind::Gateway => "fcg_",
         }
     }
 }

@@ -3,6 +3,7 @@
 mod access_cmd;
 mod client;
 mod compat_cmd;
+mod ddi_cmd;
 mod delivery_cmd;
 mod demo;
 mod diag_cmd;
@@ -190,6 +191,13 @@ enum Cmd {
         /// hour or day (UTC).
         #[arg(long, default_value = "day")]
         every: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Devices with hawkBit clients (DDI: SWUpdate, RAUC's updater…): target and gateway tokens.
+    Ddi {
+        #[command(subcommand)]
+        command: ddi_cmd::DdiCmd,
         #[command(flatten)]
         remote: Remote,
     },
@@ -432,6 +440,7 @@ fn main() -> ExitCode {
             Cmd::Keys { command, remote } => delivery_cmd::keys(command, &remote).await,
             Cmd::ErrorSchedule { command, remote } => error_schedule(command, &remote).await,
             Cmd::Notify { command, remote } => notify_cmd::notify(command, &remote).await,
+            Cmd::Ddi { command, remote } => ddi_cmd::ddi(command, &remote).await,
             Cmd::Errors {
                 id,
                 since,

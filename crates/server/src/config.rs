@@ -65,6 +65,9 @@ pub struct ServerConfig {
     /// The center's address as people reach it (links in notifications), such as
     /// `https://fleet.example.com`.
     pub public_url: Option<String>,
+    /// Seconds a DDI client sleeps between polls when its device has no reporting interval
+    /// of its own.
+    pub ddi_poll_s: u64,
     /// Notifications: webhooks, e-mail relay, retries.
     pub notify: NotifyConfig,
 }
@@ -164,6 +167,7 @@ impl Default for ServerConfig {
             operating_raw_days: 35,
             operating_keep_days: 800,
             public_url: None,
+            ddi_poll_s: 300,
             notify: NotifyConfig::default(),
         }
     }
@@ -291,7 +295,9 @@ impl ServerConfig {
             r.problem("`public_url`: must start with http:// or https://");
         }
         let notify = read_notify(r);
+        let ddi_poll_s = r.bounded("ddi_poll_s", 300, 1, 86_399);
         ServerConfig {
+            ddi_poll_s,
             public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
             notify,
             mqtt,

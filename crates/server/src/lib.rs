@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod compat;
 pub mod config;
 pub mod ctx;
+pub mod ddi;
 pub mod delivery;
 pub mod devices;
 pub mod diag;

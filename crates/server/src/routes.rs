@@ -43,6 +43,32 @@ pub fn app(state: AppState) -> Router {
             "/device/v1/jobs/{id}/status",
             post(delivery::api::job_status),
         )
+        // hawkBit's Direct Device Integration API (see `ddi/`).
+        .route("/{tenant}/controller/v1/{id}", get(ddi::api::poll))
+        .route(
+            "/{tenant}/controller/v1/{id}/deploymentBase/{action}",
+            get(ddi::api::deployment_base),
+        )
+        .route(
+            "/{tenant}/controller/v1/{id}/deploymentBase/{action}/feedback",
+            post(ddi::api::feedback),
+        )
+        .route(
+            "/{tenant}/controller/v1/{id}/installedBase/{action}",
+            get(ddi::api::installed_base),
+        )
+        .route(
+            "/{tenant}/controller/v1/{id}/cancelAction/{action}",
+            get(ddi::api::cancel_action),
+        )
+        .route(
+            "/{tenant}/controller/v1/{id}/cancelAction/{action}/feedback",
+            post(ddi::api::cancel_feedback),
+        )
+        .route(
+            "/{tenant}/controller/v1/{id}/configData",
+            put(ddi::api::config_data),
+        )
         // Agents gzip their larger bodies; the limit below applies to what they inflate to.
         .layer(
             tower::ServiceBuilder::new()
@@ -61,6 +87,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/device/v1/artifacts/{sha256}",
             get(delivery::api::get_artifact),
+        )
+        .route(
+            "/{tenant}/controller/v1/{id}/softwaremodules/{module}/artifacts/{file}",
+            get(ddi::api::download),
         )
         // Long polls and push channels bound themselves.
         .route("/device/v1/push", get(devices::protocol::push))
@@ -99,6 +129,12 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/notify/{name}/deliveries/{id}/redeliver",
             post(notify::api::redeliver),
+        )
+        .route("/api/v1/ddi/targets", post(ddi::admin::add_target))
+        .route("/api/v1/ddi/targets/{id}", get(ddi::admin::show_target))
+        .route(
+            "/api/v1/ddi/gateway-tokens",
+            post(ddi::admin::add_gateway_token).delete(ddi::admin::revoke_gateway_tokens),
         )
         .route(
             "/api/v1/notify-settings",

@@ -33,6 +33,10 @@ pub struct Settings {
     /// Operating history: days of raw points, days of daily rollups.
     pub operating_raw_days: u64,
     pub operating_keep_days: u64,
+    /// The center's address as people and DDI clients reach it, when configured.
+    pub public_url: Option<String>,
+    /// A DDI client's poll interval when its device has no reporting interval.
+    pub ddi_poll_s: u64,
 }
 
 /// What every handler shares: the engines' [`Ctx`] (reached through `Deref`: `st.store`,
@@ -133,6 +137,8 @@ impl AppState {
                 tenant: config.tenant.clone(),
                 operating_raw_days: config.operating_raw_days,
                 operating_keep_days: config.operating_keep_days,
+                public_url: config.public_url.clone(),
+                ddi_poll_s: config.ddi_poll_s,
             }),
             device_limits: Arc::new(RateLimiter::new(
                 config.device_rate_per_s,

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod billing;
 pub mod cluster;
 pub mod compat;
+pub mod ddi;
 pub mod delivery;
 pub mod errors;
 mod exec;
@@ -47,6 +48,7 @@ pub use compat::{
     NewJob, NewNotification, NotificationRecord, PolicyRecord, Rejudged, StructureRow,
     TERMINAL_JOB_STATES, Transition,
 };
+pub use ddi::{DdiAction, DdiDevice};
 pub use delivery::{KeyListRecord, ReleaseRecord};
 pub use errors::{ErrorBatchStored, ErrorEventRecord, ErrorSchedule, NewErrorEvent};
 use fleetcare_core::{DeviceId, Structure};

@@ -19,6 +19,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (15, include_str!("migrations/sqlite_0015.sql")),
     (16, include_str!("migrations/sqlite_0016.sql")),
     (17, include_str!("migrations/sqlite_0017.sql")),
+    (18, include_str!("migrations/sqlite_0018.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -39,6 +40,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (15, include_str!("migrations/postgres_0015.sql")),
     (16, include_str!("migrations/postgres_0016.sql")),
     (17, include_str!("migrations/postgres_0017.sql")),
+    (18, include_str!("migrations/postgres_0018.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

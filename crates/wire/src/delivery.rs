@@ -102,6 +102,7 @@ pub const REASONS: &[&str] = &[
     "health_check",
     "timeout",
     "cancelled",
+    "rejected",
 ];
 
 /// `POST /api/v1/jobs`: an operator's job for one device.

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod compat;
+pub mod ddi;
 pub mod delivery;
 pub mod device;
 pub mod errors;

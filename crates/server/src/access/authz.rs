@@ -166,6 +166,20 @@ pub const TABLE: &[Rule] = &[
         "notify.redeliver",
         ADMIN,
     ),
+    r("POST", "/api/v1/ddi/targets", "ddi.add_target", ADMIN),
+    r("GET", "/api/v1/ddi/targets/{id}", "ddi.show_target", READ),
+    r(
+        "POST",
+        "/api/v1/ddi/gateway-tokens",
+        "ddi.add_gateway_token",
+        ADMIN,
+    ),
+    r(
+        "DELETE",
+        "/api/v1/ddi/gateway-tokens",
+        "ddi.revoke_gateway_tokens",
+        ADMIN,
+    ),
     r("GET", "/api/v1/notify-settings", "notify.settings", READ),
     r(
         "PUT",

@@ -271,7 +271,11 @@ pub async fn put_artifact(
             "integrity: Content-Length is {len}, the release signed {size} bytes"
         )));
     }
-    let created = st.artifacts.put(&sha256, size, req.into_body()).await?;
+    let put = st.artifacts.put(&sha256, size, req.into_body()).await?;
+    if let crate::delivery::artifacts::Put::Created { sha1, md5 } = &put {
+        st.store.put_artifact_digests(&sha256, sha1, md5).await?;
+    }
+    let created = put != crate::delivery::artifacts::Put::Held;
     st.store
         .add_artifact(op.0.tenant, &sha256, size, st.clock.now_ms())
         .await?;
@@ -643,6 +647,23 @@ pub async fn cancel_job(
 ) -> Result<Json<cw::Job>, ApiError> {
     let job = job_of(&st, op.0.tenant, id).await?;
     let detail = format!("cancelled by {}", op.0.name);
+    // A DDI device can stop an action it has not installed yet (it answers the cancellation).
+    let ddi = match fleetcare_core::DeviceId::parse(&job.device_id) {
+        Ok(device_id) => st
+            .store
+            .ddi_device(&DeviceKey {
+                tenant: op.0.tenant,
+                device_id,
+            })
+            .await?
+            .is_some(),
+        Err(_) => false,
+    };
+    let from: &[&str] = if ddi {
+        &["awaiting_approval", "queued", "downloading", "downloaded"]
+    } else {
+        &["awaiting_approval", "queued"]
+    };
     if !st
         .store
         .transition_job(
@@ -651,7 +672,7 @@ pub async fn cancel_job(
             &Transition {
                 reason: Some("cancelled"),
                 detail: Some(&detail),
-                ..Transition::new(&["awaiting_approval", "queued"], "failed")
+                ..Transition::new(from, "failed")
             },
             st.clock.now_ms(),
         )
@@ -660,7 +681,8 @@ pub async fn cancel_job(
         return Err(ApiError::Conflict {
             code: "job_started",
             message: format!(
-                "job {id} is {}; only a job that has not started can be cancelled",
+                "job {id} is {}; only a job that has not started (or, on a DDI device, not \
+                 begun to install) can be cancelled",
                 job.state
             ),
         });

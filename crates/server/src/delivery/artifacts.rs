@@ -133,13 +133,13 @@ impl Artifacts {
 
     /// Stream `body` into the store; refused (and nothing kept) unless it is exactly `size`
     /// bytes hashing to `sha256`. `Ok(false)`: the artifact was already held.
-    pub async fn put(&self, sha256: &str, size: u64, body: Body) -> Result<bool, ApiError> {
+    pub async fn put(&self, sha256: &str, size: u64, body: Body) -> Result<Put, ApiError> {
         let dest = self.path(sha256);
         if tokio::fs::metadata(&dest)
             .await
             .is_ok_and(|m| m.len() == size)
         {
-            return Ok(false);
+            return Ok(Put::Held);
         }
         let tmp_dir = self.root.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir)
@@ -155,7 +155,7 @@ impl Artifacts {
         if result.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
-        result.map(|()| true)
+        result.map(|(sha1, md5)| Put::Created { sha1, md5 })
     }
 
     async fn receive(
@@ -165,10 +165,11 @@ impl Artifacts {
         sha256: &str,
         size: u64,
         body: Body,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(String, String), ApiError> {
         let io = |e: std::io::Error| ApiError::Internal(format!("writing the artifact: {e}"));
         let mut file = tokio::fs::File::create(tmp).await.map_err(io)?;
         let mut hasher = Sha256::new();
+        let mut others = (sha1::Sha1::new(), md5::Md5::new());
         let mut got: u64 = 0;
         let mut stream = body.into_data_stream();
         loop {
@@ -185,6 +186,8 @@ impl Artifacts {
                 )));
             }
             hasher.update(&chunk);
+            others.0.update(&chunk);
+            others.1.update(&chunk);
             file.write_all(&chunk).await.map_err(io)?;
         }
         if got != size {
@@ -212,8 +215,38 @@ impl Artifacts {
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(io)?;
-        Ok(())
+        Ok((hex(&others.0.finalize()), hex(&others.1.finalize())))
     }
+}
+
+/// What [`Artifacts::put`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Put {
+    /// The artifact was held already.
+    Held,
+    /// Stored now, with its SHA-1 and MD5 (hex) for DDI clients.
+    Created { sha1: String, md5: String },
+}
+
+fn hex(bytes: &[u8]) -> String {
+    fleetcare_core::secret::hex(bytes)
+}
+
+/// The SHA-1 and MD5 (hex) of a file, read once (for artifacts stored before they were kept).
+pub(crate) fn other_digests(path: &FsPath) -> std::io::Result<(String, String)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let (mut a, mut b) = (sha1::Sha1::new(), md5::Md5::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        a.update(&buf[..n]);
+        b.update(&buf[..n]);
+    }
+    Ok((hex(&a.finalize()), hex(&b.finalize())))
 }
 
 pub(crate) fn valid_sha(sha256: &str) -> Result<(), ApiError> {

@@ -155,7 +155,8 @@ impl Availability {
                 for a in &arts {
                     if st.store.artifact(tenant, &a.sha256).await? != Some(a.size) {
                         missing = Some(format!(
-                            "{product} {version}: its file {} is not on the center yet                              (fleetcare release publish uploads it)",
+                            "{product} {version}: its file {} is not on the center yet \
+                             (fleetcare release publish uploads it)",
                             a.name
                         ));
                         break;

@@ -246,6 +246,20 @@ impl Rollouts {
             .cloned()
     }
 
+    /// Whether the maintenance window of a device's site is open now; `None` when its site
+    /// has no windows (or it has no site).
+    pub(crate) fn device_window(
+        &self,
+        tenant: TenantId,
+        device: &str,
+        now_ms: i64,
+    ) -> Option<bool> {
+        let site = self.label(tenant, device)?.site?;
+        let sites = self.sites.read().expect("sites");
+        let s = sites.get(&tenant)?.get(&site)?;
+        (!s.windows.is_empty()).then(|| window::open(&s.windows, &s.tz, now_ms))
+    }
+
     fn window_open(&self, tenant: TenantId, site: Option<&str>, now_ms: i64) -> bool {
         let Some(site) = site else {
             return true;
