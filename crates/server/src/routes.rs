@@ -51,7 +51,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/{tenant}/controller/v1/{id}/deploymentBase/{action}/feedback",
-            post(ddi::api::feedback),
+            post(ddi::actions::feedback),
         )
         .route(
             "/{tenant}/controller/v1/{id}/installedBase/{action}",
@@ -63,7 +63,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/{tenant}/controller/v1/{id}/cancelAction/{action}/feedback",
-            post(ddi::api::cancel_feedback),
+            post(ddi::actions::cancel_feedback),
         )
         .route(
             "/{tenant}/controller/v1/{id}/configData",

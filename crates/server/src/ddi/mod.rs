@@ -1,11 +1,14 @@
 //! Devices with hawkBit clients: Eclipse hawkBit's Direct Device Integration API (DDI v1)
 //! translated into what the center already does (see ARCHITECTURE.md, "Devices with hawkBit
 //! clients"). This file holds the decisions, free of IO: attributes into a structure, feedback
-//! into job states, the links' shapes; `api.rs` the handlers; `admin.rs` targets and
-//! gateway tokens for operators.
+//! into job states, the links' shapes; `api.rs` the poll, actions, attributes and
+//! downloads; `actions.rs` feedback and cancellations; `device.rs` who is asking; `admin.rs`
+//! targets and gateway tokens for operators.
 
+pub mod actions;
 pub mod admin;
 pub mod api;
+pub mod device;
 
 use std::collections::BTreeMap;
 
