@@ -6,6 +6,7 @@
 //!
 //! Where the bytes come from, and who sends them:
 //! - `device_report`, `device_errors`, `device_misc`: device request bodies, to the center.
+//! - `ddi_bodies`: a hawkBit client's feedback and `configData` bodies, to the center.
 //! - `center_messages`: commands, poll answers, settings and jobs, from the center to the agent.
 //! - `signed`: envelopes, key lists, release manifests and roots, verified by the agent.
 //! - `ipp_answer`: a printer's Get-Printer-Attributes answer, to the LAN proxy.
@@ -27,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("device_report", device_report),
     ("device_errors", device_errors),
     ("device_misc", device_misc),
+    ("ddi_bodies", ddi_bodies),
     ("center_messages", center_messages),
     ("signed", signed),
     ("ipp_answer", ipp_answer),
@@ -69,6 +71,28 @@ pub fn device_misc(data: &[u8]) -> bool {
     });
     let status = parse_json::<fleetcare_wire::delivery::JobStatus>(data).is_ok();
     enroll || status
+}
+
+/// A hawkBit client's bodies as the DDI adapter takes them: feedback into a job's next state,
+/// `configData` merged into attributes and read as a structure, validated as a report.
+pub fn ddi_bodies(data: &[u8]) -> bool {
+    let feedback = fleetcare_server::ddi::parse_feedback(data).is_ok_and(|(f, _)| {
+        let _ = fleetcare_server::ddi::detail_text(&f);
+        true
+    });
+    let old: BTreeMap<String, String> = [("board".to_owned(), "rev 1.0".to_owned())].into();
+    let config = match fleetcare_server::ddi::parse_config(data, &old) {
+        Ok((_, Some(f))) => fleetcare_core::structure::validate_report(
+            "DDI-0001",
+            f.model.as_deref().unwrap_or("acme-printer-p500"),
+            f.units,
+            &f.operating,
+        )
+        .is_ok(),
+        Ok((_, None)) => true,
+        Err(_) => false,
+    };
+    feedback || config
 }
 
 /// What the agent reads from the center.

@@ -78,6 +78,7 @@ conformance!(
     units_out_of_service_settled_states_and_install_blocked,
     operating_history_keeps_changes_and_rolls_old_days_up,
     supplies_are_structure_and_their_levels_history,
+    ddi_devices_actions_gateways_and_digests,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -3265,5 +3266,182 @@ async fn deliveries_are_claimed_once_and_recorded_by_the_claimer(store: Store) {
         store.due_deliveries(NOW + 6, 10).await.expect("due"),
         vec![],
         "removed with it"
+    );
+}
+
+async fn ddi_devices_actions_gateways_and_digests(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let other = store.ensure_tenant("other", NOW).await.expect("tenant");
+    let key = enrolled(&store, t, "ddi-1").await;
+    assert_eq!(
+        store.ddi_device(&key).await.expect("read"),
+        None,
+        "an agent's device"
+    );
+    store.ddi_register(&key, NOW).await.expect("register");
+    store
+        .ddi_register(&key, NOW + 1)
+        .await
+        .expect("again: nothing changes");
+    let d = store
+        .ddi_device(&key)
+        .await
+        .expect("read")
+        .expect("a DDI device");
+    assert_eq!(
+        (d.seq, d.attributes.len(), d.report_requested),
+        (0, 0, false)
+    );
+
+    // Attributes move only from the sequence number they were read at.
+    let attrs: std::collections::BTreeMap<String, String> =
+        [("model".to_owned(), "acme-printer-p500".to_owned())].into();
+    assert!(
+        store
+            .ddi_set_attributes(&key, 0, &attrs)
+            .await
+            .expect("set")
+    );
+    assert!(
+        !store
+            .ddi_set_attributes(&key, 0, &attrs)
+            .await
+            .expect("stale"),
+        "a stale write"
+    );
+    store.ddi_request_report(&key, NOW).await.expect("request");
+    let d = store.ddi_device(&key).await.expect("read").expect("device");
+    assert_eq!((d.seq, d.report_requested), (1, true));
+    assert_eq!(d.attributes, attrs);
+    assert!(
+        store
+            .ddi_set_attributes(&key, 1, &Default::default())
+            .await
+            .expect("set")
+    );
+    let d = store.ddi_device(&key).await.expect("read").expect("device");
+    assert_eq!(
+        (d.seq, d.report_requested, d.attributes.len()),
+        (2, false, 0),
+        "answered"
+    );
+
+    // Cancellations are shown for fetched, cancelled jobs until the device answers once.
+    let job = NewJob {
+        origin: "operator".into(),
+        state: "queued".into(),
+        steps_json: "[]".into(),
+        catalog_revision: None,
+        created_by: "admin".into(),
+        expires_at_ms: NOW + 1000,
+    };
+    let fetched = store.create_job(&key, &job, NOW).await.expect("job");
+    let unseen = store.create_job(&key, &job, NOW).await.expect("job");
+    store
+        .ddi_fetched(&key, fetched, NOW)
+        .await
+        .expect("fetched");
+    store
+        .ddi_fetched(&key, fetched, NOW + 5)
+        .await
+        .expect("again");
+    assert_eq!(
+        store
+            .ddi_action(t, fetched)
+            .await
+            .expect("read")
+            .and_then(|a| a.fetched_at_ms),
+        Some(NOW),
+        "the first fetch counts"
+    );
+    assert!(
+        store.ddi_cancels(&key).await.expect("cancels").is_empty(),
+        "nothing cancelled"
+    );
+    for id in [fetched, unseen] {
+        let t = fleetcare_store::Transition {
+            reason: Some("cancelled"),
+            ..fleetcare_store::Transition::new(&["queued"], "failed")
+        };
+        assert!(
+            store
+                .transition_job(key.tenant, id, &t, NOW + 10)
+                .await
+                .expect("cancel")
+        );
+    }
+    assert_eq!(
+        store.ddi_cancels(&key).await.expect("cancels"),
+        vec![fetched]
+    );
+    assert!(
+        store
+            .ddi_cancel_answer(&key, fetched, "acknowledged", NOW + 20)
+            .await
+            .expect("answer")
+    );
+    assert!(
+        !store
+            .ddi_cancel_answer(&key, fetched, "rejected", NOW + 21)
+            .await
+            .expect("once")
+    );
+    assert_eq!(
+        store
+            .ddi_action(t, fetched)
+            .await
+            .expect("read")
+            .and_then(|a| a.cancel_answer)
+            .as_deref(),
+        Some("acknowledged")
+    );
+    assert!(store.ddi_cancels(&key).await.expect("cancels").is_empty());
+    assert_eq!(
+        store.ddi_action(other, fetched).await.expect("read"),
+        None,
+        "tenants apart"
+    );
+
+    // Gateway tokens: per tenant, revoked together.
+    store
+        .add_gateway_token(t, "gw-hash-1", NOW)
+        .await
+        .expect("add");
+    store
+        .add_gateway_token(t, "gw-hash-2", NOW)
+        .await
+        .expect("add");
+    assert_eq!(
+        store.gateway_tenant("gw-hash-1").await.expect("read"),
+        Some(t)
+    );
+    assert_eq!(store.gateway_tenant("unknown").await.expect("read"), None);
+    assert_eq!(
+        store
+            .revoke_gateway_tokens(other, NOW)
+            .await
+            .expect("revoke"),
+        0
+    );
+    assert_eq!(
+        store.revoke_gateway_tokens(t, NOW).await.expect("revoke"),
+        2
+    );
+    assert_eq!(store.gateway_tenant("gw-hash-2").await.expect("read"), None);
+
+    // Digests: the first write counts.
+    let sha = "a".repeat(64);
+    assert_eq!(store.artifact_digests(&sha).await.expect("read"), None);
+    store
+        .put_artifact_digests(&sha, "s1", "m1")
+        .await
+        .expect("put");
+    store
+        .put_artifact_digests(&sha, "s2", "m2")
+        .await
+        .expect("put again");
+    assert_eq!(
+        store.artifact_digests(&sha).await.expect("read"),
+        Some(("s1".to_owned(), "m1".to_owned()))
     );
 }
