@@ -213,6 +213,11 @@ async fn tokens_act_only_as_their_controller_and_every_refusal_is_audited() {
                 Some(target(&agent)),
                 StatusCode::FORBIDDEN,
             ),
+            (
+                format!("{BASE}/not%20an%20id"),
+                Some(target(&token)),
+                StatusCode::BAD_REQUEST,
+            ),
         ];
         for (path, auth, want) in cases {
             let a = ddi(&f, "GET", &path, auth.as_deref(), &[], None).await;

@@ -101,8 +101,14 @@ async fn authenticate(
         }
         return Err(e);
     };
-    let device_id = DeviceId::parse(controller)
-        .map_err(|e| ApiError::BadRequest(format!("controllerId: {e}")))?;
+    let device_id = match DeviceId::parse(controller) {
+        Ok(id) => id,
+        Err(e) => {
+            let why = format!("controllerId: {e}");
+            refused(400, &why).await;
+            return Err(ApiError::BadRequest(why));
+        }
+    };
     let tenant_id = tenant_by_name(st, tenant).await?;
     let key = if scheme == "targettoken" {
         let Some(key) = extract::device_of_credential(st, &token).await? else {
