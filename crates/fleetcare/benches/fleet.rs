@@ -9,6 +9,9 @@
 //! - B4: polling devices — `BENCH_POLLERS` (5000) virtual devices long-polling with a 1 s
 //!   wait: polls per second per server core, and the store's group commits meanwhile (an
 //!   unchanged poll writes nothing).
+//! - DDI: hawkBit clients polling — `BENCH_DDI` (2000) targets (made by their first poll
+//!   through a gateway token), polled by 64 keep-alive connections in turn: polls per second
+//!   per server core when there is nothing to do, and the store's group commits meanwhile.
 //! - B10: the real `fleetcare-agent` binary (`cargo build --profile device -p
 //!   fleetcare-agent` first; else the release build): idle memory, CPU per report, and a
 //!   10-unit report's size on the wire.
@@ -17,7 +20,7 @@
 //!   and a `fleetcare sim` child; a rollout of a
 //!   signed release in waves `1%,10%,100%`: the time from its start until 95 % run it.
 //!
-//! `cargo bench -p fleetcare --bench fleet` (`BENCH=b1,b3,b4,b8,b10` picks some).
+//! `cargo bench -p fleetcare --bench fleet` (`BENCH=b1,b3,b4,b8,b10,ddi` picks some).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -345,6 +348,81 @@ async fn b4(pollers: usize, seconds: u64) {
     served.kill9().await;
 }
 
+/// DDI polls with nothing to do: a hawkBit fleet's steady state.
+async fn ddi(targets: usize, seconds: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("center");
+    let config = dir.path().join("center.toml");
+    std::fs::write(
+        &config,
+        "device_rate_per_s = 100000\ndevice_burst = 100000\n",
+    )
+    .expect("config");
+    let served = common::serve(&data, &["--config", config.to_str().expect("utf-8")]).await;
+    let token = common::read_secret(&data.join("admin-token"));
+    let out = operator(&served.url, &token, &["ddi", "gateway-token", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let gateway = format!(
+        "GatewayToken {}",
+        v["gateway_token"].as_str().expect("token")
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
+    let url = served.url.clone();
+    let poll = move |i: usize| {
+        let (http, gateway, url) = (http.clone(), gateway.clone(), url.clone());
+        async move {
+            let r = http
+                .get(format!("{url}/default/controller/v1/DDI-{i:06}"))
+                .header("authorization", gateway)
+                .send()
+                .await
+                .expect("poll");
+            assert!(r.status().is_success(), "{}", r.status());
+            let _ = r.bytes().await;
+        }
+    };
+    // Every target's first poll makes it a device.
+    for chunk in (0..targets).collect::<Vec<_>>().chunks(64) {
+        futures_util::future::join_all(chunk.iter().map(|&i| poll(i))).await;
+    }
+    let polls0 = metric(&served.url, "fleetcare_polls_total").await;
+    let commits0 = metric(&served.url, "fleetcare_store_group_commits_total").await;
+    let cpu0 = cpu_exact(served.pid());
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..64)
+        .map(|w| {
+            let poll = poll.clone();
+            tokio::spawn(async move {
+                let mut i = w;
+                while Instant::now() < deadline {
+                    poll(i % targets).await;
+                    i += 64;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_exact(served.pid()) - cpu0;
+    let polls = metric(&served.url, "fleetcare_polls_total").await - polls0;
+    let commits = metric(&served.url, "fleetcare_store_group_commits_total").await - commits0;
+    println!(
+        "DDI polls (hawkBit clients, nothing to do): {targets} targets, {wall:.0} s: {:.0} polls/s; \
+         center {:.2} cores = {:.0} polls/s per server core; group commits meanwhile: \
+         {commits:.0}",
+        polls / wall,
+        cpu / wall,
+        polls / cpu.max(1e-9),
+    );
+    served.kill9().await;
+}
+
 /// The `fleetcare` binary as an operator runs it.
 fn operator(url: &str, token: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetcare"))
@@ -667,6 +745,9 @@ async fn main() {
     }
     if wanted("b4") {
         b4(env_or("BENCH_POLLERS", 5000) as usize, seconds).await;
+    }
+    if wanted("ddi") {
+        ddi(env_or("BENCH_DDI", 2000) as usize, seconds).await;
     }
     if wanted("b8") {
         b8(env_or("BENCH_CONVERGE", 10_000) as usize).await;
