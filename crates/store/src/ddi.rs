@@ -185,6 +185,25 @@ impl Store {
         .await
     }
 
+    /// The id of a device's newest job in `state` (through the device's index of jobs).
+    pub async fn newest_job_in(&self, key: &DeviceKey, state: &str) -> Result<Option<u64>> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT id FROM jobs WHERE tenant_id = $1 AND device_id = $2 AND state = $3 \
+                     ORDER BY id DESC LIMIT 1",
+                ),
+                vec![
+                    key.tenant.into(),
+                    key.device_id.as_str().into(),
+                    state.into(),
+                ],
+                &[Ty::Int],
+            )
+            .await?;
+        rows.first().map(|r| Ok(to_u64(r[0].int()?))).transpose()
+    }
+
     /// Store a gateway token's hash for a tenant.
     pub async fn add_gateway_token(
         &self,

@@ -3374,6 +3374,17 @@ async fn ddi_devices_actions_gateways_and_digests(store: Store) {
         store.ddi_cancels(&key).await.expect("cancels"),
         vec![fetched]
     );
+    assert_eq!(
+        store.newest_job_in(&key, "failed").await.expect("newest"),
+        Some(unseen)
+    );
+    assert_eq!(
+        store
+            .newest_job_in(&key, "succeeded")
+            .await
+            .expect("newest"),
+        None
+    );
     assert!(
         store
             .ddi_cancel_answer(&key, fetched, "acknowledged", NOW + 20)

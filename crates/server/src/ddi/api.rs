@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fleetcare_core::structure::{self};
+use fleetcare_core::structure;
 use fleetcare_store::{DeviceKey, JobRecord};
 use fleetcare_wire::Trigger;
 use fleetcare_wire::ddi as w;
@@ -129,10 +129,10 @@ pub async fn poll(
     if wants_config(&st, &key, action.as_ref()).await?.is_some() {
         links.insert("configData".into(), link(format!("{base}/configData")));
     }
-    if let Some(done) = last_succeeded(&st, &key).await? {
+    if let Some(done) = st.store.newest_job_in(&key, "succeeded").await? {
         links.insert(
             "installedBase".into(),
-            link(format!("{base}/installedBase/{}", done.id)),
+            link(format!("{base}/installedBase/{done}")),
         );
     }
     let body = w::Poll {
@@ -169,15 +169,6 @@ pub async fn poll(
         res.headers_mut().insert(header::ETAG, v);
     }
     Ok(res)
-}
-
-async fn last_succeeded(st: &AppState, key: &DeviceKey) -> Result<Option<JobRecord>, ApiError> {
-    let f = fleetcare_store::JobFilter {
-        device_id: Some(key.device_id.as_str().to_owned()),
-        state: Some("succeeded".into()),
-        before_id: None,
-    };
-    Ok(st.store.jobs(key.tenant, &f, 1).await?.pop())
 }
 
 /// An artifact's SHA-1 and MD5: kept since its upload, or computed once from its file.

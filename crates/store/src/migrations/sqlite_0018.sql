@@ -22,6 +22,8 @@ CREATE TABLE ddi_actions (
     cancel_at       BIGINT,
     PRIMARY KEY (tenant_id, job_id)
 );
+-- A poll looks up its device's unanswered cancellations.
+CREATE INDEX ddi_actions_by_device ON ddi_actions (tenant_id, device_id, job_id);
 -- A tenant's gateway tokens (hashes): their holder acts as any controllerId of the tenant.
 CREATE TABLE ddi_gateway_tokens (
     token_hash  TEXT PRIMARY KEY,
