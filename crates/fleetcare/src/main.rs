@@ -9,6 +9,7 @@ mod demo;
 mod diag_cmd;
 mod life_cmd;
 mod notify_cmd;
+mod retention_cmd;
 mod rollout_cmd;
 mod sim_cmd;
 mod table;
@@ -191,6 +192,13 @@ enum Cmd {
         /// hour or day (UTC).
         #[arg(long, default_value = "day")]
         every: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// How long the tenant keeps reports and error events (the pruner deletes what is older).
+    Retention {
+        #[command(subcommand)]
+        command: retention_cmd::RetentionCmd,
         #[command(flatten)]
         remote: Remote,
     },
@@ -441,6 +449,7 @@ fn main() -> ExitCode {
             Cmd::ErrorSchedule { command, remote } => error_schedule(command, &remote).await,
             Cmd::Notify { command, remote } => notify_cmd::notify(command, &remote).await,
             Cmd::Ddi { command, remote } => ddi_cmd::ddi(command, &remote).await,
+            Cmd::Retention { command, remote } => retention_cmd::retention(command, &remote).await,
             Cmd::Errors {
                 id,
                 since,

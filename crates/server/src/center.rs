@@ -334,6 +334,7 @@ async fn sweep(st: AppState) {
             st.compat.clone().rejudge_unfinished(&st).await;
             crate::life::reads::run_schedule(&st, &mut meter_reads_asked).await;
             notify::sweep(&st.ctx, &st.notify, rounds.is_multiple_of(720)).await;
+            st.pruner.round(&st.ctx).await;
             if rounds.is_multiple_of(12) {
                 crate::life::prune(
                     &st,

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod ratelimit;
+pub mod retention;
 pub mod rollout;
 pub mod ui;
 

@@ -14,6 +14,11 @@ pub struct TriggerLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
 }
@@ -48,6 +53,8 @@ pub struct Metrics {
     pub operating_days_rolled: Counter,
     pub operating_points_pruned: Counter,
     pub operating_days_dropped: Counter,
+    /// Rows deleted by retention, by kind of data.
+    pub pruned_rows: Family<KindLabel, Counter>,
     /// Devices asked for a report by the meter-read schedule at a month's edge.
     pub meter_read_requests: Counter,
     pub notifications: Counter,
@@ -193,6 +200,12 @@ impl Metrics {
             "Daily rollups of operating history deleted past operating_keep_days",
             operating_days_dropped.clone(),
         );
+        let pruned_rows = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "fleetcare_pruned_rows",
+            "Rows deleted past their tenant's retention, by kind of data",
+            pruned_rows.clone(),
+        );
         let meter_read_requests = Counter::default();
         registry.register(
             "fleetcare_meter_read_requests",
@@ -284,6 +297,7 @@ impl Metrics {
             operating_days_rolled,
             operating_points_pruned,
             operating_days_dropped,
+            pruned_rows,
             meter_read_requests,
             notifications,
             notify_events,

@@ -36,6 +36,8 @@ use utoipa::{Modify, OpenApi};
         crate::notify::api::enable,
         crate::notify::api::deliveries,
         crate::notify::api::redeliver,
+        crate::retention::api::show,
+        crate::retention::api::set,
         crate::ddi::admin::add_target,
         crate::ddi::admin::show_target,
         crate::ddi::admin::add_gateway_token,

@@ -130,6 +130,10 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/notify/{name}/deliveries/{id}/redeliver",
             post(notify::api::redeliver),
         )
+        .route(
+            "/api/v1/retention",
+            get(retention::api::show).put(retention::api::set),
+        )
         .route("/api/v1/ddi/targets", post(ddi::admin::add_target))
         .route("/api/v1/ddi/targets/{id}", get(ddi::admin::show_target))
         .route(

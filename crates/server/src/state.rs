@@ -66,6 +66,8 @@ pub struct AppState {
     pub after_report: Arc<[Arc<dyn AfterReport>]>,
     /// Notifications: webhooks and e-mail from the outbox.
     pub notify: Arc<notify::Notifier>,
+    /// Retention: the pruner's walk over the fleet.
+    pub pruner: Arc<crate::retention::Pruner>,
 }
 
 impl std::ops::Deref for AppState {
@@ -159,6 +161,7 @@ impl AppState {
             )),
             after_report,
             notify: Arc::new(notify::Notifier::new(config)),
+            pruner: Arc::default(),
         };
         (state, tx)
     }

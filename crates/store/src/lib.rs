@@ -30,6 +30,7 @@ pub mod notices;
 pub mod notify;
 pub mod operating;
 pub mod postgres;
+pub mod retention;
 pub mod rollouts;
 pub mod sqlite;
 pub mod tenants;
@@ -54,6 +55,7 @@ pub use errors::{ErrorBatchStored, ErrorEventRecord, ErrorSchedule, NewErrorEven
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_wire::Trigger;
 use fleetcare_wire::operator::Change;
+pub use retention::{MAX_RETENTION_DAYS, PruneWork, RETENTION_KINDS};
 pub use rollouts::{
     DeviceCondition, FinishedJob, LabelRecord, NewRollout, NewRolloutDevice, RolloutDeviceRecord,
     RolloutMove, RolloutRecord, SiteRecord, WaveRecord,

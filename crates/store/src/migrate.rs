@@ -20,6 +20,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (16, include_str!("migrations/sqlite_0016.sql")),
     (17, include_str!("migrations/sqlite_0017.sql")),
     (18, include_str!("migrations/sqlite_0018.sql")),
+    (19, include_str!("migrations/sqlite_0019.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -41,6 +42,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (16, include_str!("migrations/postgres_0016.sql")),
     (17, include_str!("migrations/postgres_0017.sql")),
     (18, include_str!("migrations/postgres_0018.sql")),
+    (19, include_str!("migrations/postgres_0019.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \

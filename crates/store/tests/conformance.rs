@@ -79,6 +79,7 @@ conformance!(
     operating_history_keeps_changes_and_rolls_old_days_up,
     supplies_are_structure_and_their_levels_history,
     ddi_devices_actions_gateways_and_digests,
+    retention_settings_and_bounded_pruning,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -3454,5 +3455,105 @@ async fn ddi_devices_actions_gateways_and_digests(store: Store) {
     assert_eq!(
         store.artifact_digests(&sha).await.expect("read"),
         Some(("s1".to_owned(), "m1".to_owned()))
+    );
+}
+
+async fn retention_settings_and_bounded_pruning(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let other = store.ensure_tenant("other", NOW).await.expect("tenant");
+    let r = store.retention(t).await.expect("read");
+    assert_eq!(
+        (r["reports"], r["error_events"], r["history"]),
+        (30, 180, 0)
+    );
+    store.set_retention(t, "reports", 7).await.expect("set");
+    store
+        .set_retention(t, "reports", 9)
+        .await
+        .expect("set again");
+    assert!(store.set_retention(t, "telemetry", 1).await.is_err());
+    assert_eq!(store.retention(t).await.expect("read")["reports"], 9);
+    assert_eq!(store.retention(other).await.expect("read")["reports"], 30);
+    let o = store.retention_overrides().await.expect("overrides");
+    assert_eq!(o.len(), 1);
+
+    // 150 reports (the day's first carries its operating values: it waits for its rollup),
+    // 150 error events.
+    let key = enrolled(&store, t, "prune-1").await;
+    let bystander = enrolled(&store, other, "prune-1").await;
+    for k in [&key, &bystander] {
+        for seq in 1..=150 {
+            // The same operating values each time: only the day's first carries them.
+            let r = report(
+                k,
+                seq,
+                Trigger::Periodic,
+                vec![unit("controller", "C1", "5.2")],
+            );
+            store.ingest_report(r).await.expect("ingest");
+        }
+        let events: Vec<NewErrorEvent> = (1..=150)
+            .map(|seq| NewErrorEvent {
+                seq,
+                at_ms: NOW + i64::try_from(seq).expect("small"),
+                slot: "fuser".into(),
+                code: "F-1".into(),
+                severity: "info".into(),
+                counters_json: None,
+                detail: None,
+                alert_json: None,
+                dropped: false,
+            })
+            .collect();
+        store
+            .store_error_batch(k, 1, "periodic", &events, NOW)
+            .await
+            .expect("events");
+    }
+    let keys = store.devices_after(None, 10).await.expect("walk");
+    assert_eq!(
+        keys,
+        vec![key.clone(), bystander.clone()],
+        "tenant, then id"
+    );
+    assert_eq!(
+        store.devices_after(Some(&key), 10).await.expect("walk"),
+        vec![bystander.clone()]
+    );
+    let work = |before: i64| fleetcare_store::PruneWork {
+        key: key.clone(),
+        reports_before: Some(before),
+        events_before: Some(before),
+    };
+    // Everything is older than the cutoff: at most 100 of each go per statement.
+    let far = NOW + 1_000_000;
+    assert_eq!(
+        store.prune_devices(&[work(far)], 100).await.expect("prune"),
+        vec![(100, 100)]
+    );
+    assert_eq!(
+        store.prune_devices(&[work(far)], 100).await.expect("prune"),
+        vec![(48, 50)],
+        "the newest report and the one waiting for its rollup stay"
+    );
+    assert_eq!(
+        store.prune_devices(&[work(far)], 100).await.expect("prune"),
+        vec![(0, 0)]
+    );
+    assert_eq!(store.stored_seqs(&key).await.expect("seqs"), vec![1, 150]);
+    assert_eq!(
+        store.stored_seqs(&bystander).await.expect("seqs").len(),
+        150,
+        "another device keeps its own"
+    );
+    // A kind with no cutoff is kept.
+    let none = fleetcare_store::PruneWork {
+        key: bystander.clone(),
+        reports_before: None,
+        events_before: None,
+    };
+    assert_eq!(
+        store.prune_devices(&[none], 100).await.expect("prune"),
+        vec![(0, 0)]
     );
 }

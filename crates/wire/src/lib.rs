@@ -16,6 +16,7 @@ pub mod life;
 pub mod mqtt;
 pub mod notify;
 pub mod operator;
+pub mod retention;
 pub mod rollouts;
 pub mod troubles;
 

@@ -166,6 +166,8 @@ pub const TABLE: &[Rule] = &[
         "notify.redeliver",
         ADMIN,
     ),
+    r("GET", "/api/v1/retention", "retention.show", READ),
+    r("PUT", "/api/v1/retention", "retention.set", ADMIN),
     r("POST", "/api/v1/ddi/targets", "ddi.add_target", ADMIN),
     r("GET", "/api/v1/ddi/targets/{id}", "ddi.show_target", READ),
     r(
