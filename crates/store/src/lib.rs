@@ -17,6 +17,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod billing;
 pub mod cluster;
 pub mod compat;

@@ -1,0 +1,269 @@
+//! Backup and restore of the embedded store with the real binaries: `fleetcare backup` while
+//! the center runs and a device reports without pause, the center killed, `fleetcare restore`
+//! into a new data directory, and a center on it that serves the same devices, compatibility,
+//! jobs, releases and artifacts; the device carries on with its next sequence number. Restore
+//! refuses a directory that holds a store and a file that is not a backup.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::{cli, read_secret, serve};
+use serde_json::{Value, json};
+
+fn report(id: &str, seq: u64, version: &str) -> Value {
+    json!({"device_id": id, "model": "acme-printer-p500", "seq": seq,
+        "trigger": if seq == 1 { "connect" } else { "periodic" }, "observed_at_ms": 1_790_000_000_000u64 + seq,
+        "units": [{"slot": "controller", "kind": "controller", "model": "ctl-lite",
+                   "serial": "CTL-B1", "hw_revision": "C",
+                   "software": [{"product": "ctl-lite-firmware", "maker": "acme", "version": version}]}],
+        "operating": {"pages_total": 1000 + seq}})
+}
+
+async fn run(url: &str, token: &str, args: &[&str]) -> String {
+    let (ok, out, err) = cli(url, token, args).await;
+    assert!(ok, "fleetcare {args:?}: {err}");
+    out
+}
+
+async fn json_of(url: &str, token: &str, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = run(url, token, &a).await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+fn fleetcare_cmd(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fleetcare"))
+        .args(args)
+        .output()
+        .expect("fleetcare runs")
+}
+
+#[tokio::test]
+async fn a_backup_taken_under_load_restores_a_center_its_devices_carry_on_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("center");
+    let served = serve(&data, &[]).await;
+    let (url, token) = (served.url.clone(), read_secret(&data.join("admin-token")));
+    let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/catalog.toml");
+    run(&url, &token, &["catalog", "load", catalog]).await;
+    let keys = dir.path().join("keys").display().to_string();
+    run(&url, &token, &["keys", "generate", "--out", &keys]).await;
+    run(
+        &url,
+        &token,
+        &["keys", "publish", &format!("{keys}/keys.json")],
+    )
+    .await;
+    let fw = dir.path().join("ctl-lite-2.0.0.bin");
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&fw, &bytes).expect("firmware");
+    let manifest = dir.path().join("ctl-lite-2.0.0.json").display().to_string();
+    let fw = fw.display().to_string();
+    run(
+        &url,
+        &token,
+        &[
+            "release",
+            "sign",
+            "--key",
+            &format!("{keys}/release-1.key.json"),
+            "--product",
+            "ctl-lite-firmware",
+            "--maker",
+            "acme",
+            "--version",
+            "2.0.0",
+            "--counter",
+            "20",
+            "--target",
+            "ctl-lite:C",
+            "--out",
+            &manifest,
+            &fw,
+        ],
+    )
+    .await;
+    run(&url, &token, &["release", "publish", &manifest, &fw]).await;
+
+    // A device that reports without pause, each report acknowledged.
+    let http = reqwest::Client::new();
+    let enrolled: Value = http
+        .post(format!("{url}/device/v1/enroll"))
+        .json(
+            &json!({"enrollment_key": read_secret(&data.join("enrollment-key")),
+                      "device_id": "P500-B1", "model": "acme-printer-p500"}),
+        )
+        .send()
+        .await
+        .expect("enroll")
+        .json()
+        .await
+        .expect("json");
+    let device_token = enrolled["device_token"].as_str().expect("token").to_owned();
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reporter = {
+        let (http, url, device_token) = (http.clone(), url.clone(), device_token.clone());
+        let (acked, stop) = (acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seq = 1;
+            while !stop.load(Ordering::SeqCst) && seq < 100_000 {
+                let r = http
+                    .post(format!("{url}/device/v1/reports"))
+                    .bearer_auth(&device_token)
+                    .json(&report("P500-B1", seq, "1.9.12"))
+                    .send()
+                    .await;
+                if r.is_ok_and(|r| r.status().is_success()) {
+                    acked.store(seq, Ordering::SeqCst);
+                    seq += 1;
+                }
+            }
+        })
+    };
+    fleetcare_testkit::eventually("the device has reported", common::PATIENCE, || async {
+        (acked.load(Ordering::SeqCst) >= 20).then_some(())
+    })
+    .await;
+    let job = json_of(
+        &url,
+        &token,
+        &[
+            "jobs",
+            "create",
+            "--device",
+            "P500-B1",
+            "--install",
+            "controller:ctl-lite-firmware=2.0.0",
+        ],
+    )
+    .await;
+    let compat_before = json_of(&url, &token, &["compat", "check", "P500-B1"]).await;
+
+    // The backup, while the device keeps reporting.
+    let backup = dir.path().join("center.fcbackup");
+    let out = fleetcare_cmd(&[
+        "backup".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--out".as_ref(),
+        backup.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 artifact(s) of 300000 bytes"), "{said}");
+    let at_backup = acked.load(Ordering::SeqCst);
+    fleetcare_testkit::eventually("reports after the backup", common::PATIENCE, || async {
+        (acked.load(Ordering::SeqCst) >= at_backup + 10).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    reporter.await.expect("reporter");
+    let last = acked.load(Ordering::SeqCst);
+    served.kill9().await;
+
+    // Restore: refused into a directory that holds a store, or from a file that is not a
+    // backup; then into a new directory.
+    let refused = fleetcare_cmd(&[
+        "restore".as_ref(),
+        backup.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("holds a store already"));
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"not a backup").expect("junk");
+    let fresh = dir.path().join("restored");
+    let refused = fleetcare_cmd(&[
+        "restore".as_ref(),
+        junk.as_os_str(),
+        "--data-dir".as_ref(),
+        fresh.as_os_str(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a Fleetcare backup"));
+    assert!(
+        !fresh.join("fleetcare.db").exists(),
+        "a refused restore leaves no store"
+    );
+    let out = fleetcare_cmd(&[
+        "restore".as_ref(),
+        backup.as_os_str(),
+        "--data-dir".as_ref(),
+        fresh.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        read_secret(&fresh.join("admin-token")),
+        token,
+        "the secrets came back"
+    );
+
+    let served = serve(&fresh, &[]).await;
+    let url = served.url.clone();
+    let d = json_of(&url, &token, &["devices", "show", "P500-B1"]).await;
+    let restored_seq = d["last_report"]["seq"].as_u64().expect("seq");
+    assert!(
+        (20..=last).contains(&restored_seq),
+        "the backup holds a report between the first 20 and the last ({last}): {restored_seq}"
+    );
+    assert_eq!(
+        json_of(&url, &token, &["compat", "check", "P500-B1"]).await,
+        compat_before,
+        "the same compatibility"
+    );
+    let j = json_of(
+        &url,
+        &token,
+        &["jobs", "show", &job["id"].as_u64().expect("id").to_string()],
+    )
+    .await;
+    assert_eq!(j["device_id"], "P500-B1", "{j}");
+    let releases = json_of(&url, &token, &["release", "list"]).await;
+    assert!(releases.to_string().contains("2.0.0"), "{releases}");
+    // The device's credential works, and its artifact is served whole.
+    let sha: String = <sha2::Sha256 as sha2::Digest>::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let got = http
+        .get(format!("{url}/device/v1/artifacts/{sha}"))
+        .bearer_auth(&device_token)
+        .send()
+        .await
+        .expect("download");
+    assert!(got.status().is_success(), "{}", got.status());
+    assert_eq!(got.bytes().await.expect("bytes").as_ref(), bytes.as_slice());
+    // The device carries on: its next report (a sequence number the restored center has not
+    // seen) is taken as new, and it is the device's newest.
+    let ack: Value = http
+        .post(format!("{url}/device/v1/reports"))
+        .bearer_auth(&device_token)
+        .json(&report("P500-B1", last + 1, "1.9.12"))
+        .send()
+        .await
+        .expect("report")
+        .json()
+        .await
+        .expect("ack");
+    assert_eq!(
+        (ack["seq"].as_u64(), ack["duplicate"].as_bool()),
+        (Some(last + 1), Some(false)),
+        "{ack}"
+    );
+    let d = json_of(&url, &token, &["devices", "show", "P500-B1"]).await;
+    assert_eq!(d["last_report"]["seq"], last + 1, "{d}");
+    served.kill9().await;
+}
