@@ -132,13 +132,19 @@ enum Cmd {
         out: PathBuf,
     },
     /// Rebuild a data directory from a backup (the center must not run on it): the store,
-    /// every artifact (its SHA-256 checked) and the secret files.
+    /// every artifact (its SHA-256 checked) and the secret files. With `--database-url`: a
+    /// PostgreSQL database just restored with pg_restore is made ready for the devices that
+    /// carry on (their error logs continue past what the lost center acknowledged).
     Restore {
         /// The backup file.
-        file: PathBuf,
+        #[arg(required_unless_present = "database_url")]
+        file: Option<PathBuf>,
         /// The new data directory (it must hold no store).
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[arg(long, required_unless_present = "database_url")]
+        data_dir: Option<PathBuf>,
+        /// A PostgreSQL database restored with pg_restore.
+        #[arg(long, conflicts_with_all = ["file", "data_dir"])]
+        database_url: Option<String>,
         /// Where to put artifacts, if not under the data directory.
         #[arg(long)]
         artifact_dir: Option<PathBuf>,
@@ -474,9 +480,23 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Cmd::Restore {
-                file,
-                data_dir,
+                database_url: Some(url),
+                ..
+            } => {
+                let store = fleetcare_store::Store::open_postgres(&url).await?;
+                let n = store.mark_restored_watermarks().await?;
+                store.close().await?;
+                outln!(
+                    "the restored database is ready: {n} error-log watermark(s) will move over \
+                     what devices sent after the dump"
+                );
+                Ok(())
+            }
+            Cmd::Restore {
+                file: Some(file),
+                data_dir: Some(data_dir),
                 artifact_dir,
+                ..
             } => {
                 let artifacts = artifact_dir.unwrap_or_else(|| data_dir.join("artifacts"));
                 let dir = data_dir.clone();
@@ -499,6 +519,9 @@ fn main() -> ExitCode {
                     outln!("artifact {m} was missing when the backup was made: upload it again");
                 }
                 Ok(())
+            }
+            Cmd::Restore { .. } => {
+                anyhow::bail!("restore: a backup file and --data-dir, or --database-url")
             }
             Cmd::Demo {
                 listen,

@@ -21,6 +21,33 @@ fn report(id: &str, seq: u64, version: &str) -> Value {
         "operating": {"pages_total": 1000 + seq}})
 }
 
+/// Send error events `seqs` of boot epoch 1; the watermark the center acknowledges.
+async fn errors(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    id: &str,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> u64 {
+    let events: Vec<Value> = seqs
+        .map(|seq| {
+            json!({"seq": seq, "at_ms": 1_790_000_000_000u64 + seq, "slot": "fuser",
+                          "code": "F-101", "severity": "info"})
+        })
+        .collect();
+    let ack: Value = http
+        .post(format!("{url}/device/v1/errors"))
+        .bearer_auth(token)
+        .json(&json!({"device_id": id, "boot_epoch": 1, "trigger": "periodic", "events": events}))
+        .send()
+        .await
+        .expect("errors")
+        .json()
+        .await
+        .expect("ack");
+    ack["acked_seq"].as_u64().unwrap_or_else(|| panic!("{ack}"))
+}
+
 async fn run(url: &str, token: &str, args: &[&str]) -> String {
     let (ok, out, err) = cli(url, token, args).await;
     assert!(ok, "fleetcare {args:?}: {err}");
@@ -128,6 +155,10 @@ async fn a_backup_taken_under_load_restores_a_center_its_devices_carry_on_with()
         (acked.load(Ordering::SeqCst) >= 20).then_some(())
     })
     .await;
+    assert_eq!(
+        errors(&http, &url, &device_token, "P500-B1", 1..=10).await,
+        10
+    );
     let job = json_of(
         &url,
         &token,
@@ -167,6 +198,12 @@ async fn a_backup_taken_under_load_restores_a_center_its_devices_carry_on_with()
     stop.store(true, Ordering::SeqCst);
     reporter.await.expect("reporter");
     let last = acked.load(Ordering::SeqCst);
+    // Acknowledged after the backup: the device deletes them, the restored center never
+    // had them.
+    assert_eq!(
+        errors(&http, &url, &device_token, "P500-B1", 11..=20).await,
+        20
+    );
     served.kill9().await;
 
     // Restore: refused into a directory that holds a store, or from a file that is not a
@@ -265,5 +302,183 @@ async fn a_backup_taken_under_load_restores_a_center_its_devices_carry_on_with()
     );
     let d = json_of(&url, &token, &["devices", "show", "P500-B1"]).await;
     assert_eq!(d["last_report"]["seq"], last + 1, "{d}");
+    // Its error log carries on past what was lost: the next batch is acknowledged whole
+    // (else the device would keep it and send it again forever).
+    assert_eq!(
+        errors(&http, &url, &device_token, "P500-B1", 21..=25).await,
+        25
+    );
+    assert_eq!(
+        errors(&http, &url, &device_token, "P500-B1", 26..=26).await,
+        26
+    );
     served.kill9().await;
+}
+
+/// PostgreSQL: `pg_dump` of a running center's database and a copy of its data directory
+/// (artifacts, secret files), `pg_restore` into a new database, and a center on it that serves
+/// the same device, its artifact, and takes its next report.
+#[tokio::test]
+async fn postgres_pg_dump_and_pg_restore_with_the_data_directory() {
+    let Some(admin_url) = fleetcare_store::testing::postgres_url("backup pg_dump") else {
+        return;
+    };
+    let source = fleetcare_store::testing::TempPostgres::create(&admin_url)
+        .await
+        .expect("a database");
+    let target = fleetcare_store::testing::TempPostgres::create(&admin_url)
+        .await
+        .expect("a database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("center");
+    let served = serve(&data, &["--database-url", &source.url]).await;
+    let (url, token) = (served.url.clone(), read_secret(&data.join("admin-token")));
+    let keys = dir.path().join("keys").display().to_string();
+    run(&url, &token, &["keys", "generate", "--out", &keys]).await;
+    run(
+        &url,
+        &token,
+        &["keys", "publish", &format!("{keys}/keys.json")],
+    )
+    .await;
+    let fw = dir.path().join("fw.bin");
+    let bytes = vec![7u8; 50_000];
+    std::fs::write(&fw, &bytes).expect("firmware");
+    let manifest = dir.path().join("fw.json").display().to_string();
+    let fw = fw.display().to_string();
+    run(
+        &url,
+        &token,
+        &[
+            "release",
+            "sign",
+            "--key",
+            &format!("{keys}/release-1.key.json"),
+            "--product",
+            "ctl-lite-firmware",
+            "--maker",
+            "acme",
+            "--version",
+            "2.0.0",
+            "--counter",
+            "20",
+            "--target",
+            "ctl-lite:C",
+            "--out",
+            &manifest,
+            &fw,
+        ],
+    )
+    .await;
+    run(&url, &token, &["release", "publish", &manifest, &fw]).await;
+    let http = reqwest::Client::new();
+    let enrolled: Value = http
+        .post(format!("{url}/device/v1/enroll"))
+        .json(
+            &json!({"enrollment_key": read_secret(&data.join("enrollment-key")),
+                      "device_id": "P500-PG", "model": "acme-printer-p500"}),
+        )
+        .send()
+        .await
+        .expect("enroll")
+        .json()
+        .await
+        .expect("json");
+    let device_token = enrolled["device_token"].as_str().expect("token").to_owned();
+    for seq in 1..=5 {
+        let r = http
+            .post(format!("{url}/device/v1/reports"))
+            .bearer_auth(&device_token)
+            .json(&report("P500-PG", seq, "1.9.12"))
+            .send()
+            .await
+            .expect("report");
+        assert!(r.status().is_success());
+    }
+    assert_eq!(
+        errors(&http, &url, &device_token, "P500-PG", 1..=5).await,
+        5
+    );
+    // The documented backup: the database with pg_dump, the data directory copied after it
+    // (artifacts are written before the rows that name them, so the copy holds every one).
+    let dump = dir.path().join("center.pgdump");
+    let out = std::process::Command::new("pg_dump")
+        .args(["--format=custom", "--file"])
+        .arg(&dump)
+        .arg(&source.url)
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = dir.path().join("center-copy");
+    let out = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(&data)
+        .arg(&copy)
+        .output()
+        .expect("cp runs");
+    assert!(out.status.success());
+    assert_eq!(
+        errors(&http, &url, &device_token, "P500-PG", 6..=8).await,
+        8
+    );
+    served.kill9().await;
+    let out = std::process::Command::new("pg_restore")
+        .args(["--no-owner", "--exit-on-error", "--dbname", &target.url])
+        .arg(&dump)
+        .output()
+        .expect("pg_restore runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = fleetcare_cmd(&[
+        "restore".as_ref(),
+        "--database-url".as_ref(),
+        target.url.as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let served = serve(&copy, &["--database-url", &target.url]).await;
+    let url = served.url.clone();
+    let d = json_of(&url, &token, &["devices", "show", "P500-PG"]).await;
+    assert_eq!(d["last_report"]["seq"], 5, "{d}");
+    let sha: String = <sha2::Sha256 as sha2::Digest>::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let got = http
+        .get(format!("{url}/device/v1/artifacts/{sha}"))
+        .bearer_auth(&device_token)
+        .send()
+        .await
+        .expect("download");
+    assert!(got.status().is_success(), "{}", got.status());
+    assert_eq!(got.bytes().await.expect("bytes").len(), bytes.len());
+    let ack: Value = http
+        .post(format!("{url}/device/v1/reports"))
+        .bearer_auth(&device_token)
+        .json(&report("P500-PG", 6, "1.9.12"))
+        .send()
+        .await
+        .expect("report")
+        .json()
+        .await
+        .expect("ack");
+    assert_eq!(ack["duplicate"], false, "{ack}");
+    assert_eq!(
+        errors(&http, &url, &device_token, "P500-PG", 9..=10).await,
+        10
+    );
+    served.kill9().await;
+    source.drop_database().await.expect("drop");
+    target.drop_database().await.expect("drop");
 }

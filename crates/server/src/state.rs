@@ -68,6 +68,9 @@ pub struct AppState {
     pub notify: Arc<notify::Notifier>,
     /// Retention: the pruner's walk over the fleet.
     pub pruner: Arc<crate::retention::Pruner>,
+    /// Whether the store was restored with error-log watermarks to move over their gaps: 0
+    /// not known yet, 1 yes, 2 no (see `diag::logs::take_batch`).
+    pub restored_watermarks: Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl std::ops::Deref for AppState {
@@ -162,6 +165,7 @@ impl AppState {
             after_report,
             notify: Arc::new(notify::Notifier::new(config)),
             pruner: Arc::default(),
+            restored_watermarks: Arc::default(),
         };
         (state, tx)
     }

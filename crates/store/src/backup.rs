@@ -12,6 +12,11 @@ use sha2::{Digest, Sha256};
 
 use crate::sqlite::DB_FILE;
 
+/// Marks every error-log watermark of a restored store (see `restored_watermarks`).
+pub const MARK_RESTORED: &str = "INSERT INTO restored_watermarks (tenant_id, device_id, boot_epoch) \
+     SELECT tenant_id, device_id, boot_epoch FROM error_watermarks WHERE true \
+     ON CONFLICT (tenant_id, device_id, boot_epoch) DO NOTHING";
+
 /// What a backup file says it is.
 const FORMAT: &str = "fleetcare-backup-1";
 /// Bytes of an artifact per row of the backup.
@@ -349,9 +354,27 @@ fn restore_from(work: &Path, data_dir: &Path, artifacts: &Path) -> std::io::Resu
     }
     conn.execute_batch(
         "DROP TABLE backup_artifacts; DROP TABLE backup_missing; DROP TABLE backup_files; \
-         DROP TABLE backup_meta; VACUUM;",
+         DROP TABLE backup_meta;",
     )
     .map_err(|e| err("finishing the store", e))?;
+    // Devices acknowledged error events after the backup and deleted them: each epoch's next
+    // batch moves its watermark over the gap (a store of an older schema gets its marks when
+    // the center migrates it: none, then; the first batch waits for no gap it cannot fill).
+    if conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'restored_watermarks'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(|e| err("finishing the store", e))?
+        .is_some()
+    {
+        conn.execute(MARK_RESTORED, [])
+            .map_err(|e| err("finishing the store", e))?;
+    }
+    conn.execute_batch("VACUUM;")
+        .map_err(|e| err("finishing the store", e))?;
     summary.store_bytes = std::fs::metadata(work)?.len();
     Ok(summary)
 }

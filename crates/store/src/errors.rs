@@ -126,6 +126,66 @@ impl Store {
         })
     }
 
+    /// Whether the store was restored and some device's error log may continue past a gap.
+    pub async fn has_restored_watermarks(&self) -> Result<bool> {
+        let rows = self
+            .select(
+                sql("SELECT tenant_id FROM restored_watermarks LIMIT 1"),
+                vec![],
+                &[Ty::Int],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Mark every error-log watermark as restored (a PostgreSQL database just restored with
+    /// pg_restore; the embedded store's restore does it itself). How many.
+    pub async fn mark_restored_watermarks(&self) -> Result<u64> {
+        let out = self
+            .run(
+                vec![Stmt::new(crate::backup::MARK_RESTORED, vec![])],
+                Guard::None,
+            )
+            .await?;
+        Ok(out.first().copied().unwrap_or(0))
+    }
+
+    /// The first batch of a restored epoch: if it starts past the watermark, the events in
+    /// between were acknowledged before the restore and are gone; the watermark moves over
+    /// them and the mark goes. The gap, if there was one.
+    pub async fn take_restored_gap(
+        &self,
+        key: &DeviceKey,
+        boot_epoch: u64,
+        first_seq: u64,
+    ) -> Result<Option<(u64, u64)>> {
+        let before = self.watermark(key, boot_epoch).await?;
+        let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
+        let out = self
+            .run(
+                vec![
+                    Stmt::new(
+                        "DELETE FROM restored_watermarks WHERE tenant_id = $1 AND device_id = $2 \
+                         AND boot_epoch = $3",
+                        vec![tenant.into(), id.into(), epoch.into()],
+                    ),
+                    Stmt::new(
+                        "UPDATE error_watermarks SET acked_seq = $4 WHERE tenant_id = $1 \
+                         AND device_id = $2 AND boot_epoch = $3 AND acked_seq < $4",
+                        vec![
+                            tenant.into(),
+                            id.into(),
+                            epoch.into(),
+                            to_i64(first_seq.saturating_sub(1)).into(),
+                        ],
+                    ),
+                ],
+                Guard::First,
+            )
+            .await?;
+        Ok((out.get(1).copied() == Some(1)).then(|| (before + 1, first_seq - 1)))
+    }
+
     /// Move the epoch's watermark over the sequences held without a gap; the watermark.
     async fn advance_watermark(&self, key: &DeviceKey, boot_epoch: u64) -> Result<u64> {
         let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));

@@ -96,6 +96,34 @@ pub async fn upload(
 
 /// Check and store one error batch of an authenticated device, and run the diagnosis rules
 /// on it; every transport (HTTP, MQTT) comes here.
+/// After a restore: the first batch of an epoch may start past the watermark (the device
+/// deleted what the lost center acknowledged); the watermark moves over the gap, said once.
+/// A center that was not restored pays one query, once.
+async fn restored_gap(
+    st: &AppState,
+    key: &fleetcare_store::DeviceKey,
+    boot_epoch: u64,
+    events: &[NewErrorEvent],
+) -> Result<(), ApiError> {
+    use std::sync::atomic::Ordering;
+    let restored = match st.restored_watermarks.load(Ordering::Relaxed) {
+        0 => {
+            let yes = st.store.has_restored_watermarks().await?;
+            st.restored_watermarks
+                .store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+            yes
+        }
+        state => state == 1,
+    };
+    if let (true, Some(first)) = (restored, events.iter().map(|e| e.seq).min())
+        && let Some((from, to)) = st.store.take_restored_gap(key, boot_epoch, first).await?
+    {
+        tracing::warn!(device = %key.device_id, boot_epoch, from, to,
+            "error events acknowledged before the store's restore are lost; the log continues after them");
+    }
+    Ok(())
+}
+
 pub async fn take_batch(
     st: &AppState,
     key: fleetcare_store::DeviceKey,
@@ -137,6 +165,7 @@ pub async fn take_batch(
             dropped: e.dropped,
         })
         .collect();
+    restored_gap(st, &key, b.boot_epoch, &events).await?;
     let stored = st
         .store
         .store_error_batch(
