@@ -45,5 +45,18 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (19, include_str!("migrations/postgres_0019.sql")),
 ];
 
+/// Refuse a database written by a newer release: its schema has versions this one does not
+/// know, and running on it could misread or damage what the newer release wrote.
+pub(crate) fn check_not_newer(newest: i64, known: i64) -> crate::Result<()> {
+    if newest > known {
+        return Err(crate::StoreError::Migrate(format!(
+            "the database was written by a newer release of Fleetcare (schema version \
+             {newest}; this release knows up to {known}): run the newer release, or restore a \
+             backup made by this one"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS fleetcare_migrations \
     (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

@@ -81,20 +81,32 @@ impl PgStore {
             .await
             .map_err(m)?;
         let result = async {
-            conn.execute(migrate::CREATE_TABLE).await.map_err(m)?;
+            // Every pending migration in one transaction (PostgreSQL's DDL is
+            // transactional): one that fails leaves the database as it was.
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(m)?;
+            tx.execute(migrate::CREATE_TABLE).await.map_err(m)?;
+            let newest: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM fleetcare_migrations")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(m)?;
+            let known = migrate::POSTGRES.last().map_or(0, |(v, _)| *v);
+            migrate::check_not_newer(newest, known)?;
+            let mut applied = Vec::new();
             for (version, ddl) in migrate::POSTGRES {
                 let done: bool = sqlx::query_scalar(
                     "SELECT EXISTS (SELECT 1 FROM fleetcare_migrations WHERE version = $1)",
                 )
                 .bind(version)
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(m)?;
                 if done {
                     continue;
                 }
-                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(m)?;
-                tx.execute(*ddl).await.map_err(m)?;
+                tx.execute(*ddl)
+                    .await
+                    .map_err(|e| StoreError::Migrate(format!("schema migration {version}: {e}")))?;
                 sqlx::query(
                     "INSERT INTO fleetcare_migrations (version, applied_at) VALUES ($1, $2)",
                 )
@@ -105,8 +117,11 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(m)?;
-                tx.commit().await.map_err(m)?;
-                tracing::info!(version, "applied schema migration");
+                applied.push(*version);
+            }
+            tx.commit().await.map_err(m)?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "applied schema migrations");
             }
             Ok(())
         }

@@ -350,9 +350,22 @@ pub(crate) fn run_stmts(c: &Connection, stmts: &[Stmt], guard: Guard) -> Result<
 
 fn migrate_sqlite(conn: &Connection) -> Result<()> {
     let m = |e: rusqlite::Error| StoreError::Migrate(e.to_string());
-    conn.execute_batch(migrate::CREATE_TABLE).map_err(m)?;
+    // Every pending migration in one transaction: one that fails leaves the database as it
+    // was before any of them.
+    let tx = conn.unchecked_transaction().map_err(m)?;
+    tx.execute_batch(migrate::CREATE_TABLE).map_err(m)?;
+    let newest: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM fleetcare_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(m)?;
+    let known = migrate::SQLITE.last().map_or(0, |(v, _)| *v);
+    migrate::check_not_newer(newest, known)?;
+    let mut applied = Vec::new();
     for (version, ddl) in migrate::SQLITE {
-        let done: bool = conn
+        let done: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM fleetcare_migrations WHERE version = ?1)",
                 [version],
@@ -362,8 +375,8 @@ fn migrate_sqlite(conn: &Connection) -> Result<()> {
         if done {
             continue;
         }
-        let tx = conn.unchecked_transaction().map_err(m)?;
-        tx.execute_batch(ddl).map_err(m)?;
+        tx.execute_batch(ddl)
+            .map_err(|e| StoreError::Migrate(format!("schema migration {version}: {e}")))?;
         tx.execute(
             "INSERT INTO fleetcare_migrations (version, applied_at) VALUES (?1, ?2)",
             params![
@@ -372,8 +385,11 @@ fn migrate_sqlite(conn: &Connection) -> Result<()> {
             ],
         )
         .map_err(m)?;
-        tx.commit().map_err(m)?;
-        tracing::info!(version, "applied schema migration");
+        applied.push(*version);
+    }
+    tx.commit().map_err(m)?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied schema migrations");
     }
     Ok(())
 }
