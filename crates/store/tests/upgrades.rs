@@ -20,7 +20,9 @@ async fn sqlite_refuses_a_newer_database_and_a_failed_migration_changes_nothing(
     )
     .expect("a newer release's mark");
     drop(conn);
-    let err = Store::open_sqlite(dir.path()).await.err().expect("refused");
+    let Err(err) = Store::open_sqlite(dir.path()).await else {
+        panic!("refused");
+    };
     assert!(err.to_string().contains("newer release"), "{err}");
     let conn = rusqlite::Connection::open(&db).expect("open");
     let n: i64 = conn
@@ -40,7 +42,9 @@ async fn sqlite_refuses_a_newer_database_and_a_failed_migration_changes_nothing(
     )
     .expect("a table in the way");
     drop(conn);
-    let err = Store::open_sqlite(dir.path()).await.err().expect("refused");
+    let Err(err) = Store::open_sqlite(dir.path()).await else {
+        panic!("refused");
+    };
     assert!(err.to_string().contains("schema migration"), "{err}");
     let conn = rusqlite::Connection::open(&db).expect("open");
     let tables: Vec<String> = conn
@@ -67,7 +71,9 @@ async fn postgres_refuses_a_newer_database_and_a_failed_migration_changes_nothin
         .await
         .expect("a newer release's mark");
     conn.close().await.expect("close");
-    let err = Store::open_postgres(&db.url).await.err().expect("refused");
+    let Err(err) = Store::open_postgres(&db.url).await else {
+        panic!("refused");
+    };
     assert!(err.to_string().contains("newer release"), "{err}");
     db.drop_database().await.expect("drop");
 
@@ -77,7 +83,9 @@ async fn postgres_refuses_a_newer_database_and_a_failed_migration_changes_nothin
         .execute(&mut conn)
         .await
         .expect("a table in the way");
-    let err = Store::open_postgres(&db.url).await.err().expect("refused");
+    let Err(err) = Store::open_postgres(&db.url).await else {
+        panic!("refused");
+    };
     assert!(err.to_string().contains("schema migration"), "{err}");
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' \
