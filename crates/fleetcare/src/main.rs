@@ -7,6 +7,7 @@ mod ddi_cmd;
 mod delivery_cmd;
 mod demo;
 mod diag_cmd;
+mod doctor_cmd;
 mod life_cmd;
 mod notify_cmd;
 mod retention_cmd;
@@ -148,6 +149,16 @@ enum Cmd {
         /// Where to put artifacts, if not under the data directory.
         #[arg(long)]
         artifact_dir: Option<PathBuf>,
+    },
+    /// Check an embedded store in place (safe while the center runs): integrity, schema
+    /// version, what it keeps and since when, free space; and say what to do.
+    Doctor {
+        /// The center's data directory.
+        #[arg(long, default_value = "fleetcare-data")]
+        data_dir: PathBuf,
+        /// The whole integrity check (every page and index; slower) instead of the quick one.
+        #[arg(long)]
+        full: bool,
     },
     /// Run a center with a simulated fleet of real agents, and show how to look at it.
     Demo {
@@ -453,6 +464,7 @@ fn main() -> ExitCode {
                 listen,
                 database_url,
             } => serve(config, data_dir, listen, database_url).await,
+            Cmd::Doctor { data_dir, full } => doctor_cmd::doctor(data_dir, full).await,
             Cmd::Backup {
                 data_dir,
                 artifact_dir,

@@ -150,3 +150,54 @@ async fn the_previous_releases_postgres_database_opens_migrates_and_serves() {
     served.kill9().await;
     db.drop_database().await.expect("drop");
 }
+
+fn doctor(data: &Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetcare"))
+        .args(["doctor", "--full", "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("fleetcare runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `fleetcare doctor` on the previous release's store, on this release's, on a damaged one.
+#[tokio::test]
+async fn doctor_says_what_a_store_needs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("center");
+    copy_dir(&fixture().join("sqlite"), &data);
+    let db = data.join("fleetcare.db");
+    std::fs::write(&db, gunzip(&fixture().join("sqlite/fleetcare.db.gz"))).expect("db");
+    let (ok, said) = doctor(&data);
+    assert!(ok, "{said}");
+    assert!(said.contains("integrity (full check): ok"), "{said}");
+    assert!(said.contains("migrates it"), "an older schema: {said}");
+    assert!(said.contains("reports            3"), "{said}");
+    // Opened by this release: migrated, nothing to do.
+    let served = serve(&data, &[]).await;
+    served.terminate().await;
+    let (ok, said) = doctor(&data);
+    assert!(
+        ok && said.contains("nothing to do") && !said.contains("migrates it"),
+        "{said}"
+    );
+    // Damaged: every page past the first few overwritten.
+    let mut bytes = std::fs::read(&db).expect("db");
+    for b in bytes.iter_mut().skip(8192) {
+        *b = 0x5a;
+    }
+    std::fs::write(&db, &bytes).expect("damage");
+    let (ok, said) = doctor(&data);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("restore the newest backup") || said.contains("malformed"),
+        "{said}"
+    );
+}

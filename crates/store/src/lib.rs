@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod compat;
 pub mod ddi;
 pub mod delivery;
+pub mod doctor;
 pub mod errors;
 mod exec;
 pub mod fleet;
