@@ -48,6 +48,65 @@ async fn errors(
     ack["acked_seq"].as_u64().unwrap_or_else(|| panic!("{ack}"))
 }
 
+/// Release keys and ctl-lite-firmware 2.0.0 made of `bytes`, signed and published.
+async fn publish(url: &str, token: &str, dir: &std::path::Path, bytes: &[u8]) {
+    let keys = dir.join("keys").display().to_string();
+    run(url, token, &["keys", "generate", "--out", &keys]).await;
+    run(
+        url,
+        token,
+        &["keys", "publish", &format!("{keys}/keys.json")],
+    )
+    .await;
+    let fw = dir.join("ctl-lite-2.0.0.bin");
+    std::fs::write(&fw, bytes).expect("firmware");
+    let manifest = dir.join("ctl-lite-2.0.0.json").display().to_string();
+    let fw = fw.display().to_string();
+    let key = format!("{keys}/release-1.key.json");
+    run(
+        url,
+        token,
+        &[
+            "release",
+            "sign",
+            "--key",
+            &key,
+            "--product",
+            "ctl-lite-firmware",
+            "--maker",
+            "acme",
+            "--version",
+            "2.0.0",
+            "--counter",
+            "20",
+            "--target",
+            "ctl-lite:C",
+            "--out",
+            &manifest,
+            &fw,
+        ],
+    )
+    .await;
+    run(url, token, &["release", "publish", &manifest, &fw]).await;
+}
+
+/// Enroll device `id` with the data directory's enrollment key; its credential.
+async fn enroll(http: &reqwest::Client, url: &str, data: &std::path::Path, id: &str) -> String {
+    let enrolled: Value = http
+        .post(format!("{url}/device/v1/enroll"))
+        .json(
+            &json!({"enrollment_key": read_secret(&data.join("enrollment-key")),
+                      "device_id": id, "model": "acme-printer-p500"}),
+        )
+        .send()
+        .await
+        .expect("enroll")
+        .json()
+        .await
+        .expect("json");
+    enrolled["device_token"].as_str().expect("token").to_owned()
+}
+
 async fn run(url: &str, token: &str, args: &[&str]) -> String {
     let (ok, out, err) = cli(url, token, args).await;
     assert!(ok, "fleetcare {args:?}: {err}");
@@ -76,60 +135,12 @@ async fn a_backup_taken_under_load_restores_a_center_its_devices_carry_on_with()
     let (url, token) = (served.url.clone(), read_secret(&data.join("admin-token")));
     let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/catalog.toml");
     run(&url, &token, &["catalog", "load", catalog]).await;
-    let keys = dir.path().join("keys").display().to_string();
-    run(&url, &token, &["keys", "generate", "--out", &keys]).await;
-    run(
-        &url,
-        &token,
-        &["keys", "publish", &format!("{keys}/keys.json")],
-    )
-    .await;
-    let fw = dir.path().join("ctl-lite-2.0.0.bin");
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&fw, &bytes).expect("firmware");
-    let manifest = dir.path().join("ctl-lite-2.0.0.json").display().to_string();
-    let fw = fw.display().to_string();
-    run(
-        &url,
-        &token,
-        &[
-            "release",
-            "sign",
-            "--key",
-            &format!("{keys}/release-1.key.json"),
-            "--product",
-            "ctl-lite-firmware",
-            "--maker",
-            "acme",
-            "--version",
-            "2.0.0",
-            "--counter",
-            "20",
-            "--target",
-            "ctl-lite:C",
-            "--out",
-            &manifest,
-            &fw,
-        ],
-    )
-    .await;
-    run(&url, &token, &["release", "publish", &manifest, &fw]).await;
+    publish(&url, &token, dir.path(), &bytes).await;
 
     // A device that reports without pause, each report acknowledged.
     let http = reqwest::Client::new();
-    let enrolled: Value = http
-        .post(format!("{url}/device/v1/enroll"))
-        .json(
-            &json!({"enrollment_key": read_secret(&data.join("enrollment-key")),
-                      "device_id": "P500-B1", "model": "acme-printer-p500"}),
-        )
-        .send()
-        .await
-        .expect("enroll")
-        .json()
-        .await
-        .expect("json");
-    let device_token = enrolled["device_token"].as_str().expect("token").to_owned();
+    let device_token = enroll(&http, &url, &data, "P500-B1").await;
     let acked = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let reporter = {
@@ -333,58 +344,10 @@ async fn postgres_pg_dump_and_pg_restore_with_the_data_directory() {
     let data = dir.path().join("center");
     let served = serve(&data, &["--database-url", &source.url]).await;
     let (url, token) = (served.url.clone(), read_secret(&data.join("admin-token")));
-    let keys = dir.path().join("keys").display().to_string();
-    run(&url, &token, &["keys", "generate", "--out", &keys]).await;
-    run(
-        &url,
-        &token,
-        &["keys", "publish", &format!("{keys}/keys.json")],
-    )
-    .await;
-    let fw = dir.path().join("fw.bin");
     let bytes = vec![7u8; 50_000];
-    std::fs::write(&fw, &bytes).expect("firmware");
-    let manifest = dir.path().join("fw.json").display().to_string();
-    let fw = fw.display().to_string();
-    run(
-        &url,
-        &token,
-        &[
-            "release",
-            "sign",
-            "--key",
-            &format!("{keys}/release-1.key.json"),
-            "--product",
-            "ctl-lite-firmware",
-            "--maker",
-            "acme",
-            "--version",
-            "2.0.0",
-            "--counter",
-            "20",
-            "--target",
-            "ctl-lite:C",
-            "--out",
-            &manifest,
-            &fw,
-        ],
-    )
-    .await;
-    run(&url, &token, &["release", "publish", &manifest, &fw]).await;
+    publish(&url, &token, dir.path(), &bytes).await;
     let http = reqwest::Client::new();
-    let enrolled: Value = http
-        .post(format!("{url}/device/v1/enroll"))
-        .json(
-            &json!({"enrollment_key": read_secret(&data.join("enrollment-key")),
-                      "device_id": "P500-PG", "model": "acme-printer-p500"}),
-        )
-        .send()
-        .await
-        .expect("enroll")
-        .json()
-        .await
-        .expect("json");
-    let device_token = enrolled["device_token"].as_str().expect("token").to_owned();
+    let device_token = enroll(&http, &url, &data, "P500-PG").await;
     for seq in 1..=5 {
         let r = http
             .post(format!("{url}/device/v1/reports"))
