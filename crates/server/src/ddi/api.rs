@@ -47,10 +47,12 @@ async fn current_action(st: &AppState, key: &DeviceKey) -> Result<Option<JobReco
     Ok(None)
 }
 
-/// Why the center wants the device's attributes now, if it does.
+/// Why the center wants the device's attributes now, if it does (`device`: its record, as
+/// the caller read it).
 async fn wants_config(
     st: &AppState,
     key: &DeviceKey,
+    device: Option<&fleetcare_store::DeviceRecord>,
     action: Option<&JobRecord>,
 ) -> Result<Option<Trigger>, ApiError> {
     if action.is_some_and(|j| j.state == "health_check")
@@ -62,7 +64,7 @@ async fn wants_config(
     {
         return Ok(Some(Trigger::Request));
     }
-    let Some(d) = st.store.device(key).await? else {
+    let Some(d) = device else {
         return Ok(Some(Trigger::Connect));
     };
     let interval_ms = 1000
@@ -71,7 +73,7 @@ async fn wants_config(
                 .unwrap_or(fleetcare_core::limits::DEFAULT_REPORT_INTERVAL_S),
         )
         .unwrap_or(i64::MAX / 1000);
-    Ok(match d.last_report {
+    Ok(match &d.last_report {
         None => Some(Trigger::Connect),
         Some(r) if st.clock.now_ms() - r.received_at_ms >= interval_ms => Some(Trigger::Periodic),
         Some(_) => None,
@@ -126,7 +128,10 @@ pub async fn poll(
             link(format!("{base}/deploymentBase/{}?c={tag}", j.id)),
         );
     }
-    if wants_config(&st, &key, action.as_ref()).await?.is_some() {
+    if wants_config(&st, &key, device.as_ref(), action.as_ref())
+        .await?
+        .is_some()
+    {
         links.insert("configData".into(), link(format!("{base}/configData")));
     }
     if let Some(done) = st.store.newest_job_in(&key, "succeeded").await? {
@@ -327,9 +332,15 @@ pub async fn config_data(
     Ddi { key, .. }: Ddi,
     JsonBody(c): JsonBody<w::ConfigData>,
 ) -> Result<StatusCode, ApiError> {
-    let trigger = wants_config(&st, &key, current_action(&st, &key).await?.as_ref())
-        .await?
-        .unwrap_or(Trigger::Connect);
+    let device = st.store.device(&key).await?;
+    let trigger = wants_config(
+        &st,
+        &key,
+        device.as_ref(),
+        current_action(&st, &key).await?.as_ref(),
+    )
+    .await?
+    .unwrap_or(Trigger::Connect);
     for _ in 0..CONFIG_RETRIES {
         let Some(dd) = st.store.ddi_device(&key).await? else {
             return Err(ApiError::NotFound(format!("DDI target {}", key.device_id)));
@@ -352,11 +363,9 @@ pub async fn config_data(
             Some(f) => {
                 let model = match &f.model {
                     Some(m) => m.clone(),
-                    None => st
-                        .store
-                        .device(&key)
-                        .await?
-                        .map_or_else(|| UNKNOWN_MODEL.to_owned(), |d| d.model),
+                    None => device
+                        .as_ref()
+                        .map_or_else(|| UNKNOWN_MODEL.to_owned(), |d| d.model.clone()),
                 };
                 // Refused here, before anything is stored.
                 structure::validate_report(
