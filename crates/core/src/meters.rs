@@ -345,6 +345,12 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 
 /// The (year, month) a UTC time falls in.
 pub fn civil_month(at_ms: i64) -> (i64, u32) {
+    let (y, m, _) = civil_date(at_ms);
+    (y, m)
+}
+
+/// The (year, month, day) a UTC time falls on.
+pub fn civil_date(at_ms: i64) -> (i64, u32, u32) {
     let z = day_of(at_ms) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -352,7 +358,8 @@ pub fn civil_month(at_ms: i64) -> (i64, u32) {
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m as u32)
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    (yoe + era * 400 + i64::from(m <= 2), m as u32, d as u32)
 }
 
 /// Midnight UTC of the 1st of a month.
@@ -555,6 +562,12 @@ mod tests {
         assert_eq!(civil_month(month_start_ms(2026, 11)), (2026, 11));
         assert_eq!(civil_month(month_start_ms(2026, 11) - 1), (2026, 10));
         assert_eq!(civil_month(month_start_ms(2024, 3) - 1), (2024, 2));
+        assert_eq!(civil_date(month_start_ms(2024, 3) - 1), (2024, 2, 29));
+        assert_eq!(
+            civil_date(days_from_civil(2026, 12, 4) * DAY_MS + 5),
+            (2026, 12, 4)
+        );
+        assert_eq!(civil_date(-1), (1969, 12, 31));
         let edge = month_start_ms(2026, 12);
         // Within 14 hours of a 1st: kept, in any time zone's favour.
         assert!(near_billing_edge(None, edge - 13 * HOUR_MS));

@@ -17,17 +17,85 @@ fn age(now_ms: i64, at: Option<i64>) -> String {
     }
 }
 
-/// Run `doctor`: problems make the exit status non-zero.
-pub async fn doctor(data_dir: PathBuf, full: bool) -> anyhow::Result<()> {
-    let dir = data_dir.clone();
-    let found =
-        tokio::task::spawn_blocking(move || fleetcare_store::doctor::inspect_sqlite(&dir, full))
-            .await??;
-    let free = fleetcare_agent::update::download::free_space(&data_dir).ok();
+/// Run `doctor` on the embedded store in `data_dir`, or on the PostgreSQL database at
+/// `database_url` (the data directory then holds only artifacts and secrets): problems make
+/// the exit status non-zero.
+pub async fn doctor(
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    full: bool,
+) -> anyhow::Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let mut todo: Vec<String> = Vec::new();
+    let found = if let Some(url) = database_url {
+        let pg = fleetcare_store::doctor::inspect_postgres(&url, full).await?;
+        outln!(
+            "PostgreSQL{}",
+            if pg.estimated {
+                " (rows estimated from its statistics; --full counts them and checks every \
+                 index with amcheck)"
+            } else {
+                ""
+            }
+        );
+        partitions(&pg.partitions, now, &mut todo);
+        pg.inspection
+    } else {
+        let dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || fleetcare_store::doctor::inspect_sqlite(&dir, full))
+            .await??
+    };
+    // The data directory's file system: the whole store (embedded), or the artifacts.
+    let free = fleetcare_agent::update::download::free_space(&data_dir).ok();
+    report(&found, full, free, now, todo)
+}
+
+/// PostgreSQL's partitions: how many, how far ahead, what waits in the default partition.
+fn partitions(
+    found: &[fleetcare_store::doctor::PartitionSummary],
+    now: i64,
+    todo: &mut Vec<String>,
+) {
+    let rows: Vec<Vec<String>> = found
+        .iter()
+        .map(|p| {
+            vec![
+                p.table.clone(),
+                p.ranges.to_string(),
+                p.covered_until.map_or("-".into(), |u| {
+                    format!("{} days ahead", (u - now).div_euclid(DAY_MS))
+                }),
+                p.default_rows.to_string(),
+            ]
+        })
+        .collect();
+    out!(
+        "{}",
+        table::render(
+            &["PARTITIONED", "PARTITIONS", "MADE UNTIL", "DEFAULT ROWS"],
+            &rows
+        )
+    );
+    for p in found {
+        if p.covered_until.is_none_or(|u| u < now + DAY_MS) {
+            todo.push(format!(
+                "{}: no partition made for tomorrow (rows will go to its default partition): \
+                 is a center running on this database? It makes them at start and every hour",
+                p.table
+            ));
+        }
+    }
+}
+
+fn report(
+    found: &fleetcare_store::doctor::Inspection,
+    full: bool,
+    free: Option<u64>,
+    now: i64,
+    mut todo: Vec<String>,
+) -> anyhow::Result<()> {
     let whole = found.integrity == ["ok"];
     outln!(
         "integrity ({}): {}",

@@ -156,6 +156,10 @@ enum Cmd {
         /// The center's data directory.
         #[arg(long, default_value = "fleetcare-data")]
         data_dir: PathBuf,
+        /// The center's PostgreSQL database (read only; the data directory then holds its
+        /// artifacts).
+        #[arg(long)]
+        database_url: Option<String>,
         /// The whole integrity check (every page and index; slower) instead of the quick one.
         #[arg(long)]
         full: bool,
@@ -464,7 +468,11 @@ fn main() -> ExitCode {
                 listen,
                 database_url,
             } => serve(config, data_dir, listen, database_url).await,
-            Cmd::Doctor { data_dir, full } => doctor_cmd::doctor(data_dir, full).await,
+            Cmd::Doctor {
+                data_dir,
+                database_url,
+                full,
+            } => doctor_cmd::doctor(data_dir, database_url, full).await,
             Cmd::Backup {
                 data_dir,
                 artifact_dir,

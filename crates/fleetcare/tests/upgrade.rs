@@ -145,10 +145,46 @@ async fn the_previous_releases_postgres_database_opens_migrates_and_serves() {
     );
     let data = dir.path().join("center");
     copy_dir(&fixture().join("postgres"), &data);
+    // The doctor, read-only, on the previous release's database: migrations and partitions
+    // are for the next start to make.
+    let (ok, said) = doctor_pg(&data, &db.url);
+    assert!(!ok, "{said}");
+    assert!(said.contains("migrates it"), "{said}");
+    assert!(
+        said.contains("reports: no partition made for tomorrow"),
+        "{said}"
+    );
     let served = serve(&data, &["--database-url", &db.url]).await;
     the_same_center(&served.url, &data).await;
     served.kill9().await;
+    let (ok, said) = doctor_pg(&data, &db.url);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("7 days ahead") && said.contains("nothing to do"),
+        "{said}"
+    );
+    let v = fleetcare_store::doctor::schema_version();
+    assert!(
+        said.contains(&format!("schema version {v} (this release: {v})")),
+        "{said}"
+    );
     db.drop_database().await.expect("drop");
+}
+
+fn doctor_pg(data: &Path, url: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetcare"))
+        .args(["doctor", "--database-url", url, "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("fleetcare runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 fn doctor(data: &Path) -> (bool, String) {

@@ -140,6 +140,7 @@ impl Center {
         }
         let cluster = cluster::listen::start(&state, addr.to_string()).await;
         let sweeper = tokio::spawn(sweep(state.clone()));
+        tokio::spawn(state.disk.clone().run(state.ctx.clone()));
         tokio::spawn(state.compat.clone().start(state.ctx.clone()));
         tokio::spawn(state.compat.clone().run_worker(state.ctx.clone()));
         tokio::spawn(state.diag.clone().start(state.ctx.clone()));

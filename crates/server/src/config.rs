@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub ddi_poll_s: u64,
     /// Notifications: webhooks, e-mail relay, retries.
     pub notify: NotifyConfig,
+    /// New data is refused (503) while less than this is free on the data directory's disk.
+    pub disk_reserve_bytes: u64,
 }
 
 /// How notifications leave the center (config keys `notify_*` and `smtp_*`).
@@ -169,6 +171,7 @@ impl Default for ServerConfig {
             public_url: None,
             ddi_poll_s: 300,
             notify: NotifyConfig::default(),
+            disk_reserve_bytes: 256 << 20,
         }
     }
 }
@@ -323,6 +326,7 @@ impl ServerConfig {
                 120,
             )),
             artifact_cache_bytes: r.bounded("artifact_cache_mb", 512, 0, 1 << 20) << 20,
+            disk_reserve_bytes: r.bounded("disk_reserve_mb", 256, 0, 1 << 20) << 20,
             operating_raw_days,
             operating_keep_days: r
                 .bounded("operating_keep_days", 800, 1, 36_500)

@@ -37,6 +37,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the center's disk is full; nothing was stored, `Retry-After` says when to try.
+    #[error("the center's disk is full; nothing was stored, try again later")]
+    DiskFull,
     #[error("the request took longer than {0:?}")]
     Timeout(std::time::Duration),
     #[error("internal error: {0}")]
@@ -55,7 +58,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::DiskFull => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => code,
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::DiskFull => "disk_full",
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
@@ -94,7 +98,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        // A full disk is logged once, when writes stop (`disk.rs`), not per request.
+        if status.is_server_error() && !matches!(self, ApiError::DiskFull) {
             tracing::error!(error = %self, "request failed");
         }
         let mut resp = (status, Json(self.body())).into_response();
@@ -104,9 +109,24 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from(retry_after_s(*retry_after_ms)),
             );
         }
+        if let ApiError::DiskFull = &self {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(DISK_FULL_RETRY_S),
+            );
+            // The disk layer sees this and stops taking writes until there is room.
+            resp.extensions_mut().insert(DiskFullHit);
+        }
         resp
     }
 }
+
+/// What a refused write is told to wait, in seconds.
+pub const DISK_FULL_RETRY_S: u64 = 30;
+
+/// Marks a response to a write that failed for want of disk space.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskFullHit;
 
 /// Whole seconds, rounded up, at least 1 (what `Retry-After` can say).
 fn retry_after_s(ms: u64) -> u64 {
@@ -122,6 +142,7 @@ impl From<StoreError> for ApiError {
                 message,
             },
             StoreError::Corrupt(_) => ApiError::Internal(e.to_string()),
+            StoreError::DiskFull(_) => ApiError::DiskFull,
             StoreError::Open { .. }
             | StoreError::Migrate(_)
             | StoreError::Db(_)

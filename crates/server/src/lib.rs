@@ -16,6 +16,7 @@ pub mod ddi;
 pub mod delivery;
 pub mod devices;
 pub mod diag;
+pub mod disk;
 pub mod error;
 pub mod extract;
 pub mod life;

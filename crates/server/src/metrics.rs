@@ -55,6 +55,10 @@ pub struct Metrics {
     pub operating_days_dropped: Counter,
     /// Rows deleted by retention, by kind of data.
     pub pruned_rows: Family<KindLabel, Counter>,
+    /// 1 while writes are refused for want of disk space.
+    pub disk_full: Gauge,
+    pub disk_free_bytes: Gauge,
+    pub writes_refused_disk_full: Counter,
     /// Devices asked for a report by the meter-read schedule at a month's edge.
     pub meter_read_requests: Counter,
     pub notifications: Counter,
@@ -206,6 +210,24 @@ impl Metrics {
             "Rows deleted past their tenant's retention, by kind of data",
             pruned_rows.clone(),
         );
+        let disk_full = Gauge::default();
+        registry.register(
+            "fleetcare_disk_full",
+            "1 while writes are refused because the data directory's disk is (nearly) full",
+            disk_full.clone(),
+        );
+        let disk_free_bytes = Gauge::default();
+        registry.register(
+            "fleetcare_disk_free_bytes",
+            "Bytes free on the data directory's file system at the last look",
+            disk_free_bytes.clone(),
+        );
+        let writes_refused_disk_full = Counter::default();
+        registry.register(
+            "fleetcare_writes_refused_disk_full",
+            "Write requests refused (503) because the disk was full",
+            writes_refused_disk_full.clone(),
+        );
         let meter_read_requests = Counter::default();
         registry.register(
             "fleetcare_meter_read_requests",
@@ -298,6 +320,9 @@ impl Metrics {
             operating_points_pruned,
             operating_days_dropped,
             pruned_rows,
+            disk_full,
+            disk_free_bytes,
+            writes_refused_disk_full,
             meter_read_requests,
             notifications,
             notify_events,

@@ -310,8 +310,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::openapi))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("this endpoint".into()) })
-        .with_state(state)
+        .with_state(state.clone())
         .layer(TraceLayer::new_for_http())
+        // Outside the trace: while the disk is full, devices retrying their writes are
+        // counted in /metrics, not logged one by one.
+        .layer(middleware::from_fn_with_state(state, disk_full))
 }
 
 /// A request that takes longer than the configured timeout, body included, is answered 408.
@@ -329,6 +332,24 @@ pub(crate) async fn request_timeout(
     }
 }
 
+/// While the disk is full, a write is refused before it starts (see `disk.rs`); a write that
+/// fails for want of space makes the disk count as full.
+async fn disk_full(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if st.disk.is_full() && !crate::disk::allowed_when_full(req.method(), req.uri().path()) {
+        st.metrics.writes_refused_disk_full.inc();
+        return ApiError::DiskFull.into_response();
+    }
+    let resp = next.run(req).await;
+    if resp
+        .extensions()
+        .get::<crate::error::DiskFullHit>()
+        .is_some()
+    {
+        st.disk.hit();
+    }
+    resp
+}
+
 async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     let stopping = *st.shutdown.borrow();
     let status = if stopping {
@@ -339,7 +360,15 @@ async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     (
         status,
         Json(Health {
-            status: if stopping { "shutting_down" } else { "ok" }.to_owned(),
+            status: if stopping {
+                "shutting_down"
+            } else if st.disk.is_full() {
+                "disk_full"
+            } else {
+                "ok"
+            }
+            .to_owned(),
+            disk_free_bytes: Some(st.disk.free_bytes()).filter(|f| *f != u64::MAX),
             store: st.store.backend().to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }),

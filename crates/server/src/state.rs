@@ -71,6 +71,8 @@ pub struct AppState {
     /// Whether the store was restored with error-log watermarks to move over their gaps: 0
     /// not known yet, 1 yes, 2 no (see `diag::logs::take_batch`).
     pub restored_watermarks: Arc<std::sync::atomic::AtomicU8>,
+    /// The data directory's disk: writes are refused while it is full.
+    pub disk: Arc<crate::disk::DiskWatch>,
 }
 
 impl std::ops::Deref for AppState {
@@ -166,6 +168,10 @@ impl AppState {
             notify: Arc::new(notify::Notifier::new(config)),
             pruner: Arc::default(),
             restored_watermarks: Arc::default(),
+            disk: Arc::new(crate::disk::DiskWatch::new(
+                config.data_dir.clone(),
+                config.disk_reserve_bytes,
+            )),
         };
         (state, tx)
     }

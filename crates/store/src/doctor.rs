@@ -99,3 +99,191 @@ pub fn inspect_sqlite(data_dir: &std::path::Path, full: bool) -> std::io::Result
         tables,
     })
 }
+
+/// What the doctor found of PostgreSQL's partitions of one table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartitionSummary {
+    pub table: String,
+    /// Range partitions, and where the newest ends (ms).
+    pub ranges: usize,
+    pub covered_until: Option<i64>,
+    /// Rows (estimate) in the default partition.
+    pub default_rows: i64,
+}
+
+/// A PostgreSQL store as found, read-only (no migration, no partition made).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PgInspection {
+    pub inspection: Inspection,
+    /// Rows estimated from PostgreSQL's statistics, not counted.
+    pub estimated: bool,
+    pub partitions: Vec<PartitionSummary>,
+}
+
+/// Longest a single read of the doctor may take on PostgreSQL (a table's oldest row on a big
+/// table); past it that figure is "unknown".
+const PG_READ_TIMEOUT: &str = "20s";
+
+/// Inspect a PostgreSQL store read-only. The quick check reads PostgreSQL's own count of
+/// checksum failures; `full` also checks every index of the store's tables with `amcheck`
+/// (when the extension is installed; otherwise says so), and counts rows instead of
+/// estimating them.
+pub async fn inspect_postgres(url: &str, full: bool) -> crate::Result<PgInspection> {
+    use sqlx::{Connection, Row};
+    let mut c = sqlx::PgConnection::connect(url).await?;
+    sqlx::query("SET default_transaction_read_only = on")
+        .execute(&mut c)
+        .await?;
+    sqlx::query(&format!("SET statement_timeout = '{PG_READ_TIMEOUT}'"))
+        .execute(&mut c)
+        .await?;
+    let mut integrity = Vec::new();
+    let failures: Option<i64> = sqlx::query_scalar(
+        "SELECT checksum_failures FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    match failures {
+        Some(n) if n > 0 => integrity.push(format!("{n} page checksum failure(s)")),
+        _ => {}
+    }
+    if full {
+        let amcheck: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'amcheck')",
+        )
+        .fetch_one(&mut c)
+        .await?;
+        if amcheck {
+            sqlx::query("SET statement_timeout = 0")
+                .execute(&mut c)
+                .await?;
+            let indexes: Vec<String> = sqlx::query_scalar(
+                "SELECT i.indexrelid::regclass::text FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE a.amname = 'btree' AND c.relkind = 'i' AND n.nspname = current_schema()",
+            )
+            .fetch_all(&mut c)
+            .await?;
+            for ix in indexes {
+                if let Err(e) = sqlx::query("SELECT bt_index_check($1::regclass)")
+                    .bind(&ix)
+                    .execute(&mut c)
+                    .await
+                {
+                    integrity.push(format!("index {ix}: {e}"));
+                }
+            }
+            sqlx::query(&format!("SET statement_timeout = '{PG_READ_TIMEOUT}'"))
+                .execute(&mut c)
+                .await?;
+        } else {
+            integrity.push(
+                "indexes not checked: the amcheck extension is not installed \
+                 (CREATE EXTENSION amcheck, or run pg_amcheck)"
+                    .into(),
+            );
+        }
+    }
+    if integrity.is_empty() {
+        integrity.push("ok".into());
+    }
+    let schema_version: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM fleetcare_migrations")
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or(0);
+    let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        .fetch_one(&mut c)
+        .await?;
+    let mut tables = Vec::new();
+    for (table, at) in GROWING {
+        // A partitioned table's statistics are its partitions'.
+        let estimate: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(GREATEST(c.reltuples, 0))::bigint FROM pg_partition_tree(to_regclass($1)) t \
+             JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf",
+        )
+        .bind(table)
+        .fetch_one(&mut c)
+        .await
+        .ok()
+        .flatten();
+        let rows = if full {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&mut c)
+                .await
+                .ok()
+                .or(estimate)
+        } else {
+            estimate
+        };
+        let oldest: Option<i64> = sqlx::query_scalar(&format!("SELECT MIN({at}) FROM {table}"))
+            .fetch_one(&mut c)
+            .await
+            .ok()
+            .flatten();
+        let oldest = if *table == "operating_daily" {
+            oldest.map(|d| d * 86_400_000)
+        } else {
+            oldest
+        };
+        tables.push((
+            (*table).to_owned(),
+            rows.map_or(0, |r| u64::try_from(r).unwrap_or(0)),
+            oldest,
+        ));
+    }
+    let mut partitions = Vec::new();
+    for t in crate::partitions::PARTITIONED {
+        let rows = sqlx::query(
+            "SELECT c.relname::text, GREATEST(c.reltuples, 0)::bigint FROM pg_inherits i \
+             JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass($1)",
+        )
+        .bind(t.table)
+        .fetch_all(&mut c)
+        .await?;
+        let mut s = PartitionSummary {
+            table: t.table.to_owned(),
+            ..PartitionSummary::default()
+        };
+        for r in rows {
+            let name: String = r.try_get(0)?;
+            if name == format!("{}_default", t.table) {
+                s.default_rows = r.try_get(1)?;
+            } else if let Some(start) = crate::partitions::partition_start(t.table, &name) {
+                s.ranges += 1;
+                let end = start + t.days * 86_400_000;
+                s.covered_until = Some(s.covered_until.map_or(end, |u| u.max(end)));
+            }
+        }
+        partitions.push(s);
+    }
+    c.close().await?;
+    Ok(PgInspection {
+        inspection: Inspection {
+            integrity,
+            schema_version,
+            bytes: u64::try_from(bytes).unwrap_or(0),
+            tables,
+        },
+        estimated: !full,
+        partitions,
+    })
+}
+
+impl crate::Store {
+    /// A real write that changes nothing anyone reads (the newest migration's row rewritten
+    /// as it is): whether the store can write again after its disk was full.
+    pub async fn probe_write(&self) -> crate::Result<()> {
+        self.run(
+            vec![crate::exec::Stmt::new(
+                "UPDATE fleetcare_migrations SET applied_at = applied_at \
+                 WHERE version = (SELECT MAX(version) FROM fleetcare_migrations)",
+                vec![],
+            )],
+            crate::exec::Guard::None,
+        )
+        .await
+        .map(|_| ())
+    }
+}

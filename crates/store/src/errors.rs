@@ -84,13 +84,32 @@ impl Store {
             });
         }
         let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
-        let mut stmts = Vec::with_capacity(events.len() + 1);
+        // What the watermark covers was stored before (and may have been pruned since):
+        // never stored again. A batch committing meanwhile only moves it further, and what
+        // it stored the insert below skips anyway.
+        let watermark = self
+            .select(
+                sql(
+                    "SELECT acked_seq FROM error_watermarks WHERE tenant_id = $1 \
+                     AND device_id = $2 AND boot_epoch = $3",
+                ),
+                vec![tenant.into(), id.into(), epoch.into()],
+                &[Ty::Int],
+            )
+            .await?
+            .first()
+            .map_or(Ok(0), |r| r[0].int())?;
+        let fresh: Vec<&NewErrorEvent> = events
+            .iter()
+            .filter(|e| to_i64(e.seq) > watermark)
+            .collect();
+        let mut stmts = Vec::with_capacity(fresh.len() + 1);
         stmts.push(Stmt::new(
             "INSERT INTO error_watermarks (tenant_id, device_id, boot_epoch, acked_seq) \
              VALUES ($1, $2, $3, 0) ON CONFLICT (tenant_id, device_id, boot_epoch) DO NOTHING",
             vec![tenant.into(), id.into(), epoch.into()],
         ));
-        for e in events {
+        for e in &fresh {
             stmts.push(Stmt::new(
                 "INSERT INTO error_events (tenant_id, device_id, boot_epoch, seq, at, slot, code, \
                  severity, counters, detail, alert, dropped, upload_trigger, received_at) \
@@ -118,9 +137,13 @@ impl Store {
         let stored: u64 = out.iter().skip(1).sum();
         let duplicates = events.len() as u64 - stored;
         let acked = self.advance_watermark(key, boot_epoch).await?;
+        let mut fresh_new = out.iter().skip(1).map(|&n| n > 0);
         Ok(ErrorBatchStored {
             stored,
-            new: out.iter().skip(1).map(|&n| n > 0).collect(),
+            new: events
+                .iter()
+                .map(|e| to_i64(e.seq) > watermark && fresh_new.next().unwrap_or(false))
+                .collect(),
             duplicates,
             acked_seq: acked,
         })

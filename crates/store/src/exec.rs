@@ -155,6 +155,16 @@ impl Stmt {
         }
     }
 
+    /// A statement whose text is made at run time (from a fixed set of texts, so that
+    /// prepared statements are still reused).
+    pub fn owned(sql: String, params: Vec<Val>) -> Stmt {
+        Stmt {
+            sql: Sql::Both(Cow::Owned(sql)),
+            params,
+            returns_int: false,
+        }
+    }
+
     pub fn each(sqlite: &'static str, postgres: &'static str, params: Vec<Val>) -> Stmt {
         Stmt {
             sql: Sql::Each { sqlite, postgres },

@@ -31,6 +31,7 @@ mod migrate;
 pub mod notices;
 pub mod notify;
 pub mod operating;
+pub mod partitions;
 pub mod postgres;
 pub mod retention;
 pub mod rollouts;
@@ -57,6 +58,7 @@ pub use errors::{ErrorBatchStored, ErrorEventRecord, ErrorSchedule, NewErrorEven
 use fleetcare_core::{DeviceId, Structure};
 use fleetcare_wire::Trigger;
 use fleetcare_wire::operator::Change;
+pub use partitions::{Horizons, PartitionInfo, PartitionWork};
 pub use retention::{MAX_RETENTION_DAYS, PruneWork, RETENTION_KINDS};
 pub use rollouts::{
     DeviceCondition, FinishedJob, LabelRecord, NewRollout, NewRolloutDevice, RolloutDeviceRecord,
@@ -215,17 +217,28 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shut down")]
     Closed,
+    /// A write found no room (SQLite's `SQLITE_FULL`, PostgreSQL's `disk_full`): nothing of it
+    /// was stored.
+    #[error("the disk is full: {0}")]
+    DiskFull(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Db(e.to_string())
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::DiskFull(e.to_string()),
+            _ => StoreError::Db(e.to_string()),
+        }
     }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Db(e.to_string())
+        // 53100: disk_full.
+        match e.as_database_error().and_then(|d| d.code()).as_deref() {
+            Some("53100") => StoreError::DiskFull(e.to_string()),
+            _ => StoreError::Db(e.to_string()),
+        }
     }
 }
 

@@ -69,6 +69,11 @@ impl PgStore {
             groups,
         };
         store.migrate().await?;
+        // The partitions of the coming days exist before the first write needs them.
+        let now = fleetcare_core::clock::Clock::now_ms(&fleetcare_core::clock::SystemClock);
+        store
+            .maintain_partitions(now, &crate::Horizons::default())
+            .await?;
         Ok(store)
     }
 
@@ -200,11 +205,26 @@ const GROUP_STATES: &str = "SELECT d.tenant_id, d.device_id, d.generation, d.las
     LEFT JOIN device_compat c ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id \
     WHERE (d.tenant_id, d.device_id) IN (SELECT * FROM unnest($1::bigint[], $2::text[])) \
     ORDER BY d.tenant_id, d.device_id FOR UPDATE OF d";
+/// A group's reports, each stored once: the table is partitioned by the time a report was
+/// received, so its key cannot say "once per (device, generation, seq)" by itself. A report
+/// newer than its device's last one (`fresh`) cannot be stored yet; an older one is looked
+/// for first. The group holds its devices' rows locked, so no other transaction stores the
+/// same report meanwhile.
 const GROUP_INSERT_REPORTS: &str = "INSERT INTO reports (tenant_id, device_id, generation, seq, \
     trigger, observed_at, received_at, structure_hash, changes, op_keyframe, op_vals) \
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], \
-    $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[], $11::text[]) \
-    ON CONFLICT (tenant_id, device_id, generation, seq) DO NOTHING RETURNING tenant_id, device_id";
+    SELECT t, id, g, s, trig, obs, recv, fp, ch, kf, vals FROM unnest($1::bigint[], $2::text[], \
+    $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], \
+    $10::bigint[], $11::text[], $12::bool[]) \
+    AS u(t, id, g, s, trig, obs, recv, fp, ch, kf, vals, fresh) \
+    WHERE u.fresh OR NOT EXISTS (SELECT 1 FROM reports r WHERE r.tenant_id = u.t \
+    AND r.device_id = u.id AND r.generation = u.g AND r.seq = u.s) \
+    RETURNING tenant_id, device_id";
+/// One report, stored unless it is already (see [`GROUP_INSERT_REPORTS`]).
+const INSERT_REPORT: &str = "INSERT INTO reports (tenant_id, device_id, generation, seq, \
+    trigger, observed_at, received_at, structure_hash, changes, op_keyframe, op_vals) \
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE $12 OR NOT EXISTS (SELECT 1 \
+    FROM reports r WHERE r.tenant_id = $1 AND r.device_id = $2 AND r.generation = $3 \
+    AND r.seq = $4)";
 const GROUP_UPDATE_AFTER: &str = "UPDATE devices d SET last_seq = u.seq, last_trigger = u.trig, \
     last_report_at = u.recv, last_observed_at = u.obs, model = u.model, operating = u.op, \
     install_blocked = u.blocked, supplies = u.supplies, silent_at = u.recv + 1000 * \
@@ -315,6 +335,7 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
                 .map(|p| p.rows.as_ref().and_then(|r| r.history_columns().1))
                 .collect::<Vec<_>>(),
         )
+        .bind(live.iter().map(|p| p.rows.is_some()).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
@@ -597,7 +618,7 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
         None
     };
     let changes = rows.as_ref().map_or(0, IngestRows::changes);
-    let inserted = sqlx::query(sql::INSERT_REPORT)
+    let inserted = sqlx::query(INSERT_REPORT)
         .bind(tenant)
         .bind(id)
         .bind(state.generation)
@@ -609,6 +630,7 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
         .bind(i64::from(changes))
         .bind(rows.as_ref().and_then(|r| r.history_columns().0))
         .bind(rows.as_ref().and_then(|r| r.history_columns().1))
+        .bind(rows.is_some())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -673,24 +695,33 @@ impl PgStore {
     ) -> Result<(Vec<bool>, u64)> {
         let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        // The epoch's watermark row, made if new and locked either way: batches of one
+        // epoch store their events one after the other. The table is partitioned by the
+        // time an event was received, so its key cannot say "each sequence once" by itself:
+        // the insert skips what the watermark already covers (stored, or stored and pruned)
+        // and any sequence above it that is already held (a retry past a gap).
+        let watermark: i64 = sqlx::query_scalar(
             "INSERT INTO error_watermarks (tenant_id, device_id, boot_epoch, acked_seq) \
-             VALUES ($1, $2, $3, 0) ON CONFLICT (tenant_id, device_id, boot_epoch) DO NOTHING",
+             VALUES ($1, $2, $3, 0) ON CONFLICT (tenant_id, device_id, boot_epoch) \
+             DO UPDATE SET acked_seq = error_watermarks.acked_seq RETURNING acked_seq",
         )
         .bind(tenant)
         .bind(id)
         .bind(epoch)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         let n = events.len();
         let new: std::collections::HashSet<i64> = sqlx::query_scalar(
             "INSERT INTO error_events (tenant_id, device_id, boot_epoch, seq, at, slot, code, \
              severity, counters, detail, alert, dropped, upload_trigger, received_at) \
-             SELECT $1, $2, $3, u.seq, u.at, u.slot, u.code, u.severity, u.counters, u.detail, \
-             u.alert, u.dropped, $4, $5 FROM unnest($6::bigint[], $7::bigint[], $8::text[], \
-             $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[]) \
+             SELECT DISTINCT ON (u.seq) $1, $2, $3, u.seq, u.at, u.slot, u.code, u.severity, \
+             u.counters, u.detail, u.alert, u.dropped, $4, $5 FROM unnest($6::bigint[], \
+             $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+             $13::text[], $14::bigint[]) \
              AS u(seq, at, slot, code, severity, counters, detail, alert, dropped) \
-             ON CONFLICT (tenant_id, device_id, boot_epoch, seq) DO NOTHING RETURNING seq",
+             WHERE u.seq > $15 AND NOT EXISTS (SELECT 1 FROM error_events e \
+             WHERE e.tenant_id = $1 AND e.device_id = $2 AND e.boot_epoch = $3 \
+             AND e.seq = u.seq) ORDER BY u.seq RETURNING seq",
         )
         .bind(tenant)
         .bind(id)
@@ -731,29 +762,26 @@ impl PgStore {
                 .map(|e| i64::from(e.dropped))
                 .collect::<Vec<_>>(),
         )
+        .bind(watermark)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .collect();
-        // The watermark row is locked first, so a batch of the same epoch committing
-        // meanwhile is counted from where it left the watermark; the scan starts after the
-        // watermark (a scalar subquery, so the index bounds it: a join would read every
-        // event of the epoch). In a run of sequences
-        // without a gap, `seq - row_number` is the same: the run that starts right after the
-        // watermark is the one where it equals the watermark.
+        // The scan starts after the watermark read (and locked) above, so the index bounds
+        // it. In a run of sequences without a gap, `seq - row_number` is the same: the run
+        // that starts right after the watermark is the one where it equals the watermark.
         let acked: i64 = sqlx::query_scalar(
-            "WITH w AS (SELECT acked_seq FROM error_watermarks WHERE tenant_id = $1 \
-             AND device_id = $2 AND boot_epoch = $3 FOR UPDATE), \
-             run AS (SELECT e.seq, e.seq - ROW_NUMBER() OVER (ORDER BY e.seq) AS g \
+            "WITH run AS (SELECT e.seq, e.seq - ROW_NUMBER() OVER (ORDER BY e.seq) AS g \
              FROM error_events e WHERE e.tenant_id = $1 AND e.device_id = $2 \
-             AND e.boot_epoch = $3 AND e.seq > (SELECT acked_seq FROM w)) \
+             AND e.boot_epoch = $3 AND e.seq > $4) \
              UPDATE error_watermarks SET acked_seq = GREATEST(error_watermarks.acked_seq, \
-             COALESCE((SELECT MAX(seq) FROM run WHERE g = (SELECT acked_seq FROM w)), 0)) \
+             COALESCE((SELECT MAX(seq) FROM run WHERE g = $4), 0)) \
              WHERE tenant_id = $1 AND device_id = $2 AND boot_epoch = $3 RETURNING acked_seq",
         )
         .bind(tenant)
         .bind(id)
         .bind(epoch)
+        .bind(watermark)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;

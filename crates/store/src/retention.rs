@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::exec::{Guard, Stmt, Ty, sql};
-use crate::{DeviceKey, Result, Store, StoreError, TenantId, to_i64, to_u64};
+use crate::{DeviceKey, Horizons, Result, Store, StoreError, TenantId, to_i64, to_u64};
 
 /// The kinds of data with a retention, and their default days (0: kept forever).
 pub const RETENTION_KINDS: &[(&str, u64)] = &[
@@ -110,45 +110,86 @@ impl Store {
     /// Prune, in one transaction, each device's data past its cutoffs: at most `limit`
     /// reports received before `reports_before` (never the device's newest, never one whose
     /// operating values wait for their day's rollup) and at most `limit` error events that
-    /// happened before `events_before`. How many of each went, per device. (An upload is
-    /// recognized as a retry by the events it holds: a retry of events older than their
-    /// retention would store them again, to be pruned on the next pass; agents retry within
-    /// hours, retention is months.)
-    pub async fn prune_devices(&self, work: &[PruneWork], limit: u32) -> Result<Vec<(u64, u64)>> {
+    /// happened before `events_before`, per statement. How many of each went, per device.
+    ///
+    /// Where old rows go with their partition (PostgreSQL, a kind with a horizon), only the
+    /// rows the partitions will not take are deleted here: those in the default partition,
+    /// and those after the horizon (a tenant that keeps less than the others).
+    ///
+    /// (A retry of events that were pruned stores nothing: what an epoch's watermark covers
+    /// is never stored again.)
+    pub async fn prune_devices(
+        &self,
+        work: &[PruneWork],
+        limit: u32,
+        horizons: &Horizons,
+    ) -> Result<Vec<(u64, u64)>> {
         let limit = i64::from(limit);
+        let split = |h: Option<i64>| if self.partitioned() { h } else { None };
+        let (reports_h, events_h) = (split(horizons.reports), split(horizons.error_events));
         let mut groups = Vec::with_capacity(work.len());
         for w in work {
-            let key = vec![w.key.tenant.into(), w.key.device_id.as_str().into()];
-            let mut stmts = Vec::with_capacity(2);
-            let mut p = key.clone();
-            p.extend([w.reports_before.unwrap_or(i64::MIN).into(), limit.into()]);
-            stmts.push(Stmt::new(
-                "DELETE FROM reports WHERE (tenant_id, device_id, generation, seq) IN ( \
-                 SELECT r.tenant_id, r.device_id, r.generation, r.seq FROM reports r \
-                 JOIN devices d ON d.tenant_id = r.tenant_id AND d.device_id = r.device_id \
-                 WHERE r.tenant_id = $1 AND r.device_id = $2 AND r.received_at < $3 \
-                 AND r.op_vals IS NULL \
-                 AND NOT (r.generation = d.generation AND r.seq = d.last_seq) LIMIT $4)",
-                p,
-            ));
-            let mut p = key;
-            p.extend([w.events_before.unwrap_or(i64::MIN).into(), limit.into()]);
-            stmts.push(Stmt::new(
-                "DELETE FROM error_events WHERE (tenant_id, device_id, boot_epoch, seq) IN ( \
-                 SELECT tenant_id, device_id, boot_epoch, seq FROM error_events \
-                 WHERE tenant_id = $1 AND device_id = $2 AND at < $3 LIMIT $4)",
-                p,
-            ));
+            let key = || vec![w.key.tenant.into(), w.key.device_id.as_str().into()];
+            let mut stmts = Vec::with_capacity(4);
+            let reports = |table: &str, after: Option<i64>| {
+                let mut p = key();
+                p.extend([
+                    w.reports_before.unwrap_or(i64::MIN).into(),
+                    limit.into(),
+                    after.unwrap_or(i64::MIN).into(),
+                ]);
+                Stmt::owned(
+                    format!(
+                        "DELETE FROM {table} WHERE (tenant_id, device_id, generation, seq) IN ( \
+                         SELECT r.tenant_id, r.device_id, r.generation, r.seq FROM {table} r \
+                         JOIN devices d ON d.tenant_id = r.tenant_id AND d.device_id = r.device_id \
+                         WHERE r.tenant_id = $1 AND r.device_id = $2 AND r.received_at < $3 \
+                         AND r.received_at >= $5 AND r.op_vals IS NULL \
+                         AND NOT (r.generation = d.generation AND r.seq = d.last_seq) LIMIT $4)"
+                    ),
+                    p,
+                )
+            };
+            let events = |table: &str, after: Option<i64>| {
+                let mut p = key();
+                p.extend([
+                    w.events_before.unwrap_or(i64::MIN).into(),
+                    limit.into(),
+                    after.unwrap_or(i64::MIN).into(),
+                ]);
+                Stmt::owned(
+                    format!(
+                        "DELETE FROM {table} WHERE (tenant_id, device_id, boot_epoch, seq) IN ( \
+                         SELECT tenant_id, device_id, boot_epoch, seq FROM {table} \
+                         WHERE tenant_id = $1 AND device_id = $2 AND at < $3 \
+                         AND received_at >= $5 LIMIT $4)"
+                    ),
+                    p,
+                )
+            };
+            stmts.push(reports("reports", reports_h));
+            stmts.push(events("error_events", events_h));
+            if reports_h.is_some() {
+                stmts.push(reports("reports_default", None));
+            }
+            if events_h.is_some() {
+                stmts.push(events("error_events_default", None));
+            }
             groups.push((stmts, Guard::None));
         }
         let out = self.run_groups(groups).await?;
+        let extra_reports = usize::from(reports_h.is_some());
         Ok(out
             .into_iter()
             .map(|g| {
-                (
-                    g.first().copied().unwrap_or(0),
-                    g.get(1).copied().unwrap_or(0),
-                )
+                let at = |i: usize| g.get(i).copied().unwrap_or(0);
+                let default_reports = if reports_h.is_some() { at(2) } else { 0 };
+                let default_events = if events_h.is_some() {
+                    at(2 + extra_reports)
+                } else {
+                    0
+                };
+                (at(0) + default_reports, at(1) + default_events)
             })
             .collect())
     }

@@ -588,7 +588,12 @@ fn writer_loop(
             group.clear();
             continue;
         }
+        let mut lost = false;
         for job in group.drain(..) {
+            if lost {
+                // Dropped unrun: its caller hears that nothing was stored.
+                continue;
+            }
             let _ = control(&conn, "SAVEPOINT w");
             let (ok, finish) = match catch_unwind(AssertUnwindSafe(|| job(&conn))) {
                 Ok(r) => r,
@@ -597,10 +602,32 @@ fn writer_loop(
             if !ok {
                 let _ = control(&conn, "ROLLBACK TO w");
             }
-            let _ = control(&conn, "RELEASE w");
             finishes.push(finish);
+            // SQLite rolls the whole transaction back by itself after some errors (a full
+            // disk, an I/O error): the group's earlier writes are gone, and a later one would
+            // run outside any transaction, committed piecemeal. None runs; all are refused.
+            if conn.is_autocommit() {
+                lost = true;
+                continue;
+            }
+            let _ = control(&conn, "RELEASE w");
         }
-        let commit_err = match control(&conn, "COMMIT") {
+        let committed = if lost {
+            Err(None)
+        } else {
+            control(&conn, "COMMIT").map_err(Some)
+        };
+        let commit_err = match committed {
+            Err(None) => {
+                tracing::error!(
+                    "SQLite rolled a group back after a write failed; the whole group is refused"
+                );
+                Some(StoreError::Db(
+                    "the group's transaction was rolled back after another write failed; \
+                     nothing was stored"
+                        .into(),
+                ))
+            }
             Ok(()) => {
                 last_commit = Instant::now();
                 commits.fetch_add(1, Ordering::Relaxed);
@@ -616,10 +643,15 @@ fn writer_loop(
                 }
                 None
             }
-            Err(e) => {
+            Err(Some(e)) => {
                 tracing::error!(error = %e, "group commit failed; the whole group is refused");
-                let _ = conn.execute_batch("ROLLBACK");
-                Some(StoreError::Db(format!("commit: {e}")))
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Some(match StoreError::from(e) {
+                    StoreError::DiskFull(e) => StoreError::DiskFull(format!("commit: {e}")),
+                    e => StoreError::Db(format!("commit: {e}")),
+                })
             }
         };
         for finish in finishes.drain(..) {

@@ -80,6 +80,7 @@ conformance!(
     supplies_are_structure_and_their_levels_history,
     ddi_devices_actions_gateways_and_digests,
     retention_settings_and_bounded_pruning,
+    old_partitions_go_and_keep_what_must_stay,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -3528,16 +3529,25 @@ async fn retention_settings_and_bounded_pruning(store: Store) {
     // Everything is older than the cutoff: at most 100 of each go per statement.
     let far = NOW + 1_000_000;
     assert_eq!(
-        store.prune_devices(&[work(far)], 100).await.expect("prune"),
+        store
+            .prune_devices(&[work(far)], 100, &Default::default())
+            .await
+            .expect("prune"),
         vec![(100, 100)]
     );
     assert_eq!(
-        store.prune_devices(&[work(far)], 100).await.expect("prune"),
+        store
+            .prune_devices(&[work(far)], 100, &Default::default())
+            .await
+            .expect("prune"),
         vec![(48, 50)],
         "the newest report and the one waiting for its rollup stay"
     );
     assert_eq!(
-        store.prune_devices(&[work(far)], 100).await.expect("prune"),
+        store
+            .prune_devices(&[work(far)], 100, &Default::default())
+            .await
+            .expect("prune"),
         vec![(0, 0)]
     );
     assert_eq!(store.stored_seqs(&key).await.expect("seqs"), vec![1, 150]);
@@ -3553,7 +3563,180 @@ async fn retention_settings_and_bounded_pruning(store: Store) {
         events_before: None,
     };
     assert_eq!(
-        store.prune_devices(&[none], 100).await.expect("prune"),
+        store
+            .prune_devices(&[none], 100, &Default::default())
+            .await
+            .expect("prune"),
         vec![(0, 0)]
+    );
+}
+
+/// PostgreSQL drops a passed day's partition of reports and week's of error events, keeping
+/// what must outlive them; the embedded store prunes the same rows one by one. Either way the
+/// same rows remain, and retries are still recognized afterwards.
+async fn old_partitions_go_and_keep_what_must_stay(store: Store) {
+    const DAY: i64 = 86_400_000;
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let a = enrolled(&store, t, "part-a").await;
+    let b = enrolled(&store, t, "part-b").await;
+    // Written before NOW's partitions exist (the test's clock is months behind the real
+    // one): PostgreSQL keeps them in the default partition until they are made.
+    for seq in 1..=10 {
+        store
+            .ingest_report(report(
+                &a,
+                seq,
+                Trigger::Periodic,
+                vec![unit("controller", "C1", "5.2")],
+            ))
+            .await
+            .expect("ingest");
+    }
+    for seq in 1..=5 {
+        store
+            .ingest_report(report(
+                &b,
+                seq,
+                Trigger::Periodic,
+                vec![unit("controller", "C2", "5.2")],
+            ))
+            .await
+            .expect("ingest");
+    }
+    let event = |seq: u64, at_ms: i64| NewErrorEvent {
+        seq,
+        at_ms,
+        slot: "fuser".into(),
+        code: "F-1".into(),
+        severity: "info".into(),
+        counters_json: None,
+        detail: None,
+        alert_json: None,
+        dropped: false,
+    };
+    // Twenty events, and one a wrong clock dated 100 days ahead.
+    let mut events: Vec<NewErrorEvent> = (1..=20).map(|s| event(s, NOW + s as i64)).collect();
+    events.push(event(21, NOW + 100 * DAY));
+    store
+        .store_error_batch(&a, 1, "periodic", &events, NOW)
+        .await
+        .expect("events");
+
+    let made = store
+        .maintain_partitions(NOW, &fleetcare_store::Horizons::default())
+        .await
+        .expect("make partitions");
+    let today = fleetcare_store::partitions::partition_name("reports", NOW - NOW % DAY);
+    if store.partitioned() {
+        assert!(made.created.contains(&today), "{made:?}");
+        assert_eq!(
+            made.created
+                .iter()
+                .filter(|n| n.starts_with("reports_"))
+                .count(),
+            8
+        );
+        let parts = store.partitions().await.expect("partitions");
+        assert!(
+            parts
+                .iter()
+                .any(|p| p.name == today
+                    && p.range == Some((NOW - NOW % DAY, NOW - NOW % DAY + DAY)))
+        );
+        assert!(
+            parts
+                .iter()
+                .any(|p| p.name == "reports_default" && p.range.is_none())
+        );
+    } else {
+        assert_eq!(made, fleetcare_store::PartitionWork::default());
+        assert!(store.partitions().await.expect("partitions").is_empty());
+    }
+
+    // Forty days on, B reports again; everything of NOW's day is past 30 days' retention.
+    let later = NOW + 40 * DAY;
+    let mut r = report(
+        &b,
+        6,
+        Trigger::Periodic,
+        vec![unit("controller", "C2", "5.2")],
+    );
+    r.observed_at_ms = later;
+    r.received_at_ms = later;
+    store.ingest_report(r.clone()).await.expect("ingest");
+    let horizons = fleetcare_store::Horizons {
+        reports: Some(later - 30 * DAY),
+        error_events: Some(later - 30 * DAY),
+    };
+    let work = store
+        .maintain_partitions(later, &horizons)
+        .await
+        .expect("drop partitions");
+    let pruned = store
+        .prune_devices(
+            &[a.clone(), b.clone()].map(|key| fleetcare_store::PruneWork {
+                key,
+                reports_before: Some(later - 30 * DAY),
+                events_before: Some(later - 30 * DAY),
+            }),
+            100,
+            &horizons,
+        )
+        .await
+        .expect("prune");
+    if store.partitioned() {
+        // A's first (operating values awaiting their rollup) and newest stay, and B's first:
+        // moved to the default partition; the rest went with the day.
+        assert!(
+            work.dropped.contains(&("reports", today.clone(), 12, 3)),
+            "{work:?}"
+        );
+        let week = work
+            .dropped
+            .iter()
+            .find(|d| d.0 == "error_events")
+            .expect("the week's events dropped");
+        assert_eq!((week.2, week.3), (20, 1), "the event dated ahead stays");
+        assert_eq!(
+            pruned,
+            vec![(0, 0), (0, 0)],
+            "nothing left for rows one by one"
+        );
+    } else {
+        assert_eq!(work, fleetcare_store::PartitionWork::default());
+        assert_eq!(pruned, vec![(8, 20), (4, 0)]);
+    }
+    assert_eq!(store.stored_seqs(&a).await.expect("seqs"), vec![1, 10]);
+    assert_eq!(store.stored_seqs(&b).await.expect("seqs"), vec![1, 6]);
+    let left = store.error_events(&a, 0, None, 100).await.expect("events");
+    assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![21]);
+
+    // Retries are still recognized: a report stored before, one kept in the default
+    // partition, an event held, and events the watermark covers.
+    assert!(store.ingest_report(r).await.expect("again").duplicate);
+    assert!(
+        store
+            .ingest_report(report(
+                &a,
+                10,
+                Trigger::Periodic,
+                vec![unit("controller", "C1", "5.2")]
+            ))
+            .await
+            .expect("again")
+            .duplicate
+    );
+    let again = store
+        .store_error_batch(&a, 1, "periodic", &events[19..], later)
+        .await
+        .expect("events again");
+    assert_eq!((again.stored, again.acked_seq), (0, 21));
+    assert_eq!(
+        store
+            .error_events(&a, 0, None, 100)
+            .await
+            .expect("events")
+            .len(),
+        1
     );
 }

@@ -181,11 +181,15 @@ pub struct AllowReenroll {
 /// `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// `ok`, or `shutting_down`.
+    /// `ok`; `disk_full` (reads are served, writes refused with 503 until there is room);
+    /// or `shutting_down`.
     pub status: String,
     /// `sqlite` or `postgres`.
     pub store: String,
     pub version: String,
+    /// Bytes free on the data directory's disk at the last look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

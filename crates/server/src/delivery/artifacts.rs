@@ -166,7 +166,13 @@ impl Artifacts {
         size: u64,
         body: Body,
     ) -> Result<(String, String), ApiError> {
-        let io = |e: std::io::Error| ApiError::Internal(format!("writing the artifact: {e}"));
+        let io = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::StorageFull {
+                ApiError::DiskFull
+            } else {
+                ApiError::Internal(format!("writing the artifact: {e}"))
+            }
+        };
         let mut file = tokio::fs::File::create(tmp).await.map_err(io)?;
         let mut hasher = Sha256::new();
         let mut others = (sha1::Sha1::new(), md5::Md5::new());

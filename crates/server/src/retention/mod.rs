@@ -7,7 +7,7 @@ pub mod api;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
-use fleetcare_store::{DeviceKey, PruneWork, RETENTION_KINDS, TenantId};
+use fleetcare_store::{DeviceKey, Horizons, PruneWork, RETENTION_KINDS, TenantId};
 
 use crate::ctx::Ctx;
 use crate::metrics::KindLabel;
@@ -27,7 +27,12 @@ const DAY_MS: i64 = 86_400_000;
 #[derive(Default)]
 pub struct Pruner {
     walk: Mutex<Walk>,
+    /// When partitions were last looked after (PostgreSQL).
+    partitions_at: Mutex<Option<i64>>,
 }
+
+/// How often the pruner makes the coming partitions and drops the passed ones.
+pub const PARTITIONS_EVERY_MS: i64 = 3_600_000;
 
 #[derive(Default)]
 struct Walk {
@@ -56,8 +61,30 @@ fn cutoff(
     (days > 0).then(|| now_ms - i64::try_from(days).unwrap_or(i64::MAX / DAY_MS) * DAY_MS)
 }
 
+/// Before when no tenant keeps a kind's rows: the longest retention anyone has (`None`: the
+/// kind is kept forever by default or by some tenant).
+fn horizon(
+    overrides: &HashMap<TenantId, BTreeMap<String, u64>>,
+    kind: &str,
+    now_ms: i64,
+) -> Option<i64> {
+    let default = RETENTION_KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(0, |(_, d)| *d);
+    let mut longest = default;
+    for days in overrides.values().filter_map(|m| m.get(kind)) {
+        if *days == 0 || longest == 0 {
+            return None;
+        }
+        longest = longest.max(*days);
+    }
+    (longest > 0).then(|| now_ms - i64::try_from(longest).unwrap_or(i64::MAX / DAY_MS) * DAY_MS)
+}
+
 impl Pruner {
-    /// One round: up to `PRUNE_TRANSACTIONS` transactions of `PRUNE_DEVICES` devices each.
+    /// One round: partitions looked after if their hour has come, then up to
+    /// `PRUNE_TRANSACTIONS` transactions of `PRUNE_DEVICES` devices each.
     pub async fn round(&self, st: &Ctx) {
         let overrides = match st.store.retention_overrides().await {
             Ok(o) => o,
@@ -66,6 +93,12 @@ impl Pruner {
                 return;
             }
         };
+        let now = st.clock.now_ms();
+        let horizons = Horizons {
+            reports: horizon(&overrides, "reports", now),
+            error_events: horizon(&overrides, "error_events", now),
+        };
+        self.partitions(st, now, &horizons).await;
         for _ in 0..PRUNE_TRANSACTIONS {
             let Some(batch) = self.next_devices(st).await else {
                 return;
@@ -79,7 +112,7 @@ impl Pruner {
                     events_before: cutoff(&overrides, key.tenant, "error_events", now),
                 })
                 .collect();
-            let done = match st.store.prune_devices(&work, PRUNE_ROWS).await {
+            let done = match st.store.prune_devices(&work, PRUNE_ROWS, &horizons).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(error = %e, "pruning failed; the devices wait for the next round");
@@ -107,6 +140,36 @@ impl Pruner {
                 })
                 .inc_by(events);
             self.requeue(again);
+        }
+    }
+
+    /// Make the coming partitions and drop the passed ones, once an hour (PostgreSQL).
+    async fn partitions(&self, st: &Ctx, now: i64, horizons: &Horizons) {
+        if !st.store.partitioned() {
+            return;
+        }
+        {
+            let mut at = self.partitions_at.lock().expect("partitions_at");
+            if at.is_some_and(|t| now - t < PARTITIONS_EVERY_MS) {
+                return;
+            }
+            *at = Some(now);
+        }
+        match st.store.maintain_partitions(now, horizons).await {
+            Ok(work) => {
+                for (table, _, gone, _) in work.dropped {
+                    st.metrics
+                        .pruned_rows
+                        .get_or_create(&KindLabel { kind: table })
+                        .inc_by(gone);
+                }
+            }
+            Err(e) => {
+                // Tried again next round; rows meanwhile go to the default partition.
+                *self.partitions_at.lock().expect("partitions_at") =
+                    Some(now - PARTITIONS_EVERY_MS + 60_000);
+                tracing::warn!(error = %e, "partition upkeep failed; trying again in a minute");
+            }
         }
     }
 

@@ -1,0 +1,3 @@
+-- PostgreSQL partitions reports and error events by time in this version (see
+-- ARCHITECTURE.md, "PostgreSQL: partitions by time"); the embedded store keeps one table of
+-- each and prunes it row by row, so it has nothing to change.
