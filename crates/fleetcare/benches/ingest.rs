@@ -11,6 +11,9 @@
 //! BENCH_CONCURRENCY, BENCH_DEVICES). `BENCH_TRANSPORT=mqtt`: the same reports through a
 //! Mosquitto started with the shipped `deploy/mosquitto` config, one MQTT session per
 //! device, BENCH_CONCURRENCY reports in flight; the broker's CPU is printed too.
+//! `BENCH_PRUNE_BACKLOG=N`: before the center starts, N other devices get 100 reports each
+//! received 40 days ago (past the default 30 days), so the pruner deletes while the bench
+//! measures; the rows it pruned are printed.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -311,6 +314,87 @@ async fn over_mqtt(seconds: u64, concurrency: usize, devices: usize, db_url: Opt
     drop(broker);
 }
 
+/// `devices` devices of the default tenant with 100 reports each, received 40 days ago.
+async fn backlog(dir: &std::path::Path, db_url: Option<&str>, devices: u64) {
+    use fleetcare_store::{DeviceKey, NewReport, Store};
+    const DAY_MS: i64 = 86_400_000;
+    let store = match db_url {
+        Some(u) => Store::open_postgres(u).await,
+        None => Store::open_sqlite(dir).await,
+    }
+    .expect("the store");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let old = now - 40 * DAY_MS;
+    let tenant = store.ensure_tenant("default", old).await.expect("tenant");
+    let t = Instant::now();
+    let ids: Vec<u64> = (0..devices).collect();
+    for chunk in ids.chunks(256) {
+        let mut set = tokio::task::JoinSet::new();
+        for d in chunk {
+            let store = store.clone();
+            let id = format!("OLD-{d:06}");
+            set.spawn(async move {
+                let key = DeviceKey {
+                    tenant,
+                    device_id: fleetcare_core::DeviceId::parse(&id).expect("id"),
+                };
+                store
+                    .enroll_device(&key, "acme-mfp-9000", &format!("unused-{id}"), None, old)
+                    .await
+                    .expect("enroll");
+                for seq in 1..=100u64 {
+                    let r = report(&id, seq);
+                    let at = old + seq as i64 * 1000;
+                    store
+                        .ingest_report(NewReport {
+                            key: key.clone(),
+                            seq,
+                            trigger: Trigger::Periodic,
+                            observed_at_ms: at,
+                            received_at_ms: at,
+                            structure: fleetcare_core::Structure::new(&r.model, r.units)
+                                .expect("structure"),
+                            operating: r.operating,
+                            supplies: Vec::new(),
+                            judgement: None,
+                            install_blocked: None,
+                        })
+                        .await
+                        .expect("old report");
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.expect("backlog task");
+        }
+    }
+    store.close().await.expect("close");
+    println!(
+        "backlog: {} reports of {devices} devices, received 40 days ago, written in {:.1?}",
+        devices * 100,
+        t.elapsed()
+    );
+}
+
+/// A counter's value in the center's /metrics.
+async fn metric(http: &reqwest::Client, url: &str, line_start: &str) -> f64 {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let seconds = env_or("BENCH_SECONDS", 10);
@@ -332,6 +416,10 @@ async fn main() {
         Some(url) => ("postgres", vec!["--database-url", url.as_str()]),
         None => ("sqlite", vec![]),
     };
+    let prune_backlog = env_or("BENCH_PRUNE_BACKLOG", 0);
+    if prune_backlog > 0 {
+        backlog(dir.path(), db_url.as_deref(), prune_backlog).await;
+    }
     let served = common::serve(dir.path(), &extra).await;
     let (url, pid) = (served.url.clone(), served.pid());
     let key = common::read_secret(&dir.path().join("enrollment-key"));
@@ -391,8 +479,16 @@ async fn main() {
             lat
         }));
     }
+    let pruned = r#"fleetcare_pruned_rows_total{kind="reports"} "#;
+    let pruned_before = metric(&http, &url, pruned).await;
     let (rate, cores, _, lat) =
         measure(seconds, (pid, None), &measuring, &stop, &next, workers).await;
+    if prune_backlog > 0 {
+        println!(
+            "pruned meanwhile (warm-up and measurement): {:.0} reports",
+            metric(&http, &url, pruned).await - pruned_before
+        );
+    }
     println!(
         "ingest {store}: {devices} devices, {concurrency} in flight, {seconds} s: \
          {rate:.0} reports/s; center CPU {cores:.2} core(s) = {:.0} reports/s per server core; \

@@ -317,6 +317,23 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Move the oldest lines of the audit log (appended before a date) to a file (JSON lines,
+    /// its SHA-256 recorded in the store) and delete them from the store; safe while the
+    /// center runs. Only archived lines can ever leave the log.
+    AuditArchive {
+        /// Lines appended before this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        before: String,
+        /// The archive file (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// The center's data directory (embedded store).
+        #[arg(long, default_value = "fleetcare-data")]
+        data_dir: PathBuf,
+        /// The center's PostgreSQL database instead.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Dashboard accounts: create (password from a file), list, disable.
     Accounts {
         #[command(subcommand)]
@@ -473,6 +490,20 @@ fn main() -> ExitCode {
                 database_url,
                 full,
             } => doctor_cmd::doctor(data_dir, database_url, full).await,
+            Cmd::AuditArchive {
+                before,
+                out,
+                data_dir,
+                database_url,
+            } => {
+                let store = match database_url {
+                    Some(url) => fleetcare_store::Store::open_postgres(&url).await?,
+                    None => fleetcare_store::Store::open_sqlite(&data_dir).await?,
+                };
+                let done = retention_cmd::audit_archive(store.clone(), &before, &out).await;
+                store.close().await?;
+                done
+            }
             Cmd::Backup {
                 data_dir,
                 artifact_dir,

@@ -337,7 +337,7 @@ async fn tokens_are_shown_once_and_revoked_at_once() {
     assert_eq!(e[1]["actor"], "admin");
 }
 
-/// The audit log cannot be changed or emptied, even by SQL.
+/// The audit log cannot be changed or emptied, even by SQL: only lines an archive holds go.
 #[tokio::test]
 async fn the_audit_log_is_append_only() {
     let f = fixture().await;
@@ -366,4 +366,29 @@ async fn the_audit_log_is_append_only() {
         .query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))
         .expect("count");
     assert_eq!(after, n);
+    // Lines an archive holds may go; the others still may not.
+    let first: i64 = c
+        .query_row("SELECT MIN(id) FROM audit_log", [], |r| r.get(0))
+        .expect("first");
+    c.execute(
+        "INSERT INTO audit_archives (through_id, lines, sha256, name, at) \
+         VALUES (?1, 1, 'x', 'a.jsonl', 0)",
+        [first],
+    )
+    .expect("archive recorded");
+    c.execute(
+        "INSERT INTO audit_log (tenant_id, at, action, method, path, status, outcome) \
+         VALUES (NULL, 1, 'later', 'GET', '/', 200, 'ok')",
+        [],
+    )
+    .expect("appending is allowed");
+    let e = c
+        .execute("DELETE FROM audit_log", [])
+        .expect_err("lines past the archive");
+    assert!(e.to_string().contains("append-only"), "{e}");
+    assert_eq!(
+        c.execute("DELETE FROM audit_log WHERE id <= ?1", [first])
+            .expect("the archived line goes"),
+        1
+    );
 }

@@ -1,5 +1,6 @@
-//! The audit log (append-only: the schema refuses updates and deletes) and the operators'
-//! API tokens (stored as hashes; listed by an id that is a prefix of the hash).
+//! The audit log (append-only: the schema refuses updates, and deletes of lines no archive
+//! holds; see `archive_audit`) and the operators' API tokens (stored as hashes; listed by an
+//! id that is a prefix of the hash).
 
 use crate::exec::{Guard, Sql, Stmt, Ty, sql};
 use crate::{Result, Store, TenantId, to_i64, to_u64};
@@ -67,6 +68,22 @@ const AUDIT_TYPES: &[Ty] = &[
     Ty::Text,
 ];
 
+/// The tenant's id, then [`AUDIT_TYPES`].
+const ARCHIVE_TYPES: &[Ty] = &[
+    Ty::Int,
+    Ty::Int,
+    Ty::Int,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+    Ty::Int,
+    Ty::Text,
+    Ty::Text,
+    Ty::Text,
+];
+
 fn audit_record(r: &[crate::exec::Val]) -> Result<AuditRecord> {
     Ok(AuditRecord {
         id: to_u64(r[0].int()?),
@@ -83,7 +100,123 @@ fn audit_record(r: &[crate::exec::Val]) -> Result<AuditRecord> {
     })
 }
 
+/// An archive of the audit log: every line through `through_id`, written to a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditArchive {
+    pub through_id: u64,
+    pub lines: u64,
+    /// SHA-256 of the archive file, hex.
+    pub sha256: String,
+    /// The file's name, as the operator gave it.
+    pub name: String,
+    pub at_ms: i64,
+}
+
+/// Lines deleted per transaction once archived.
+const ARCHIVE_DELETE_BATCH: i64 = 5_000;
+
 impl Store {
+    /// Lines after `after_id`, oldest first, at most `limit`, up to the first appended at or
+    /// after `before_ms` (an archive is a run of the oldest lines), with their tenants.
+    pub async fn audit_to_archive(
+        &self,
+        after_id: u64,
+        before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(Option<TenantId>, AuditRecord)>> {
+        let rows = self
+            .select(
+                Sql::Both(std::borrow::Cow::Owned(format!(
+                    "SELECT tenant_id, {AUDIT_COLUMNS} FROM audit_log WHERE id > $1 \
+                     ORDER BY id LIMIT $2"
+                ))),
+                vec![to_i64(after_id).into(), i64::from(limit).into()],
+                ARCHIVE_TYPES,
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let line = audit_record(&r[1..])?;
+            if line.at_ms >= before_ms {
+                break;
+            }
+            out.push((r[0].opt_int()?, line));
+        }
+        Ok(out)
+    }
+
+    /// Record an archive, then delete the lines it holds (a few thousand per transaction);
+    /// the lines deleted. Lines past the archive stay: the schema refuses their deletion.
+    pub async fn archive_audit(&self, a: &AuditArchive) -> Result<u64> {
+        self.run(
+            vec![Stmt::new(
+                "INSERT INTO audit_archives (through_id, lines, sha256, name, at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                vec![
+                    to_i64(a.through_id).into(),
+                    to_i64(a.lines).into(),
+                    (&a.sha256).into(),
+                    (&a.name).into(),
+                    a.at_ms.into(),
+                ],
+            )],
+            Guard::None,
+        )
+        .await?;
+        self.delete_archived_audit().await
+    }
+
+    /// Delete what archives hold and is still in the log (an archive interrupted before its
+    /// lines were all deleted); the lines deleted.
+    pub async fn delete_archived_audit(&self) -> Result<u64> {
+        let mut deleted = 0;
+        loop {
+            let n = self
+                .run(
+                    vec![Stmt::new(
+                        "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
+                         WHERE id <= (SELECT COALESCE(MAX(through_id), 0) FROM audit_archives) \
+                         ORDER BY id LIMIT $1)",
+                        vec![ARCHIVE_DELETE_BATCH.into()],
+                    )],
+                    Guard::None,
+                )
+                .await?
+                .first()
+                .copied()
+                .unwrap_or(0);
+            deleted += n;
+            if n == 0 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Every archive of the audit log, oldest first.
+    pub async fn audit_archives(&self) -> Result<Vec<AuditArchive>> {
+        let rows = self
+            .select(
+                sql(
+                    "SELECT through_id, lines, sha256, name, at FROM audit_archives \
+                     ORDER BY through_id",
+                ),
+                vec![],
+                &[Ty::Int, Ty::Int, Ty::Text, Ty::Text, Ty::Int],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditArchive {
+                    through_id: to_u64(r[0].int()?),
+                    lines: to_u64(r[1].int()?),
+                    sha256: r[2].text()?,
+                    name: r[3].text()?,
+                    at_ms: r[4].int()?,
+                })
+            })
+            .collect()
+    }
+
     /// Append a line to the audit log.
     pub async fn append_audit(&self, a: &NewAudit, now_ms: i64) -> Result<()> {
         self.run(

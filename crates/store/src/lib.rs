@@ -46,7 +46,7 @@ use std::path::Path;
 
 use crate::exec::{Guard, Stmt, Ty};
 pub use accounts::{AccountRecord, StoredAccount};
-pub use audit::{AuditRecord, NewAudit, TOKEN_ID_LEN, TokenRecord};
+pub use audit::{AuditArchive, AuditRecord, NewAudit, TOKEN_ID_LEN, TokenRecord};
 pub use compat::{
     CatalogRevision, FindingRecord, FindingRow, JobEventRecord, JobFilter, JobRecord, Judgement,
     NewJob, NewNotification, NotificationRecord, PolicyRecord, Rejudged, StructureRow,

@@ -22,6 +22,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (18, include_str!("migrations/sqlite_0018.sql")),
     (19, include_str!("migrations/sqlite_0019.sql")),
     (20, include_str!("migrations/sqlite_0020.sql")),
+    (21, include_str!("migrations/sqlite_0021.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -45,6 +46,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (18, include_str!("migrations/postgres_0018.sql")),
     (19, include_str!("migrations/postgres_0019.sql")),
     (20, include_str!("migrations/postgres_0020.sql")),
+    (21, include_str!("migrations/postgres_0021.sql")),
 ];
 
 /// Refuse a database written by a newer release: its schema has versions this one does not

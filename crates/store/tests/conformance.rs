@@ -81,6 +81,7 @@ conformance!(
     ddi_devices_actions_gateways_and_digests,
     retention_settings_and_bounded_pruning,
     old_partitions_go_and_keep_what_must_stay,
+    only_archived_audit_lines_leave_the_log,
 );
 
 const NOW: i64 = 1_790_000_000_000;
@@ -3739,4 +3740,72 @@ async fn old_partitions_go_and_keep_what_must_stay(store: Store) {
             .len(),
         1
     );
+}
+
+/// The audit log gives up only the lines an archive holds, oldest first, and an archive
+/// interrupted before its deletions is finished later.
+async fn only_archived_audit_lines_leave_the_log(store: Store) {
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let line = |action: &str| fleetcare_store::NewAudit {
+        tenant: Some(t),
+        actor: Some("ops".into()),
+        role: Some("admin".into()),
+        action: action.into(),
+        method: "POST".into(),
+        path: "/api/v1/x".into(),
+        status: 200,
+        outcome: "ok".into(),
+        detail: None,
+        source: None,
+    };
+    for i in 0..10 {
+        store
+            .append_audit(&line(&format!("old.{i}")), NOW + i)
+            .await
+            .expect("append");
+    }
+    store
+        .append_audit(&line("new"), NOW + 1_000)
+        .await
+        .expect("append");
+    // The oldest run before the date, page by page.
+    let first = store.audit_to_archive(0, NOW + 500, 4).await.expect("page");
+    assert_eq!(first.len(), 4);
+    assert_eq!(first[0].0, Some(t));
+    let rest = store
+        .audit_to_archive(first[3].1.id, NOW + 500, 100)
+        .await
+        .expect("page");
+    assert_eq!(rest.len(), 6, "stops at the first line after the date");
+    let through = rest[5].1.id;
+    // Nothing archived: the log refuses to lose a line.
+    assert_eq!(store.delete_archived_audit().await.expect("delete"), 0);
+    let deleted = store
+        .archive_audit(&fleetcare_store::AuditArchive {
+            through_id: through,
+            lines: 10,
+            sha256: "ab".repeat(32),
+            name: "audit-1.jsonl".into(),
+            at_ms: NOW + 2_000,
+        })
+        .await
+        .expect("archive");
+    assert_eq!(deleted, 10);
+    let left = store.audit(t, 0, 100).await.expect("audit");
+    assert_eq!(
+        left.iter().map(|l| l.action.as_str()).collect::<Vec<_>>(),
+        vec!["new"]
+    );
+    assert_eq!(
+        store.audit_archives().await.expect("archives")[0].through_id,
+        through
+    );
+    assert!(
+        store
+            .audit_to_archive(0, NOW + 500, 10)
+            .await
+            .expect("page")
+            .is_empty()
+    );
+    assert_eq!(store.delete_archived_audit().await.expect("again"), 0);
 }

@@ -1,0 +1,14 @@
+-- Archives of the audit log (see ARCHITECTURE.md, "Data lifecycle: retention"): the log stays
+-- append-only, except that lines an archive holds may go. An archive is recorded (through
+-- which line, how many, the file's SHA-256) before any of its lines is deleted.
+CREATE TABLE audit_archives (
+    through_id  BIGINT PRIMARY KEY,
+    lines       BIGINT NOT NULL,
+    sha256      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    at          BIGINT NOT NULL
+);
+DROP TRIGGER audit_log_no_delete;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+WHEN OLD.id > COALESCE((SELECT MAX(through_id) FROM audit_archives), 0)
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: only archived lines may go'); END;
