@@ -168,6 +168,50 @@ async fn the_previous_releases_postgres_database_opens_migrates_and_serves() {
         said.contains(&format!("schema version {v} (this release: {v})")),
         "{said}"
     );
+    // The reports carried over sit in a partition of their own, ending where the first day's
+    // begins; once retention has passed it, it goes whole and the device's newest report
+    // stays.
+    let store = fleetcare_store::Store::open_postgres(&db.url)
+        .await
+        .expect("open");
+    let parts = store.partitions().await.expect("partitions");
+    let carried = parts
+        .iter()
+        .find(|p| p.name.starts_with("reports_upto_"))
+        .unwrap_or_else(|| panic!("{parts:?}"));
+    let (from, to) = carried.range.expect("a range");
+    assert_eq!(from, i64::MIN);
+    assert!(
+        parts
+            .iter()
+            .any(|p| p.table == "reports" && p.range.map(|r| r.0) == Some(to)),
+        "{parts:?}"
+    );
+    let later = to + 40 * 86_400_000;
+    let work = store
+        .maintain_partitions(
+            later,
+            &fleetcare_store::Horizons {
+                reports: Some(later - 30 * 86_400_000),
+                error_events: None,
+            },
+        )
+        .await
+        .expect("drop");
+    let dropped = work
+        .dropped
+        .iter()
+        .find(|d| d.1 == carried.name)
+        .unwrap_or_else(|| panic!("{work:?}"));
+    assert!(dropped.2 >= 1 && dropped.3 >= 1, "{dropped:?}");
+    let tenant = store.ensure_tenant("default", 0).await.expect("tenant");
+    let key = fleetcare_store::DeviceKey {
+        tenant,
+        device_id: fleetcare_core::DeviceId::parse("P500-UP").expect("id"),
+    };
+    let seqs = store.stored_seqs(&key).await.expect("seqs");
+    assert_eq!(seqs.last(), Some(&4), "{seqs:?}");
+    store.close().await.expect("close");
     db.drop_database().await.expect("drop");
 }
 

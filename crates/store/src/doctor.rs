@@ -235,25 +235,22 @@ pub async fn inspect_postgres(url: &str, full: bool) -> crate::Result<PgInspecti
     }
     let mut partitions = Vec::new();
     for t in crate::partitions::PARTITIONED {
-        let rows = sqlx::query(
-            "SELECT c.relname::text, GREATEST(c.reltuples, 0)::bigint FROM pg_inherits i \
-             JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass($1)",
-        )
-        .bind(t.table)
-        .fetch_all(&mut c)
-        .await?;
+        let rows = sqlx::query(crate::partitions::PARTITIONS_OF)
+            .bind(t.table)
+            .fetch_all(&mut c)
+            .await?;
         let mut s = PartitionSummary {
             table: t.table.to_owned(),
             ..PartitionSummary::default()
         };
         for r in rows {
-            let name: String = r.try_get(0)?;
-            if name == format!("{}_default", t.table) {
-                s.default_rows = r.try_get(1)?;
-            } else if let Some(start) = crate::partitions::partition_start(t.table, &name) {
-                s.ranges += 1;
-                let end = start + t.days * 86_400_000;
-                s.covered_until = Some(s.covered_until.map_or(end, |u| u.max(end)));
+            let bound: String = r.try_get(2)?;
+            match crate::partitions::parse_bound(&bound) {
+                None => s.default_rows = r.try_get(1)?,
+                Some((_, end)) => {
+                    s.ranges += 1;
+                    s.covered_until = Some(s.covered_until.map_or(end, |u| u.max(end)));
+                }
             }
         }
         partitions.push(s);

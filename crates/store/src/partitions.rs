@@ -37,6 +37,11 @@ pub const PARTITIONED: &[Partitioned] = &[
     },
 ];
 
+/// A table's partitions: name, rows (estimate), bound.
+pub(crate) const PARTITIONS_OF: &str = "SELECT c.relname::text, GREATEST(c.reltuples, 0)::bigint, \
+    pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+    WHERE i.inhparent = to_regclass($1) ORDER BY c.relname";
+
 /// Partitions are made this far ahead of the time they cover.
 pub const AHEAD_DAYS: i64 = 7;
 
@@ -88,16 +93,21 @@ pub fn partition_name(table: &str, from_ms: i64) -> String {
     format!("{table}_p{y:04}{m:02}{d:02}")
 }
 
-/// Where a partition of `table` named by [`partition_name`] starts.
-pub(crate) fn partition_start(table: &str, name: &str) -> Option<i64> {
-    let date = name.strip_prefix(table)?.strip_prefix("_p")?;
-    if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let y: i64 = date[..4].parse().ok()?;
-    let m: u32 = date[4..6].parse().ok()?;
-    let d: u32 = date[6..].parse().ok()?;
-    Some(fleetcare_core::meters::days_from_civil(y, m, d) * DAY_MS)
+/// A partition's range from PostgreSQL's description of its bound (`FOR VALUES FROM (a) TO
+/// (b)`, `MINVALUE` as `i64::MIN`); `None` for the default partition.
+pub(crate) fn parse_bound(expr: &str) -> Option<(i64, i64)> {
+    let value = |s: &str| -> Option<i64> {
+        let v = s.trim().trim_matches('\'');
+        match v {
+            "MINVALUE" => Some(i64::MIN),
+            "MAXVALUE" => Some(i64::MAX),
+            v => v.parse().ok(),
+        }
+    };
+    let rest = expr.trim().strip_prefix("FOR VALUES FROM (")?;
+    let (from, rest) = rest.split_once(") TO (")?;
+    let to = rest.strip_suffix(')')?;
+    Some((value(from)?, value(to)?))
 }
 
 /// The start of the partition of `t` that `at_ms` falls in.
@@ -139,21 +149,16 @@ impl PgStore {
     pub(crate) async fn partitions(&self) -> Result<Vec<PartitionInfo>> {
         let mut out = Vec::new();
         for t in PARTITIONED {
-            let rows = sqlx::query(
-                "SELECT c.relname::text, c.reltuples::bigint FROM pg_inherits i \
-                 JOIN pg_class c ON c.oid = i.inhrelid \
-                 WHERE i.inhparent = to_regclass($1) ORDER BY c.relname",
-            )
-            .bind(t.table)
-            .fetch_all(self.pool())
-            .await?;
+            let rows = sqlx::query(PARTITIONS_OF)
+                .bind(t.table)
+                .fetch_all(self.pool())
+                .await?;
             for r in rows {
-                let name: String = r.try_get(0)?;
-                let range = partition_start(t.table, &name).map(|s| (s, s + t.days * DAY_MS));
+                let bound: String = r.try_get(2)?;
                 out.push(PartitionInfo {
                     table: t.table.to_owned(),
-                    name,
-                    range,
+                    name: r.try_get(0)?,
+                    range: parse_bound(&bound),
                     rows_estimate: r.try_get::<i64, _>(1)?.max(0),
                 });
             }
@@ -169,15 +174,20 @@ impl PgStore {
         let mut work = PartitionWork::default();
         let existing = self.partitions().await?;
         for t in PARTITIONED {
-            let have: Vec<(i64, i64)> = existing
+            let have: Vec<(&str, i64, i64)> = existing
                 .iter()
                 .filter(|p| p.table == t.table)
-                .filter_map(|p| p.range)
+                .filter_map(|p| p.range.map(|(f, to)| (p.name.as_str(), f, to)))
                 .collect();
             let width = t.days * DAY_MS;
             let mut from = start_of(t, now_ms);
             while from <= now_ms + AHEAD_DAYS * DAY_MS {
-                if !have.iter().any(|(f, _)| *f == from) && self.create(t, from).await? {
+                // A range some partition covers already (the one a migration made for the rows
+                // it carried over ends at a partition's start, but may cover today) is left.
+                let taken = have
+                    .iter()
+                    .any(|(_, f, to)| from < *to && from + width > *f);
+                if !taken && self.create(t, from).await? {
                     work.created.push(partition_name(t.table, from));
                 }
                 from += width;
@@ -185,12 +195,11 @@ impl PgStore {
             let Some(horizon) = horizons.of(t.table) else {
                 continue;
             };
-            for (from, to) in have {
-                if to <= horizon {
-                    let name = partition_name(t.table, from);
-                    if let Some((gone, kept)) = self.drop_partition(t, &name, horizon).await? {
-                        work.dropped.push((t.table, name, gone, kept));
-                    }
+            for (name, _, to) in have {
+                if to <= horizon
+                    && let Some((gone, kept)) = self.drop_partition(t, name, horizon).await?
+                {
+                    work.dropped.push((t.table, name.to_owned(), gone, kept));
                 }
             }
         }
@@ -309,9 +318,15 @@ mod tests {
     fn partition_names_say_where_they_start() {
         let day = fleetcare_core::meters::days_from_civil(2026, 12, 4) * DAY_MS;
         assert_eq!(partition_name("reports", day), "reports_p20261204");
-        assert_eq!(partition_start("reports", "reports_p20261204"), Some(day));
-        assert_eq!(partition_start("reports", "reports_default"), None);
-        assert_eq!(partition_start("reports", "error_events_p20261204"), None);
+        assert_eq!(
+            parse_bound("FOR VALUES FROM ('1790000000000') TO ('1790086400000')"),
+            Some((1_790_000_000_000, 1_790_086_400_000))
+        );
+        assert_eq!(
+            parse_bound("FOR VALUES FROM (MINVALUE) TO (1790086400000)"),
+            Some((i64::MIN, 1_790_086_400_000))
+        );
+        assert_eq!(parse_bound("DEFAULT"), None);
         // Weeks start where the epoch's first week did, whatever the day.
         let week = &PARTITIONED[1];
         assert_eq!(start_of(week, day + 5) % (7 * DAY_MS), 0);

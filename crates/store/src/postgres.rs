@@ -219,6 +219,15 @@ const GROUP_INSERT_REPORTS: &str = "INSERT INTO reports (tenant_id, device_id, g
     WHERE u.fresh OR NOT EXISTS (SELECT 1 FROM reports r WHERE r.tenant_id = u.t \
     AND r.device_id = u.id AND r.generation = u.g AND r.seq = u.s) \
     RETURNING tenant_id, device_id";
+/// [`GROUP_INSERT_REPORTS`] when every report is fresh (the usual group): no statement over
+/// the partitioned table to plan, only rows to route.
+const GROUP_INSERT_FRESH_REPORTS: &str = "INSERT INTO reports (tenant_id, device_id, generation, \
+    seq, trigger, observed_at, received_at, structure_hash, changes, op_keyframe, op_vals) \
+    SELECT t, id, g, s, trig, obs, recv, fp, ch, kf, vals FROM unnest($1::bigint[], $2::text[], \
+    $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], \
+    $10::bigint[], $11::text[], $12::bool[]) \
+    AS u(t, id, g, s, trig, obs, recv, fp, ch, kf, vals, fresh) \
+    RETURNING tenant_id, device_id";
 /// One report, stored unless it is already (see [`GROUP_INSERT_REPORTS`]).
 const INSERT_REPORT: &str = "INSERT INTO reports (tenant_id, device_id, generation, seq, \
     trigger, observed_at, received_at, structure_hash, changes, op_keyframe, op_vals) \
@@ -299,7 +308,12 @@ async fn ingest_group(pool: &PgPool, reports: &[&NewReport]) -> Result<Vec<Resul
         }));
     }
     let live: Vec<&Plan<'_>> = plans.iter().flatten().collect();
-    let inserted: HashSet<(i64, String)> = sqlx::query(GROUP_INSERT_REPORTS)
+    let insert = if live.iter().all(|p| p.rows.is_some()) {
+        GROUP_INSERT_FRESH_REPORTS
+    } else {
+        GROUP_INSERT_REPORTS
+    };
+    let inserted: HashSet<(i64, String)> = sqlx::query(insert)
         .bind(live.iter().map(|p| p.r.key.tenant).collect::<Vec<_>>())
         .bind(
             live.iter()
@@ -683,8 +697,17 @@ async fn ingest_one(pool: &PgPool, r: NewReport) -> Result<Ingested> {
 
 impl PgStore {
     /// Store a batch of error events (each sequence once) and move its epoch's watermark
-    /// over the sequences now held without a gap, in one transaction of three statements;
-    /// for each event whether it was new, and the watermark.
+    /// over the sequences now held without a gap, in one transaction; for each event whether
+    /// it was new, and the watermark.
+    ///
+    /// Batches of one epoch run one after the other (an advisory lock on the epoch: memory
+    /// only, no row written). The table is partitioned by the time an event was received, so
+    /// its key cannot say "each sequence once" by itself: the watermark row says what is
+    /// held (through `acked_seq` without a gap, nothing past `max_seq`), the events above
+    /// the watermark are read only after a gap, the new events and the new watermark are
+    /// decided here, and two plain statements write them. The hot path never reads the
+    /// partitioned table: PostgreSQL plans such a statement over every partition's indexes,
+    /// which costs more (about a millisecond) than running it.
     pub(crate) async fn insert_error_events(
         &self,
         key: &DeviceKey,
@@ -695,99 +718,156 @@ impl PgStore {
     ) -> Result<(Vec<bool>, u64)> {
         let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
         let mut tx = self.pool.begin().await?;
-        // The epoch's watermark row, made if new and locked either way: batches of one
-        // epoch store their events one after the other. The table is partitioned by the
-        // time an event was received, so its key cannot say "each sequence once" by itself:
-        // the insert skips what the watermark already covers (stored, or stored and pruned)
-        // and any sequence above it that is already held (a retry past a gap).
-        let watermark: i64 = sqlx::query_scalar(
+        sqlx::query(
             "INSERT INTO error_watermarks (tenant_id, device_id, boot_epoch, acked_seq) \
-             VALUES ($1, $2, $3, 0) ON CONFLICT (tenant_id, device_id, boot_epoch) \
-             DO UPDATE SET acked_seq = error_watermarks.acked_seq RETURNING acked_seq",
+             SELECT $1, $2, $3, 0 FROM (SELECT pg_advisory_xact_lock(hashtextextended( \
+             $1::text || '/' || $2 || '/' || $3::text, 4242))) AS locked \
+             ON CONFLICT (tenant_id, device_id, boot_epoch) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(
+            "SELECT acked_seq, max_seq FROM error_watermarks WHERE tenant_id = $1 \
+             AND device_id = $2 AND boot_epoch = $3",
         )
         .bind(tenant)
         .bind(id)
         .bind(epoch)
         .fetch_one(&mut *tx)
         .await?;
-        let n = events.len();
-        let new: std::collections::HashSet<i64> = sqlx::query_scalar(
-            "INSERT INTO error_events (tenant_id, device_id, boot_epoch, seq, at, slot, code, \
-             severity, counters, detail, alert, dropped, upload_trigger, received_at) \
-             SELECT DISTINCT ON (u.seq) $1, $2, $3, u.seq, u.at, u.slot, u.code, u.severity, \
-             u.counters, u.detail, u.alert, u.dropped, $4, $5 FROM unnest($6::bigint[], \
-             $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-             $13::text[], $14::bigint[]) \
-             AS u(seq, at, slot, code, severity, counters, detail, alert, dropped) \
-             WHERE u.seq > $15 AND NOT EXISTS (SELECT 1 FROM error_events e \
-             WHERE e.tenant_id = $1 AND e.device_id = $2 AND e.boot_epoch = $3 \
-             AND e.seq = u.seq) ORDER BY u.seq RETURNING seq",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(epoch)
-        .bind(trigger)
-        .bind(now_ms)
-        .bind(events.iter().map(|e| to_i64(e.seq)).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.at_ms).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.slot.as_str()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.code.as_str()).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.severity.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.counters_json.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.detail.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.alert_json.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| i64::from(e.dropped))
-                .collect::<Vec<_>>(),
-        )
-        .bind(watermark)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        // The scan starts after the watermark read (and locked) above, so the index bounds
-        // it. In a run of sequences without a gap, `seq - row_number` is the same: the run
-        // that starts right after the watermark is the one where it equals the watermark.
-        let acked: i64 = sqlx::query_scalar(
-            "WITH run AS (SELECT e.seq, e.seq - ROW_NUMBER() OVER (ORDER BY e.seq) AS g \
-             FROM error_events e WHERE e.tenant_id = $1 AND e.device_id = $2 \
-             AND e.boot_epoch = $3 AND e.seq > $4) \
-             UPDATE error_watermarks SET acked_seq = GREATEST(error_watermarks.acked_seq, \
-             COALESCE((SELECT MAX(seq) FROM run WHERE g = $4), 0)) \
-             WHERE tenant_id = $1 AND device_id = $2 AND boot_epoch = $3 RETURNING acked_seq",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(epoch)
-        .bind(watermark)
-        .fetch_one(&mut *tx)
-        .await?;
+        let watermark: i64 = row.try_get(0)?;
+        let max_seq: Option<i64> = row.try_get(1)?;
+        // Something is held above the watermark only after a gap (or before `max_seq` was
+        // kept): then, and only then, the events are read.
+        let held: std::collections::BTreeSet<i64> = if max_seq.is_none_or(|m| m > watermark) {
+            sqlx::query_scalar(
+                "SELECT seq FROM error_events WHERE tenant_id = $1 AND device_id = $2 \
+                 AND boot_epoch = $3 AND seq > $4",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(epoch)
+            .bind(watermark)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+        } else {
+            std::collections::BTreeSet::new()
+        };
+        // The batch's events not held yet, each sequence once.
+        let mut seen = std::collections::HashSet::new();
+        let fresh: Vec<&crate::NewErrorEvent> = events
+            .iter()
+            .filter(|e| {
+                let seq = to_i64(e.seq);
+                seq > watermark && !held.contains(&seq) && seen.insert(seq)
+            })
+            .collect();
+        if !fresh.is_empty() {
+            sqlx::query(
+                "INSERT INTO error_events (tenant_id, device_id, boot_epoch, seq, at, slot, \
+                 code, severity, counters, detail, alert, dropped, upload_trigger, received_at) \
+                 SELECT $1, $2, $3, u.seq, u.at, u.slot, u.code, u.severity, u.counters, \
+                 u.detail, u.alert, u.dropped, $4, $5 FROM unnest($6::bigint[], $7::bigint[], \
+                 $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+                 $14::bigint[]) AS u(seq, at, slot, code, severity, counters, detail, alert, \
+                 dropped)",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(epoch)
+            .bind(trigger)
+            .bind(now_ms)
+            .bind(fresh.iter().map(|e| to_i64(e.seq)).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|e| e.at_ms).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|e| e.slot.as_str()).collect::<Vec<_>>())
+            .bind(fresh.iter().map(|e| e.code.as_str()).collect::<Vec<_>>())
+            .bind(
+                fresh
+                    .iter()
+                    .map(|e| e.severity.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                fresh
+                    .iter()
+                    .map(|e| e.counters_json.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                fresh
+                    .iter()
+                    .map(|e| e.detail.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                fresh
+                    .iter()
+                    .map(|e| e.alert_json.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                fresh
+                    .iter()
+                    .map(|e| i64::from(e.dropped))
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        // The watermark moves over the run of sequences now held without a gap.
+        let mut acked = watermark;
+        let now_held: std::collections::BTreeSet<i64> = held
+            .iter()
+            .copied()
+            .chain(fresh.iter().map(|e| to_i64(e.seq)))
+            .collect();
+        for seq in now_held {
+            if seq == acked + 1 {
+                acked = seq;
+            } else if seq > acked + 1 {
+                break;
+            }
+        }
+        let highest = held
+            .last()
+            .copied()
+            .into_iter()
+            .chain(fresh.iter().map(|e| to_i64(e.seq)))
+            .chain(max_seq)
+            .max()
+            .unwrap_or(watermark)
+            .max(acked);
+        let acked: i64 = if acked > watermark || max_seq != Some(highest) {
+            sqlx::query_scalar(
+                "UPDATE error_watermarks SET acked_seq = GREATEST(acked_seq, $4), \
+                 max_seq = GREATEST(COALESCE(max_seq, 0), $5) \
+                 WHERE tenant_id = $1 AND device_id = $2 AND boot_epoch = $3 \
+                 RETURNING acked_seq",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(epoch)
+            .bind(acked)
+            .bind(highest)
+            .fetch_one(&mut *tx)
+            .await?
+        } else {
+            acked
+        };
         tx.commit().await?;
-        let mut out = Vec::with_capacity(n);
-        out.extend(events.iter().map(|e| new.contains(&to_i64(e.seq))));
-        Ok((out, to_u64(acked)))
+        let new: std::collections::HashSet<i64> = fresh.iter().map(|e| to_i64(e.seq)).collect();
+        Ok((
+            events
+                .iter()
+                .map(|e| new.contains(&to_i64(e.seq)))
+                .collect(),
+            to_u64(acked),
+        ))
     }
 
     pub(crate) async fn run_groups(&self, groups: Vec<Group>) -> Result<Vec<Vec<u64>>> {

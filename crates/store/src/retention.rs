@@ -167,29 +167,44 @@ impl Store {
                     p,
                 )
             };
-            stmts.push(reports("reports", reports_h));
-            stmts.push(events("error_events", events_h));
+            // Which kind each statement deletes (true: reports). A statement over the whole
+            // partitioned table is left out where its range is empty (a tenant that keeps as
+            // long as the longest): PostgreSQL would plan it over every partition to find
+            // nothing.
+            let mut kinds = Vec::with_capacity(4);
+            let empty = |before: Option<i64>, h: Option<i64>| {
+                h.is_some_and(|h| before.is_none_or(|b| b <= h))
+            };
+            if !empty(w.reports_before, reports_h) {
+                stmts.push(reports("reports", reports_h));
+                kinds.push(true);
+            }
+            if !empty(w.events_before, events_h) {
+                stmts.push(events("error_events", events_h));
+                kinds.push(false);
+            }
             if reports_h.is_some() {
                 stmts.push(reports("reports_default", None));
+                kinds.push(true);
             }
             if events_h.is_some() {
                 stmts.push(events("error_events_default", None));
+                kinds.push(false);
             }
-            groups.push((stmts, Guard::None));
+            groups.push(((stmts, Guard::None), kinds));
         }
+        let (groups, kinds): (Vec<_>, Vec<_>) = groups.into_iter().unzip();
         let out = self.run_groups(groups).await?;
-        let extra_reports = usize::from(reports_h.is_some());
         Ok(out
             .into_iter()
-            .map(|g| {
-                let at = |i: usize| g.get(i).copied().unwrap_or(0);
-                let default_reports = if reports_h.is_some() { at(2) } else { 0 };
-                let default_events = if events_h.is_some() {
-                    at(2 + extra_reports)
-                } else {
-                    0
-                };
-                (at(0) + default_reports, at(1) + default_events)
+            .zip(kinds)
+            .map(|(g, kinds)| {
+                g.iter().zip(kinds).fold(
+                    (0, 0),
+                    |(r, e), (n, is_report)| {
+                        if is_report { (r + n, e) } else { (r, e + n) }
+                    },
+                )
             })
             .collect())
     }
