@@ -97,8 +97,9 @@ pub async fn feedback(
         }
         Effect::Failed(mut reason) => {
             let mut detail = detail;
-            if reason == "install" {
-                // The client's earlier words may say more than its last.
+            if matches!(reason, "install" | "download") {
+                // The client's earlier words may say more than its last (SWUpdate reports a
+                // board of the wrong revision, then a broken stream as its final failure).
                 let earlier: Vec<String> = st
                     .store
                     .job_events(key.tenant, j.id)
@@ -107,8 +108,11 @@ pub async fn feedback(
                     .filter(|e| e.state == "device_log")
                     .filter_map(|e| e.detail)
                     .collect();
-                if !earlier.is_empty() {
-                    reason = super::failure_reason(&earlier);
+                let said = super::failure_reason(&earlier);
+                if !earlier.is_empty()
+                    && (reason == "install" || !matches!(said, "install" | "download"))
+                {
+                    reason = said;
                     let all = join(&earlier.join("; "), detail.as_deref());
                     detail = Some(all.chars().take(super::MAX_DETAIL).collect());
                 }
