@@ -69,84 +69,29 @@ impl Store {
         events: &[NewErrorEvent],
         now_ms: i64,
     ) -> Result<ErrorBatchStored> {
-        if let Store::Postgres(pg) = self {
-            // One multi-row statement instead of a round trip per event, and the watermark
-            // moved in the same transaction.
-            let (new, acked) = pg
-                .insert_error_events(key, boot_epoch, trigger, events, now_ms)
-                .await?;
-            let stored = new.iter().filter(|n| **n).count() as u64;
-            return Ok(ErrorBatchStored {
-                stored,
-                new,
-                duplicates: events.len() as u64 - stored,
-                acked_seq: acked,
-            });
+        match self {
+            Store::Postgres(pg) => {
+                // One multi-row statement instead of a round trip per event, and the
+                // watermark moved in the same transaction.
+                let (new, acked) = pg
+                    .insert_error_events(key, boot_epoch, trigger, events, now_ms)
+                    .await?;
+                let stored = new.iter().filter(|n| **n).count() as u64;
+                Ok(ErrorBatchStored {
+                    stored,
+                    new,
+                    duplicates: events.len() as u64 - stored,
+                    acked_seq: acked,
+                })
+            }
+            Store::Sqlite(lite) => {
+                let (key, trigger, events) = (key.clone(), trigger.to_owned(), events.to_vec());
+                lite.write(move |c| {
+                    sqlite_error_batch(c, &key, boot_epoch, &trigger, &events, now_ms)
+                })
+                .await
+            }
         }
-        let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
-        // What the watermark covers was stored before (and may have been pruned since):
-        // never stored again. A batch committing meanwhile only moves it further, and what
-        // it stored the insert below skips anyway.
-        let watermark = self
-            .select(
-                sql(
-                    "SELECT acked_seq FROM error_watermarks WHERE tenant_id = $1 \
-                     AND device_id = $2 AND boot_epoch = $3",
-                ),
-                vec![tenant.into(), id.into(), epoch.into()],
-                &[Ty::Int],
-            )
-            .await?
-            .first()
-            .map_or(Ok(0), |r| r[0].int())?;
-        let fresh: Vec<&NewErrorEvent> = events
-            .iter()
-            .filter(|e| to_i64(e.seq) > watermark)
-            .collect();
-        let mut stmts = Vec::with_capacity(fresh.len() + 1);
-        stmts.push(Stmt::new(
-            "INSERT INTO error_watermarks (tenant_id, device_id, boot_epoch, acked_seq) \
-             VALUES ($1, $2, $3, 0) ON CONFLICT (tenant_id, device_id, boot_epoch) DO NOTHING",
-            vec![tenant.into(), id.into(), epoch.into()],
-        ));
-        for e in &fresh {
-            stmts.push(Stmt::new(
-                "INSERT INTO error_events (tenant_id, device_id, boot_epoch, seq, at, slot, code, \
-                 severity, counters, detail, alert, dropped, upload_trigger, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                 ON CONFLICT (tenant_id, device_id, boot_epoch, seq) DO NOTHING",
-                vec![
-                    tenant.into(),
-                    id.into(),
-                    epoch.into(),
-                    to_i64(e.seq).into(),
-                    e.at_ms.into(),
-                    (&e.slot).into(),
-                    (&e.code).into(),
-                    (&e.severity).into(),
-                    e.counters_json.clone().into(),
-                    e.detail.clone().into(),
-                    e.alert_json.clone().into(),
-                    e.dropped.into(),
-                    trigger.into(),
-                    now_ms.into(),
-                ],
-            ));
-        }
-        let out = self.run(stmts, Guard::None).await?;
-        let stored: u64 = out.iter().skip(1).sum();
-        let duplicates = events.len() as u64 - stored;
-        let acked = self.advance_watermark(key, boot_epoch).await?;
-        let mut fresh_new = out.iter().skip(1).map(|&n| n > 0);
-        Ok(ErrorBatchStored {
-            stored,
-            new: events
-                .iter()
-                .map(|e| to_i64(e.seq) > watermark && fresh_new.next().unwrap_or(false))
-                .collect(),
-            duplicates,
-            acked_seq: acked,
-        })
     }
 
     /// Whether the store was restored and some device's error log may continue past a gap.
@@ -207,46 +152,6 @@ impl Store {
             )
             .await?;
         Ok((out.get(1).copied() == Some(1)).then(|| (before + 1, first_seq - 1)))
-    }
-
-    /// Move the epoch's watermark over the sequences held without a gap; the watermark.
-    async fn advance_watermark(&self, key: &DeviceKey, boot_epoch: u64) -> Result<u64> {
-        let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
-        let mut acked = self.watermark(key, boot_epoch).await?;
-        loop {
-            let rows = self
-                .select(
-                    sql(
-                        "SELECT seq FROM error_events WHERE tenant_id = $1 AND device_id = $2 \
-                         AND boot_epoch = $3 AND seq > $4 ORDER BY seq LIMIT 10000",
-                    ),
-                    vec![tenant.into(), id.into(), epoch.into(), to_i64(acked).into()],
-                    &[Ty::Int],
-                )
-                .await?;
-            let seqs: Vec<u64> = rows
-                .iter()
-                .map(|r| r[0].int().map(to_u64))
-                .collect::<Result<_>>()?;
-            let next = contiguous(acked, &seqs);
-            if next == acked {
-                break;
-            }
-            acked = next;
-            if seqs.len() < 10000 || next < *seqs.last().unwrap_or(&0) {
-                break;
-            }
-        }
-        self.run(
-            vec![Stmt::new(
-                "UPDATE error_watermarks SET acked_seq = $4 WHERE tenant_id = $1 AND device_id = $2 \
-                 AND boot_epoch = $3 AND acked_seq < $4",
-                vec![tenant.into(), id.into(), epoch.into(), to_i64(acked).into()],
-            )],
-            Guard::None,
-        )
-        .await?;
-        Ok(acked)
     }
 
     /// The epoch's watermark (0: nothing held yet).
@@ -497,6 +402,102 @@ fn schedule(r: &[crate::exec::Val]) -> Result<ErrorSchedule> {
         target: r[2].text()?,
         interval_s: to_u64(r[3].int()?),
         next_at_ms: r[4].int()?,
+    })
+}
+
+/// The embedded store's error batch, whole on the writer inside one group commit: the
+/// watermark read, the fresh events inserted, the watermark moved over what is now held
+/// without a gap. One job, no reads on the pool: the writer sees every batch before it.
+pub(crate) fn sqlite_error_batch(
+    c: &rusqlite::Connection,
+    key: &DeviceKey,
+    boot_epoch: u64,
+    trigger: &str,
+    events: &[NewErrorEvent],
+    now_ms: i64,
+) -> Result<ErrorBatchStored> {
+    use rusqlite::{OptionalExtension, params};
+    let (tenant, id, epoch) = (key.tenant, key.device_id.as_str(), to_i64(boot_epoch));
+    let held: Option<i64> = c
+        .prepare_cached(
+            "SELECT acked_seq FROM error_watermarks WHERE tenant_id = ?1 AND device_id = ?2 \
+             AND boot_epoch = ?3",
+        )?
+        .query_row(params![tenant, id, epoch], |r| r.get(0))
+        .optional()?;
+    let watermark = match held {
+        Some(w) => w,
+        None => {
+            c.prepare_cached(
+                "INSERT INTO error_watermarks (tenant_id, device_id, boot_epoch, acked_seq) \
+                 VALUES (?1, ?2, ?3, 0)",
+            )?
+            .execute(params![tenant, id, epoch])?;
+            0
+        }
+    };
+    // What the watermark covers was stored before (and may have been pruned since): never
+    // stored again.
+    let mut insert = c.prepare_cached(
+        "INSERT INTO error_events (tenant_id, device_id, boot_epoch, seq, at, slot, code, \
+         severity, counters, detail, alert, dropped, upload_trigger, received_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+         ON CONFLICT (tenant_id, device_id, boot_epoch, seq) DO NOTHING",
+    )?;
+    let mut new = Vec::with_capacity(events.len());
+    for e in events {
+        let seq = to_i64(e.seq);
+        let stored = seq > watermark
+            && insert.execute(params![
+                tenant,
+                id,
+                epoch,
+                seq,
+                e.at_ms,
+                e.slot,
+                e.code,
+                e.severity,
+                e.counters_json,
+                e.detail,
+                e.alert_json,
+                e.dropped,
+                trigger,
+                now_ms
+            ])? > 0;
+        new.push(stored);
+    }
+    let stored = new.iter().filter(|n| **n).count() as u64;
+    let mut acked = to_u64(watermark);
+    let mut above = c.prepare_cached(
+        "SELECT seq FROM error_events WHERE tenant_id = ?1 AND device_id = ?2 \
+         AND boot_epoch = ?3 AND seq > ?4 ORDER BY seq LIMIT 10000",
+    )?;
+    loop {
+        let seqs: Vec<u64> = above
+            .query_map(params![tenant, id, epoch, to_i64(acked)], |r| {
+                r.get::<_, i64>(0)
+            })?
+            .map(|s| s.map(to_u64))
+            .collect::<rusqlite::Result<_>>()?;
+        let next = contiguous(acked, &seqs);
+        let whole = seqs.len() == 10000 && next == *seqs.last().unwrap_or(&0);
+        acked = next;
+        if !whole {
+            break;
+        }
+    }
+    if acked > to_u64(watermark) {
+        c.prepare_cached(
+            "UPDATE error_watermarks SET acked_seq = ?4 WHERE tenant_id = ?1 \
+             AND device_id = ?2 AND boot_epoch = ?3",
+        )?
+        .execute(params![tenant, id, epoch, to_i64(acked)])?;
+    }
+    Ok(ErrorBatchStored {
+        stored,
+        new,
+        duplicates: events.len() as u64 - stored,
+        acked_seq: acked,
     })
 }
 

@@ -143,7 +143,7 @@ impl SqliteStore {
     }
 
     /// Run `f` on the writer inside the next group commit; answers once the group is durable.
-    async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
