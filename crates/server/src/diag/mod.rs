@@ -439,22 +439,59 @@ impl Diag {
     /// The worker: store what the engines found, and act on known fixes. It takes every
     /// waiting piece of work at once (up to [`WORKER_BATCH`]): openings are stored one by one
     /// (they are rare), recurrences of all of them in one write, so the worker keeps up with
-    /// ingest however many batches recur and a new trouble never waits behind a long queue.
+    /// ingest however many batches recur. That write runs beside the worker, one at a time,
+    /// while the next recurrences gather: a new trouble never waits behind it (unless the
+    /// write holds the same device's same rule, whose order matters).
     pub async fn run_worker(self: Arc<Self>, st: Ctx) {
         let Some(mut rx) = self.receiver.lock().expect("receiver").take() else {
             return;
         };
         let mut batch = Vec::with_capacity(WORKER_BATCH);
-        while rx.recv_many(&mut batch, WORKER_BATCH).await > 0 {
-            if let Err(e) = self.store_firings(&st, std::mem::take(&mut batch)).await {
-                tracing::warn!(error = %e, "storing troubles failed");
+        let mut recur = Recurrences::new();
+        let mut writing: Option<Writing> = None;
+        loop {
+            let written = async {
+                match writing.as_mut() {
+                    Some((_, task)) => task.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                n = rx.recv_many(&mut batch, WORKER_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    let work = std::mem::take(&mut batch);
+                    if let Err(e) = self.store_firings(&st, work, &mut recur, &mut writing).await {
+                        tracing::warn!(error = %e, "storing troubles failed");
+                    }
+                }
+                done = written => {
+                    writing = None;
+                    log_recurrences(done);
+                }
             }
+            if writing.is_none() && !recur.is_empty() {
+                writing = Some(write_recurrences(&st, std::mem::take(&mut recur)));
+            }
+        }
+        if let Some((_, task)) = writing {
+            log_recurrences(task.await);
+        }
+        if !recur.is_empty() {
+            log_recurrences(write_recurrences(&st, recur).1.await);
         }
     }
 
-    async fn store_firings(&self, st: &Ctx, batch: Vec<Work>) -> Result<(), StoreError> {
+    /// Store the openings of `batch` now; gather its recurrences into `recur`.
+    async fn store_firings(
+        &self,
+        st: &Ctx,
+        batch: Vec<Work>,
+        recur: &mut Recurrences,
+        writing: &mut Option<Writing>,
+    ) -> Result<(), StoreError> {
         let now = st.clock.now_ms();
-        let mut recur: BTreeMap<(TenantId, String, String), TroubleRecurrence> = BTreeMap::new();
         for work in batch {
             let Work {
                 tenant,
@@ -468,7 +505,7 @@ impl Diag {
                 let events = u64::try_from(f.evidence.len()).unwrap_or(u64::MAX);
                 if !f.opens {
                     if !replay {
-                        add(&mut recur, tenant, &f, &rule.id, events, quiet_until);
+                        add(recur, tenant, &f, &rule.id, events, quiet_until);
                     }
                     continue;
                 }
@@ -476,8 +513,15 @@ impl Diag {
                     continue;
                 };
                 let key = DeviceKey { tenant, device_id };
-                // Recurrences gathered before this opening belong to a trouble resolved since.
-                recur.remove(&(tenant, f.device.to_string(), rule.id.clone()));
+                // Recurrences gathered before this opening belong to a trouble resolved since;
+                // those being written land before it.
+                let k = (tenant, f.device.to_string(), rule.id.clone());
+                recur.remove(&k);
+                if writing.as_ref().is_some_and(|(keys, _)| keys.contains(&k))
+                    && let Some((_, task)) = writing.take()
+                {
+                    log_recurrences(task.await);
+                }
                 if replay
                     && st
                         .store
@@ -537,18 +581,11 @@ impl Diag {
                     }
                     None if !replay => {
                         // Live already (another instance opened it): a recurrence.
-                        add(&mut recur, tenant, &f, &rule.id, events, quiet_until);
+                        add(recur, tenant, &f, &rule.id, events, quiet_until);
                     }
                     None => {}
                 }
             }
-        }
-        let mut by_tenant: BTreeMap<TenantId, Vec<TroubleRecurrence>> = BTreeMap::new();
-        for ((tenant, _, _), r) in recur {
-            by_tenant.entry(tenant).or_default().push(r);
-        }
-        for (tenant, recur) in by_tenant {
-            st.store.recur_troubles(tenant, &recur).await?;
         }
         Ok(())
     }
@@ -686,8 +723,41 @@ impl Diag {
 /// How far back a judgement of history reads at most (days).
 const HISTORY_DAYS: i64 = 800;
 
+/// Recurrences waiting to be written, by tenant, device and rule.
+type Recurrences = BTreeMap<(TenantId, String, String), TroubleRecurrence>;
+/// A write of recurrences in flight: what it holds, and its task.
+type Writing = (
+    std::collections::BTreeSet<(TenantId, String, String)>,
+    tokio::task::JoinHandle<Result<(), StoreError>>,
+);
+
+/// Write recurrences beside the worker (one write per tenant).
+fn write_recurrences(st: &Ctx, recur: Recurrences) -> Writing {
+    let keys = recur.keys().cloned().collect();
+    let st = st.clone();
+    let task = tokio::spawn(async move {
+        let mut by_tenant: BTreeMap<TenantId, Vec<TroubleRecurrence>> = BTreeMap::new();
+        for ((tenant, _, _), r) in recur {
+            by_tenant.entry(tenant).or_default().push(r);
+        }
+        for (tenant, recur) in by_tenant {
+            st.store.recur_troubles(tenant, &recur).await?;
+        }
+        Ok(())
+    });
+    (keys, task)
+}
+
+fn log_recurrences(done: Result<Result<(), StoreError>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "storing recurrences of troubles failed"),
+        Err(e) => tracing::warn!(error = %e, "the task storing recurrences ended"),
+    }
+}
+
 fn add(
-    recur: &mut BTreeMap<(TenantId, String, String), TroubleRecurrence>,
+    recur: &mut Recurrences,
     tenant: TenantId,
     f: &Firing,
     rule_id: &str,
