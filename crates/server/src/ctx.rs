@@ -13,9 +13,26 @@ use crate::cluster::Devices;
 use crate::cluster::events::Events;
 use crate::metrics::Metrics;
 
-/// The handles an engine may use.
+/// The handles an engine may use (reached through `Deref`: `ctx.store`…). One `Arc`: a
+/// clone is one atomic increment, not one per handle.
 #[derive(Clone)]
-pub struct Ctx {
+pub struct Ctx(Arc<Handles>);
+
+impl Ctx {
+    pub fn new(handles: Handles) -> Ctx {
+        Ctx(Arc::new(handles))
+    }
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = Handles;
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+/// What a [`Ctx`] holds.
+pub struct Handles {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
