@@ -3,8 +3,9 @@
 //! the same run; aggregate throughput and the ratio.
 //!
 //! `cargo bench -p fleetcare --bench download` (BENCH_CLIENTS, default 100; BENCH_MIB,
-//! default 256; BENCH_ROUNDS, default 3). nginx comes from `scripts/install-bench-deps`; without
-//! it the center is measured alone and the ratio is not given.
+//! default 256; BENCH_ROUNDS, default 3; BENCH_CACHE_MB, default 512: 0 streams the artifact
+//! from its file). nginx comes from `scripts/install-bench-deps`; without it the center is
+//! measured alone and the ratio is not given.
 //!
 //! The release is made and published with the real CLI (`keys generate`, `release sign`,
 //! `keys publish`, `release publish`). The client is a minimal HTTP/1.1 reader (one request
@@ -113,7 +114,13 @@ async fn main() {
     let size = mib << 20;
 
     let data = dir.path().join("center");
-    let served = common::serve(&data, &[]).await;
+    // BENCH_CACHE_MB=0: the artifact is streamed from its file (as one larger than half the
+    // cache budget is), not served from memory.
+    let conf = dir.path().join("center.toml");
+    let cache_mb = env_or("BENCH_CACHE_MB", 512);
+    std::fs::write(&conf, format!("artifact_cache_mb = {cache_mb}\n")).expect("config");
+    let conf = conf.display().to_string();
+    let served = common::serve(&data, &["--config", &conf]).await;
     let url = served.url.clone();
     let admin = common::read_secret(&data.join("admin-token"));
     let keys = dir.path().join("keys");

@@ -447,13 +447,5 @@ pub async fn download(
         .artifact(key.tenant, &a.sha256)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("artifact {name} (not uploaded yet)")))?;
-    let hot = st.artifacts.hot(&a.sha256, size).await?;
-    serve_file(
-        &st.artifacts.path(&a.sha256),
-        hot,
-        &a.sha256,
-        size,
-        &headers,
-    )
-    .await
+    serve_file(&st.artifacts, &a.sha256, size, &headers).await
 }

@@ -520,8 +520,7 @@ pub async fn get_artifact(
         .artifact(key.tenant, &sha256)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("artifact {sha256}")))?;
-    let hot = st.artifacts.hot(&sha256, size).await?;
-    serve_file(&st.artifacts.path(&sha256), hot, &sha256, size, &headers).await
+    serve_file(&st.artifacts, &sha256, size, &headers).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -11,18 +11,25 @@ use sha2::{Digest, Sha256};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// An upload that sends nothing for this long is abandoned.
 pub const UPLOAD_IDLE: Duration = Duration::from_secs(30);
 
-/// Bytes read from an artifact file per chunk of a download.
-pub(crate) const CHUNK: usize = 256 * 1024;
+/// Bytes held per chunk of the window shared by downloads of an artifact too large to keep
+/// whole (read from the file at once).
+pub(crate) const CHUNK: u64 = 1 << 20;
+/// Bytes read per step of a download that has no window (a budget under four chunks): what
+/// each such download holds in memory.
+pub(crate) const DIRECT_CHUNK: u64 = 256 << 10;
 
 /// Where the center keeps artifact bytes: `<root>/sha256/<2 hex>/<64 hex>`, and `<root>/tmp`
 /// for uploads in progress. Artifacts being downloaded are kept in memory (up to a budget,
 /// least recently used out first): loaded once, checked against their hash, and served to
-/// every device from the same buffer.
+/// every device from the same buffer. One larger than half the budget is kept by chunks
+/// instead: the devices of a wave download it at about the same time, and each chunk read
+/// from the file serves all of them while it stays in the budget (userspace's share of what
+/// `sendfile` from the page cache saves: the read's copy).
 #[derive(Debug)]
 pub struct Artifacts {
     root: PathBuf,
@@ -47,44 +54,57 @@ impl Artifacts {
         }
     }
 
+    /// The cache's cell for `key` (`size` bytes), made room for if new; least recently used
+    /// out first.
+    fn cell(&self, key: &str, size: u64) -> Arc<tokio::sync::OnceCell<Bytes>> {
+        let mut h = self
+            .hot
+            .lock()
+            .expect("the artifact cache lock is never poisoned");
+        h.tick += 1;
+        let tick = h.tick;
+        if !h.entries.contains_key(key) {
+            while h.used + size > self.budget {
+                let Some(old) = h
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, (_, t, _))| *t)
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                if let Some((_, _, n)) = h.entries.remove(&old) {
+                    h.used = h.used.saturating_sub(n);
+                }
+            }
+            h.used += size;
+        }
+        let e = h
+            .entries
+            .entry(key.to_owned())
+            .or_insert_with(|| (Arc::new(tokio::sync::OnceCell::new()), tick, size));
+        e.1 = tick;
+        e.0.clone()
+    }
+
+    /// Drop `key` from the cache (its load failed).
+    fn forget(&self, key: &str) {
+        let mut h = self
+            .hot
+            .lock()
+            .expect("the artifact cache lock is never poisoned");
+        if let Some((_, _, n)) = h.entries.remove(key) {
+            h.used = h.used.saturating_sub(n);
+        }
+    }
+
     /// The artifact's bytes from memory, loading and checking them if needed; `None` if it
-    /// is too large for the budget (serve it from the file).
+    /// is too large for the budget (serve it by chunks).
     pub async fn hot(&self, sha256: &str, size: u64) -> Result<Option<Bytes>, ApiError> {
         if size > self.budget / 2 {
             return Ok(None);
         }
-        let cell = {
-            let mut h = self
-                .hot
-                .lock()
-                .expect("the artifact cache lock is never poisoned");
-            h.tick += 1;
-            let tick = h.tick;
-            let fresh = !h.entries.contains_key(sha256);
-            if fresh {
-                // Make room: least recently used first.
-                while h.used + size > self.budget {
-                    let Some(old) = h
-                        .entries
-                        .iter()
-                        .min_by_key(|(_, (_, t, _))| *t)
-                        .map(|(k, _)| k.clone())
-                    else {
-                        break;
-                    };
-                    if let Some((_, _, n)) = h.entries.remove(&old) {
-                        h.used = h.used.saturating_sub(n);
-                    }
-                }
-                h.used += size;
-            }
-            let e = h
-                .entries
-                .entry(sha256.to_owned())
-                .or_insert_with(|| (Arc::new(tokio::sync::OnceCell::new()), tick, size));
-            e.1 = tick;
-            e.0.clone()
-        };
+        let cell = self.cell(sha256, size);
         let path = self.path(sha256);
         let expected = sha256.to_owned();
         let bytes = cell
@@ -113,13 +133,38 @@ impl Artifacts {
         match bytes {
             Ok(b) => Ok(Some(b.clone())),
             Err(e) => {
-                let mut h = self
-                    .hot
-                    .lock()
-                    .expect("the artifact cache lock is never poisoned");
-                if h.entries.remove(sha256).is_some() {
-                    h.used = h.used.saturating_sub(size);
-                }
+                self.forget(sha256);
+                Err(e)
+            }
+        }
+    }
+
+    /// The size of the chunks downloads read: [`CHUNK`] when they share a window,
+    /// [`DIRECT_CHUNK`] when the budget has no room for one.
+    fn step(&self) -> u64 {
+        if self.budget < 4 * CHUNK {
+            DIRECT_CHUNK
+        } else {
+            CHUNK
+        }
+    }
+
+    /// Chunk `index` (of [`Self::step`] bytes) of an artifact of `size` bytes: from the
+    /// shared window when the budget has room for it, else read for this download alone.
+    async fn chunk(&self, sha256: &str, size: u64, index: u64) -> std::io::Result<Bytes> {
+        let step = self.step();
+        let start = index * step;
+        let n = step.min(size.saturating_sub(start));
+        let path = self.path(sha256);
+        if step != CHUNK {
+            return read_chunk(path, start, n).await;
+        }
+        let key = format!("{sha256}/{index}");
+        let cell = self.cell(&key, n);
+        match cell.get_or_try_init(|| read_chunk(path, start, n)).await {
+            Ok(b) => Ok(b.clone()),
+            Err(e) => {
+                self.forget(&key);
                 Err(e)
             }
         }
@@ -314,16 +359,15 @@ pub(crate) fn parse_range(value: &str, size: u64) -> RangeReq {
     }
 }
 
-/// Serve a file whose content never changes under `tag` (from `hot` when it is in memory),
-/// honouring `Range`, `If-Range` and `If-None-Match`.
+/// Serve an artifact of `size` bytes (its content never changes under its hash: the tag),
+/// from memory whole or by chunks, honouring `Range`, `If-Range` and `If-None-Match`.
 pub(crate) async fn serve_file(
-    path: &FsPath,
-    hot: Option<Bytes>,
-    tag: &str,
+    artifacts: &Arc<Artifacts>,
+    sha256: &str,
     size: u64,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let etag = format!("\"{tag}\"");
+    let etag = format!("\"{sha256}\"");
     let header_is = |name: header::HeaderName| {
         headers
             .get(name)
@@ -353,9 +397,9 @@ pub(crate) async fn serve_file(
                 .into_response());
         }
     };
-    let body = match hot {
+    let body = match artifacts.hot(sha256, size).await? {
         Some(b) => Body::from(b.slice(start as usize..(start + len) as usize)),
-        None => file_body(path, tag, start, len).await?,
+        None => chunked_body(artifacts.clone(), sha256, size, start, len),
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -380,34 +424,47 @@ pub(crate) async fn serve_file(
     Ok(resp)
 }
 
-/// `len` bytes of a file from `start`, streamed.
-pub(crate) async fn file_body(
-    path: &FsPath,
-    tag: &str,
-    start: u64,
-    len: u64,
-) -> Result<Body, ApiError> {
-    let mut file = tokio::fs::File::open(path).await.map_err(|e| {
-        ApiError::Internal(format!("artifact {tag} is recorded but unreadable: {e}"))
-    })?;
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-    }
-    let stream =
-        futures_util::stream::unfold((file.take(len), false), |(mut file, done)| async move {
-            if done {
-                return None;
+/// `len` bytes of an artifact from `start`, chunk by chunk.
+fn chunked_body(artifacts: Arc<Artifacts>, sha256: &str, size: u64, start: u64, len: u64) -> Body {
+    let sha = sha256.to_owned();
+    let end = start + len;
+    let step = artifacts.step();
+    let stream = futures_util::stream::try_unfold(start, move |at| {
+        let (artifacts, sha) = (artifacts.clone(), sha.clone());
+        async move {
+            if at >= end {
+                return Ok(None);
             }
-            let mut buf = bytes::BytesMut::with_capacity(CHUNK);
-            match file.read_buf(&mut buf).await {
-                Ok(0) => None,
-                Ok(_) => Some((Ok::<Bytes, std::io::Error>(buf.freeze()), (file, false))),
-                Err(e) => Some((Err(e), (file, true))),
+            let index = at / step;
+            let chunk = artifacts.chunk(&sha, size, index).await?;
+            let from = (at - index * step) as usize;
+            let to = ((end - index * step) as usize).min(chunk.len());
+            if to <= from {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("artifact {sha} is shorter on disk than recorded"),
+                ));
             }
-        });
-    Ok(Body::from_stream(stream))
+            Ok(Some((chunk.slice(from..to), at + (to - from) as u64)))
+        }
+    });
+    Body::from_stream(stream)
+}
+
+/// `n` bytes of a file from `start`, read on the blocking pool straight into the buffer
+/// hyper writes to the socket (one copy from the page cache, as `read(2)` makes it; a
+/// `tokio::fs::File` reads into its own buffer and copies again).
+async fn read_chunk(path: PathBuf, start: u64, n: u64) -> std::io::Result<Bytes> {
+    use std::io::{Read as _, Seek as _};
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        file.seek(std::io::SeekFrom::Start(start))?;
+        let mut chunk = Vec::with_capacity(n as usize);
+        file.take(n).read_to_end(&mut chunk)?;
+        Ok(Bytes::from(chunk))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 #[cfg(test)]
@@ -428,5 +485,64 @@ mod tests {
         assert_eq!(parse_range("items=0-1", 100), Whole);
         assert_eq!(parse_range("bytes=x-1", 100), Whole);
         assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
+    }
+
+    /// The same bytes whichever way an artifact is served: whole from memory, by chunks of
+    /// the shared window, or read for the download alone; ranges across chunk boundaries.
+    #[tokio::test]
+    async fn every_way_of_serving_gives_the_file_s_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let size = 3 * CHUNK + 12_345;
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let sha: String = Sha256::digest(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let ranges = [
+            (0, size - 1),
+            (CHUNK - 1, CHUNK + 1),
+            (DIRECT_CHUNK - 5, 2 * CHUNK + 7),
+            (size - 10, size - 1),
+        ];
+        // whole in memory, by the window (the artifact exceeds half the budget), direct.
+        for budget in [4 * size, 5 * CHUNK, 0] {
+            let artifacts = Arc::new(Artifacts::new(dir.path().to_owned(), budget));
+            let path = artifacts.path(&sha);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, &data).expect("write");
+            for (a, b) in ranges {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::RANGE,
+                    HeaderValue::from_str(&format!("bytes={a}-{b}")).expect("header"),
+                );
+                let resp = serve_file(&artifacts, &sha, size, &headers)
+                    .await
+                    .expect("served");
+                let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                    .await
+                    .expect("body");
+                assert_eq!(
+                    &body[..],
+                    &data[a as usize..=b as usize],
+                    "budget {budget}, bytes {a}-{b}"
+                );
+            }
+            // A file cut short on disk is an error mid-body, never short bytes passed off
+            // as whole.
+            if budget < 4 * size {
+                std::fs::write(&path, &data[..(2 * CHUNK) as usize]).expect("truncate");
+                let fresh = Arc::new(Artifacts::new(dir.path().to_owned(), budget));
+                let resp = serve_file(&fresh, &sha, size, &HeaderMap::new())
+                    .await
+                    .expect("headers go out first");
+                assert!(
+                    axum::body::to_bytes(resp.into_body(), usize::MAX)
+                        .await
+                        .is_err(),
+                    "budget {budget}: a short file must fail the body"
+                );
+            }
+        }
     }
 }
