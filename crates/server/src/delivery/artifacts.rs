@@ -39,7 +39,8 @@ pub struct Artifacts {
 
 #[derive(Debug, Default)]
 struct Hot {
-    /// By hash: the bytes once loaded (one loader; the others wait for it), and when last used.
+    /// By hash (a whole artifact) or `hash/index` (a chunk of one): the bytes once loaded (one
+    /// loader; the others wait for it), when last used, and their size.
     entries: std::collections::HashMap<String, (Arc<tokio::sync::OnceCell<Bytes>>, u64, u64)>,
     used: u64,
     tick: u64,
