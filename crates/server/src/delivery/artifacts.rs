@@ -400,7 +400,7 @@ pub(crate) async fn serve_file(
     };
     let body = match artifacts.hot(sha256, size).await? {
         Some(b) => Body::from(b.slice(start as usize..(start + len) as usize)),
-        None => chunked_body(artifacts.clone(), sha256, size, start, len),
+        None => chunked_body(artifacts.clone(), sha256, size, start, len).await?,
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
@@ -425,19 +425,42 @@ pub(crate) async fn serve_file(
     Ok(resp)
 }
 
-/// `len` bytes of an artifact from `start`, chunk by chunk.
-fn chunked_body(artifacts: Arc<Artifacts>, sha256: &str, size: u64, start: u64, len: u64) -> Body {
+/// `len` bytes of an artifact from `start`, chunk by chunk. The first chunk is read before
+/// the headers go out: an artifact missing or unreadable on disk is a clear error, not a 200
+/// whose body breaks.
+async fn chunked_body(
+    artifacts: Arc<Artifacts>,
+    sha256: &str,
+    size: u64,
+    start: u64,
+    len: u64,
+) -> Result<Body, ApiError> {
     let sha = sha256.to_owned();
     let end = start + len;
     let step = artifacts.step();
-    let stream = futures_util::stream::try_unfold(start, move |at| {
+    let first = if len > 0 {
+        Some(
+            artifacts
+                .chunk(&sha, size, start / step)
+                .await
+                .map_err(|e| {
+                    ApiError::Internal(format!("artifact {sha} is recorded but unreadable: {e}"))
+                })?,
+        )
+    } else {
+        None
+    };
+    let stream = futures_util::stream::try_unfold((start, first), move |(at, mut read)| {
         let (artifacts, sha) = (artifacts.clone(), sha.clone());
         async move {
             if at >= end {
                 return Ok(None);
             }
             let index = at / step;
-            let chunk = artifacts.chunk(&sha, size, index).await?;
+            let chunk = match read.take() {
+                Some(c) => c,
+                None => artifacts.chunk(&sha, size, index).await?,
+            };
             let from = (at - index * step) as usize;
             let to = ((end - index * step) as usize).min(chunk.len());
             if to <= from {
@@ -446,10 +469,13 @@ fn chunked_body(artifacts: Arc<Artifacts>, sha256: &str, size: u64, start: u64, 
                     format!("artifact {sha} is shorter on disk than recorded"),
                 ));
             }
-            Ok(Some((chunk.slice(from..to), at + (to - from) as u64)))
+            Ok(Some((
+                chunk.slice(from..to),
+                (at + (to - from) as u64, None),
+            )))
         }
     });
-    Body::from_stream(stream)
+    Ok(Body::from_stream(stream))
 }
 
 /// `n` bytes of a file from `start`, read on the blocking pool straight into the buffer
@@ -544,6 +570,14 @@ mod tests {
                     "budget {budget}: a short file must fail the body"
                 );
             }
+            // A file missing on disk is an error before any header, whichever the way.
+            std::fs::remove_file(&path).expect("remove");
+            let fresh = Arc::new(Artifacts::new(dir.path().to_owned(), budget));
+            let missing = serve_file(&fresh, &sha, size, &HeaderMap::new()).await;
+            assert!(
+                matches!(missing, Err(ApiError::Internal(_))),
+                "budget {budget}: a missing file must be an error, not a 200"
+            );
         }
     }
 }
