@@ -711,12 +711,16 @@ pub(crate) mod sql {
     pub const INSERT_METER_RESET: &str = "INSERT INTO meter_resets (tenant_id, device_id, at, \
         name, before, after) VALUES ($1, $2, $3, $4, $5, $6) \
         ON CONFLICT (tenant_id, device_id, at, name) DO NOTHING";
-    /// `silent_at`: see migration 0017 (3600: `DEFAULT_REPORT_INTERVAL_S`).
+    /// `silent_at`, a lower bound of the device's deadline, is set only when it has none or
+    /// the device was offline (the sweep moves it otherwise: `notify::mark_offline`), so the
+    /// update changes no indexed column (3600: `DEFAULT_REPORT_INTERVAL_S`).
     pub const UPDATE_AFTER_REPORT: &str = "UPDATE devices SET last_seq = $3, last_trigger = $4, \
         last_report_at = $5, last_observed_at = $6, model = $7, operating = $8, \
-        install_blocked = $9, supplies = $10, silent_at = $5 + 1000 * COALESCE((SELECT \
+        install_blocked = $9, supplies = $10, silent_at = CASE WHEN silent_at IS NULL \
+        OR offline_since IS NOT NULL THEN $5 + 1000 * COALESCE((SELECT \
         n.offline_after_s FROM notify_settings n WHERE n.tenant_id = $1), \
-        3 * COALESCE(report_interval_s, 3600)) WHERE tenant_id = $1 AND device_id = $2";
+        3 * COALESCE(report_interval_s, 3600)) ELSE silent_at END \
+        WHERE tenant_id = $1 AND device_id = $2";
     /// The compatibility row follows the structure's fingerprint (same transaction).
     pub const COMPAT_STRUCTURE: &str = "INSERT INTO device_compat (tenant_id, device_id, \
         structure_hash) VALUES ($1, $2, $3) ON CONFLICT (tenant_id, device_id) DO UPDATE SET \
@@ -734,8 +738,12 @@ pub(crate) mod sql {
         WHERE d.tenant_id = $1 AND d.device_id = $2";
     pub const HISTORY: &str = "SELECT seq, trigger, observed_at, received_at, change \
         FROM structure_events WHERE tenant_id = $1 AND device_id = $2 ORDER BY id DESC LIMIT $3";
-    pub const SET_INTERVAL: &str =
-        "UPDATE devices SET report_interval_s = $3 WHERE tenant_id = $1 AND device_id = $2";
+    /// The interval, and the silence deadline's bound recomputed with it (a shorter interval
+    /// brings the deadline nearer).
+    pub const SET_INTERVAL: &str = "UPDATE devices SET report_interval_s = $3, \
+        silent_at = last_report_at + 1000 * COALESCE((SELECT n.offline_after_s \
+        FROM notify_settings n WHERE n.tenant_id = $1), 3 * COALESCE($3, 3600)) \
+        WHERE tenant_id = $1 AND device_id = $2";
     pub const STORED_SEQS: &str = "SELECT r.seq FROM reports r JOIN devices d \
         ON d.tenant_id = r.tenant_id AND d.device_id = r.device_id AND d.generation = r.generation \
         WHERE r.tenant_id = $1 AND r.device_id = $2 ORDER BY r.seq";

@@ -23,6 +23,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (19, include_str!("migrations/sqlite_0019.sql")),
     (20, include_str!("migrations/sqlite_0020.sql")),
     (21, include_str!("migrations/sqlite_0021.sql")),
+    (22, include_str!("migrations/sqlite_0022.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -47,6 +48,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (19, include_str!("migrations/postgres_0019.sql")),
     (20, include_str!("migrations/postgres_0020.sql")),
     (21, include_str!("migrations/postgres_0021.sql")),
+    (22, include_str!("migrations/postgres_0022.sql")),
 ];
 
 /// Refuse a database written by a newer release: its schema has versions this one does not

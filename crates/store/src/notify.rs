@@ -737,20 +737,57 @@ impl Store {
     /// Mark devices silent too long offline (at most 1000 per call: those whose `silent_at`
     /// passed, soonest first, by its index), each with a `device.offline` event in the same
     /// transaction (when its tenant has subscriptions); the ones this call marked.
+    ///
+    /// `silent_at` is a lower bound of a device's deadline (reports leave it where it is):
+    /// a device whose bound passed but which reported since has its bound moved to its true
+    /// deadline instead, by one statement over the devices this call looked at.
     pub async fn mark_offline(&self, now_ms: i64) -> Result<Vec<(TenantId, String)>> {
         let rows = self
             .select(
-                sql("SELECT tenant_id, device_id, last_report_at FROM devices \
-                     WHERE offline_since IS NULL AND silent_at < $1 AND revoked_at IS NULL \
-                     AND last_report_at IS NOT NULL ORDER BY silent_at LIMIT 1000"),
+                sql(
+                    "SELECT d.tenant_id, d.device_id, d.last_report_at, d.silent_at, \
+                     d.last_report_at + 1000 * COALESCE(n.offline_after_s, \
+                     3 * COALESCE(d.report_interval_s, 3600)) FROM devices d \
+                     LEFT JOIN notify_settings n ON n.tenant_id = d.tenant_id \
+                     WHERE d.offline_since IS NULL AND d.silent_at < $1 \
+                     AND d.revoked_at IS NULL AND d.last_report_at IS NOT NULL \
+                     ORDER BY d.silent_at LIMIT 1000",
+                ),
                 vec![now_ms.into()],
-                &[Ty::Int, Ty::Text, Ty::Int],
+                &[Ty::Int, Ty::Text, Ty::Int, Ty::Int, Ty::Int],
             )
             .await?;
-        let silent: Vec<(TenantId, String, i64)> = rows
-            .iter()
-            .map(|r| Ok((r[0].int()?, r[1].text()?, r[2].int()?)))
-            .collect::<Result<_>>()?;
+        let mut silent: Vec<(TenantId, String, i64)> = Vec::new();
+        let (mut late, mut last_bound) = (false, i64::MIN);
+        for r in &rows {
+            let (deadline, bound) = (r[4].int()?, r[3].int()?);
+            last_bound = last_bound.max(bound);
+            if deadline < now_ms {
+                silent.push((r[0].int()?, r[1].text()?, r[2].int()?));
+            } else {
+                late = true;
+            }
+        }
+        if late {
+            // The bound moves to the true deadline for the devices looked at (those up to the
+            // last bound read; ties past the limit with it), never past a report's deadline.
+            self.run(
+                vec![Stmt::new(
+                    "UPDATE devices SET silent_at = last_report_at + 1000 * COALESCE((SELECT \
+                     n.offline_after_s FROM notify_settings n \
+                     WHERE n.tenant_id = devices.tenant_id), \
+                     3 * COALESCE(report_interval_s, 3600)) \
+                     WHERE offline_since IS NULL AND silent_at < $1 AND silent_at <= $2 \
+                     AND revoked_at IS NULL AND last_report_at IS NOT NULL \
+                     AND last_report_at + 1000 * COALESCE((SELECT n.offline_after_s \
+                     FROM notify_settings n WHERE n.tenant_id = devices.tenant_id), \
+                     3 * COALESCE(report_interval_s, 3600)) >= $1",
+                    vec![now_ms.into(), last_bound.into()],
+                )],
+                Guard::None,
+            )
+            .await?;
+        }
         if silent.is_empty() {
             return Ok(Vec::new());
         }

@@ -236,8 +236,9 @@ const INSERT_REPORT: &str = "INSERT INTO reports (tenant_id, device_id, generati
     AND r.seq = $4)";
 const GROUP_UPDATE_AFTER: &str = "UPDATE devices d SET last_seq = u.seq, last_trigger = u.trig, \
     last_report_at = u.recv, last_observed_at = u.obs, model = u.model, operating = u.op, \
-    install_blocked = u.blocked, supplies = u.supplies, silent_at = u.recv + 1000 * \
-    COALESCE(n.offline_after_s, 3 * COALESCE(d.report_interval_s, 3600)) \
+    install_blocked = u.blocked, supplies = u.supplies, silent_at = CASE WHEN d.silent_at IS \
+    NULL OR d.offline_since IS NOT NULL THEN u.recv + 1000 * \
+    COALESCE(n.offline_after_s, 3 * COALESCE(d.report_interval_s, 3600)) ELSE d.silent_at END \
     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], \
     $7::text[], $8::text[], $9::text[], $10::text[]) \
     AS u(t, id, seq, trig, recv, obs, model, op, blocked, supplies) \

@@ -3126,6 +3126,57 @@ async fn the_outbox_follows_every_change_that_notifies(store: Store) {
         vec![],
         "it reported"
     );
+    // Reports while online leave the deadline's bound (NOW + 130 s) where it is; a sweep past
+    // the bound finds the later report and moves the bound to its deadline (NOW + 200 s)
+    // instead of marking the device.
+    let mut r = report(&key, 3, Trigger::Periodic, vec![]);
+    r.received_at_ms = NOW + 140_000;
+    store.ingest_report(r).await.expect("report");
+    assert_eq!(
+        store.mark_offline(NOW + 150_000).await.expect("sweep"),
+        vec![],
+        "it reported since the bound was set"
+    );
+    assert_eq!(
+        store.mark_offline(NOW + 199_000).await.expect("sweep"),
+        vec![],
+        "the bound moved to the last report's deadline"
+    );
+    assert_eq!(
+        store.mark_offline(NOW + 201_000).await.expect("sweep"),
+        vec![(t, "OB-1".to_owned())],
+        "silent past that deadline"
+    );
+    // A report brings it back; a shorter deadline set meanwhile is honoured at once.
+    let mut r = report(&key, 4, Trigger::Periodic, vec![]);
+    r.received_at_ms = NOW + 210_000;
+    store.ingest_report(r).await.expect("report");
+    store.set_offline_after(t, Some(10)).await.expect("setting");
+    assert_eq!(
+        store.mark_offline(NOW + 221_000).await.expect("sweep"),
+        vec![(t, "OB-1".to_owned())],
+        "the tenant's shorter deadline"
+    );
+    // So is a shorter report interval (no tenant setting: 3 × the interval).
+    let mut r = report(&key, 5, Trigger::Periodic, vec![]);
+    r.received_at_ms = NOW + 230_000;
+    store.ingest_report(r).await.expect("report");
+    store.set_offline_after(t, None).await.expect("setting");
+    assert!(
+        store
+            .set_report_interval(&key, Some(20))
+            .await
+            .expect("interval")
+    );
+    assert_eq!(
+        store.mark_offline(NOW + 289_000).await.expect("sweep"),
+        vec![]
+    );
+    assert_eq!(
+        store.mark_offline(NOW + 291_000).await.expect("sweep"),
+        vec![(t, "OB-1".to_owned())],
+        "3 × the new interval after the last report"
+    );
 }
 
 /// A due delivery is claimed by one caller only; only that claim records the outcome; a

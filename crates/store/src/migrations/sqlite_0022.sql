@@ -1,0 +1,4 @@
+-- `devices.silent_at` becomes a lower bound of the device's deadline (ARCHITECTURE.md,
+-- "Notifications"): reports no longer move it. Values written before are exact deadlines,
+-- so already valid bounds; nothing to change in the embedded store's schema (PostgreSQL's
+-- migration 0022 gives `devices` room for in-place updates).
