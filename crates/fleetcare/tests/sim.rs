@@ -184,12 +184,14 @@ async fn simulated_installs_fail_at_the_profiles_rate() {
         devices,
         &["--trust-root", root.to_str().expect("utf-8")],
     );
-    let ids: Vec<String> = eventually("the fleet is online", PATIENCE, || async {
+    // Connected is not enough: a job needs the device's structure, which its first report
+    // brings a moment after the push channel opens.
+    let ids: Vec<String> = eventually("the fleet is online and reported", PATIENCE, || async {
         let l = get(&url, &token, "/api/v1/devices?limit=1000").await;
         let ids: Vec<String> = l["devices"]
             .as_array()?
             .iter()
-            .filter(|d| d["online"] == true)
+            .filter(|d| d["online"] == true && d["units"].as_u64().is_some_and(|n| n > 0))
             .filter_map(|d| d["device_id"].as_str().map(str::to_owned))
             .collect();
         (ids.len() == devices).then_some(ids)
