@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{PATIENCE, cli, fleetcare};
+use common::{PATIENCE, cli, fleetcare, online_and_reported};
 use fleetcare_testkit::eventually;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -88,10 +88,7 @@ async fn the_demo_shows_a_fleet_of_fifty_devices_with_their_units() {
         eventually("50 devices online with their units", PATIENCE, || async {
             let (ok, out, _) = cli(&url, &token, &["devices", "list", "--json"]).await;
             let v: Vec<Value> = serde_json::from_str(&out).ok()?;
-            (ok && v.len() >= 50
-                && v.iter()
-                    .all(|d| d["online"] == true && d["units"].as_u64() > Some(0)))
-            .then_some(v)
+            (ok && v.len() >= 50 && v.iter().all(online_and_reported)).then_some(v)
         })
         .await;
     let models: std::collections::BTreeSet<&str> =

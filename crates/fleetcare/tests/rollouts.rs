@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{PATIENCE, cli, fleetcare, read_secret, serve};
+use common::{PATIENCE, cli, fleetcare, online_and_reported, read_secret, serve};
 use fleetcare_testkit::eventually;
 use serde_json::Value;
 
@@ -83,11 +83,10 @@ async fn a_release_that_fails_on_five_percent_pauses_in_its_first_wave() {
         )
         .await;
         let v: Value = serde_json::from_str(&out).ok()?;
-        // Online and reported: a rollout targets devices by their structure.
         let online = v
             .as_array()?
             .iter()
-            .filter(|d| d["online"] == true && d["units"].as_u64().is_some_and(|n| n > 0))
+            .filter(|d| online_and_reported(d))
             .count();
         (online == devices).then_some(())
     })

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{PATIENCE, cli, fleetcare, read_secret, serve};
+use common::{PATIENCE, cli, fleetcare, online_and_reported, read_secret, serve};
 use fleetcare_testkit::eventually;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
@@ -184,14 +184,12 @@ async fn simulated_installs_fail_at_the_profiles_rate() {
         devices,
         &["--trust-root", root.to_str().expect("utf-8")],
     );
-    // Connected is not enough: a job needs the device's structure, which its first report
-    // brings a moment after the push channel opens.
     let ids: Vec<String> = eventually("the fleet is online and reported", PATIENCE, || async {
         let l = get(&url, &token, "/api/v1/devices?limit=1000").await;
         let ids: Vec<String> = l["devices"]
             .as_array()?
             .iter()
-            .filter(|d| d["online"] == true && d["units"].as_u64().is_some_and(|n| n > 0))
+            .filter(|d| online_and_reported(d))
             .filter_map(|d| d["device_id"].as_str().map(str::to_owned))
             .collect();
         (ids.len() == devices).then_some(ids)

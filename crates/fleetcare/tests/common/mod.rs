@@ -87,6 +87,13 @@ impl Served {
     }
 }
 
+/// A device in the operators' device list that is connected and has reported its structure:
+/// only then can jobs and rollouts target it (the push channel opens a moment before the
+/// first report is stored).
+pub fn online_and_reported(d: &serde_json::Value) -> bool {
+    d["online"] == true && d["units"].as_u64().is_some_and(|n| n > 0)
+}
+
 /// Run `fleetcare <args>` as an operator of `url`; `(success, stdout, stderr)`.
 pub async fn cli(url: &str, token: &str, args: &[&str]) -> (bool, String, String) {
     let out = fleetcare()
