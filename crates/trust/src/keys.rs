@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{MAX_KEYS, TrustError, parse_time};
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -73,6 +73,25 @@ impl PublicKey {
 
     pub fn keyid(&self) -> &str {
         &self.keyid
+    }
+
+    /// The key in TUF's form (`keytype`, `scheme`, `keyval.public` in hex).
+    pub fn to_tuf(&self) -> crate::tuf::TufKey {
+        crate::tuf::TufKey::ed25519(&hex(self.key.as_bytes()))
+    }
+
+    /// An ed25519 public key from its 32 bytes in hex.
+    pub fn from_hex(text: &str) -> Option<PublicKey> {
+        if text.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        VerifyingKey::from_bytes(&bytes)
+            .ok()
+            .map(PublicKey::from_key)
     }
 
     /// A valid signature of `msg` by this key (strict: no malleable or weak-key signatures).

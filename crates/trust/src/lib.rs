@@ -21,6 +21,7 @@
 mod keys;
 mod manifest;
 mod name;
+pub mod tuf;
 
 pub use keys::{KeyList, KeyPair, PublicKey, Root, SecretKeyFile};
 pub use manifest::{
