@@ -89,6 +89,21 @@ impl Api {
         self.send(self.http.get(self.url(path))).await
     }
 
+    /// GET, with `None` for 404 (a thing not there yet).
+    pub async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the center at {}", self.base))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.answer(resp).await.map(Some)
+    }
+
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -215,6 +230,11 @@ impl Api {
             .send()
             .await
             .with_context(|| format!("cannot reach the center at {}", self.base))?;
+        self.answer(resp).await
+    }
+
+    /// The center's answer: its JSON, or its error as a message.
+    async fn answer<T: DeserializeOwned>(&self, resp: reqwest::Response) -> anyhow::Result<T> {
         let status = resp.status();
         let bytes = resp.bytes().await.context("reading the center's answer")?;
         if status.is_success() {

@@ -63,8 +63,72 @@ pub enum KeysCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Publish a key list to the center (devices fetch it with their jobs).
-    Publish { file: PathBuf },
+    /// Publish a key list, or a TUF document: a root, the targets role, or (`--maker`) a
+    /// maker's role.
+    Publish {
+        file: PathBuf,
+        /// The maker whose role the document is (TUF targets documents only).
+        #[arg(long)]
+        maker: Option<String>,
+    },
+    /// The center's online keys for the TUF snapshot and timestamp roles (for `keys root`).
+    Online {
+        /// Write them here (else print them).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Sign a TUF root (offline). Its root role is the root keys given, which sign it; a
+    /// rotation is also signed by the outgoing root's keys (`--old-root-key`).
+    Root {
+        #[arg(long = "root-key", required = true)]
+        root_keys: Vec<PathBuf>,
+        /// Keys of the root this one replaces (they sign, they are not listed).
+        #[arg(long = "old-root-key")]
+        old_root_keys: Vec<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        root_threshold: u64,
+        /// Public key files of the targets role (`release-N.pub.json`).
+        #[arg(long = "targets", required = true)]
+        targets: Vec<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        targets_threshold: u64,
+        /// The center's online keys (`keys online --out`).
+        #[arg(long)]
+        online: PathBuf,
+        /// 1 for the first root; one more than the published root's for a rotation.
+        #[arg(long)]
+        version: u64,
+        #[arg(long, default_value_t = 365)]
+        expires_days: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a maker's key pair (`<maker>.key.json`, `<maker>.pub.json`).
+    Maker {
+        #[arg(long)]
+        maker: String,
+        /// An existing directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Delegate a maker's releases to the maker's keys: the next version of the targets
+    /// role, signed with targets (release) keys, published unless `--out` is given.
+    Delegate {
+        #[arg(long)]
+        maker: String,
+        /// The maker's public key files.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        threshold: u64,
+        /// Targets (release) key files to sign with.
+        #[arg(long = "sign", required = true)]
+        sign: Vec<PathBuf>,
+        #[arg(long, default_value_t = 365)]
+        expires_days: u64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The key list the center publishes.
     Show,
 }
@@ -93,6 +157,10 @@ pub enum ReleaseCmd {
         /// Where to write the signed manifest.
         #[arg(long)]
         out: PathBuf,
+        /// Sign the maker's TUF role instead (its next version with this release added;
+        /// `--key` is the maker's key). Reads the maker's published role from the center.
+        #[arg(long)]
+        tuf: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -236,9 +304,56 @@ pub async fn keys(cmd: KeysCmd, remote: &Remote) -> anyhow::Result<()> {
             outln!("key list version {version} written to {}", out.display());
             Ok(())
         }
-        KeysCmd::Publish { file } => {
+        KeysCmd::Online { out } => crate::tuf_cmd::online(remote, out).await,
+        KeysCmd::Root {
+            root_keys,
+            old_root_keys,
+            root_threshold,
+            targets,
+            targets_threshold,
+            online,
+            version,
+            expires_days,
+            out,
+        } => crate::tuf_cmd::root(crate::tuf_cmd::RootArgs {
+            root_keys,
+            old_root_keys,
+            root_threshold,
+            targets,
+            targets_threshold,
+            online,
+            version,
+            expires_days,
+            out,
+        }),
+        KeysCmd::Maker { maker, out } => crate::tuf_cmd::maker(&maker, &out),
+        KeysCmd::Delegate {
+            maker,
+            keys,
+            threshold,
+            sign,
+            expires_days,
+            out,
+        } => {
+            crate::tuf_cmd::delegate(
+                crate::tuf_cmd::DelegateArgs {
+                    maker,
+                    keys,
+                    threshold,
+                    sign,
+                    expires_days,
+                    out,
+                },
+                remote,
+            )
+            .await
+        }
+        KeysCmd::Publish { file, maker } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
+            if crate::tuf_cmd::is_tuf(&text) {
+                return crate::tuf_cmd::publish(&text, maker.as_deref(), remote).await;
+            }
             let v: KeyListView = remote
                 .api()?
                 .post_text("/api/v1/keys", "application/json", text)
@@ -320,9 +435,9 @@ pub async fn release(cmd: ReleaseCmd, remote: &Remote) -> anyhow::Result<()> {
             targets,
             expires_days,
             out,
+            tuf,
             files,
         } => {
-            let key = read_key(&key, "release")?;
             let mut artifacts = Vec::new();
             for f in &files {
                 let (size, sha256) = hash_file(f)?;
@@ -345,6 +460,10 @@ pub async fn release(cmd: ReleaseCmd, remote: &Remote) -> anyhow::Result<()> {
                 expires: expires(expires_days),
             };
             m.validate()?;
+            if tuf {
+                return crate::tuf_cmd::sign_release(&key, &m, expires_days, &out, remote).await;
+            }
+            let key = read_key(&key, "release")?;
             let env = Envelope::sign(RELEASE_TYPE, &m.to_json(), &[&key]);
             write_new(&out, &env.to_json(), false)?;
             outln!(
@@ -360,8 +479,26 @@ pub async fn release(cmd: ReleaseCmd, remote: &Remote) -> anyhow::Result<()> {
         ReleaseCmd::Publish { manifest, files } => {
             let text = std::fs::read_to_string(&manifest)
                 .with_context(|| format!("reading {}", manifest.display()))?;
-            let env = Envelope::parse(text.as_bytes())?;
-            let m = ReleaseManifest::from_json(&env.unverified_payload()?)?;
+            let (m, tuf_maker) = if crate::tuf_cmd::is_tuf(&text) {
+                // A maker's role lists all its releases: this one is the one whose files
+                // (by hash) are given.
+                let (maker, all) = crate::tuf_cmd::releases_in(&text)?;
+                let given: Vec<String> = files
+                    .iter()
+                    .map(|f| hash_file(f).map(|h| h.1))
+                    .collect::<anyhow::Result<_>>()?;
+                let m = all
+                    .into_iter()
+                    .find(|m| m.artifacts.iter().all(|a| given.contains(&a.sha256)))
+                    .context("none of the role's releases is made of the files given")?;
+                (m, Some(maker))
+            } else {
+                let env = Envelope::parse(text.as_bytes())?;
+                (
+                    ReleaseManifest::from_json(&env.unverified_payload()?)?,
+                    None,
+                )
+            };
             // Every artifact from a file given, checked here before anything is sent.
             let mut uploads = Vec::new();
             for a in &m.artifacts {
@@ -383,9 +520,22 @@ pub async fn release(cmd: ReleaseCmd, remote: &Remote) -> anyhow::Result<()> {
                 uploads.push((path.clone(), a.clone()));
             }
             let api = remote.api()?;
-            let _: Release = api
-                .post_text("/api/v1/releases", "application/json", text)
-                .await?;
+            match &tuf_maker {
+                Some(maker) => {
+                    let _: serde_json::Value = api
+                        .post_text(
+                            &format!("/api/v1/tuf/makers/{}", segment(maker)?),
+                            "application/json",
+                            text,
+                        )
+                        .await?;
+                }
+                None => {
+                    let _: Release = api
+                        .post_text("/api/v1/releases", "application/json", text)
+                        .await?;
+                }
+            }
             for (path, a) in &uploads {
                 let stored: ArtifactStored = api
                     .put_file(

@@ -14,6 +14,7 @@ mod retention_cmd;
 mod rollout_cmd;
 mod sim_cmd;
 mod table;
+mod tuf_cmd;
 
 /// mimalloc: the services allocate and free small buffers at a high rate on several threads,
 /// where glibc's allocator spends a third of the time and fragments.

@@ -330,6 +330,9 @@ async fn sweep(st: AppState) {
         st.devices.left(&gone).await;
         if st.devices.cluster.leads() {
             delivery::expire_jobs(&st).await;
+            if rounds.is_multiple_of(60) {
+                delivery::tuf::refresh_all(&st).await;
+            }
             diag::logs::run_schedules(&st).await;
             st.diag.resolve_quiet(&st).await;
             st.compat.clone().rejudge_unfinished(&st).await;

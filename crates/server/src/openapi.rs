@@ -19,6 +19,11 @@ use utoipa::{Modify, OpenApi};
                        `Authorization: Bearer <operator token>`; errors are `ErrorBody` JSON."
     ),
     paths(
+        crate::delivery::tuf::online_keys,
+        crate::delivery::tuf::show_role,
+        crate::delivery::tuf::publish_root,
+        crate::delivery::tuf::publish_targets,
+        crate::delivery::tuf::publish_maker,
         crate::devices::api::list_devices,
         crate::devices::api::show_device,
         crate::devices::api::device_history,
@@ -106,6 +111,7 @@ use utoipa::{Modify, OpenApi};
         crate::access::accounts::disable_account
     ),
     components(schemas(
+        crate::delivery::tuf::Published,
         fleetcare_wire::life::MeterSeries,
         fleetcare_wire::life::Meter,
         fleetcare_wire::life::MeterPoint,

@@ -35,6 +35,10 @@ pub fn app(state: AppState) -> Router {
         .route("/device/v1/settings", get(diag::api::own_settings))
         .route("/device/v1/jobs", get(delivery::api::device_jobs))
         .route(
+            "/device/v1/tuf/metadata/{file}",
+            get(delivery::tuf::metadata),
+        )
+        .route(
             "/device/v1/notifications",
             get(compat::api::own_notifications),
         )
@@ -88,6 +92,7 @@ pub fn app(state: AppState) -> Router {
             "/device/v1/artifacts/{sha256}",
             get(delivery::api::get_artifact),
         )
+        .route("/device/v1/tuf/targets/{*path}", get(delivery::tuf::target))
         .route(
             "/{tenant}/controller/v1/{id}/softwaremodules/{module}/artifacts/{file}",
             get(ddi::api::download),
@@ -224,6 +229,8 @@ pub fn app(state: AppState) -> Router {
             post(diag::logs::request),
         )
         .route("/api/v1/keys", get(delivery::api::show_keys))
+        .route("/api/v1/tuf/online-keys", get(delivery::tuf::online_keys))
+        .route("/api/v1/tuf/roles/{role}", get(delivery::tuf::show_role))
         .route("/api/v1/jobs/{id}", get(delivery::api::show_job))
         .route(
             "/api/v1/jobs/{id}/approve",
@@ -273,9 +280,19 @@ pub fn app(state: AppState) -> Router {
     let signed = Router::new()
         .route("/api/v1/keys", post(delivery::api::publish_keys))
         .route("/api/v1/releases", post(delivery::api::publish_release))
+        .route("/api/v1/tuf/root", post(delivery::tuf::publish_root))
+        .route("/api/v1/tuf/targets", post(delivery::tuf::publish_targets))
+        .route(
+            "/api/v1/tuf/makers/{maker}",
+            post(delivery::tuf::publish_maker),
+        )
         .layer(timed.clone())
-        .layer(DefaultBodyLimit::max(delivery::api::MAX_ENVELOPE_BODY))
-        .layer(Extension(BodyLimit(delivery::api::MAX_ENVELOPE_BODY)));
+        .layer(DefaultBodyLimit::max(
+            fleetcare_trust::tuf::MAX_METADATA_BYTES,
+        ))
+        .layer(Extension(BodyLimit(
+            fleetcare_trust::tuf::MAX_METADATA_BYTES,
+        )));
     // Artifact uploads are bounded by the size their release signed and by an idle timeout.
     let upload = Router::new()
         .route(

@@ -39,6 +39,7 @@ pub mod sqlite;
 pub mod tenants;
 pub mod testing;
 pub mod troubles;
+pub mod tuf;
 pub mod units;
 
 use std::collections::BTreeMap;

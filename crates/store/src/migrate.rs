@@ -24,6 +24,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (20, include_str!("migrations/sqlite_0020.sql")),
     (21, include_str!("migrations/sqlite_0021.sql")),
     (22, include_str!("migrations/sqlite_0022.sql")),
+    (23, include_str!("migrations/sqlite_0023.sql")),
 ];
 /// `(version, SQL)` for PostgreSQL; same versions, same meaning.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
@@ -49,6 +50,7 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (20, include_str!("migrations/postgres_0020.sql")),
     (21, include_str!("migrations/postgres_0021.sql")),
     (22, include_str!("migrations/postgres_0022.sql")),
+    (23, include_str!("migrations/postgres_0023.sql")),
 ];
 
 /// Refuse a database written by a newer release: its schema has versions this one does not

@@ -69,6 +69,7 @@ conformance!(
     rejudgement_never_overwrites_a_newer_structure,
     policies_notifications_and_jobs,
     releases_key_lists_artifacts_and_expiry,
+    tuf_roles_keep_each_version_once,
     error_events_once_with_watermarks,
     troubles_abnormal_units_and_settings,
     rollouts_keep_their_counters,
@@ -1338,6 +1339,94 @@ async fn policies_notifications_and_jobs(store: Store) {
         store.job(other, j1).await.expect("job").is_none(),
         "tenants are isolated"
     );
+}
+
+async fn tuf_roles_keep_each_version_once(store: Store) {
+    use fleetcare_store::tuf::TufRecord;
+    let t = store.ensure_tenant("default", NOW).await.expect("tenant");
+    let other = store.ensure_tenant("other", NOW).await.expect("tenant");
+    let rec = |role: &str, version: u64, env: &str, expires: i64| TufRecord {
+        role: role.into(),
+        version,
+        envelope: env.into(),
+        expires_at_ms: expires,
+        published_by: "ops".into(),
+        published_at_ms: NOW,
+    };
+    assert!(store.tuf(t, "root", None).await.expect("none").is_none());
+    assert!(
+        store
+            .put_tuf(t, &rec("root", 1, "r1", NOW + 10))
+            .await
+            .expect("new")
+    );
+    assert!(
+        !store
+            .put_tuf(t, &rec("root", 1, "r1", NOW + 10))
+            .await
+            .expect("same")
+    );
+    assert!(matches!(
+        store
+            .put_tuf(t, &rec("root", 1, "r1-other", NOW + 10))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .put_tuf(t, &rec("root", 2, "r2", NOW + 20))
+        .await
+        .expect("v2");
+    store
+        .put_tuf(t, &rec("timestamp", 1, "t1", NOW + 5))
+        .await
+        .expect("ts");
+    store
+        .put_tuf(t, &rec("timestamp", 2, "t2", NOW + 7))
+        .await
+        .expect("ts");
+    let newest = store
+        .tuf(t, "root", None)
+        .await
+        .expect("read")
+        .expect("some");
+    assert_eq!((newest.version, newest.envelope.as_str()), (2, "r2"));
+    let v1 = store
+        .tuf(t, "root", Some(1))
+        .await
+        .expect("read")
+        .expect("v1");
+    assert_eq!(v1.envelope, "r1");
+    let all = store.tuf_newest(t).await.expect("newest");
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.role.as_str(), r.version))
+            .collect::<Vec<_>>(),
+        [("root", 2), ("timestamp", 2)]
+    );
+    assert_eq!(store.tuf_timestamps().await.expect("ts"), [(t, NOW + 7)]);
+    // Another tenant sees none of it, and gets keys of its own.
+    assert!(
+        store
+            .tuf(other, "root", None)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let k = store
+        .tuf_online_key(t, "timestamp", "k-1", NOW)
+        .await
+        .expect("key");
+    assert_eq!(k, "k-1");
+    let again = store
+        .tuf_online_key(t, "timestamp", "k-2", NOW)
+        .await
+        .expect("key");
+    assert_eq!(again, "k-1", "the first key made stays");
+    let theirs = store
+        .tuf_online_key(other, "timestamp", "k-3", NOW)
+        .await
+        .expect("key");
+    assert_eq!(theirs, "k-3");
 }
 
 async fn releases_key_lists_artifacts_and_expiry(store: Store) {

@@ -147,11 +147,16 @@ impl Envelope {
 
     /// The payload, decoded but not verified (for display and for routing only).
     pub fn unverified_payload(&self) -> Result<Vec<u8>, TrustError> {
-        if self.payload.len() > MAX_ENVELOPE_BYTES {
+        self.unverified_payload_bounded(MAX_ENVELOPE_BYTES)
+    }
+
+    /// [`Envelope::unverified_payload`] of at most `max` bytes encoded.
+    pub fn unverified_payload_bounded(&self, max: usize) -> Result<Vec<u8>, TrustError> {
+        if self.payload.len() > max {
             return Err(TrustError::TooLarge {
                 what: "payload",
                 size: self.payload.len(),
-                max: MAX_ENVELOPE_BYTES,
+                max,
             });
         }
         B64.decode(&self.payload)

@@ -519,6 +519,47 @@ fn verify_role(
     verify_by(env, payload, &root.keys, &r.keyids, r.threshold)
 }
 
+/// A document signed by a threshold of the keys `root` gives `role` (`targets`, `snapshot`,
+/// `timestamp`; for a new root, see [`TrustedSet::update_root`]). For a repository's checks
+/// at publication, not for a client's workflow.
+pub fn verify_top<T: Signed>(root: &RootRole, role: &str, env: &Envelope) -> Result<T, TrustError> {
+    let (payload, doc) = open::<T>(env)?;
+    verify_role(env, &payload, root, role)?;
+    Ok(doc)
+}
+
+/// A delegated targets document signed by a threshold of the keys `parent` delegates `role`
+/// to.
+pub fn verify_delegated(
+    parent: &TargetsRole,
+    role: &str,
+    env: &Envelope,
+) -> Result<TargetsRole, TrustError> {
+    let (payload, doc) = open::<TargetsRole>(env)?;
+    let d = parent
+        .delegations
+        .as_ref()
+        .and_then(|d| d.roles.iter().find(|r| r.name == role).map(|r| (d, r)));
+    let Some((d, r)) = d else {
+        return Err(TrustError::Malformed {
+            what: "targets",
+            detail: format!("no delegation to {role}"),
+        });
+    };
+    verify_by(env, &payload, &d.keys, &r.keyids, r.threshold)?;
+    Ok(doc)
+}
+
+/// A document's fields, not verified (for routing and display only).
+pub fn unverified<T: Signed>(env: &Envelope) -> Result<T, TrustError> {
+    open::<T>(env).map(|(_, doc)| doc)
+}
+
+/// When a document expires.
+pub fn expires_at(c: &Common) -> Result<SystemTime, TrustError> {
+    parse_time("metadata", &c.expires)
+}
+
 fn expired(what: &'static str, c: &Common, now: SystemTime) -> Result<(), TrustError> {
     if c.expired(now)? {
         return Err(TrustError::Expired {
@@ -1018,6 +1059,23 @@ pub fn release_of(
     };
     m.validate()?;
     Ok(m)
+}
+
+/// Every release a maker's role lists (its files grouped by `<maker>/<product>/<version>/`),
+/// each checked as [`release_of`] checks one.
+pub fn releases_of_role(role: &str, doc: &TargetsRole) -> Result<Vec<ReleaseManifest>, TrustError> {
+    let mut groups: BTreeMap<&str, Vec<(String, String, TargetFile)>> = BTreeMap::new();
+    for (path, t) in &doc.targets {
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        groups
+            .entry(dir)
+            .or_default()
+            .push((role.to_owned(), path.clone(), t.clone()));
+    }
+    groups
+        .values()
+        .map(|files| release_of(files, &doc.common.expires))
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod artifacts;
+pub mod tuf;
 
 use fleetcare_core::clock::rfc3339;
 use fleetcare_store::{DeviceKey, ReleaseRecord, StoreError, TenantId};
