@@ -36,6 +36,7 @@ use crate::source::{Snapshot, StructureSource};
 use crate::update::command::CommandDriver;
 use crate::update::download::Limits;
 use crate::update::flow::{Phase, Updater};
+use crate::update::tuf::Anchor;
 use crate::update::{AbDriver, UnitInstaller};
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +92,8 @@ fn installers(cfg: &AgentConfig, snap: &Snapshot) -> Result<Installers, AgentErr
     Ok(Arc::new(map))
 }
 
-fn load_root(cfg: &AgentConfig) -> Result<Option<Root>, AgentError> {
+/// The provisioned root of trust: today's unsigned `root.json`, or a signed TUF root.
+fn load_root(cfg: &AgentConfig) -> Result<Option<Anchor>, AgentError> {
     let Some(path) = &cfg.trust_root else {
         return Ok(None);
     };
@@ -100,8 +102,15 @@ fn load_root(cfg: &AgentConfig) -> Result<Option<Root>, AgentError> {
         detail,
     };
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    if fleetcare_trust::tuf::parse_envelope(&bytes)
+        .is_ok_and(|e| e.payload_type == fleetcare_trust::tuf::TUF_TYPE)
+    {
+        fleetcare_trust::tuf::TrustedSet::new(&bytes, SystemTime::now())
+            .map_err(|e| err(format!("the signed root: {e}")))?;
+        return Ok(Some(Anchor::Signed(bytes)));
+    }
     Root::from_json(&bytes)
-        .map(Some)
+        .map(|r| Some(Anchor::Unsigned(r)))
         .map_err(|e| err(e.to_string()))
 }
 
@@ -305,9 +314,14 @@ impl<S: StructureSource> Agent<S> {
             tracing::info!(reason = %why, "this device cannot install software; the center is told");
         }
         let jobs_nudge = Arc::new(Notify::new());
-        let updater = Updater::new(
+        let (legacy, signed) = match root {
+            Some(Anchor::Unsigned(r)) => (Some(r), None),
+            Some(Anchor::Signed(b)) => (None, Some(b)),
+            None => (None, None),
+        };
+        let mut updater = Updater::new(
             &cfg.data_dir,
-            root,
+            legacy,
             installers.values().cloned().collect(),
             client.clone(),
             Limits {
@@ -316,6 +330,9 @@ impl<S: StructureSource> Agent<S> {
                 ..Limits::default()
             },
         );
+        if let Some(b) = signed {
+            updater = updater.with_signed_root(b);
+        }
         let update_task = tokio::spawn(update_loop(
             updater,
             self.source.clone(),
@@ -716,7 +733,19 @@ async fn run_once<S: StructureSource>(
                 return Err(format!("busy, job {} later: {why}", offer.id));
             }
             let (snap, _) = read_valid(source, installers, &[]).await?;
-            let j = updater.accept(offer, offers.key_list.as_ref(), &snap, SystemTime::now());
+            let paths = Updater::tuf_paths(offer);
+            let tuf = if paths.is_empty() {
+                None
+            } else {
+                Some(updater.refresh_tuf(token, &paths, SystemTime::now()).await)
+            };
+            let j = updater.accept(
+                offer,
+                offers.key_list.as_ref(),
+                &snap,
+                SystemTime::now(),
+                tuf,
+            );
             updater.begin(&j).map_err(|e| e.to_string())?;
             j
         }

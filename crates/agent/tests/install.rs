@@ -310,7 +310,7 @@ async fn run(
     key_list: Option<&serde_json::Value>,
     hw: &str,
 ) -> JobJournal {
-    let j = u.accept(offer, key_list, &snapshot(hw), SystemTime::now());
+    let j = u.accept(offer, key_list, &snapshot(hw), SystemTime::now(), None);
     u.begin(&j).expect("journal written");
     let j = u.drive(j, "token", false).await;
     assert_eq!(j.phase, Phase::Over, "the job ends");
@@ -835,7 +835,7 @@ async fn a_trial_not_confirmed_within_three_boots_reverts() {
         "5.3.0",
         signed(&manifest("5.3.0", 3, &bytes), &[&lab.release_key]),
     );
-    let mut j = u.accept(&offer, Some(&kl), &snapshot("B"), SystemTime::now());
+    let mut j = u.accept(&offer, Some(&kl), &snapshot("B"), SystemTime::now(), None);
     assert_eq!(j.phase, Phase::Accepted, "{j:?}");
     // Staged and activated (by hand here), then the agent died twice in the health check.
     let driver = lab.driver(None);

@@ -96,10 +96,39 @@ fn trust_reason(e: &TrustError) -> &'static str {
     }
 }
 
+/// A release from the files TUF vouched for (`{"tuf": {"paths": [...]}}` names them).
+fn tuf_release(
+    spec: &serde_json::Value,
+    r: &super::tuf::Refreshed,
+) -> Result<ReleaseManifest, InstallError> {
+    let paths: Vec<&str> = spec
+        .get("paths")
+        .and_then(|p| p.as_array())
+        .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+        .unwrap_or_default();
+    let mut found = Vec::with_capacity(paths.len());
+    let mut expires = String::new();
+    for p in paths {
+        let f = r.files.get(p).ok_or_else(|| {
+            InstallError::new("signature", format!("TUF vouches for no file {p}"))
+        })?;
+        if expires.is_empty() || f.expires < expires {
+            expires = f.expires.clone();
+        }
+        found.push((f.role.clone(), p.to_owned(), f.target.clone()));
+    }
+    fleetcare_trust::tuf::release_of(&found, &expires)
+        .map_err(|e| InstallError::new(trust_reason(&e), e.to_string()))
+}
+
 /// Runs jobs: owns `<data_dir>/update/`.
 pub struct Updater {
     dir: PathBuf,
+    /// The unsigned root of the key-list era (legacy releases; and the anchor of the one
+    /// signed step onto TUF's chain).
     root: Option<Root>,
+    /// Where TUF's chain starts on this device.
+    anchor: Option<super::tuf::Anchor>,
     installers: BTreeMap<String, Arc<dyn UnitInstaller>>,
     client: CenterClient,
     limits: Limits,
@@ -140,6 +169,7 @@ impl Updater {
     ) -> Updater {
         Updater {
             dir: data_dir.join("update"),
+            anchor: root.clone().map(super::tuf::Anchor::Unsigned),
             root,
             installers: installers
                 .into_iter()
@@ -152,6 +182,48 @@ impl Updater {
 
     pub fn client(&self) -> &CenterClient {
         &self.client
+    }
+
+    /// Trust a signed TUF root (instead of an unsigned one): releases come only through TUF.
+    pub fn with_signed_root(mut self, root: Vec<u8>) -> Updater {
+        self.root = None;
+        self.anchor = Some(super::tuf::Anchor::Signed(root));
+        self
+    }
+
+    /// The TUF files an offer's releases name (`{"tuf": {"paths": [...]}}`).
+    pub fn tuf_paths(offer: &DeviceJob) -> Vec<String> {
+        offer
+            .releases
+            .iter()
+            .filter_map(|r| r.get("tuf")?.get("paths")?.as_array().cloned())
+            .flatten()
+            .filter_map(|p| p.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Refresh this device's TUF metadata and look up `paths` (see `update::tuf`).
+    pub async fn refresh_tuf(
+        &self,
+        token: &str,
+        paths: &[String],
+        now: SystemTime,
+    ) -> Result<super::tuf::Refreshed, InstallError> {
+        let Some(anchor) = &self.anchor else {
+            return Err(InstallError::new(
+                "signature",
+                "no root of trust is provisioned (set `trust_root` in the agent config)",
+            ));
+        };
+        super::tuf::refresh(
+            &self.client,
+            token,
+            &super::tuf::dir(&self.dir),
+            anchor,
+            paths,
+            now,
+        )
+        .await
     }
 
     pub fn installers(&self) -> &BTreeMap<String, Arc<dyn UnitInstaller>> {
@@ -220,6 +292,7 @@ impl Updater {
         key_list: Option<&serde_json::Value>,
         snapshot: &Snapshot,
         now: SystemTime,
+        tuf: Option<Result<super::tuf::Refreshed, InstallError>>,
     ) -> JobJournal {
         let mut j = JobJournal {
             job: offer.id,
@@ -229,7 +302,7 @@ impl Updater {
             outcome: None,
             revert_reason: None,
         };
-        if let Err(e) = self.verify(offer, key_list, snapshot, now, &mut j) {
+        if let Err(e) = self.verify(offer, key_list, snapshot, now, tuf, &mut j) {
             tracing::warn!(job = offer.id, reason = e.reason, detail = %e.detail, "job refused");
             j.phase = Phase::Over;
             j.outcome = Some(Outcome::failed(&e));
@@ -243,10 +316,17 @@ impl Updater {
         key_list: Option<&serde_json::Value>,
         snapshot: &Snapshot,
         now: SystemTime,
+        tuf: Option<Result<super::tuf::Refreshed, InstallError>>,
         j: &mut JobJournal,
     ) -> Result<(), InstallError> {
-        let mut trust = self.trust()?;
-        if let Some(kl) = key_list {
+        let tuf = tuf.transpose()?;
+        // The key-list era's trust, for releases that still come as their own envelopes.
+        let mut trust = if self.root.is_some() || tuf.is_none() {
+            Some(self.trust()?)
+        } else {
+            None
+        };
+        if let (Some(kl), Some(trust)) = (key_list, trust.as_mut()) {
             let env: Envelope = serde_json::from_value(kl.clone())
                 .map_err(|e| InstallError::new("signature", format!("the key list: {e}")))?;
             match trust.update_keys(&env, now) {
@@ -303,11 +383,45 @@ impl Updater {
                             format!("no signed release for {} {}", s.product, s.to),
                         )
                     })?;
-                    let env: Envelope = serde_json::from_value(env.clone())
-                        .map_err(|e| InstallError::new("signature", format!("the release: {e}")))?;
-                    let m = trust.verify_release(&env, now).map_err(|e| {
-                        InstallError::new(trust_reason(&e), format!("{} {}: {e}", s.product, s.to))
-                    })?;
+                    let m = match (env.get("tuf"), &tuf, trust.as_ref()) {
+                        (Some(t), Some(r), _) => tuf_release(t, r).map_err(|e| {
+                            InstallError::new(
+                                e.reason,
+                                format!("{} {}: {}", s.product, s.to, e.detail),
+                            )
+                        })?,
+                        (Some(_), None, _) => {
+                            return Err(InstallError::new(
+                                "signature",
+                                format!(
+                                    "{} {}: its TUF metadata was not refreshed",
+                                    s.product, s.to
+                                ),
+                            ));
+                        }
+                        (None, _, None) => {
+                            return Err(InstallError::new(
+                                "signature",
+                                format!(
+                                    "{} {}: this device trusts a signed TUF root and takes releases \
+                                     only through TUF",
+                                    s.product, s.to
+                                ),
+                            ));
+                        }
+                        (None, _, Some(trust)) => {
+                            let env: Envelope =
+                                serde_json::from_value(env.clone()).map_err(|e| {
+                                    InstallError::new("signature", format!("the release: {e}"))
+                                })?;
+                            trust.verify_release(&env, now).map_err(|e| {
+                                InstallError::new(
+                                    trust_reason(&e),
+                                    format!("{} {}: {e}", s.product, s.to),
+                                )
+                            })?
+                        }
+                    };
                     if m.product != s.product || m.version != s.to {
                         return Err(InstallError::new(
                             "signature",

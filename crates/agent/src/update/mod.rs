@@ -11,6 +11,7 @@ pub mod command;
 pub mod crash;
 pub mod download;
 pub mod flow;
+pub mod tuf;
 
 use std::path::PathBuf;
 

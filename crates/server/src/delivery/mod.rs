@@ -73,11 +73,7 @@ pub(crate) async fn check_steps(
                     continue;
                 }
                 Some(r) => {
-                    let env: Envelope = serde_json::from_str(&r.envelope)
-                        .map_err(|e| ApiError::Internal(e.to_string()))?;
-                    let m =
-                        ReleaseManifest::from_json(&env.unverified_payload().map_err(trust_err)?)
-                            .map_err(trust_err)?;
+                    let m = manifest_of(&r)?;
                     if !m.targets_unit(&unit.model, &unit.hw_revision) {
                         problems.push(format!(
                             "{} {} is not made for {} revision {} (slot {})",
@@ -314,6 +310,21 @@ pub(crate) fn job_view(j: fleetcare_store::JobRecord) -> cw::Job {
         approved_at: j.approved_at_ms.map(rfc3339),
         waiting: None,
     }
+}
+
+/// A published release's manifest, as signed (not verified again: it was at publication).
+/// A release published through TUF is stored as `{"tuf": {role, paths, manifest}}`: the files
+/// a device looks up in the repository, and the manifest they make, for the center's checks.
+pub(crate) fn manifest_of(r: &ReleaseRecord) -> Result<ReleaseManifest, ApiError> {
+    let v: serde_json::Value = serde_json::from_str(&r.envelope)
+        .map_err(|e| ApiError::Internal(format!("stored release: {e}")))?;
+    if let Some(t) = v.get("tuf") {
+        return serde_json::from_value(t["manifest"].clone())
+            .map_err(|e| ApiError::Internal(format!("stored TUF release: {e}")));
+    }
+    let env: Envelope = serde_json::from_value(v)
+        .map_err(|e| ApiError::Internal(format!("stored release: {e}")))?;
+    ReleaseManifest::from_json(&env.unverified_payload().map_err(trust_err)?).map_err(trust_err)
 }
 
 pub(crate) fn trust_err(e: TrustError) -> ApiError {

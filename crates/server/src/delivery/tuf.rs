@@ -306,6 +306,7 @@ async fn publish(
                             "paths": m.artifacts.iter()
                                 .map(|a| tuf::target_path(&m.maker, &m.product, &m.version, &a.name))
                                 .collect::<Vec<_>>(),
+                            "manifest": m,
                         }})
                         .to_string(),
                         artifacts_json: serde_json::to_string(&m.artifacts)
