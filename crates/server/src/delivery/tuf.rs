@@ -220,6 +220,20 @@ async fn publish(
     let now = system_time(st.clock.now_ms());
     let text = serde_json::to_string(&env).expect("an envelope serializes");
     let root = newest::<RootRole>(&st, tenant, "root").await?;
+    // The very document already published (a retry after a lost answer) changes nothing.
+    if let Some(rec) = st.store.tuf(tenant, &role, None).await?
+        && rec.envelope == text
+    {
+        let (snapshot_version, timestamp_version) = refresh(&st, tenant).await?;
+        return Ok(Json(Published {
+            role,
+            version: rec.version,
+            expires: fleetcare_core::clock::rfc3339(rec.expires_at_ms),
+            releases: Vec::new(),
+            snapshot_version,
+            timestamp_version,
+        }));
+    }
     let mut releases = Vec::new();
     let (version, common) = match role.as_str() {
         "root" => {
