@@ -249,6 +249,45 @@ async fn python_tuf_verifies_and_downloads_a_release_and_refuses_tampered_metada
     assert_eq!(got["custom"]["counter"], 20, "{got}");
     assert_eq!(got["custom"]["maker"], "acme", "{got}");
 
+    // A root rotation with the commands: root 2 has a new root key and is signed by the new
+    // and the outgoing key; the client walks to it.
+    let keys2 = dir.path().join("keys2");
+    run(format!("keys generate --out {}", keys2.display())).await;
+    run(format!(
+        "keys root --root-key {}/root-1.key.json --old-root-key {k}/root-1.key.json \
+         --targets {k}/release-1.pub.json --online {k}/online.json --version 2 \
+         --out {k}/2.root.json",
+        keys2.display()
+    ))
+    .await;
+    run(format!("keys publish {k}/2.root.json")).await;
+    let rotated = judge.run(&url, &state, target).await;
+    assert_eq!(rotated["ok"], true, "{rotated}");
+    assert!(
+        state.join("metadata/root_history/2.root.json").exists(),
+        "python-tuf walked to root 2"
+    );
+    // Root 3 signed only by a key root 2 does not name is refused at the desk.
+    let keys3 = dir.path().join("keys3");
+    run(format!("keys generate --out {}", keys3.display())).await;
+    run(format!(
+        "keys root --root-key {}/root-1.key.json --targets {k}/release-1.pub.json \
+         --online {k}/online.json --version 3 --out {k}/3.root.json",
+        keys3.display()
+    ))
+    .await;
+    let (ok, _, err) = cli(
+        &url,
+        &token,
+        &[
+            "keys",
+            "publish",
+            &keys.join("3.root.json").display().to_string(),
+        ],
+    )
+    .await;
+    assert!(!ok && err.contains("signature"), "{err}");
+
     // Tampering needs the center's online timestamp key, as a thief of it would have: read
     // from the stopped center's store.
     assert!(served.terminate().await.success());
