@@ -474,16 +474,6 @@ async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_make
         "timestamp",
     )
     .expect("the online timestamp key");
-    let ts = store
-        .tuf(tenant, "timestamp", None)
-        .await
-        .expect("ts")
-        .expect("ts");
-    let snap = store
-        .tuf(tenant, "snapshot", None)
-        .await
-        .expect("s")
-        .expect("s");
     let timestamp = |version: u64, snapshot: u64, expires: SystemTime| {
         tuf::sign(
             &TimestampRole {
@@ -500,6 +490,66 @@ async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_make
         o.clear();
         o.insert(format!("/device/v1/tuf/metadata/{file}"), bytes);
     };
+
+    // Mix-and-match: acme's role of another moment (version 1, validly signed by acme) where
+    // the snapshot names version 2.
+    let two = b"acme firmware 2".as_slice();
+    let (s, r) = lab
+        .post(
+            "/api/v1/tuf/makers/acme",
+            maker_role(
+                "acme",
+                2,
+                &[
+                    ("ctl-firmware", "1.0.0", 1, fw),
+                    ("ctl-firmware", "2.0.0", 2, two),
+                ],
+                &key(6),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    // The device refreshes cleanly (and trusts the newest snapshot from now on).
+    refresh(
+        &client,
+        &token,
+        &state,
+        &anchor,
+        std::slice::from_ref(&path),
+        now,
+    )
+    .await
+    .expect("a clean refresh after acme's second version");
+    let ts = store
+        .tuf(tenant, "timestamp", None)
+        .await
+        .expect("ts")
+        .expect("ts");
+    let snap = store
+        .tuf(tenant, "snapshot", None)
+        .await
+        .expect("s")
+        .expect("s");
+    let acme_v1 = store
+        .tuf(tenant, "acme", Some(1))
+        .await
+        .expect("read")
+        .expect("acme 1");
+    serve("2.acme.json", acme_v1.envelope.into_bytes());
+    let e = refresh(
+        &client,
+        &token,
+        &lab.dir.path().join("mixed"),
+        &anchor,
+        std::slice::from_ref(&path),
+        now,
+    )
+    .await
+    .expect_err("mix-and-match");
+    assert!(
+        e.reason == "signature" && e.detail.contains("mix-and-match"),
+        "{e:?}"
+    );
 
     // A freeze, to a device that never saw a newer timestamp.
     serve(

@@ -288,6 +288,34 @@ async fn python_tuf_verifies_and_downloads_a_release_and_refuses_tampered_metada
     .await;
     assert!(!ok && err.contains("signature"), "{err}");
 
+    // acme's next release: its role's version 2, the first version kept for the mirror below.
+    let acme_v1 = reqwest::Client::new()
+        .get(format!("{url}/device/v1/tuf/metadata/1.acme.json"))
+        .bearer_auth(&judge.token)
+        .send()
+        .await
+        .expect("1.acme.json")
+        .bytes()
+        .await
+        .expect("body")
+        .to_vec();
+    let fw2 = dir.path().join("ctl-lite-2.1.0.bin");
+    std::fs::write(&fw2, vec![8u8; 20_000]).expect("write");
+    let role2 = dir.path().join("acme-2.json");
+    run(format!(
+        "release sign --tuf --key {k}/acme.key.json --product ctl-lite-firmware --maker acme \
+         --version 2.1.0 --counter 21 --target ctl-lite:C --out {} {}",
+        role2.display(),
+        fw2.display()
+    ))
+    .await;
+    run(format!(
+        "release publish {} {}",
+        role2.display(),
+        fw2.display()
+    ))
+    .await;
+
     // Tampering needs the center's online timestamp key, as a thief of it would have: read
     // from the stopped center's store.
     assert!(served.terminate().await.success());
@@ -357,6 +385,16 @@ async fn python_tuf_verifies_and_downloads_a_release_and_refuses_tampered_metada
     let rolled = judge.run(&mirror.url, &state, target).await;
     assert_eq!(rolled["ok"], false, "{rolled}");
     assert_eq!(rolled["kind"], "BadVersionNumberError", "{rolled}");
+
+    // Mix-and-match: acme's role of another moment (version 1, validly signed by acme) where
+    // the snapshot names version 2.
+    mirror.clear();
+    mirror.serve("2.acme.json", acme_v1);
+    let mixed = judge
+        .run(&mirror.url, &dir.path().join("client-mix"), target)
+        .await;
+    assert_eq!(mixed["ok"], false, "{mixed}");
+    assert_eq!(mixed["kind"], "BadVersionNumberError", "{mixed}");
 
     // Cross-maker: zenith's role, as the snapshot names it, but signed by acme's key.
     mirror.clear();

@@ -505,7 +505,9 @@ async fn put_online(
     }
 }
 
-/// Every tenant's timestamp (and snapshot) re-signed before it runs out.
+/// Every tenant's repository brought up to date: a snapshot that misses a role's newest
+/// version (two publications racing, an instance that died between role and snapshot) is
+/// signed anew, and timestamp and snapshot before they run out.
 pub async fn refresh_all(st: &Ctx) {
     let tenants = match st.store.tuf_timestamps().await {
         Ok(t) => t,
@@ -514,13 +516,9 @@ pub async fn refresh_all(st: &Ctx) {
             return;
         }
     };
-    let now_ms = st.clock.now_ms();
-    let half = i64::try_from(TIMESTAMP_LIFE.as_millis() / 2).unwrap_or(i64::MAX);
-    for (tenant, expires) in tenants {
-        if expires - now_ms < half
-            && let Err(e) = refresh(st, tenant).await
-        {
-            tracing::warn!(tenant, error = %e, "re-signing the TUF timestamp");
+    for (tenant, _) in tenants {
+        if let Err(e) = refresh(st, tenant).await {
+            tracing::warn!(tenant, error = %e, "re-signing the TUF snapshot and timestamp");
         }
     }
 }
