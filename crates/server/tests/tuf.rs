@@ -303,9 +303,18 @@ async fn the_repository_refuses_what_a_client_would_and_keeps_its_timestamp_fres
         f.clock.advance(Duration::from_secs(4 * 86_400));
         fleetcare_server::delivery::tuf::refresh_all(&f.state.ctx).await;
         let (_, t) = metadata(&f, &device, "timestamp.json").await;
+        let t3 = timestamp_of(&t);
+        assert_eq!(t3.meta["snapshot.json"].version, snap + 1, "{store}");
+        // Only the newest two timestamps are kept: older ones no client asks for.
+        let older = |n: u64| format!("{}.timestamp.json", t3.common.version - n);
         assert_eq!(
-            timestamp_of(&t).meta["snapshot.json"].version,
-            snap + 1,
+            metadata(&f, &device, &older(1)).await.0,
+            StatusCode::OK,
+            "{store}"
+        );
+        assert_eq!(
+            metadata(&f, &device, &older(2)).await.0,
+            StatusCode::NOT_FOUND,
             "{store}"
         );
         f.finish().await;

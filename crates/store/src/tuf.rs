@@ -127,6 +127,28 @@ impl Store {
         .collect()
     }
 
+    /// Forget the versions of an online role (`timestamp`, `snapshot`) below `keep_from`:
+    /// no client asks for them (a client reads the newest timestamp, then the snapshot it
+    /// names), and the center signs new ones twice a day. Root, targets and makers' roles are
+    /// never forgotten: a device walks the root chain from its own version. The rows gone.
+    pub async fn forget_tuf(&self, tenant: TenantId, role: &str, keep_from: u64) -> Result<u64> {
+        if !matches!(role, "timestamp" | "snapshot") {
+            return Err(StoreError::Conflict(format!(
+                "{role} versions are kept: a client may need any of them"
+            )));
+        }
+        let out = self
+            .run(
+                vec![Stmt::new(
+                    "DELETE FROM tuf_metadata WHERE tenant_id = $1 AND role = $2 AND version < $3",
+                    vec![tenant.into(), role.into(), to_i64(keep_from).into()],
+                )],
+                Guard::None,
+            )
+            .await?;
+        Ok(out.first().copied().unwrap_or(0))
+    }
+
     /// A tenant's online key for `role` (a key file), stored from `fresh` the first time (by
     /// whichever center instance gets there first; the others read it).
     pub async fn tuf_online_key(

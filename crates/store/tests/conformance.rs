@@ -1404,6 +1404,29 @@ async fn tuf_roles_keep_each_version_once(store: Store) {
         [("root", 2), ("timestamp", 2)]
     );
     assert_eq!(store.tuf_timestamps().await.expect("ts"), [(t, NOW + 7)]);
+    // Old timestamps go; roots never do.
+    assert_eq!(
+        store.forget_tuf(t, "timestamp", 2).await.expect("forget"),
+        1
+    );
+    assert!(
+        store
+            .tuf(t, "timestamp", Some(1))
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        store
+            .tuf(t, "timestamp", Some(2))
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert!(matches!(
+        store.forget_tuf(t, "root", 2).await,
+        Err(StoreError::Conflict(_))
+    ));
     // Another tenant sees none of it, and gets keys of its own.
     assert!(
         store

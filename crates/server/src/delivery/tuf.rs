@@ -479,6 +479,16 @@ pub async fn refresh(st: &Ctx, tenant: TenantId) -> Result<(u64, u64), ApiError>
         )
         .await?;
     }
+    // Versions no client asks for any more: the newest two of each are kept (a client that
+    // read the previous timestamp a moment ago still finds the snapshot it names).
+    for (role, v) in [
+        ("timestamp", timestamp_version),
+        ("snapshot", snapshot_version),
+    ] {
+        if v > 2 {
+            st.store.forget_tuf(tenant, role, v - 1).await?;
+        }
+    }
     Ok((snapshot_version, timestamp_version))
 }
 
