@@ -5,7 +5,8 @@
 //! send 10-unit reports back to back for `SECONDS` (after a warm-up). Every report is
 //! acknowledged only once durable. Prints throughput, acknowledgement latency percentiles,
 //! and the center's own CPU time (from /proc/PID/stat), so the figure per server core does
-//! not count the load generator sharing the machine.
+//! not count the load generator sharing the machine; on PostgreSQL (on this machine), also
+//! the database's CPU per report.
 //!
 //! `cargo bench -p fleetcare --bench ingest` (settings by environment: BENCH_SECONDS,
 //! BENCH_CONCURRENCY, BENCH_DEVICES). `BENCH_TRANSPORT=mqtt`: the same reports through a
@@ -109,13 +110,34 @@ fn operating(seq: u64) -> BTreeMap<String, f64> {
 
 /// utime + stime of a process, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    process_cpu_seconds(pid).expect("/proc/PID/stat")
+}
+
+/// A process's CPU seconds (user and system), if it is there.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // USER_HZ: 100 on Linux.
-    ticks / 100.0
+    Some(ticks / 100.0)
+}
+
+/// CPU seconds of every PostgreSQL process of this machine (postmaster, backends, writers):
+/// the database's share when it runs beside the center, as in these benchmarks.
+fn database_cpu_seconds() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        // A process that ended meanwhile is not counted.
+        .filter_map(process_cpu_seconds)
+        .sum()
 }
 
 fn percentile(sorted: &[u64], p: f64) -> Duration {
@@ -139,6 +161,7 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs(2)).await; // warm-up
     let cpu0 = cpu_seconds(pids.0);
     let b0 = pids.1.map_or(0.0, cpu_seconds);
+    let db0 = database_cpu_seconds();
     let t0 = Instant::now();
     measuring.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -146,6 +169,7 @@ async fn measure(
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pids.0) - cpu0;
     let broker = pids.1.map_or(0.0, cpu_seconds) - b0;
+    let db = database_cpu_seconds() - db0;
     let n = next.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
@@ -153,8 +177,12 @@ async fn measure(
         lat.extend(w.await.expect("worker"));
     }
     lat.sort_unstable();
+    DB_CORES.store((db / elapsed * 1e6) as u64, Ordering::Relaxed);
     (n as f64 / elapsed, cpu / elapsed, broker / elapsed, lat)
 }
+
+/// The database's CPU during the last measurement, in millionths of a core.
+static DB_CORES: AtomicU64 = AtomicU64::new(0);
 
 /// The same reports through the broker: one session per device.
 async fn over_mqtt(seconds: u64, concurrency: usize, devices: usize, db_url: Option<String>) {
@@ -498,5 +526,12 @@ async fn main() {
         percentile(&lat, 0.99),
         percentile(&lat, 1.0),
     );
+    if db_url.is_some() {
+        let db = DB_CORES.load(Ordering::Relaxed) as f64 / 1e6;
+        println!(
+            "database CPU {db:.2} core(s) = {:.0} µs per report",
+            db / rate.max(1e-9) * 1e6
+        );
+    }
     served.kill9().await;
 }
