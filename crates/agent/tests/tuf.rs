@@ -4,8 +4,7 @@
 //! refuses what a mirror in front of the center tampers with (a freeze, a snapshot rollback,
 //! a maker's role signed by another maker's key).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use fleetcare_agent::client::CenterClient;
@@ -14,6 +13,7 @@ use fleetcare_agent::update::tuf::{Anchor, refresh};
 use fleetcare_agent::{Agent, AgentConfig};
 use fleetcare_server::{Center, ServerConfig};
 use fleetcare_testkit::eventually;
+use fleetcare_testkit::mirror::Mirror;
 use fleetcare_trust::tuf::{
     self, Common, DelegatedRole, Delegations, MetaFile, ReleaseCustom, RoleKeys, RootRole,
     TargetFile, TargetsRole, TimestampRole, TufKey,
@@ -380,34 +380,6 @@ async fn an_unsigned_root_steps_onto_the_chain_a_maker_signed_release_installs_a
     agent.await.expect("task").expect("agent ends cleanly");
 }
 
-/// A mirror in front of the center (GETs): serves what it is told to for some paths.
-async fn mirror(center: String, overrides: Arc<Mutex<HashMap<String, Vec<u8>>>>) -> String {
-    let http = reqwest::Client::new();
-    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-        let (o, http, center) = (overrides.clone(), http.clone(), center.clone());
-        async move {
-            let path = req.uri().path().to_owned();
-            if let Some(b) = o.lock().expect("lock").get(&path) {
-                return (axum::http::StatusCode::OK, b.clone());
-            }
-            let mut fwd = http.get(format!("{center}{path}"));
-            if let Some(a) = req.headers().get("authorization") {
-                fwd = fwd.header("authorization", a.as_bytes());
-            }
-            let resp = fwd.send().await.expect("the center answers");
-            let status =
-                axum::http::StatusCode::from_u16(resp.status().as_u16()).expect("a status");
-            (status, resp.bytes().await.expect("body").to_vec())
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("mirror") });
-    url
-}
-
 #[tokio::test]
 async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_maker_signature() {
     let lab = Lab::start().await;
@@ -444,9 +416,8 @@ async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_make
         .await
         .expect("enrolled")
         .device_token;
-    let overrides: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-    let url = mirror(lab.center.url(), overrides.clone()).await;
-    let client = CenterClient::new(&url, PATIENCE);
+    let mirror = Mirror::start(lab.center.url()).await;
+    let client = CenterClient::new(&mirror.url, PATIENCE);
     let anchor = Anchor::Signed(root1.into_bytes());
     let path = "acme/ctl-firmware/1.0.0/ctl.bin".to_owned();
     let state = lab.dir.path().join("state");
@@ -486,9 +457,8 @@ async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_make
         .into_bytes()
     };
     let serve = |file: &str, bytes: Vec<u8>| {
-        let mut o = overrides.lock().expect("lock");
-        o.clear();
-        o.insert(format!("/device/v1/tuf/metadata/{file}"), bytes);
+        mirror.clear();
+        mirror.serve(&format!("/device/v1/tuf/metadata/{file}"), bytes);
     };
 
     // Mix-and-match: acme's role of another moment (version 1, validly signed by acme) where
@@ -619,7 +589,7 @@ async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_make
     .expect_err("cross-maker");
     assert_eq!(e.reason, "signature", "{e:?}");
     // And with nothing tampered, the same device refreshes fine.
-    overrides.lock().expect("lock").clear();
+    mirror.clear();
     refresh(
         &client,
         &token,

@@ -79,30 +79,7 @@ pub enum KeysCmd {
     },
     /// Sign a TUF root (offline). Its root role is the root keys given, which sign it; a
     /// rotation is also signed by the outgoing root's keys (`--old-root-key`).
-    Root {
-        #[arg(long = "root-key", required = true)]
-        root_keys: Vec<PathBuf>,
-        /// Keys of the root this one replaces (they sign, they are not listed).
-        #[arg(long = "old-root-key")]
-        old_root_keys: Vec<PathBuf>,
-        #[arg(long, default_value_t = 1)]
-        root_threshold: u64,
-        /// Public key files of the targets role (`release-N.pub.json`).
-        #[arg(long = "targets", required = true)]
-        targets: Vec<PathBuf>,
-        #[arg(long, default_value_t = 1)]
-        targets_threshold: u64,
-        /// The center's online keys (`keys online --out`).
-        #[arg(long)]
-        online: PathBuf,
-        /// 1 for the first root; one more than the published root's for a rotation.
-        #[arg(long)]
-        version: u64,
-        #[arg(long, default_value_t = 365)]
-        expires_days: u64,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Root(crate::tuf_cmd::RootArgs),
     /// Make a maker's key pair (`<maker>.key.json`, `<maker>.pub.json`).
     Maker {
         #[arg(long)]
@@ -113,22 +90,7 @@ pub enum KeysCmd {
     },
     /// Delegate a maker's releases to the maker's keys: the next version of the targets
     /// role, signed with targets (release) keys, published unless `--out` is given.
-    Delegate {
-        #[arg(long)]
-        maker: String,
-        /// The maker's public key files.
-        #[arg(long = "key", required = true)]
-        keys: Vec<PathBuf>,
-        #[arg(long, default_value_t = 1)]
-        threshold: u64,
-        /// Targets (release) key files to sign with.
-        #[arg(long = "sign", required = true)]
-        sign: Vec<PathBuf>,
-        #[arg(long, default_value_t = 365)]
-        expires_days: u64,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Delegate(crate::tuf_cmd::DelegateArgs),
     /// The key list the center publishes.
     Show,
 }
@@ -305,49 +267,9 @@ pub async fn keys(cmd: KeysCmd, remote: &Remote) -> anyhow::Result<()> {
             Ok(())
         }
         KeysCmd::Online { out } => crate::tuf_cmd::online(remote, out).await,
-        KeysCmd::Root {
-            root_keys,
-            old_root_keys,
-            root_threshold,
-            targets,
-            targets_threshold,
-            online,
-            version,
-            expires_days,
-            out,
-        } => crate::tuf_cmd::root(crate::tuf_cmd::RootArgs {
-            root_keys,
-            old_root_keys,
-            root_threshold,
-            targets,
-            targets_threshold,
-            online,
-            version,
-            expires_days,
-            out,
-        }),
+        KeysCmd::Root(a) => crate::tuf_cmd::root(a),
         KeysCmd::Maker { maker, out } => crate::tuf_cmd::maker(&maker, &out),
-        KeysCmd::Delegate {
-            maker,
-            keys,
-            threshold,
-            sign,
-            expires_days,
-            out,
-        } => {
-            crate::tuf_cmd::delegate(
-                crate::tuf_cmd::DelegateArgs {
-                    maker,
-                    keys,
-                    threshold,
-                    sign,
-                    expires_days,
-                    out,
-                },
-                remote,
-            )
-            .await
-        }
+        KeysCmd::Delegate(a) => crate::tuf_cmd::delegate(a, remote).await,
         KeysCmd::Publish { file, maker } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;

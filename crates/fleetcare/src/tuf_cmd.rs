@@ -73,15 +73,29 @@ pub async fn online(remote: &Remote, out: Option<PathBuf>) -> anyhow::Result<()>
 }
 
 /// What `keys root` is given.
+#[derive(clap::Args)]
 pub struct RootArgs {
+    #[arg(long = "root-key", required = true)]
     pub root_keys: Vec<PathBuf>,
+    /// Keys of the root this one replaces (they sign, they are not listed).
+    #[arg(long = "old-root-key")]
     pub old_root_keys: Vec<PathBuf>,
+    #[arg(long, default_value_t = 1)]
     pub root_threshold: u64,
+    /// Public key files of the targets role (`release-N.pub.json`).
+    #[arg(long = "targets", required = true)]
     pub targets: Vec<PathBuf>,
+    #[arg(long, default_value_t = 1)]
     pub targets_threshold: u64,
+    /// The center's online keys (`keys online --out`).
+    #[arg(long)]
     pub online: PathBuf,
+    /// 1 for the first root; one more than the published root's for a rotation.
+    #[arg(long)]
     pub version: u64,
+    #[arg(long, default_value_t = 365)]
     pub expires_days: u64,
+    #[arg(long)]
     pub out: PathBuf,
 }
 
@@ -198,12 +212,22 @@ async fn current(api: &Api, role: &str) -> anyhow::Result<Option<TargetsRole>> {
 }
 
 /// What `keys delegate` is given.
+#[derive(clap::Args)]
 pub struct DelegateArgs {
+    #[arg(long)]
     pub maker: String,
+    /// The maker's public key files.
+    #[arg(long = "key", required = true)]
     pub keys: Vec<PathBuf>,
+    #[arg(long, default_value_t = 1)]
     pub threshold: u64,
+    /// Targets (release) key files to sign with.
+    #[arg(long = "sign", required = true)]
     pub sign: Vec<PathBuf>,
+    #[arg(long, default_value_t = 365)]
     pub expires_days: u64,
+    /// Write the signed document here instead of publishing it.
+    #[arg(long)]
     pub out: Option<PathBuf>,
 }
 

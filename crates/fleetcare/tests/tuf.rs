@@ -7,12 +7,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::{cli, enroll, read_secret, serve};
+use fleetcare_testkit::mirror::Mirror;
 use fleetcare_trust::tuf::{self, Common, MetaFile, TargetFile, TargetsRole, TimestampRole};
 use fleetcare_trust::{KeyPair, SecretKeyFile};
 use serde_json::Value;
@@ -67,53 +67,9 @@ impl Judge {
     }
 }
 
-/// A mirror in front of the center: serves what it is told to for some paths, forwards the
-/// rest (with the device's token).
-struct Mirror {
-    url: String,
-    overrides: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-}
-
-impl Mirror {
-    async fn start(center: String) -> Mirror {
-        let overrides: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-        let o = overrides.clone();
-        let http = reqwest::Client::new();
-        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let (o, http, center) = (o.clone(), http.clone(), center.clone());
-            async move {
-                let path = req.uri().path().to_owned();
-                if let Some(b) = o.lock().expect("lock").get(&path) {
-                    return (axum::http::StatusCode::OK, b.clone());
-                }
-                let mut fwd = http.get(format!("{center}{path}"));
-                if let Some(a) = req.headers().get("authorization") {
-                    fwd = fwd.header("authorization", a.as_bytes());
-                }
-                let resp = fwd.send().await.expect("the center answers");
-                let status =
-                    axum::http::StatusCode::from_u16(resp.status().as_u16()).expect("a status");
-                (status, resp.bytes().await.expect("body").to_vec())
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("mirror") });
-        Mirror { url, overrides }
-    }
-
-    fn serve(&self, path: &str, bytes: Vec<u8>) {
-        self.overrides
-            .lock()
-            .expect("lock")
-            .insert(format!("/device/v1/tuf/metadata/{path}"), bytes);
-    }
-
-    fn clear(&self) {
-        self.overrides.lock().expect("lock").clear();
-    }
+/// Serve tampered metadata through the mirror.
+fn tamper(mirror: &Mirror, file: &str, bytes: Vec<u8>) {
+    mirror.serve(&format!("/device/v1/tuf/metadata/{file}"), bytes);
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -366,7 +322,8 @@ async fn python_tuf_verifies_and_downloads_a_release_and_refuses_tampered_metada
 
     // A freeze: a validly signed timestamp that has expired, to a client that never saw
     // a newer one.
-    mirror.serve(
+    tamper(
+        &mirror,
         "timestamp.json",
         timestamp(ts.version + 1, snapshot.version, yesterday),
     );
@@ -378,7 +335,8 @@ async fn python_tuf_verifies_and_downloads_a_release_and_refuses_tampered_metada
 
     // A rollback: a newer timestamp that names an older snapshot than the client trusts.
     mirror.clear();
-    mirror.serve(
+    tamper(
+        &mirror,
         "timestamp.json",
         timestamp(ts.version + 1, snapshot.version - 1, tomorrow),
     );
@@ -389,7 +347,7 @@ async fn python_tuf_verifies_and_downloads_a_release_and_refuses_tampered_metada
     // Mix-and-match: acme's role of another moment (version 1, validly signed by acme) where
     // the snapshot names version 2.
     mirror.clear();
-    mirror.serve("2.acme.json", acme_v1);
+    tamper(&mirror, "2.acme.json", acme_v1);
     let mixed = judge
         .run(&mirror.url, &dir.path().join("client-mix"), target)
         .await;
@@ -417,7 +375,8 @@ async fn python_tuf_verifies_and_downloads_a_release_and_refuses_tampered_metada
             custom,
         },
     );
-    mirror.serve(
+    tamper(
+        &mirror,
         &format!("{}.zenith.json", zenith.version),
         tuf::sign(&doc, &[&acme_key]).to_json().into_bytes(),
     );

@@ -9,7 +9,9 @@
 //!   multiplied by `FLEETCARE_TEST_PATIENCE` (default 1) on slow machines. A deadline that
 //!   is itself the contract under test (say, "within 2 seconds") is not stretched: pass it
 //!   to [`within`].
+//! * [`mirror::Mirror`]: a mirror in front of a center that can serve tampered documents.
 
+pub mod mirror;
 pub mod receivers;
 
 use std::collections::BTreeMap;
