@@ -48,7 +48,7 @@ pub async fn doctor(
             .await??
     };
     // The data directory's file system: the whole store (embedded), or the artifacts.
-    let free = fleetcare_agent::update::download::free_space(&data_dir).ok();
+    let free = fleetcare_fs::free_space(&data_dir).ok();
     report(&found, full, free, now, todo)
 }
 

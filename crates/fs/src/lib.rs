@@ -5,6 +5,7 @@
 //!   target, fsync the directory.
 //! * [`DirLock`]: an exclusive lock on a directory, so two processes never share a data dir.
 //! * [`read_password`]: a password kept in a file of its own.
+//! * [`free_space`]: the bytes an unprivileged process may still write on a file system.
 //!
 //! Files can be made private (mode 0600): secrets are written that way.
 
@@ -29,6 +30,12 @@ impl Mode {
             Mode::Shared => 0o644,
         }
     }
+}
+
+/// The bytes an unprivileged process may still write on the file system holding `dir`.
+pub fn free_space(dir: &Path) -> io::Result<u64> {
+    let s = rustix::fs::statvfs(dir).map_err(io::Error::from)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// The password in `path`: the whole file but its trailing line ends (spaces are the

@@ -55,7 +55,7 @@ impl DiskWatch {
     /// One look: the free space, and whether writes are refused from now on.
     pub async fn check(&self, ctx: &Ctx) {
         let dir = self.dir.clone();
-        let free = tokio::task::spawn_blocking(move || free_space(&dir))
+        let free = tokio::task::spawn_blocking(move || fleetcare_fs::free_space(&dir))
             .await
             .ok()
             .and_then(Result::ok);
@@ -114,11 +114,6 @@ impl DiskWatch {
 }
 
 /// Bytes free for an unprivileged writer in the file system holding `dir`.
-fn free_space(dir: &std::path::Path) -> std::io::Result<u64> {
-    let s = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
-    Ok(s.f_bavail.saturating_mul(s.f_frsize))
-}
-
 /// Whether a request may go on while the disk is full: reads, and the few writes that make
 /// room or let an operator in to make it.
 pub fn allowed_when_full(method: &axum::http::Method, path: &str) -> bool {

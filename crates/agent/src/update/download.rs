@@ -69,12 +69,6 @@ fn hash_prefix(path: &Path) -> std::io::Result<(Sha256, u64)> {
     }
 }
 
-/// Bytes free for an unprivileged writer in the file system holding `dir`.
-pub fn free_space(dir: &Path) -> std::io::Result<u64> {
-    let s = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
-    Ok(s.f_bavail.saturating_mul(s.f_frsize))
-}
-
 enum Attempt {
     Done,
     /// Worth another try (the connection broke or ended early).
@@ -118,7 +112,7 @@ pub async fn fetch(
         let _ = std::fs::remove_file(&dest);
     }
     let held = std::fs::metadata(&part).map_or(0, |m| m.len());
-    let free = free_space(dir).map_err(|e| io("checking free space in", dir, &e))?;
+    let free = fleetcare_fs::free_space(dir).map_err(|e| io("checking free space in", dir, &e))?;
     if size.saturating_sub(held) > free {
         return Err(InstallError::new(
             "no_space",
