@@ -407,22 +407,6 @@ async fn backlog(dir: &std::path::Path, db_url: Option<&str>, devices: u64) {
     );
 }
 
-/// A counter's value in the center's /metrics.
-async fn metric(http: &reqwest::Client, url: &str, line_start: &str) -> f64 {
-    let text = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let seconds = env_or("BENCH_SECONDS", 10);
@@ -508,13 +492,13 @@ async fn main() {
         }));
     }
     let pruned = r#"fleetcare_pruned_rows_total{kind="reports"} "#;
-    let pruned_before = metric(&http, &url, pruned).await;
+    let pruned_before = common::metric(&http, &url, pruned).await;
     let (rate, cores, _, lat) =
         measure(seconds, (pid, None), &measuring, &stop, &next, workers).await;
     if prune_backlog > 0 {
         println!(
             "pruned meanwhile (warm-up and measurement): {:.0} reports",
-            metric(&http, &url, pruned).await - pruned_before
+            common::metric(&http, &url, pruned).await - pruned_before
         );
     }
     println!(

@@ -207,20 +207,6 @@ fn batch(id: &str) -> ErrorBatch {
     }
 }
 
-async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
-    let text = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 async fn device_view(
     http: &reqwest::Client,
     url: &str,
@@ -291,7 +277,9 @@ async fn devices_over_mqtt_reach_two_instances_through_a_shared_subscription() {
     for u in &urls {
         eventually("the instance is connected to the broker", PATIENCE, || {
             let (http, u) = (http.clone(), u.clone());
-            async move { (metric(&http, &u, "fleetcare_mqtt_connected").await == 1.0).then_some(()) }
+            async move {
+                (common::metric(&http, &u, "fleetcare_mqtt_connected").await == 1.0).then_some(())
+            }
         })
         .await;
     }
@@ -334,8 +322,8 @@ async fn devices_over_mqtt_reach_two_instances_through_a_shared_subscription() {
     }
     // The shared subscription split the messages between the instances.
     let shares = [
-        metric(&http, &urls[0], "fleetcare_mqtt_answers_total").await,
-        metric(&http, &urls[1], "fleetcare_mqtt_answers_total").await,
+        common::metric(&http, &urls[0], "fleetcare_mqtt_answers_total").await,
+        common::metric(&http, &urls[1], "fleetcare_mqtt_answers_total").await,
     ];
     eprintln!("answers per instance: {shares:?}");
     assert!(
@@ -543,7 +531,7 @@ async fn the_agent_reports_and_takes_commands_over_mqtt() {
     let http = reqwest::Client::new();
     eventually("the center is connected to the broker", PATIENCE, || {
         let (http, u) = (http.clone(), url.clone());
-        async move { (metric(&http, &u, "fleetcare_mqtt_connected").await == 1.0).then_some(()) }
+        async move { (common::metric(&http, &u, "fleetcare_mqtt_connected").await == 1.0).then_some(()) }
     })
     .await;
 
@@ -595,7 +583,9 @@ async fn the_agent_reports_and_takes_commands_over_mqtt() {
     // The answer is published just after the report is stored (and visible): awaited.
     eventually("answered over MQTT", PATIENCE, || {
         let (http, u) = (http.clone(), url.clone());
-        async move { (metric(&http, &u, "fleetcare_mqtt_answers_total").await >= 2.0).then_some(()) }
+        async move {
+            (common::metric(&http, &u, "fleetcare_mqtt_answers_total").await >= 2.0).then_some(())
+        }
     })
     .await;
 

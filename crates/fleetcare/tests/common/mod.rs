@@ -137,6 +137,22 @@ pub async fn enroll_answer(
         .expect("an enrollment answer")
 }
 
+/// The value of the first `/metrics` line that starts with `line_start` (a name, with its
+/// labels if any) and holds a number; 0 if there is none.
+pub async fn metric(http: &reqwest::Client, url: &str, line_start: &str) -> f64 {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn read_secret(path: &Path) -> String {
     std::fs::read_to_string(path)
         .expect("secret file")
