@@ -320,7 +320,7 @@ async fn the_dashboard_in_a_real_browser() {
     let fleet = eventually("the demo fleet reported", PATIENCE, || async {
         let v = api(&http, &d, "GET", "/api/v1/devices", None).await;
         let devices = v["devices"].as_array()?.clone();
-        (devices.len() >= 8 && devices.iter().all(|x| x["online"] == true)).then_some(devices)
+        (devices.len() >= 8 && devices.iter().all(common::online_and_reported)).then_some(devices)
     })
     .await;
     let rollout = api(
