@@ -286,7 +286,8 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Offline signing keys: generate, sign a key list, publish it.
+    /// Signing keys: the key list of the key-list era, and the TUF roles (root, online keys,
+    /// makers and their delegations).
     Keys {
         #[command(subcommand)]
         command: delivery_cmd::KeysCmd,

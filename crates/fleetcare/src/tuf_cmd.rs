@@ -75,6 +75,7 @@ pub async fn online(remote: &Remote, out: Option<PathBuf>) -> anyhow::Result<()>
 /// What `keys root` is given.
 #[derive(clap::Args)]
 pub struct RootArgs {
+    /// Root key files of the new root: listed as its root role, and they sign it.
     #[arg(long = "root-key", required = true)]
     pub root_keys: Vec<PathBuf>,
     /// Keys of the root this one replaces (they sign, they are not listed).
@@ -95,6 +96,7 @@ pub struct RootArgs {
     pub version: u64,
     #[arg(long, default_value_t = 365)]
     pub expires_days: u64,
+    /// Where to write the signed root (`N.root.json`).
     #[arg(long)]
     pub out: PathBuf,
 }
