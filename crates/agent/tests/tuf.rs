@@ -247,6 +247,48 @@ async fn job(lab: &Lab, device: &str, version: &str) -> Value {
     .await
 }
 
+/// Start a device `id` with A/B units, provisioned with `trust_root`; wait for its report.
+async fn device(
+    lab: &Lab,
+    id: &str,
+    trust_root: &[u8],
+) -> (
+    std::path::PathBuf,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), fleetcare_agent::AgentError>>,
+) {
+    let base = lab.dir.path().join(id);
+    std::fs::create_dir_all(&base).expect("mkdir");
+    let inv = base.join("inventory.toml");
+    std::fs::write(&inv, inventory(id)).expect("write");
+    let root = base.join("root.json");
+    std::fs::write(&root, trust_root).expect("write");
+    let mut cfg = AgentConfig::new(&lab.center.url(), base.join("data"));
+    cfg.enrollment_key = Some(lab.center.boot.enrollment_key.clone());
+    cfg.inventory = Some(inv.clone());
+    cfg.trust_root = Some(root);
+    cfg.units_dir = Some(base.join("units"));
+    cfg.backoff_initial = Duration::from_millis(50);
+    cfg.backoff_max = Duration::from_millis(500);
+    let (stop, shutdown) = watch::channel(false);
+    let agent = tokio::spawn(Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown));
+    eventually("the device reported", PATIENCE, || async {
+        let d: Value = lab
+            .http
+            .get(format!("{}/api/v1/devices/{id}", lab.center.url()))
+            .bearer_auth(&lab.admin)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (d["online"] == true && d["units"].as_array().is_some_and(|u| !u.is_empty())).then_some(())
+    })
+    .await;
+    (base, stop, agent)
+}
+
 fn root_version(path: &std::path::Path) -> u64 {
     let env = tuf::parse_envelope(&std::fs::read(path).expect("the trusted root")).expect("env");
     tuf::unverified::<RootRole>(&env)
@@ -287,43 +329,12 @@ async fn an_unsigned_root_steps_onto_the_chain_a_maker_signed_release_installs_a
     assert!(put.status().is_success(), "{}", put.status());
 
     // The device was provisioned in the key-list era: an unsigned root with key 1.
-    let base = lab.dir.path().join("device");
-    std::fs::create_dir_all(&base).expect("mkdir");
-    let inv = base.join("inventory.toml");
-    std::fs::write(&inv, inventory("TUF-9")).expect("write");
-    let unsigned = base.join("root.json");
-    std::fs::write(
-        &unsigned,
-        Root {
-            threshold: 1,
-            keys: vec![key(1).public().clone()],
-        }
-        .to_json(),
-    )
-    .expect("write");
-    let mut cfg = AgentConfig::new(&lab.center.url(), base.join("data"));
-    cfg.enrollment_key = Some(lab.center.boot.enrollment_key.clone());
-    cfg.inventory = Some(inv.clone());
-    cfg.trust_root = Some(unsigned);
-    cfg.units_dir = Some(base.join("units"));
-    cfg.backoff_initial = Duration::from_millis(50);
-    cfg.backoff_max = Duration::from_millis(500);
-    let (stop, shutdown) = watch::channel(false);
-    let agent = tokio::spawn(Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown));
-    eventually("the device reported", PATIENCE, || async {
-        let d: Value = lab
-            .http
-            .get(format!("{}/api/v1/devices/TUF-9", lab.center.url()))
-            .bearer_auth(&lab.admin)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (d["online"] == true && d["units"].as_array().is_some_and(|u| !u.is_empty())).then_some(())
-    })
-    .await;
+    let unsigned = Root {
+        threshold: 1,
+        keys: vec![key(1).public().clone()],
+    }
+    .to_json();
+    let (base, stop, agent) = device(&lab, "TUF-9", unsigned.as_bytes()).await;
 
     let done = job(&lab, "TUF-9", "5.3.0").await;
     assert_eq!(done["state"], "succeeded", "{done}");
@@ -336,7 +347,7 @@ async fn an_unsigned_root_steps_onto_the_chain_a_maker_signed_release_installs_a
 
     // Root 2 replaces root key 1 with key 8 (signed by both); the next job brings it.
     let root2 = lab.root(2, &[&key(8)], &[&key(1), &key(8)]);
-    let (s, r) = lab.post("/api/v1/tuf/root", root2).await;
+    let (s, r) = lab.post("/api/v1/tuf/root", root2.clone()).await;
     assert_eq!(s, StatusCode::OK, "{r}");
     // A root signed by the new key alone is refused at the desk.
     let bad3 = lab.root(3, &[&key(9)], &[&key(9)]);
@@ -376,6 +387,17 @@ async fn an_unsigned_root_steps_onto_the_chain_a_maker_signed_release_installs_a
     let done = job(&lab, "TUF-9", "5.4.0").await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(root_version(&trusted), 2, "the rotation reached the device");
+    let _ = stop.send(true);
+    agent.await.expect("task").expect("agent ends cleanly");
+
+    // A device provisioned with a signed root (version 2) installs through TUF too.
+    let (base, stop, agent) = device(&lab, "TUF-10", root2.as_bytes()).await;
+    let done = job(&lab, "TUF-10", "5.4.0").await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        std::fs::read(base.join("units/controller/b/ctl-firmware/ctl.bin")).expect("installed"),
+        v2
+    );
     let _ = stop.send(true);
     agent.await.expect("task").expect("agent ends cleanly");
 }

@@ -320,11 +320,12 @@ impl Updater {
         j: &mut JobJournal,
     ) -> Result<(), InstallError> {
         let tuf = tuf.transpose()?;
-        // The key-list era's trust, for releases that still come as their own envelopes.
-        let mut trust = if self.root.is_some() || tuf.is_none() {
-            Some(self.trust()?)
-        } else {
-            None
+        // The key-list era's trust, for releases that still come as their own envelopes (a
+        // device provisioned with a signed TUF root has none: it takes releases only through
+        // TUF, and switch steps need no release).
+        let mut trust = match (&self.root, &self.anchor) {
+            (Some(_), _) | (None, None) => Some(self.trust()?),
+            (None, Some(_)) => None,
         };
         if let (Some(kl), Some(trust)) = (key_list, trust.as_mut()) {
             let env: Envelope = serde_json::from_value(kl.clone())
