@@ -79,6 +79,23 @@ impl Lab {
         }
     }
 
+    /// Upload a release's file (the release is published already).
+    async fn upload(&self, bytes: &[u8]) {
+        let put = self
+            .http
+            .put(format!(
+                "{}/api/v1/artifacts/{}",
+                self.center.url(),
+                sha(bytes)
+            ))
+            .bearer_auth(&self.admin)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("upload");
+        assert!(put.status().is_success(), "{}", put.status());
+    }
+
     async fn post(&self, path: &str, body: String) -> (StatusCode, Value) {
         let resp = self
             .http
@@ -314,19 +331,7 @@ async fn an_unsigned_root_steps_onto_the_chain_a_maker_signed_release_installs_a
         .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["releases"], json!(["ctl-firmware 5.3.0"]), "{r}");
-    let put = lab
-        .http
-        .put(format!(
-            "{}/api/v1/artifacts/{}",
-            lab.center.url(),
-            sha(&v1)
-        ))
-        .bearer_auth(&lab.admin)
-        .body(v1.clone())
-        .send()
-        .await
-        .expect("upload");
-    assert!(put.status().is_success(), "{}", put.status());
+    lab.upload(&v1).await;
 
     // The device was provisioned in the key-list era: an unsigned root with key 1.
     let unsigned = Root {
@@ -371,19 +376,7 @@ async fn an_unsigned_root_steps_onto_the_chain_a_maker_signed_release_installs_a
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{r}");
-    let put = lab
-        .http
-        .put(format!(
-            "{}/api/v1/artifacts/{}",
-            lab.center.url(),
-            sha(&v2)
-        ))
-        .bearer_auth(&lab.admin)
-        .body(v2.clone())
-        .send()
-        .await
-        .expect("upload");
-    assert!(put.status().is_success());
+    lab.upload(&v2).await;
     let done = job(&lab, "TUF-9", "5.4.0").await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(root_version(&trusted), 2, "the rotation reached the device");

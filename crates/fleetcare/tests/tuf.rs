@@ -114,47 +114,56 @@ async fn python_tuf_verifies_and_downloads_a_release_and_refuses_tampered_metada
         ))
         .await;
     }
+    // `release sign --tuf` with a maker's key (`keys/<key>.key.json`): `(maker, product,
+    // version, counter, target)`, one file, the role written to `out`.
+    let sign = |key: &str, r: (&str, &str, &str, u64, &str), file: &Path, out: &Path| {
+        let (maker, product, version, counter, target) = r;
+        run(format!(
+            "release sign --tuf --key {}/{key}.key.json --product {product} --maker {maker} \
+             --version {version} --counter {counter} --target {target} --out {} {}",
+            keys.display(),
+            out.display(),
+            file.display()
+        ))
+    };
+    let publish = |role: &Path, file: &Path| {
+        run(format!(
+            "release publish {} {}",
+            role.display(),
+            file.display()
+        ))
+    };
     let fw = dir.path().join("ctl-lite-2.0.0.bin");
     let fw_bytes = vec![7u8; 50_000];
     std::fs::write(&fw, &fw_bytes).expect("write");
     let role = dir.path().join("acme-1.json");
-    run(format!(
-        "release sign --tuf --key {k}/acme.key.json --product ctl-lite-firmware --maker acme \
-         --version 2.0.0 --counter 20 --target ctl-lite:C --out {} {}",
-        role.display(),
-        fw.display()
-    ))
+    sign(
+        "acme",
+        ("acme", "ctl-lite-firmware", "2.0.0", 20, "ctl-lite:C"),
+        &fw,
+        &role,
+    )
     .await;
-    run(format!(
-        "release publish {} {}",
-        role.display(),
-        fw.display()
-    ))
-    .await;
+    publish(&role, &fw).await;
     let fin = dir.path().join("fin-1.0.0.bin");
     std::fs::write(&fin, b"finisher firmware").expect("write");
     let zrole = dir.path().join("zenith-1.json");
-    run(format!(
-        "release sign --tuf --key {k}/zenith.key.json --product fin-firmware --maker zenith \
-         --version 1.0.0 --counter 3 --target fin-z:A --out {} {}",
-        zrole.display(),
-        fin.display()
-    ))
+    sign(
+        "zenith",
+        ("zenith", "fin-firmware", "1.0.0", 3, "fin-z:A"),
+        &fin,
+        &zrole,
+    )
     .await;
-    run(format!(
-        "release publish {} {}",
-        zrole.display(),
-        fin.display()
-    ))
-    .await;
+    publish(&zrole, &fin).await;
     // The center refuses a maker's role signed by another maker's key at the desk.
     let forged_role = dir.path().join("zenith-forged.json");
-    run(format!(
-        "release sign --tuf --key {k}/acme.key.json --product fin-firmware --maker zenith \
-         --version 6.6.6 --counter 99 --target fin-z:A --out {} {}",
-        forged_role.display(),
-        fin.display()
-    ))
+    sign(
+        "acme",
+        ("zenith", "fin-firmware", "6.6.6", 99, "fin-z:A"),
+        &fin,
+        &forged_role,
+    )
     .await;
     let (ok, _, err) = cli(
         &url,
@@ -258,19 +267,14 @@ async fn python_tuf_verifies_and_downloads_a_release_and_refuses_tampered_metada
     let fw2 = dir.path().join("ctl-lite-2.1.0.bin");
     std::fs::write(&fw2, vec![8u8; 20_000]).expect("write");
     let role2 = dir.path().join("acme-2.json");
-    run(format!(
-        "release sign --tuf --key {k}/acme.key.json --product ctl-lite-firmware --maker acme \
-         --version 2.1.0 --counter 21 --target ctl-lite:C --out {} {}",
-        role2.display(),
-        fw2.display()
-    ))
+    sign(
+        "acme",
+        ("acme", "ctl-lite-firmware", "2.1.0", 21, "ctl-lite:C"),
+        &fw2,
+        &role2,
+    )
     .await;
-    run(format!(
-        "release publish {} {}",
-        role2.display(),
-        fw2.display()
-    ))
-    .await;
+    publish(&role2, &fw2).await;
 
     // Tampering needs the center's online timestamp key, as a thief of it would have: read
     // from the stopped center's store.
