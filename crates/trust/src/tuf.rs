@@ -661,11 +661,6 @@ impl TrustedSet {
         &self.root.0
     }
 
-    /// The verified envelope of the trusted root (to store).
-    pub fn root_envelope(&self) -> &Envelope {
-        &self.root.1
-    }
-
     pub fn timestamp(&self) -> Option<&TimestampRole> {
         self.timestamp.as_ref().map(|t| &t.0)
     }
@@ -676,22 +671,6 @@ impl TrustedSet {
 
     pub fn targets(&self, role: &str) -> Option<&TargetsRole> {
         self.targets.get(role).map(|t| &t.0)
-    }
-
-    /// Every verified envelope but the root's, by file name (`timestamp.json`,
-    /// `snapshot.json`, `<role>.json`), to store.
-    pub fn envelopes(&self) -> Vec<(String, &Envelope)> {
-        let mut out = Vec::new();
-        if let Some((_, e)) = &self.timestamp {
-            out.push(("timestamp.json".to_owned(), e));
-        }
-        if let Some((_, e)) = &self.snapshot {
-            out.push(("snapshot.json".to_owned(), e));
-        }
-        for (r, (_, e)) in &self.targets {
-            out.push((format!("{r}.json"), e));
-        }
-        out
     }
 
     /// 5.3: the next root, version N+1, signed by a threshold of the trusted root's root keys

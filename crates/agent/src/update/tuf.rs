@@ -33,10 +33,9 @@ pub struct Found {
     pub expires: String,
 }
 
-/// The outcome of one refresh: the root version now trusted and the files looked up.
+/// The outcome of one refresh: the files looked up.
 #[derive(Debug, Clone, Default)]
 pub struct Refreshed {
-    pub root_version: u64,
     pub files: BTreeMap<String, Found>,
 }
 
@@ -184,10 +183,7 @@ pub async fn refresh(
     }
     // 5.6: targets, then the roles each file needs.
     load_role(client, token, dir, &mut set, "targets", "root").await?;
-    let mut out = Refreshed {
-        root_version: set.root().common.version,
-        files: BTreeMap::new(),
-    };
+    let mut out = Refreshed::default();
     for path in paths {
         let mut visits = 0;
         loop {
