@@ -419,6 +419,10 @@ pub async fn refresh(st: &Ctx, tenant: TenantId) -> Result<(u64, u64), ApiError>
             meta.insert(format!("{}.json", d.name), MetaFile::version(r.version));
         }
     }
+    // The online roles' versions follow the clock (seconds), and are never less than one more
+    // than the newest: a center restored from an older backup still signs versions above any
+    // a device has seen, instead of versions its devices refuse as rollbacks.
+    let next = |cur: u64| (cur + 1).max(u64::try_from(now_ms / 1000).unwrap_or(0));
     let half_gone = |rec: &TufRecord, life: Duration| {
         rec.expires_at_ms - now_ms < i64::try_from(life.as_millis() / 2).unwrap_or(i64::MAX)
     };
@@ -433,7 +437,7 @@ pub async fn refresh(st: &Ctx, tenant: TenantId) -> Result<(u64, u64), ApiError>
         _ => true,
     };
     if snapshot_changed {
-        snapshot_version += 1;
+        snapshot_version = next(snapshot_version);
         let doc = SnapshotRole {
             common: Common::new("snapshot", snapshot_version, now + SNAPSHOT_LIFE),
             meta,
@@ -460,7 +464,7 @@ pub async fn refresh(st: &Ctx, tenant: TenantId) -> Result<(u64, u64), ApiError>
         .and_then(|d| d.meta.get("snapshot.json"))
         .map(|m| m.version);
     if names != Some(snapshot_version) || ts.is_none_or(|r| half_gone(r, TIMESTAMP_LIFE)) {
-        timestamp_version += 1;
+        timestamp_version = next(timestamp_version);
         let doc = TimestampRole {
             common: Common::new("timestamp", timestamp_version, now + TIMESTAMP_LIFE),
             meta: BTreeMap::from([(
@@ -481,12 +485,12 @@ pub async fn refresh(st: &Ctx, tenant: TenantId) -> Result<(u64, u64), ApiError>
     }
     // Versions no client asks for any more: the newest two of each are kept (a client that
     // read the previous timestamp a moment ago still finds the snapshot it names).
-    for (role, v) in [
-        ("timestamp", timestamp_version),
-        ("snapshot", snapshot_version),
+    for (role, previous, now) in [
+        ("timestamp", ts.map(|r| r.version), timestamp_version),
+        ("snapshot", snap.map(|r| r.version), snapshot_version),
     ] {
-        if v > 2 {
-            st.store.forget_tuf(tenant, role, v - 1).await?;
+        if let Some(p) = previous.filter(|p| *p < now) {
+            st.store.forget_tuf(tenant, role, p).await?;
         }
     }
     Ok((snapshot_version, timestamp_version))
