@@ -14,41 +14,66 @@ use fleetcare_agent::{Agent, AgentConfig};
 use fleetcare_server::{Center, ServerConfig};
 use tokio::sync::watch;
 
-/// Make demo keys (root and release), publish the key list, and sign and publish a release
-/// with a small artifact for every release in the sample catalog (targets as the catalog
-/// says), all through the operator API. The root of trust to provision onto the devices.
+/// Publish signed software for every release in the sample catalog (targets as the catalog
+/// says), with a small artifact each, through TUF's roles and the operator API: demo keys
+/// for root, targets and each maker; root 1 naming the center's online keys; a delegation per
+/// maker; each maker's role listing its releases. The root of trust to provision onto the
+/// devices (the signed `1.root.json`).
 async fn publish_software(url: &str, token: &str, dir: &Path) -> anyhow::Result<PathBuf> {
-    use fleetcare_trust::{
-        Artifact, ArtifactName, Envelope, KEYS_TYPE, KeyList, KeyPair, RELEASE_TYPE,
-        ReleaseManifest, Root, Target, format_time,
+    use fleetcare_trust::tuf::{
+        self, Common, DelegatedRole, Delegations, ReleaseCustom, RoleKeys, RootRole, TargetFile,
+        TargetsRole, TufKey,
     };
+    use fleetcare_trust::{KeyPair, Target};
     use sha2::Digest;
+    use std::collections::BTreeMap;
+    let expires = std::time::SystemTime::now() + Duration::from_secs(365 * 86_400);
     let root_key = KeyPair::generate();
-    let release_key = KeyPair::generate();
-    let root = Root {
-        threshold: 1,
-        keys: vec![root_key.public().clone()],
-    };
-    let root_path = dir.join("root.json");
-    std::fs::write(&root_path, root.to_json())?;
-    let expires = format_time(std::time::SystemTime::now() + Duration::from_secs(365 * 86_400));
-    let list = KeyList {
-        version: 1,
-        expires: expires.clone(),
-        threshold: 1,
-        keys: vec![release_key.public().clone()],
-    };
+    let targets_key = KeyPair::generate();
     let api = crate::client::Api::new(url, token.to_owned());
+    let online: serde_json::Value = api.get("/api/v1/tuf/online-keys").await?;
+    let online_key = |role: &str| -> anyhow::Result<TufKey> {
+        Ok(serde_json::from_value(online[role]["key"].clone())?)
+    };
+    let mut keys = BTreeMap::new();
+    let mut roles = BTreeMap::new();
+    for (role, k) in [
+        ("root", root_key.public().to_tuf()),
+        ("targets", targets_key.public().to_tuf()),
+        ("snapshot", online_key("snapshot")?),
+        ("timestamp", online_key("timestamp")?),
+    ] {
+        roles.insert(
+            role.to_owned(),
+            RoleKeys {
+                keyids: vec![k.keyid()],
+                threshold: 1,
+            },
+        );
+        keys.insert(k.keyid(), k);
+    }
+    let root = tuf::sign(
+        &RootRole {
+            common: Common::new("root", 1, expires),
+            consistent_snapshot: true,
+            keys,
+            roles,
+        },
+        &[&root_key],
+    )
+    .to_json();
+    let root_path = dir.join("1.root.json");
+    std::fs::write(&root_path, &root)?;
     let _: serde_json::Value = api
-        .post_text(
-            "/api/v1/keys",
-            "application/json",
-            Envelope::sign(KEYS_TYPE, &list.to_json(), &[&root_key]).to_json(),
-        )
+        .post_text("/api/v1/tuf/root", "application/json", root)
         .await?;
+
+    // Every release of the catalog, by maker: its role's files, and the bytes to upload.
     let vocab = fleetcare_compat::vocab::Vocab::new();
     let catalog = fleetcare_compat::catalog::Catalog::parse(CATALOG, &vocab)
         .map_err(|e| anyhow::anyhow!("the sample catalog: {e}"))?;
+    let mut makers: BTreeMap<String, BTreeMap<String, TargetFile>> = BTreeMap::new();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     for product in catalog.products() {
         for (i, id) in product.releases.iter().enumerate() {
             let r = catalog.release(*id);
@@ -82,39 +107,91 @@ async fn publish_software(url: &str, token: &str, dir: &Path) -> anyhow::Result<
                 continue;
             }
             let (name, version) = (catalog.text(product.name), catalog.text(r.version_sym));
+            let maker = catalog.text(product.maker).to_string();
             let bytes = format!("{name} {version}\n").repeat(2048).into_bytes();
             let sha: String = sha2::Sha256::digest(&bytes)
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            let m = ReleaseManifest {
+            let file = fleetcare_trust::ArtifactName::new(&format!("{name}.bin"))?;
+            let custom = ReleaseCustom {
                 product: name.to_string(),
-                maker: catalog.text(product.maker).to_string(),
+                maker: maker.clone(),
                 version: version.to_string(),
                 counter: r.counter.unwrap_or(i as u64 + 1),
                 targets,
-                artifacts: vec![Artifact {
-                    name: ArtifactName::new(&format!("{name}.bin"))?,
-                    size: bytes.len() as u64,
-                    sha256: sha.clone(),
-                }],
-                expires: expires.clone(),
             };
-            let env = Envelope::sign(RELEASE_TYPE, &m.to_json(), &[&release_key]);
-            let _: serde_json::Value = api
-                .post_text("/api/v1/releases", "application/json", env.to_json())
-                .await?;
-            let file = dir.join("release.tmp");
-            std::fs::write(&file, &bytes)?;
-            let _: serde_json::Value = api
-                .put_file(
-                    &format!("/api/v1/artifacts/{sha}"),
-                    &file,
-                    bytes.len() as u64,
-                    false,
-                )
-                .await?;
+            makers.entry(maker.clone()).or_default().insert(
+                tuf::target_path(&maker, &name, &version, &file),
+                TargetFile {
+                    length: bytes.len() as u64,
+                    hashes: BTreeMap::from([("sha256".to_owned(), sha.clone())]),
+                    custom: Some(serde_json::to_value(custom)?),
+                },
+            );
+            files.push((sha, bytes));
         }
+    }
+
+    // A delegation per maker, each to a key of its own, and each maker's role.
+    let maker_keys: BTreeMap<String, KeyPair> = makers
+        .keys()
+        .map(|m| (m.clone(), KeyPair::generate()))
+        .collect();
+    let delegations = Delegations {
+        keys: maker_keys
+            .values()
+            .map(|k| (k.public().to_tuf().keyid(), k.public().to_tuf()))
+            .collect(),
+        roles: maker_keys
+            .iter()
+            .map(|(m, k)| DelegatedRole {
+                name: m.clone(),
+                keyids: vec![k.public().to_tuf().keyid()],
+                threshold: 1,
+                terminating: true,
+                paths: Some(tuf::maker_paths(m)),
+                path_hash_prefixes: None,
+            })
+            .collect(),
+    };
+    let top = TargetsRole {
+        common: Common::new("targets", 1, expires),
+        targets: BTreeMap::new(),
+        delegations: Some(delegations),
+    };
+    let _: serde_json::Value = api
+        .post_text(
+            "/api/v1/tuf/targets",
+            "application/json",
+            tuf::sign(&top, &[&targets_key]).to_json(),
+        )
+        .await?;
+    for (maker, targets) in makers {
+        let doc = TargetsRole {
+            common: Common::new("targets", 1, expires),
+            targets,
+            delegations: None,
+        };
+        let _: serde_json::Value = api
+            .post_text(
+                &format!("/api/v1/tuf/makers/{}", crate::client::segment(&maker)?),
+                "application/json",
+                tuf::sign(&doc, &[&maker_keys[&maker]]).to_json(),
+            )
+            .await?;
+    }
+    let tmp = dir.join("release.tmp");
+    for (sha, bytes) in files {
+        std::fs::write(&tmp, &bytes)?;
+        let _: serde_json::Value = api
+            .put_file(
+                &format!("/api/v1/artifacts/{sha}"),
+                &tmp,
+                bytes.len() as u64,
+                false,
+            )
+            .await?;
     }
     Ok(root_path)
 }
@@ -451,11 +528,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         outln!();
     }
     outln!(
-        "Software (signed with demo keys; the devices trust {}):",
+        "Software (TUF roles signed with demo keys; the devices trust {}):",
         root.display()
     );
     outln!("  {fc} release list");
-    outln!("  {fc} keys show");
     outln!();
     let (y, m) = fleetcare_core::meters::civil_month(fleetcare_core::clock::Clock::now_ms(
         &fleetcare_core::clock::SystemClock,
