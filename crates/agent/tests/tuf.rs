@@ -96,6 +96,19 @@ impl Lab {
         assert!(put.status().is_success(), "{}", put.status());
     }
 
+    /// An operator GET's JSON, if it answered with some.
+    async fn get(&self, path: &str) -> Option<Value> {
+        self.http
+            .get(format!("{}{path}", self.center.url()))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
     async fn post(&self, path: &str, body: String) -> (StatusCode, Value) {
         let resp = self
             .http
@@ -245,16 +258,7 @@ async fn job(lab: &Lab, device: &str, version: &str) -> Value {
     assert_eq!(s, StatusCode::OK, "{job}");
     let id = job["id"].as_u64().expect("id");
     eventually("the job over", PATIENCE, || async {
-        let j: Value = lab
-            .http
-            .get(format!("{}/api/v1/jobs/{id}", lab.center.url()))
-            .bearer_auth(&lab.admin)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let j = lab.get(&format!("/api/v1/jobs/{id}")).await?;
         matches!(
             j["state"].as_str(),
             Some("succeeded" | "failed" | "rolled_back")
@@ -290,16 +294,7 @@ async fn device(
     let (stop, shutdown) = watch::channel(false);
     let agent = tokio::spawn(Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown));
     eventually("the device reported", PATIENCE, || async {
-        let d: Value = lab
-            .http
-            .get(format!("{}/api/v1/devices/{id}", lab.center.url()))
-            .bearer_auth(&lab.admin)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let d = lab.get(&format!("/api/v1/devices/{id}")).await?;
         (d["online"] == true && d["units"].as_array().is_some_and(|u| !u.is_empty())).then_some(())
     })
     .await;
@@ -395,6 +390,34 @@ async fn an_unsigned_root_steps_onto_the_chain_a_maker_signed_release_installs_a
     agent.await.expect("task").expect("agent ends cleanly");
 }
 
+/// The agent's TUF client as one device runs it: its connection (through the mirror), its
+/// credential and its provisioned root.
+struct Client {
+    http: CenterClient,
+    token: String,
+    anchor: Anchor,
+}
+
+impl Client {
+    /// One refresh for one file, with the device's metadata kept in `state`.
+    async fn refresh(
+        &self,
+        state: &std::path::Path,
+        path: &str,
+    ) -> Result<fleetcare_agent::update::tuf::Refreshed, fleetcare_agent::update::InstallError>
+    {
+        refresh(
+            &self.http,
+            &self.token,
+            state,
+            &self.anchor,
+            &[path.to_owned()],
+            SystemTime::now(),
+        )
+        .await
+    }
+}
+
 #[tokio::test]
 async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_maker_signature() {
     let lab = Lab::start().await;
@@ -432,21 +455,18 @@ async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_make
         .expect("enrolled")
         .device_token;
     let mirror = Mirror::start(lab.center.url()).await;
-    let client = CenterClient::new(&mirror.url, PATIENCE);
-    let anchor = Anchor::Signed(root1.into_bytes());
+    let device = Client {
+        http: CenterClient::new(&mirror.url, PATIENCE),
+        token,
+        anchor: Anchor::Signed(root1.into_bytes()),
+    };
     let path = "acme/ctl-firmware/1.0.0/ctl.bin".to_owned();
     let state = lab.dir.path().join("state");
     let now = SystemTime::now();
-    let r = refresh(
-        &client,
-        &token,
-        &state,
-        &anchor,
-        std::slice::from_ref(&path),
-        now,
-    )
-    .await
-    .expect("a clean refresh");
+    let r = device
+        .refresh(&state, &path)
+        .await
+        .expect("a clean refresh");
     assert_eq!(r.files[&path].role, "acme");
 
     let store = &lab.center.state.store;
@@ -495,16 +515,10 @@ async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_make
         .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     // The device refreshes cleanly (and trusts the newest snapshot from now on).
-    refresh(
-        &client,
-        &token,
-        &state,
-        &anchor,
-        std::slice::from_ref(&path),
-        now,
-    )
-    .await
-    .expect("a clean refresh after acme's second version");
+    device
+        .refresh(&state, &path)
+        .await
+        .expect("a clean refresh after acme's second version");
     let ts = store
         .tuf(tenant, "timestamp", None)
         .await
@@ -521,16 +535,10 @@ async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_make
         .expect("read")
         .expect("acme 1");
     serve("2.acme.json", acme_v1.envelope.into_bytes());
-    let e = refresh(
-        &client,
-        &token,
-        &lab.dir.path().join("mixed"),
-        &anchor,
-        std::slice::from_ref(&path),
-        now,
-    )
-    .await
-    .expect_err("mix-and-match");
+    let e = device
+        .refresh(&lab.dir.path().join("mixed"), &path)
+        .await
+        .expect_err("mix-and-match");
     assert!(
         e.reason == "signature" && e.detail.contains("mix-and-match"),
         "{e:?}"
@@ -545,16 +553,10 @@ async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_make
             now - Duration::from_secs(3600),
         ),
     );
-    let e = refresh(
-        &client,
-        &token,
-        &lab.dir.path().join("fresh"),
-        &anchor,
-        std::slice::from_ref(&path),
-        now,
-    )
-    .await
-    .expect_err("a freeze");
+    let e = device
+        .refresh(&lab.dir.path().join("fresh"), &path)
+        .await
+        .expect_err("a freeze");
     assert_eq!(e.reason, "expired", "{e:?}");
 
     // A newer timestamp naming an older snapshot than the device trusts.
@@ -562,16 +564,7 @@ async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_make
         "timestamp.json",
         timestamp(ts.version + 1, snap.version - 1, in_days(1)),
     );
-    let e = refresh(
-        &client,
-        &token,
-        &state,
-        &anchor,
-        std::slice::from_ref(&path),
-        now,
-    )
-    .await
-    .expect_err("a rollback");
+    let e = device.refresh(&state, &path).await.expect_err("a rollback");
     assert_eq!(e.reason, "rollback", "{e:?}");
 
     // zenith's role, the version the snapshot names, signed by acme's key.
@@ -592,27 +585,12 @@ async fn the_agents_client_refuses_a_freeze_a_snapshot_rollback_and_a_cross_make
         )
         .into_bytes(),
     );
-    let e = refresh(
-        &client,
-        &token,
-        &state,
-        &anchor,
-        std::slice::from_ref(&zpath),
-        now,
-    )
-    .await
-    .expect_err("cross-maker");
+    let e = device
+        .refresh(&state, &zpath)
+        .await
+        .expect_err("cross-maker");
     assert_eq!(e.reason, "signature", "{e:?}");
     // And with nothing tampered, the same device refreshes fine.
     mirror.clear();
-    refresh(
-        &client,
-        &token,
-        &state,
-        &anchor,
-        std::slice::from_ref(&path),
-        now,
-    )
-    .await
-    .expect("clean again");
+    device.refresh(&state, &path).await.expect("clean again");
 }

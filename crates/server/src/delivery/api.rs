@@ -3,7 +3,7 @@
 //! endpoints.
 
 use crate::delivery::artifacts::{serve_file, valid_sha};
-use crate::delivery::{Availability, check_steps, job_views, tell_waiting, trust_err};
+use crate::delivery::{Availability, check_steps, job_views, system_time, tell_waiting, trust_err};
 use crate::extract::Query;
 use axum::Json;
 use axum::body::Bytes;
@@ -22,7 +22,6 @@ use fleetcare_wire::compat::SoftwareStep;
 use fleetcare_wire::delivery as w;
 use fleetcare_wire::device::Command;
 use serde::Deserialize;
-use std::time::{Duration, SystemTime};
 use utoipa::IntoParams;
 
 use crate::AppState;
@@ -178,7 +177,7 @@ pub async fn publish_release(
         })?;
     let m = ReleaseManifest::from_json(&payload).map_err(trust_err)?;
     if fleetcare_trust::parse_time("release", &m.expires).map_err(trust_err)?
-        <= SystemTime::UNIX_EPOCH + Duration::from_millis(st.clock.now_ms().max(0) as u64)
+        <= system_time(st.clock.now_ms())
     {
         return Err(ApiError::BadRequest(format!(
             "expired: the release expired at {}",

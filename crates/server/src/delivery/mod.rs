@@ -327,6 +327,13 @@ pub(crate) fn manifest_of(r: &ReleaseRecord) -> Result<ReleaseManifest, ApiError
     ReleaseManifest::from_json(&env.unverified_payload().map_err(trust_err)?).map_err(trust_err)
 }
 
+/// The time `ms` (milliseconds since the epoch, the clock's unit) as the signed documents'
+/// checks take it.
+pub(crate) fn system_time(ms: i64) -> std::time::SystemTime {
+    std::time::SystemTime::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
 pub(crate) fn trust_err(e: TrustError) -> ApiError {
     ApiError::BadRequest(e.to_string())
 }

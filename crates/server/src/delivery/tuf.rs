@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::ctx::Ctx;
 use crate::delivery::artifacts::{serve_file, valid_sha};
-use crate::delivery::trust_err;
+use crate::delivery::{system_time, trust_err};
 use crate::error::ApiError;
 use crate::extract::{DeviceAuth, OperatorAuth};
 use fleetcare_wire::ErrorBody;
@@ -33,10 +33,6 @@ use fleetcare_wire::ErrorBody;
 pub const TIMESTAMP_LIFE: Duration = Duration::from_secs(24 * 3600);
 /// A snapshot is good for a week, re-signed likewise.
 pub const SNAPSHOT_LIFE: Duration = Duration::from_secs(7 * 24 * 3600);
-
-fn system_time(ms: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
 
 fn ms_of(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
