@@ -215,7 +215,6 @@ async fn publish(
     let env = tuf::parse_envelope(&body).map_err(trust_err)?;
     let now = system_time(st.clock.now_ms());
     let text = serde_json::to_string(&env).expect("an envelope serializes");
-    let root = newest::<RootRole>(&st, tenant, "root").await?;
     // The very document already published (a retry after a lost answer) changes nothing.
     if let Some(rec) = st.store.tuf(tenant, &role, None).await?
         && rec.envelope == text
@@ -230,6 +229,7 @@ async fn publish(
             timestamp_version,
         }));
     }
+    let root = newest::<RootRole>(&st, tenant, "root").await?;
     let mut releases = Vec::new();
     let (version, common) = match role.as_str() {
         "root" => {
