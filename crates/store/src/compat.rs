@@ -401,6 +401,21 @@ pub struct JobEventRecord {
 }
 
 /// Records the state a statement just gave a job (the job's row says it, with this `at`).
+/// A job's events, oldest first; ties within one millisecond in the order of
+/// [`fleetcare_wire::delivery::JOB_STATES`].
+static JOB_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let states = fleetcare_wire::delivery::JOB_STATES;
+    let rank: String = states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!(" WHEN '{s}' THEN {i}"))
+        .collect();
+    format!(
+        "SELECT at, state, reason, detail FROM job_events WHERE tenant_id = $1 AND job_id = $2 \
+         ORDER BY at, CASE state{rank} ELSE {} END LIMIT 1000",
+        states.len()
+    )
+});
 pub(crate) const JOB_EVENT: &str = "INSERT INTO job_events (tenant_id, job_id, at, state, reason, detail) \
      SELECT tenant_id, id, updated_at, state, reason, detail FROM jobs \
      WHERE tenant_id = $1 AND id = $2 AND updated_at = $3 AND state = $4";
@@ -1064,12 +1079,12 @@ impl Store {
         Ok(())
     }
 
-    /// The states a job went through after its creation, oldest first.
+    /// The states a job went through after its creation, oldest first; states recorded in
+    /// the same millisecond in the order a job goes through them.
     pub async fn job_events(&self, tenant: TenantId, id: u64) -> Result<Vec<JobEventRecord>> {
         let rows = self
             .select(
-                sql("SELECT at, state, reason, detail FROM job_events \
-                     WHERE tenant_id = $1 AND job_id = $2 ORDER BY at, state LIMIT 1000"),
+                crate::exec::Sql::Both(std::borrow::Cow::Borrowed(JOB_EVENTS.as_str())),
                 vec![tenant.into(), to_i64(id).into()],
                 &[Ty::Int, Ty::Text, Ty::Text, Ty::Text],
             )

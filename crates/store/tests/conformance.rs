@@ -1647,6 +1647,25 @@ async fn releases_key_lists_artifacts_and_expiry(store: Store) {
             .collect::<Vec<_>>(),
         vec![("downloaded", NOW + 5)]
     );
+    // States recorded in one millisecond come back in the order a job goes through them,
+    // not by name ("installing" sorts before "verifying").
+    for (from, to) in [
+        ("downloaded", "verifying"),
+        ("verifying", "installing"),
+        ("installing", "activating"),
+    ] {
+        assert!(
+            store
+                .transition_job(t, running, &Transition::new(&[from], to), NOW + 8)
+                .await
+                .expect("transition")
+        );
+    }
+    let ev = store.job_events(t, running).await.expect("events");
+    assert_eq!(
+        ev.iter().map(|e| e.state.as_str()).collect::<Vec<_>>(),
+        vec!["downloaded", "verifying", "installing", "activating"]
+    );
     assert!(
         store
             .job_events(other, running)
