@@ -413,9 +413,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     loop {
         let n = center.state.store.count_devices(tenant).await?;
         let online = center.state.devices.hub.push_connected();
-        if (n as usize >= opts.devices && online >= opts.devices)
-            || started.elapsed() > Duration::from_secs(30)
-        {
+        if n as usize >= opts.devices && online >= opts.devices {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            eprintln!(
+                "after 30 s, {n} of the demo's {} devices are enrolled and {online} connected; \
+                 going on",
+                opts.devices
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -447,8 +453,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
                 )?;
             } else {
                 let id = fleetcare_sim::fleet::sample_device(n).map_err(|e| anyhow::anyhow!(e))?;
-                if let Some(d) = sim.device(&id.device_id) {
-                    d.log(&event).map_err(|e| anyhow::anyhow!(e))?;
+                match sim.device(&id.device_id) {
+                    Some(d) => {
+                        d.log(&event).map_err(|e| anyhow::anyhow!(e))?;
+                    }
+                    None => eprintln!(
+                        "the demo's device {} is not running: its {code} errors are not logged",
+                        id.device_id
+                    ),
                 }
             }
         }
