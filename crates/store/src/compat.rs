@@ -400,7 +400,6 @@ pub struct JobEventRecord {
     pub detail: Option<String>,
 }
 
-/// Records the state a statement just gave a job (the job's row says it, with this `at`).
 /// A job's events, oldest first; ties within one millisecond in the order of
 /// [`fleetcare_wire::delivery::JOB_STATES`].
 static JOB_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -416,6 +415,7 @@ static JOB_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         states.len()
     )
 });
+/// Records the state a statement just gave a job (the job's row says it, with this `at`).
 pub(crate) const JOB_EVENT: &str = "INSERT INTO job_events (tenant_id, job_id, at, state, reason, detail) \
      SELECT tenant_id, id, updated_at, state, reason, detail FROM jobs \
      WHERE tenant_id = $1 AND id = $2 AND updated_at = $3 AND state = $4";
