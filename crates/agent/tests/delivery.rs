@@ -4,6 +4,8 @@
 //! version. The center's side is checked on its own too: uploads that are not what was
 //! signed, Range/ETag downloads, tenant scoping, and jobs that expire.
 
+mod common;
+
 use std::time::{Duration, SystemTime};
 
 use fleetcare_agent::source::InventoryFile;
@@ -162,26 +164,6 @@ impl Lab {
     }
 }
 
-fn inventory(id: &str) -> String {
-    format!(
-        r#"[device]
-id = "{id}"
-model = "acme-mfp-9000"
-
-[[unit]]
-slot = "controller"
-kind = "controller"
-model = "ctl-x2"
-serial = "CTL-{id}"
-hw_revision = "B"
-  [[unit.software]]
-  product = "ctl-firmware"
-  maker = "acme"
-  version = "5.2.1"
-"#
-    )
-}
-
 #[tokio::test]
 async fn an_operator_job_installs_a_signed_release_on_a_real_device() {
     let lab = Lab::start().await;
@@ -206,7 +188,7 @@ async fn an_operator_job_installs_a_signed_release_on_a_real_device() {
 
     // The device: an inventory, A/B units, the provisioned root.
     let base = lab.dir.path().join("device");
-    let (cfg, inv) = lab.device("device", &inventory("DEV-9"), true);
+    let (cfg, inv) = lab.device("device", &common::inventory("DEV-9"), true);
     let (stop, shutdown) = watch::channel(false);
     let agent = tokio::spawn(Agent::new(cfg, InventoryFile::new(&inv)).run(shutdown));
 

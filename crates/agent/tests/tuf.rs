@@ -4,6 +4,8 @@
 //! refuses what a mirror in front of the center tampers with (a freeze, a snapshot rollback,
 //! a maker's role signed by another maker's key).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -226,26 +228,6 @@ fn maker_role(
     .to_json()
 }
 
-fn inventory(id: &str) -> String {
-    format!(
-        r#"[device]
-id = "{id}"
-model = "acme-mfp-9000"
-
-[[unit]]
-slot = "controller"
-kind = "controller"
-model = "ctl-x2"
-serial = "CTL-{id}"
-hw_revision = "B"
-  [[unit.software]]
-  product = "ctl-firmware"
-  maker = "acme"
-  version = "5.2.1"
-"#
-    )
-}
-
 async fn job(lab: &Lab, device: &str, version: &str) -> Value {
     let (s, job) = lab
         .post(
@@ -281,7 +263,7 @@ async fn device(
     let base = lab.dir.path().join(id);
     std::fs::create_dir_all(&base).expect("mkdir");
     let inv = base.join("inventory.toml");
-    std::fs::write(&inv, inventory(id)).expect("write");
+    std::fs::write(&inv, common::inventory(id)).expect("write");
     let root = base.join("root.json");
     std::fs::write(&root, trust_root).expect("write");
     let mut cfg = AgentConfig::new(&lab.center.url(), base.join("data"));
