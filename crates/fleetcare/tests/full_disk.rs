@@ -179,21 +179,11 @@ async fn a_full_disk_refuses_writes_serves_reads_and_recovers_losing_nothing() {
         shown["last_report"]["seq"].as_u64().expect("last report") >= at_full,
         "{shown}"
     );
-    let metrics = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(metrics.contains("fleetcare_disk_full 1"), "{metrics}");
-    assert!(
-        metrics.lines().any(
-            |l| l.starts_with("fleetcare_writes_refused_disk_full_total ") && !l.ends_with(" 0")
-        ),
-        "{metrics}"
+    assert_eq!(
+        common::metric(&http, &url, "fleetcare_disk_full ").await,
+        1.0
     );
+    assert!(common::metric(&http, &url, "fleetcare_writes_refused_disk_full_total ").await > 0.0);
     // The device keeps its report and is refused again for as long as the disk is full.
     let refused_before = refused.load(Ordering::SeqCst);
     fleetcare_testkit::eventually("the device is refused again", common::PATIENCE, || async {

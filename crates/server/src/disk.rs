@@ -101,10 +101,6 @@ impl DiskWatch {
         let mut shutdown = ctx.shutdown.clone();
         loop {
             self.check(&ctx).await;
-            ctx.metrics.disk_full.set(i64::from(self.is_full()));
-            ctx.metrics
-                .disk_free_bytes
-                .set(i64::try_from(self.free_bytes()).unwrap_or(i64::MAX));
             tokio::select! {
                 _ = tokio::time::sleep(DISK_CHECK_EVERY) => {}
                 _ = shutdown.changed() => return,
@@ -113,7 +109,6 @@ impl DiskWatch {
     }
 }
 
-/// Bytes free for an unprivileged writer in the file system holding `dir`.
 /// Whether a request may go on while the disk is full: reads, and the few writes that make
 /// room or let an operator in to make it.
 pub fn allowed_when_full(method: &axum::http::Method, path: &str) -> bool {

@@ -395,6 +395,12 @@ async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     st.metrics.observe_group_commits(st.store.group_commits());
     st.metrics.observe_process();
+    // Read when scraped, as `/health` reads it: a write that failed for want of space marks
+    // the disk full between two of the watch's looks.
+    st.metrics.disk_full.set(i64::from(st.disk.is_full()));
+    st.metrics
+        .disk_free_bytes
+        .set(i64::try_from(st.disk.free_bytes()).unwrap_or(i64::MAX));
     (
         [(
             header::CONTENT_TYPE,
