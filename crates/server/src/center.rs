@@ -239,7 +239,20 @@ async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => conn.serve(stream, None, false).await,
+                None => {
+                    let mut closing = conn.closing.clone();
+                    let rest = crate::sendfile::serve(
+                        stream,
+                        &conn.router,
+                        conn.peer,
+                        header_timeout,
+                        &mut closing,
+                    )
+                    .await;
+                    if let Some(rest) = rest {
+                        conn.serve(rest, None, false).await;
+                    }
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {

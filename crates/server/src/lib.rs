@@ -26,6 +26,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod retention;
 pub mod rollout;
+pub mod sendfile;
 pub mod ui;
 
 mod center;

@@ -55,6 +55,9 @@ pub struct Metrics {
     pub operating_days_dropped: Counter,
     /// Rows deleted by retention, by kind of data.
     pub pruned_rows: Family<KindLabel, Counter>,
+    /// Artifact bytes sent to devices, by how: `sendfile` (from the page cache, plain TCP),
+    /// `memory` (the hot cache), `read` (read from the file and copied: over TLS).
+    pub artifact_bytes: Family<KindLabel, Counter>,
     /// 1 while writes are refused for want of disk space.
     pub disk_full: Gauge,
     pub disk_free_bytes: Gauge,
@@ -210,6 +213,12 @@ impl Metrics {
             "Rows deleted past their tenant's retention, by kind of data",
             pruned_rows.clone(),
         );
+        let artifact_bytes = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "fleetcare_artifact_bytes",
+            "Artifact bytes sent to devices, by how: sendfile, memory or read",
+            artifact_bytes.clone(),
+        );
         let disk_full = Gauge::default();
         registry.register(
             "fleetcare_disk_full",
@@ -320,6 +329,7 @@ impl Metrics {
             operating_points_pruned,
             operating_days_dropped,
             pruned_rows,
+            artifact_bytes,
             disk_full,
             disk_free_bytes,
             writes_refused_disk_full,

@@ -104,6 +104,7 @@ impl AppState {
         let (tx, rx) = watch::channel(false);
         let poll_grace_ms = i64::try_from(config.poll_grace.as_millis()).unwrap_or(i64::MAX);
         let metrics = Arc::new(Metrics::new());
+        let artifact_bytes = metrics.artifact_bytes.clone();
         let devices = cluster::Devices {
             store: store.clone(),
             clock: clock.clone(),
@@ -169,13 +170,16 @@ impl AppState {
             proxies: Arc::new(
                 access::peer::TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default(),
             ),
-            artifacts: Arc::new(delivery::artifacts::Artifacts::new(
-                config
-                    .artifact_dir
-                    .clone()
-                    .unwrap_or_else(|| config.data_dir.join("artifacts")),
-                config.artifact_cache_bytes,
-            )),
+            artifacts: Arc::new(
+                delivery::artifacts::Artifacts::new(
+                    config
+                        .artifact_dir
+                        .clone()
+                        .unwrap_or_else(|| config.data_dir.join("artifacts")),
+                    config.artifact_cache_bytes,
+                )
+                .counting(artifact_bytes),
+            ),
             after_report,
             notify: Arc::new(notify::Notifier::new(config)),
             pruner: Arc::default(),

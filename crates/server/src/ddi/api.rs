@@ -412,6 +412,7 @@ pub async fn config_data(
 pub async fn download(
     State(st): State<AppState>,
     Ddi { key, .. }: Ddi,
+    zero_copy: Option<axum::Extension<crate::sendfile::ZeroCopy>>,
     headers: HeaderMap,
     Path((_, _, module, file)): Path<(String, String, u64, String)>,
 ) -> Result<Response, ApiError> {
@@ -447,5 +448,12 @@ pub async fn download(
         .artifact(key.tenant, &a.sha256)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("artifact {name} (not uploaded yet)")))?;
-    serve_file(&st.artifacts, &a.sha256, size, &headers).await
+    serve_file(
+        &st.artifacts,
+        &a.sha256,
+        size,
+        &headers,
+        zero_copy.is_some(),
+    )
+    .await
 }

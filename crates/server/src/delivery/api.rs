@@ -511,6 +511,7 @@ pub async fn get_artifact(
     State(st): State<AppState>,
     DeviceAuth(key): DeviceAuth,
     Path(sha256): Path<String>,
+    zero_copy: Option<axum::Extension<crate::sendfile::ZeroCopy>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     valid_sha(&sha256)?;
@@ -519,7 +520,7 @@ pub async fn get_artifact(
         .artifact(key.tenant, &sha256)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("artifact {sha256}")))?;
-    serve_file(&st.artifacts, &sha256, size, &headers).await
+    serve_file(&st.artifacts, &sha256, size, &headers, zero_copy.is_some()).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

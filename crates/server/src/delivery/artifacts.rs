@@ -2,11 +2,14 @@
 //! downloads with HTTP Range.
 
 use crate::error::ApiError;
+use crate::metrics::KindLabel;
+use crate::sendfile::SendFile;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fleetcare_trust::is_sha256_hex;
 use futures_util::StreamExt as _;
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use sha2::{Digest, Sha256};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -35,6 +38,8 @@ pub struct Artifacts {
     root: PathBuf,
     budget: u64,
     hot: std::sync::Mutex<Hot>,
+    /// Bytes sent, by how (`fleetcare_artifact_bytes`).
+    sent: Family<KindLabel, Counter>,
 }
 
 #[derive(Debug, Default)]
@@ -52,7 +57,20 @@ impl Artifacts {
             root,
             budget,
             hot: std::sync::Mutex::new(Hot::default()),
+            sent: Family::default(),
         }
+    }
+
+    /// Count the bytes sent in `sent` (the center's metric).
+    pub fn counting(mut self, sent: Family<KindLabel, Counter>) -> Artifacts {
+        self.sent = sent;
+        self
+    }
+
+    fn count(&self, how: &'static str, bytes: u64) {
+        self.sent
+            .get_or_create(&KindLabel { kind: how })
+            .inc_by(bytes);
     }
 
     /// The cache's cell for `key` (`size` bytes), made room for if new; least recently used
@@ -361,12 +379,15 @@ pub(crate) fn parse_range(value: &str, size: u64) -> RangeReq {
 }
 
 /// Serve an artifact of `size` bytes (its content never changes under its hash: the tag),
-/// from memory whole or by chunks, honouring `Range`, `If-Range` and `If-None-Match`.
+/// from memory whole or by chunks, honouring `Range`, `If-Range` and `If-None-Match`. On a
+/// connection that can send a file (`zero_copy`, see [`crate::sendfile`]) it is answered
+/// with a [`SendFile`] instead of a body.
 pub(crate) async fn serve_file(
     artifacts: &Arc<Artifacts>,
     sha256: &str,
     size: u64,
     headers: &HeaderMap,
+    zero_copy: bool,
 ) -> Result<Response, ApiError> {
     let etag = format!("\"{sha256}\"");
     let header_is = |name: header::HeaderName| {
@@ -398,11 +419,33 @@ pub(crate) async fn serve_file(
                 .into_response());
         }
     };
-    let body = match artifacts.hot(sha256, size).await? {
-        Some(b) => Body::from(b.slice(start as usize..(start + len) as usize)),
-        None => chunked_body(artifacts.clone(), sha256, size, start, len).await?,
+    let mut send = None;
+    // Sent from the page cache where the connection can: faster than copying even from the
+    // hot cache, which then serves only connections that cannot (TLS).
+    let hot = match zero_copy {
+        true => None,
+        false => artifacts.hot(sha256, size).await?,
     };
+    let (body, how) = match hot {
+        Some(b) => (
+            Body::from(b.slice(start as usize..(start + len) as usize)),
+            "memory",
+        ),
+        None if zero_copy => {
+            send = Some(open_for_sending(artifacts.path(sha256), sha256, size, start, len).await?);
+            (Body::empty(), "sendfile")
+        }
+        None => (
+            chunked_body(artifacts.clone(), sha256, size, start, len).await?,
+            "read",
+        ),
+    };
+    // Counted when the response is made: a download cut off short still counts whole.
+    artifacts.count(how, len);
     let mut resp = Response::new(body);
+    if let Some(send) = send {
+        resp.extensions_mut().insert(send);
+    }
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
@@ -423,6 +466,44 @@ pub(crate) async fn serve_file(
         );
     }
     Ok(resp)
+}
+
+/// The artifact's file, open for `sendfile`, with the kernel asked to read the range ahead
+/// (the sending task then seldom waits for the disk). Checked here, before the headers go
+/// out: a file missing or shorter than recorded is a clear error, not a 200 whose body breaks.
+async fn open_for_sending(
+    path: PathBuf,
+    sha256: &str,
+    size: u64,
+    start: u64,
+    len: u64,
+) -> Result<SendFile, ApiError> {
+    let unreadable = |e: std::io::Error| {
+        ApiError::Internal(format!("artifact {sha256} is recorded but unreadable: {e}"))
+    };
+    let file = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        let on_disk = file.metadata()?.len();
+        if on_disk != size {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{on_disk} bytes on disk, {size} recorded"),
+            ));
+        }
+        if let Some(n) = std::num::NonZeroU64::new(len) {
+            // Advice only: a kernel that ignores it still sends the same bytes.
+            let _ = rustix::fs::fadvise(&file, start, Some(n), rustix::fs::Advice::WillNeed);
+        }
+        Ok(file)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("opening artifact {sha256}: {e}")))?
+    .map_err(unreadable)?;
+    Ok(SendFile {
+        file: Arc::new(file),
+        start,
+        len,
+    })
 }
 
 /// `len` bytes of an artifact from `start`, chunk by chunk. The first chunk is read before
@@ -543,7 +624,7 @@ mod tests {
                     header::RANGE,
                     HeaderValue::from_str(&format!("bytes={a}-{b}")).expect("header"),
                 );
-                let resp = serve_file(&artifacts, &sha, size, &headers)
+                let resp = serve_file(&artifacts, &sha, size, &headers, false)
                     .await
                     .expect("served");
                 let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
@@ -560,7 +641,7 @@ mod tests {
             if budget < 4 * size {
                 std::fs::write(&path, &data[..(2 * CHUNK) as usize]).expect("truncate");
                 let fresh = Arc::new(Artifacts::new(dir.path().to_owned(), budget));
-                let resp = serve_file(&fresh, &sha, size, &HeaderMap::new())
+                let resp = serve_file(&fresh, &sha, size, &HeaderMap::new(), false)
                     .await
                     .expect("headers go out first");
                 assert!(
@@ -573,7 +654,7 @@ mod tests {
             // A file missing on disk is an error before any header, whichever the way.
             std::fs::remove_file(&path).expect("remove");
             let fresh = Arc::new(Artifacts::new(dir.path().to_owned(), budget));
-            let missing = serve_file(&fresh, &sha, size, &HeaderMap::new()).await;
+            let missing = serve_file(&fresh, &sha, size, &HeaderMap::new(), false).await;
             assert!(
                 matches!(missing, Err(ApiError::Internal(_))),
                 "budget {budget}: a missing file must be an error, not a 200"

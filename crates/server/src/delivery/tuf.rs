@@ -578,6 +578,7 @@ pub async fn target(
     State(st): State<AppState>,
     DeviceAuth(key): DeviceAuth,
     Path(path): Path<String>,
+    zero_copy: Option<axum::Extension<crate::sendfile::ZeroCopy>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = path.rsplit('/').next().unwrap_or("");
@@ -590,5 +591,5 @@ pub async fn target(
         .artifact(key.tenant, sha256)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("target {path}")))?;
-    serve_file(&st.artifacts, sha256, size, &headers).await
+    serve_file(&st.artifacts, sha256, size, &headers, zero_copy.is_some()).await
 }
