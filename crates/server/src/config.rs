@@ -38,8 +38,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Longest time a client may take to send a request's head (slowloris).
     pub header_read_timeout: Duration,
-    /// Memory for artifacts that devices are downloading (served from memory, checked
-    /// against their hash when loaded); 0 serves every download from the file.
+    /// Memory for artifacts that devices are downloading over TLS (served from memory,
+    /// checked against their hash when loaded); 0 serves every download from the file. Plain
+    /// connections send downloads with `sendfile` and do not use it.
     pub artifact_cache_bytes: u64,
     /// TLS: the certificate chain and key (PEM) the center presents; unset serves plain HTTP.
     pub tls: Option<TlsFiles>,
