@@ -6,6 +6,7 @@
 //! * [`DirLock`]: an exclusive lock on a directory, so two processes never share a data dir.
 //! * [`read_password`]: a password kept in a file of its own.
 //! * [`free_space`]: the bytes an unprivileged process may still write on a file system.
+//! * [`raise_descriptor_limit`]: as many open files and sockets as the system allows.
 //!
 //! Files can be made private (mode 0600): secrets are written that way.
 
@@ -30,6 +31,22 @@ impl Mode {
             Mode::Shared => 0o644,
         }
     }
+}
+
+/// Let this process hold as many descriptors (sockets, files) as the system allows it: the
+/// soft limit (often 1,024) raised to the hard one. A server of many devices needs one per
+/// connection and one per download in flight.
+pub fn raise_descriptor_limit() -> io::Result<()> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let l = getrlimit(Resource::Nofile);
+    if let Some(max) = l.maximum
+        && l.current.is_none_or(|c| c < max)
+    {
+        let mut raised = l;
+        raised.current = Some(max);
+        setrlimit(Resource::Nofile, raised)?;
+    }
+    Ok(())
 }
 
 /// The bytes an unprivileged process may still write on the file system holding `dir`.

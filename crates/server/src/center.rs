@@ -111,6 +111,9 @@ impl Center {
             )),
         };
         let boot = bootstrap::run(&store, &config.data_dir, &config.tenant, clock.now_ms()).await?;
+        if let Err(e) = fleetcare_fs::raise_descriptor_limit() {
+            tracing::warn!(error = %e, "could not raise the descriptor limit");
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|reason| ServeError::Bind {

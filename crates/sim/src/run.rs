@@ -88,21 +88,6 @@ struct Window {
     sim_cpu: f64,
 }
 
-/// Let this process hold as many sockets as the system allows it.
-fn raise_descriptor_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let l = getrlimit(Resource::Nofile);
-    if let Some(max) = l.maximum
-        && l.current.is_none_or(|c| c < max)
-    {
-        let mut raised = l;
-        raised.current = Some(max);
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!(error = %e, "could not raise the descriptor limit");
-        }
-    }
-}
-
 /// This process's CPU seconds so far (`/proc/self/stat`).
 fn own_cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
@@ -171,7 +156,9 @@ fn transport(p: &Profile) -> Transport {
 impl Sim {
     /// Make the fleet and start its agents, `connect_per_s` at a time.
     pub async fn start(opts: SimOptions) -> Result<Sim, SimError> {
-        raise_descriptor_limit();
+        if let Err(e) = fleetcare_fs::raise_descriptor_limit() {
+            tracing::warn!(error = %e, "could not raise the descriptor limit");
+        }
         let p = Arc::new(opts.profile.clone());
         let mix = Mix::new(&p.weights(), p.scenarios);
         let mut devices = Vec::with_capacity(opts.devices);

@@ -40,6 +40,46 @@ pub struct Artifacts {
     hot: std::sync::Mutex<Hot>,
     /// Bytes sent, by how (`fleetcare_artifact_bytes`).
     sent: Family<KindLabel, Counter>,
+    /// Artifacts open for `sendfile`, by hash, and when each was last used: the downloads of
+    /// a wave share one descriptor (each sends from its own offset), kept open while they go
+    /// on, so a center at its descriptor limit with 10,000 connections still serves them.
+    open: std::sync::Mutex<OpenFiles>,
+}
+
+/// Descriptors kept for `sendfile`: at most [`OPEN_FILES`], each closed once unused for
+/// [`OPEN_IDLE`] (nginx's `open_file_cache` does the same).
+#[derive(Debug, Default)]
+struct OpenFiles {
+    files: std::collections::HashMap<String, (Arc<std::fs::File>, std::time::Instant)>,
+}
+
+const OPEN_FILES: usize = 256;
+const OPEN_IDLE: Duration = Duration::from_secs(30);
+
+impl OpenFiles {
+    /// The artifact's descriptor if it is open, marked as used now.
+    fn get(&mut self, sha256: &str) -> Option<Arc<std::fs::File>> {
+        let now = std::time::Instant::now();
+        self.files
+            .retain(|_, (_, used)| now.duration_since(*used) < OPEN_IDLE);
+        let (file, used) = self.files.get_mut(sha256)?;
+        *used = now;
+        Some(file.clone())
+    }
+
+    fn put(&mut self, sha256: &str, file: Arc<std::fs::File>) {
+        if self.files.len() >= OPEN_FILES
+            && let Some(oldest) = self
+                .files
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+        {
+            self.files.remove(&oldest);
+        }
+        self.files
+            .insert(sha256.to_owned(), (file, std::time::Instant::now()));
+    }
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +98,7 @@ impl Artifacts {
             budget,
             hot: std::sync::Mutex::new(Hot::default()),
             sent: Family::default(),
+            open: std::sync::Mutex::default(),
         }
     }
 
@@ -432,7 +473,7 @@ pub(crate) async fn serve_file(
             "memory",
         ),
         None if zero_copy => {
-            send = Some(open_for_sending(artifacts.path(sha256), sha256, size, start, len).await?);
+            send = Some(open_for_sending(artifacts, sha256, size, start, len).await?);
             (Body::empty(), "sendfile")
         }
         None => (
@@ -468,11 +509,12 @@ pub(crate) async fn serve_file(
     Ok(resp)
 }
 
-/// The artifact's file, open for `sendfile`, with the kernel asked to read the range ahead
-/// (the sending task then seldom waits for the disk). Checked here, before the headers go
-/// out: a file missing or shorter than recorded is a clear error, not a 200 whose body breaks.
+/// The artifact's file, open for `sendfile` (shared with the downloads of it under way), with
+/// the kernel asked to read the range ahead (the sending task then seldom waits for the disk).
+/// Checked here, before the headers go out: a file missing or shorter than recorded is a
+/// clear error, not a 200 whose body breaks.
 async fn open_for_sending(
-    path: PathBuf,
+    artifacts: &Arc<Artifacts>,
     sha256: &str,
     size: u64,
     start: u64,
@@ -481,29 +523,50 @@ async fn open_for_sending(
     let unreadable = |e: std::io::Error| {
         ApiError::Internal(format!("artifact {sha256} is recorded but unreadable: {e}"))
     };
-    let file = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
-        let on_disk = file.metadata()?.len();
-        if on_disk != size {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("{on_disk} bytes on disk, {size} recorded"),
-            ));
+    let open = || {
+        artifacts
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let shared = open().get(sha256);
+    let file = match shared {
+        Some(f) => f,
+        None => {
+            let path = artifacts.path(sha256);
+            let f = tokio::task::spawn_blocking(move || std::fs::File::open(&path))
+                .await
+                .map_err(|e| ApiError::Internal(format!("opening artifact {sha256}: {e}")))?
+                .map_err(|e| match e.raw_os_error() {
+                    // Out of descriptors: the center is busy, not the artifact broken.
+                    Some(n)
+                        if n == rustix::io::Errno::MFILE.raw_os_error()
+                            || n == rustix::io::Errno::NFILE.raw_os_error() =>
+                    {
+                        ApiError::Unavailable(format!(
+                            "the center has no descriptor free to send artifact {sha256}; try again"
+                        ))
+                    }
+                    _ => unreadable(e),
+                })?;
+            let f = Arc::new(f);
+            open().put(sha256, f.clone());
+            f
         }
-        if let Some(n) = std::num::NonZeroU64::new(len) {
-            // Advice only: a kernel that ignores it still sends the same bytes.
-            let _ = rustix::fs::fadvise(&file, start, Some(n), rustix::fs::Advice::WillNeed);
-        }
-        Ok(file)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("opening artifact {sha256}: {e}")))?
-    .map_err(unreadable)?;
-    Ok(SendFile {
-        file: Arc::new(file),
-        start,
-        len,
-    })
+    };
+    // The size as the file has it now (a descriptor held since may see a truncation).
+    let on_disk = file.metadata().map_err(unreadable)?.len();
+    if on_disk != size {
+        return Err(unreadable(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{on_disk} bytes on disk, {size} recorded"),
+        )));
+    }
+    if let Some(n) = std::num::NonZeroU64::new(len) {
+        // Advice only: a kernel that ignores it still sends the same bytes.
+        let _ = rustix::fs::fadvise(&*file, start, Some(n), rustix::fs::Advice::WillNeed);
+    }
+    Ok(SendFile { file, start, len })
 }
 
 /// `len` bytes of an artifact from `start`, chunk by chunk. The first chunk is read before
@@ -660,5 +723,47 @@ mod tests {
                 "budget {budget}: a missing file must be an error, not a 200"
             );
         }
+    }
+
+    /// Downloads of an artifact share one descriptor, and each checks the file's size as it
+    /// is when the download starts.
+    #[tokio::test]
+    async fn downloads_under_way_share_one_open_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = vec![5u8; 10_000];
+        let sha: String = Sha256::digest(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let artifacts = Arc::new(Artifacts::new(dir.path().to_owned(), 0));
+        let path = artifacts.path(&sha);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, &data).expect("write");
+        let send = |resp: Response| {
+            resp.extensions()
+                .get::<SendFile>()
+                .cloned()
+                .expect("a file to send")
+        };
+        let a = send(
+            serve_file(&artifacts, &sha, 10_000, &HeaderMap::new(), true)
+                .await
+                .expect("a"),
+        );
+        let mut range = HeaderMap::new();
+        range.insert(header::RANGE, HeaderValue::from_static("bytes=100-199"));
+        let b = send(
+            serve_file(&artifacts, &sha, 10_000, &range, true)
+                .await
+                .expect("b"),
+        );
+        assert!(Arc::ptr_eq(&a.file, &b.file), "one descriptor for both");
+        assert_eq!((a.start, a.len, b.start, b.len), (0, 10_000, 100, 100));
+        drop((a, b));
+        std::fs::write(&path, &data[..10]).expect("truncate");
+        let e = serve_file(&artifacts, &sha, 10_000, &HeaderMap::new(), true)
+            .await
+            .expect_err("shorter than recorded");
+        assert!(e.to_string().contains("10 bytes on disk"), "{e}");
     }
 }
