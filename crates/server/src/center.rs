@@ -232,7 +232,7 @@ async fn serve(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn {
+        let mut conn = Conn {
             builder: builder.clone(),
             router: router.clone(),
             peer: access::peer::Peer(addr),
@@ -243,13 +243,12 @@ async fn serve(
         tokio::spawn(async move {
             match tls {
                 None => {
-                    let mut closing = conn.closing.clone();
                     let rest = crate::sendfile::serve(
                         stream,
                         &conn.router,
                         conn.peer,
                         header_timeout,
-                        &mut closing,
+                        &mut conn.closing,
                     )
                     .await;
                     if let Some(rest) = rest {
