@@ -5,7 +5,10 @@
 //!   devices reporting every second for `BENCH_SECONDS` (20).
 //! - B3: idle connected devices — `BENCH_IDLE` (10000) virtual devices on WebSockets: the
 //!   center's resident memory and the kernel's TCP memory per device; then new connections per
-//!   second per server core, `BENCH_CONNECT` (5000) enrolled devices opening WebSockets.
+//!   second per server core, `BENCH_CONNECT` (5000) enrolled devices opening WebSockets. With
+//!   a measurement build and `FLEETCARE_HEAP_LOG=<path>` (`cargo bench -p fleetcare --features
+//!   heap-count`), also the center's live heap: per connection, kept per device, and at the
+//!   connect storm's peak.
 //! - B4: polling devices — `BENCH_POLLERS` (5000) virtual devices long-polling with a 1 s
 //!   wait: polls per second per server core, and the store's group commits meanwhile (an
 //!   unchanged poll writes nothing).
@@ -95,6 +98,17 @@ fn pss(pid: u32) -> f64 {
         })
         .unwrap_or(0.0)
         * 1024.0
+}
+
+/// The live heap of a center built with `heap-count` and run with `FLEETCARE_HEAP_LOG`, and its
+/// peak so far, bytes (its last complete line of `<path>.<pid>`); `None` otherwise.
+fn heap(pid: u32) -> Option<(f64, f64)> {
+    let mut path = std::env::var_os("FLEETCARE_HEAP_LOG")?;
+    path.push(format!(".{pid}"));
+    let text = std::fs::read_to_string(path).ok()?;
+    let complete = &text[..text.rfind('\n')?];
+    let mut f = complete.lines().last()?.split_whitespace().skip(1);
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
 }
 
 /// The kernel's slab memory (socket structures live there), bytes (`/proc/meminfo`).
@@ -210,6 +224,7 @@ async fn b3(idle: usize, connect: usize) {
     let pid = served.pid();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (rss0, _) = rss(pid);
+    let heap0 = heap(pid);
     let (tcp0, slab0) = (tcp_mem(), slab());
     let sim = fleet(
         &served.url,
@@ -225,6 +240,7 @@ async fn b3(idle: usize, connect: usize) {
     // Settle: the connect reports are stored, buffers drained.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (rss1, _) = rss(pid);
+    let heap1 = heap(pid);
     let (tcp1, slab1) = (tcp_mem(), slab());
     let fds = metric(&served.url, "process_open_fds").await;
     let n = up.max(1) as f64;
@@ -238,6 +254,7 @@ async fn b3(idle: usize, connect: usize) {
     // store caches, filled by the devices' first reports, stay).
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (rss2, _) = rss(pid);
+    let heap2 = heap(pid);
     let per_conn = (rss1 - rss2) / n;
     println!(
         "B3 idle devices (sim, WebSocket): {up} connected, {fds:.0} descriptors; center \
@@ -251,6 +268,22 @@ async fn b3(idle: usize, connect: usize) {
         per_kernel / 1024.0,
         (per_conn + per_kernel) / 1024.0,
     );
+    if let (Some((live0, _)), Some((live1, peak)), Some((live2, _))) = (heap0, heap1, heap2) {
+        println!(
+            "B3 the center's live heap (counting allocator): empty {:.1} MB, connected {:.1} MB, \
+             after they left {:.1} MB, peak {:.1} MB: {:.2} KB per connection, {:.2} KB kept per \
+             device, {:.1} KB per device at the connect storm's peak; resident beyond the live \
+             heap while connected: {:.1} KB per device",
+            live0 / 1e6,
+            live1 / 1e6,
+            live2 / 1e6,
+            peak / 1e6,
+            (live1 - live2) / n / 1024.0,
+            (live2 - live0) / n / 1024.0,
+            (peak - live0) / n / 1024.0,
+            ((rss1 - rss0) - (live1 - live0)) / n / 1024.0,
+        );
+    }
 
     // New connections: enrolled devices open their WebSockets, 64 at a time.
     let http = reqwest::Client::new();

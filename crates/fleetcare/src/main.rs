@@ -18,8 +18,48 @@ mod tuf_cmd;
 
 /// mimalloc: the services allocate and free small buffers at a high rate on several threads,
 /// where glibc's allocator spends a third of the time and fragments.
+#[cfg(not(feature = "heap-count"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The measurement build (`--features heap-count`): the same allocator, counting what is live.
+#[cfg(feature = "heap-count")]
+#[global_allocator]
+static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
+
+/// With `FLEETCARE_HEAP_LOG=<path>`, write `<ms since start> <live bytes> <peak live bytes>`
+/// to `<path>.<pid>` every 250 ms, from a thread of its own.
+#[cfg(feature = "heap-count")]
+fn log_heap() {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("FLEETCARE_HEAP_LOG") else {
+        return;
+    };
+    let mut path = PathBuf::from(path).into_os_string();
+    path.push(format!(".{}", std::process::id()));
+    let Ok(mut out) = std::fs::File::create(&path) else {
+        eprintln!(
+            "FLEETCARE_HEAP_LOG: cannot create {}",
+            path.to_string_lossy()
+        );
+        return;
+    };
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        loop {
+            let line = format!(
+                "{} {} {}\n",
+                start.elapsed().as_millis(),
+                ALLOCATOR.allocated(),
+                ALLOCATOR.max_allocated()
+            );
+            if out.write_all(line.as_bytes()).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+}
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -465,6 +505,8 @@ enum DevicesCmd {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "heap-count")]
+    log_heap();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

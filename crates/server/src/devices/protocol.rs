@@ -24,10 +24,13 @@ use crate::error::ApiError;
 use crate::extract::{self, Client, DeviceAuth, JsonBody};
 use crate::metrics::TriggerLabel;
 
-/// Read buffer of a push channel: commands are small, and hundreds of thousands of idle
-/// channels per server must stay cheap (tungstenite's default of 128 KiB would cost 134 KB
-/// per device; 4 KiB costs about 6 KB).
-pub const PUSH_READ_BUFFER: usize = 4 * 1024;
+/// Read buffer of a push channel. Devices send the center only pings over it (commands go the
+/// other way), and hundreds of thousands of idle channels per server must stay cheap:
+/// tungstenite fills the whole buffer with zeros before its first read, so all of it is
+/// resident for every device (its default of 128 KiB would cost 128 KB; 4 KiB cost 4 KB). A
+/// larger message still arrives whole: the buffer grows to the frame's announced length, up
+/// to the message limit, read this many bytes at a time.
+pub const PUSH_READ_BUFFER: usize = 256;
 /// Longest reason a device gives for not installing software that the center keeps.
 const MAX_INSTALL_BLOCKED: usize = 500;
 /// Largest message a device may send on its push channel (it sends none but pings).
@@ -238,9 +241,9 @@ pub async fn push(
 /// for longer than the idle timeout, closes, or the center shuts down.
 async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
     let guard = st.devices.hub.attach_push(&key);
-    st.devices
-        .arrived(&key, crate::devices::hub::Via::Push)
-        .await;
+    // Boxed, as is `left` below: the store's futures are large and live only while they run,
+    // where the session's own state lives as long as the device stays connected.
+    Box::pin(st.devices.arrived(&key, crate::devices::hub::Via::Push)).await;
     st.events.device(key.tenant, key.device_id.as_str());
     st.metrics.push_connections.inc();
     tracing::debug!(device = %key.device_id, "push channel open");
@@ -284,7 +287,7 @@ async fn push_session(st: AppState, key: DeviceKey, mut socket: WebSocket) {
     st.metrics.push_connections.dec();
     drop(guard);
     if st.devices.hub.online(&key).is_none() {
-        st.devices.left(std::slice::from_ref(&key)).await;
+        Box::pin(st.devices.left(std::slice::from_ref(&key))).await;
     }
     st.events.device(key.tenant, key.device_id.as_str());
     tracing::debug!(device = %key.device_id, reason, "push channel closed");
