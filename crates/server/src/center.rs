@@ -252,27 +252,34 @@ async fn serve(
                     )
                     .await;
                     if let Some(rest) = rest {
-                        conn.serve(rest, None, false).await;
+                        // Boxed, as is the TLS branch: the task holds what its connection
+                        // uses, not hyper's and TLS's state beside the downloads' (6.5 KB).
+                        Box::pin(conn.serve(rest, None, false)).await;
                     }
                 }
                 Some(acceptor) => {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            let cert = stream
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| c.first())
-                                .and_then(|c| fleetcare_tls::device_name(c))
-                                .map(|(tenant, device_id)| access::peer::CertDevice {
-                                    tenant,
-                                    device_id,
-                                });
-                            conn.serve(stream, cert, true).await;
+                    Box::pin(async move {
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                let cert = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .and_then(|c| fleetcare_tls::device_name(c))
+                                    .map(|(tenant, device_id)| access::peer::CertDevice {
+                                        tenant,
+                                        device_id,
+                                    });
+                                conn.serve(stream, cert, true).await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%addr, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
                         }
-                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
-                    }
+                    })
+                    .await
                 }
             }
             drop(done);
