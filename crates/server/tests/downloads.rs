@@ -6,6 +6,8 @@
 //! counts by how they were sent, and a file shorter on disk than recorded refused before any
 //! byte of it.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +16,6 @@ use fleetcare_trust::{
     Artifact, ArtifactName, Envelope, KEYS_TYPE, KeyList, KeyPair, RELEASE_TYPE, ReleaseManifest,
     Target, format_time,
 };
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -233,16 +234,7 @@ async fn downloads_are_sent_from_the_file_on_plain_connections() {
             .expect("publish");
         assert!(r.status().is_success(), "{path}: {}", r.status());
     }
-    let enrolled: serde_json::Value = http
-        .post(format!("{url}/device/v1/enroll"))
-        .json(&json!({"enrollment_key": center.boot.enrollment_key, "device_id": "DL-1", "model": "acme-mfp-9000"}))
-        .send()
-        .await
-        .expect("enroll")
-        .json()
-        .await
-        .expect("json");
-    let token = enrolled["device_token"].as_str().expect("token").to_owned();
+    let token = common::enroll_over_http(&center, "DL-1").await;
     let path = format!("/device/v1/artifacts/{sha}");
     let etag = format!("\"{sha}\"");
 

@@ -2,11 +2,12 @@
 //! up to the limit arrives whole and the channel carries on; a message over the limit closes
 //! the channel.
 
+mod common;
+
 use std::time::Duration;
 
 use fleetcare_server::{Center, ServerConfig};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -21,17 +22,7 @@ async fn a_push_channel_takes_messages_larger_than_its_read_buffer_up_to_the_lim
         ..ServerConfig::default()
     };
     let center = Center::start(&config).await.expect("center");
-    let url = format!("http://{}", center.addr);
-    let enrolled: serde_json::Value = reqwest::Client::new()
-        .post(format!("{url}/device/v1/enroll"))
-        .json(&json!({"enrollment_key": center.boot.enrollment_key, "device_id": "PUSH-1", "model": "acme-mfp-9000"}))
-        .send()
-        .await
-        .expect("enroll")
-        .json()
-        .await
-        .expect("json");
-    let token = enrolled["device_token"].as_str().expect("token");
+    let token = common::enroll_over_http(&center, "PUSH-1").await;
     let mut req = format!("ws://{}/device/v1/push", center.addr)
         .into_client_request()
         .expect("request");

@@ -162,6 +162,20 @@ pub async fn enroll_as(f: &Fixture, id: &str, model: &str) -> String {
     body["device_token"].as_str().expect("token").to_owned()
 }
 
+/// Enroll a device over HTTP with a center serving on a socket; its token.
+pub async fn enroll_over_http(center: &fleetcare_server::Center, id: &str) -> String {
+    let enrolled: Value = reqwest::Client::new()
+        .post(format!("http://{}/device/v1/enroll", center.addr))
+        .json(&json!({"enrollment_key": center.boot.enrollment_key, "device_id": id, "model": "acme-mfp-9000"}))
+        .send()
+        .await
+        .expect("enroll")
+        .json()
+        .await
+        .expect("json");
+    enrolled["device_token"].as_str().expect("token").to_owned()
+}
+
 /// An answer with the headers a test looks at.
 pub struct Answer {
     pub status: StatusCode,
