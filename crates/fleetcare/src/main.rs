@@ -32,10 +32,9 @@ static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMallo
 #[cfg(feature = "heap-count")]
 fn log_heap() {
     use std::io::Write;
-    let Some(path) = std::env::var_os("FLEETCARE_HEAP_LOG") else {
+    let Some(mut path) = std::env::var_os("FLEETCARE_HEAP_LOG") else {
         return;
     };
-    let mut path = PathBuf::from(path).into_os_string();
     path.push(format!(".{}", std::process::id()));
     let Ok(mut out) = std::fs::File::create(&path) else {
         eprintln!(
