@@ -55,6 +55,7 @@ pub mod local_api;
 pub mod mqtt;
 pub mod out;
 pub mod proxy;
+pub mod resident;
 pub mod signals;
 pub mod source;
 pub mod update;

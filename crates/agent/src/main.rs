@@ -208,6 +208,18 @@ async fn run(config: PathBuf, log_format: &str) -> anyhow::Result<()> {
         tracing::info!("stopping");
         let _ = stop.send(true);
     });
+    // Once start-up is over, give back the pages of code only start-up ran (resident).
+    tokio::spawn(async {
+        tokio::time::sleep(fleetcare_agent::resident::STARTUP).await;
+        match fleetcare_agent::resident::release_startup_pages() {
+            Ok(r) => tracing::debug!(
+                resident_before_kb = r.resident_before / 1024,
+                resident_after_kb = r.resident_after / 1024,
+                "start-up code released"
+            ),
+            Err(e) => tracing::debug!(error = %e, "start-up code not released"),
+        }
+    });
     if let Some(hint) = cfg.center_url_hint() {
         tracing::warn!(
             "{}",

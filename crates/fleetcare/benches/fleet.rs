@@ -16,8 +16,9 @@
 //!   through a gateway token), polled by 64 keep-alive connections in turn: polls per second
 //!   per server core when there is nothing to do, and the store's group commits meanwhile.
 //! - B10: the real `fleetcare-agent` binary (`cargo build --profile device -p
-//!   fleetcare-agent` first; else the release build): idle memory, CPU per report, and a
-//!   10-unit report's size on the wire.
+//!   fleetcare-agent` first; else the release build; `FLEETCARE_AGENT_BIN` names another):
+//!   idle memory, CPU per report, the memory while reporting every second, and a 10-unit
+//!   report's size on the wire.
 //!
 //! - B8: convergence — `BENCH_CONVERGE` (10000) virtual printers on push, over this process
 //!   and a `fleetcare sim` child; a rollout of a
@@ -660,6 +661,10 @@ async fn online(url: &str) -> usize {
 }
 
 fn agent_binary() -> PathBuf {
+    // Another build of the agent, to compare in the same run conditions.
+    if let Some(bin) = std::env::var_os("FLEETCARE_AGENT_BIN") {
+        return PathBuf::from(bin);
+    }
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
     for p in ["device/fleetcare-agent", "release/fleetcare-agent"] {
         if target.join(p).exists() {
@@ -723,6 +728,8 @@ async fn b10() {
         stored(served.url.clone()).await,
         t0.elapsed().as_secs_f64(),
     );
+    // What stays resident once the report's code has run too.
+    let (busy_rss, _) = rss(pid);
     let _ = agent.kill();
     let _ = agent.wait();
     let reports = r1 - r0;
@@ -746,7 +753,7 @@ async fn b10() {
     println!(
         "B10 agent ({}): idle resident {:.2} MB (private {:.2} MB, proportional {:.2} MB; \
          target ≤ 5 MB), idle CPU {:.2} ms/s; {reports:.0} reports in {wall:.0} s: {:.2} ms CPU \
-         per report (target ≤ 1 ms); a {}-unit report is {} bytes of JSON, {} on the wire \
+         per report (target ≤ 1 ms), resident {:.2} MB while reporting; a {}-unit report is {} bytes of JSON, {} on the wire \
          gzipped (target ≤ 1 KiB)",
         bin.strip_prefix(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
             .unwrap_or(&bin)
@@ -756,6 +763,7 @@ async fn b10() {
         p / 1e6,
         idle_cpu * 1000.0,
         per_report * 1000.0,
+        busy_rss / 1e6,
         report.units.len(),
         json.len(),
         gz.len(),

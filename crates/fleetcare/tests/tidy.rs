@@ -176,6 +176,32 @@ fn shipped_code_does_not_unwrap() {
     );
 }
 
+/// `unsafe` is denied workspace-wide; the one exception is the agent's advice to the kernel
+/// about its own pages, which no safe interface offers. A new one is a design decision: add
+/// it here and to ARCHITECTURE.md's invariants, with its SAFETY argument beside it.
+#[test]
+fn unsafe_code_stays_where_it_is_allowed() {
+    const ALLOWED: &[&str] = &["crates/agent/src/resident.rs"];
+    let mut bad = Vec::new();
+    for c in crates() {
+        let mut files = Vec::new();
+        for dir in ["src", "tests", "benches", "examples", "fuzz_targets"] {
+            rust_files(&c.join(dir), &mut files);
+        }
+        for f in files.iter().filter(|f| !f.ends_with("tidy.rs")) {
+            let text = read(f);
+            let allows = text.contains("allow(unsafe_code)");
+            if allows && !ALLOWED.iter().any(|a| rel(f) == *a) {
+                bad.push(rel(f));
+            }
+            if allows && !text.contains("// SAFETY:") {
+                bad.push(format!("{} (no SAFETY argument)", rel(f)));
+            }
+        }
+    }
+    fail_if_any("unsafe code outside the files allowed to hold it", bad);
+}
+
 /// Tests wait for conditions (`fleetcare_testkit::eventually`), never for time.
 #[test]
 fn tests_do_not_sleep() {
