@@ -1,17 +1,16 @@
 //! Keeping the agent's resident memory to what it uses: once started, the agent hands the
-//! pages of its own binary that only start-up needed back to the kernel, and from then on
-//! reads its code page by page instead of in 128 KiB runs.
+//! pages of its own binary that only start-up needed back to the kernel.
 //!
-//! Why: an idle agent runs about 0.5 MB of its 5 MB of code, spread over the whole text.
-//! The kernel keeps every page start-up touched, reads 128 KiB around every page fault
-//! (read-around) and maps every cached page within 64 KiB of it (fault-around), so the idle
-//! agent kept 5.3 MB of its binary resident. After [`release_startup_pages`], only what it
-//! runs again is read back, one page at a time; the rest stays on the disk (BENCHMARKS.md,
-//! B10).
+//! Why: an idle agent runs about 250 KB of its 4.7 MB of code. The kernel keeps every page
+//! start-up touched, and maps every cached page within 64 KiB of a fault (fault-around), so
+//! the idle agent kept 5.3 MB of its binary resident. [`release_startup_pages`] gives back
+//! what start-up left; what the agent runs later is mapped again as it runs. That alone is not
+//! enough where the code it runs is spread over the text: the linker packs it (`build.rs`,
+//! `idle.ld`; BENCHMARKS.md, B10).
 //!
-//! Both requests are advice: they change no byte of memory, and a kernel that does not know
-//! them (before Linux 5.4) or will not page out a file the process may not write just keeps
-//! the pages.
+//! All three requests are advice: they change no byte of memory, and a kernel that does not
+//! know them (before Linux 5.4) or will not page out a file the process may not write just
+//! keeps the pages.
 
 use std::io;
 use std::path::Path;
@@ -31,9 +30,10 @@ pub struct Released {
     pub resident_after: u64,
 }
 
-/// Advises the kernel to read the binary's code and read-only data page by page from now on
-/// (`MADV_RANDOM`) and to reclaim the pages it holds now (`MADV_PAGEOUT`). Call once start-up
-/// is over; the pages the agent runs again come back as it runs them.
+/// Advises the kernel to read the binary's code and read-only data without read-around from
+/// now on (`MADV_RANDOM`), to reclaim the pages it holds now (`MADV_PAGEOUT`), and to drop
+/// them from the page cache (`POSIX_FADV_DONTNEED`). Call once start-up is over; the pages
+/// the agent runs again come back as it runs them.
 pub fn release_startup_pages() -> io::Result<Released> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let maps = std::fs::read_to_string("/proc/self/maps")?;
@@ -43,8 +43,9 @@ pub fn release_startup_pages() -> io::Result<Released> {
         advise(start, end - start)?;
         advised += end - start;
     }
-    // What the pages were unmapped from stays in the page cache, in folios up to megabytes
-    // large, and a fault would map every cached page around it again: drop the unmapped ones.
+    // A page reclaimed from this process can stay in the page cache, and fault-around maps
+    // every cached page near a fault: drop the ones no process maps. (On the 6.18 kernel
+    // measured, the next fault in the text read the whole mapping back anyway: BENCHMARKS.md.)
     let file = std::fs::File::open("/proc/self/exe")?;
     rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
     Ok(Released {
