@@ -8,6 +8,7 @@ mod delivery_cmd;
 mod demo;
 mod diag_cmd;
 mod doctor_cmd;
+mod heap;
 mod life_cmd;
 mod notify_cmd;
 mod retention_cmd;
@@ -15,50 +16,6 @@ mod rollout_cmd;
 mod sim_cmd;
 mod table;
 mod tuf_cmd;
-
-/// mimalloc: the services allocate and free small buffers at a high rate on several threads,
-/// where glibc's allocator spends a third of the time and fragments.
-#[cfg(not(feature = "heap-count"))]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The measurement build (`--features heap-count`): the same allocator, counting what is live.
-#[cfg(feature = "heap-count")]
-#[global_allocator]
-static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
-
-/// With `FLEETCARE_HEAP_LOG=<path>`, write `<ms since start> <live bytes> <peak live bytes>`
-/// to `<path>.<pid>` every 250 ms, from a thread of its own.
-#[cfg(feature = "heap-count")]
-fn log_heap() {
-    use std::io::Write;
-    let Some(mut path) = std::env::var_os("FLEETCARE_HEAP_LOG") else {
-        return;
-    };
-    path.push(format!(".{}", std::process::id()));
-    let Ok(mut out) = std::fs::File::create(&path) else {
-        eprintln!(
-            "FLEETCARE_HEAP_LOG: cannot create {}",
-            path.to_string_lossy()
-        );
-        return;
-    };
-    let start = Instant::now();
-    std::thread::spawn(move || {
-        loop {
-            let line = format!(
-                "{} {} {}\n",
-                start.elapsed().as_millis(),
-                ALLOCATOR.allocated(),
-                ALLOCATOR.max_allocated()
-            );
-            if out.write_all(line.as_bytes()).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    });
-}
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -504,14 +461,16 @@ enum DevicesCmd {
 }
 
 fn main() -> ExitCode {
+    heap::no_huge_pages();
     #[cfg(feature = "heap-count")]
-    log_heap();
+    heap::log();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Blocking work is bounded where it starts (store reads, file IO); a thread each for
         // a burst of it would cost memory, not speed.
         .max_blocking_threads(64)
+        .on_thread_park(heap::on_park)
         .build()
     {
         Ok(rt) => rt,

@@ -723,3 +723,18 @@ async fn meters_from_the_command_line() {
     let _ = stop.send(true);
     agent.await.expect("task").expect("agent ends");
 }
+
+/// The center asks the kernel for no transparent huge pages: its allocator's 64 KiB pages
+/// would otherwise sit in 2 MiB huge pages that stay resident whole (BENCHMARKS.md, B3).
+#[tokio::test]
+async fn serve_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = serve(&dir.path().join("center"), &[]).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", served.pid()))
+        .expect("/proc/PID/status");
+    let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        eprintln!("SKIPPED: this kernel's /proc/PID/status has no THP_enabled line");
+        return;
+    };
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}

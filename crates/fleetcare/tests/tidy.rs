@@ -181,7 +181,10 @@ fn shipped_code_does_not_unwrap() {
 /// it here and to ARCHITECTURE.md's invariants, with its SAFETY argument beside it.
 #[test]
 fn unsafe_code_stays_where_it_is_allowed() {
-    const ALLOWED: &[&str] = &["crates/agent/src/resident.rs"];
+    const ALLOWED: &[&str] = &[
+        "crates/agent/src/resident.rs",
+        "crates/fleetcare/src/heap.rs",
+    ];
     let mut bad = Vec::new();
     for c in crates() {
         let mut files = Vec::new();
