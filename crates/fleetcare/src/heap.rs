@@ -101,7 +101,6 @@ pub fn log() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
     fn resident() -> u64 {
         let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
@@ -110,7 +109,7 @@ mod tests {
             .nth(1)
             .and_then(|p| p.parse().ok())
             .expect("resident pages");
-        pages * 4096
+        pages * rustix::param::page_size() as u64
     }
 
     /// What another thread freed stays resident until the thread that allocated it collects;
