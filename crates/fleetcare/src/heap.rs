@@ -103,13 +103,7 @@ mod tests {
     use super::*;
 
     fn resident() -> u64 {
-        let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-        let pages: u64 = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .expect("resident pages");
-        pages * rustix::param::page_size() as u64
+        fleetcare_agent::resident::resident().expect("/proc/self/statm")
     }
 
     /// What another thread freed stays resident until the thread that allocated it collects;
