@@ -350,6 +350,7 @@ async fn sweep(st: AppState) {
         tick.tick().await;
         let gone = st.devices.hub.sweep();
         st.devices.left(&gone).await;
+        st.devices.credentials.purge(st.clock.now_ms());
         if st.devices.cluster.leads() {
             delivery::expire_jobs(&st).await;
             if rounds.is_multiple_of(60) {

@@ -21,7 +21,7 @@ pub struct CredentialCache {
 #[derive(Debug, Default)]
 struct Inner {
     by_hash: HashMap<String, (DeviceKey, i64)>,
-    by_device: HashMap<DeviceKey, String>,
+    by_device: HashMap<DeviceKey, (String, i64)>,
 }
 
 impl CredentialCache {
@@ -56,18 +56,38 @@ impl CredentialCache {
             inner.by_hash.clear();
             inner.by_device.clear();
         }
-        if let Some(old) = inner.by_device.insert(key.clone(), hash.clone()) {
+        let expires = now_ms + self.life_ms(&hash);
+        if let Some((old, _)) = inner.by_device.insert(key.clone(), (hash.clone(), expires)) {
             inner.by_hash.remove(&old);
         }
-        let expires = now_ms + self.life_ms(&hash);
         inner.by_hash.insert(hash, (key, expires));
     }
 
     /// The device's credential changed or was revoked: forget it.
     pub fn forget(&self, key: &DeviceKey) {
         let mut inner = self.inner.lock().expect("credential cache");
-        if let Some(hash) = inner.by_device.remove(key) {
+        if let Some((hash, _)) = inner.by_device.remove(key) {
             inner.by_hash.remove(&hash);
+        }
+    }
+
+    /// Drop the entries that expired by `now_ms`, and give back the room they took once most
+    /// of it is empty: a device connected over a push channel authenticates once, so without
+    /// this its expired entry would stay for as long as the center runs (about 400 bytes per
+    /// device). Run every few seconds; a pass over a million entries holds the lock for a few
+    /// milliseconds.
+    pub fn purge(&self, now_ms: i64) {
+        let mut inner = self.inner.lock().expect("credential cache");
+        let Inner { by_hash, by_device } = &mut *inner;
+        let before = by_hash.len();
+        by_hash.retain(|_, (_, expires)| now_ms < *expires);
+        if by_hash.len() == before {
+            return;
+        }
+        by_device.retain(|_, (_, expires)| now_ms < *expires);
+        if by_hash.capacity() > 4 * by_hash.len().max(256) {
+            by_hash.shrink_to_fit();
+            by_device.shrink_to_fit();
         }
     }
 
@@ -111,6 +131,28 @@ mod tests {
             c.get("x3", 1),
             Some(key("E")),
             "the newest entry survives a flush"
+        );
+    }
+
+    #[test]
+    fn expired_entries_are_purged_and_their_room_given_back() {
+        let c = CredentialCache::new(1000, 100_000);
+        for i in 0..10_000 {
+            c.insert(format!("old{i}"), key(&format!("OLD-{i}")), 0);
+        }
+        let grown = c.inner.lock().expect("cache").by_hash.capacity();
+        c.insert("fresh".into(), key("FRESH"), 900);
+        c.purge(1000);
+        assert_eq!(c.len(), 1, "only the entry still fresh at 1000 stays");
+        assert_eq!(c.get("fresh", 1000), Some(key("FRESH")));
+        c.forget(&key("FRESH"));
+        assert!(c.is_empty(), "the reverse map was purged alike");
+        let inner = c.inner.lock().expect("cache");
+        assert!(inner.by_device.is_empty());
+        assert!(
+            inner.by_hash.capacity() < grown / 4,
+            "room given back: {} of {grown}",
+            inner.by_hash.capacity()
         );
     }
 

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use fleetcare_core::clock::Clock;
 use fleetcare_store::{DeviceKey, ReportMeta};
@@ -28,7 +28,9 @@ pub struct Mailbox {
     notify: Notify,
     push_channels: AtomicU32,
     last_poll_ms: AtomicI64,
-    reports: watch::Sender<Option<ReportMeta>>,
+    /// Made when someone first waits for a report (376 bytes, which most connected devices
+    /// never need).
+    reports: OnceLock<watch::Sender<Option<ReportMeta>>>,
     /// Set when the device's credential was revoked: its channels close.
     revoked: AtomicBool,
 }
@@ -40,7 +42,7 @@ impl Default for Mailbox {
             notify: Notify::new(),
             push_channels: AtomicU32::new(0),
             last_poll_ms: AtomicI64::new(0),
-            reports: watch::Sender::new(None),
+            reports: OnceLock::new(),
             revoked: AtomicBool::new(false),
         }
     }
@@ -49,7 +51,9 @@ impl Default for Mailbox {
 impl Mailbox {
     /// Reports received from now on (the current one counts as seen).
     pub fn subscribe_reports(&self) -> watch::Receiver<Option<ReportMeta>> {
-        self.reports.subscribe()
+        self.reports
+            .get_or_init(|| watch::Sender::new(None))
+            .subscribe()
     }
 
     /// Wait until a command may be waiting.
@@ -157,8 +161,8 @@ impl Hub {
     /// A report from the device was stored: wake whoever waits for one.
     pub fn reported(&self, key: &DeviceKey, meta: ReportMeta) {
         let mailbox = self.mailboxes.lock().expect("hub").get(key).cloned();
-        if let Some(m) = mailbox {
-            m.reports.send_replace(Some(meta));
+        if let Some(s) = mailbox.as_ref().and_then(|m| m.reports.get()) {
+            s.send_replace(Some(meta));
         }
     }
 
