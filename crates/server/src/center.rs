@@ -350,7 +350,9 @@ async fn sweep(st: AppState) {
         tick.tick().await;
         let gone = st.devices.hub.sweep();
         st.devices.left(&gone).await;
-        st.devices.credentials.purge(st.clock.now_ms());
+        if let Some(retired) = st.devices.credentials.retire(st.clock.now_ms()) {
+            tokio::task::spawn_blocking(move || drop(retired));
+        }
         if st.devices.cluster.leads() {
             delivery::expire_jobs(&st).await;
             if rounds.is_multiple_of(60) {

@@ -1,10 +1,17 @@
 //! A cache of device credentials (hash → device), so a device's request costs no store read.
 //!
 //! Entries live between half of `ttl` and `ttl` (spread by the credential's hash, so that
-//! devices that connected together do not all go back to the store at one instant); a revocation or a new enrollment on this instance removes the
-//! device's entry at once, and on other instances it lapses within `ttl` (10 s). When the
-//! cache holds `capacity` entries it is emptied and refills from the store: it is a cache,
-//! never the record.
+//! devices that connected together do not all go back to the store at one instant); a
+//! revocation or a new enrollment on this instance removes the device's entry at once, and on
+//! other instances it lapses within `ttl` (10 s). When the cache holds `capacity` entries it is
+//! emptied and refills from the store: it is a cache, never the record.
+//!
+//! Entries are kept in two generations: new ones go into the current one, and every `ttl` the
+//! previous generation, whose entries have all expired by then, is retired whole. So an
+//! expired entry goes within two `ttl`s (a device on a push channel authenticates once, and
+//! its entry would otherwise stay as long as the center runs) at the cost of one swap under
+//! the lock; the retired generation is freed by the caller, off the lock (a million entries
+//! take a quarter of a second to free, and a `retain` over them held the lock for 20–100 ms).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,8 +27,33 @@ pub struct CredentialCache {
 
 #[derive(Debug, Default)]
 struct Inner {
+    current: Generation,
+    previous: Generation,
+    /// When `current` was started.
+    since_ms: Option<i64>,
+}
+
+/// One generation of entries; retired whole when the next one is, every `ttl`.
+#[derive(Debug, Default)]
+pub struct Generation {
     by_hash: HashMap<String, (DeviceKey, i64)>,
-    by_device: HashMap<DeviceKey, (String, i64)>,
+    by_device: HashMap<DeviceKey, String>,
+}
+
+impl Generation {
+    fn forget(&mut self, key: &DeviceKey) {
+        if let Some(hash) = self.by_device.remove(key) {
+            self.by_hash.remove(&hash);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
 }
 
 impl CredentialCache {
@@ -36,7 +68,11 @@ impl CredentialCache {
     /// The device a credential hash belongs to, if cached and fresh at `now_ms`.
     pub fn get(&self, hash: &str, now_ms: i64) -> Option<DeviceKey> {
         let inner = self.inner.lock().expect("credential cache");
-        let (key, expires) = inner.by_hash.get(hash)?;
+        let (key, expires) = inner
+            .current
+            .by_hash
+            .get(hash)
+            .or_else(|| inner.previous.by_hash.get(hash))?;
         (now_ms < *expires).then(|| key.clone())
     }
 
@@ -52,47 +88,44 @@ impl CredentialCache {
 
     pub fn insert(&self, hash: String, key: DeviceKey, now_ms: i64) {
         let mut inner = self.inner.lock().expect("credential cache");
-        if inner.by_hash.len() >= self.capacity {
-            inner.by_hash.clear();
-            inner.by_device.clear();
+        if inner.current.len() + inner.previous.len() >= self.capacity {
+            inner.current = Generation::default();
+            inner.previous = Generation::default();
+        }
+        inner.since_ms.get_or_insert(now_ms);
+        inner.previous.forget(&key);
+        if let Some(old) = inner.current.by_device.insert(key.clone(), hash.clone()) {
+            inner.current.by_hash.remove(&old);
         }
         let expires = now_ms + self.life_ms(&hash);
-        if let Some((old, _)) = inner.by_device.insert(key.clone(), (hash.clone(), expires)) {
-            inner.by_hash.remove(&old);
-        }
-        inner.by_hash.insert(hash, (key, expires));
+        inner.current.by_hash.insert(hash, (key, expires));
     }
 
     /// The device's credential changed or was revoked: forget it.
     pub fn forget(&self, key: &DeviceKey) {
         let mut inner = self.inner.lock().expect("credential cache");
-        if let Some((hash, _)) = inner.by_device.remove(key) {
-            inner.by_hash.remove(&hash);
-        }
+        inner.current.forget(key);
+        inner.previous.forget(key);
     }
 
-    /// Drop the entries that expired by `now_ms`, and give back the room they took once most
-    /// of it is empty: a device connected over a push channel authenticates once, so without
-    /// this its expired entry would stay for as long as the center runs (about 400 bytes per
-    /// device). Run every few seconds; a pass over a million entries holds the lock for a few
-    /// milliseconds.
-    pub fn purge(&self, now_ms: i64) {
+    /// Once `ttl` has passed since the current generation began, retire the previous one (its
+    /// entries were all inserted at least `ttl` ago, so all have expired) and begin a new one.
+    /// The caller frees what is returned, off any latency-sensitive thread. Run every few
+    /// seconds.
+    pub fn retire(&self, now_ms: i64) -> Option<Generation> {
         let mut inner = self.inner.lock().expect("credential cache");
-        let Inner { by_hash, by_device } = &mut *inner;
-        let before = by_hash.len();
-        by_hash.retain(|_, (_, expires)| now_ms < *expires);
-        if by_hash.len() == before {
-            return;
+        let since = inner.since_ms?;
+        if now_ms - since < self.ttl_ms {
+            return None;
         }
-        by_device.retain(|_, (_, expires)| now_ms < *expires);
-        if by_hash.capacity() > 4 * by_hash.len().max(256) {
-            by_hash.shrink_to_fit();
-            by_device.shrink_to_fit();
-        }
+        let current = std::mem::take(&mut inner.current);
+        inner.since_ms = (!current.is_empty()).then_some(now_ms);
+        Some(std::mem::replace(&mut inner.previous, current))
     }
 
     pub fn len(&self) -> usize {
-        self.inner.lock().expect("credential cache").by_hash.len()
+        let inner = self.inner.lock().expect("credential cache");
+        inner.current.len() + inner.previous.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -135,24 +168,59 @@ mod tests {
     }
 
     #[test]
-    fn expired_entries_are_purged_and_their_room_given_back() {
+    fn expired_entries_are_retired_within_two_ttls() {
         let c = CredentialCache::new(1000, 100_000);
-        for i in 0..10_000 {
-            c.insert(format!("old{i}"), key(&format!("OLD-{i}")), 0);
+        assert!(c.retire(0).is_none(), "nothing to retire in an empty cache");
+        c.insert("first".into(), key("FIRST"), 0);
+        for i in 0..1000 {
+            c.insert(format!("old{i}"), key(&format!("OLD-{i}")), 900);
         }
-        let grown = c.inner.lock().expect("cache").by_hash.capacity();
-        c.insert("fresh".into(), key("FRESH"), 900);
-        c.purge(1000);
-        assert_eq!(c.len(), 1, "only the entry still fresh at 1000 stays");
-        assert_eq!(c.get("fresh", 1000), Some(key("FRESH")));
-        c.forget(&key("FRESH"));
-        assert!(c.is_empty(), "the reverse map was purged alike");
-        let inner = c.inner.lock().expect("cache");
-        assert!(inner.by_device.is_empty());
+        assert!(c.retire(999).is_none(), "not before a ttl has passed");
+        let retired = c
+            .retire(1000)
+            .expect("a generation ends a ttl after it began");
         assert!(
-            inner.by_hash.capacity() < grown / 4,
-            "room given back: {} of {grown}",
-            inner.by_hash.capacity()
+            retired.is_empty(),
+            "the first previous generation was empty"
+        );
+        assert_eq!(
+            c.len(),
+            1001,
+            "the entries moved to the previous generation"
+        );
+        // Found in the previous generation while fresh; a device replaced there keeps one
+        // credential; a forgotten device is gone from both generations.
+        c.insert("fresh".into(), key("FRESH"), 1100);
+        c.insert("old0-new".into(), key("OLD-0"), 1100);
+        assert_eq!(c.get("old0", 1200), None, "a device has one credential");
+        assert_eq!(c.get("old0-new", 1200), Some(key("OLD-0")));
+        c.forget(&key("OLD-1"));
+        assert_eq!(c.get("old1", 1200), None);
+        assert_eq!(c.get("old2", 1200), Some(key("OLD-2")));
+        let retired = c.retire(2000).expect("the second generation ends");
+        assert_eq!(
+            retired.len(),
+            999,
+            "all inserted at 0 and 900, less the two replaced"
+        );
+        assert_eq!(c.len(), 2, "the entries inserted at 1100 remain");
+        assert_eq!(c.get("fresh", 1500), Some(key("FRESH")));
+        assert_eq!(c.retire(3000).map(|g| g.len()), Some(2));
+        assert!(c.is_empty(), "and went one ttl later");
+        assert!(
+            c.retire(4000).is_none(),
+            "an empty cache begins no generation"
+        );
+        c.insert("again".into(), key("AGAIN"), 5000);
+        assert!(
+            c.retire(5999).is_none(),
+            "a new generation began with the insert"
+        );
+        assert!(c.retire(6000).is_some());
+        assert_eq!(
+            c.get("again", 5400),
+            Some(key("AGAIN")),
+            "still found, fresh"
         );
     }
 
