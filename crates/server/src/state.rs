@@ -18,7 +18,7 @@ use crate::ratelimit::RateLimiter;
 /// How long a cached device credential is trusted without asking the store; a revocation on
 /// another instance takes effect here within this time.
 pub const CREDENTIAL_TTL_MS: i64 = 10_000;
-/// Cached device credentials at most (a few hundred bytes each; expired ones are purged).
+/// Cached device credentials at most (a few hundred bytes each; expired ones go within 20 s).
 pub const CREDENTIAL_CACHE_ENTRIES: usize = 1_000_000;
 
 /// Settings the handlers read (from [`ServerConfig`]).
