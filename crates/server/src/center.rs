@@ -350,7 +350,12 @@ async fn sweep(st: AppState) {
         tick.tick().await;
         let gone = st.devices.hub.sweep();
         st.devices.left(&gone).await;
-        if let Some(retired) = st.devices.credentials.retire(st.clock.now_ms()) {
+        if let Some(retired) = st
+            .devices
+            .credentials
+            .retire(st.clock.now_ms())
+            .filter(|g| !g.is_empty())
+        {
             tokio::task::spawn_blocking(move || drop(retired));
         }
         if st.devices.cluster.leads() {
